@@ -1,0 +1,39 @@
+# certway — the two commands a user needs: `make serve` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DATA_DIR ?= ./certway-data
+
+.PHONY: test lint typecheck pytest serve deps-system bench clean
+
+# Debian packages the tests drive as real peers (idempotent: only installs what is missing).
+deps-system:
+	@scripts/ensure-debian-packages.sh openssl
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+pytest: $(STAMP) deps-system
+	$(VENV)/bin/pytest -n 2 -q
+
+test: lint typecheck pytest
+
+serve: $(STAMP)
+	$(VENV)/bin/certway --data-dir $(DATA_DIR) serve
+
+bench: $(STAMP) deps-system
+	$(PY) bench/bench_core.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The ``certway`` command line (Typer + Rich)."""

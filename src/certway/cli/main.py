@@ -1,0 +1,205 @@
+"""``certway`` — every command maps errors in one place: a red line and exit code 2."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from typer.core import TyperGroup
+
+from certway import __version__
+from certway.errors import CertwayError, PolicyViolation
+from certway.store.db import default_data_dir
+
+__all__ = ["app", "main"]
+
+MAX_INPUT_BYTES = 64 * 1024 * 1024
+"""Largest file any command reads (a 1,000,000-entry CRL is about 50 MB)."""
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class _Group(TyperGroup):
+    """Maps certway errors and unreadable files to one clear line and exit code 2."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except CertwayError as exc:
+            err.print(f"[red]error:[/red] {exc}", markup=True)
+            raise typer.Exit(2) from None
+        except InputFileError as exc:
+            err.print(f"[red]error:[/red] {exc}", markup=True)
+            raise typer.Exit(2) from None
+
+
+class InputFileError(Exception):
+    pass
+
+
+def _typer(help_text: str) -> typer.Typer:
+    return typer.Typer(
+        cls=_Group,
+        help=help_text,
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        pretty_exceptions_show_locals=False,
+    )
+
+
+app = _typer("certway: certificate lifecycle for secure communications edges.")
+key_app = _typer("Offline private keys (T3).")
+csr_app = _typer("Offline certificate signing requests with the Expressway name rules (T3, SC2).")
+ca_app = _typer("The local certificate authority (CA1-CA3, CA6).")
+app.add_typer(key_app, name="key")
+app.add_typer(csr_app, name="csr")
+app.add_typer(ca_app, name="ca")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            envvar="CERTWAY_DATA_DIR",
+            help="Data directory of the node (default ./certway-data).",
+            show_default=False,
+        ),
+    ] = None,
+    version: Annotated[bool, typer.Option("--version", help="Show the version.")] = False,
+) -> None:
+    if version:
+        out.print(f"certway {__version__}")
+        raise typer.Exit(0)
+    ctx.obj = data_dir or default_data_dir()
+
+
+# -- shared helpers --------------------------------------------------------------------------
+def read_input(path: Path, what: str = "file") -> bytes:
+    """Read a user-given file with a size limit and a clear error."""
+    try:
+        if str(path) == "-":
+            data = sys.stdin.buffer.read(MAX_INPUT_BYTES + 1)
+        else:
+            size = path.stat().st_size
+            if size > MAX_INPUT_BYTES:
+                raise InputFileError(
+                    f"{what} {path} is too large ({size} bytes; limit {MAX_INPUT_BYTES})"
+                )
+            data = path.read_bytes()
+    except FileNotFoundError:
+        raise InputFileError(f"{what} {path} does not exist") from None
+    except IsADirectoryError:
+        raise InputFileError(f"{what} {path} is a directory") from None
+    except PermissionError:
+        raise InputFileError(f"{what} {path} cannot be read (permission denied)") from None
+    if len(data) > MAX_INPUT_BYTES:
+        raise InputFileError(f"{what} is too large (limit {MAX_INPUT_BYTES} bytes)")
+    if not data:
+        raise InputFileError(f"{what} {path} is empty")
+    return data
+
+
+def read_passphrase(path: Path | None) -> bytes | None:
+    """The first line of a passphrase file (like openssl's ``-passin file:``)."""
+    if path is None:
+        return None
+    data = read_input(path, "passphrase file")
+    line = data.splitlines()[0] if data.splitlines() else b""
+    if not line:
+        raise InputFileError(f"passphrase file {path} has an empty first line")
+    return line
+
+
+def write_output(path: Path | None, data: bytes, *, secret: bool = False) -> None:
+    """Write to ``path`` atomically (0600 for secrets), or to stdout when no path."""
+    if path is None or str(path) == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if secret else 0o644)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise InputFileError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def print_json(value: Any) -> None:
+    out.print_json(json.dumps(value, default=_json_default))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, tuple):
+        return list(value)
+    raise TypeError(type(value).__name__)
+
+
+def node(ctx: typer.Context) -> Any:
+    from certway.services.node import Node
+
+    data_dir: Path = ctx.obj
+    return Node.open(data_dir)
+
+
+def parse_when(text: str | None, what: str) -> dt.datetime | None:
+    if text is None:
+        return None
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise PolicyViolation(
+            "date", f"{what} '{text}' is not an ISO date such as 2026-10-02T12:00:00Z"
+        ) from None
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+# -- init ------------------------------------------------------------------------------------
+@app.command()
+def init(ctx: typer.Context) -> None:
+    """Create the data directory: database and master key (mode 0600)."""
+    from certway.services.node import Node
+
+    data_dir: Path = ctx.obj
+    existed = (data_dir / "master.key").exists()
+    Node.init(data_dir).close()
+    if existed:
+        out.print(f"data directory {data_dir} is already initialised (schema up to date)")
+    else:
+        out.print(f"initialised {data_dir} (master key {data_dir / 'master.key'}, mode 0600)")
+
+
+from certway.cli import commands  # noqa: E402,F401  (registers the commands)
+
+
+def main() -> None:
+    try:
+        app()
+    except Exception as exc:
+        if os.environ.get("CERTWAY_DEBUG"):
+            raise
+        # A bug, not bad input. Only the type is shown: messages of library errors can
+        # carry data (SQL parameters) that has no place on a terminal.
+        err.print(
+            f"[red]internal error:[/red] {type(exc).__name__}; run with CERTWAY_DEBUG=1 "
+            "for details and please report it",
+            markup=True,
+        )
+        sys.exit(1)

@@ -1,0 +1,553 @@
+"""The local CA (CA1–CA3, CA6): roots, intermediates, imported CAs, signing, revocation, CRLs.
+
+Publishing a CRL after a revocation rebuilds only what changed: the entries of the previous
+CRL are kept in memory (or re-read from the stored CRL) and only new revocations are added.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import threading
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from certway.clock import Clock, utc
+from certway.errors import Conflict, NotFound, PolicyViolation
+from certway.pki.crl import REASONS, CrlParams, build_crl, parse_reason, revoked_entry
+from certway.pki.csr import check_csr
+from certway.pki.decode import fingerprint, format_name, load_certificates, load_csr
+from certway.pki.issue import BACKDATE, Issuer, create_root, issue_from_csr
+from certway.pki.keys import generate_key, key_matches, load_private_key
+from certway.pki.names import parse_subject, san_text
+from certway.store.db import Store
+from certway.store.repositories import CaRepository, KeyRepository, RevocationRecord
+from certway.store.schema import CaRow, IssuedRow
+
+__all__ = ["CaInfo", "CaSettings", "IssuedInfo", "LocalCA", "PublishedCrl", "SignResult"]
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_REASON_NAMES = {flag: name for name, flag in REASONS.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class CaSettings:
+    """Where relying parties find revocation data for what this CA issues."""
+
+    crl_urls: tuple[str, ...] = ()
+    ocsp_url: str | None = None
+
+    def check(self) -> None:
+        for url in (*self.crl_urls, *([self.ocsp_url] if self.ocsp_url else [])):
+            if not re.match(r"^https?://[^\s/]+", url):
+                raise PolicyViolation("url", f"'{url}' is not an http:// or https:// URL")
+
+
+@dataclass(frozen=True, slots=True)
+class CaInfo:
+    name: str
+    kind: str
+    parent: str | None
+    subject: str
+    not_after: dt.datetime
+    key: str
+    fingerprint: str
+    crl_urls: tuple[str, ...]
+    ocsp_url: str | None
+    issued: int
+    revoked: int
+    crl_number: int
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedInfo:
+    serial: str
+    subject: str
+    alt_names: str
+    profile: str
+    not_before: dt.datetime
+    not_after: dt.datetime
+    status: str  # valid | expired | revoked
+    revoked_at: dt.datetime | None
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SignResult:
+    certificate: x509.Certificate
+    chain: tuple[x509.Certificate, ...]  # issuing CA first, up to (not including) the root
+
+    def pem(self, *, with_chain: bool = False) -> bytes:
+        certs = (self.certificate, *self.chain) if with_chain else (self.certificate,)
+        return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedCrl:
+    number: int
+    this_update: dt.datetime
+    next_update: dt.datetime
+    entries: int
+    der: bytes
+
+    @property
+    def pem(self) -> bytes:
+        crl = x509.load_der_x509_crl(self.der)
+        return crl.public_bytes(serialization.Encoding.PEM)
+
+
+@dataclass(slots=True)
+class _CrlState:
+    covers_revocation_id: int
+    entries: list[x509.RevokedCertificate]
+
+
+def parse_serial(text: str) -> str:
+    """A serial number given as hex (``0x``, colons and spaces allowed) → canonical hex."""
+    cleaned = text.strip().lower().removeprefix("0x").replace(":", "").replace(" ", "")
+    if not cleaned or not re.fullmatch(r"[0-9a-f]+", cleaned):
+        raise PolicyViolation("serial", f"'{text}' is not a hexadecimal serial number")
+    value = int(cleaned, 16)
+    if value.bit_length() > 160:
+        raise PolicyViolation("serial", f"serial number '{text}' is longer than 20 octets")
+    return serial_hex(value)
+
+
+def serial_hex(value: int) -> str:
+    return format(value, "X")
+
+
+class LocalCA:
+    """The node's certificate authorities, persisted in its store."""
+
+    def __init__(self, store: Store, clock: Clock) -> None:
+        self._store = store
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._issuers: dict[int, Issuer] = {}
+        self._crl_state: dict[int, _CrlState] = {}
+
+    # -- creating CAs ---------------------------------------------------------------------
+    def create_root(
+        self,
+        name: str,
+        subject: str,
+        *,
+        key_type: str = "ec:p256",
+        days: int = 3650,
+        settings: CaSettings | None = None,
+    ) -> CaInfo:
+        settings = settings or CaSettings()
+        self._check_new(name, days, settings)
+        subject_name = x509.Name(parse_subject(subject))
+        now = self._clock.now()
+        key = generate_key(key_type)
+        cert = create_root(
+            key, subject_name, not_before=now - BACKDATE, not_after=now + dt.timedelta(days=days)
+        )
+        return self._save_ca(name, "root", None, cert, key, settings)
+
+    def create_intermediate(
+        self,
+        name: str,
+        parent: str,
+        subject: str,
+        *,
+        key_type: str = "ec:p256",
+        days: int = 1825,
+        settings: CaSettings | None = None,
+    ) -> CaInfo:
+        settings = settings or CaSettings()
+        self._check_new(name, days, settings)
+        parent_row, parent_issuer = self._issuer(parent)
+        subject_name = x509.Name(parse_subject(subject))
+        now = self._clock.now()
+        key = generate_key(key_type)
+        cert = parent_issuer.issue(
+            key.public_key(),
+            subject_name,
+            profile="sub-ca",
+            not_before=now - BACKDATE,
+            not_after=now + dt.timedelta(days=days),
+        )
+        if not subject_name:
+            raise PolicyViolation("empty-name", "a CA needs a subject, e.g. /CN=Example Issuing CA")
+        return self._save_ca(name, "intermediate", parent_row.id, cert, key, settings)
+
+    def import_ca(
+        self,
+        name: str,
+        cert_data: bytes,
+        key_data: bytes,
+        *,
+        passphrase: bytes | None = None,
+        settings: CaSettings | None = None,
+    ) -> CaInfo:
+        settings = settings or CaSettings()
+        self._check_new(name, 1, settings)
+        certs = load_certificates(cert_data)
+        if len(certs) != 1:
+            raise PolicyViolation(
+                "ca-import", f"give exactly one CA certificate; the file holds {len(certs)}"
+            )
+        cert = certs[0]
+        key = load_private_key(key_data, passphrase)
+        if not key_matches(key, cert.public_key()):
+            raise PolicyViolation(
+                "key-mismatch", "the private key does not match the CA certificate"
+            )
+        Issuer(cert, key)  # refuses non-CA certificates with a clear message
+        if cert.not_valid_after_utc <= self._clock.now():
+            raise PolicyViolation(
+                "expired", f"the CA certificate expired on {cert.not_valid_after_utc:%Y-%m-%d}"
+            )
+        parent_id = None
+        if cert.issuer != cert.subject:
+            with self._store.transaction() as session:
+                for row in CaRepository(session).all():
+                    parent_cert = x509.load_der_x509_certificate(row.certificate_der)
+                    if parent_cert.subject == cert.issuer:
+                        try:
+                            cert.verify_directly_issued_by(parent_cert)
+                        except (ValueError, TypeError):
+                            continue
+                        parent_id = row.id
+                        break
+        return self._save_ca(name, "imported", parent_id, cert, key, settings)
+
+    def _check_new(self, name: str, days: int, settings: CaSettings) -> None:
+        if not _NAME_RE.match(name):
+            raise PolicyViolation(
+                "ca-name",
+                f"CA name '{name}' must be 1-64 letters, digits, '.', '_' or '-'",
+            )
+        if days < 1:
+            raise PolicyViolation("validity", "validity must be at least 1 day")
+        settings.check()
+        with self._store.transaction() as session:
+            if CaRepository(session).by_name(name) is not None:
+                raise Conflict(f"a CA named '{name}' already exists")
+
+    def _save_ca(
+        self,
+        name: str,
+        kind: str,
+        parent_id: int | None,
+        cert: x509.Certificate,
+        key: object,
+        settings: CaSettings,
+    ) -> CaInfo:
+        now = self._clock.now()
+        with self._store.transaction() as session:
+            repo = CaRepository(session)
+            if repo.by_name(name) is not None:
+                raise Conflict(f"a CA named '{name}' already exists")
+            key_id = KeyRepository(session, self._store.vault).put(key, now)  # type: ignore[arg-type]
+            repo.add(
+                CaRow(
+                    name=name,
+                    kind=kind,
+                    parent_id=parent_id,
+                    certificate_der=cert.public_bytes(serialization.Encoding.DER),
+                    key_id=key_id,
+                    subject=format_name(cert.subject),
+                    not_after=cert.not_valid_after_utc,
+                    crl_urls="\n".join(settings.crl_urls),
+                    ocsp_url=settings.ocsp_url,
+                    crl_days=7,
+                    last_crl_number=0,
+                    created_at=now,
+                )
+            )
+        return self.info(name)
+
+    # -- reading --------------------------------------------------------------------------
+    def cas(self) -> list[CaInfo]:
+        with self._store.transaction() as session:
+            repo = CaRepository(session)
+            rows = repo.all()
+            names = {row.id: row.name for row in rows}
+            counts = repo.counts()
+            keys = KeyRepository(session, self._store.vault)
+            return [self._info(row, names, counts, keys.description(row.key_id)) for row in rows]
+
+    def info(self, name: str) -> CaInfo:
+        for info in self.cas():
+            if info.name == name:
+                return info
+        raise self._not_found(name)
+
+    def _info(
+        self,
+        row: CaRow,
+        names: dict[int, str],
+        counts: dict[int, tuple[int, int]],
+        key: str,
+    ) -> CaInfo:
+        cert = x509.load_der_x509_certificate(row.certificate_der)
+        issued, revoked = counts.get(row.id, (0, 0))
+        return CaInfo(
+            name=row.name,
+            kind=row.kind,
+            parent=names.get(row.parent_id) if row.parent_id else None,
+            subject=row.subject,
+            not_after=row.not_after,
+            key=key,
+            fingerprint=fingerprint(cert),
+            crl_urls=tuple(u for u in row.crl_urls.split("\n") if u),
+            ocsp_url=row.ocsp_url,
+            issued=issued,
+            revoked=revoked,
+            crl_number=row.last_crl_number,
+        )
+
+    def certificate(self, name: str) -> x509.Certificate:
+        return self._issuer(name)[1].certificate
+
+    def chain(self, name: str) -> list[x509.Certificate]:
+        """The CA's certificate followed by its parents, root last."""
+        chain: list[x509.Certificate] = []
+        with self._store.transaction() as session:
+            repo = CaRepository(session)
+            row = repo.by_name(name)
+            if row is None:
+                raise self._not_found(name)
+            seen: set[int] = set()
+            current: CaRow | None = row
+            while current is not None and current.id not in seen:
+                seen.add(current.id)
+                chain.append(x509.load_der_x509_certificate(current.certificate_der))
+                current = repo.by_id(current.parent_id) if current.parent_id else None
+        return chain
+
+    def issued(self, name: str, *, search: str | None = None) -> list[IssuedInfo]:
+        now = self._clock.now()
+        with self._store.transaction() as session:
+            repo = CaRepository(session)
+            row = repo.by_name(name)
+            if row is None:
+                raise self._not_found(name)
+            revoked = repo.revocations_by_serial(row.id)
+            result = []
+            for item in repo.issued(row.id, search=search):
+                rev = revoked.get(item.serial)
+                status = "revoked" if rev else ("expired" if item.not_after <= now else "valid")
+                result.append(
+                    IssuedInfo(
+                        serial=item.serial,
+                        subject=item.subject,
+                        alt_names=item.alt_names,
+                        profile=item.profile,
+                        not_before=item.not_before,
+                        not_after=item.not_after,
+                        status=status,
+                        revoked_at=rev.revoked_at if rev else None,
+                        reason=rev.reason if rev else None,
+                    )
+                )
+            return result
+
+    def issued_certificate(self, name: str, serial: str) -> x509.Certificate:
+        canonical = parse_serial(serial)
+        with self._store.transaction() as session:
+            repo = CaRepository(session)
+            row = repo.by_name(name)
+            if row is None:
+                raise self._not_found(name)
+            item = repo.issued_by_serial(row.id, canonical)
+            if item is None:
+                raise NotFound(f"CA '{name}' has issued no certificate with serial {canonical}")
+            return x509.load_der_x509_certificate(item.certificate_der)
+
+    # -- signing --------------------------------------------------------------------------
+    def sign(
+        self, name: str, csr_data: bytes, *, profile: str = "server-client", days: int = 365
+    ) -> SignResult:
+        """Check and sign a CSR (PEM or DER); record it in the inventory."""
+        csr = load_csr(csr_data)
+        check_csr(csr)
+        return self.sign_checked(name, csr, profile=profile, days=days)
+
+    def sign_checked(
+        self,
+        name: str,
+        csr: x509.CertificateSigningRequest,
+        *,
+        profile: str = "server-client",
+        days: int = 365,
+    ) -> SignResult:
+        row, issuer = self._issuer(name)
+        now = self._clock.now()
+        cert = issue_from_csr(issuer, csr, profile=profile, not_before=now, days=days, checked=True)
+        try:
+            sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            alt_names = ", ".join(san_text(n) for n in sans)
+        except x509.ExtensionNotFound:
+            alt_names = ""
+        with self._store.transaction() as session:
+            CaRepository(session).add_issued(
+                IssuedRow(
+                    ca_id=row.id,
+                    serial=serial_hex(cert.serial_number),
+                    subject=format_name(cert.subject),
+                    alt_names=alt_names,
+                    profile=profile,
+                    not_before=cert.not_valid_before_utc,
+                    not_after=cert.not_valid_after_utc,
+                    certificate_der=cert.public_bytes(serialization.Encoding.DER),
+                    issued_at=now,
+                )
+            )
+        chain = self.chain(name)
+        if chain and chain[-1].subject == chain[-1].issuer:
+            chain = chain[:-1]
+        return SignResult(cert, tuple(chain))
+
+    # -- revocation and CRLs --------------------------------------------------------------
+    def revoke(
+        self,
+        name: str,
+        serial: str,
+        *,
+        reason: str | None = None,
+        revoked_at: dt.datetime | None = None,
+        invalidity_date: dt.datetime | None = None,
+        allow_unlisted: bool = False,
+    ) -> PublishedCrl:
+        """Revoke a certificate and publish a new CRL at once (CA3)."""
+        canonical = parse_serial(serial)
+        flag = parse_reason(reason)
+        reason_name = _REASON_NAMES[flag] if flag is not None else None
+        now = self._clock.now()
+        when = utc(revoked_at) if revoked_at else now
+        if when > now:
+            raise PolicyViolation("revocation-date", "the revocation date is in the future")
+        row, _ = self._issuer(name)
+        with self._store.transaction() as session:
+            repo = CaRepository(session)
+            existing = repo.revocation(row.id, canonical)
+            if existing is not None:
+                raise Conflict(
+                    f"serial {canonical} was already revoked on "
+                    f"{existing.revoked_at:%Y-%m-%d %H:%M:%S} UTC"
+                )
+            if not allow_unlisted and repo.issued_by_serial(row.id, canonical) is None:
+                raise NotFound(
+                    f"CA '{name}' has issued no certificate with serial {canonical} "
+                    "(use --allow-unlisted for certificates issued before the CA was imported)"
+                )
+            repo.add_revocation(
+                row.id,
+                canonical,
+                when,
+                reason_name,
+                utc(invalidity_date) if invalidity_date else None,
+            )
+        return self.publish_crl(name)
+
+    def current_crl(self, name: str, *, next_update_days: int | None = None) -> PublishedCrl:
+        """The CRL to publish: the stored one while fresh (before half of its validity and
+        covering every revocation), else a new one."""
+        row, _ = self._issuer(name)
+        now = self._clock.now()
+        with self._store.transaction() as session:
+            repo = CaRepository(session)
+            stored = repo.latest_crl(row.id)
+            newest = repo.revocations(row.id, after_id=stored.covers_revocation_id if stored else 0)
+            if (
+                stored is not None
+                and not newest
+                and (next_update_days is None or next_update_days == row.crl_days)
+                and now < stored.this_update + (stored.next_update - stored.this_update) / 2
+            ):
+                return PublishedCrl(
+                    stored.number,
+                    stored.this_update,
+                    stored.next_update,
+                    len(x509.load_der_x509_crl(stored.crl_der)),
+                    stored.crl_der,
+                )
+        return self.publish_crl(name, next_update_days=next_update_days)
+
+    def publish_crl(self, name: str, *, next_update_days: int | None = None) -> PublishedCrl:
+        """Build, sign and store a new CRL with the next CRL number."""
+        if next_update_days is not None and not 1 <= next_update_days <= 365:
+            raise PolicyViolation("crl-validity", "--next-update-days must be between 1 and 365")
+        row, issuer = self._issuer(name)
+        with self._lock, self._store.transaction() as session:
+            repo = CaRepository(session)
+            number = repo.next_crl_number(row.id)  # takes the write lock first
+            days = next_update_days or row.crl_days
+            if next_update_days is not None:
+                ca_row = repo.by_id(row.id)
+                assert ca_row is not None
+                ca_row.crl_days = next_update_days
+            state = self._entries(repo, row.id)
+            now = self._clock.now()
+            crl = build_crl(
+                issuer,
+                state.entries,
+                CrlParams(number, now, now + dt.timedelta(days=days)),
+            )
+            der = crl.public_bytes(serialization.Encoding.DER)
+            repo.save_crl(
+                row.id, number, now, now + dt.timedelta(days=days), state.covers_revocation_id, der
+            )
+        self._crl_state[row.id] = state
+        return PublishedCrl(number, now, now + dt.timedelta(days=days), len(state.entries), der)
+
+    def _entries(self, repo: CaRepository, ca_id: int) -> _CrlState:
+        """Entries for the next CRL: the previous CRL's entries plus newer revocations."""
+        cached = self._crl_state.get(ca_id)
+        if cached is not None:
+            base = _CrlState(cached.covers_revocation_id, list(cached.entries))
+        else:
+            stored = repo.latest_crl(ca_id)
+            if stored is not None:
+                base = _CrlState(
+                    stored.covers_revocation_id, list(x509.load_der_x509_crl(stored.crl_der))
+                )
+            else:
+                base = _CrlState(0, [])
+        newer = repo.revocations(ca_id, after_id=base.covers_revocation_id)
+        base.entries.extend(_entry(r) for r in newer)
+        if newer:
+            base.covers_revocation_id = newer[-1].id
+        return base
+
+    # -- helpers --------------------------------------------------------------------------
+    def _issuer(self, name: str) -> tuple[CaRow, Issuer]:
+        with self._store.transaction() as session:
+            repo = CaRepository(session)
+            row = repo.by_name(name)
+            if row is None:
+                raise self._not_found(name)
+            issuer = self._issuers.get(row.id)
+            if issuer is None:
+                cert = x509.load_der_x509_certificate(row.certificate_der)
+                key = KeyRepository(session, self._store.vault).get(row.key_id)
+                issuer = Issuer(
+                    cert,
+                    key,
+                    crl_urls=tuple(u for u in row.crl_urls.split("\n") if u),
+                    ocsp_url=row.ocsp_url,
+                )
+                self._issuers[row.id] = issuer
+            return row, issuer
+
+    def _not_found(self, name: str) -> NotFound:
+        with self._store.transaction() as session:
+            names = [row.name for row in CaRepository(session).all()]
+        known = f"; known CAs: {', '.join(names)}" if names else "; no CA exists yet"
+        return NotFound(f"no CA named '{name}'{known}")
+
+
+def _entry(record: RevocationRecord) -> x509.RevokedCertificate:
+    return revoked_entry(
+        int(record.serial, 16),
+        record.revoked_at,
+        parse_reason(record.reason) if record.reason else None,
+        record.invalidity_date,
+    )

@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy schema, Alembic migrations, repositories and the key vault."""

@@ -1,0 +1,219 @@
+"""Repositories: the only code that speaks SQL. Each takes the session of one transaction."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import Session
+
+from certway.pki.keys import (
+    PrivateKey,
+    describe_key,
+    load_private_key,
+    private_key_der,
+    public_key_der,
+)
+from certway.store.schema import CaRow, CrlRow, IssuedRow, PrivateKeyRow, RevocationRow
+from certway.store.vault import KeyVault
+
+__all__ = ["CaRepository", "KeyRepository", "RevocationRecord"]
+
+
+def _aad(key_id: str) -> bytes:
+    return b"certway/private-key/" + key_id.encode()
+
+
+class KeyRepository:
+    """Private keys, sealed with the vault before they reach the database."""
+
+    def __init__(self, session: Session, vault: KeyVault) -> None:
+        self._session = session
+        self._vault = vault
+
+    def put(self, key: PrivateKey, at: dt.datetime) -> str:
+        key_id = secrets.token_hex(16)
+        plaintext = private_key_der(key)
+        self._session.add(
+            PrivateKeyRow(
+                id=key_id,
+                description=describe_key(key),
+                public_sha256=hashlib.sha256(public_key_der(key)).hexdigest(),
+                sealed=self._vault.seal(plaintext, _aad(key_id)),
+                created_at=at,
+            )
+        )
+        self._session.flush()
+        return key_id
+
+    def get(self, key_id: str) -> PrivateKey:
+        row = self._session.get(PrivateKeyRow, key_id)
+        if row is None:
+            raise LookupError(key_id)
+        return load_private_key(self._vault.open(row.sealed, _aad(key_id)))
+
+    def description(self, key_id: str) -> str:
+        row = self._session.get(PrivateKeyRow, key_id)
+        return row.description if row is not None else "?"
+
+
+@dataclass(frozen=True, slots=True)
+class RevocationRecord:
+    id: int
+    serial: str
+    revoked_at: dt.datetime
+    reason: str | None
+    invalidity_date: dt.datetime | None
+
+
+class CaRepository:
+    """Local CAs, their inventory of issued certificates, revocations and latest CRL."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    # CAs
+    def add(self, row: CaRow) -> CaRow:
+        self._session.add(row)
+        self._session.flush()
+        return row
+
+    def by_name(self, name: str) -> CaRow | None:
+        return self._session.scalars(select(CaRow).where(CaRow.name == name)).first()
+
+    def by_id(self, ca_id: int) -> CaRow | None:
+        return self._session.get(CaRow, ca_id)
+
+    def all(self) -> Sequence[CaRow]:
+        return self._session.scalars(select(CaRow).order_by(CaRow.id)).all()
+
+    def counts(self) -> dict[int, tuple[int, int]]:
+        """ca_id → (issued, revoked)."""
+        issued: dict[int, int] = {
+            ca_id: n
+            for ca_id, n in self._session.execute(
+                select(IssuedRow.ca_id, func.count()).group_by(IssuedRow.ca_id)
+            ).all()
+        }
+        revoked: dict[int, int] = {
+            ca_id: n
+            for ca_id, n in self._session.execute(
+                select(RevocationRow.ca_id, func.count()).group_by(RevocationRow.ca_id)
+            ).all()
+        }
+        return {k: (issued.get(k, 0), revoked.get(k, 0)) for k in set(issued) | set(revoked)}
+
+    def next_crl_number(self, ca_id: int) -> int:
+        """Allocate the next CRL number; the UPDATE also takes the write lock first."""
+        self._session.execute(
+            update(CaRow).where(CaRow.id == ca_id).values(last_crl_number=CaRow.last_crl_number + 1)
+        )
+        number = self._session.scalar(select(CaRow.last_crl_number).where(CaRow.id == ca_id))
+        assert number is not None
+        return number
+
+    # inventory
+    def add_issued(self, row: IssuedRow) -> None:
+        self._session.add(row)
+        self._session.flush()
+
+    def issued(self, ca_id: int, *, search: str | None = None) -> Sequence[IssuedRow]:
+        query = select(IssuedRow).where(IssuedRow.ca_id == ca_id)
+        if search:
+            pattern = f"%{search}%"
+            query = query.where(
+                IssuedRow.subject.ilike(pattern)
+                | IssuedRow.alt_names.ilike(pattern)
+                | IssuedRow.serial.ilike(pattern)
+            )
+        return self._session.scalars(query.order_by(IssuedRow.id)).all()
+
+    def issued_by_serial(self, ca_id: int, serial: str) -> IssuedRow | None:
+        return self._session.scalars(
+            select(IssuedRow).where(IssuedRow.ca_id == ca_id, IssuedRow.serial == serial)
+        ).first()
+
+    # revocations
+    def revocation(self, ca_id: int, serial: str) -> RevocationRecord | None:
+        row = self._session.scalars(
+            select(RevocationRow).where(
+                RevocationRow.ca_id == ca_id, RevocationRow.serial == serial
+            )
+        ).first()
+        return _record(row) if row is not None else None
+
+    def add_revocation(
+        self,
+        ca_id: int,
+        serial: str,
+        revoked_at: dt.datetime,
+        reason: str | None,
+        invalidity_date: dt.datetime | None,
+    ) -> None:
+        self._session.add(
+            RevocationRow(
+                ca_id=ca_id,
+                serial=serial,
+                revoked_at=revoked_at,
+                reason=reason,
+                invalidity_date=invalidity_date,
+            )
+        )
+        self._session.flush()
+
+    def add_revocations_bulk(
+        self, ca_id: int, rows: Iterable[tuple[str, dt.datetime, str | None]]
+    ) -> None:
+        """Many revocations in one statement (imports and benchmarks)."""
+        self._session.execute(
+            insert(RevocationRow),
+            [{"ca_id": ca_id, "serial": s, "revoked_at": at, "reason": r} for s, at, r in rows],
+        )
+
+    def revocations(self, ca_id: int, *, after_id: int = 0) -> list[RevocationRecord]:
+        rows = self._session.execute(
+            select(
+                RevocationRow.id,
+                RevocationRow.serial,
+                RevocationRow.revoked_at,
+                RevocationRow.reason,
+                RevocationRow.invalidity_date,
+            )
+            .where(RevocationRow.ca_id == ca_id, RevocationRow.id > after_id)
+            .order_by(RevocationRow.id)
+        ).all()
+        return [RevocationRecord(*row) for row in rows]
+
+    def revocations_by_serial(self, ca_id: int) -> dict[str, RevocationRecord]:
+        return {r.serial: r for r in self.revocations(ca_id)}
+
+    # CRLs
+    def latest_crl(self, ca_id: int) -> CrlRow | None:
+        return self._session.get(CrlRow, ca_id)
+
+    def save_crl(
+        self,
+        ca_id: int,
+        number: int,
+        this_update: dt.datetime,
+        next_update: dt.datetime,
+        covers_revocation_id: int,
+        crl_der: bytes,
+    ) -> None:
+        row = self._session.get(CrlRow, ca_id)
+        if row is None:
+            row = CrlRow(ca_id=ca_id)
+            self._session.add(row)
+        row.number = number
+        row.this_update = this_update
+        row.next_update = next_update
+        row.covers_revocation_id = covers_revocation_id
+        row.crl_der = crl_der
+
+
+def _record(row: RevocationRow) -> RevocationRecord:
+    return RevocationRecord(row.id, row.serial, row.revoked_at, row.reason, row.invalidity_date)

@@ -1,0 +1,115 @@
+"""The database schema (SQLAlchemy 2 declarative). Changes go through Alembic migrations."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (
+    DateTime,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = ["Base", "CaRow", "CrlRow", "IssuedRow", "PrivateKeyRow", "RevocationRow"]
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on every database."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
+
+    def process_result_value(
+        self, value: dt.datetime | None, dialect: Dialect
+    ) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class PrivateKeyRow(Base):
+    """A private key, sealed by the key vault. The plaintext never touches the database."""
+
+    __tablename__ = "private_keys"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    description: Mapped[str] = mapped_column(String(32))
+    public_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class CaRow(Base):
+    __tablename__ = "cas"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))  # root | intermediate | imported
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("cas.id"), nullable=True)
+    certificate_der: Mapped[bytes] = mapped_column(LargeBinary)
+    key_id: Mapped[str] = mapped_column(ForeignKey("private_keys.id"))
+    subject: Mapped[str] = mapped_column(Text)
+    not_after: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    crl_urls: Mapped[str] = mapped_column(Text, default="")  # newline separated
+    ocsp_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    crl_days: Mapped[int] = mapped_column(Integer, default=7)
+    last_crl_number: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class IssuedRow(Base):
+    """The inventory of certificates a local CA issued (CA6)."""
+
+    __tablename__ = "issued_certificates"
+    __table_args__ = (UniqueConstraint("ca_id", "serial"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ca_id: Mapped[int] = mapped_column(ForeignKey("cas.id"), index=True)
+    serial: Mapped[str] = mapped_column(String(42))  # upper-case hex, no leading zeros
+    subject: Mapped[str] = mapped_column(Text)
+    alt_names: Mapped[str] = mapped_column(Text, default="")
+    profile: Mapped[str] = mapped_column(String(16))
+    not_before: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    not_after: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    certificate_der: Mapped[bytes] = mapped_column(LargeBinary)
+    issued_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class RevocationRow(Base):
+    """Append-only revocation records; the CRL is built from these."""
+
+    __tablename__ = "revocations"
+    __table_args__ = (UniqueConstraint("ca_id", "serial"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ca_id: Mapped[int] = mapped_column(ForeignKey("cas.id"), index=True)
+    serial: Mapped[str] = mapped_column(String(42))
+    revoked_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    invalidity_date: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class CrlRow(Base):
+    """The latest CRL of each local CA, with the last revocation id it covers."""
+
+    __tablename__ = "crls"
+    ca_id: Mapped[int] = mapped_column(ForeignKey("cas.id"), primary_key=True)
+    number: Mapped[int] = mapped_column(Integer)
+    this_update: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    next_update: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    covers_revocation_id: Mapped[int] = mapped_column(Integer)
+    crl_der: Mapped[bytes] = mapped_column(LargeBinary)
