@@ -1,11 +1,10 @@
-# certway — the two commands a user needs: `make serve` and `make test`.
+# certway — `make test` sets everything up (venv, Debian packages) and runs lint, types, tests.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-DATA_DIR ?= ./certway-data
 
-.PHONY: test lint typecheck pytest serve deps-system bench clean
+.PHONY: test lint typecheck pytest deps-system bench clean
 
 # Debian packages the tests drive as real peers (idempotent: only installs what is missing).
 deps-system:
@@ -28,9 +27,6 @@ pytest: $(STAMP) deps-system
 	$(VENV)/bin/pytest -n 2 -q
 
 test: lint typecheck pytest
-
-serve: $(STAMP)
-	$(VENV)/bin/certway --data-dir $(DATA_DIR) serve
 
 bench: $(STAMP) deps-system
 	$(PY) bench/bench_core.py

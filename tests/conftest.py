@@ -52,3 +52,51 @@ def key_pem(key: PrivateKey) -> bytes:
 def write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
+
+
+class CliResult:
+    def __init__(self, exit_code: int, stdout: bytes, stderr: str) -> None:
+        self.exit_code = exit_code
+        self.stdout_bytes = stdout
+        self.stderr = stderr
+
+    @property
+    def stdout(self) -> str:
+        return self.stdout_bytes.decode("utf-8", "replace")
+
+    def __repr__(self) -> str:
+        return f"CliResult(exit_code={self.exit_code}, stderr={self.stderr!r})"
+
+
+class Cli:
+    """Runs ``certway`` in-process against one data directory (fast; same code path as main)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+
+    def __call__(self, *args: str | Path, input: bytes | None = None) -> CliResult:
+        from typer.testing import CliRunner
+
+        from certway.cli.main import app
+
+        runner = CliRunner()
+        result = runner.invoke(
+            app,
+            ["--data-dir", str(self.data_dir), *[str(a) for a in args]],
+            input=input,
+            catch_exceptions=False,
+        )
+        return CliResult(result.exit_code, result.stdout_bytes, result.stderr)
+
+    def ok(self, *args: str | Path, input: bytes | None = None) -> CliResult:
+        result = self(*args, input=input)
+        assert result.exit_code == 0, result.stderr
+        return result
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    """A CLI bound to a fresh, initialised data directory."""
+    runner = Cli(tmp_path / "data")
+    runner.ok("init")
+    return runner

@@ -1,0 +1,98 @@
+"""The store: master key file, encryption at rest, migrations, transactions."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from certway.errors import StoreError
+from certway.pki.keys import private_key_der
+from certway.store.db import Store
+from certway.store.repositories import KeyRepository
+from certway.store.schema import PrivateKeyRow
+from certway.store.vault import KeyVault
+
+from conftest import test_key
+
+
+def test_create_makes_0600_master_key_and_0700_dir(tmp_path: Path) -> None:
+    store = Store.create(tmp_path / "d")
+    store.close()
+    assert stat.S_IMODE((tmp_path / "d" / "master.key").stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o700
+    assert len((tmp_path / "d" / "master.key").read_bytes()) == 32
+
+
+def test_create_twice_keeps_the_master_key(tmp_path: Path) -> None:
+    Store.create(tmp_path / "d").close()
+    first = (tmp_path / "d" / "master.key").read_bytes()
+    Store.create(tmp_path / "d").close()
+    assert (tmp_path / "d" / "master.key").read_bytes() == first
+
+
+def test_open_refuses_group_readable_master_key(tmp_path: Path) -> None:
+    Store.create(tmp_path / "d").close()
+    os.chmod(tmp_path / "d" / "master.key", 0o644)
+    with pytest.raises(StoreError, match="readable by other users"):
+        Store.open(tmp_path / "d")
+
+
+def test_open_missing_dir_explains_init(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="init"):
+        Store.open(tmp_path / "none")
+
+
+def test_key_is_sealed_and_round_trips(tmp_path: Path, clock: object) -> None:
+    from conftest import NOW
+
+    store = Store.create(tmp_path / "d")
+    key = test_key("ec:p256")
+    with store.transaction() as session:
+        key_id = KeyRepository(session, store.vault).put(key, NOW)
+    with store.transaction() as session:
+        again = KeyRepository(session, store.vault).get(key_id)
+        row = session.scalars(select(PrivateKeyRow)).one()
+    assert private_key_der(again) == private_key_der(key)
+    assert private_key_der(key) not in row.sealed
+    store.close()
+    raw = b"".join(p.read_bytes() for p in (tmp_path / "d").glob("certway.db*"))
+    assert private_key_der(key) not in raw
+
+
+def test_transaction_rolls_back_on_error(tmp_path: Path) -> None:
+    from conftest import NOW
+
+    store = Store.create(tmp_path / "d")
+    with pytest.raises(RuntimeError), store.transaction() as session:
+        KeyRepository(session, store.vault).put(test_key(), NOW)
+        raise RuntimeError("boom")
+    with store.transaction() as session:
+        assert session.scalars(select(PrivateKeyRow)).all() == []
+    store.close()
+
+
+def test_vault_binds_blob_to_its_row() -> None:
+    vault = KeyVault(b"k" * 32)
+    blob = vault.seal(b"secret", b"row-1")
+    assert vault.open(blob, b"row-1") == b"secret"
+    with pytest.raises(StoreError, match="cannot be opened"):
+        vault.open(blob, b"row-2")
+    with pytest.raises(StoreError, match="cannot be opened"):
+        KeyVault(b"x" * 32).open(blob, b"row-1")
+    assert "secret" not in repr(vault) and "k" * 8 not in repr(vault)
+
+
+def test_migrations_are_idempotent(tmp_path: Path) -> None:
+    Store.create(tmp_path / "d").close()
+    Store.open(tmp_path / "d").close()
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "d" / "certway.db") as db:
+        (version,) = db.execute("select version_num from alembic_version").fetchone()
+        tables = {r[0] for r in db.execute("select name from sqlite_master where type='table'")}
+    assert version == "0001"
+    assert {"cas", "private_keys", "issued_certificates", "revocations", "crls"} <= tables
