@@ -12,7 +12,13 @@ a traceback for bad input, and an error is raised before any state is changed.
      ├── NotFound             a named object (CA, certificate, …) does not exist
      ├── Conflict             the change clashes with existing state (duplicate name, …)
      ├── StoreError           the data directory is missing, locked or unreadable
-     └── FetchError           a network fetch (CRL, OCSP) failed
+     ├── FetchError           a network fetch (CRL, OCSP) failed
+     └── ValidationFailed     a peer certificate was rejected; carries ``code`` and ``cert_index``
+          ├── Untrusted        no path to a trusted CA (or a bad signature on the way)
+          ├── Expired          outside its validity period at the validation time
+          ├── NameMismatch     the expected name is not in the certificate
+          ├── Revoked          revoked per a CRL or an OCSP answer
+          └── RevocationUnknown status could not be determined and the policy says reject
 """
 
 from __future__ import annotations
@@ -21,11 +27,17 @@ __all__ = [
     "CertwayError",
     "Conflict",
     "DecodeError",
+    "Expired",
     "FetchError",
+    "NameMismatch",
     "NotFound",
     "PassphraseError",
     "PolicyViolation",
+    "RevocationUnknown",
+    "Revoked",
     "StoreError",
+    "Untrusted",
+    "ValidationFailed",
 ]
 
 
@@ -63,3 +75,33 @@ class StoreError(CertwayError):
 
 class FetchError(CertwayError):
     """A network fetch failed (connection, timeout, size limit, HTTP status)."""
+
+
+class ValidationFailed(CertwayError):
+    """A certificate or chain was rejected. ``cert_index`` is 0 for the peer (leaf)."""
+
+    code = "invalid"
+
+    def __init__(self, message: str, *, cert_index: int = 0) -> None:
+        super().__init__(message)
+        self.cert_index = cert_index
+
+
+class Untrusted(ValidationFailed):
+    code = "untrusted"
+
+
+class Expired(ValidationFailed):
+    code = "expired"
+
+
+class NameMismatch(ValidationFailed):
+    code = "name-mismatch"
+
+
+class Revoked(ValidationFailed):
+    code = "revoked"
+
+
+class RevocationUnknown(ValidationFailed):
+    code = "revocation-unknown"

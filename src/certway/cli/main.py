@@ -186,7 +186,7 @@ def init(ctx: typer.Context) -> None:
         out.print(f"initialised {data_dir} (master key {data_dir / 'master.key'}, mode 0600)")
 
 
-from certway.cli import commands  # noqa: E402,F401  (registers the commands)
+from certway.cli import commands, trust_commands  # noqa: E402,F401  (registers commands)
 
 
 def main() -> None:

@@ -320,5 +320,5 @@ def issue_from_csr(
         alt_names=alt_names,
         eku=requested_eku,
         not_before=not_before - BACKDATE,
-        not_after=not_before + dt.timedelta(days=days),
+        not_after=not_before - BACKDATE + dt.timedelta(days=days),
     )

@@ -116,7 +116,9 @@ def parse_serial(text: str) -> str:
 
 
 def serial_hex(value: int) -> str:
-    return format(value, "X")
+    """Upper-case hex with an even number of digits, as openssl prints serials."""
+    text = format(value, "X")
+    return text if len(text) % 2 == 0 else "0" + text
 
 
 class LocalCA:
@@ -163,6 +165,8 @@ class LocalCA:
         self._check_new(name, days, settings)
         parent_row, parent_issuer = self._issuer(parent)
         subject_name = x509.Name(parse_subject(subject))
+        if not subject_name:
+            raise PolicyViolation("empty-name", "a CA needs a subject, e.g. /CN=Example Issuing CA")
         now = self._clock.now()
         key = generate_key(key_type)
         cert = parent_issuer.issue(
@@ -172,9 +176,9 @@ class LocalCA:
             not_before=now - BACKDATE,
             not_after=now + dt.timedelta(days=days),
         )
-        if not subject_name:
-            raise PolicyViolation("empty-name", "a CA needs a subject, e.g. /CN=Example Issuing CA")
-        return self._save_ca(name, "intermediate", parent_row.id, cert, key, settings)
+        return self._save_ca(
+            name, "intermediate", parent_row.id, cert, key, settings, issued_by=parent_row.id
+        )
 
     def import_ca(
         self,
@@ -238,7 +242,10 @@ class LocalCA:
         cert: x509.Certificate,
         key: object,
         settings: CaSettings,
+        *,
+        issued_by: int | None = None,
     ) -> CaInfo:
+        """Store a new CA; ``issued_by`` also records it in that local CA's inventory."""
         now = self._clock.now()
         with self._store.transaction() as session:
             repo = CaRepository(session)
@@ -261,6 +268,8 @@ class LocalCA:
                     created_at=now,
                 )
             )
+            if issued_by is not None:
+                repo.add_issued(_issued_row(issued_by, cert, "sub-ca", now))
         return self.info(name)
 
     # -- reading --------------------------------------------------------------------------
@@ -381,25 +390,8 @@ class LocalCA:
         row, issuer = self._issuer(name)
         now = self._clock.now()
         cert = issue_from_csr(issuer, csr, profile=profile, not_before=now, days=days, checked=True)
-        try:
-            sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-            alt_names = ", ".join(san_text(n) for n in sans)
-        except x509.ExtensionNotFound:
-            alt_names = ""
         with self._store.transaction() as session:
-            CaRepository(session).add_issued(
-                IssuedRow(
-                    ca_id=row.id,
-                    serial=serial_hex(cert.serial_number),
-                    subject=format_name(cert.subject),
-                    alt_names=alt_names,
-                    profile=profile,
-                    not_before=cert.not_valid_before_utc,
-                    not_after=cert.not_valid_after_utc,
-                    certificate_der=cert.public_bytes(serialization.Encoding.DER),
-                    issued_at=now,
-                )
-            )
+            CaRepository(session).add_issued(_issued_row(row.id, cert, profile, now))
         chain = self.chain(name)
         if chain and chain[-1].subject == chain[-1].issuer:
             chain = chain[:-1]
@@ -542,6 +534,25 @@ class LocalCA:
             names = [row.name for row in CaRepository(session).all()]
         known = f"; known CAs: {', '.join(names)}" if names else "; no CA exists yet"
         return NotFound(f"no CA named '{name}'{known}")
+
+
+def _issued_row(ca_id: int, cert: x509.Certificate, profile: str, at: dt.datetime) -> IssuedRow:
+    try:
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        alt_names = ", ".join(san_text(n) for n in sans)
+    except x509.ExtensionNotFound:
+        alt_names = ""
+    return IssuedRow(
+        ca_id=ca_id,
+        serial=serial_hex(cert.serial_number),
+        subject=format_name(cert.subject),
+        alt_names=alt_names,
+        profile=profile,
+        not_before=cert.not_valid_before_utc,
+        not_after=cert.not_valid_after_utc,
+        certificate_der=cert.public_bytes(serialization.Encoding.DER),
+        issued_at=at,
+    )
 
 
 def _entry(record: RevocationRecord) -> x509.RevokedCertificate:

@@ -5,7 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from certway.clock import Clock, SystemClock
+from certway.services.client_check import ClientCheck
 from certway.services.local_ca import LocalCA
+from certway.services.revocation import FetcherFactory, RevocationService, default_fetcher
+from certway.services.trusted_cas import TrustedCAs
 from certway.store.db import Store
 
 __all__ = ["Node"]
@@ -14,19 +17,34 @@ __all__ = ["Node"]
 class Node:
     """A certway node. Nothing is created at import time: tests build as many as they like."""
 
-    def __init__(self, store: Store, clock: Clock) -> None:
+    def __init__(
+        self, store: Store, clock: Clock, fetcher_factory: FetcherFactory = default_fetcher
+    ) -> None:
         self.store = store
         self.clock = clock
         self.local_ca = LocalCA(store, clock)
+        self.trusted_cas = TrustedCAs(store, clock)
+        self.revocation = RevocationService(store, clock, self.trusted_cas, fetcher_factory)
+        self.client_check = ClientCheck(clock, self.trusted_cas, self.revocation)
 
     @classmethod
-    def init(cls, data_dir: Path, clock: Clock | None = None) -> Node:
+    def init(
+        cls,
+        data_dir: Path,
+        clock: Clock | None = None,
+        fetcher_factory: FetcherFactory = default_fetcher,
+    ) -> Node:
         """Create the data directory (master key 0600, database) if needed, then open it."""
-        return cls(Store.create(data_dir), clock or SystemClock())
+        return cls(Store.create(data_dir), clock or SystemClock(), fetcher_factory)
 
     @classmethod
-    def open(cls, data_dir: Path, clock: Clock | None = None) -> Node:
-        return cls(Store.open(data_dir), clock or SystemClock())
+    def open(
+        cls,
+        data_dir: Path,
+        clock: Clock | None = None,
+        fetcher_factory: FetcherFactory = default_fetcher,
+    ) -> Node:
+        return cls(Store.open(data_dir), clock or SystemClock(), fetcher_factory)
 
     def close(self) -> None:
         self.store.close()

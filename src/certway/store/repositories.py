@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from certway.pki.keys import (
@@ -18,10 +20,28 @@ from certway.pki.keys import (
     private_key_der,
     public_key_der,
 )
-from certway.store.schema import CaRow, CrlRow, IssuedRow, PrivateKeyRow, RevocationRow
+from certway.store.schema import (
+    CaRow,
+    CrlRow,
+    CrlSourceRow,
+    HeldCrlRow,
+    IssuedRow,
+    PrivateKeyRow,
+    RevocationRow,
+    SettingRow,
+    TrustDefaultRow,
+    TrustedCaRow,
+)
 from certway.store.vault import KeyVault
 
-__all__ = ["CaRepository", "KeyRepository", "RevocationRecord"]
+__all__ = [
+    "CaRepository",
+    "HeldCrlRepository",
+    "KeyRepository",
+    "RevocationRecord",
+    "SettingsRepository",
+    "TrustRepository",
+]
 
 
 def _aad(key_id: str) -> bytes:
@@ -217,3 +237,118 @@ class CaRepository:
 
 def _record(row: RevocationRow) -> RevocationRecord:
     return RevocationRecord(row.id, row.serial, row.revoked_at, row.reason, row.invalidity_date)
+
+
+class TrustRepository:
+    """The trusted CA list and its factory defaults."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def all(self) -> Sequence[TrustedCaRow]:
+        return self._session.scalars(select(TrustedCaRow).order_by(TrustedCaRow.added_at)).all()
+
+    def get(self, fingerprint: str) -> TrustedCaRow | None:
+        return self._session.get(TrustedCaRow, fingerprint)
+
+    def add(self, row: TrustedCaRow) -> None:
+        self._session.add(row)
+        self._session.flush()
+
+    def remove(self, fingerprint: str) -> None:
+        row = self._session.get(TrustedCaRow, fingerprint)
+        if row is not None:
+            self._session.delete(row)
+            self._session.flush()
+
+    def clear(self) -> None:
+        self._session.execute(delete(TrustedCaRow))
+
+    def defaults(self) -> Sequence[TrustDefaultRow]:
+        return self._session.scalars(select(TrustDefaultRow)).all()
+
+    def add_default(self, fingerprint: str, der: bytes) -> None:
+        if self._session.get(TrustDefaultRow, fingerprint) is None:
+            self._session.add(TrustDefaultRow(fingerprint=fingerprint, certificate_der=der))
+            self._session.flush()
+
+
+class HeldCrlRepository:
+    """CRLs obtained from outside (manual, embedded, URL sources)."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def all(self, kind: str | None = None) -> Sequence[HeldCrlRow]:
+        query = select(HeldCrlRow).order_by(HeldCrlRow.id)
+        if kind is not None:
+            query = query.where(HeldCrlRow.kind == kind)
+        return self._session.scalars(query).all()
+
+    def put(self, row: HeldCrlRow) -> None:
+        """Insert, replacing the CRL of the same kind, source and issuer."""
+        self._session.execute(
+            delete(HeldCrlRow).where(
+                HeldCrlRow.kind == row.kind,
+                HeldCrlRow.source == row.source,
+                HeldCrlRow.issuer_key == row.issuer_key,
+            )
+        )
+        self._session.add(row)
+        self._session.flush()
+
+    def remove_kind(self, kind: str, source: str | None = None) -> int:
+        query = delete(HeldCrlRow).where(HeldCrlRow.kind == kind)
+        if source is not None:
+            query = query.where(HeldCrlRow.source == source)
+        result = self._session.execute(query)
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    # sources
+    def sources(self) -> Sequence[CrlSourceRow]:
+        return self._session.scalars(select(CrlSourceRow).order_by(CrlSourceRow.position)).all()
+
+    def source(self, url: str) -> CrlSourceRow | None:
+        return self._session.get(CrlSourceRow, url)
+
+    def set_sources(self, urls: Sequence[str]) -> None:
+        """Keep the status of URLs that stay; drop the others and their CRLs."""
+        existing = {row.url: row for row in self.sources()}
+        for url, row in existing.items():
+            if url not in urls:
+                self._session.delete(row)
+                self.remove_kind("url", url)
+        for position, url in enumerate(urls):
+            kept = existing.get(url)
+            if kept is None:
+                self._session.add(CrlSourceRow(url=url, position=position))
+            else:
+                kept.position = position
+        self._session.flush()
+
+
+class SettingsRepository:
+    """JSON settings and change counters."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def get(self, key: str) -> Any:
+        row = self._session.get(SettingRow, key)
+        return None if row is None else json.loads(row.value)
+
+    def set(self, key: str, value: Any) -> None:
+        row = self._session.get(SettingRow, key)
+        text = json.dumps(value, sort_keys=True)
+        if row is None:
+            self._session.add(SettingRow(key=key, value=text))
+        else:
+            row.value = text
+        self._session.flush()
+
+    def bump(self, key: str) -> int:
+        """Increment a change counter (listeners reload when it moves)."""
+        current = self.get(key)
+        value = (current if isinstance(current, int) else 0) + 1
+        self.set(key, value)
+        return value

@@ -113,3 +113,61 @@ class CrlRow(Base):
     next_update: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     covers_revocation_id: Mapped[int] = mapped_column(Integer)
     crl_der: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class TrustedCaRow(Base):
+    """The trusted CA list (TC1-TC4)."""
+
+    __tablename__ = "trusted_cas"
+    fingerprint: Mapped[str] = mapped_column(String(95), primary_key=True)  # SHA-256, colons
+    subject: Mapped[str] = mapped_column(Text)
+    certificate_der: Mapped[bytes] = mapped_column(LargeBinary)
+    added_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    origin: Mapped[str] = mapped_column(String(16))  # user | factory
+
+
+class TrustDefaultRow(Base):
+    """The factory trusted CA list that 'reset to default' restores (TC3)."""
+
+    __tablename__ = "trust_defaults"
+    fingerprint: Mapped[str] = mapped_column(String(95), primary_key=True)
+    certificate_der: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class HeldCrlRow(Base):
+    """CRLs from outside: manual upload (RV1), embedded in CA files (TC4), URL sources (RV2)."""
+
+    __tablename__ = "held_crls"
+    __table_args__ = (UniqueConstraint("kind", "source", "issuer_key"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # manual | embedded | url
+    source: Mapped[str] = mapped_column(Text)
+    issuer_key: Mapped[str] = mapped_column(String(64), index=True)  # SHA-256 of issuer SPKI
+    issuer: Mapped[str] = mapped_column(Text)
+    number: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    this_update: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    next_update: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    entries: Mapped[int] = mapped_column(Integer)
+    crl_der: Mapped[bytes] = mapped_column(LargeBinary)
+    added_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class CrlSourceRow(Base):
+    """An automatic CRL update URL and its status (RV2)."""
+
+    __tablename__ = "crl_sources"
+    url: Mapped[str] = mapped_column(Text, primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)
+    last_attempt: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_success: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    crl_number: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    next_update: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class SettingRow(Base):
+    """Node settings as JSON values, plus change counters that listeners watch (S7)."""
+
+    __tablename__ = "settings"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)

@@ -1,0 +1,1 @@
+"""Conformance harnesses: run public test-vector suites through certway's validation engine."""

@@ -1,0 +1,105 @@
+"""Accepting an outside CRL into the store: issuer found among trusted CAs, signature
+verified, not expired, CRL number not going backwards (RV6). Shared by manual uploads,
+embedded CRLs of CA files and URL sources."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from sqlalchemy.orm import Session
+
+from certway.errors import PolicyViolation
+from certway.pki.decode import format_name
+from certway.store.repositories import HeldCrlRepository
+from certway.store.schema import HeldCrlRow
+from certway.trust.revocation import IndexedCrl, index_crl
+
+__all__ = ["AcceptedCrl", "accept_crl", "find_issuer"]
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptedCrl:
+    issuer: str
+    number: int | None
+    next_update: dt.datetime | None
+    entries: int
+
+    def describe(self) -> str:
+        number = f"#{self.number}" if self.number is not None else "(no number)"
+        until = f", next update {self.next_update:%Y-%m-%d %H:%M} UTC" if self.next_update else ""
+        return f"CRL {number} of {self.issuer} with {self.entries} entries{until}"
+
+
+def find_issuer(
+    crl: x509.CertificateRevocationList, trusted: Sequence[x509.Certificate], source: str
+) -> IndexedCrl:
+    """Index ``crl`` against the trusted CA that issued it (name match + signature)."""
+    candidates = [c for c in trusted if c.subject == crl.issuer]
+    if not candidates:
+        raise PolicyViolation(
+            "crl-issuer",
+            f"the CRL issuer {format_name(crl.issuer)} is not in the trusted CA list: "
+            "add its CA certificate first",
+        )
+    last: PolicyViolation | None = None
+    for issuer in candidates:
+        try:
+            return index_crl(crl, issuer, source=source)
+        except PolicyViolation as exc:
+            last = exc
+    assert last is not None
+    raise last
+
+
+def accept_crl(
+    session: Session,
+    crl: x509.CertificateRevocationList,
+    *,
+    kind: str,
+    source: str,
+    trusted: Sequence[x509.Certificate],
+    at: dt.datetime,
+) -> AcceptedCrl:
+    """Check ``crl`` and store it (replacing the same kind/source/issuer). Raises when refused."""
+    indexed = find_issuer(crl, trusted, source)
+    if indexed.next_update is not None and indexed.next_update <= at:
+        raise PolicyViolation(
+            "crl-expired",
+            f"{indexed.label()} expired on {indexed.next_update:%Y-%m-%d %H:%M} UTC: an expired "
+            "CRL is not used; get a current one",
+        )
+    issuer_key = indexed.issuer_key.hex()
+    repo = HeldCrlRepository(session)
+    if indexed.number is not None:
+        held = [
+            r.number
+            for r in repo.all()
+            if r.issuer_key == issuer_key and r.number is not None and not indexed.is_delta
+        ]
+        if held and indexed.number < max(held):
+            raise PolicyViolation(
+                "crl-number",
+                f"{indexed.label()} is older than CRL #{max(held)} already held for "
+                f"{indexed.issuer_name}: CRL numbers never go backwards",
+            )
+    repo.put(
+        HeldCrlRow(
+            kind=kind,
+            source=source,
+            issuer_key=issuer_key,
+            issuer=indexed.issuer_name,
+            number=indexed.number,
+            this_update=indexed.this_update,
+            next_update=indexed.next_update,
+            entries=len(indexed.serials),
+            crl_der=crl.public_bytes(serialization.Encoding.DER),
+            added_at=at,
+        )
+    )
+    return AcceptedCrl(
+        indexed.issuer_name, indexed.number, indexed.next_update, len(indexed.serials)
+    )

@@ -1,0 +1,460 @@
+"""Revocation data and policies (RV1-RV5): manual CRLs, URL sources with a daily schedule,
+on-demand CDP downloads and OCSP (cached), the per-service policies, and the index that
+validation reads."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from cryptography import x509
+
+from certway.clock import Clock
+from certway.errors import CertwayError, DecodeError, FetchError, PolicyViolation
+from certway.pki.decode import load_crls
+from certway.pki.ocsp import OcspAnswer, build_request, check_response, ocsp_cache_until, ocsp_urls
+from certway.services.crl_store import AcceptedCrl, accept_crl
+from certway.services.trusted_cas import TRUST_VERSION, TrustedCAs
+from certway.store.db import Store
+from certway.store.repositories import HeldCrlRepository, SettingsRepository
+from certway.trust.anchors import key_id
+from certway.trust.fetch import HttpFetcher, tls_context_for, unpack_crls
+from certway.trust.policy import ADMIN_HTTPS_DEFAULT, SIP_TLS_DEFAULT, RevocationPolicy
+from certway.trust.revocation import IndexedCrl, RevocationIndex, index_crl
+
+__all__ = [
+    "CRL_VERSION",
+    "SERVICES",
+    "Fetcher",
+    "HeldCrlInfo",
+    "OnlineRevocation",
+    "RevocationService",
+    "Schedule",
+    "SourceStatus",
+]
+
+CRL_VERSION = "version.crl"
+SERVICES: dict[str, RevocationPolicy] = {
+    "sip-tls": SIP_TLS_DEFAULT,
+    "admin-https": ADMIN_HTTPS_DEFAULT,
+}
+_SCHEDULE_KEY = "crl.schedule"
+MAX_SOURCES = 100
+
+
+class Fetcher(Protocol):
+    def get(self, url: str) -> bytes: ...
+
+    def post(self, url: str, body: bytes, content_type: str) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+FetcherFactory = Callable[[Sequence[x509.Certificate]], Fetcher]
+
+
+def default_fetcher(trusted: Sequence[x509.Certificate]) -> Fetcher:
+    """HTTP(S) fetcher; HTTPS servers are verified against the trusted CA list only."""
+    verify = tls_context_for(list(trusted)) if trusted else True
+    return HttpFetcher(verify=verify)
+
+
+@dataclass(frozen=True, slots=True)
+class HeldCrlInfo:
+    kind: str
+    source: str
+    issuer: str
+    number: int | None
+    this_update: dt.datetime
+    next_update: dt.datetime | None
+    entries: int
+    status: str  # current | expired
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "kind": self.kind,
+            "source": self.source,
+            "issuer": self.issuer,
+            "number": self.number,
+            "this_update": self.this_update.isoformat(),
+            "next_update": self.next_update.isoformat() if self.next_update else None,
+            "entries": self.entries,
+            "status": self.status,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SourceStatus:
+    url: str
+    last_attempt: dt.datetime | None
+    last_success: dt.datetime | None
+    error: str | None
+    crl_number: int | None
+    next_update: dt.datetime | None
+
+    def as_dict(self) -> dict[str, object]:
+        def iso(value: dt.datetime | None) -> str | None:
+            return value.isoformat() if value else None
+
+        return {
+            "url": self.url,
+            "last_attempt": iso(self.last_attempt),
+            "last_success": iso(self.last_success),
+            "error": self.error,
+            "crl_number": self.crl_number,
+            "next_update": iso(self.next_update),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    enabled: bool = False
+    daily_at: str = "02:00"
+    last_run: dt.datetime | None = None
+
+    def due(self, now: dt.datetime) -> bool:
+        """True when today's update time has passed and no run happened since."""
+        if not self.enabled:
+            return False
+        hour, minute = (int(p) for p in self.daily_at.split(":"))
+        slot = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+        if slot > now:
+            slot -= dt.timedelta(days=1)
+        return self.last_run is None or self.last_run < slot
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "enabled": self.enabled,
+            "daily_at": self.daily_at,
+            "last_run": self.last_run.isoformat() if self.last_run else None,
+        }
+
+
+def _check_url(url: str) -> str:
+    url = url.strip()
+    if not re.match(r"^https?://[^\s/]+(/\S*)?$", url):
+        raise PolicyViolation("url", f"'{url}' is not an http:// or https:// URL")
+    return url
+
+
+class OnlineRevocation:
+    """OCSP and CDP lookups with caches valid until the answer's nextUpdate (RV3, RV4)."""
+
+    def __init__(
+        self, fetcher_factory: FetcherFactory, trusted: Callable[[], Sequence[x509.Certificate]]
+    ) -> None:
+        self._factory = fetcher_factory
+        self._trusted = trusted
+        self._lock = threading.Lock()
+        self._ocsp: dict[tuple[bytes, int], tuple[dt.datetime, OcspAnswer]] = {}
+        self._cdp: dict[tuple[str, bytes], tuple[dt.datetime, list[IndexedCrl]]] = {}
+
+    def _fetcher(self) -> Fetcher:
+        return self._factory(self._trusted())
+
+    def ocsp(self, cert: x509.Certificate, issuer: x509.Certificate, at: dt.datetime) -> OcspAnswer:
+        key = (key_id(issuer), cert.serial_number)
+        with self._lock:
+            cached = self._ocsp.get(key)
+        if cached is not None and at < cached[0]:
+            return cached[1]
+        urls = ocsp_urls(cert)
+        if not urls:
+            raise FetchError("the certificate names no OCSP responder")
+        request = build_request(cert, issuer)
+        fetcher = self._fetcher()
+        try:
+            body = fetcher.post(urls[0], request.der, "application/ocsp-request")
+        finally:
+            fetcher.close()
+        answer = check_response(body, request, issuer, at=at)
+        with self._lock:
+            self._ocsp[key] = (ocsp_cache_until(answer, at), answer)
+        return answer
+
+    def cdp(
+        self, cert: x509.Certificate, issuer: x509.Certificate, at: dt.datetime
+    ) -> list[IndexedCrl]:
+        try:
+            points = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+        except x509.ExtensionNotFound:
+            return []
+        urls = [
+            name.value
+            for point in points
+            for name in (point.full_name or [])
+            if isinstance(name, x509.UniformResourceIdentifier)
+            and name.value.lower().startswith(("http://", "https://"))
+        ]
+        if not urls:
+            raise FetchError("the CRL distribution points name no http(s) URL")
+        issuer_key = key_id(issuer)
+        errors: list[str] = []
+        for url in urls:
+            with self._lock:
+                cached = self._cdp.get((url, issuer_key))
+            if cached is not None and at < cached[0]:
+                return cached[1]
+            fetcher = self._fetcher()
+            try:
+                crls = unpack_crls(fetcher.get(url))
+                indexed = [
+                    index_crl(c, issuer, source=url) for c in crls if c.issuer == issuer.subject
+                ]
+            except CertwayError as exc:
+                errors.append(str(exc))
+                continue
+            finally:
+                fetcher.close()
+            if not indexed:
+                errors.append(f"{url} serves no CRL of this CA")
+                continue
+            until = min(
+                (c.next_update for c in indexed if c.next_update),
+                default=at + dt.timedelta(hours=1),
+            )
+            with self._lock:
+                self._cdp[(url, issuer_key)] = (until, indexed)
+            return indexed
+        raise FetchError("; ".join(errors))
+
+
+class RevocationService:
+    """Held CRLs, URL sources, schedule and policies, persisted in the node store."""
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        trusted: TrustedCAs,
+        fetcher_factory: FetcherFactory = default_fetcher,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._trusted = trusted
+        self._factory = fetcher_factory
+        self._index: tuple[tuple[int, int], RevocationIndex] | None = None
+        self.online = OnlineRevocation(fetcher_factory, lambda: trusted.snapshot().certificates)
+
+    # -- manual CRL (RV1) -------------------------------------------------------------------
+    def upload_manual(self, data: bytes) -> list[AcceptedCrl]:
+        """Replace the manual CRL(s) with those in ``data`` (PEM or DER); all or nothing."""
+        crls = load_crls(data)
+        trusted = list(self._trusted.snapshot().certificates)
+        now = self._clock.now()
+        with self._store.transaction() as session:
+            repo = HeldCrlRepository(session)
+            repo.remove_kind("manual")
+            accepted = [
+                accept_crl(
+                    session, crl, kind="manual", source="manual upload", trusted=trusted, at=now
+                )
+                for crl in crls
+            ]
+            SettingsRepository(session).bump(CRL_VERSION)
+        return accepted
+
+    def remove_manual(self) -> int:
+        with self._store.transaction() as session:
+            removed = HeldCrlRepository(session).remove_kind("manual")
+            SettingsRepository(session).bump(CRL_VERSION)
+        return removed
+
+    def held(self) -> list[HeldCrlInfo]:
+        now = self._clock.now()
+        with self._store.transaction() as session:
+            rows = HeldCrlRepository(session).all()
+            return [
+                HeldCrlInfo(
+                    kind=r.kind,
+                    source=r.source,
+                    issuer=r.issuer,
+                    number=r.number,
+                    this_update=r.this_update,
+                    next_update=r.next_update,
+                    entries=r.entries,
+                    status="expired" if r.next_update and r.next_update <= now else "current",
+                )
+                for r in rows
+            ]
+
+    # -- URL sources and schedule (RV2) ------------------------------------------------------
+    def set_sources(self, urls: Sequence[str]) -> list[SourceStatus]:
+        clean: list[str] = []
+        for url in urls:
+            for part in url.splitlines():
+                if part.strip() and _check_url(part) not in clean:
+                    clean.append(_check_url(part))
+        if len(clean) > MAX_SOURCES:
+            raise PolicyViolation("crl-sources", f"at most {MAX_SOURCES} CRL URLs are allowed")
+        with self._store.transaction() as session:
+            HeldCrlRepository(session).set_sources(clean)
+            SettingsRepository(session).bump(CRL_VERSION)
+        return self.sources()
+
+    def sources(self) -> list[SourceStatus]:
+        with self._store.transaction() as session:
+            return [
+                SourceStatus(
+                    r.url, r.last_attempt, r.last_success, r.error, r.crl_number, r.next_update
+                )
+                for r in HeldCrlRepository(session).sources()
+            ]
+
+    def update_now(self, progress: Callable[[str], None] | None = None) -> list[SourceStatus]:
+        """Fetch every source now. A failed fetch keeps the last good CRL and records why."""
+        urls = [s.url for s in self.sources()]
+        trusted = list(self._trusted.snapshot().certificates)
+        fetcher = self._factory(trusted)
+        try:
+            for url in urls:
+                if progress is not None:
+                    progress(url)
+                self._update_one(fetcher, url, trusted)
+        finally:
+            fetcher.close()
+        with self._store.transaction() as session:
+            settings = SettingsRepository(session)
+            schedule = self._schedule(settings)
+            settings.set(
+                _SCHEDULE_KEY,
+                {**schedule.as_dict(), "last_run": self._clock.now().isoformat()},
+            )
+        return self.sources()
+
+    def _update_one(self, fetcher: Fetcher, url: str, trusted: list[x509.Certificate]) -> None:
+        started = self._clock.now()
+        error: str | None = None
+        accepted: list[AcceptedCrl] = []
+        try:
+            crls = unpack_crls(fetcher.get(url))
+        except CertwayError as exc:
+            crls, error = [], str(exc)
+        problems: list[str] = []
+        for crl in crls:
+            try:
+                with self._store.transaction() as session:
+                    accepted.append(
+                        accept_crl(
+                            session, crl, kind="url", source=url, trusted=trusted, at=started
+                        )
+                    )
+                    SettingsRepository(session).bump(CRL_VERSION)
+            except CertwayError as exc:
+                problems.append(str(exc))
+        if problems:
+            error = "; ".join(problems)
+        with self._store.transaction() as session:
+            row = HeldCrlRepository(session).source(url)
+            if row is None:  # removed meanwhile
+                return
+            row.last_attempt = started
+            row.error = error
+            if accepted:
+                row.last_success = started
+                row.crl_number = accepted[0].number
+                row.next_update = accepted[0].next_update
+
+    def _schedule(self, settings: SettingsRepository) -> Schedule:
+        raw = settings.get(_SCHEDULE_KEY)
+        if not isinstance(raw, dict):
+            return Schedule()
+        last = raw.get("last_run")
+        return Schedule(
+            enabled=bool(raw.get("enabled", False)),
+            daily_at=str(raw.get("daily_at", "02:00")),
+            last_run=dt.datetime.fromisoformat(last) if isinstance(last, str) else None,
+        )
+
+    def schedule(self) -> Schedule:
+        with self._store.transaction() as session:
+            return self._schedule(SettingsRepository(session))
+
+    def set_schedule(self, *, daily_at: str | None = None, enabled: bool | None = None) -> Schedule:
+        if daily_at is not None and not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", daily_at):
+            raise PolicyViolation("schedule", f"'{daily_at}' is not a time of day HH:MM (UTC)")
+        with self._store.transaction() as session:
+            settings = SettingsRepository(session)
+            current = self._schedule(settings)
+            updated = Schedule(
+                enabled=current.enabled if enabled is None else enabled,
+                daily_at=daily_at or current.daily_at,
+                last_run=current.last_run,
+            )
+            settings.set(_SCHEDULE_KEY, updated.as_dict())
+        return updated
+
+    def run_if_due(self) -> bool:
+        """The scheduler's tick: update the sources when the daily time has come."""
+        if not self.schedule().due(self._clock.now()):
+            return False
+        self.update_now()
+        return True
+
+    # -- policies (RV5) ----------------------------------------------------------------------
+    def policy(self, service: str) -> RevocationPolicy:
+        default = self._default(service)
+        with self._store.transaction() as session:
+            raw = SettingsRepository(session).get(f"policy.{service}")
+        if not isinstance(raw, dict):
+            return default
+        return default.with_changes(**raw)
+
+    def set_policy(self, service: str, **changes: object) -> RevocationPolicy:
+        updated = self.policy(service).with_changes(**changes)
+        stored = {
+            "enabled": updated.enabled,
+            "ocsp": updated.ocsp,
+            "crl": updated.crl,
+            "cdp": updated.cdp,
+            "scope": updated.scope.value,
+            "fallback": updated.fallback.value,
+        }
+        with self._store.transaction() as session:
+            settings = SettingsRepository(session)
+            settings.set(f"policy.{service}", stored)
+            settings.bump(CRL_VERSION)
+        return updated
+
+    def _default(self, service: str) -> RevocationPolicy:
+        try:
+            return SERVICES[service]
+        except KeyError:
+            raise PolicyViolation(
+                "service", f"unknown service '{service}': use {' or '.join(SERVICES)}"
+            ) from None
+
+    # -- the index validation reads ----------------------------------------------------------
+    def index(self) -> RevocationIndex:
+        """All held CRLs verified and indexed; rebuilt only when CRLs or trust changed."""
+        with self._store.transaction() as session:
+            settings = SettingsRepository(session)
+            version = (int(settings.get(CRL_VERSION) or 0), int(settings.get(TRUST_VERSION) or 0))
+        cached = self._index
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        snapshot = self._trusted.snapshot()
+        by_key = {key_id(c): c for c in snapshot.certificates}
+        indexed: list[IndexedCrl] = []
+        with self._store.transaction() as session:
+            rows = HeldCrlRepository(session).all()
+            for row in rows:
+                issuer = by_key.get(bytes.fromhex(row.issuer_key))
+                if issuer is None:
+                    continue  # its CA left the trusted list: the CRL is not used
+                try:
+                    crl = x509.load_der_x509_crl(row.crl_der)
+                    indexed.append(index_crl(crl, issuer, source=_label(row.kind, row.source)))
+                except (ValueError, PolicyViolation, DecodeError):
+                    continue
+        index = RevocationIndex.of(indexed)
+        self._index = (version, index)
+        return index
+
+
+def _label(kind: str, source: str) -> str:
+    return {"manual": "the manual CRL upload", "embedded": "a CA file"}.get(kind, source)

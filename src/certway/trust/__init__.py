@@ -1,0 +1,1 @@
+"""The trust engine: trusted-CA snapshot, revocation index, policies, validation, identity."""

@@ -1,0 +1,60 @@
+"""An immutable snapshot of the trusted CA list, ready for path building.
+
+Snapshots are rebuilt when the list changes and swapped in one assignment, so validations
+in progress keep the snapshot they started with.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.verification import Store
+
+from certway.pki.decode import fingerprint
+
+__all__ = ["TrustSnapshot", "key_id"]
+
+
+def key_id(cert: x509.Certificate) -> bytes:
+    """SHA-256 of the certificate's SubjectPublicKeyInfo: identifies an issuer's key."""
+    return hashlib.sha256(
+        cert.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    ).digest()
+
+
+@dataclass(frozen=True)
+class TrustSnapshot:
+    """Trusted CA certificates plus the indexes validation needs."""
+
+    certificates: tuple[x509.Certificate, ...]
+    store: Store | None = field(default=None, compare=False)
+    by_fingerprint: dict[str, x509.Certificate] = field(default_factory=dict, compare=False)
+    by_subject: dict[bytes, tuple[x509.Certificate, ...]] = field(
+        default_factory=dict, compare=False
+    )
+
+    @classmethod
+    def of(cls, certificates: Iterable[x509.Certificate]) -> TrustSnapshot:
+        certs = tuple(certificates)
+        by_subject: dict[bytes, list[x509.Certificate]] = {}
+        for cert in certs:
+            by_subject.setdefault(cert.subject.public_bytes(), []).append(cert)
+        return cls(
+            certificates=certs,
+            store=Store(list(certs)) if certs else None,
+            by_fingerprint={fingerprint(c): c for c in certs},
+            by_subject={k: tuple(v) for k, v in by_subject.items()},
+        )
+
+    def issuers_of(self, cert: x509.Certificate) -> tuple[x509.Certificate, ...]:
+        """Trusted certificates whose subject is ``cert``'s issuer."""
+        return self.by_subject.get(cert.issuer.public_bytes(), ())
+
+    def __len__(self) -> int:
+        return len(self.certificates)

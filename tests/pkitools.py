@@ -1,0 +1,114 @@
+"""A small test PKI (root → intermediate → leaves) built with certway's own issuing code."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.x509.oid import NameOID
+
+from certway.pki.crl import CrlParams, build_crl, parse_reason, revoked_entry
+from certway.pki.issue import Issuer, create_root
+from certway.pki.keys import PrivateKey
+
+from conftest import NOW, test_key
+
+
+def name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+class Pki:
+    """Root and intermediate CA; leaves and CRLs on demand. Keys are cached per test run."""
+
+    def __init__(
+        self,
+        label: str = "Test",
+        *,
+        index: int = 10,
+        crl_url: str | None = None,
+        ocsp_url: str | None = None,
+    ) -> None:
+        self.root_key = test_key("ec:p256", index)
+        self.root = create_root(
+            self.root_key,
+            name(f"{label} Root"),
+            not_before=NOW - dt.timedelta(days=30),
+            not_after=NOW + dt.timedelta(days=3650),
+        )
+        urls = (crl_url,) if crl_url else ()
+        self.root_issuer = Issuer(self.root, self.root_key, crl_urls=urls, ocsp_url=ocsp_url)
+        self.int_key = test_key("ec:p256", index + 1)
+        self.intermediate = self.root_issuer.issue(
+            self.int_key.public_key(),
+            name(f"{label} Issuing"),
+            profile="sub-ca",
+            not_before=NOW - dt.timedelta(days=30),
+            not_after=NOW + dt.timedelta(days=1000),
+        )
+        self.int_issuer = Issuer(self.intermediate, self.int_key, crl_urls=urls, ocsp_url=ocsp_url)
+        self.leaf_key: PrivateKey = test_key("ec:p256", index + 2)
+
+    def leaf(
+        self,
+        cn: str = "peer.example.com",
+        *,
+        profile: str = "server-client",
+        sans: Sequence[str] | None = None,
+        days: int = 90,
+        not_before: dt.datetime | None = None,
+        issuer: Issuer | None = None,
+    ) -> x509.Certificate:
+        alt = [x509.DNSName(s) for s in (sans if sans is not None else [cn])]
+        start = not_before or NOW - dt.timedelta(days=1)
+        return (issuer or self.int_issuer).issue(
+            self.leaf_key.public_key(),
+            name(cn),
+            profile=profile,
+            alt_names=alt or None,
+            not_before=start,
+            not_after=start + dt.timedelta(days=days),
+        )
+
+    def cn_only_leaf(self, cn: str = "cnonly.example.com", *, eku: bool = True) -> x509.Certificate:
+        issuer = self.int_issuer
+        builder = x509.CertificateBuilder(
+            issuer_name=issuer.name,
+            subject_name=name(cn),
+            public_key=self.leaf_key.public_key(),
+            serial_number=x509.random_serial_number(),
+            not_valid_before=NOW - dt.timedelta(days=1),
+            not_valid_after=NOW + dt.timedelta(days=30),
+        )
+        builder = builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
+        builder = builder.add_extension(issuer.authority_key_identifier, False)
+        if eku:
+            builder = builder.add_extension(
+                x509.ExtendedKeyUsage(
+                    [x509.ExtendedKeyUsageOID.SERVER_AUTH, x509.ExtendedKeyUsageOID.CLIENT_AUTH]
+                ),
+                False,
+            )
+        return builder.sign(self.int_key, hashes.SHA256())
+
+    def crl(
+        self,
+        revoked: Sequence[tuple[x509.Certificate, str | None]] = (),
+        *,
+        issuer: Issuer | None = None,
+        number: int = 1,
+        this_update: dt.datetime | None = None,
+        days: int = 7,
+    ) -> x509.CertificateRevocationList:
+        start = this_update or NOW - dt.timedelta(hours=1)
+        entries = [
+            revoked_entry(c.serial_number, start, parse_reason(r) if r else None)
+            for c, r in revoked
+        ]
+        return build_crl(
+            issuer or self.int_issuer,
+            entries,
+            CrlParams(number, start, start + dt.timedelta(days=days)),
+        )
