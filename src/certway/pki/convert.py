@@ -203,6 +203,27 @@ def _pkcs7(certs: Sequence[x509.Certificate], encoding: serialization.Encoding) 
 
 
 def pkcs7_to_pems(data: bytes) -> list[bytes]:
-    """Each certificate of a PKCS#7 bundle (PEM or DER) as its own PEM, in the bundle's
-    order. Raises ``DecodeError`` when the input is not a PKCS#7 bundle."""
-    return [cert.public_bytes(serialization.Encoding.PEM) for cert in load_pkcs7(data)]
+    """Each certificate of a PKCS#7 bundle (PEM or DER) as its own PEM, in chain order
+    (leaf first, each followed by its issuer) — a PKCS#7 SET has no order of its own.
+    Raises ``DecodeError`` when the input is not a PKCS#7 bundle."""
+    return [cert.public_bytes(serialization.Encoding.PEM) for cert in chain_order(load_pkcs7(data))]
+
+
+def chain_order(certs: Sequence[x509.Certificate]) -> list[x509.Certificate]:
+    """Certificates rearranged leaf first, each followed by its issuer when present; the
+    order of unrelated certificates is kept."""
+    remaining = list(certs)
+    ordered: list[x509.Certificate] = []
+    while remaining:
+        issuers = {c.issuer for c in remaining if c.issuer != c.subject}
+        start = next((c for c in remaining if c.subject not in issuers), remaining[0])
+        current: x509.Certificate | None = start
+        while current is not None and current in remaining:
+            remaining.remove(current)
+            ordered.append(current)
+            parent = current.issuer
+            current = next(
+                (c for c in remaining if c.subject == parent and current.issuer != current.subject),
+                None,
+            )
+    return ordered

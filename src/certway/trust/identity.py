@@ -1,6 +1,7 @@
 """Username mapping from a client certificate (S2): regex over the text form + a format.
 
-The regex may name its groups the .NET/PCRE way ``(?<Group1>…)`` (as Expressway shows them)
+The regex runs over each line of the text form (like ``openssl x509 -text``), first match
+wins. It may name its groups the .NET/PCRE way ``(?<Group1>…)`` (as Expressway shows them)
 or the Python way ``(?P<Group1>…)``; ``/…/`` delimiters are accepted. The format replaces
 ``#Group1#`` with the group's value, e.g. ``prefix#Group1#suffix``.
 """
@@ -43,7 +44,7 @@ def compile_regex(pattern: str) -> re.Pattern[str]:
         raise PolicyViolation("regex", f"the regex is longer than {MAX_PATTERN} characters")
     converted = _DOTNET_GROUP.sub(r"(?P<\1>", text)
     try:
-        return re.compile(converted, re.MULTILINE)
+        return re.compile(converted)
     except re.error as exc:
         where = f" at position {exc.pos}" if exc.pos is not None else ""
         raise PolicyViolation("regex", f"invalid regex: {exc.msg}{where}") from None
@@ -83,7 +84,13 @@ def map_username(cert: x509.Certificate, pattern: str, fmt: str) -> UsernameMapp
     """Apply ``pattern`` to the certificate's text and build the username with ``fmt``."""
     regex = compile_regex(pattern)
     check_format(fmt, regex)
-    match = regex.search(certificate_text(cert))
+    # Line by line, first match wins: a class like [^,]* must not run on into the next
+    # line of the text (Expressway's default regex relies on that).
+    match = None
+    for line in certificate_text(cert).splitlines():
+        match = regex.search(line)
+        if match is not None:
+            break
     if match is None:
         raise PolicyViolation(
             "regex-no-match", "the regex does not match the certificate's text: no username"

@@ -110,6 +110,42 @@ class IndexedCrl:
         return found
 
 
+_UNDERSTOOD_CRL_EXTENSIONS = {
+    x509.AuthorityKeyIdentifier.oid,
+    x509.CRLNumber.oid,
+    x509.DeltaCRLIndicator.oid,
+    x509.IssuingDistributionPoint.oid,
+    x509.FreshestCRL.oid,
+    x509.AuthorityInformationAccess.oid,
+}
+
+
+def _check_crl_extensions(crl: x509.CertificateRevocationList, source: str) -> None:
+    """RFC 5280 §5.2: CRLNumber is mandatory and non-critical; an unknown critical
+    extension makes the CRL unusable."""
+    try:
+        extensions = list(crl.extensions)
+    except (ValueError, x509.DuplicateExtension) as exc:
+        raise PolicyViolation("crl-malformed", f"CRL from {source} is malformed: {exc}") from None
+    by_oid = {ext.oid: ext for ext in extensions}
+    number = by_oid.get(x509.CRLNumber.oid)
+    if number is None:
+        raise PolicyViolation(
+            "crl-number",
+            f"CRL from {source} has no CRL number, which RFC 5280 requires: it is not used",
+        )
+    if number.critical:
+        raise PolicyViolation(
+            "crl-number", f"CRL from {source} marks its CRL number critical, which RFC 5280 forbids"
+        )
+    for ext in extensions:
+        if ext.critical and ext.oid not in _UNDERSTOOD_CRL_EXTENSIONS:
+            raise PolicyViolation(
+                "crl-critical-extension",
+                f"CRL from {source} has an unknown critical extension {ext.oid.dotted_string}",
+            )
+
+
 def index_crl(
     crl: x509.CertificateRevocationList,
     issuer: x509.Certificate,
@@ -140,6 +176,7 @@ def index_crl(
             "crl-signature",
             f"CRL from {source} has a bad signature: it was not signed by {issuer_label}",
         )
+    _check_crl_extensions(crl, source)
     number_ext = _ext(crl, x509.CRLNumber)
     delta_ext = _ext(crl, x509.DeltaCRLIndicator)
     idp = _ext(crl, x509.IssuingDistributionPoint)

@@ -162,6 +162,20 @@ def _eku_validator(
     return check
 
 
+def _ca_key_usage(
+    _policy: verification.Policy, _cert: x509.Certificate, usage: x509.KeyUsage | None
+) -> None:
+    if usage is not None and not usage.key_cert_sign:
+        raise ValueError("KeyUsage.keyCertSign must be asserted in a CA certificate")
+
+
+# RFC 5280 lets a CA certificate omit KeyUsage (many enterprise CAs do); when present it must
+# allow certificate signing. Everything else is the web PKI profile.
+_CA_POLICY = verification.ExtensionPolicy.webpki_defaults_ca().may_be_present(
+    x509.KeyUsage, verification.Criticality.AGNOSTIC, _ca_key_usage
+)
+
+
 def _subject(name: str) -> x509.DNSName | x509.IPAddress:
     try:
         return x509.IPAddress(ipaddress.ip_address(name))
@@ -207,6 +221,7 @@ def _build_path(
     """The verified chain ``[leaf, …, anchor]``; raises ValidationFailed with a clear reason."""
     if trust.store is None:
         raise Untrusted("the trusted CA list is empty: no certificate can be trusted")
+    at = at.replace(microsecond=0)  # X.509 times have whole seconds
     if leaf.not_valid_after_utc < at:
         raise Expired(
             f"the certificate expired on {leaf.not_valid_after_utc:%Y-%m-%d %H:%M:%S} UTC"
@@ -235,9 +250,7 @@ def _build_path(
         verification.PolicyBuilder()
         .store(trust.store)
         .time(at)
-        .extension_policies(
-            ca_policy=verification.ExtensionPolicy.webpki_defaults_ca(), ee_policy=ee
-        )
+        .extension_policies(ca_policy=_CA_POLICY, ee_policy=ee)
     )
     if options.max_chain_depth is not None:
         builder = builder.max_chain_depth(options.max_chain_depth)
@@ -555,6 +568,14 @@ def validate(
     revocation = revocation or RevocationIndex()
     try:
         chain = _build_path(leaf, list(intermediates), trust, options, at)
+    except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as exc:
+        # cryptography parses extensions lazily: a malformed one surfaces here.
+        malformed = ValidationFailed(f"the certificate is malformed: {exc}")
+        malformed.code = "malformed"
+        reports = _report([leaf], {}, 0, Check("path", "fail", str(malformed)))
+        return ValidationResult(
+            False, "malformed", str(malformed), (leaf,), reports, 0, at, malformed
+        )
     except ValidationFailed as exc:
         reports = _report([leaf], {}, 0, Check("path", "fail", str(exc)))
         return ValidationResult(
