@@ -6,10 +6,13 @@ import datetime as dt
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from certway.errors import PolicyViolation
-from certway.pki.crl import CrlParams, build_crl, parse_reason, revoked_entry
+from certway.pki.crl import CrlParams, build_crl, extend_crl, parse_reason, revoked_entry
 from certway.pki.issue import Issuer, create_root
 
 from conftest import NOW, test_key
@@ -72,3 +75,37 @@ def test_one_million_entries(issuer: Issuer) -> None:
     entries = [revoked_entry(i + 1, NOW, None) for i in range(1_000_000)]
     crl = build_crl(issuer, entries, PARAMS)
     assert len(crl) == 1_000_000
+
+
+@given(
+    old=st.lists(st.integers(1, 2**159 - 1), max_size=20, unique=True),
+    new=st.lists(st.integers(1, 2**159 - 1), max_size=5, unique=True),
+    reason=st.sampled_from([None, "keyCompromise", "superseded"]),
+)
+@settings(max_examples=40, deadline=None)
+def test_extend_crl_equals_full_build(
+    issuer: Issuer, old: list[int], new: list[int], reason: str | None
+) -> None:
+    flag = parse_reason(reason)
+    old_entries = [revoked_entry(s, NOW, flag) for s in old]
+    new_entries = [revoked_entry(s, NOW + dt.timedelta(hours=1), None, NOW) for s in new]
+    previous = build_crl(issuer, old_entries, PARAMS).public_bytes(serialization.Encoding.DER)
+    params = CrlParams(43, NOW + dt.timedelta(hours=1), NOW + dt.timedelta(days=8))
+    extended = x509.load_der_x509_crl(extend_crl(issuer, previous, new_entries, params))
+    full = build_crl(issuer, [*old_entries, *new_entries], params)
+    assert extended.tbs_certlist_bytes == full.tbs_certlist_bytes
+    assert extended.is_signature_valid(issuer.certificate.public_key())  # type: ignore[arg-type]
+
+
+def test_extend_crl_refuses_another_issuers_crl(issuer: Issuer) -> None:
+    other_key = test_key("ec:p256", 2)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Other Root")])
+    other = Issuer(
+        create_root(other_key, name, not_before=NOW, not_after=NOW + dt.timedelta(days=30)),
+        other_key,
+    )
+    previous = build_crl(other, [revoked_entry(1, NOW)], PARAMS).public_bytes(
+        serialization.Encoding.DER
+    )
+    with pytest.raises(PolicyViolation, match="another name"):
+        extend_crl(issuer, previous, [], PARAMS)

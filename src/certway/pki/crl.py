@@ -1,8 +1,10 @@
 """Building full CRLs (RFC 5280 §5) for a CA, fast enough for a million entries.
 
-Entries are built once (``revoked_entry``) and can be kept by the caller: publishing a new
-CRL after one more revocation then only signs, it does not rebuild every entry. The list is
-passed to the builder's constructor (``add_revoked_certificate`` in a loop is quadratic).
+``build_crl`` passes every entry to the builder's constructor (``add_revoked_certificate``
+in a loop is quadratic). ``extend_crl`` publishes the next CRL of a CA from its previous one
+plus the new revocations without re-encoding the old entries: ``cryptography`` builds the
+new CRL's fields and entries, ``asn1crypto`` carries the previous CRL's encoded entry list
+over unchanged, and the CA key signs the result. Both give the same TBSCertList bytes.
 """
 
 from __future__ import annotations
@@ -11,12 +13,22 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from asn1crypto import crl as asn1_crl
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
 from certway.errors import PolicyViolation
 from certway.pki.issue import Issuer, signature_hash_for
 
-__all__ = ["REASONS", "CrlParams", "build_crl", "parse_reason", "revoked_entry"]
+__all__ = [
+    "REASONS",
+    "CrlParams",
+    "build_crl",
+    "extend_crl",
+    "parse_reason",
+    "revoked_entry",
+]
 
 REASONS: dict[str, x509.ReasonFlags] = {
     "unspecified": x509.ReasonFlags.unspecified,
@@ -99,3 +111,53 @@ def build_crl(
     )
 
     return builder.sign(issuer.key, signature_hash_for(issuer.key))
+
+
+def _sign(issuer: Issuer, data: bytes) -> bytes:
+    """Sign ``data`` exactly as ``cryptography``'s CRL builder does for this key."""
+    key = issuer.key
+    digest = signature_hash_for(key)
+    if isinstance(key, ec.EllipticCurvePrivateKey) and digest is not None:
+        return key.sign(data, ec.ECDSA(digest))
+    if isinstance(key, rsa.RSAPrivateKey) and digest is not None:
+        return key.sign(data, padding.PKCS1v15(), digest)
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return key.sign(data)
+    raise PolicyViolation("key-type", f"cannot sign a CRL with {type(key).__name__}")
+
+
+def extend_crl(
+    issuer: Issuer,
+    previous_der: bytes,
+    new_entries: Sequence[x509.RevokedCertificate],
+    params: CrlParams,
+) -> bytes:
+    """DER of the CRL holding ``previous_der``'s entries followed by ``new_entries``, with
+    the number and dates of ``params``, signed by ``issuer``.
+
+    The result equals ``build_crl(issuer, [*previous entries, *new_entries], params)`` up to
+    the (randomised) signature, at the cost of the new entries only.
+    """
+    template = build_crl(issuer, new_entries, params)
+    fresh = asn1_crl.CertificateList.load(template.public_bytes(serialization.Encoding.DER))
+    previous = asn1_crl.CertificateList.load(previous_der)
+    tbs = fresh["tbs_cert_list"]
+    old_tbs = previous["tbs_cert_list"]
+    if old_tbs["issuer"].dump() != tbs["issuer"].dump():
+        raise PolicyViolation("crl-issuer", "the previous CRL was issued by another name")
+    old_entries = old_tbs["revoked_certificates"]
+    new_list = tbs["revoked_certificates"]
+    old_contents = old_entries.contents if old_entries.contents else b""
+    new_contents = new_list.contents if new_list.contents else b""
+    if not old_contents:
+        return template.public_bytes(serialization.Encoding.DER)
+    tbs["revoked_certificates"] = asn1_crl.RevokedCertificates(contents=old_contents + new_contents)
+    tbs_der = tbs.dump(force=False)
+    signed = asn1_crl.CertificateList(
+        {
+            "tbs_cert_list": tbs,
+            "signature_algorithm": fresh["signature_algorithm"],
+            "signature": _sign(issuer, tbs_der),
+        }
+    )
+    return bytes(signed.dump())

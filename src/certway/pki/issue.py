@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -102,75 +102,103 @@ def _extension_or_none(
         return None
 
 
-@dataclass(frozen=True)
 class Issuer:
-    """A CA ready to sign: certificate, key, and the URLs written into what it issues."""
+    """A CA ready to sign: certificate, key, and the URLs written into what it issues.
 
-    certificate: x509.Certificate
-    key: PrivateKey
-    crl_urls: tuple[str, ...] = ()
-    ocsp_url: str | None = None
-    _ready: dict[str, object] = field(default_factory=dict, init=False, repr=False, compare=False)
+    Everything that is the same for every certificate it issues (issuer name, AKI, CRL
+    distribution point, OCSP URL, the per-profile BasicConstraints/KeyUsage/EKU) is built
+    once here, so issuing costs little more than the signature.
+    """
 
-    def __post_init__(self) -> None:
-        if not key_matches(self.key, self.certificate.public_key()):
+    __slots__ = (
+        "_common",
+        "_fixed",
+        "_hash",
+        "_not_after",
+        "_not_before",
+        "authority_key_identifier",
+        "certificate",
+        "crl_urls",
+        "key",
+        "name",
+        "ocsp_url",
+        "path_length",
+    )
+
+    def __init__(
+        self,
+        certificate: x509.Certificate,
+        key: PrivateKey,
+        *,
+        crl_urls: tuple[str, ...] = (),
+        ocsp_url: str | None = None,
+    ) -> None:
+        if not key_matches(key, certificate.public_key()):
             raise PolicyViolation(
                 "key-mismatch", "the CA private key does not match the CA certificate"
             )
         try:
-            bc = self.certificate.extensions.get_extension_for_class(x509.BasicConstraints).value
+            bc = certificate.extensions.get_extension_for_class(x509.BasicConstraints).value
         except x509.ExtensionNotFound:
             bc = None
         if bc is None or not bc.ca:
             raise PolicyViolation(
                 "not-a-ca", "the certificate is not a CA certificate (BasicConstraints CA:TRUE)"
             )
-        ski = _extension_or_none(self.certificate.extensions, x509.SubjectKeyIdentifier)
+        self.certificate = certificate
+        self.key = key
+        self.crl_urls = crl_urls
+        self.ocsp_url = ocsp_url
+        self.name = certificate.subject
+        self.path_length: int | None = bc.path_length
+        self._not_before = certificate.not_valid_before_utc
+        self._not_after = certificate.not_valid_after_utc
+        self._hash = signature_hash_for(key)
+        ski = _extension_or_none(certificate.extensions, x509.SubjectKeyIdentifier)
         if isinstance(ski, x509.SubjectKeyIdentifier):
             aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
         else:
-            aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key())
-        extensions: list[x509.Extension[x509.ExtensionType]] = [x509.Extension(aki.oid, False, aki)]
-        if self.crl_urls:
+            aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key())
+        self.authority_key_identifier = aki
+        common: list[x509.Extension[x509.ExtensionType]] = [x509.Extension(aki.oid, False, aki)]
+        if crl_urls:
             cdp = x509.CRLDistributionPoints(
                 [
                     x509.DistributionPoint(
-                        [x509.UniformResourceIdentifier(u) for u in self.crl_urls],
-                        None,
-                        None,
-                        None,
+                        [x509.UniformResourceIdentifier(u) for u in crl_urls], None, None, None
                     )
                 ]
             )
-            extensions.append(x509.Extension(cdp.oid, False, cdp))
-        if self.ocsp_url:
+            common.append(x509.Extension(cdp.oid, False, cdp))
+        if ocsp_url:
             aia = x509.AuthorityInformationAccess(
                 [
                     x509.AccessDescription(
                         AuthorityInformationAccessOID.OCSP,
-                        x509.UniformResourceIdentifier(self.ocsp_url),
+                        x509.UniformResourceIdentifier(ocsp_url),
                     )
                 ]
             )
-            extensions.append(x509.Extension(aia.oid, False, aia))
-        self._ready["extensions"] = extensions
-        self._ready["aki"] = aki
-        self._ready["path_length"] = bc.path_length
+            common.append(x509.Extension(aia.oid, False, aia))
+        self._common = tuple(common)
+        self._fixed: dict[tuple[str, bool], tuple[x509.Extension[x509.ExtensionType], ...]] = {}
 
-    @property
-    def name(self) -> x509.Name:
-        return self.certificate.subject
-
-    @property
-    def authority_key_identifier(self) -> x509.AuthorityKeyIdentifier:
-        value = self._ready["aki"]
-        assert isinstance(value, x509.AuthorityKeyIdentifier)
-        return value
-
-    @property
-    def path_length(self) -> int | None:
-        value = self._ready["path_length"]
-        return value if isinstance(value, int) else None
+    def _profile_extensions(
+        self, prof: Profile, public_key: PublicKey
+    ) -> tuple[x509.Extension[x509.ExtensionType], ...]:
+        """AKI/CDP/AIA + BasicConstraints + KeyUsage (+ default EKU), built once per profile."""
+        is_rsa = isinstance(public_key, rsa.RSAPublicKey)
+        cached = self._fixed.get((prof.name, is_rsa))
+        if cached is None:
+            bc = x509.BasicConstraints(ca=prof.ca, path_length=0 if prof.ca else None)
+            ku = prof.key_usage(public_key)
+            cached = (
+                *self._common,
+                x509.Extension(bc.oid, True, bc),
+                x509.Extension(ku.oid, True, ku),
+            )
+            self._fixed[(prof.name, is_rsa)] = cached
+        return cached
 
     def issue(
         self,
@@ -189,11 +217,10 @@ class Issuer:
         check_public_key(public_key)
         if not_after <= not_before:
             raise PolicyViolation("validity", "the validity period must be at least one day")
-        ca_end = self.certificate.not_valid_after_utc
-        if not_after > ca_end:
+        if not_after > self._not_after:
             raise PolicyViolation(
                 "validity-exceeds-ca",
-                f"the certificate would outlive its CA (CA expires {ca_end:%Y-%m-%d}): "
+                f"the certificate would outlive its CA (CA expires {self._not_after:%Y-%m-%d}): "
                 "ask for fewer days",
             )
         if prof.ca and self.path_length == 0:
@@ -204,14 +231,8 @@ class Issuer:
             raise PolicyViolation(
                 "empty-name", "the certificate would have neither a subject nor alternative names"
             )
-        extensions: list[x509.Extension[x509.ExtensionType]] = list(
-            self._ready["extensions"]  # type: ignore[call-overload]
-        )
-        bc = x509.BasicConstraints(ca=prof.ca, path_length=0 if prof.ca else None)
-        ku = prof.key_usage(public_key)
+        extensions = list(self._profile_extensions(prof, public_key))
         ski = x509.SubjectKeyIdentifier.from_public_key(public_key)
-        extensions.append(x509.Extension(bc.oid, True, bc))
-        extensions.append(x509.Extension(ku.oid, True, ku))
         extensions.append(x509.Extension(ski.oid, False, ski))
         if not prof.ca:
             usages = [o for o in (eku or prof.eku) if o in prof.eku] or list(prof.eku)
@@ -222,15 +243,15 @@ class Issuer:
                 # RFC 5280 §4.2.1.6: critical when the subject is empty.
                 extensions.append(x509.Extension(san.oid, not subject, san))
         builder = x509.CertificateBuilder(
-            issuer_name=self.certificate.subject,
+            issuer_name=self.name,
             subject_name=subject,
             public_key=public_key,
             serial_number=serial if serial is not None else random_serial(),
-            not_valid_before=max(not_before, self.certificate.not_valid_before_utc),
+            not_valid_before=max(not_before, self._not_before),
             not_valid_after=not_after,
             extensions=extensions,
         )
-        return builder.sign(self.key, signature_hash_for(self.key))
+        return builder.sign(self.key, self._hash)
 
 
 def create_root(

@@ -18,7 +18,7 @@ from certway.store.repositories import HeldCrlRepository
 from certway.store.schema import HeldCrlRow
 from certway.trust.revocation import IndexedCrl, index_crl
 
-__all__ = ["AcceptedCrl", "accept_crl", "find_issuer"]
+__all__ = ["AcceptedCrl", "accept_crl", "find_issuer", "store_crl", "vet_crl"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +55,61 @@ def find_issuer(
     raise last
 
 
+def vet_crl(
+    session: Session,
+    crl: x509.CertificateRevocationList,
+    *,
+    source: str,
+    trusted: Sequence[x509.Certificate],
+    at: dt.datetime,
+) -> IndexedCrl:
+    """Every check before a CRL is stored: issuer, signature, expiry, CRL number."""
+    indexed = find_issuer(crl, trusted, source)
+    if indexed.next_update is not None and indexed.next_update <= at:
+        raise PolicyViolation(
+            "crl-expired",
+            f"{indexed.label()} expired on {indexed.next_update:%Y-%m-%d %H:%M} UTC: an expired "
+            "CRL is not used; get a current one",
+        )
+    if indexed.number is not None and not indexed.is_delta:
+        issuer_key = indexed.issuer_key.hex()
+        held = [
+            r.number
+            for r in HeldCrlRepository(session).all()
+            if r.issuer_key == issuer_key and r.number is not None
+        ]
+        if held and indexed.number < max(held):
+            raise PolicyViolation(
+                "crl-number",
+                f"{indexed.label()} is older than CRL #{max(held)} already held for "
+                f"{indexed.issuer_name}: CRL numbers never go backwards",
+            )
+    return indexed
+
+
+def store_crl(
+    session: Session, indexed: IndexedCrl, *, kind: str, source: str, at: dt.datetime
+) -> AcceptedCrl:
+    """Store a vetted CRL, replacing the one of the same kind, source and issuer."""
+    HeldCrlRepository(session).put(
+        HeldCrlRow(
+            kind=kind,
+            source=source,
+            issuer_key=indexed.issuer_key.hex(),
+            issuer=indexed.issuer_name,
+            number=indexed.number,
+            this_update=indexed.this_update,
+            next_update=indexed.next_update,
+            entries=len(indexed.serials),
+            crl_der=indexed.crl.public_bytes(serialization.Encoding.DER),
+            added_at=at,
+        )
+    )
+    return AcceptedCrl(
+        indexed.issuer_name, indexed.number, indexed.next_update, len(indexed.serials)
+    )
+
+
 def accept_crl(
     session: Session,
     crl: x509.CertificateRevocationList,
@@ -65,41 +120,5 @@ def accept_crl(
     at: dt.datetime,
 ) -> AcceptedCrl:
     """Check ``crl`` and store it (replacing the same kind/source/issuer). Raises when refused."""
-    indexed = find_issuer(crl, trusted, source)
-    if indexed.next_update is not None and indexed.next_update <= at:
-        raise PolicyViolation(
-            "crl-expired",
-            f"{indexed.label()} expired on {indexed.next_update:%Y-%m-%d %H:%M} UTC: an expired "
-            "CRL is not used; get a current one",
-        )
-    issuer_key = indexed.issuer_key.hex()
-    repo = HeldCrlRepository(session)
-    if indexed.number is not None:
-        held = [
-            r.number
-            for r in repo.all()
-            if r.issuer_key == issuer_key and r.number is not None and not indexed.is_delta
-        ]
-        if held and indexed.number < max(held):
-            raise PolicyViolation(
-                "crl-number",
-                f"{indexed.label()} is older than CRL #{max(held)} already held for "
-                f"{indexed.issuer_name}: CRL numbers never go backwards",
-            )
-    repo.put(
-        HeldCrlRow(
-            kind=kind,
-            source=source,
-            issuer_key=issuer_key,
-            issuer=indexed.issuer_name,
-            number=indexed.number,
-            this_update=indexed.this_update,
-            next_update=indexed.next_update,
-            entries=len(indexed.serials),
-            crl_der=crl.public_bytes(serialization.Encoding.DER),
-            added_at=at,
-        )
-    )
-    return AcceptedCrl(
-        indexed.issuer_name, indexed.number, indexed.next_update, len(indexed.serials)
-    )
+    indexed = vet_crl(session, crl, source=source, trusted=trusted, at=at)
+    return store_crl(session, indexed, kind=kind, source=source, at=at)

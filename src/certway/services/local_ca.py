@@ -1,7 +1,7 @@
 """The local CA (CA1–CA3, CA6): roots, intermediates, imported CAs, signing, revocation, CRLs.
 
-Publishing a CRL after a revocation rebuilds only what changed: the entries of the previous
-CRL are kept in memory (or re-read from the stored CRL) and only new revocations are added.
+Publishing a CRL after a revocation costs only the new revocations: the previous CRL (kept in
+memory, or read back from the store) is extended with ``pki.crl.extend_crl``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import serialization
 
 from certway.clock import Clock, utc
 from certway.errors import Conflict, NotFound, PolicyViolation
-from certway.pki.crl import REASONS, CrlParams, build_crl, parse_reason, revoked_entry
+from certway.pki.crl import REASONS, CrlParams, build_crl, extend_crl, parse_reason, revoked_entry
 from certway.pki.csr import check_csr
 from certway.pki.decode import fingerprint, format_name, load_certificates, load_csr
 from certway.pki.issue import BACKDATE, Issuer, create_root, issue_from_csr
@@ -98,10 +98,13 @@ class PublishedCrl:
         return crl.public_bytes(serialization.Encoding.PEM)
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class _CrlState:
+    """The last published CRL of a CA: the revocations it covers, its size, its DER."""
+
     covers_revocation_id: int
-    entries: list[x509.RevokedCertificate]
+    entries: int
+    der: bytes
 
 
 def parse_serial(text: str) -> str:
@@ -129,6 +132,7 @@ class LocalCA:
         self._clock = clock
         self._lock = threading.Lock()
         self._issuers: dict[int, Issuer] = {}
+        self._chains: dict[int, tuple[x509.Certificate, ...]] = {}
         self._crl_state: dict[int, _CrlState] = {}
 
     # -- creating CAs ---------------------------------------------------------------------
@@ -392,10 +396,13 @@ class LocalCA:
         cert = issue_from_csr(issuer, csr, profile=profile, not_before=now, days=days, checked=True)
         with self._store.transaction() as session:
             CaRepository(session).add_issued(_issued_row(row.id, cert, profile, now))
-        chain = self.chain(name)
-        if chain and chain[-1].subject == chain[-1].issuer:
-            chain = chain[:-1]
-        return SignResult(cert, tuple(chain))
+        chain = self._chains.get(row.id)
+        if chain is None:  # CA certificates never change: built once per CA
+            full = self.chain(name)
+            if full and full[-1].subject == full[-1].issuer:
+                full = full[:-1]
+            chain = self._chains[row.id] = tuple(full)
+        return SignResult(cert, chain)
 
     # -- revocation and CRLs --------------------------------------------------------------
     def revoke(
@@ -458,13 +465,14 @@ class LocalCA:
                     stored.number,
                     stored.this_update,
                     stored.next_update,
-                    len(x509.load_der_x509_crl(stored.crl_der)),
+                    stored.entries,
                     stored.crl_der,
                 )
         return self.publish_crl(name, next_update_days=next_update_days)
 
     def publish_crl(self, name: str, *, next_update_days: int | None = None) -> PublishedCrl:
-        """Build, sign and store a new CRL with the next CRL number."""
+        """Sign and store a new CRL with the next CRL number (the previous CRL extended with
+        the revocations made since, or built from scratch for a CA's first CRL)."""
         if next_update_days is not None and not 1 <= next_update_days <= 365:
             raise PolicyViolation("crl-validity", "--next-update-days must be between 1 and 365")
         row, issuer = self._issuer(name)
@@ -476,38 +484,32 @@ class LocalCA:
                 ca_row = repo.by_id(row.id)
                 assert ca_row is not None
                 ca_row.crl_days = next_update_days
-            state = self._entries(repo, row.id)
+            previous = self._crl_state.get(row.id) or _stored_state(repo, row.id)
+            covered = previous.covers_revocation_id if previous else 0
+            newer = repo.revocations(row.id, after_id=covered)
             now = self._clock.now()
-            crl = build_crl(
-                issuer,
-                state.entries,
-                CrlParams(number, now, now + dt.timedelta(days=days)),
+            params = CrlParams(number, now, now + dt.timedelta(days=days))
+            entries = [_entry(r) for r in newer]
+            if previous is None:
+                der = build_crl(issuer, entries, params).public_bytes(serialization.Encoding.DER)
+            else:
+                der = extend_crl(issuer, previous.der, entries, params)
+            state = _CrlState(
+                newer[-1].id if newer else covered,
+                (previous.entries if previous else 0) + len(newer),
+                der,
             )
-            der = crl.public_bytes(serialization.Encoding.DER)
             repo.save_crl(
-                row.id, number, now, now + dt.timedelta(days=days), state.covers_revocation_id, der
+                row.id,
+                number,
+                now,
+                params.next_update,
+                state.covers_revocation_id,
+                der,
+                state.entries,
             )
         self._crl_state[row.id] = state
-        return PublishedCrl(number, now, now + dt.timedelta(days=days), len(state.entries), der)
-
-    def _entries(self, repo: CaRepository, ca_id: int) -> _CrlState:
-        """Entries for the next CRL: the previous CRL's entries plus newer revocations."""
-        cached = self._crl_state.get(ca_id)
-        if cached is not None:
-            base = _CrlState(cached.covers_revocation_id, list(cached.entries))
-        else:
-            stored = repo.latest_crl(ca_id)
-            if stored is not None:
-                base = _CrlState(
-                    stored.covers_revocation_id, list(x509.load_der_x509_crl(stored.crl_der))
-                )
-            else:
-                base = _CrlState(0, [])
-        newer = repo.revocations(ca_id, after_id=base.covers_revocation_id)
-        base.entries.extend(_entry(r) for r in newer)
-        if newer:
-            base.covers_revocation_id = newer[-1].id
-        return base
+        return PublishedCrl(number, now, params.next_update, state.entries, der)
 
     # -- helpers --------------------------------------------------------------------------
     def _issuer(self, name: str) -> tuple[CaRow, Issuer]:
@@ -553,6 +555,13 @@ def _issued_row(ca_id: int, cert: x509.Certificate, profile: str, at: dt.datetim
         certificate_der=cert.public_bytes(serialization.Encoding.DER),
         issued_at=at,
     )
+
+
+def _stored_state(repo: CaRepository, ca_id: int) -> _CrlState | None:
+    stored = repo.latest_crl(ca_id)
+    if stored is None:
+        return None
+    return _CrlState(stored.covers_revocation_id, stored.entries, stored.crl_der)
 
 
 def _entry(record: RevocationRecord) -> x509.RevokedCertificate:

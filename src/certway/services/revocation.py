@@ -17,7 +17,7 @@ from certway.clock import Clock
 from certway.errors import CertwayError, DecodeError, FetchError, PolicyViolation
 from certway.pki.decode import load_crls
 from certway.pki.ocsp import OcspAnswer, build_request, check_response, ocsp_cache_until, ocsp_urls
-from certway.services.crl_store import AcceptedCrl, accept_crl
+from certway.services.crl_store import AcceptedCrl, accept_crl, store_crl, vet_crl
 from certway.services.trusted_cas import TRUST_VERSION, TrustedCAs
 from certway.store.db import Store
 from certway.store.repositories import HeldCrlRepository, SettingsRepository
@@ -246,15 +246,13 @@ class RevocationService:
         crls = load_crls(data)
         trusted = list(self._trusted.snapshot().certificates)
         now = self._clock.now()
+        source = "manual upload"
         with self._store.transaction() as session:
-            repo = HeldCrlRepository(session)
-            repo.remove_kind("manual")
-            accepted = [
-                accept_crl(
-                    session, crl, kind="manual", source="manual upload", trusted=trusted, at=now
-                )
-                for crl in crls
-            ]
+            # Vet every CRL against what is held (numbers never go backwards) before the
+            # previous manual CRL is replaced.
+            vetted = [vet_crl(session, c, source=source, trusted=trusted, at=now) for c in crls]
+            HeldCrlRepository(session).remove_kind("manual")
+            accepted = [store_crl(session, v, kind="manual", source=source, at=now) for v in vetted]
             SettingsRepository(session).bump(CRL_VERSION)
         return accepted
 

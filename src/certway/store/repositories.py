@@ -223,6 +223,7 @@ class CaRepository:
         next_update: dt.datetime,
         covers_revocation_id: int,
         crl_der: bytes,
+        entries: int,
     ) -> None:
         row = self._session.get(CrlRow, ca_id)
         if row is None:
@@ -233,6 +234,7 @@ class CaRepository:
         row.next_update = next_update
         row.covers_revocation_id = covers_revocation_id
         row.crl_der = crl_der
+        row.entries = entries
 
 
 def _record(row: RevocationRow) -> RevocationRecord:

@@ -113,6 +113,7 @@ class CrlRow(Base):
     next_update: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     covers_revocation_id: Mapped[int] = mapped_column(Integer)
     crl_der: Mapped[bytes] = mapped_column(LargeBinary)
+    entries: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class TrustedCaRow(Base):
