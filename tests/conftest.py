@@ -49,6 +49,24 @@ def key_pem(key: PrivateKey) -> bytes:
     )
 
 
+AUDIT_TABLES = ("audit_log", "alarm_state")
+
+
+def store_snapshot(data_dir: Path) -> list[str]:
+    """Every row of every state table, to compare before and after a refused command.
+
+    The audit log is left out on purpose: refused attempts are recorded there.
+    """
+    import sqlite3
+
+    with sqlite3.connect(data_dir / "certway.db") as db:
+        return [
+            line
+            for line in db.iterdump()
+            if not any(f'INSERT INTO "{t}"' in line for t in AUDIT_TABLES)
+        ]
+
+
 def write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -14,13 +13,9 @@ from cryptography.x509.oid import NameOID
 
 from certway.pki.csr import CsrForm, build_csr
 
-from conftest import Cli, key_pem, test_key, write
+from conftest import Cli, key_pem, store_snapshot, test_key, write
 
-
-def snapshot(data_dir: Path) -> list[str]:
-    """Every row of every table: compared before and after a refused command."""
-    with sqlite3.connect(data_dir / "certway.db") as db:
-        return list(db.iterdump())
+snapshot = store_snapshot
 
 
 @pytest.fixture
@@ -71,6 +66,7 @@ def test_current_crl_is_reused_while_fresh(ca: Cli) -> None:
 def test_list_json(ca: Cli) -> None:
     cas = json.loads(ca.ok("ca", "list", "--json").stdout)
     assert [(c["name"], c["kind"], c["parent"]) for c in cas] == [
+        ("temporary-ca", "root", None),  # the factory CA of `certway init`
         ("root", "root", None),
         ("issuing", "intermediate", "root"),
     ]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,13 +16,9 @@ from certway.pki.issue import create_root
 from certway.trust.identity import DEFAULT_REGEX
 from revocation_servers import DAY, LocalHttpServer, TimedPki, der, name, pem
 
-from conftest import Cli, test_key, write
+from conftest import Cli, store_snapshot, test_key, write
 
-
-def snapshot(data_dir: Path) -> list[str]:
-    """Every row of every table: compared before and after a refused command."""
-    with sqlite3.connect(data_dir / "certway.db") as db:
-        return list(db.iterdump())
+snapshot = store_snapshot  # every state row (the audit log records refusals on purpose)
 
 
 def refused(cli: Cli, *args: str | Path, message: str, input: bytes | None = None) -> str:
@@ -92,13 +87,17 @@ def test_trust_add_list_show_remove_reset(cli: Cli, files: dict[str, Path], pki:
     again = cli.ok("trust", "add", files["root"])
     assert again.stdout.startswith("skipped: CN=Cli Root is already trusted")
 
-    entries = json.loads(cli.ok("trust", "list", "--json").stdout)
+    listed = json.loads(cli.ok("trust", "list", "--json").stdout)
+    factory = [e for e in listed if e["origin"] == "factory"]
+    assert len(factory) == 1 and "CN=certway temporary CA " in factory[0]["subject"]
+    entries = [e for e in listed if e["origin"] == "user"]
     assert [(e["subject"], e["issuer"], e["origin"]) for e in entries] == [
         ("CN=Cli Root", "CN=Cli Root", "user"),
         ("CN=Cli Issuing", "CN=Cli Root", "user"),
     ]
     table = cli.ok("trust", "list").stdout
-    assert "CN=Cli Issuing" in table and entries[0]["fingerprint"] in table
+    assert "CN=Cli Issuing" in table
+    assert entries[0]["fingerprint"] in table
 
     root_fp = entries[0]["fingerprint"]
     text = cli.ok("trust", "show", root_fp[:11]).stdout
@@ -112,14 +111,13 @@ def test_trust_add_list_show_remove_reset(cli: Cli, files: dict[str, Path], pki:
 
     removed = cli.ok("trust", "remove", entries[1]["fingerprint"][:11])
     assert removed.stdout.strip() == "removed CN=Cli Issuing"
-    assert [e["subject"] for e in json.loads(cli.ok("trust", "list", "--json").stdout)] == [
-        "CN=Cli Root"
-    ]
+    remaining = json.loads(cli.ok("trust", "list", "--json").stdout)
+    assert [e["subject"] for e in remaining if e["origin"] == "user"] == ["CN=Cli Root"]
 
     reset = cli.ok("trust", "reset")
-    assert "reset to the factory default" in reset.stdout
-    assert json.loads(cli.ok("trust", "list", "--json").stdout) == []
-    assert "the trusted CA list is empty" in cli.ok("trust", "list").stdout
+    assert "reset to the factory default (1 entries)" in reset.stdout
+    after = json.loads(cli.ok("trust", "list", "--json").stdout)
+    assert [e["fingerprint"] for e in after] == [e["fingerprint"] for e in factory]
 
 
 def test_trust_add_json_warning_and_embedded_crl(
@@ -237,7 +235,7 @@ def test_check_is_rejected_after_crl_upload(trusting: Cli, files: dict[str, Path
     assert [(h["kind"], h["source"], h["number"], h["entries"]) for h in held] == [
         ("manual", "manual upload", 42, 1)
     ]
-    assert "manual upload" in trusting.ok("crl", "list").stdout
+    assert "manual" in trusting.ok("crl", "list").stdout
 
     trusting.ok("crl", "upload", files["clean.crl"])  # DER; replaces the manual CRL
     assert [h["number"] for h in json.loads(trusting.ok("crl", "list", "--json").stdout)] == [43]
@@ -333,13 +331,20 @@ def test_revocation_show_and_set(cli: Cli) -> None:
         (["--service", "sip-tls", "--fallback", "later"], "fallback must be one of"),
         (["--service", "sip-tls", "--ocsp", "maybe"], "--ocsp must be on or off, not 'maybe'"),
         (["--service", "smtp", "--ocsp", "on"], "unknown service 'smtp'"),
-        (["--scope", "peer"], "--service"),
     ],
-    ids=["scope", "fallback", "on-off", "service", "no-service"],
+    ids=["scope", "fallback", "on-off", "service"],
 )
 def test_revocation_set_bad_values_exit_2(cli: Cli, args: list[str], message: str) -> None:
     cli.ok("revocation", "set", "--service", "sip-tls", "--cdp", "off")
     refused(cli, "revocation", "set", *args, message=message)
+
+
+def test_revocation_set_without_service_is_a_usage_error(cli: Cli) -> None:
+    before = snapshot(cli.data_dir)
+    result = cli("revocation", "set", "--scope", "peer")
+    assert result.exit_code == 2
+    assert "Missing option '--service'" in result.stderr
+    assert snapshot(cli.data_dir) == before
 
 
 # --------------------------------------------------------------------------- sources/schedule
@@ -402,12 +407,10 @@ _MARKUP_BUG = (
 )
 
 
-@pytest.mark.xfail(strict=True, reason=_MARKUP_BUG)
 def test_bracketed_text_in_an_error_message_is_printed_as_is(cli: Cli) -> None:
     refused(cli, "crl", "sources", "set", "ftp://[/x]", message="'ftp://[/x]'")
 
 
-@pytest.mark.xfail(strict=True, reason=_MARKUP_BUG)
 def test_ca_with_brackets_in_its_name_can_be_added_and_listed(cli: Cli, tmp_path: Path) -> None:
     now = dt.datetime.now(dt.UTC)
     root = create_root(
@@ -421,7 +424,6 @@ def test_ca_with_brackets_in_its_name_can_be_added_and_listed(cli: Cli, tmp_path
     assert "Evil [/b] Root" in listed.stdout
 
 
-@pytest.mark.xfail(strict=True, reason=_MARKUP_BUG)
 def test_check_of_a_certificate_with_brackets_in_its_name(
     trusting: Cli, pki: TimedPki, tmp_path: Path
 ) -> None:

@@ -24,7 +24,7 @@ def _csr(index: int) -> bytes:
 
 @pytest.fixture
 def node(tmp_path: Path) -> Node:
-    n = Node.init(tmp_path / "d", FixedClock(NOW))
+    n = Node.init(tmp_path / "d", FixedClock(NOW), factory=False)
     n.local_ca.create_root("root", "/CN=Root", days=3650)
     return n
 

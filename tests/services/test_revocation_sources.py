@@ -65,7 +65,7 @@ def server() -> Iterator[LocalHttpServer]:
 
 
 def make_node(path: Path, clock: FixedClock, **fetcher: float) -> Node:
-    return Node.init(path, clock, fetcher_factory=fast_fetcher(**fetcher))  # type: ignore[arg-type]
+    return Node.init(path, clock, fetcher_factory=fast_fetcher(**fetcher), factory=False)  # type: ignore[arg-type]
 
 
 @pytest.fixture

@@ -204,7 +204,7 @@ def test_lookup_cost_independent_of_size(pki: Pki) -> None:
     leaf = pki.leaf()
     crl = pki.crl([(leaf, None)])
     indexed = index_crl(crl, pki.intermediate, source="x")
-    assert isinstance(indexed.serials, frozenset)
+    assert isinstance(indexed.serial_hashes, frozenset)
     assert indexed.lookup(leaf.serial_number) is not None
     assert indexed.lookup(leaf.serial_number + 1) is None
 

@@ -496,7 +496,7 @@ def decode_cmd(
     if as_json:
         print_json(decoded.to_dict())
     else:
-        out.print(decoded.to_text(), markup=False)
+        out.print(decoded.to_text())
 
 
 @app.command("convert")

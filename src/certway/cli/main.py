@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.text import Text
 from typer.core import TyperGroup
 
 from certway import __version__
@@ -22,8 +23,17 @@ __all__ = ["app", "main"]
 MAX_INPUT_BYTES = 64 * 1024 * 1024
 """Largest file any command reads (a 1,000,000-entry CRL is about 50 MB)."""
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# markup=False: certificate subjects, URLs and error messages carry user-controlled text that
+# must be printed as it is, never interpreted as Rich markup. Colour goes through `styled`.
+# Piped output (files, scripts, tests) gets wide tables instead of wrapped cells.
+_WIDTH = None if sys.stdout.isatty() else 240
+out = Console(highlight=False, soft_wrap=True, markup=False, width=_WIDTH)
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, width=_WIDTH)
+
+
+def styled(label: str, style: str, rest: str = "") -> Text:
+    """``label`` in ``style`` followed by plain ``rest`` (no markup parsing anywhere)."""
+    return Text.assemble((label, style), rest)
 
 
 class _Group(TyperGroup):
@@ -33,10 +43,10 @@ class _Group(TyperGroup):
         try:
             return super().invoke(ctx)
         except CertwayError as exc:
-            err.print(f"[red]error:[/red] {exc}", markup=True)
+            err.print(styled("error:", "red", f" {exc}"))
             raise typer.Exit(2) from None
         except InputFileError as exc:
-            err.print(f"[red]error:[/red] {exc}", markup=True)
+            err.print(styled("error:", "red", f" {exc}"))
             raise typer.Exit(2) from None
 
 
@@ -173,17 +183,32 @@ def parse_when(text: str | None, what: str) -> dt.datetime | None:
 
 # -- init ------------------------------------------------------------------------------------
 @app.command()
-def init(ctx: typer.Context) -> None:
-    """Create the data directory: database and master key (mode 0600)."""
+def init(
+    ctx: typer.Context,
+    fqdn: Annotated[
+        str | None, typer.Option("--fqdn", help="System FQDN (default: this host's FQDN).")
+    ] = None,
+    role: Annotated[str | None, typer.Option("--role", help="edge (default) or core.")] = None,
+) -> None:
+    """Create the data directory (database, master key 0600) and the factory state: a
+    temporary CA, trusted, and a server certificate issued by it."""
     from certway.services.node import Node
 
     data_dir: Path = ctx.obj
     existed = (data_dir / "master.key").exists()
-    Node.init(data_dir).close()
+    node = Node.init(data_dir, fqdn=fqdn, role=role)
+    try:
+        server = node.identities.info("server")
+    finally:
+        node.close()
     if existed:
         out.print(f"data directory {data_dir} is already initialised (schema up to date)")
-    else:
-        out.print(f"initialised {data_dir} (master key {data_dir / 'master.key'}, mode 0600)")
+        return
+    out.print(f"initialised {data_dir} (master key {data_dir / 'master.key'}, mode 0600)")
+    out.print(
+        f"server certificate: {server.subject}, issued by the temporary CA "
+        f"({', '.join(server.alt_names)}); replace it with 'certway server-cert csr generate'"
+    )
 
 
 from certway.cli import commands, trust_commands  # noqa: E402,F401  (registers commands)
@@ -198,8 +223,10 @@ def main() -> None:
         # A bug, not bad input. Only the type is shown: messages of library errors can
         # carry data (SQL parameters) that has no place on a terminal.
         err.print(
-            f"[red]internal error:[/red] {type(exc).__name__}; run with CERTWAY_DEBUG=1 "
-            "for details and please report it",
-            markup=True,
+            styled(
+                "internal error:",
+                "red",
+                f" {type(exc).__name__}; run with CERTWAY_DEBUG=1 for details and please report it",
+            )
         )
         sys.exit(1)

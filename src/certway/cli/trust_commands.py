@@ -7,8 +7,9 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
-from certway.cli.main import JsonOpt, _typer, app, err, node, out, print_json, read_input
+from certway.cli.main import JsonOpt, _typer, app, err, node, out, print_json, read_input, styled
 from certway.errors import PolicyViolation
 from certway.services.revocation import SERVICES
 
@@ -59,7 +60,7 @@ def trust_add(ctx: typer.Context, file: Path, as_json: JsonOpt = False) -> None:
     for line in report.crls:
         out.print(f"embedded CRL stored: {line}")
     for line in report.warnings:
-        err.print(f"[yellow]warning:[/yellow] {line}", markup=True)
+        err.print(styled("warning:", "yellow", f" {line}"))
 
 
 @trust_app.command("list")
@@ -99,9 +100,9 @@ def trust_show(
     finally:
         n.close()
     if pem:
-        out.print(cert.public_bytes(serialization.Encoding.PEM).decode(), end="", markup=False)
+        out.print(cert.public_bytes(serialization.Encoding.PEM).decode(), end="")
     else:
-        out.print(certificate_text(cert), markup=False)
+        out.print(certificate_text(cert))
 
 
 @trust_app.command("remove")
@@ -236,7 +237,7 @@ def crl_update_now(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         return
     for s in sources:
         if s.error:
-            err.print(f"[red]{s.url}:[/red] {s.error}", markup=True)
+            err.print(styled(f"{s.url}:", "red", f" {s.error}"))
         else:
             out.print(f"{s.url}: CRL #{s.crl_number}, next update {s.next_update:%Y-%m-%d %H:%M}")
 
@@ -365,12 +366,12 @@ def check_cmd(
     if as_json:
         print_json(report.as_dict())
     else:
-        verdict = "[green]VALID[/green]" if result.valid else "[red]REJECTED[/red]"
-        out.print(f"{verdict}: {result.reason}", markup=True)
+        verdict = styled("VALID", "green") if result.valid else styled("REJECTED", "red")
+        out.print(Text.assemble(verdict, f": {result.reason}"))
         for index, cert_report in enumerate(result.certificates):
             out.print(f"  [{index}] {cert_report.role} {cert_report.subject}: {cert_report.status}")
             for check in cert_report.checks:
-                out.print(f"      {check.name}: {check.outcome} - {check.text}", markup=False)
+                out.print(f"      {check.name}: {check.outcome} - {check.text}")
         if report.username is not None:
             out.print(f"username: {report.username.username}")
         if report.username_error is not None:

@@ -100,14 +100,12 @@ def store_crl(
             number=indexed.number,
             this_update=indexed.this_update,
             next_update=indexed.next_update,
-            entries=len(indexed.serials),
+            entries=indexed.entries,
             crl_der=indexed.crl.public_bytes(serialization.Encoding.DER),
             added_at=at,
         )
     )
-    return AcceptedCrl(
-        indexed.issuer_name, indexed.number, indexed.next_update, len(indexed.serials)
-    )
+    return AcceptedCrl(indexed.issuer_name, indexed.number, indexed.next_update, indexed.entries)
 
 
 def accept_crl(

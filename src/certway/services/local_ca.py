@@ -20,8 +20,9 @@ from certway.pki.crl import REASONS, CrlParams, build_crl, extend_crl, parse_rea
 from certway.pki.csr import check_csr
 from certway.pki.decode import fingerprint, format_name, load_certificates, load_csr
 from certway.pki.issue import BACKDATE, Issuer, create_root, issue_from_csr
-from certway.pki.keys import generate_key, key_matches, load_private_key
+from certway.pki.keys import PublicKey, generate_key, key_matches, load_private_key
 from certway.pki.names import parse_subject, san_text
+from certway.services.audit import Audit, audited
 from certway.store.db import Store
 from certway.store.repositories import CaRepository, KeyRepository, RevocationRecord
 from certway.store.schema import CaRow, IssuedRow
@@ -124,18 +125,33 @@ def serial_hex(value: int) -> str:
     return text if len(text) % 2 == 0 else "0" + text
 
 
+def _ca_detail(info: CaInfo) -> dict[str, object]:
+    return {"subject": info.subject, "fingerprint": info.fingerprint, "key": info.key}
+
+
+def _sign_detail(result: SignResult) -> dict[str, object]:
+    cert = result.certificate
+    return {"serial": serial_hex(cert.serial_number), "subject": format_name(cert.subject)}
+
+
+def _crl_detail(crl: PublishedCrl) -> dict[str, object]:
+    return {"crl_number": crl.number, "entries": crl.entries}
+
+
 class LocalCA:
     """The node's certificate authorities, persisted in its store."""
 
-    def __init__(self, store: Store, clock: Clock) -> None:
+    def __init__(self, store: Store, clock: Clock, audit: Audit) -> None:
         self._store = store
         self._clock = clock
+        self._audit = audit
         self._lock = threading.Lock()
         self._issuers: dict[int, Issuer] = {}
         self._chains: dict[int, tuple[x509.Certificate, ...]] = {}
         self._crl_state: dict[int, _CrlState] = {}
 
     # -- creating CAs ---------------------------------------------------------------------
+    @audited("ca.create-root", detail=_ca_detail)
     def create_root(
         self,
         name: str,
@@ -155,6 +171,7 @@ class LocalCA:
         )
         return self._save_ca(name, "root", None, cert, key, settings)
 
+    @audited("ca.create-intermediate", detail=_ca_detail)
     def create_intermediate(
         self,
         name: str,
@@ -184,6 +201,7 @@ class LocalCA:
             name, "intermediate", parent_row.id, cert, key, settings, issued_by=parent_row.id
         )
 
+    @audited("ca.import", detail=_ca_detail)
     def import_ca(
         self,
         name: str,
@@ -375,6 +393,7 @@ class LocalCA:
             return x509.load_der_x509_certificate(item.certificate_der)
 
     # -- signing --------------------------------------------------------------------------
+    @audited("ca.sign", detail=_sign_detail)
     def sign(
         self, name: str, csr_data: bytes, *, profile: str = "server-client", days: int = 365
     ) -> SignResult:
@@ -404,7 +423,41 @@ class LocalCA:
             chain = self._chains[row.id] = tuple(full)
         return SignResult(cert, chain)
 
+    @audited("ca.issue", detail=_sign_detail)
+    def issue_certificate(
+        self,
+        name: str,
+        public_key: PublicKey,
+        subject: x509.Name,
+        *,
+        alt_names: list[x509.GeneralName],
+        profile: str = "server-client",
+        days: int = 365,
+    ) -> SignResult:
+        """Issue for a key held by certway itself (no CSR): the factory server certificate."""
+        row, issuer = self._issuer(name)
+        now = self._clock.now()
+        cert = issuer.issue(
+            public_key,
+            subject,
+            profile=profile,
+            alt_names=alt_names,
+            not_before=now - BACKDATE,
+            not_after=min(now + dt.timedelta(days=days), issuer.certificate.not_valid_after_utc),
+        )
+        with self._store.transaction() as session:
+            CaRepository(session).add_issued(_issued_row(row.id, cert, profile, now))
+        full = self.chain(name)
+        if full and full[-1].subject == full[-1].issuer:
+            full = full[:-1]
+        return SignResult(cert, tuple(full))
+
     # -- revocation and CRLs --------------------------------------------------------------
+    @audited(
+        "ca.revoke",
+        target=lambda name, serial, **_: f"{name} serial {serial}",
+        detail=_crl_detail,
+    )
     def revoke(
         self,
         name: str,
@@ -470,6 +523,7 @@ class LocalCA:
                 )
         return self.publish_crl(name, next_update_days=next_update_days)
 
+    @audited("ca.crl.publish", detail=_crl_detail)
     def publish_crl(self, name: str, *, next_update_days: int | None = None) -> PublishedCrl:
         """Sign and store a new CRL with the next CRL number (the previous CRL extended with
         the revocations made since, or built from scratch for a CA's first CRL)."""

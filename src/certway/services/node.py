@@ -5,8 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from certway.clock import Clock, SystemClock
+from certway.services.audit import Audit
 from certway.services.client_check import ClientCheck
+from certway.services.identities import Identities
 from certway.services.local_ca import LocalCA
+from certway.services.node_settings import NodeSettings
 from certway.services.revocation import FetcherFactory, RevocationService, default_fetcher
 from certway.services.trusted_cas import TrustedCAs
 from certway.store.db import Store
@@ -22,10 +25,17 @@ class Node:
     ) -> None:
         self.store = store
         self.clock = clock
-        self.local_ca = LocalCA(store, clock)
-        self.trusted_cas = TrustedCAs(store, clock)
-        self.revocation = RevocationService(store, clock, self.trusted_cas, fetcher_factory)
+        self.audit = Audit(store, clock)
+        self.settings = NodeSettings(store, clock, self.audit)
+        self.local_ca = LocalCA(store, clock, self.audit)
+        self.trusted_cas = TrustedCAs(store, clock, self.audit)
+        self.revocation = RevocationService(
+            store, clock, self.trusted_cas, self.audit, fetcher_factory
+        )
         self.client_check = ClientCheck(clock, self.trusted_cas, self.revocation)
+        self.identities = Identities(
+            store, clock, self.audit, self.settings, self.trusted_cas, self.local_ca
+        )
 
     @classmethod
     def init(
@@ -33,9 +43,22 @@ class Node:
         data_dir: Path,
         clock: Clock | None = None,
         fetcher_factory: FetcherFactory = default_fetcher,
+        *,
+        fqdn: str | None = None,
+        role: str | None = None,
+        factory: bool = True,
     ) -> Node:
-        """Create the data directory (master key 0600, database) if needed, then open it."""
-        return cls(Store.create(data_dir), clock or SystemClock(), fetcher_factory)
+        """Create the data directory (master key 0600, database) if needed, then open it.
+
+        A new node gets its node settings and, unless ``factory=False``, the factory state
+        (CA5): a temporary CA in the trusted list and a server certificate issued by it.
+        """
+        node = cls(Store.create(data_dir), clock or SystemClock(), fetcher_factory)
+        if fqdn is not None or role is not None:
+            node.settings.set(fqdn=fqdn, role=role)
+        if factory:
+            node.identities.factory_setup()
+        return node
 
     @classmethod
     def open(

@@ -17,6 +17,7 @@ from certway.clock import Clock
 from certway.errors import CertwayError, DecodeError, FetchError, PolicyViolation
 from certway.pki.decode import load_crls
 from certway.pki.ocsp import OcspAnswer, build_request, check_response, ocsp_cache_until, ocsp_urls
+from certway.services.audit import Audit, audited
 from certway.services.crl_store import AcceptedCrl, accept_crl, store_crl, vet_crl
 from certway.services.trusted_cas import TRUST_VERSION, TrustedCAs
 from certway.store.db import Store
@@ -231,8 +232,10 @@ class RevocationService:
         store: Store,
         clock: Clock,
         trusted: TrustedCAs,
+        audit: Audit,
         fetcher_factory: FetcherFactory = default_fetcher,
     ) -> None:
+        self._audit = audit
         self._store = store
         self._clock = clock
         self._trusted = trusted
@@ -241,6 +244,11 @@ class RevocationService:
         self.online = OnlineRevocation(fetcher_factory, lambda: trusted.snapshot().certificates)
 
     # -- manual CRL (RV1) -------------------------------------------------------------------
+    @audited(
+        "crl.upload",
+        target=lambda data: "manual CRL",
+        detail=lambda accepted: {"crls": [a.describe() for a in accepted]},
+    )
     def upload_manual(self, data: bytes) -> list[AcceptedCrl]:
         """Replace the manual CRL(s) with those in ``data`` (PEM or DER); all or nothing."""
         crls = load_crls(data)
@@ -256,6 +264,7 @@ class RevocationService:
             SettingsRepository(session).bump(CRL_VERSION)
         return accepted
 
+    @audited("crl.remove", target=lambda: "manual CRL")
     def remove_manual(self) -> int:
         with self._store.transaction() as session:
             removed = HeldCrlRepository(session).remove_kind("manual")
@@ -281,6 +290,7 @@ class RevocationService:
             ]
 
     # -- URL sources and schedule (RV2) ------------------------------------------------------
+    @audited("crl.sources.set", target=lambda urls: " ".join(urls))
     def set_sources(self, urls: Sequence[str]) -> list[SourceStatus]:
         clean: list[str] = []
         for url in urls:
@@ -303,6 +313,11 @@ class RevocationService:
                 for r in HeldCrlRepository(session).sources()
             ]
 
+    @audited(
+        "crl.update",
+        target=lambda *a, **k: "CRL sources",
+        detail=lambda sources: {"errors": {s.url: s.error for s in sources if s.error}},
+    )
     def update_now(self, progress: Callable[[str], None] | None = None) -> list[SourceStatus]:
         """Fetch every source now. A failed fetch keeps the last good CRL and records why."""
         urls = [s.url for s in self.sources()]
@@ -372,6 +387,7 @@ class RevocationService:
         with self._store.transaction() as session:
             return self._schedule(SettingsRepository(session))
 
+    @audited("crl.schedule", target=lambda **k: "CRL schedule", detail=lambda s: s.as_dict())
     def set_schedule(self, *, daily_at: str | None = None, enabled: bool | None = None) -> Schedule:
         if daily_at is not None and not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", daily_at):
             raise PolicyViolation("schedule", f"'{daily_at}' is not a time of day HH:MM (UTC)")
@@ -402,7 +418,8 @@ class RevocationService:
             return default
         return default.with_changes(**raw)
 
-    def set_policy(self, service: str, **changes: object) -> RevocationPolicy:
+    @audited("revocation.set", detail=lambda p: p.as_dict())
+    def set_policy(self, /, service: str, **changes: object) -> RevocationPolicy:
         updated = self.policy(service).with_changes(**changes)
         stored = {
             "enabled": updated.enabled,
@@ -446,7 +463,9 @@ class RevocationService:
                     continue  # its CA left the trusted list: the CRL is not used
                 try:
                     crl = x509.load_der_x509_crl(row.crl_der)
-                    indexed.append(index_crl(crl, issuer, source=_label(row.kind, row.source)))
+                    indexed.append(
+                        index_crl(crl, issuer, source=_label(row.kind, row.source), der=row.crl_der)
+                    )
                 except (ValueError, PolicyViolation, DecodeError):
                     continue
         index = RevocationIndex.of(indexed)

@@ -13,6 +13,7 @@ from certway.errors import DecodeError, NotFound, PolicyViolation
 from certway.pki.decode import fingerprint, format_name, load_certificates, load_crls
 from certway.pki.encoding import is_pem, pem_blocks
 from certway.pki.names import common_name
+from certway.services.audit import Audit, audited
 from certway.services.crl_store import accept_crl
 from certway.store.db import Store
 from certway.store.repositories import SettingsRepository, TrustRepository
@@ -100,11 +101,17 @@ def _split_bundle(
 class TrustedCAs:
     """Trusted CA list in the store, with an in-memory snapshot refreshed on change."""
 
-    def __init__(self, store: Store, clock: Clock) -> None:
+    def __init__(self, store: Store, clock: Clock, audit: Audit) -> None:
         self._store = store
         self._clock = clock
+        self._audit = audit
         self._snapshot: tuple[int, TrustSnapshot] | None = None
 
+    @audited(
+        "trust.add",
+        target=lambda data: "",
+        detail=lambda r: {"added": [i.fingerprint for i in r.added], "crls": r.crls},
+    )
     def add(self, data: bytes) -> TrustAddReport:
         """Append CA certificates (and embedded CRLs) from a PEM/DER/PKCS#7 file, atomically."""
         certs, crls = _split_bundle(data)
@@ -184,6 +191,7 @@ class TrustedCAs:
             raise PolicyViolation("fingerprint", f"fingerprint {fp} matches several CAs: give more")
         return rows[0]
 
+    @audited("trust.remove", target=lambda fps: ", ".join(fps))
     def remove(self, fingerprints: list[str]) -> list[str]:
         """Delete entries (all or nothing); returns their subjects."""
         rows = [self._row(fp) for fp in fingerprints]
@@ -194,6 +202,7 @@ class TrustedCAs:
             SettingsRepository(session).bump(TRUST_VERSION)
         return [r.subject for r in rows]
 
+    @audited("trust.reset", target=lambda: "")
     def reset(self) -> list[TrustedCaInfo]:
         """Restore the factory list (TC3)."""
         now = self._clock.now()
@@ -214,6 +223,7 @@ class TrustedCAs:
             SettingsRepository(session).bump(TRUST_VERSION)
             return [_info(r) for r in repo.all()]
 
+    @audited("trust.add-factory", target=lambda cert: format_name(cert.subject))
     def add_factory(self, cert: x509.Certificate) -> None:
         """Record ``cert`` as part of the factory list and trust it (used by the factory CA)."""
         fp = fingerprint(cert)

@@ -22,6 +22,8 @@ from certway.pki.keys import (
 )
 from certway.store.schema import (
     CaRow,
+    CertSlotRow,
+    CertVersionRow,
     CrlRow,
     CrlSourceRow,
     HeldCrlRow,
@@ -40,6 +42,7 @@ __all__ = [
     "KeyRepository",
     "RevocationRecord",
     "SettingsRepository",
+    "SlotRepository",
     "TrustRepository",
 ]
 
@@ -354,3 +357,71 @@ class SettingsRepository:
         value = (current if isinstance(current, int) else 0) + 1
         self.set(key, value)
         return value
+
+
+class SlotRepository:
+    """Certificate slots (server, client, domains), their versions and pending CSRs."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def get(self, kind: str, name: str = "") -> CertSlotRow | None:
+        return self._session.scalars(
+            select(CertSlotRow).where(CertSlotRow.kind == kind, CertSlotRow.name == name)
+        ).first()
+
+    def get_or_create(self, kind: str, name: str, at: dt.datetime) -> CertSlotRow:
+        row = self.get(kind, name)
+        if row is None:
+            row = CertSlotRow(kind=kind, name=name, created_at=at)
+            self._session.add(row)
+            self._session.flush()
+        return row
+
+    def of_kind(self, kind: str) -> Sequence[CertSlotRow]:
+        return self._session.scalars(
+            select(CertSlotRow).where(CertSlotRow.kind == kind).order_by(CertSlotRow.name)
+        ).all()
+
+    def delete(self, slot: CertSlotRow) -> None:
+        self._session.execute(delete(CertVersionRow).where(CertVersionRow.slot_id == slot.id))
+        self._session.delete(slot)
+        self._session.flush()
+
+    def version(self, version_id: int) -> CertVersionRow | None:
+        return self._session.get(CertVersionRow, version_id)
+
+    def version_number(self, slot: CertSlotRow, number: int) -> CertVersionRow | None:
+        return self._session.scalars(
+            select(CertVersionRow).where(
+                CertVersionRow.slot_id == slot.id, CertVersionRow.version == number
+            )
+        ).first()
+
+    def versions(self, slot: CertSlotRow) -> Sequence[CertVersionRow]:
+        return self._session.scalars(
+            select(CertVersionRow)
+            .where(CertVersionRow.slot_id == slot.id)
+            .order_by(CertVersionRow.version)
+        ).all()
+
+    def add_version(self, slot: CertSlotRow, row: CertVersionRow) -> CertVersionRow:
+        """Append a version and make it the active one."""
+        latest = self._session.scalar(
+            select(func.max(CertVersionRow.version)).where(CertVersionRow.slot_id == slot.id)
+        )
+        row.slot_id = slot.id
+        row.version = (latest or 0) + 1
+        self._session.add(row)
+        self._session.flush()
+        slot.active_version_id = row.id
+        self._session.flush()
+        return row
+
+    def active_versions(self, kind: str) -> list[tuple[CertSlotRow, CertVersionRow]]:
+        rows = self._session.execute(
+            select(CertSlotRow, CertVersionRow)
+            .join(CertVersionRow, CertVersionRow.id == CertSlotRow.active_version_id)
+            .where(CertSlotRow.kind == kind)
+        ).all()
+        return [(slot, version) for slot, version in rows]

@@ -172,3 +172,63 @@ class SettingRow(Base):
     __tablename__ = "settings"
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class CertSlotRow(Base):
+    """A place for an active certificate: the server, the client identity, or a domain (SNI).
+
+    The pending CSR of the slot (SC3) lives here too; its key is sealed in private_keys.
+    """
+
+    __tablename__ = "cert_slots"
+    __table_args__ = (UniqueConstraint("kind", "name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # server | client | domain
+    name: Mapped[str] = mapped_column(String(253), default="")
+    active_version_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    pending_csr_der: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    pending_key_id: Mapped[str | None] = mapped_column(ForeignKey("private_keys.id"), nullable=True)
+    pending_form: Mapped[str | None] = mapped_column(Text, nullable=True)
+    pending_created_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class CertVersionRow(Base):
+    """Every certificate a slot ever had; the active one is the slot's active_version_id."""
+
+    __tablename__ = "cert_versions"
+    __table_args__ = (UniqueConstraint("slot_id", "version"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    slot_id: Mapped[int] = mapped_column(ForeignKey("cert_slots.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    certificate_der: Mapped[bytes] = mapped_column(LargeBinary)
+    chain_pem: Mapped[str] = mapped_column(Text, default="")
+    key_id: Mapped[str] = mapped_column(ForeignKey("private_keys.id"))
+    subject: Mapped[str] = mapped_column(Text)
+    not_after: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    source: Mapped[str] = mapped_column(String(64))
+    warnings: Mapped[str] = mapped_column(Text, default="[]")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class AuditRow(Base):
+    """O2: every change, who/what/when/from where/outcome; never secrets."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    actor: Mapped[str] = mapped_column(String(128))
+    via: Mapped[str] = mapped_column(String(16))  # cli | api | ui | system
+    address: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(Text, default="")
+    outcome: Mapped[str] = mapped_column(String(16))  # ok | refused | failed
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class AlarmStateRow(Base):
+    """When each currently raised alarm was first seen (O1); cleared alarms are deleted."""
+
+    __tablename__ = "alarm_state"
+    alarm_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    since: Mapped[dt.datetime] = mapped_column(UTCDateTime)

@@ -6,6 +6,7 @@ in progress keep the snapshot they started with.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -19,8 +20,11 @@ from certway.pki.decode import fingerprint
 __all__ = ["TrustSnapshot", "key_id"]
 
 
+@functools.lru_cache(maxsize=4096)
 def key_id(cert: x509.Certificate) -> bytes:
-    """SHA-256 of the certificate's SubjectPublicKeyInfo: identifies an issuer's key."""
+    """SHA-256 of the certificate's SubjectPublicKeyInfo: identifies an issuer's key.
+
+    Cached: the same CA certificates come back on every validation."""
     return hashlib.sha256(
         cert.public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo

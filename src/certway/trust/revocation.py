@@ -1,18 +1,23 @@
 """CRLs accepted and indexed for O(1) lookups (RV6, RV7).
 
 A CRL enters the index only after its issuer is matched by name and its signature verified
-with that issuer's key. Its serials go into a ``frozenset`` once, so a lookup costs the same
-for 10 or 1,000,000 entries. The index is immutable: a new CRL produces a new index that is
+with that issuer's key. The hashes of its serials go into a ``frozenset`` once, so a lookup
+costs the same for 10 or 1,000,000 entries; a hit is confirmed against the CRL itself (exact
+serial), which also reads that entry's date and reason, once. The index is immutable: a new CRL produces a new index that is
 swapped in with one assignment, so loading never blocks validations in progress.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+import functools
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
+from asn1crypto import parser as asn1_parser
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 
 from certway.errors import PolicyViolation
 from certway.pki.decode import format_name
@@ -66,7 +71,9 @@ class IndexedCrl:
     only_user_certs: bool
     only_ca_certs: bool
     partial_reasons: bool
-    serials: frozenset[int]
+    serial_hashes: frozenset[int]
+    """``hash(serial)`` of every entry: a 61-bit int, smaller than a 159-bit serial."""
+    entries: int
     _details: dict[int, RevokedEntry] = field(default_factory=dict, repr=False)
 
     @property
@@ -76,6 +83,12 @@ class IndexedCrl:
     def label(self) -> str:
         number = f"#{self.number}" if self.number is not None else "without number"
         return f"{'delta CRL' if self.is_delta else 'CRL'} {number} from {self.source}"
+
+    @functools.cached_property
+    def good_text(self) -> str:
+        """'not revoked per CRL #n from …, next update …', formatted once per CRL."""
+        until = f", next update {self.next_update:%Y-%m-%d}" if self.next_update else ""
+        return f"not revoked per {self.label()}{until}"
 
     def is_current(self, at: dt.datetime) -> bool:
         if self.this_update > at + CLOCK_SKEW:
@@ -92,12 +105,13 @@ class IndexedCrl:
 
     def lookup(self, serial: int) -> RevokedEntry | None:
         """O(1) membership; the entry's details are read once on the first hit."""
-        if serial not in self.serials:
+        if hash(serial) not in self.serial_hashes:
             return None
         found = self._details.get(serial)
         if found is None:
             revoked = self.crl.get_revoked_certificate_by_serial_number(serial)
-            assert revoked is not None
+            if revoked is None:  # another serial with the same hash
+                return None
             reason = None
             invalidity = None
             for ext in revoked.extensions:
@@ -146,13 +160,57 @@ def _check_crl_extensions(crl: x509.CertificateRevocationList, source: str) -> N
             )
 
 
+def _signature_valid(
+    crl: x509.CertificateRevocationList, issuer: x509.Certificate, der: bytes | None
+) -> bool:
+    """The CRL's signature checked with the issuer's key.
+
+    With the DER the CRL was loaded from, the signature is checked over the TBSCertList
+    exactly as received, located by ``asn1crypto``'s parser without copying it:
+    ``is_signature_valid`` re-encodes the whole list first (about a second and 50 MB for a
+    million entries).
+    """
+    public_key = issuer.public_key()
+    if der is None:
+        try:
+            return crl.is_signature_valid(public_key)  # type: ignore[arg-type]
+        except (ValueError, TypeError):
+            return False
+    try:
+        body, _end = asn1_parser._parse(der, len(der), 0, lengths_only=True)
+        _header, tbs_end = asn1_parser._parse(der, len(der), body, lengths_only=True)
+        tbs = memoryview(der)[body:tbs_end]
+        params = crl.signature_algorithm_parameters
+        digest = crl.signature_hash_algorithm
+        if (
+            isinstance(public_key, rsa.RSAPublicKey)
+            and digest is not None
+            and isinstance(params, padding.PKCS1v15 | padding.PSS)
+        ):
+            # cryptography takes any buffer here; its stub says bytes.
+            public_key.verify(crl.signature, tbs, params, digest)  # type: ignore[arg-type]
+        elif isinstance(public_key, ec.EllipticCurvePublicKey) and isinstance(params, ec.ECDSA):
+            public_key.verify(crl.signature, tbs, params)
+        elif isinstance(public_key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
+            public_key.verify(crl.signature, tbs)
+        else:
+            return False
+    except (InvalidSignature, ValueError, TypeError):
+        return False
+    return True
+
+
 def index_crl(
     crl: x509.CertificateRevocationList,
     issuer: x509.Certificate,
     *,
     source: str,
+    der: bytes | None = None,
 ) -> IndexedCrl:
-    """Verify ``crl`` against ``issuer`` and index it. Raises PolicyViolation when refused."""
+    """Verify ``crl`` against ``issuer`` and index it. Raises PolicyViolation when refused.
+
+    Pass ``der`` (the bytes ``crl`` was loaded from) to check a large CRL's signature
+    without re-encoding it."""
     issuer_label = format_name(issuer.subject)
     if crl.issuer != issuer.subject:
         raise PolicyViolation(
@@ -167,16 +225,21 @@ def index_crl(
             )
     except x509.ExtensionNotFound:
         pass
-    try:
-        valid = crl.is_signature_valid(issuer.public_key())  # type: ignore[arg-type]
-    except (ValueError, TypeError):
-        valid = False
-    if not valid:
+    if not _signature_valid(crl, issuer, der):
         raise PolicyViolation(
             "crl-signature",
             f"CRL from {source} has a bad signature: it was not signed by {issuer_label}",
         )
     _check_crl_extensions(crl, source)
+    count = 0
+
+    def serial_hashes() -> Iterator[int]:
+        nonlocal count
+        for entry in crl:
+            count += 1
+            yield hash(entry.serial_number)
+
+    hashes = frozenset(serial_hashes())
     number_ext = _ext(crl, x509.CRLNumber)
     delta_ext = _ext(crl, x509.DeltaCRLIndicator)
     idp = _ext(crl, x509.IssuingDistributionPoint)
@@ -193,7 +256,6 @@ def index_crl(
         only_user = idp.only_contains_user_certs
         only_ca = idp.only_contains_ca_certs
         partial = idp.only_some_reasons is not None
-    serials: list[int] = [entry.serial_number for entry in crl]
     return IndexedCrl(
         crl=crl,
         issuer_key=key_id(issuer),
@@ -206,7 +268,8 @@ def index_crl(
         only_user_certs=only_user,
         only_ca_certs=only_ca,
         partial_reasons=partial,
-        serials=frozenset(serials),
+        serial_hashes=hashes,
+        entries=count,
     )
 
 

@@ -7,6 +7,7 @@ for each certificate every check that ran with its outcome.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import ipaddress
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -177,10 +178,12 @@ _CA_POLICY = verification.ExtensionPolicy.webpki_defaults_ca().may_be_present(
 
 
 def _subject(name: str) -> x509.DNSName | x509.IPAddress:
-    try:
-        return x509.IPAddress(ipaddress.ip_address(name))
-    except ValueError:
-        return x509.DNSName(name)
+    if ":" in name or name.replace(".", "").isdigit():
+        try:
+            return x509.IPAddress(ipaddress.ip_address(name))
+        except ValueError:
+            pass
+    return x509.DNSName(name)
 
 
 def _names_of(cert: x509.Certificate) -> list[str]:
@@ -346,8 +349,15 @@ def _top_of_chain(
 
 
 # -- revocation ------------------------------------------------------------------------------
-def _serial(cert: x509.Certificate) -> str:
-    return format(cert.serial_number, "X")
+@functools.lru_cache(maxsize=4096)
+def _describe(cert: x509.Certificate) -> tuple[str, str, str, dt.datetime]:
+    """Subject, issuer, serial and expiry as shown in reports: once per certificate."""
+    return (
+        format_name(cert.subject),
+        format_name(cert.issuer),
+        format(cert.serial_number, "X"),
+        cert.not_valid_after_utc,
+    )
 
 
 def _revoked_text(entry_reason: str | None, when: dt.datetime, label: str) -> str:
@@ -402,9 +412,8 @@ def _check_with_crls(
             )
         )
         return "revoked"
-    where = base.label() + (f" and {delta.label()}" if delta is not None else "")
-    next_update = f", next update {base.next_update:%Y-%m-%d}" if base.next_update else ""
-    checks.append(Check(check_name, "good", f"not revoked per {where}{next_update}"))
+    text = base.good_text if delta is None else f"{base.good_text} and {delta.label()}"
+    checks.append(Check(check_name, "good", text))
     return "good"
 
 
@@ -532,13 +541,14 @@ def _report(
             status = "trust-anchor"
         if rejected == index and rejected_check is not None:
             status, checks = "rejected", [*checks, rejected_check]
+        subject, issuer, serial, not_after = _describe(cert)
         reports.append(
             CertificateReport(
                 role=role,
-                subject=format_name(cert.subject),
-                issuer=format_name(cert.issuer),
-                serial=_serial(cert),
-                not_after=cert.not_valid_after_utc,
+                subject=subject,
+                issuer=issuer,
+                serial=serial,
+                not_after=not_after,
                 status=status,
                 checks=tuple(checks),
             )
