@@ -26,7 +26,7 @@ MAX_INPUT_BYTES = 64 * 1024 * 1024
 # markup=False: certificate subjects, URLs and error messages carry user-controlled text that
 # must be printed as it is, never interpreted as Rich markup. Colour goes through `styled`.
 # Piped output (files, scripts, tests) gets wide tables instead of wrapped cells.
-_WIDTH = None if sys.stdout.isatty() else 240
+_WIDTH = None if sys.stdout.isatty() else 1000
 out = Console(highlight=False, soft_wrap=True, markup=False, width=_WIDTH)
 err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, width=_WIDTH)
 

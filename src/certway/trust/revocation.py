@@ -3,8 +3,9 @@
 A CRL enters the index only after its issuer is matched by name and its signature verified
 with that issuer's key. The hashes of its serials go into a ``frozenset`` once, so a lookup
 costs the same for 10 or 1,000,000 entries; a hit is confirmed against the CRL itself (exact
-serial), which also reads that entry's date and reason, once. The index is immutable: a new CRL produces a new index that is
-swapped in with one assignment, so loading never blocks validations in progress.
+serial), which also reads that entry's date and reason, once. The index is immutable: a new
+CRL produces a new index that is swapped in with one assignment, so loading never blocks
+validations in progress.
 """
 
 from __future__ import annotations
