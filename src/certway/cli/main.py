@@ -7,7 +7,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -17,6 +17,9 @@ from typer.core import TyperGroup
 from certway import __version__
 from certway.errors import CertwayError, PolicyViolation
 from certway.store.db import default_data_dir
+
+if TYPE_CHECKING:
+    from certway.services.node import Node
 
 __all__ = ["app", "main"]
 
@@ -162,7 +165,7 @@ def _json_default(value: Any) -> Any:
     raise TypeError(type(value).__name__)
 
 
-def node(ctx: typer.Context) -> Any:
+def node(ctx: typer.Context) -> Node:
     from certway.services.node import Node
 
     data_dir: Path = ctx.obj
@@ -211,7 +214,7 @@ def init(
     )
 
 
-from certway.cli import commands, trust_commands  # noqa: E402,F401  (registers commands)
+from certway.cli import commands, node_commands, trust_commands  # noqa: E402,F401
 
 
 def main() -> None:

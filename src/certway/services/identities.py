@@ -47,6 +47,7 @@ __all__ = [
     "CsrOptions",
     "DomainInfo",
     "Identities",
+    "Kind",
     "IdentityInfo",
     "PendingCsrInfo",
     "UploadResult",

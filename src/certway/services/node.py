@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from certway.clock import Clock, SystemClock
+from certway.services.alarms import Alarms
 from certway.services.audit import Audit
 from certway.services.client_check import ClientCheck
 from certway.services.identities import Identities
@@ -35,6 +36,9 @@ class Node:
         self.client_check = ClientCheck(clock, self.trusted_cas, self.revocation)
         self.identities = Identities(
             store, clock, self.audit, self.settings, self.trusted_cas, self.local_ca
+        )
+        self.alarms = Alarms(
+            store, clock, self.identities, self.trusted_cas, self.local_ca, self.revocation
         )
 
     @classmethod

@@ -39,6 +39,7 @@ __all__ = [
 ]
 
 CRL_VERSION = "version.crl"
+OCSP_FAILURES = "ocsp.failures"
 SERVICES: dict[str, RevocationPolicy] = {
     "sip-tls": SIP_TLS_DEFAULT,
     "admin-https": ADMIN_HTTPS_DEFAULT,
@@ -146,10 +147,15 @@ class OnlineRevocation:
     """OCSP and CDP lookups with caches valid until the answer's nextUpdate (RV3, RV4)."""
 
     def __init__(
-        self, fetcher_factory: FetcherFactory, trusted: Callable[[], Sequence[x509.Certificate]]
+        self,
+        fetcher_factory: FetcherFactory,
+        trusted: Callable[[], Sequence[x509.Certificate]],
+        on_responder: Callable[[str, str | None], None] | None = None,
     ) -> None:
         self._factory = fetcher_factory
         self._trusted = trusted
+        self._on_responder = on_responder
+        """Told each OCSP responder's outcome (error text or None): feeds the alarms."""
         self._lock = threading.Lock()
         self._ocsp: dict[tuple[bytes, int], tuple[dt.datetime, OcspAnswer]] = {}
         self._cdp: dict[tuple[str, bytes], tuple[dt.datetime, list[IndexedCrl]]] = {}
@@ -170,12 +176,20 @@ class OnlineRevocation:
         fetcher = self._fetcher()
         try:
             body = fetcher.post(urls[0], request.der, "application/ocsp-request")
+            answer = check_response(body, request, issuer, at=at)
+        except CertwayError as exc:
+            self._report(urls[0], str(exc))
+            raise
         finally:
             fetcher.close()
-        answer = check_response(body, request, issuer, at=at)
+        self._report(urls[0], None)
         with self._lock:
             self._ocsp[key] = (ocsp_cache_until(answer, at), answer)
         return answer
+
+    def _report(self, url: str, error: str | None) -> None:
+        if self._on_responder is not None:
+            self._on_responder(url, error)
 
     def cdp(
         self, cert: x509.Certificate, issuer: x509.Certificate, at: dt.datetime
@@ -241,7 +255,28 @@ class RevocationService:
         self._trusted = trusted
         self._factory = fetcher_factory
         self._index: tuple[tuple[int, int], RevocationIndex] | None = None
-        self.online = OnlineRevocation(fetcher_factory, lambda: trusted.snapshot().certificates)
+        self.online = OnlineRevocation(
+            fetcher_factory, lambda: trusted.snapshot().certificates, self._record_responder
+        )
+
+    def _record_responder(self, url: str, error: str | None) -> None:
+        """Persist OCSP responder failures (so alarms show them in every process)."""
+        with self._store.transaction() as session:
+            settings = SettingsRepository(session)
+            failures = settings.get(OCSP_FAILURES)
+            current = dict(failures) if isinstance(failures, dict) else {}
+            if error is None and url not in current:
+                return
+            if error is None:
+                current.pop(url, None)
+            else:
+                current[url] = {"error": error, "at": self._clock.now().isoformat()}
+            settings.set(OCSP_FAILURES, current)
+
+    def responder_failures(self) -> dict[str, dict[str, str]]:
+        with self._store.transaction() as session:
+            failures = SettingsRepository(session).get(OCSP_FAILURES)
+        return dict(failures) if isinstance(failures, dict) else {}
 
     # -- manual CRL (RV1) -------------------------------------------------------------------
     @audited(

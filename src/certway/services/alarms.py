@@ -1,0 +1,186 @@
+"""Alarms (O1), computed from the current state each time they are asked for.
+
+An alarm exists while its cause does; ``since`` is when it was first seen (kept in the
+``alarm_state`` table, deleted when the cause goes).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, select
+
+from certway.clock import Clock
+from certway.pki.decode import format_name
+from certway.pki.names import common_name
+from certway.services.identities import Identities
+from certway.services.local_ca import LocalCA
+from certway.services.revocation import RevocationService
+from certway.services.trusted_cas import TrustedCAs
+from certway.store.db import Store
+from certway.store.schema import AlarmStateRow
+
+__all__ = ["EXPIRY_WARNING", "Alarm", "Alarms"]
+
+EXPIRY_WARNING = dt.timedelta(days=30)
+CRL_STALE_WARNING = dt.timedelta(hours=24)
+
+
+@dataclass(frozen=True, slots=True)
+class Alarm:
+    id: str
+    severity: str  # critical | warning
+    text: str
+    since: dt.datetime
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "severity": self.severity,
+            "text": self.text,
+            "since": self.since.isoformat(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class _Cause:
+    id: str
+    severity: str
+    text: str
+
+
+def _expiry(alarm_id: str, what: str, not_after: dt.datetime, now: dt.datetime) -> list[_Cause]:
+    if not_after <= now:
+        return [
+            _Cause(f"expired:{alarm_id}", "critical", f"{what} expired on {not_after:%Y-%m-%d}")
+        ]
+    left = not_after - now
+    if left <= EXPIRY_WARNING:
+        return [
+            _Cause(
+                f"expiring:{alarm_id}",
+                "warning",
+                f"{what} expires on {not_after:%Y-%m-%d} (in {left.days} days)",
+            )
+        ]
+    return []
+
+
+class Alarms:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        identities: Identities,
+        trusted: TrustedCAs,
+        local_ca: LocalCA,
+        revocation: RevocationService,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._identities = identities
+        self._trusted = trusted
+        self._local_ca = local_ca
+        self._revocation = revocation
+
+    def current(self) -> list[Alarm]:
+        """The alarms raised now, most severe first; records first-seen times."""
+        now = self._clock.now()
+        causes = {c.id: c for c in self._causes(now)}
+        with self._store.transaction() as session:
+            seen = {row.alarm_id: row.since for row in session.scalars(select(AlarmStateRow))}
+            cleared = [alarm_id for alarm_id in seen if alarm_id not in causes]
+            if cleared:
+                session.execute(delete(AlarmStateRow).where(AlarmStateRow.alarm_id.in_(cleared)))
+            for alarm_id in causes:
+                if alarm_id not in seen:
+                    session.add(AlarmStateRow(alarm_id=alarm_id, since=now))
+                    seen[alarm_id] = now
+        alarms = [Alarm(c.id, c.severity, c.text, seen[c.id]) for c in causes.values()]
+        order = {"critical": 0, "warning": 1}
+        return sorted(alarms, key=lambda a: (order.get(a.severity, 2), a.since, a.id))
+
+    def _causes(self, now: dt.datetime) -> Iterable[_Cause]:
+        yield from self._node_certificates(now)
+        for ca in self._trusted.entries():
+            yield from _expiry(
+                f"trusted-ca:{ca.fingerprint}", f"trusted CA {ca.subject}", ca.not_after, now
+            )
+        for local in self._local_ca.cas():
+            yield from _expiry(
+                f"local-ca:{local.name}", f"local CA '{local.name}'", local.not_after, now
+            )
+        yield from self._revocation_sources(now)
+
+    def _node_certificates(self, now: dt.datetime) -> Iterable[_Cause]:
+        server = self._identities.active("server")
+        if server is not None:
+            cert = server.certificate
+            yield from _expiry("server", "the server certificate", cert.not_valid_after_utc, now)
+            if self._identities.is_temporary(cert):
+                yield _Cause(
+                    "temporary-certificate",
+                    "warning",
+                    "the server certificate is the temporary one issued by the factory CA: "
+                    "replace it with a certificate from a trusted CA",
+                )
+            if not common_name(cert.subject):
+                yield _Cause(
+                    "server-no-cn",
+                    "warning",
+                    f"the server certificate ({format_name(cert.subject) or 'empty subject'}) "
+                    "has no common name",
+                )
+        client = self._identities.active("client")
+        if client is not None and client.kind == "client":
+            yield from _expiry(
+                "client",
+                "the client certificate",
+                client.certificate.not_valid_after_utc,
+                now,
+            )
+        for domain in self._identities.domains():
+            if domain.not_after is not None:
+                yield from _expiry(
+                    f"domain:{domain.name}",
+                    f"the certificate of domain {domain.name}",
+                    domain.not_after,
+                    now,
+                )
+
+    def _revocation_sources(self, now: dt.datetime) -> Iterable[_Cause]:
+        for held in self._revocation.held():
+            where = f"{held.kind}:{held.source}:{held.issuer}"
+            label = f"the CRL of {held.issuer} ({held.source})"
+            if held.next_update is None:
+                continue
+            if held.next_update <= now:
+                yield _Cause(
+                    f"crl-expired:{where}",
+                    "critical",
+                    f"{label} expired on {held.next_update:%Y-%m-%d %H:%M} UTC: certificates "
+                    "of that CA count as revoked until a current CRL is loaded",
+                )
+            elif held.next_update - now <= CRL_STALE_WARNING:
+                yield _Cause(
+                    f"crl-stale:{where}",
+                    "warning",
+                    f"{label} expires at {held.next_update:%Y-%m-%d %H:%M} UTC and has not "
+                    "been replaced by a newer one",
+                )
+        for source in self._revocation.sources():
+            if source.error:
+                yield _Cause(
+                    f"crl-source:{source.url}",
+                    "warning",
+                    f"CRL source {source.url} could not be used: {source.error}",
+                )
+        for url, failure in self._revocation.responder_failures().items():
+            yield _Cause(
+                f"ocsp-responder:{url}",
+                "warning",
+                f"OCSP responder {url} could not be used: {failure.get('error', 'unknown')}",
+            )
