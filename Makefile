@@ -1,10 +1,14 @@
-# certway — `make test` sets everything up (venv, Debian packages) and runs lint, types, tests.
+# certway — the two commands a user needs:
+#   make serve   sets up .venv and runs `certway serve` on ./certway-data (SQLite, temporary CA)
+#   make test    sets up .venv + Debian packages and runs lint, types and the whole test suite
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck pytest deps-system bench clean
+.PHONY: serve test lint typecheck pytest deps-system bench clean
+
+DATA_DIR ?= ./certway-data
 
 # Debian packages the tests drive as real peers (idempotent: only installs what is missing).
 deps-system:
@@ -28,8 +32,13 @@ pytest: $(STAMP) deps-system
 
 test: lint typecheck pytest
 
+serve: $(STAMP)
+	$(VENV)/bin/certway --data-dir $(DATA_DIR) serve
+
 bench: $(STAMP) deps-system
 	$(PY) bench/bench_core.py
+	$(PY) bench/bench_trust.py
+	$(PY) bench/bench_sni.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -14,9 +14,9 @@ from cryptography import x509
 
 from certway.pki.issue import create_root
 from certway.trust.identity import DEFAULT_REGEX
-from revocation_servers import DAY, LocalHttpServer, TimedPki, der, name, pem
 
 from conftest import Cli, store_snapshot, test_key, write
+from revocation_servers import DAY, LocalHttpServer, TimedPki, der, name, pem
 
 snapshot = store_snapshot  # every state row (the audit log records refusals on purpose)
 

@@ -63,6 +63,7 @@ class ExternalCa:
             openssl, folder, "req", "-x509", "-newkey", "ec", "-pkeyopt",
             "ec_paramgen_curve:P-256", "-nodes", "-keyout", "root.key", "-out", "root.pem",
             "-subj", "/O=External Corp/CN=External Root CA", "-days", "3650", "-sha256",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign",
         )  # fmt: skip
         run(
             openssl, folder, "req", "-new", "-newkey", "ec", "-pkeyopt",
@@ -173,7 +174,7 @@ def test_expressway_flow_with_an_external_openssl_ca(openssl: str, tmp_path: Pat
     write(tmp_path / "served.pem", shown["pem"].encode())
     verified = run(
         openssl, tmp_path, "verify", "-x509_strict", "-purpose", "sslserver", "-CAfile",
-        ca.root, "-untrusted", ca.issuing, signed,
+        ca.root, "-untrusted", tmp_path / "served.pem", signed,
     )  # fmt: skip
     assert f"{signed}: OK" in verified
     alarms = json.loads(ok("alarms", "--json").stdout)

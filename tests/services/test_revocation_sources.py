@@ -20,6 +20,8 @@ from certway.clock import FixedClock
 from certway.errors import PolicyViolation
 from certway.pki.issue import Issuer
 from certway.services.node import Node
+
+from conftest import NOW, test_key
 from revocation_servers import (
     DAY,
     MB,
@@ -37,8 +39,6 @@ from revocation_servers import (
     zip_bomb,
     zip_of,
 )
-
-from conftest import NOW, test_key
 
 HOUR = dt.timedelta(hours=1)
 

@@ -18,9 +18,9 @@ from certway.pki.issue import create_root
 from certway.services.node import Node
 from certway.trust.identity import DEFAULT_FORMAT, DEFAULT_REGEX
 from certway.trust.policy import ADMIN_HTTPS_DEFAULT, Fallback, Scope
-from revocation_servers import DAY, DER, PEM, TimedPki, der, name, pem
 
 from conftest import NOW, store_snapshot, test_key
+from revocation_servers import DAY, DER, PEM, TimedPki, der, name, pem
 
 
 def dump(node: Node) -> list[str]:

@@ -214,7 +214,12 @@ def init(
     )
 
 
-from certway.cli import commands, node_commands, trust_commands  # noqa: E402,F401
+from certway.cli import (  # noqa: E402,F401  (registers the commands)
+    commands,
+    node_commands,
+    serve_commands,
+    trust_commands,
+)
 
 
 def main() -> None:

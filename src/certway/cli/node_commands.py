@@ -466,7 +466,7 @@ def domain_show(
     """A domain's certificate."""
     n = node(ctx)
     try:
-        info = n.identities.info("domain", name)
+        info = n.identities.info("domain", name.strip().rstrip(".").lower())
     finally:
         n.close()
     _print_identity(info, pem=pem, as_json=as_json)

@@ -53,8 +53,13 @@ def check_node_certificate(
     *,
     at: dt.datetime,
     require_client_auth: bool,
+    require_server_auth: bool = True,
 ) -> list[Finding]:
-    """Refuse (PolicyViolation) what must not become a node certificate; return warnings."""
+    """Refuse (PolicyViolation) what must not become a node certificate; return warnings.
+
+    A server or domain certificate needs serverAuth (when it restricts its EKU at all); a
+    client certificate (``require_server_auth=False``) needs only clientAuth.
+    """
     try:
         extensions = list(cert.extensions)
     except (ValueError, x509.DuplicateExtension) as exc:
@@ -97,7 +102,7 @@ def check_node_certificate(
         isinstance(eku, x509.ExtendedKeyUsage)
         and ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE not in eku
     ):
-        if ExtendedKeyUsageOID.SERVER_AUTH not in eku:
+        if require_server_auth and ExtendedKeyUsageOID.SERVER_AUTH not in eku:
             raise PolicyViolation(
                 "missing-server-auth",
                 "the certificate's extended key usage lacks serverAuth (TLS Web Server "

@@ -598,7 +598,13 @@ class Identities:
                 key = keys.get(current[1].key_id)
         now = self._clock.now()
         need_client_auth = kind == "client" or self._node.mutual_tls_in_use()
-        findings = check_node_certificate(leaf, key, at=now, require_client_auth=need_client_auth)
+        findings = check_node_certificate(
+            leaf,
+            key,
+            at=now,
+            require_client_auth=need_client_auth,
+            require_server_auth=kind != "client",
+        )
         if kind == "client":
             _require_client_auth(leaf)
         chain, chain_warning = self._chain(leaf, extra, now)
@@ -632,7 +638,7 @@ class Identities:
             options=ValidationOptions(check_eku=False),
         )
         if result.valid:
-            return tuple(result.chain[1:-1]), None
+            return _served_chain(list(result.chain[1:]), pool), None
         given = tuple(c for c in extra if c.subject != c.issuer)
         return given, (
             "the chain does not lead to a CA in the trusted CA list "
@@ -833,6 +839,31 @@ class Identities:
             )
             self._sni = sni
             return sni
+
+
+def _served_chain(
+    path: list[x509.Certificate], pool: list[x509.Certificate]
+) -> tuple[x509.Certificate, ...]:
+    """The CAs a peer needs after the leaf: ``path`` ends with the trust anchor, which may be a
+    trusted intermediate; then its issuers from ``pool`` follow, up to (without) the root."""
+    while path and path[-1].subject != path[-1].issuer:
+        top = path[-1]
+        parent = None
+        for candidate in pool:
+            if candidate.subject != top.issuer or candidate in path:
+                continue
+            try:
+                top.verify_directly_issued_by(candidate)
+            except (ValueError, TypeError, InvalidSignature):
+                continue
+            parent = candidate
+            break
+        if parent is None:
+            break
+        path.append(parent)
+    if path and path[-1].subject == path[-1].issuer:
+        path.pop()
+    return tuple(path)
 
 
 def _require_client_auth(cert: x509.Certificate) -> None:

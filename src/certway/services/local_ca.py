@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from sqlalchemy.orm import Session
 
 from certway.clock import Clock, utc
 from certway.errors import Conflict, NotFound, PolicyViolation
@@ -22,6 +23,7 @@ from certway.pki.decode import fingerprint, format_name, load_certificates, load
 from certway.pki.issue import BACKDATE, Issuer, create_root, issue_from_csr
 from certway.pki.keys import PublicKey, generate_key, key_matches, load_private_key
 from certway.pki.names import parse_subject, san_text
+from certway.pki.ocsp_responder import CertStatus, OcspQuery, issuer_hashes
 from certway.services.audit import Audit, audited
 from certway.store.db import Store
 from certway.store.repositories import CaRepository, KeyRepository, RevocationRecord
@@ -149,6 +151,11 @@ class LocalCA:
         self._issuers: dict[int, Issuer] = {}
         self._chains: dict[int, tuple[x509.Certificate, ...]] = {}
         self._crl_state: dict[int, _CrlState] = {}
+        # OCSP: (hash algorithm, issuerNameHash, issuerKeyHash) → CA id, and per hash
+        # algorithm the CA ids already hashed (CA certificates never change).
+        self._ocsp_lock = threading.Lock()
+        self._ocsp_index: dict[tuple[str, bytes, bytes], int] = {}
+        self._ocsp_hashed: dict[str, set[int]] = {}
 
     # -- creating CAs ---------------------------------------------------------------------
     @audited("ca.create-root", detail=_ca_detail)
@@ -565,25 +572,78 @@ class LocalCA:
         self._crl_state[row.id] = state
         return PublishedCrl(number, now, params.next_update, state.entries, der)
 
+    # -- publication (CA3, CA4) --------------------------------------------------------------
+    def crl_for_publication(self, name: str) -> bytes:
+        """The DER CRL to serve at the CA's distribution point (regenerated when stale)."""
+        return self.current_crl(name).der
+
+    def ocsp_lookup(self, query: OcspQuery) -> CertStatus | None:
+        """The OCSP status of ``query``'s certificate, or None when its CertID names none of
+        our CAs. Revoked (with date and reason) if in the CA's revocations; good if in its
+        inventory of issued certificates; unknown otherwise."""
+        ca_id = self._ocsp_ca(query)
+        if ca_id is None:
+            return None
+        serial = serial_hex(query.serial)
+        with self._store.transaction() as session:
+            repo = CaRepository(session)
+            row = repo.by_id(ca_id)
+            if row is None:  # removed since it was indexed
+                with self._ocsp_lock:
+                    self._ocsp_index = {k: v for k, v in self._ocsp_index.items() if v != ca_id}
+                return None
+            issuer = self._issuer_of(session, row)
+            revocation = repo.revocation(ca_id, serial)
+            if revocation is not None:
+                return CertStatus(
+                    "revoked",
+                    issuer,
+                    revoked_at=utc(revocation.revoked_at),
+                    reason=parse_reason(revocation.reason) if revocation.reason else None,
+                )
+            if repo.issued_by_serial(ca_id, serial) is not None:
+                return CertStatus("good", issuer)
+            return CertStatus("unknown", issuer)
+
+    def _ocsp_ca(self, query: OcspQuery) -> int | None:
+        """The id of the CA a CertID names; CAs not yet hashed are hashed on a miss."""
+        algorithm = query.hash_algorithm
+        key = (algorithm.name, query.issuer_name_hash, query.issuer_key_hash)
+        found = self._ocsp_index.get(key)
+        if found is not None:
+            return found
+        with self._ocsp_lock, self._store.transaction() as session:
+            hashed = self._ocsp_hashed.setdefault(algorithm.name, set())
+            for row in CaRepository(session).all():
+                if row.id in hashed:
+                    continue
+                cert = x509.load_der_x509_certificate(row.certificate_der)
+                name_hash, key_hash = issuer_hashes(cert, algorithm)
+                self._ocsp_index.setdefault((algorithm.name, name_hash, key_hash), row.id)
+                hashed.add(row.id)
+            return self._ocsp_index.get(key)
+
     # -- helpers --------------------------------------------------------------------------
     def _issuer(self, name: str) -> tuple[CaRow, Issuer]:
         with self._store.transaction() as session:
-            repo = CaRepository(session)
-            row = repo.by_name(name)
+            row = CaRepository(session).by_name(name)
             if row is None:
                 raise self._not_found(name)
-            issuer = self._issuers.get(row.id)
-            if issuer is None:
-                cert = x509.load_der_x509_certificate(row.certificate_der)
-                key = KeyRepository(session, self._store.vault).get(row.key_id)
-                issuer = Issuer(
-                    cert,
-                    key,
-                    crl_urls=tuple(u for u in row.crl_urls.split("\n") if u),
-                    ocsp_url=row.ocsp_url,
-                )
-                self._issuers[row.id] = issuer
-            return row, issuer
+            return row, self._issuer_of(session, row)
+
+    def _issuer_of(self, session: Session, row: CaRow) -> Issuer:
+        issuer = self._issuers.get(row.id)
+        if issuer is None:
+            cert = x509.load_der_x509_certificate(row.certificate_der)
+            key = KeyRepository(session, self._store.vault).get(row.key_id)
+            issuer = Issuer(
+                cert,
+                key,
+                crl_urls=tuple(u for u in row.crl_urls.split("\n") if u),
+                ocsp_url=row.ocsp_url,
+            )
+            self._issuers[row.id] = issuer
+        return issuer
 
     def _not_found(self, name: str) -> NotFound:
         with self._store.transaction() as session:

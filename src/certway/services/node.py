@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from certway.clock import Clock, SystemClock
+from certway.services.admin_security import AdminSecurity
+from certway.services.admins import AdminAccounts
 from certway.services.alarms import Alarms
 from certway.services.audit import Audit
 from certway.services.client_check import ClientCheck
@@ -40,6 +42,8 @@ class Node:
         self.alarms = Alarms(
             store, clock, self.identities, self.trusted_cas, self.local_ca, self.revocation
         )
+        self.admins = AdminAccounts(store, clock, self.audit)
+        self.admin_security = AdminSecurity(store, self.audit, self.admins, self.client_check)
 
     @classmethod
     def init(

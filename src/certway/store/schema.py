@@ -232,3 +232,14 @@ class AlarmStateRow(Base):
     __tablename__ = "alarm_state"
     alarm_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     since: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class AdminAccountRow(Base):
+    """Local administrator accounts; passwords hashed with argon2id (never stored in clear)."""
+
+    __tablename__ = "admin_accounts"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    access: Mapped[str] = mapped_column(String(16))  # read-write | read-only
+    password_hash: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)

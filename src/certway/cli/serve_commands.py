@@ -1,0 +1,153 @@
+"""The commands of issue #5: ``certway serve`` and admin accounts."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from certway.cli.main import JsonOpt, _typer, app, err, node, out, print_json, read_passphrase
+from certway.errors import PolicyViolation
+
+admin_app = _typer("Administrator accounts and admin security (S1, S2).")
+app.add_typer(admin_app, name="admin")
+
+
+@app.command("serve")
+def serve_cmd(
+    ctx: typer.Context,
+    admin_listen: Annotated[
+        str, typer.Option("--admin-listen", help="HTTPS admin UI + API, HOST:PORT.")
+    ] = "127.0.0.1:8443",
+    publish_listen: Annotated[
+        str,
+        typer.Option("--publish-listen", help="Plain HTTP CRL/OCSP publication, HOST:PORT."),
+    ] = "127.0.0.1:8080",
+    fqdn: Annotated[
+        str | None, typer.Option("--fqdn", help="System FQDN for a new data directory.")
+    ] = None,
+) -> None:
+    """Run the node: HTTPS admin, CRL/OCSP publication, scheduler, hot reload."""
+    from certway.serve import NodeServer, ServeOptions, parse_listen
+    from certway.services.node import Node
+
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
+    )
+    options = ServeOptions(parse_listen(admin_listen, 8443), parse_listen(publish_listen, 8080))
+    data_dir: Path = ctx.obj
+    new = not (data_dir / "master.key").exists()
+    n = Node.init(data_dir, fqdn=fqdn if new else None)
+    try:
+        password = n.admins.ensure_initial()
+        server = NodeServer(n, options)
+        host, port = options.admin
+        fqdn_now = n.settings.get().fqdn
+        out.print(f"certway admin: https://{host}:{port}/ (server certificate for {fqdn_now})")
+        if options.publish:
+            out.print(f"CRL/OCSP publication: http://{options.publish[0]}:{options.publish[1]}/")
+        if password is not None:
+            out.print(
+                f"first start: log in as 'admin' with password {password} "
+                "(shown once; change it with 'certway admin passwd admin')"
+            )
+        asyncio.run(server.run())
+    finally:
+        n.close()
+    err.print("certway stopped")
+
+
+def _password(path: Path | None, prompt: str) -> str:
+    if path is not None:
+        data = read_passphrase(path)
+        assert data is not None
+        return data.decode("utf-8")
+    if not sys.stdin.isatty():
+        raise PolicyViolation("password", "give --password-file (no terminal to ask on)")
+    first = getpass.getpass(prompt)
+    if getpass.getpass("again: ") != first:
+        raise PolicyViolation("password", "the two passwords differ")
+    return first
+
+
+PasswordFile = Annotated[
+    Path | None, typer.Option("--password-file", help="File whose first line is the password.")
+]
+
+
+@admin_app.command("add")
+def admin_add(
+    ctx: typer.Context,
+    name: str,
+    access: Annotated[str, typer.Option("--access", help="read-write or read-only.")],
+    password_file: PasswordFile = None,
+) -> None:
+    """Add an administrator account."""
+    password = _password(password_file, f"password for {name}: ")
+    n = node(ctx)
+    try:
+        info = n.admins.add(name, access, password)
+    finally:
+        n.close()
+    out.print(f"added {info.name} ({info.access})")
+
+
+@admin_app.command("passwd")
+def admin_passwd(ctx: typer.Context, name: str, password_file: PasswordFile = None) -> None:
+    """Change an account's password."""
+    password = _password(password_file, f"new password for {name}: ")
+    n = node(ctx)
+    try:
+        n.admins.set_password(name, password)
+    finally:
+        n.close()
+    out.print(f"password of {name} changed")
+
+
+@admin_app.command("list")
+def admin_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """The administrator accounts."""
+    n = node(ctx)
+    try:
+        accounts = n.admins.accounts()
+        security = n.admin_security.get()
+    finally:
+        n.close()
+    if as_json:
+        print_json({"accounts": [a.as_dict() for a in accounts], "security": security.as_dict()})
+        return
+    table = Table("account", "access")
+    for a in accounts:
+        table.add_row(a.name, a.access)
+    out.print(table)
+    out.print(f"client certificate security: {security.mode.value}")
+
+
+@admin_app.command("remove")
+def admin_remove(ctx: typer.Context, name: str) -> None:
+    """Remove an account (not the last read-write one)."""
+    n = node(ctx)
+    try:
+        n.admins.remove(name)
+    finally:
+        n.close()
+    out.print(f"removed {name}")
+
+
+@admin_app.command("reset-security")
+def admin_reset_security(ctx: typer.Context) -> None:
+    """Recovery: client certificates not required; password login works again."""
+    n = node(ctx)
+    try:
+        n.admin_security.reset()
+    finally:
+        n.close()
+    out.print("client certificate security reset to 'not required'")

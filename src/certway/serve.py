@@ -1,0 +1,208 @@
+"""``certway serve``: the HTTPS admin listener, the plain-HTTP publication listener, the hot
+reload poller and the scheduler, in one asyncio loop; Ctrl-C / SIGTERM stop it cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import uvicorn
+
+from certway.services.admin_security import SECURITY_VERSION, Mode
+from certway.services.node import Node
+from certway.services.node_settings import IDENTITY_VERSION
+from certway.services.revocation import CRL_VERSION
+from certway.services.trusted_cas import TRUST_VERSION
+from certway.store.repositories import SettingsRepository
+from certway.tls.contexts import ClientCertMode, ServerTls, TlsState
+from certway.web.asgi_tls import TlsH11Protocol
+
+__all__ = ["NodeServer", "ServeOptions", "parse_listen"]
+
+log = logging.getLogger("certway.serve")
+T = TypeVar("T")
+
+
+def parse_listen(text: str, default_port: int) -> tuple[str, int]:
+    """``HOST:PORT``, ``HOST`` or ``:PORT`` (IPv6 in brackets)."""
+    from certway.errors import PolicyViolation
+
+    host, port = text, str(default_port)
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest.removeprefix(":") or port
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise PolicyViolation("listen", f"'{text}' is not HOST:PORT (port 0-65535)")
+    return host or "127.0.0.1", int(port)
+
+
+@dataclass(frozen=True, slots=True)
+class ServeOptions:
+    admin: tuple[str, int] = ("127.0.0.1", 8443)
+    publish: tuple[str, int] | None = ("127.0.0.1", 8080)
+    reload_interval: float = 0.5
+    scheduler_interval: float = 30.0
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to ``NodeServer``."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def change_counters(node: Node) -> tuple[int, ...]:
+    keys = (IDENTITY_VERSION, TRUST_VERSION, CRL_VERSION, SECURITY_VERSION)
+    with node.store.transaction() as session:
+        settings = SettingsRepository(session)
+        return tuple(int(settings.get(k) or 0) for k in keys)
+
+
+class NodeServer:
+    """Everything ``certway serve`` runs for one node."""
+
+    def __init__(self, node: Node, options: ServeOptions) -> None:
+        from certway.web.app import create_admin_app
+
+        self.node = node
+        self.options = options
+        self.tls = ServerTls(
+            state=self._tls_state,
+            identity_for=node.identities.certificate_for_sni,
+            key_for=node.identities.private_key,
+        )
+        self._servers: list[_Server] = []
+        admin_host, admin_port = options.admin
+        self.admin_config = uvicorn.Config(
+            create_admin_app(node),
+            host=admin_host,
+            port=admin_port,
+            http=TlsH11Protocol,
+            ssl_context_factory=lambda _config, _default: self.tls.server_context(),
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+        )
+        self._servers.append(_Server(self.admin_config))
+        if options.publish is not None:
+            from certway.web.publish import create_publish_app
+
+            host, port = options.publish
+            self._servers.append(
+                _Server(
+                    uvicorn.Config(
+                        create_publish_app(node),
+                        host=host,
+                        port=port,
+                        log_config=None,
+                        access_log=False,
+                        lifespan="off",
+                    )
+                )
+            )
+        self._stopping = asyncio.Event()
+        self._seen_alarms: set[str] = set()
+
+    def _tls_state(self) -> TlsState:
+        mode = self.node.admin_security.get().mode
+        wanted = ClientCertMode.NONE if mode is Mode.NOT_REQUIRED else ClientCertMode.REQUEST
+        cas = (
+            self.node.trusted_cas.snapshot().certificates
+            if wanted is not ClientCertMode.NONE
+            else ()
+        )
+        return TlsState(change_counters(self.node), wanted, tuple(cas))
+
+    @property
+    def started(self) -> bool:
+        return all(s.started for s in self._servers)
+
+    @staticmethod
+    def _port(server: _Server) -> int:
+        for listener in getattr(server, "servers", []):
+            for sock in listener.sockets:
+                return int(sock.getsockname()[1])
+        raise RuntimeError("not listening")
+
+    @property
+    def admin_port(self) -> int:
+        """The HTTPS admin port actually bound (useful with port 0)."""
+        return self._port(self._servers[0])
+
+    @property
+    def publish_port(self) -> int:
+        return self._port(self._servers[1])
+
+    def stop(self) -> None:
+        for server in self._servers:
+            server.should_exit = True
+        self._stopping.set()
+
+    async def _in_thread(self, fn: Callable[[], T]) -> T:
+        return await asyncio.to_thread(fn)
+
+    async def _reload_loop(self) -> None:
+        """S7: pick up changes made by the API, the UI or the CLI within a second."""
+        while not self._stopping.is_set():
+            try:
+                if await self._in_thread(self.tls.refresh):
+                    log.info("event=reload what=tls-contexts")
+            except Exception as exc:  # keep serving with the previous contexts
+                log.error("event=reload-failed error=%s", type(exc).__name__)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.options.reload_interval)
+
+    def _refresh_crls(self) -> None:
+        """CA3: each local CA's CRL is re-signed before it goes stale."""
+        for ca in self.node.local_ca.cas():
+            self.node.local_ca.current_crl(ca.name)
+
+    async def _scheduler_loop(self) -> None:
+        """RV2 daily CRL updates, CA3 CRL refresh, O1 alarms in the log."""
+        while not self._stopping.is_set():
+            try:
+                if await self._in_thread(self.node.revocation.run_if_due):
+                    log.info("event=crl-update what=scheduled")
+                await self._in_thread(self._refresh_crls)
+                alarms = await self._in_thread(self.node.alarms.current)
+                current = {a.id for a in alarms}
+                for alarm in alarms:
+                    if alarm.id not in self._seen_alarms:
+                        log.warning(
+                            "event=alarm severity=%s id=%s text=%r",
+                            alarm.severity,
+                            alarm.id,
+                            alarm.text,
+                        )
+                for cleared in self._seen_alarms - current:
+                    log.info("event=alarm-cleared id=%s", cleared)
+                self._seen_alarms = current
+            except Exception as exc:
+                log.error("event=scheduler-failed error=%s", type(exc).__name__)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.options.scheduler_interval)
+
+    async def run(self, *, install_signals: bool = True) -> None:
+        loop = asyncio.get_running_loop()
+        if install_signals:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, self.stop)
+        tasks: list[asyncio.Task[Any]] = [asyncio.create_task(s.serve()) for s in self._servers]
+        tasks.append(asyncio.create_task(self._reload_loop()))
+        tasks.append(asyncio.create_task(self._scheduler_loop()))
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            self.stop()
+            if install_signals:
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.remove_signal_handler(sig)

@@ -1,0 +1,153 @@
+"""Admin client-certificate security (S2): not required / certificate validation /
+certificate-based authentication, with the regex + username format."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from enum import StrEnum
+
+from certway.errors import PolicyViolation
+from certway.services.admins import AdminAccounts, AdminInfo
+from certway.services.audit import Audit, audited
+from certway.services.client_check import CheckReport, ClientCheck
+from certway.store.db import Store
+from certway.store.repositories import SettingsRepository
+from certway.trust.identity import DEFAULT_FORMAT, DEFAULT_REGEX, check_format, compile_regex
+
+__all__ = ["SECURITY_VERSION", "AdminSecurity", "CertAuthResult", "ClientCertSecurity", "Mode"]
+
+_KEY = "admin.client_cert"
+SECURITY_VERSION = "version.security"
+
+
+class Mode(StrEnum):
+    NOT_REQUIRED = "not-required"
+    VALIDATION = "certificate-validation"
+    AUTHENTICATION = "certificate-based-authentication"
+
+
+@dataclass(frozen=True, slots=True)
+class ClientCertSecurity:
+    mode: Mode = Mode.NOT_REQUIRED
+    regex: str = DEFAULT_REGEX
+    format: str = DEFAULT_FORMAT
+
+    def as_dict(self) -> dict[str, str]:
+        return {"mode": self.mode.value, "regex": self.regex, "format": self.format}
+
+
+@dataclass(frozen=True)
+class CertAuthResult:
+    """The outcome for one connection's client certificate."""
+
+    allowed: bool
+    reason: str
+    account: AdminInfo | None = None
+    report: CheckReport | None = None
+
+
+class AdminSecurity:
+    def __init__(
+        self, store: Store, audit: Audit, admins: AdminAccounts, check: ClientCheck
+    ) -> None:
+        self._store = store
+        self._audit = audit
+        self._admins = admins
+        self._check = check
+
+    def get(self) -> ClientCertSecurity:
+        with self._store.transaction() as session:
+            raw = SettingsRepository(session).get(_KEY)
+        if not isinstance(raw, dict):
+            return ClientCertSecurity()
+        return ClientCertSecurity(
+            Mode(raw.get("mode", Mode.NOT_REQUIRED.value)),
+            str(raw.get("regex", DEFAULT_REGEX)),
+            str(raw.get("format", DEFAULT_FORMAT)),
+        )
+
+    @audited("admin-security.set", target=lambda *a, **k: "client certificate security")
+    def set(
+        self,
+        *,
+        mode: str | None = None,
+        regex: str | None = None,
+        fmt: str | None = None,
+        current_certificate: bytes | None = None,
+        force: bool = False,
+    ) -> ClientCertSecurity:
+        """Change the mode. Turning on certificate-based authentication is refused unless
+        ``current_certificate`` (the admin's own browser certificate) maps to a read-write
+        account — so nobody locks themselves out — or ``force`` (CLI recovery)."""
+        config = self.get()
+        if mode is not None:
+            try:
+                config = replace(config, mode=Mode(mode))
+            except ValueError:
+                allowed = ", ".join(m.value for m in Mode)
+                raise PolicyViolation("mode", f"mode must be one of {allowed}") from None
+        if regex is not None:
+            config = replace(config, regex=regex)
+        if fmt is not None:
+            config = replace(config, format=fmt)
+        check_format(config.format, compile_regex(config.regex))
+        if config.mode is Mode.AUTHENTICATION and not force:
+            if current_certificate is None:
+                raise PolicyViolation(
+                    "lockout",
+                    "certificate-based authentication turns password login off: confirm it "
+                    "from a browser whose certificate maps to a read-write account",
+                )
+            result = self.authenticate(current_certificate, config)
+            if result.account is None or not result.account.can_write:
+                raise PolicyViolation(
+                    "lockout",
+                    "refused: your certificate would not log you in as a read-write "
+                    f"administrator ({result.reason})",
+                )
+        with self._store.transaction() as session:
+            settings = SettingsRepository(session)
+            settings.set(_KEY, config.as_dict())
+            settings.bump(SECURITY_VERSION)
+        return config
+
+    def reset(self) -> ClientCertSecurity:
+        """CLI recovery: back to 'not required'."""
+        return self.set(mode=Mode.NOT_REQUIRED.value, force=True)
+
+    def authenticate(
+        self, certificate_pem: bytes | None, config: ClientCertSecurity | None = None
+    ) -> CertAuthResult:
+        """Judge a connection's client certificate under ``config`` (default: current)."""
+        config = config or self.get()
+        if config.mode is Mode.NOT_REQUIRED:
+            return CertAuthResult(True, "client certificates are not required")
+        if not certificate_pem:
+            return CertAuthResult(False, "this page needs a client certificate and none was sent")
+        report = self._check.check(certificate_pem, purpose="client", service="admin-https")
+        if not report.result.valid:
+            return CertAuthResult(
+                False, f"the client certificate was rejected: {report.result.reason}", None, report
+            )
+        if config.mode is Mode.VALIDATION:
+            return CertAuthResult(True, "the client certificate is valid", None, report)
+        mapped = self._check.check(
+            certificate_pem,
+            purpose="client",
+            service="admin-https",
+            regex=config.regex,
+            fmt=config.format,
+        )
+        if mapped.username is None:
+            return CertAuthResult(
+                False, f"no username in the certificate: {mapped.username_error}", None, report
+            )
+        account = self._admins.get(mapped.username.username)
+        if account is None:
+            return CertAuthResult(
+                False,
+                f"the certificate maps to user '{mapped.username.username}', which has no account",
+                None,
+                report,
+            )
+        return CertAuthResult(True, f"logged in as {account.name}", account, report)

@@ -1,0 +1,136 @@
+"""Administrator accounts (S1, S2): local accounts with an access level; argon2id hashes."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select
+
+from certway.clock import Clock
+from certway.errors import Conflict, NotFound, PolicyViolation
+from certway.services.audit import Audit, audited
+from certway.store.db import Store
+from certway.store.schema import AdminAccountRow
+
+__all__ = ["ACCESS_LEVELS", "AdminAccounts", "AdminInfo"]
+
+ACCESS_LEVELS = ("read-write", "read-only")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+MIN_PASSWORD = 10
+_HASHER = PasswordHasher()  # argon2id with the library's current defaults
+
+
+@dataclass(frozen=True, slots=True)
+class AdminInfo:
+    name: str
+    access: str
+
+    @property
+    def can_write(self) -> bool:
+        return self.access == "read-write"
+
+    def as_dict(self) -> dict[str, str]:
+        return {"name": self.name, "access": self.access}
+
+
+def _check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise PolicyViolation(
+            "password", f"the password must have at least {MIN_PASSWORD} characters"
+        )
+
+
+class AdminAccounts:
+    def __init__(self, store: Store, clock: Clock, audit: Audit) -> None:
+        self._store = store
+        self._clock = clock
+        self._audit = audit
+
+    def accounts(self) -> list[AdminInfo]:
+        with self._store.transaction() as session:
+            rows = session.scalars(select(AdminAccountRow).order_by(AdminAccountRow.name)).all()
+            return [AdminInfo(r.name, r.access) for r in rows]
+
+    def get(self, name: str) -> AdminInfo | None:
+        with self._store.transaction() as session:
+            row = session.get(AdminAccountRow, name)
+            return AdminInfo(row.name, row.access) if row else None
+
+    @audited("admin.add", detail=lambda a: a.as_dict())
+    def add(self, name: str, access: str, password: str) -> AdminInfo:
+        if not _NAME_RE.match(name):
+            raise PolicyViolation(
+                "admin-name", f"account name '{name}' must be 1-64 letters, digits, . _ @ -"
+            )
+        if access not in ACCESS_LEVELS:
+            raise PolicyViolation(
+                "access", f"access must be read-write or read-only, not '{access}'"
+            )
+        _check_password(password)
+        digest = _HASHER.hash(password)
+        now = self._clock.now()
+        with self._store.transaction() as session:
+            if session.get(AdminAccountRow, name) is not None:
+                raise Conflict(f"an account named '{name}' already exists")
+            session.add(
+                AdminAccountRow(
+                    name=name, access=access, password_hash=digest, created_at=now, updated_at=now
+                )
+            )
+        return AdminInfo(name, access)
+
+    @audited("admin.passwd")
+    def set_password(self, name: str, password: str) -> None:
+        _check_password(password)
+        digest = _HASHER.hash(password)
+        with self._store.transaction() as session:
+            row = session.get(AdminAccountRow, name)
+            if row is None:
+                raise NotFound(f"no account named '{name}'")
+            row.password_hash = digest
+            row.updated_at = self._clock.now()
+
+    @audited("admin.remove")
+    def remove(self, name: str) -> None:
+        with self._store.transaction() as session:
+            row = session.get(AdminAccountRow, name)
+            if row is None:
+                raise NotFound(f"no account named '{name}'")
+            others = session.scalars(
+                select(AdminAccountRow).where(
+                    AdminAccountRow.access == "read-write", AdminAccountRow.name != name
+                )
+            ).first()
+            if row.access == "read-write" and others is None:
+                raise Conflict(
+                    "this is the last read-write account: add another one before removing it"
+                )
+            session.delete(row)
+
+    def verify(self, name: str, password: str) -> AdminInfo | None:
+        """The account when the password is right, else None (same cost either way)."""
+        with self._store.transaction() as session:
+            row = session.get(AdminAccountRow, name)
+            stored = row.password_hash if row else None
+            info = AdminInfo(row.name, row.access) if row else None
+        try:
+            if stored is None:
+                _HASHER.hash(password)  # spend the same time for unknown names
+                return None
+            _HASHER.verify(stored, password)
+        except (VerificationError, InvalidHashError):
+            return None
+        return info
+
+    def ensure_initial(self) -> str | None:
+        """On first start: an 'admin' read-write account with a generated password, returned
+        once so the caller can show it; None when accounts exist already."""
+        if self.accounts():
+            return None
+        password = secrets.token_urlsafe(15)
+        self.add("admin", "read-write", password)
+        return password

@@ -1,0 +1,1 @@
+"""TLS: server contexts from the node state, SNI, hot reload."""

@@ -1,0 +1,175 @@
+"""Server TLS contexts built from the node's state, with SNI and hot reload (S1, DC1, S7).
+
+Every handshake goes through ``sni_callback``, which hands OpenSSL the context of the name the
+client asked for (a domain certificate, or the server certificate). Contexts are rebuilt when
+the node's change counters move, so a new certificate, trusted CA or security setting is used
+by the next handshake — no restart, and established connections keep theirs.
+
+Python's ``ssl`` loads keys only from files: the PEM goes to an anonymous in-memory file
+(``memfd_create``) that is read once and closed; it never touches the disk.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from certway.pki.keys import PrivateKey
+from certway.services.identities import ActiveIdentity
+
+__all__ = ["ClientCertMode", "ServerTls", "TlsState", "build_context"]
+
+
+class ClientCertMode(StrEnum):
+    NONE = "none"  # do not ask for a client certificate
+    REQUEST = "request"  # ask; the application decides what a missing/bad one means
+    REQUIRE = "require"  # the handshake fails without one
+
+
+_VERIFY = {
+    ClientCertMode.NONE: ssl.CERT_NONE,
+    ClientCertMode.REQUEST: ssl.CERT_OPTIONAL,
+    ClientCertMode.REQUIRE: ssl.CERT_REQUIRED,
+}
+
+
+def _pem(certs: Sequence[x509.Certificate]) -> bytes:
+    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
+
+
+def _load_chain(
+    context: ssl.SSLContext, certs: Sequence[x509.Certificate], key: PrivateKey
+) -> None:
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    fd = os.memfd_create("certway-tls", os.MFD_CLOEXEC)
+    try:
+        os.write(fd, _pem(certs) + key_pem)
+        context.load_cert_chain(f"/proc/self/fd/{fd}")
+    finally:
+        os.close(fd)
+
+
+def build_context(
+    identity: ActiveIdentity,
+    key: PrivateKey,
+    *,
+    client_cas: Sequence[x509.Certificate] = (),
+    client_mode: ClientCertMode = ClientCertMode.NONE,
+) -> ssl.SSLContext:
+    """A TLS 1.2+ server context presenting ``identity`` (certificate + chain)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.options |= ssl.OP_NO_COMPRESSION
+    _load_chain(context, [identity.certificate, *identity.chain], key)
+    if client_mode is not ClientCertMode.NONE and client_cas:
+        # The selected context's CA store is what verifies (and names in the
+        # CertificateRequest) the client's certificate, so each per-name context holds it.
+        context.load_verify_locations(cadata=_pem(client_cas).decode("ascii"))
+        context.verify_mode = (
+            ssl.CERT_REQUIRED if client_mode is ClientCertMode.REQUIRE else ssl.CERT_OPTIONAL
+        )
+    return context
+
+
+@dataclass(frozen=True)
+class TlsState:
+    """What the contexts are built from; when any part changes they are rebuilt."""
+
+    versions: tuple[int, ...]
+    client_mode: ClientCertMode
+    client_cas: tuple[x509.Certificate, ...]
+
+
+class ServerTls:
+    """The SNI-switching server context of one listener.
+
+    ``state`` returns the current inputs cheaply (change counters); ``identity_for`` maps an
+    SNI name to the identity to present; ``key_for`` opens its sealed key.
+    """
+
+    def __init__(
+        self,
+        *,
+        state: Callable[[], TlsState],
+        identity_for: Callable[[str | None], ActiveIdentity | None],
+        key_for: Callable[[ActiveIdentity], PrivateKey],
+    ) -> None:
+        self._state_fn = state
+        self._identity_for = identity_for
+        self._key_for = key_for
+        self._lock = threading.Lock()
+        self._state = state()
+        self._contexts: dict[tuple[str, str, int], ssl.SSLContext] = {}
+        self._base: ssl.SSLContext | None = None
+
+    def refresh(self) -> bool:
+        """Pick up changes (called by a poller); True when the state moved."""
+        state = self._state_fn()
+        if state == self._state:
+            return False
+        with self._lock:
+            self._state = state
+            self._contexts = {}
+            if self._base is not None:
+                # OpenSSL takes the verify mode from the listening context when a connection
+                # starts (switching context in the SNI callback does not change it), so the
+                # request for a client certificate is set here; the CA store that verifies it
+                # is the selected per-name context's.
+                self._base.verify_mode = _VERIFY[state.client_mode]
+        return True
+
+    def context_for(self, server_name: str | None) -> ssl.SSLContext:
+        identity = self._identity_for(server_name)
+        if identity is None:
+            raise ssl.SSLError("no server certificate is configured")
+        key = (identity.kind, identity.name, identity.version)
+        context = self._contexts.get(key)
+        if context is None:
+            with self._lock:
+                context = self._contexts.get(key)
+                if context is None:
+                    context = build_context(
+                        identity,
+                        self._key_for(identity),
+                        client_cas=self._state.client_cas,
+                        client_mode=self._state.client_mode,
+                    )
+                    self._contexts[key] = context
+        return context
+
+    def server_context(self) -> ssl.SSLContext:
+        """The listening context: its SNI callback (called with or without SNI) swaps in the
+        current per-name context for every handshake."""
+        identity = self._identity_for(None)
+        if identity is None:
+            raise ssl.SSLError("no server certificate is configured")
+        base = build_context(
+            identity,
+            self._key_for(identity),
+            client_cas=self._state.client_cas,
+            client_mode=self._state.client_mode,
+        )
+        base.verify_mode = _VERIFY[self._state.client_mode]
+        base.sni_callback = self._sni
+        self._base = base
+        return base
+
+    def _sni(
+        self, sslobj: ssl.SSLObject | ssl.SSLSocket, server_name: str | None, _ctx: ssl.SSLContext
+    ) -> int | None:
+        try:
+            sslobj.context = self.context_for(server_name)
+        except (ssl.SSLError, OSError, ValueError):
+            return ssl.ALERT_DESCRIPTION_INTERNAL_ERROR
+        return None

@@ -1,0 +1,300 @@
+"""The HTTPS admin application: REST API under ``/api/v1`` and the web UI, one FastAPI app.
+
+Authentication, in this order: the admin client-certificate policy (S2) judges the TLS peer
+certificate from ``scope["extensions"]["tls"]``; in certificate-based authentication mode it
+also names the user. Otherwise the API takes HTTP Basic and the UI a session cookie (Secure,
+HttpOnly, SameSite=Strict) with a CSRF token on every form. Failed logins are throttled per
+client address. Every change runs as the authenticated account (audit log).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
+
+from certway.errors import (
+    CertwayError,
+    Conflict,
+    DecodeError,
+    FetchError,
+    NotFound,
+    PassphraseError,
+    PolicyViolation,
+    StoreError,
+    ValidationFailed,
+)
+from certway.services.admins import AdminInfo
+from certway.services.audit import Actor, acting_as
+from certway.services.node import Node
+
+__all__ = [
+    "MAX_UPLOAD",
+    "Principal",
+    "WebContext",
+    "create_admin_app",
+    "problem",
+]
+
+MAX_UPLOAD = 8 * 1024 * 1024
+"""Largest request body accepted (a big CA bundle or CRL); more is refused with 413."""
+SESSION_COOKIE = "certway_session"
+SESSION_LIFETIME = 8 * 3600
+THROTTLE_FAILURES = 5
+THROTTLE_SECONDS = 30.0
+
+
+def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
+    """An RFC 9457 problem document."""
+    return JSONResponse(
+        {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra},
+        status_code=status,
+        media_type="application/problem+json",
+    )
+
+
+_STATUS: list[tuple[type[CertwayError], int, str]] = [
+    (NotFound, 404, "Not found"),
+    (Conflict, 409, "Conflict"),
+    (StoreError, 503, "Store unavailable"),
+    (FetchError, 502, "Fetch failed"),
+    (ValidationFailed, 422, "Validation failed"),
+    (DecodeError, 400, "Bad input"),
+    (PassphraseError, 400, "Bad passphrase"),
+    (PolicyViolation, 422, "Refused"),
+]
+
+
+def status_for(exc: CertwayError) -> tuple[int, str]:
+    for kind, status, title in _STATUS:
+        if isinstance(exc, kind):
+            return status, title
+    return 400, "Bad request"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    name: str
+    access: str
+    via: str  # api | ui
+    address: str | None
+
+    @property
+    def can_write(self) -> bool:
+        return self.access == "read-write"
+
+
+class _Throttle:
+    """Failed logins per client address: after 5, wait 30 s (then the count restarts)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._failures: dict[str, tuple[int, float]] = {}
+
+    def blocked_for(self, address: str) -> float:
+        with self._lock:
+            count, until = self._failures.get(address, (0, 0.0))
+        return max(0.0, until - time.monotonic()) if count >= THROTTLE_FAILURES else 0.0
+
+    def failed(self, address: str) -> None:
+        with self._lock:
+            count, _ = self._failures.get(address, (0, 0.0))
+            count = count + 1
+            until = time.monotonic() + THROTTLE_SECONDS if count >= THROTTLE_FAILURES else 0.0
+            if count > THROTTLE_FAILURES:
+                count = 1
+            self._failures[address] = (count, until)
+
+    def succeeded(self, address: str) -> None:
+        with self._lock:
+            self._failures.pop(address, None)
+
+
+@dataclass
+class _Session:
+    account: AdminInfo
+    csrf: str
+    expires: float
+
+
+class WebContext:
+    """State shared by the API and UI routes of one admin app."""
+
+    def __init__(self, node: Node, *, secure_cookies: bool = True) -> None:
+        self.node = node
+        self.secure_cookies = secure_cookies
+        self.throttle = _Throttle()
+        self._sessions: dict[str, _Session] = {}
+        self._lock = threading.Lock()
+
+    # sessions (UI)
+    def new_session(self, account: AdminInfo) -> tuple[str, str]:
+        token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
+        with self._lock:
+            now = time.monotonic()
+            self._sessions = {k: v for k, v in self._sessions.items() if v.expires > now}
+            self._sessions[token] = _Session(account, csrf, now + SESSION_LIFETIME)
+        return token, csrf
+
+    def session(self, token: str | None) -> _Session | None:
+        if not token:
+            return None
+        with self._lock:
+            found = self._sessions.get(token)
+        if found is None or found.expires < time.monotonic():
+            return None
+        return found
+
+    def end_session(self, token: str | None) -> None:
+        if token:
+            with self._lock:
+                self._sessions.pop(token, None)
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def peer_certificate(request: Request) -> bytes | None:
+    """The TLS client certificate of this connection (PEM), from the ASGI TLS extension."""
+    tls = request.scope.get("extensions", {}).get("tls") or {}
+    chain = tls.get("client_cert_chain") or []
+    return chain[0].encode("ascii") if chain else None
+
+
+class AuthRequired(Exception):
+    """No (valid) credentials: the API answers 401, the UI redirects to the login page."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class CertificateRefused(Exception):
+    """The admin client-certificate policy refused this connection's certificate."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+def authenticate(request: Request, context: WebContext, *, via: str) -> Principal:
+    """Who is calling: certificate policy first, then HTTP Basic (API) or the session (UI)."""
+    node = context.node
+    address = client_address(request)
+    gate = node.admin_security.authenticate(peer_certificate(request))
+    if not gate.allowed:
+        raise CertificateRefused(gate.reason)
+    if gate.account is not None:  # certificate-based authentication: password login is off
+        return Principal(gate.account.name, gate.account.access, via, address)
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("basic "):
+        wait = context.throttle.blocked_for(address)
+        if wait:
+            raise HTTPException(429, f"too many failed logins: try again in {int(wait) + 1} s")
+        try:
+            name, _, password = (
+                base64.b64decode(header[6:].strip(), validate=True).decode("utf-8").partition(":")
+            )
+        except (binascii.Error, UnicodeDecodeError):
+            raise AuthRequired("malformed Authorization header") from None
+        account = node.admins.verify(name, password)
+        if account is None:
+            context.throttle.failed(address)
+            raise AuthRequired("wrong user name or password")
+        context.throttle.succeeded(address)
+        return Principal(account.name, account.access, via, address)
+    session = context.session(request.cookies.get(SESSION_COOKIE))
+    if session is not None:
+        return Principal(session.account.name, session.account.access, "ui", address)
+    raise AuthRequired("log in first")
+
+
+@contextmanager
+def as_principal(principal: Principal) -> Iterator[None]:
+    with acting_as(Actor(principal.name, principal.via, principal.address)):
+        yield
+
+
+def api_principal(request: Request) -> Principal:
+    context: WebContext = request.app.state.web
+    return authenticate(request, context, via="api")
+
+
+def writer(principal: Annotated[Principal, Depends(api_principal)]) -> Principal:
+    """Routes that change state: read-only accounts get 403."""
+    if not principal.can_write:
+        raise HTTPException(403, f"account '{principal.name}' is read-only")
+    return principal
+
+
+Reader = Annotated[Principal, Depends(api_principal)]
+Writer = Annotated[Principal, Depends(writer)]
+
+
+def create_admin_app(node: Node, *, secure_cookies: bool = True) -> FastAPI:
+    """The admin app for ``node``: REST API under /api/v1 and the UI."""
+    from certway.web.api import router as api_router
+    from certway.web.ui import router as ui_router
+
+    app = FastAPI(
+        title="certway admin API",
+        version="1",
+        openapi_url="/api/v1/openapi.json",
+        docs_url="/api/v1/docs",
+        redoc_url=None,
+    )
+    app.state.web = WebContext(node, secure_cookies=secure_cookies)
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next: Callable[..., Any]) -> Any:
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_UPLOAD):
+            return problem(413, "Too large", f"request bodies are limited to {MAX_UPLOAD} bytes")
+        response = await call_next(request)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+        return response
+
+    @app.exception_handler(CertwayError)
+    async def certway_error(_request: Request, exc: CertwayError) -> JSONResponse:
+        status, title = status_for(exc)
+        code = getattr(exc, "code", None)
+        return problem(status, title, str(exc), **({"code": code} if code else {}))
+
+    @app.exception_handler(AuthRequired)
+    async def auth_required(request: Request, exc: AuthRequired) -> Any:
+        if request.url.path.startswith("/api/"):
+            response = problem(401, "Unauthorized", exc.detail)
+            response.headers["WWW-Authenticate"] = 'Basic realm="certway"'
+            return response
+        from fastapi.responses import RedirectResponse
+
+        return RedirectResponse("/login", status_code=303)
+
+    @app.exception_handler(CertificateRefused)
+    async def certificate_refused(request: Request, exc: CertificateRefused) -> Any:
+        if request.url.path.startswith("/api/"):
+            return problem(403, "Client certificate refused", exc.detail)
+        from certway.web.ui import certificate_refused_page
+
+        return certificate_refused_page(request, exc.detail)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
+        return problem(exc.status_code, "Error", str(exc.detail))
+
+    app.include_router(api_router, prefix="/api/v1")
+    app.include_router(ui_router)
+    return app

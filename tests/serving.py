@@ -1,0 +1,50 @@
+"""Run a real ``certway serve`` (NodeServer) in a background thread on free 127.0.0.1 ports."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from certway.serve import NodeServer, ServeOptions
+from certway.services.node import Node
+
+
+@contextmanager
+def running(
+    node: Node, *, publish: bool = True, reload_interval: float = 0.2
+) -> Iterator[NodeServer]:
+    options = ServeOptions(
+        admin=("127.0.0.1", 0),
+        publish=("127.0.0.1", 0) if publish else None,
+        reload_interval=reload_interval,
+        scheduler_interval=3600,
+    )
+    server = NodeServer(node, options)
+    loop = asyncio.new_event_loop()
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            loop.run_until_complete(server.run(install_signals=False))
+        except BaseException as exc:  # surfaced to the test below
+            failure.append(exc)
+        finally:
+            loop.close()
+
+    thread = threading.Thread(target=run, name="certway-serve", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if failure or not thread.is_alive():
+            raise RuntimeError(f"certway serve did not start: {failure!r}")
+        if time.monotonic() > deadline:
+            raise TimeoutError("certway serve did not start within 15 s")
+        time.sleep(0.02)
+    try:
+        yield server
+    finally:
+        loop.call_soon_threadsafe(server.stop)
+        thread.join(timeout=15)

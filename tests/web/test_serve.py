@@ -1,0 +1,235 @@
+"""A real ``certway serve`` on 127.0.0.1: HTTPS with the node's certificates, SNI, hot reload,
+admin client-certificate security, API authorisation. Clients are httpx, Python's ssl and the
+openssl binary."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
+
+from certway.pki.csr import CsrForm, build_csr
+from certway.pki.keys import private_key_pem
+from certway.serve import NodeServer
+from certway.services.node import Node
+
+from conftest import test_key
+from serving import running
+
+PASSWORD = "correct horse battery"
+FQDN = "vcs.example.com"
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[Node]:
+    n = Node.init(tmp_path / "d", fqdn=FQDN)
+    n.admins.add("alice", "read-write", PASSWORD)
+    n.admins.add("bob", "read-only", PASSWORD)
+    yield n
+    n.close()
+
+
+@pytest.fixture
+def server(node: Node) -> Iterator[NodeServer]:
+    with running(node) as srv:
+        yield srv
+
+
+def trust_context(node: Node, *, client: tuple[Path, Path] | None = None) -> ssl.SSLContext:
+    """A client context trusting the node's trusted CAs (the temporary CA among them)."""
+    pem = b"".join(
+        c.public_bytes(serialization.Encoding.PEM) for c in node.trusted_cas.snapshot().certificates
+    )
+    context = ssl.create_default_context(cadata=pem.decode())
+    context.check_hostname = False
+    if client is not None:
+        context.load_cert_chain(str(client[0]), str(client[1]))
+    return context
+
+
+def peer_certificate(
+    port: int, context: ssl.SSLContext, server_name: str | None
+) -> x509.Certificate:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        with context.wrap_socket(raw, server_hostname=server_name) as tls:
+            der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der)
+
+
+def issue_server_cert(node: Node, ca: str, cn: str, sans: list[str]) -> tuple[bytes, bytes]:
+    """A certificate + key (PEM) for ``cn`` from local CA ``ca``."""
+    key = test_key("ec:p256", 90 + len(cn))
+    csr, _ = build_csr(key, CsrForm(common_name=cn, additional_names=tuple(sans)))
+    result = node.local_ca.sign(ca, csr.public_bytes(serialization.Encoding.PEM), days=30)
+    return result.pem(with_chain=True), private_key_pem(key)
+
+
+def test_status_over_https_with_basic_auth(node: Node, server: NodeServer) -> None:
+    url = f"https://127.0.0.1:{server.admin_port}/api/v1/status"
+    context = trust_context(node)
+    response = httpx.get(url, auth=("alice", PASSWORD), verify=context)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["you"] == {"name": "alice", "access": "read-write"}
+    assert "temporary-certificate" in [a["id"] for a in body["alarms"]]
+    assert httpx.get(url, verify=context).status_code == 401
+    wrong = httpx.get(url, auth=("alice", "wrong password!"), verify=context)
+    assert wrong.status_code == 401
+    assert wrong.headers["content-type"] == "application/problem+json"
+
+
+def test_read_only_account_cannot_change_anything(node: Node, server: NodeServer) -> None:
+    base = f"https://127.0.0.1:{server.admin_port}/api/v1"
+    context = trust_context(node)
+    response = httpx.post(
+        f"{base}/domains", json={"name": "example.org"}, auth=("bob", PASSWORD), verify=context
+    )
+    assert response.status_code == 403
+    assert "read-only" in response.json()["detail"]
+    assert node.identities.domains() == []
+
+
+def test_served_certificate_and_tls_versions(node: Node, server: NodeServer, openssl: str) -> None:
+    cert = peer_certificate(server.admin_port, trust_context(node), FQDN)
+    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == FQDN
+    result = subprocess.run(
+        [openssl, "s_client", "-connect", f"127.0.0.1:{server.admin_port}",
+         "-servername", FQDN, "-tls1_1"],
+        input=b"", capture_output=True, timeout=20,
+    )  # fmt: skip
+    assert result.returncode != 0  # TLS 1.1 is refused
+    result = subprocess.run(
+        [openssl, "s_client", "-connect", f"127.0.0.1:{server.admin_port}",
+         "-servername", FQDN, "-tls1_2"],
+        input=b"", capture_output=True, timeout=20,
+    )  # fmt: skip
+    assert b"subject=CN = vcs.example.com" in result.stdout
+
+
+def test_sni_selects_domain_certificates(node: Node, server: NodeServer) -> None:
+    node.local_ca.create_root("lab", "/CN=Lab Root")
+    node.trusted_cas.add(node.local_ca.certificate("lab").public_bytes(serialization.Encoding.PEM))
+    node.identities.add_domain("example.org")
+    chain, key = issue_server_cert(node, "lab", "example.org", ["vcs.example.org"])
+    node.identities.upload("domain", "example.org", chain, key_data=key)
+    time.sleep(0.6)  # the reload poller runs every 0.2 s here
+    context = trust_context(node)
+    cn = NameOID.COMMON_NAME
+    for name, expected in [
+        ("example.org", "example.org"),
+        ("vcs.example.org", "example.org"),  # host label + domain
+        ("other.example.net", FQDN),
+        (None, FQDN),
+    ]:
+        cert = peer_certificate(server.admin_port, context, name)
+        assert cert.subject.get_attributes_for_oid(cn)[0].value == expected, name
+
+
+def test_hot_reload_without_failed_handshakes(node: Node, server: NodeServer) -> None:
+    node.local_ca.create_root("lab", "/CN=Lab Root")
+    node.trusted_cas.add(node.local_ca.certificate("lab").public_bytes(serialization.Encoding.PEM))
+    context = trust_context(node)
+    old = peer_certificate(server.admin_port, context, FQDN)
+    seen: list[tuple[float, x509.Certificate]] = []
+    failures: list[BaseException] = []
+    stop = threading.Event()
+
+    def hammer() -> None:
+        while not stop.is_set():
+            try:
+                seen.append((time.monotonic(), peer_certificate(server.admin_port, context, FQDN)))
+            except (OSError, ssl.SSLError) as exc:
+                failures.append(exc)
+
+    thread = threading.Thread(target=hammer)
+    thread.start()
+    time.sleep(0.3)
+    chain, key = issue_server_cert(node, "lab", FQDN, [])
+    node.identities.upload("server", "", chain, key_data=key)
+    uploaded = time.monotonic()
+    time.sleep(1.5)
+    stop.set()
+    thread.join()
+    assert failures == []
+    new = [t for t, cert in seen if cert != old]
+    assert new, "the new certificate was never served"
+    assert new[0] - uploaded <= 1.0
+    assert any(cert == old for t, cert in seen if t < uploaded)
+
+
+def _client_cert(node: Node, tmp_path: Path, cn: str) -> tuple[Path, Path, x509.Certificate]:
+    key = test_key("ec:p256", 120 + len(cn))
+    csr, _ = build_csr(key, CsrForm(common_name=cn))
+    signed = node.local_ca.sign(
+        "users", csr.public_bytes(serialization.Encoding.PEM), profile="client"
+    )
+    cert_file = tmp_path / f"{cn}.pem"
+    key_file = tmp_path / f"{cn}.key"
+    cert_file.write_bytes(signed.pem(with_chain=True))
+    key_file.write_bytes(private_key_pem(key))
+    return cert_file, key_file, signed.certificate
+
+
+def test_client_certificate_validation_and_authentication(
+    node: Node, server: NodeServer, tmp_path: Path
+) -> None:
+    node.local_ca.create_root("users", "/CN=Users Root")
+    users_ca = node.local_ca.certificate("users").public_bytes(serialization.Encoding.PEM)
+    node.trusted_cas.add(users_ca)
+    node.revocation.upload_manual(node.local_ca.current_crl("users").pem)
+    good_cert, good_key, _ = _client_cert(node, tmp_path, "alice")
+    bad_cert, bad_key, revoked = _client_cert(node, tmp_path, "mallory")
+    node.local_ca.revoke("users", format(revoked.serial_number, "X"), reason="keyCompromise")
+    node.revocation.upload_manual(node.local_ca.current_crl("users").pem)
+    node.admin_security.set(mode="certificate-validation")
+    time.sleep(0.6)
+    url = f"https://127.0.0.1:{server.admin_port}/api/v1/status"
+    no_cert = httpx.get(url, auth=("alice", PASSWORD), verify=trust_context(node))
+    assert no_cert.status_code == 403 and "needs a client certificate" in no_cert.json()["detail"]
+    good = httpx.get(
+        url, auth=("alice", PASSWORD), verify=trust_context(node, client=(good_cert, good_key))
+    )
+    assert good.status_code == 200
+    bad = httpx.get(
+        url, auth=("alice", PASSWORD), verify=trust_context(node, client=(bad_cert, bad_key))
+    )
+    assert bad.status_code == 403
+    assert "revoked" in bad.json()["detail"] and "keyCompromise" in bad.json()["detail"]
+    # Certificate-based authentication: the CN names the account, no password needed.
+    with pytest.raises(Exception, match="lockout|browser"):
+        node.admin_security.set(mode="certificate-based-authentication")
+    node.admin_security.set(
+        mode="certificate-based-authentication", current_certificate=good_cert.read_bytes()
+    )
+    time.sleep(0.6)
+    me = httpx.get(url, verify=trust_context(node, client=(good_cert, good_key)))
+    assert me.status_code == 200 and me.json()["you"]["name"] == "alice"
+    node.admin_security.reset()
+
+
+def test_unknown_route_and_oversized_body(node: Node, server: NodeServer) -> None:
+    base = f"https://127.0.0.1:{server.admin_port}/api/v1"
+    context = trust_context(node)
+    big = httpx.post(
+        f"{base}/trusted-cas",
+        content=b"x" * (9 * 1024 * 1024),
+        headers={"content-type": "application/json"},
+        auth=("alice", PASSWORD),
+        verify=context,
+    )
+    assert big.status_code == 413
+    bad = httpx.post(
+        f"{base}/trusted-cas", json={"data": "garbage"}, auth=("alice", PASSWORD), verify=context
+    )
+    assert bad.status_code == 400 and bad.headers["content-type"] == "application/problem+json"
