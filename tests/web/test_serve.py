@@ -18,6 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
+from certway.errors import PolicyViolation
 from certway.pki.csr import CsrForm, build_csr
 from certway.pki.keys import private_key_pem
 from certway.serve import NodeServer
@@ -60,9 +61,11 @@ def trust_context(node: Node, *, client: tuple[Path, Path] | None = None) -> ssl
 def peer_certificate(
     port: int, context: ssl.SSLContext, server_name: str | None
 ) -> x509.Certificate:
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
-        with context.wrap_socket(raw, server_hostname=server_name) as tls:
-            der = tls.getpeercert(binary_form=True)
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname=server_name) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
     assert der is not None
     return x509.load_der_x509_certificate(der)
 
@@ -207,7 +210,7 @@ def test_client_certificate_validation_and_authentication(
     assert bad.status_code == 403
     assert "revoked" in bad.json()["detail"] and "keyCompromise" in bad.json()["detail"]
     # Certificate-based authentication: the CN names the account, no password needed.
-    with pytest.raises(Exception, match="lockout|browser"):
+    with pytest.raises(PolicyViolation, match="browser whose certificate"):
         node.admin_security.set(mode="certificate-based-authentication")
     node.admin_security.set(
         mode="certificate-based-authentication", current_certificate=good_cert.read_bytes()
