@@ -20,11 +20,11 @@ from certway.pki.csr import SubjectFields
 from certway.services.identities import CsrOptions, Kind
 from certway.services.local_ca import CaInfo, CaSettings
 from certway.services.node import Node
-from certway.web.app import Reader, Writer, as_principal
+from certway.web.app import ApiRoute, Reader, Writer, as_principal, reads_only
 
 __all__ = ["router"]
 
-router = APIRouter()
+router = APIRouter(route_class=ApiRoute)
 
 
 def _node(request: Request) -> Node:
@@ -312,6 +312,7 @@ def server_csr(request: Request, _who: Reader) -> dict[str, Any] | None:
 
 
 @router.post("/server-cert/csr/preview", tags=["server certificate"])
+@reads_only
 def server_csr_preview(request: Request, body: CsrRequest, _who: Reader) -> dict[str, Any]:
     """'Alternative name as it will appear', without creating anything."""
     return {"alt_names": _node(request).identities.preview("server", "", body.options())}
@@ -509,6 +510,7 @@ def policy_set(
 
 
 @router.post("/check", tags=["trust"])
+@reads_only
 def check(request: Request, body: CheckBody, _who: Reader) -> dict[str, Any]:
     """Client certificate testing (S3): trust, revocation per policy, username mapping."""
     report = _node(request).client_check.check(

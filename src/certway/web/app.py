@@ -14,13 +14,18 @@ import binascii
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from certway.errors import (
     CertwayError,
@@ -38,11 +43,16 @@ from certway.services.audit import Actor, acting_as
 from certway.services.node import Node
 
 __all__ = [
+    "CHANGING_METHODS",
     "MAX_UPLOAD",
+    "ApiRoute",
     "Principal",
+    "Reader",
     "WebContext",
+    "Writer",
     "create_admin_app",
     "problem",
+    "reads_only",
 ]
 
 MAX_UPLOAD = 8 * 1024 * 1024
@@ -226,19 +236,65 @@ def as_principal(principal: Principal) -> Iterator[None]:
 
 
 def api_principal(request: Request) -> Principal:
+    """The caller of an API route, authenticated once per request (``ApiRoute`` does it before
+    the body is read; the ``Reader``/``Writer`` dependencies then find it here)."""
+    known = getattr(request.state, "principal", None)
+    if isinstance(known, Principal):
+        return known
     context: WebContext = request.app.state.web
-    return authenticate(request, context, via="api")
+    principal = authenticate(request, context, via="api")
+    request.state.principal = principal
+    return principal
 
 
-def writer(principal: Annotated[Principal, Depends(api_principal)]) -> Principal:
-    """Routes that change state: read-only accounts get 403."""
+def require_write(principal: Principal) -> Principal:
     if not principal.can_write:
         raise HTTPException(403, f"account '{principal.name}' is read-only")
     return principal
 
 
+def writer(principal: Annotated[Principal, Depends(api_principal)]) -> Principal:
+    """Routes that change state: read-only accounts get 403."""
+    return require_write(principal)
+
+
 Reader = Annotated[Principal, Depends(api_principal)]
 Writer = Annotated[Principal, Depends(writer)]
+
+CHANGING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+"""Methods that need a read-write account unless the route is marked ``reads_only``."""
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def reads_only(endpoint: F) -> F:
+    """Mark a POST route that computes an answer without changing anything (a preview, a
+    test): read-only accounts may call it."""
+    endpoint.__certway_reads_only__ = True  # type: ignore[attr-defined]
+    return endpoint
+
+
+def is_reads_only(endpoint: Callable[..., Any]) -> bool:
+    return bool(getattr(endpoint, "__certway_reads_only__", False))
+
+
+class ApiRoute(APIRoute):
+    """Every API route authenticates the caller, and every POST/PUT/PATCH/DELETE route not
+    marked ``reads_only`` requires a read-write account, *before* the body is read or
+    validated: a refused caller gets 401/403, never a validation error, and a route that
+    forgets its ``Writer`` dependency is still closed to read-only accounts."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        changes = bool(self.methods & CHANGING_METHODS) and not is_reads_only(self.endpoint)
+
+        async def authorised(request: Request) -> Response:
+            principal = await run_in_threadpool(api_principal, request)
+            if changes:
+                require_write(principal)
+            return await handler(request)
+
+        return authorised
 
 
 def create_admin_app(node: Node, *, secure_cookies: bool = True) -> FastAPI:
@@ -252,6 +308,7 @@ def create_admin_app(node: Node, *, secure_cookies: bool = True) -> FastAPI:
         openapi_url="/api/v1/openapi.json",
         docs_url="/api/v1/docs",
         redoc_url=None,
+        max_body_size=MAX_UPLOAD,  # also bodies sent without Content-Length (chunked)
     )
     app.state.web = WebContext(node, secure_cookies=secure_cookies)
 
@@ -291,9 +348,21 @@ def create_admin_app(node: Node, *, secure_cookies: bool = True) -> FastAPI:
 
         return certificate_refused_page(request, exc.detail)
 
-    @app.exception_handler(HTTPException)
-    async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
-        return problem(exc.status_code, "Error", str(exc.detail))
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {k: v for k, v in e.items() if k in ("type", "loc", "msg")} for e in exc.errors()
+        ]
+        first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+        where = ".".join(str(part) for part in first.get("loc", ()))
+        detail = f"{where}: {first.get('msg')}" if where else str(first.get("msg"))
+        return problem(422, "Invalid request", detail, errors=jsonable_encoder(errors))
+
+    @app.exception_handler(StarletteHTTPException)  # FastAPI's, and Starlette's 404/405/413
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        response = problem(exc.status_code, "Error", str(exc.detail))
+        response.headers.update(exc.headers or {})
+        return response
 
     app.include_router(api_router, prefix="/api/v1")
     app.include_router(ui_router)

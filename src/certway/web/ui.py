@@ -312,9 +312,7 @@ class _Form:
 
     def values(self) -> dict[str, str]:
         """First values of the text fields, to fill a form in again (never secrets)."""
-        return {
-            k: v[0] for k, v in self.fields.items() if v and k not in {"csrf", "passphrase"}
-        }
+        return {k: v[0] for k, v in self.fields.items() if v and k not in {"csrf", "passphrase"}}
 
 
 def _size(count: int) -> str:
@@ -408,14 +406,18 @@ def _login_page(
     )
 
 
-def _gate(request: Request) -> Response | None:
-    """The certificate policy applies to the login page too (refused, or already logged in)."""
-    node = _context(request).node
-    gate = node.admin_security.authenticate(peer_certificate(request))
-    if not gate.allowed:
-        return certificate_refused_page(request, gate.reason)
+def _gate(request: Request, *, status: int = 200) -> Response | None:
+    """The certificate policy applies to the login page too: a certificate that names an
+    account is already logged in; with certificate-based authentication there is no password
+    login; in validation mode a refused certificate gets the refusal page."""
+    security = _context(request).node.admin_security
+    gate = security.authenticate(peer_certificate(request))
     if gate.account is not None:
         return RedirectResponse("/", status_code=303)
+    if security.get().mode is Mode.AUTHENTICATION:
+        return _login_page(request, error=gate.reason, status=status)
+    if not gate.allowed:
+        return certificate_refused_page(request, gate.reason)
     return None
 
 
@@ -426,7 +428,7 @@ def login_form(request: Request) -> Response:
 
 @router.post("/login")
 async def login(request: Request) -> Response:
-    gated = await run_in_threadpool(_gate, request)
+    gated = await run_in_threadpool(functools.partial(_gate, request, status=403))
     if gated is not None:
         return gated
     context = _context(request)
@@ -441,8 +443,6 @@ async def login(request: Request) -> Response:
             status=429,
             user=user,
         )
-    if context.node.admin_security.get().mode is Mode.AUTHENTICATION:
-        return _login_page(request, status=403)
     account = await run_in_threadpool(context.node.admins.verify, user, form.raw("password"))
     if account is None:
         context.throttle.failed(address)
@@ -621,9 +621,7 @@ def csr_preview(request: Request) -> Response:
     if kind not in ("server", "domain"):
         return JSONResponse({"error": f"unknown certificate kind '{kind}'"}, status_code=400)
     try:
-        names = view.node.identities.preview(
-            cast(Kind, kind), form.get("name"), _csr_options(form)
-        )
+        names = view.node.identities.preview(cast(Kind, kind), form.get("name"), _csr_options(form))
     except CertwayError as exc:
         return JSONResponse({"error": str(exc), "names": []})
     return JSONResponse({"names": names})
@@ -656,9 +654,9 @@ async def _discard(request: Request, kind: Kind, name: str) -> Response:
     view, _form = await _submit(request)
 
     def work() -> HTMLResponse:
-        if _attempt(view, lambda: view.node.identities.discard_csr(kind, name)) is None:
-            if view.error is None:
-                view.notices.append("pending CSR discarded")
+        _attempt(view, lambda: view.node.identities.discard_csr(kind, name))
+        if view.error is None:
+            view.notices.append("pending CSR discarded")
         return _identity_page(view, kind, name)
 
     return await _run(view, work)
@@ -703,7 +701,9 @@ async def _restore(request: Request, kind: Kind, name: str) -> Response:
         if version is not None:
             info = _attempt(view, lambda: view.node.identities.restore(kind, name, version))
             if info is not None:
-                view.notices.append(f"version {version} is active again (as version {info.version})")
+                view.notices.append(
+                    f"version {version} is active again (as version {info.version})"
+                )
         return _identity_page(view, kind, name)
 
     return await _run(view, work)
@@ -850,7 +850,10 @@ def trusted_ca_page(request: Request, fingerprint: str) -> Response:
         if e.fingerprint.replace(":", "").startswith(fingerprint.replace(":", "").upper())
     )
     return view.render(
-        "trusted_ca.html", title=f"Trusted CA {entry.subject}", entry=entry, text=certificate_text(cert)
+        "trusted_ca.html",
+        title=f"Trusted CA {entry.subject}",
+        entry=entry,
+        text=certificate_text(cert),
     )
 
 
@@ -1055,7 +1058,9 @@ async def revocation_set(request: Request, service: str) -> Response:
 
 
 # -- client certificate testing ----------------------------------------------------------------
-def _client_test_page(view: _View, *, form: _Form | None = None, report: Any = None) -> HTMLResponse:
+def _client_test_page(
+    view: _View, *, form: _Form | None = None, report: Any = None
+) -> HTMLResponse:
     config = view.node.admin_security.get()
     values = {"regex": config.regex, "format": config.format, **(form or _Form()).values()}
     return view.render(
@@ -1140,7 +1145,10 @@ def _cert_auth_page(view: _View, *, form: _Form | None = None) -> HTMLResponse:
                     if account
                     else "no account of that name"
                 )
-                mine = f"your certificate is {verdict}; it maps to user '{report.username.username}': {who}"
+                mine = (
+                    f"your certificate is {verdict}; it maps to user "
+                    f"'{report.username.username}': {who}"
+                )
             else:
                 mine = f"your certificate is {verdict}; no username: {report.username_error}"
     return view.render(
