@@ -824,6 +824,9 @@ class Identities:
         if cached is not None and cached.version == version:
             return cached
         with self._lock:
+            cached = self._sni  # another thread may have rebuilt it meanwhile
+            if cached is not None and cached.version == version:
+                return cached
             with self._store.transaction() as session:
                 repo = SlotRepository(session)
                 domains = {

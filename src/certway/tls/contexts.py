@@ -11,6 +11,7 @@ Python's ``ssl`` loads keys only from files: the PEM goes to an anonymous in-mem
 
 from __future__ import annotations
 
+import contextlib
 import os
 import ssl
 import threading
@@ -25,6 +26,10 @@ from certway.pki.keys import PrivateKey
 from certway.services.identities import ActiveIdentity
 
 __all__ = ["ClientCertMode", "ServerTls", "TlsState", "build_context"]
+
+# SNI names remembered per state (bounds memory against clients sending random names; past it
+# a name is looked up on every handshake, as before).
+_NAME_CACHE_LIMIT = 65536
 
 
 class ClientCertMode(StrEnum):
@@ -96,6 +101,10 @@ class ServerTls:
 
     ``state`` returns the current inputs cheaply (change counters); ``identity_for`` maps an
     SNI name to the identity to present; ``key_for`` opens its sealed key.
+
+    A handshake does no I/O: the context chosen for an SNI name is remembered until ``refresh``
+    sees the state move (the identity counter is part of it), so ``identity_for`` — a database
+    read — runs once per name and change, not once per handshake.
     """
 
     def __init__(
@@ -111,6 +120,8 @@ class ServerTls:
         self._lock = threading.Lock()
         self._state = state()
         self._contexts: dict[tuple[str, str, int], ssl.SSLContext] = {}
+        self._by_name: dict[str | None, ssl.SSLContext] = {}
+        self._generation = 0
         self._base: ssl.SSLContext | None = None
 
     def refresh(self) -> bool:
@@ -121,16 +132,34 @@ class ServerTls:
         with self._lock:
             self._state = state
             self._contexts = {}
+            self._by_name = {}
+            self._generation += 1
             if self._base is not None:
                 # OpenSSL takes the verify mode from the listening context when a connection
                 # starts (switching context in the SNI callback does not change it), so the
                 # request for a client certificate is set here; the CA store that verifies it
                 # is the selected per-name context's.
                 self._base.verify_mode = _VERIFY[state.client_mode]
+        # Warm up here, in the poller's thread, not in the next handshake on the event loop:
+        # the identity lookup (it rebuilds its name map after a change: ~0.6 s with 10,000
+        # domains) and the server certificate's context. A failure is retried by a handshake.
+        with contextlib.suppress(ssl.SSLError, OSError, ValueError):
+            self.context_for(None)
         return True
 
     def context_for(self, server_name: str | None) -> ssl.SSLContext:
-        identity = self._identity_for(server_name)
+        context = self._by_name.get(server_name)
+        if context is not None:
+            return context
+        generation = self._generation
+        context = self._context_of(self._identity_for(server_name))
+        with self._lock:
+            # Not when a refresh ran meanwhile: the identity may predate the change.
+            if generation == self._generation and len(self._by_name) < _NAME_CACHE_LIMIT:
+                self._by_name[server_name] = context
+        return context
+
+    def _context_of(self, identity: ActiveIdentity | None) -> ssl.SSLContext:
         if identity is None:
             raise ssl.SSLError("no server certificate is configured")
         key = (identity.kind, identity.name, identity.version)

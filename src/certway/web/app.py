@@ -25,7 +25,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from certway.errors import (
     CertwayError,
@@ -297,6 +299,82 @@ class ApiRoute(APIRoute):
         return authorised
 
 
+def _too_large(limit: int) -> StarletteHTTPException:
+    return StarletteHTTPException(413, f"request bodies are limited to {limit} bytes")
+
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Strict-Transport-Security": "max-age=31536000",
+}
+
+
+class SecurityHeaders:
+    """Add ``SECURITY_HEADERS`` to every response that does not set them itself."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    headers.setdefault(name, value)
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class BodyLimit:
+    """Refuse request bodies over ``limit`` bytes with 413 problem+json: at once when the
+    Content-Length says so, else while the body is read (chunked uploads). Raised from
+    ``receive`` as an HTTPException, which FastAPI passes on to the app's handler."""
+
+    def __init__(self, app: ASGIApp, *, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = Headers(scope=scope).get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.limit):
+            detail = str(_too_large(self.limit).detail)
+            await problem(413, "Too large", detail)(scope, receive, send)
+            return
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise _too_large(self.limit)
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except StarletteHTTPException as exc:  # read outside a route (a middleware): answer here
+            if exc.status_code != 413 or started:
+                raise
+            await problem(413, "Too large", str(exc.detail))(scope, receive, send)
+
+
 def create_admin_app(node: Node, *, secure_cookies: bool = True) -> FastAPI:
     """The admin app for ``node``: REST API under /api/v1 and the UI."""
     from certway.web.api import router as api_router
@@ -308,21 +386,9 @@ def create_admin_app(node: Node, *, secure_cookies: bool = True) -> FastAPI:
         openapi_url="/api/v1/openapi.json",
         docs_url="/api/v1/docs",
         redoc_url=None,
-        max_body_size=MAX_UPLOAD,  # also bodies sent without Content-Length (chunked)
     )
     app.state.web = WebContext(node, secure_cookies=secure_cookies)
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next: Callable[..., Any]) -> Any:
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_UPLOAD):
-            return problem(413, "Too large", f"request bodies are limited to {MAX_UPLOAD} bytes")
-        response = await call_next(request)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
-        response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
-        return response
 
     @app.exception_handler(CertwayError)
     async def certway_error(_request: Request, exc: CertwayError) -> JSONResponse:
@@ -364,6 +430,8 @@ def create_admin_app(node: Node, *, secure_cookies: bool = True) -> FastAPI:
         response.headers.update(exc.headers or {})
         return response
 
+    app.add_middleware(SecurityHeaders)
+    app.add_middleware(BodyLimit, limit=MAX_UPLOAD)  # outermost of ours: before any parsing
     app.include_router(api_router, prefix="/api/v1")
     app.include_router(ui_router)
     return app

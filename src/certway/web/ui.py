@@ -399,6 +399,7 @@ def _login_page(
             "notices": [],
             "warnings": [],
             "error": error,
+            "title": "Log in",
             "certificate_login": config.mode is Mode.AUTHENTICATION,
             "login_user": user,
         },

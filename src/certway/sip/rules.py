@@ -1,0 +1,216 @@
+"""Certificate access rules for SIP TLS peers (S4): who may connect once the chain is valid.
+
+A rule has a priority (lower first), a pattern type (exact, prefix, suffix, regex), a pattern
+and an action (allow, deny). It is matched against the certificate's common name(s) and every
+subject alternative name (DNS, IP, URI, email). The first rule, by priority, that matches any
+of those names decides; when none matches the peer is allowed.
+
+Matching ignores case (certificate names are mostly DNS names, which do). A regex must match
+a whole name (``re.fullmatch``). Regexes come from administrators but run on every handshake,
+so they are checked when a rule is made: at most ``MAX_PATTERN`` characters, no backreferences
+and no nested unbounded repetition (``(a+)+``), the shapes that make Python's backtracking
+engine take exponential time; names longer than ``MAX_NAME`` characters are cut before
+matching.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
+from certway.errors import PolicyViolation
+
+__all__ = [
+    "MAX_NAME",
+    "MAX_PATTERN",
+    "AccessRule",
+    "Decision",
+    "RuleAction",
+    "RuleType",
+    "certificate_names",
+    "compile_regex",
+    "decide",
+    "make_rule",
+]
+
+MAX_PATTERN = 256
+MAX_NAME = 1024
+MAX_PRIORITY = 65535
+
+
+class RuleType(StrEnum):
+    EXACT = "exact"
+    PREFIX = "prefix"
+    SUFFIX = "suffix"
+    REGEX = "regex"
+
+
+class RuleAction(StrEnum):
+    ALLOW = "allow"
+    DENY = "deny"
+
+
+# The regex parser of the standard library (``re._parser``, typed as Any): the parse tree
+# shows the repetitions and backreferences of a pattern.
+_PARSER: Any = importlib.import_module("re._parser")
+_OPS: Any = importlib.import_module("re._constants")
+
+
+def _check_shape(tree: Any, *, inside_repeat: bool = False) -> None:
+    constants = _OPS
+    unbounded = constants.MAXREPEAT
+    for op, arg in tree:
+        if op is constants.GROUPREF or op is constants.GROUPREF_EXISTS:
+            raise PolicyViolation(
+                "rule-regex", "backreferences are not allowed in access rule regexes"
+            )
+        if op in (constants.MAX_REPEAT, constants.MIN_REPEAT, constants.POSSESSIVE_REPEAT):
+            low, high, sub = arg
+            if inside_repeat and high == unbounded:
+                raise PolicyViolation(
+                    "rule-regex",
+                    "nested unbounded repetition such as (a+)+ can take exponential time: "
+                    "rewrite the regex without it",
+                )
+            _check_shape(sub, inside_repeat=inside_repeat or high == unbounded)
+        elif op is constants.SUBPATTERN:
+            _check_shape(arg[-1], inside_repeat=inside_repeat)
+        elif op is constants.BRANCH:
+            for branch in arg[1]:
+                _check_shape(branch, inside_repeat=inside_repeat)
+        elif op in (constants.ASSERT, constants.ASSERT_NOT):
+            _check_shape(arg[1], inside_repeat=inside_repeat)
+        elif op is constants.ATOMIC_GROUP:
+            _check_shape(arg, inside_repeat=inside_repeat)
+
+
+@functools.lru_cache(maxsize=1024)
+def compile_regex(pattern: str) -> re.Pattern[str]:
+    """A rule regex compiled for ``fullmatch``; PolicyViolation when unsafe or invalid."""
+    if len(pattern) > MAX_PATTERN:
+        raise PolicyViolation(
+            "rule-regex", f"the regex is longer than {MAX_PATTERN} characters"
+        )
+    try:
+        compiled = re.compile(pattern, re.IGNORECASE)
+        tree = _PARSER.parse(pattern)
+    except (re.error, RecursionError, OverflowError) as exc:
+        raise PolicyViolation("rule-regex", f"'{pattern}' is not a valid regex: {exc}") from None
+    _check_shape(tree)
+    return compiled
+
+
+@dataclass(frozen=True, slots=True)
+class AccessRule:
+    id: int
+    priority: int
+    type: RuleType
+    pattern: str
+    action: RuleAction
+
+    def matches(self, name: str) -> bool:
+        name = name[:MAX_NAME]
+        if self.type is RuleType.REGEX:
+            return compile_regex(self.pattern).fullmatch(name) is not None
+        wanted, given = self.pattern.casefold(), name.casefold()
+        if self.type is RuleType.EXACT:
+            return given == wanted
+        if self.type is RuleType.PREFIX:
+            return given.startswith(wanted)
+        return given.endswith(wanted)
+
+    def describe(self) -> str:
+        return f"rule {self.id} ({self.action} {self.type} '{self.pattern}')"
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "priority": self.priority,
+            "type": self.type.value,
+            "pattern": self.pattern,
+            "action": self.action.value,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> AccessRule:
+        return make_rule(
+            int(raw["id"]),
+            priority=int(raw["priority"]),
+            type=str(raw["type"]),
+            pattern=str(raw["pattern"]),
+            action=str(raw["action"]),
+        )
+
+
+def _choice(kind: type[RuleType] | type[RuleAction], value: str, what: str) -> Any:
+    try:
+        return kind(value.lower())
+    except ValueError:
+        allowed = "|".join(m.value for m in kind)
+        raise PolicyViolation("rule", f"{what} must be {allowed}, not '{value}'") from None
+
+
+def make_rule(rule_id: int, *, priority: int, type: str, pattern: str, action: str) -> AccessRule:
+    """A checked rule (PolicyViolation with a clear message when anything is wrong)."""
+    if not 0 <= priority <= MAX_PRIORITY:
+        raise PolicyViolation("rule", f"priority must be between 0 and {MAX_PRIORITY}")
+    kind: RuleType = _choice(RuleType, type, "the pattern type")
+    verdict: RuleAction = _choice(RuleAction, action, "the action")
+    if not pattern or len(pattern) > MAX_PATTERN:
+        raise PolicyViolation("rule", f"the pattern must have 1 to {MAX_PATTERN} characters")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in pattern):
+        raise PolicyViolation("rule", "the pattern contains control characters")
+    if kind is RuleType.REGEX:
+        compile_regex(pattern)
+    return AccessRule(rule_id, priority, kind, pattern, verdict)
+
+
+def certificate_names(cert: x509.Certificate) -> list[str]:
+    """Every name a rule is matched against: the CN(s), then DNS, IP, URI and email SANs."""
+    names: list[str] = []
+    for attr in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME):
+        value = attr.value
+        names.append(value if isinstance(value, str) else value.decode("utf-8", "replace"))
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (x509.ExtensionNotFound, ValueError):
+        return names
+    for kind in (x509.DNSName, x509.IPAddress, x509.UniformResourceIdentifier, x509.RFC822Name):
+        names.extend(str(value) for value in san.get_values_for_type(kind))  # type: ignore[attr-defined]
+    return names
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allowed: bool
+    rule: AccessRule | None = None
+    """The rule that decided; None when no rule matched (default allow)."""
+    name: str | None = None
+    """The certificate name the rule matched."""
+
+    def describe(self) -> str:
+        if self.rule is None:
+            return "no access rule matched: allowed by default"
+        verb = "allowed" if self.allowed else "denied"
+        return f"{verb} by access {self.rule.describe()} matching '{self.name}'"
+
+
+def ordered(rules: Iterable[AccessRule]) -> list[AccessRule]:
+    return sorted(rules, key=lambda r: (r.priority, r.id))
+
+
+def decide(rules: Sequence[AccessRule], names: Sequence[str]) -> Decision:
+    """The first rule by priority (then id) matching any name decides; default allow."""
+    for rule in ordered(rules):
+        for name in names:
+            if rule.matches(name):
+                return Decision(rule.action is RuleAction.ALLOW, rule, name)
+    return Decision(True)

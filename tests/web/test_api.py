@@ -1,0 +1,756 @@
+"""REST API ``/api/v1`` in process (TestClient): authorisation of every route, the main
+flows checked against the services, problem+json errors, size limits, no secrets echoed."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import re
+import types
+import typing
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from argon2 import PasswordHasher
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from fastapi import APIRouter, FastAPI
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+from pydantic import BaseModel
+
+from certway.clock import FixedClock
+from certway.errors import CertwayError
+from certway.pki.keys import PrivateKey
+from certway.services.node import Node
+from certway.trust.identity import DEFAULT_REGEX
+from certway.web.app import (
+    CHANGING_METHODS,
+    MAX_UPLOAD,
+    ApiRoute,
+    Reader,
+    WebContext,
+    create_admin_app,
+    writer,
+)
+
+from conftest import NOW, store_snapshot, test_key
+
+PASSWORD = "correct horse battery"
+FQDN = "vcs.example.com"
+PROBLEM = "application/problem+json"
+API = "/api/v1"
+PUBLIC = {f"{API}/openapi.json", f"{API}/docs"}
+"""The only /api/v1 paths served without an account: the API's own description."""
+READS_ONLY = {("POST", f"{API}/check"), ("POST", f"{API}/server-cert/csr/preview")}
+"""POST routes that compute an answer and change nothing: open to read-only accounts."""
+
+
+# -- fixtures and helpers ---------------------------------------------------------------------
+@pytest.fixture(autouse=True)
+def quick_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """argon2id with test-strength parameters: the same hash format and verify path, but
+    ~0.1 ms instead of ~150 ms for each authenticated request."""
+    monkeypatch.setattr(
+        "certway.services.admins._HASHER",
+        PasswordHasher(time_cost=1, memory_cost=8, parallelism=1),
+    )
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[Node]:
+    n = Node.init(tmp_path / "d", FixedClock(NOW), fqdn=FQDN)
+    n.admins.add("alice", "read-write", PASSWORD)
+    n.admins.add("bob", "read-only", PASSWORD)
+    yield n
+    n.close()
+
+
+@pytest.fixture
+def app(node: Node) -> FastAPI:
+    return create_admin_app(node, secure_cookies=False)
+
+
+class Api:
+    """A TestClient logged in as one account; keeps every response body it saw."""
+
+    def __init__(self, client: TestClient, user: str | None, password: str = PASSWORD) -> None:
+        self.client = client
+        self.headers = {"Authorization": basic(user, password)} if user else {}
+        self.seen: list[str] = []
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        headers = {**self.headers, **kwargs.pop("headers", {})}
+        response = self.client.request(method, API + path, headers=headers, **kwargs)
+        self.seen.append(response.text)
+        return response
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("POST", path, **kwargs)
+
+    def put(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("PUT", path, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("DELETE", path, **kwargs)
+
+    def assert_never_echoed(self, *secrets: str) -> None:
+        for body in self.seen:
+            assert "PRIVATE KEY" not in body
+            for secret in secrets:
+                assert secret not in body
+
+
+def basic(user: str, password: str = PASSWORD) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+@pytest.fixture
+def client(app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(app) as c:
+        yield c
+
+
+@pytest.fixture
+def alice(client: TestClient) -> Api:
+    return Api(client, "alice")
+
+
+@pytest.fixture
+def bob(client: TestClient) -> Api:
+    return Api(client, "bob")
+
+
+def ok(response: httpx.Response, status: int = 200) -> Any:
+    assert response.status_code == status, response.text
+    return response.json() if response.content else None
+
+
+def problem(response: httpx.Response, status: int) -> str:
+    """The detail of a problem+json answer with ``status``."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM
+    body = response.json()
+    assert body["status"] == status
+    assert body["title"]
+    detail: str = body["detail"]
+    return detail
+
+
+def service_message(call: typing.Callable[[], object]) -> str:
+    """What the CLI prints for the same input: the message of the service's error."""
+    with pytest.raises(CertwayError) as caught:
+        call()
+    return str(caught.value)
+
+
+def pem(cert: x509.Certificate) -> str:
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def cn(text: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, text)])
+
+
+class ExternalCa:
+    """A CA that certway knows nothing of, built with cryptography alone (the "external" CA
+    of the Expressway flow: the admin sends it the CSR and uploads what comes back)."""
+
+    def __init__(self, label: str = "External Root") -> None:
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        self.name = cn(label)
+        ski = x509.SubjectKeyIdentifier.from_public_key(self.key.public_key())
+        self.cert = (
+            x509.CertificateBuilder()
+            .subject_name(self.name)
+            .issuer_name(self.name)
+            .public_key(self.key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(NOW - dt.timedelta(days=10))
+            .not_valid_after(NOW + dt.timedelta(days=3650))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(ski, critical=False)
+            .sign(self.key, hashes.SHA256())
+        )
+
+    def sign_csr(self, csr_pem: str, *, days: int = 365) -> x509.Certificate:
+        csr = x509.load_pem_x509_csr(csr_pem.encode())
+        assert csr.is_signature_valid
+        sans = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        return self.issue(csr.subject, csr.public_key(), sans, days=days)  # type: ignore[arg-type]
+
+    def issue(
+        self,
+        subject: x509.Name,
+        public_key: ec.EllipticCurvePublicKey,
+        sans: x509.SubjectAlternativeName | None = None,
+        *,
+        days: int = 365,
+    ) -> x509.Certificate:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(self.name)
+            .public_key(public_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(NOW - dt.timedelta(hours=1))
+            .not_valid_after(NOW + dt.timedelta(days=days))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.ExtendedKeyUsage(
+                    [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+                ),
+                critical=False,
+            )
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
+                critical=False,
+            )
+        )
+        if sans is not None:
+            builder = builder.add_extension(sans, critical=False)
+        return builder.sign(self.key, hashes.SHA256())
+
+    def crl(self, *revoked: x509.Certificate, number: int = 1) -> x509.CertificateRevocationList:
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(self.name)
+            .last_update(NOW - dt.timedelta(hours=1))
+            .next_update(NOW + dt.timedelta(days=7))
+            .add_extension(x509.CRLNumber(number), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
+                critical=False,
+            )
+        )
+        for cert in revoked:
+            builder = builder.add_revoked_certificate(
+                x509.RevokedCertificateBuilder()
+                .serial_number(cert.serial_number)
+                .revocation_date(NOW - dt.timedelta(hours=2))
+                .build()
+            )
+        return builder.sign(self.key, hashes.SHA256())
+
+
+def csr_pem(key: PrivateKey, common_name: str) -> str:
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(cn(common_name))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(common_name)]), critical=False
+        )
+        .sign(key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    return csr.public_bytes(serialization.Encoding.PEM).decode()
+
+
+# -- route enumeration ------------------------------------------------------------------------
+def served_routes(app: FastAPI) -> list[tuple[str, Any]]:
+    """(path, route) of every route the app serves, however deeply routers are included.
+
+    FastAPI ≥ 0.137 keeps an included router as one opaque entry of ``app.routes``; its
+    ``iter_route_contexts`` resolves the prefixed paths (what the OpenAPI generator uses)."""
+    try:
+        from fastapi.routing import iter_route_contexts
+    except ImportError:  # older FastAPI flattened included routes into app.routes
+        return [(r.path, r) for r in app.routes if hasattr(r, "path")]
+    found = []
+    for context in iter_route_contexts(app.routes):
+        if context.path is not None:
+            found.append((context.path, context))
+    return found
+
+
+def api_operations(app: FastAPI) -> list[tuple[str, str, APIRoute]]:
+    """(method, path, route) of every API operation under /api/v1."""
+    found = []
+    for path, route in served_routes(app):
+        original = getattr(route, "original_route", route)
+        if path.startswith(API + "/") and isinstance(original, APIRoute):
+            found.extend((method, path, original) for method in sorted(original.methods))
+    assert found, "no API route found: the enumeration itself is broken"
+    return found
+
+
+def changing_operations(app: FastAPI) -> list[tuple[str, str, APIRoute]]:
+    return [op for op in api_operations(app) if op[0] in CHANGING_METHODS]
+
+
+def depends_on(route: APIRoute, call: object) -> bool:
+    stack = list(route.dependant.dependencies)
+    while stack:
+        dependency = stack.pop()
+        if dependency.call is call:
+            return True
+        stack.extend(dependency.dependencies)
+    return False
+
+
+def plausible(annotation: Any) -> Any:
+    """A small valid value for a body field type (required fields only)."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Literal:
+        return args[0]
+    if origin in (typing.Union, types.UnionType):
+        return plausible(next(a for a in args if a is not type(None)))
+    if origin is list:
+        return []
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return {
+            name: plausible(field.annotation)
+            for name, field in annotation.model_fields.items()
+            if field.is_required()
+        }
+    return {str: "x", int: 1, bool: False, float: 1.0}[annotation]
+
+
+def body_model(route: APIRoute) -> type[BaseModel] | None:
+    for param in route.dependant.body_params:
+        annotation = param.field_info.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            return annotation
+    return None
+
+
+PATH_VALUES = {
+    "/domains/{name}": "conf.example.com",
+    "/local-ca/{name}": "lab",
+    "/admins/{name}": "alice",
+    "/trusted-cas/{fingerprint}": "",  # filled in with a real fingerprint
+    "/server-cert/restore/{version}": "1",
+    "/revocation/{service}": "sip-tls",
+}
+
+
+def concrete(path: str, fingerprint: str) -> str:
+    for pattern, value in PATH_VALUES.items():
+        prefix, _, rest = pattern.partition("{")
+        param = "{" + rest.split("}")[0] + "}"
+        if path.startswith(API + prefix) and param in path:
+            path = path.replace(param, value or fingerprint)
+    assert "{" not in path, f"no test value for a parameter of {path}: add it to PATH_VALUES"
+    return path.removeprefix(API)
+
+
+# -- authorisation ----------------------------------------------------------------------------
+def test_every_api_route_needs_an_account(client: TestClient, app: FastAPI) -> None:
+    anonymous = Api(client, None)
+    operations = api_operations(app)
+    for method, path, _route in operations:
+        response = anonymous.request(method, concrete(path, "00"), json={})
+        assert problem(response, 401) == "log in first", (method, path)
+        assert response.headers["www-authenticate"] == 'Basic realm="certway"'
+    # a wrong password or a malformed header is no better
+    for header in (basic("alice", "wrong password"), basic("nobody"), "Basic !!!"):
+        response = anonymous.get("/status", headers={"Authorization": header})
+        assert problem(response, 401) in ("wrong user name or password", "malformed Authorization header")
+        assert "www-authenticate" in response.headers
+    # only the description of the API itself is public
+    public = {p for p, r in served_routes(app) if p.startswith(API)} - {p for _, p, _ in operations}
+    assert public == PUBLIC
+
+
+def test_authentication_comes_before_the_body_is_read(client: TestClient) -> None:
+    for body in (b"{not json", b'{"data": 1}'):
+        response = client.post(
+            f"{API}/trusted-cas", content=body, headers={"Content-Type": "application/json"}
+        )
+        problem(response, 401)
+
+
+def test_every_changing_route_needs_a_read_write_account(
+    node: Node, app: FastAPI, alice: Api, bob: Api
+) -> None:
+    # state for the routes to act on, so a missing check would really change something
+    ok(alice.post("/domains", json={"name": "conf.example.com"}), 201)
+    ok(alice.post("/local-ca/roots", json={"name": "lab", "subject": "CN=Lab Root"}), 201)
+    external = ExternalCa()
+    fingerprint = ok(alice.post("/trusted-cas", json={"data": pem(external.cert)}))["added"][0][
+        "fingerprint"
+    ]
+    before = store_snapshot(node.store.data_dir)
+
+    operations = changing_operations(app)
+    assert len(operations) >= 25  # the enumeration sees the whole API, not a part of it
+    marked = set()
+    for method, path, route in operations:
+        url = concrete(path, fingerprint)
+        model = body_model(route)
+        body = plausible(model) if model is not None else None
+        if model is not None:
+            model.model_validate(body)  # a valid body: only authorisation can refuse it
+        if route.endpoint is not None and getattr(route.endpoint, "__certway_reads_only__", False):
+            marked.add((method, path))
+            assert not depends_on(route, writer), (method, path)
+            assert bob.request(method, url, json=body).status_code != 403
+            continue
+        assert depends_on(route, writer), f"{method} {path} has no Writer dependency"
+        for attempt in (
+            {"json": body},
+            {"json": {}},
+            {"content": b"{broken", "headers": {"Content-Type": "application/json"}},
+        ):
+            response = bob.request(method, url, **attempt)  # type: ignore[arg-type]
+            assert problem(response, 403) == "account 'bob' is read-only", (method, path)
+    assert marked == READS_ONLY
+    assert store_snapshot(node.store.data_dir) == before
+
+
+def test_a_changing_route_without_writer_is_still_closed_to_read_only(node: Node) -> None:
+    """The route class is the safety net: a POST route that forgot its ``Writer``."""
+    called = []
+    router = APIRouter(route_class=ApiRoute)
+
+    @router.post("/forgot")
+    def forgot(_who: Reader) -> dict[str, str]:
+        called.append(True)
+        return {}
+
+    app = FastAPI()
+    app.state.web = WebContext(node)
+    app.include_router(router)
+    with TestClient(app) as c:
+        response = c.post("/forgot", headers={"Authorization": basic("bob")})
+        assert response.status_code == 403
+        assert called == []
+        assert c.post("/forgot", headers={"Authorization": basic("alice")}).status_code == 200
+        assert called == [True]
+
+
+def test_read_only_account_reads(bob: Api) -> None:
+    status = ok(bob.get("/status"))
+    assert status["you"] == {"name": "bob", "access": "read-only"}
+    accounts = {a["name"]: a["access"] for a in ok(bob.get("/admins"))}
+    assert accounts == {"alice": "read-write", "bob": "read-only"}
+
+
+# -- flows ------------------------------------------------------------------------------------
+def test_server_certificate_from_csr_signed_by_an_external_ca(node: Node, alice: Api) -> None:
+    alarms = {a["id"] for a in ok(alice.get("/status"))["alarms"]}
+    assert "temporary-certificate" in alarms
+    assert ok(alice.get("/server-cert"))["temporary"] is True
+
+    generated = ok(alice.post("/server-cert/csr", json={"key_type": "ec:p256"}))
+    assert generated["pem"].startswith("-----BEGIN CERTIFICATE REQUEST-----")
+    assert "DNS:vcs.example.com" in generated["alt_names"]
+    pending = ok(alice.get("/server-cert/csr"))
+    assert pending["pem"] == generated["pem"]
+    service_pending = node.identities.pending_csr("server")
+    assert service_pending is not None and service_pending.pem == generated["pem"]
+
+    external = ExternalCa("Acme Issuing CA")
+    ok(alice.post("/trusted-cas", json={"data": pem(external.cert)}))
+    signed = external.sign_csr(pending["pem"])
+    uploaded = ok(alice.post("/server-cert", json={"certificate": pem(signed)}))
+    assert uploaded["issuer"] == "CN=Acme Issuing CA"
+    assert uploaded["warnings"] == []
+
+    shown = ok(alice.get("/server-cert"))
+    assert shown["issuer"] == "CN=Acme Issuing CA" == node.identities.info("server").issuer
+    assert shown["temporary"] is False
+    assert shown["serial"] == node.identities.info("server").serial
+    assert "text" in shown
+    assert ok(alice.get("/server-cert/csr")) is None  # the CSR was consumed
+    status = ok(alice.get("/status"))
+    assert "temporary-certificate" not in {a["id"] for a in status["alarms"]}
+    assert status["server_certificate"]["temporary"] is False
+    served = alice.get("/server-cert/pem")
+    assert served.status_code == 200
+    assert x509.load_pem_x509_certificate(served.content) == signed
+    history = ok(alice.get("/server-cert/history"))
+    assert [v["active"] for v in history].count(True) == 1
+    alice.assert_never_echoed(PASSWORD)
+
+
+def test_trusted_cas_add_refuse_leaf_and_delete(node: Node, alice: Api) -> None:
+    external = ExternalCa("Partner Root")
+    added = ok(alice.post("/trusted-cas", json={"data": pem(external.cert)}))["added"]
+    assert [a["subject"] for a in added] == ["CN=Partner Root"]
+    fingerprint = added[0]["fingerprint"]
+    listed = {e["fingerprint"] for e in ok(alice.get("/trusted-cas"))}
+    assert fingerprint in listed
+    assert fingerprint in {str(e.as_dict()["fingerprint"]) for e in node.trusted_cas.entries()}
+    shown = ok(alice.get(f"/trusted-cas/{fingerprint}"))
+    assert x509.load_pem_x509_certificate(shown["pem"].encode()) == external.cert
+
+    # a leaf is refused with the CLI's message, and nothing changes
+    leaf = external.issue(cn("leaf.example.com"), test_key("ec:p256", 40).public_key())  # type: ignore[arg-type]
+    before = store_snapshot(node.store.data_dir)
+    detail = problem(alice.post("/trusted-cas", json={"data": pem(leaf)}), 422)
+    assert "not a CA certificate" in detail
+    assert detail == service_message(lambda: node.trusted_cas.add(pem(leaf).encode()))
+    assert store_snapshot(node.store.data_dir) == before
+
+    # base64 of DER is accepted too; garbage is a 400 with the service's words
+    der = base64.b64encode(external.cert.public_bytes(serialization.Encoding.DER)).decode()
+    assert ok(alice.post("/trusted-cas", json={"data": der}))["added"] == []
+    assert "neither PEM nor base64" in problem(alice.post("/trusted-cas", json={"data": "%%"}), 400)
+
+    assert ok(alice.delete(f"/trusted-cas/{fingerprint}")) == {"removed": ["CN=Partner Root"]}
+    assert fingerprint not in {e["fingerprint"] for e in ok(alice.get("/trusted-cas"))}
+    assert fingerprint not in {str(e.as_dict()["fingerprint"]) for e in node.trusted_cas.entries()}
+    problem(alice.get(f"/trusted-cas/{fingerprint}"), 404)
+
+
+def test_manual_crl_upload_and_remove(node: Node, alice: Api) -> None:
+    external = ExternalCa("CRL Root")
+    ok(alice.post("/trusted-cas", json={"data": pem(external.cert)}))
+    victim = external.issue(cn("gone.example.com"), test_key("ec:p256", 41).public_key())  # type: ignore[arg-type]
+    crl = external.crl(victim)
+    accepted = ok(
+        alice.post(
+            "/crls/manual",
+            json={"data": crl.public_bytes(serialization.Encoding.PEM).decode()},
+        )
+    )
+    assert len(accepted) == 1 and "CRL Root" in accepted[0]
+    held = [h for h in ok(alice.get("/crls")) if h["kind"] == "manual"]
+    assert [(h["issuer"], h["number"], h["entries"]) for h in held] == [("CN=CRL Root", 1, 1)]
+    assert [h.as_dict() for h in node.revocation.held() if h.kind == "manual"] == held
+
+    # the revoked certificate now fails the client certificate test (CRL checking on)
+    ok(alice.put("/revocation/admin-https", json={"mode": "on", "crl": True, "ocsp": False}))
+    report = ok(alice.post("/check", json={"certificate": pem(victim)}))
+    assert report["valid"] is False
+
+    # base64 DER of a newer CRL replaces it; an older number is refused with the reason
+    newer = base64.b64encode(external.crl(number=2).public_bytes(serialization.Encoding.DER))
+    ok(alice.post("/crls/manual", json={"data": newer.decode()}))
+    older = crl.public_bytes(serialization.Encoding.PEM).decode()
+    before = store_snapshot(node.store.data_dir)
+    detail = problem(alice.post("/crls/manual", json={"data": older}), 422)
+    assert detail == service_message(lambda: node.revocation.upload_manual(older.encode()))
+    assert "CRL numbers never go backwards" in detail
+    assert store_snapshot(node.store.data_dir) == before
+
+    assert ok(alice.delete("/crls/manual")) == {"removed": 1}
+    assert [h for h in ok(alice.get("/crls")) if h["kind"] == "manual"] == []
+    assert [h for h in node.revocation.held() if h.kind == "manual"] == []
+
+
+def test_revocation_policy_put_and_get(node: Node, alice: Api) -> None:
+    changed = ok(
+        alice.put(
+            "/revocation/sip-tls",
+            json={"mode": "on", "ocsp": False, "crl": True, "cdp": True, "fallback": "revoked"},
+        )
+    )
+    assert changed == node.revocation.policy("sip-tls").as_dict()
+    assert changed["mode"] == "on" and changed["fallback"] == "revoked" and changed["ocsp"] is False
+    both = ok(alice.get("/revocation"))
+    assert both["sip-tls"] == changed
+    assert both["admin-https"] == node.revocation.policy("admin-https").as_dict()
+    problem(alice.put("/revocation/nope", json={}), 422)
+    problem(alice.put("/revocation/sip-tls", json={"scope": "everything"}), 422)
+
+
+def test_client_certificate_check_maps_a_username(alice: Api, bob: Api) -> None:
+    external = ExternalCa("People CA")
+    ok(alice.post("/trusted-cas", json={"data": pem(external.cert)}))
+    person = external.issue(cn("carol"), test_key("ec:p256", 42).public_key())  # type: ignore[arg-type]
+    body = {"certificate": pem(person), "regex": DEFAULT_REGEX, "format": "#Group1#@example.com"}
+    for who in (alice, bob):  # a test changes nothing: read-only accounts may run it
+        report = ok(who.post("/check", json=body))
+        assert report["valid"] is True
+        assert report["username"] == "carol@example.com"
+    detail = problem(alice.post("/check", json={**body, "format": None}), 422)
+    assert detail == "give both a regex and a username format, or neither"
+    stranger = ExternalCa("Unknown CA").issue(cn("eve"), test_key("ec:p256", 43).public_key())  # type: ignore[arg-type]
+    assert ok(alice.post("/check", json={"certificate": pem(stranger)}))["valid"] is False
+
+
+def test_local_ca_root_sign_revoke_crl(node: Node, alice: Api) -> None:
+    root = ok(
+        alice.post(
+            "/local-ca/roots",
+            json={"name": "lab", "subject": "CN=Lab Root,O=Example", "crl_urls": [
+                "http://vcs.example.com:8080/crl/lab.crl"]},
+        ),
+        201,
+    )
+    assert root["name"] == "lab" and root["kind"] == "root"
+    assert [c["name"] for c in ok(alice.get("/local-ca"))] == [c.name for c in node.local_ca.cas()]
+    problem(alice.post("/local-ca/roots", json={"name": "lab", "subject": "CN=Again"}), 409)
+
+    signed = ok(
+        alice.post(
+            "/local-ca/lab/sign",
+            json={"csr": csr_pem(test_key("ec:p256", 44), "phone.example.com"), "days": 30},
+        )
+    )
+    cert = x509.load_pem_x509_certificate(signed["pem"].encode())
+    assert cert.issuer.rfc4514_string() == "O=Example,CN=Lab Root"
+    assert format(cert.serial_number, "X") == signed["serial"]
+    issued = ok(alice.get("/local-ca/lab/issued"))
+    assert [(i["serial"], i["status"]) for i in issued] == [(signed["serial"], "valid")]
+
+    revoked = ok(
+        alice.post("/local-ca/lab/revoke", json={"serial": signed["serial"], "reason": "keyCompromise"})
+    )
+    assert revoked["entries"] == 1
+    issued = ok(alice.get("/local-ca/lab/issued"))
+    assert [(i["status"], i["reason"]) for i in issued] == [("revoked", "keyCompromise")]
+    problem(alice.post("/local-ca/lab/revoke", json={"serial": "zz-not-hex"}), 422)
+
+    response = alice.get("/local-ca/lab/crl")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/pkix-crl"
+    crl = x509.load_der_x509_crl(response.content)
+    entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
+    assert entry is not None
+    assert crl.is_signature_valid(node.local_ca.chain("lab")[0].public_key())  # type: ignore[arg-type]
+    chain = alice.get("/local-ca/lab/certificate")
+    assert x509.load_pem_x509_certificates(chain.content)[0] == node.local_ca.chain("lab")[0]
+    problem(alice.get("/local-ca/nope/crl"), 404)
+    alice.assert_never_echoed(PASSWORD)
+
+
+def test_admin_accounts(node: Node, alice: Api, client: TestClient) -> None:
+    carol_password = "tr0ub4dor&3 is long"
+    added = ok(
+        alice.post("/admins", json={"name": "carol", "access": "read-write", "password": carol_password}),
+        201,
+    )
+    assert added == {"name": "carol", "access": "read-write"}
+    assert node.admins.get("carol") is not None
+    carol = Api(client, "carol", carol_password)
+    assert ok(carol.get("/status"))["you"]["name"] == "carol"
+
+    detail = problem(alice.post("/admins", json={"name": "dave", "access": "read-only", "password": "short"}), 422)
+    assert detail == service_message(lambda: node.admins.add("dave", "read-only", "short"))
+    assert node.admins.get("dave") is None
+
+    new_password = "an even longer passphrase"
+    ok(alice.put("/admins/carol/password", json={"password": new_password}), 204)
+    problem(carol.get("/status"), 401)
+    assert ok(Api(client, "carol", new_password).get("/status"))["you"]["name"] == "carol"
+
+    ok(alice.delete("/admins/carol"), 204)
+    assert node.admins.get("carol") is None
+    problem(alice.delete("/admins/carol"), 404)
+    # alice is now the only read-write account (bob is read-only): she cannot be removed
+    detail = problem(alice.delete("/admins/alice"), 409)
+    assert "last read-write account" in detail
+    assert node.admins.get("alice") is not None
+    alice.assert_never_echoed(PASSWORD, carol_password, new_password)
+
+
+def test_certificate_based_authentication_needs_a_mapped_client_certificate(
+    node: Node, alice: Api
+) -> None:
+    before = store_snapshot(node.store.data_dir)
+    response = alice.put("/admin-security", json={"mode": "certificate-based-authentication"})
+    detail = problem(response, 422)
+    assert "certificate-based authentication turns password login off" in detail
+    assert response.json()["code"] == "lockout"
+    assert store_snapshot(node.store.data_dir) == before
+    assert ok(alice.get("/admin-security"))["mode"] == "not-required"
+    changed = ok(alice.put("/admin-security", json={"regex": DEFAULT_REGEX, "format": "#Group1#"}))
+    assert changed == node.admin_security.get().as_dict()
+    problem(alice.put("/admin-security", json={"regex": "/Subject:(unclosed/"}), 422)
+
+
+def test_client_certificate_upload_never_echoes_key_or_passphrase(node: Node, alice: Api) -> None:
+    external = ExternalCa("Client CA")
+    ok(alice.post("/trusted-cas", json={"data": pem(external.cert)}))
+    key = ec.generate_private_key(ec.SECP256R1())
+    passphrase = "s3cret passphrase 42"
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(passphrase.encode()),
+    ).decode()
+    cert = external.issue(
+        cn(FQDN), key.public_key(), x509.SubjectAlternativeName([x509.DNSName(FQDN)])
+    )
+    before = store_snapshot(node.store.data_dir)
+    body = {"certificate": pem(cert), "key": key_pem, "passphrase": "guess Zq81x"}
+    problem(alice.post("/client-cert", json=body), 400)
+    assert store_snapshot(node.store.data_dir) == before
+    uploaded = ok(alice.post("/client-cert", json={**body, "passphrase": passphrase}))
+    assert uploaded["issuer"] == "CN=Client CA"
+    assert node.identities.info("client").serial == uploaded["serial"]
+    key_body = "".join(key_pem.splitlines()[1:-1])
+    for line in key_pem.splitlines()[1:-1]:
+        for text in alice.seen:
+            assert line not in text
+    alice.assert_never_echoed(passphrase, "guess Zq81x", key_body[:40])
+    assert passphrase not in json.dumps([e.as_dict() for e in node.audit.entries(limit=1000)])
+
+
+# -- errors and limits ------------------------------------------------------------------------
+def test_errors_are_problems_with_the_services_message(node: Node, alice: Api) -> None:
+    detail = problem(alice.get("/domains/nowhere.example.com"), 404)
+    assert detail == service_message(lambda: node.identities.info("domain", "nowhere.example.com"))
+    detail = problem(alice.post("/domains", json={"name": "not a domain"}), 422)
+    assert detail == service_message(lambda: node.identities.add_domain("not a domain"))
+    ok(alice.post("/domains", json={"name": "conf.example.com"}), 201)
+    assert "already exists" in problem(alice.post("/domains", json={"name": "conf.example.com"}), 409)
+    problem(alice.post("/server-cert", json={"certificate": "bm90IGEgY2VydA=="}), 400)
+    # request validation is problem+json too, and does not echo the input
+    response = alice.post("/admins", json={"name": "x", "access": "root", "password": "hunter2hunter2"})
+    detail = problem(response, 422)
+    assert detail.startswith("body.access")
+    assert "hunter2hunter2" not in response.text
+    response = alice.get("/status")
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["x-frame-options"] == "DENY"
+    problem(alice.get("/no-such-route"), 404)
+    problem(alice.request("PATCH", "/status"), 405)
+
+
+def test_oversized_bodies_are_refused(node: Node, alice: Api) -> None:
+    before = store_snapshot(node.store.data_dir)
+    big = json.dumps({"data": "A" * MAX_UPLOAD}).encode()
+    headers = {"Content-Type": "application/json"}
+    detail = problem(alice.post("/trusted-cas", content=big, headers=headers), 413)
+    assert str(MAX_UPLOAD) in detail
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the limit applies while reading
+        for start in range(0, len(big), 1 << 20):
+            yield big[start : start + (1 << 20)]
+
+    problem(alice.post("/trusted-cas", content=chunks(), headers=headers), 413)
+    assert store_snapshot(node.store.data_dir) == before
+
+
+def test_openapi_document_lists_every_route(app: FastAPI, client: TestClient) -> None:
+    response = client.get(f"{API}/openapi.json")
+    assert response.status_code == 200
+    document = json.loads(response.content)
+    assert document["openapi"].startswith("3.")
+    listed = {
+        (method.upper(), path)
+        for path, item in document["paths"].items()
+        for method in item
+        if method.upper() in {"GET", "POST", "PUT", "PATCH", "DELETE"}
+    }
+    served = {(m, p) for m, p, _ in api_operations(app) if m != "HEAD"}
+    assert listed == served
+    for probe in (("POST", f"{API}/server-cert/csr"), ("GET", f"{API}/local-ca/{{name}}/crl")):
+        assert probe in listed
