@@ -12,7 +12,7 @@ DATA_DIR ?= ./certway-data
 
 # Debian packages the tests drive as real peers (idempotent: only installs what is missing).
 deps-system:
-	@scripts/ensure-debian-packages.sh openssl chromium
+	@scripts/ensure-debian-packages.sh openssl chromium kamailio kamailio-tls-modules
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -10,9 +10,10 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
+from fastapi import Path as PathParam
 from pydantic import BaseModel, Field
 
 from certway.errors import DecodeError, PolicyViolation
@@ -42,6 +43,12 @@ def blob(text: str | None, what: str) -> bytes | None:
         return base64.b64decode("".join(text.split()), validate=True)
     except (binascii.Error, ValueError):
         raise DecodeError(f"{what} is neither PEM nor base64 of DER") from None
+
+
+MAX_DAYS = 36_500
+"""Longest validity the API accepts (100 years): more overflows the date arithmetic."""
+Days = Annotated[int, Field(le=MAX_DAYS, description=f"validity in days, at most {MAX_DAYS}")]
+Version = Annotated[int, PathParam(ge=0, le=2**31 - 1)]
 
 
 def required(text: str, what: str) -> bytes:
@@ -147,20 +154,20 @@ class RootBody(BaseModel):
     name: str
     subject: str
     key_type: str = "ec:p256"
-    days: int = 3650
+    days: Days = 3650
     crl_urls: list[str] = []
     ocsp_url: str | None = None
 
 
 class IntermediateBody(RootBody):
     parent: str
-    days: int = 1825
+    days: Days = 1825
 
 
 class SignBody(BaseModel):
     csr: str
     profile: Literal["server-client", "server", "client", "sub-ca"] = "server-client"
-    days: int = 365
+    days: Days = 365
     chain: bool = False
 
 
@@ -300,7 +307,7 @@ def server_history(request: Request, _who: Reader) -> list[dict[str, Any]]:
 
 
 @router.post("/server-cert/restore/{version}", tags=["server certificate"])
-def server_restore(request: Request, version: int, who: Writer) -> dict[str, Any]:
+def server_restore(request: Request, version: Version, who: Writer) -> dict[str, Any]:
     with as_principal(who):
         return _node(request).identities.restore("server", "", version).as_dict()
 
