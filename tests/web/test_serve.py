@@ -236,3 +236,26 @@ def test_unknown_route_and_oversized_body(node: Node, server: NodeServer) -> Non
         f"{base}/trusted-cas", json={"data": "garbage"}, auth=("alice", PASSWORD), verify=context
     )
     assert bad.status_code == 400 and bad.headers["content-type"] == "application/problem+json"
+
+
+def test_change_from_another_process_is_live(node: Node, server: NodeServer) -> None:
+    """The CLI on the same data directory (here: a second Node, its own connection and
+    caches) changes the server certificate; the running server serves it within a second."""
+    other = Node.open(node.store.data_dir)
+    try:
+        other.local_ca.create_root("cli-lab", "/CN=CLI Lab Root")
+        other.trusted_cas.add(
+            other.local_ca.certificate("cli-lab").public_bytes(serialization.Encoding.PEM)
+        )
+        chain, key = issue_server_cert(other, "cli-lab", FQDN, [])
+        other.identities.upload("server", "", chain, key_data=key)
+    finally:
+        other.close()
+    context = trust_context(node)
+    deadline = time.monotonic() + 1.0
+    while True:
+        issuer = peer_certificate(server.admin_port, context, FQDN).issuer.rfc4514_string()
+        if issuer == "CN=CLI Lab Root" or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert issuer == "CN=CLI Lab Root"

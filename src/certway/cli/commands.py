@@ -15,7 +15,7 @@ from certway.cli.main import (
     ca_app,
     csr_app,
     key_app,
-    node,
+    open_node,
     out,
     parse_when,
     print_json,
@@ -191,13 +191,10 @@ def ca_create_root(
     as_json: JsonOpt = False,
 ) -> None:
     """Create a self-signed root CA."""
-    n = node(ctx)
-    try:
+    with open_node(ctx) as n:
         info = n.local_ca.create_root(
             name, subject, key_type=key_type, days=days, settings=_settings(crl_url, ocsp_url)
         )
-    finally:
-        n.close()
     _print_ca(info, as_json, "created root")
 
 
@@ -214,8 +211,7 @@ def ca_create_intermediate(
     as_json: JsonOpt = False,
 ) -> None:
     """Create an intermediate CA signed by another local CA."""
-    n = node(ctx)
-    try:
+    with open_node(ctx) as n:
         info = n.local_ca.create_intermediate(
             name,
             parent,
@@ -224,8 +220,6 @@ def ca_create_intermediate(
             days=days,
             settings=_settings(crl_url, ocsp_url),
         )
-    finally:
-        n.close()
     _print_ca(info, as_json, "created intermediate")
 
 
@@ -244,24 +238,18 @@ def ca_import(
     cert_data = read_input(cert, "certificate file")
     key_data = read_input(key, "key file")
     passphrase = read_passphrase(passphrase_file)
-    n = node(ctx)
-    try:
+    with open_node(ctx) as n:
         info = n.local_ca.import_ca(
             name, cert_data, key_data, passphrase=passphrase, settings=_settings(crl_url, ocsp_url)
         )
-    finally:
-        n.close()
     _print_ca(info, as_json, "imported")
 
 
 @ca_app.command("list")
 def ca_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """List the local CAs."""
-    n = node(ctx)
-    try:
+    with open_node(ctx) as n:
         cas = n.local_ca.cas()
-    finally:
-        n.close()
     if as_json:
         print_json([_ca_dict(c) for c in cas])
         return
@@ -292,11 +280,8 @@ def ca_cert(
     out_file: OutFile = None,
 ) -> None:
     """The CA certificate (PEM)."""
-    n = node(ctx)
-    try:
+    with open_node(ctx) as n:
         certs = n.local_ca.chain(name) if chain else [n.local_ca.certificate(name)]
-    finally:
-        n.close()
     if der:
         if len(certs) > 1:
             raise PolicyViolation("der-chain", "DER holds one certificate: drop --chain")
@@ -323,11 +308,8 @@ def ca_sign(
     data = read_input(csr, "CSR file")
     if der and chain:
         raise PolicyViolation("der-chain", "DER holds one certificate: drop --chain")
-    n = node(ctx)
-    try:
+    with open_node(ctx) as n:
         result = n.local_ca.sign(ca, data, profile=profile, days=days)
-    finally:
-        n.close()
     cert = result.certificate
     payload = cert.public_bytes(serialization.Encoding.DER) if der else result.pem(with_chain=chain)
     if as_json:
@@ -374,8 +356,7 @@ def ca_revoke(
     """Revoke a certificate; a new CRL is published at once."""
     when = parse_when(date, "--date")
     invalid = parse_when(invalidity_date, "--invalidity-date")
-    n = node(ctx)
-    try:
+    with open_node(ctx) as n:
         crl = n.local_ca.revoke(
             ca,
             serial,
@@ -384,8 +365,6 @@ def ca_revoke(
             invalidity_date=invalid,
             allow_unlisted=allow_unlisted,
         )
-    finally:
-        n.close()
     if as_json:
         print_json({"serial": serial, "crl_number": crl.number, "crl_entries": crl.entries})
     else:
@@ -407,14 +386,11 @@ def ca_crl(
     new: Annotated[bool, typer.Option("--new", help="Always sign a new CRL.")] = False,
 ) -> None:
     """The CA's current CRL (a new one is signed when needed, with a higher CRL number)."""
-    n = node(ctx)
-    try:
+    with open_node(ctx) as n:
         if new:
             crl = n.local_ca.publish_crl(ca, next_update_days=next_update_days)
         else:
             crl = n.local_ca.current_crl(ca, next_update_days=next_update_days)
-    finally:
-        n.close()
     write_output(out_file, crl.der if der else crl.pem)
     if out_file is not None:
         out.print(
@@ -433,11 +409,8 @@ def ca_issued(
     as_json: JsonOpt = False,
 ) -> None:
     """The inventory of certificates issued by a CA (CA6)."""
-    n = node(ctx)
-    try:
+    with open_node(ctx) as n:
         items = n.local_ca.issued(ca, search=search)
-    finally:
-        n.close()
     if as_json:
         print_json(
             [
@@ -476,11 +449,8 @@ def ca_export(
     out_file: OutFile = None,
 ) -> None:
     """One issued certificate from the inventory, PEM."""
-    n = node(ctx)
-    try:
+    with open_node(ctx) as n:
         cert = n.local_ca.issued_certificate(ca, serial)
-    finally:
-        n.close()
     write_output(out_file, cert.public_bytes(serialization.Encoding.PEM))
 
 

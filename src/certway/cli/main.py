@@ -6,6 +6,8 @@ import datetime as dt
 import json
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -166,10 +168,21 @@ def _json_default(value: Any) -> Any:
 
 
 def node(ctx: typer.Context) -> Node:
+    """The node of the ``--data-dir`` (callers close it); prefer ``open_node``."""
     from certway.services.node import Node
 
     data_dir: Path = ctx.obj
     return Node.open(data_dir)
+
+
+@contextmanager
+def open_node(ctx: typer.Context) -> Iterator[Node]:
+    """``with open_node(ctx) as n:`` — the node of ``--data-dir``, closed afterwards."""
+    n = node(ctx)
+    try:
+        yield n
+    finally:
+        n.close()
 
 
 def parse_when(text: str | None, what: str) -> dt.datetime | None:

@@ -13,7 +13,7 @@ from certway.cli.main import (
     _typer,
     app,
     err,
-    node,
+    open_node,
     out,
     parse_when,
     print_json,
@@ -47,11 +47,8 @@ PassFile = Annotated[
 @node_app.command("show")
 def node_show(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """The node settings."""
-    n = node(ctx)
-    try:
+    with open_node(ctx) as n:
         config = n.settings.get()
-    finally:
-        n.close()
     if as_json:
         print_json(config.as_dict())
         return
@@ -75,16 +72,13 @@ def node_set(
     no_peers: Annotated[bool, typer.Option("--no-peers", help="Clear the peer list.")] = False,
 ) -> None:
     """Change node settings."""
-    n = node(ctx)
-    try:
+    with open_node(ctx) as n:
         config = n.settings.set(
             fqdn=fqdn,
             role=role,
             cluster_fqdn=cluster_fqdn,
             peers=[] if no_peers else peer,
         )
-    finally:
-        n.close()
     out.print(
         f"node: {config.fqdn} ({config.role}); cluster {config.cluster_fqdn or 'none'}; "
         f"peers {', '.join(config.peers) or 'none'}"
@@ -173,13 +167,10 @@ def _csr_options(
 def _generate(
     ctx: typer.Context, kind: Kind, name: str, options: CsrOptions, pem: bool, as_json: bool
 ) -> None:
-    n = node(ctx)
-    try:
+    with open_node(ctx) as n:
         if kind == "domain" or options.key_type.startswith("rsa:4096"):
             err.print(f"generating a {options.key_type} key (this can take a few seconds) ...")
         pending = n.identities.generate_csr(kind, name, options)
-    finally:
-        n.close()
     if as_json or pem:
         _print_pending(pending, pem=pem, as_json=as_json)
         return
@@ -242,22 +233,16 @@ def server_csr_show(
     as_json: JsonOpt = False,
 ) -> None:
     """The pending CSR, decoded (or PEM)."""
-    n = node(ctx)
-    try:
+    with open_node(ctx) as n:
         pending = n.identities.pending_csr("server")
-    finally:
-        n.close()
     _print_pending(pending, pem=pem, as_json=as_json)
 
 
 @server_csr_app.command("discard")
 def server_csr_discard(ctx: typer.Context) -> None:
     """Discard the pending CSR and its key."""
-    n = node(ctx)
-    try:
+    with open_node(ctx) as n:
         n.identities.discard_csr("server")
-    finally:
-        n.close()
     out.print("pending CSR discarded")
 
 
@@ -268,11 +253,8 @@ def server_show(
     as_json: JsonOpt = False,
 ) -> None:
     """The active server certificate: decoded, expiry, chain."""
-    n = node(ctx)
-    try:
+    with open_node(ctx) as n:
         info = n.identities.info("server")
-    finally:
-        n.close()
     _print_identity(info, pem=pem, as_json=as_json)
 
 
@@ -290,8 +272,7 @@ def _upload(
     chain_data = read_input(chain, "chain file") if chain else None
     key_data = read_input(key, "key file") if key else None
     passphrase = read_passphrase(passphrase_file)
-    n = node(ctx)
-    try:
+    with open_node(ctx) as n:
         result = n.identities.upload(
             kind,
             name,
@@ -300,8 +281,6 @@ def _upload(
             key_data=key_data,
             passphrase=passphrase,
         )
-    finally:
-        n.close()
     if as_json:
         print_json({**result.info.as_dict(), "warnings": result.warnings})
         return
@@ -330,11 +309,8 @@ def server_upload(
 
 
 def _history(ctx: typer.Context, kind: Kind, name: str, as_json: bool) -> None:
-    n = node(ctx)
-    try:
+    with open_node(ctx) as n:
         versions = n.identities.history(kind, name)
-    finally:
-        n.close()
     if as_json:
         print_json([v.as_dict() for v in versions])
         return
@@ -360,11 +336,8 @@ def server_history(ctx: typer.Context, as_json: JsonOpt = False) -> None:
 @server_app.command("restore")
 def server_restore(ctx: typer.Context, version: int) -> None:
     """Make an earlier server certificate active again."""
-    n = node(ctx)
-    try:
+    with open_node(ctx) as n:
         info = n.identities.restore("server", "", version)
-    finally:
-        n.close()
     out.print(f"version {version} restored as version {info.version}: {info.subject}")
 
 
@@ -376,11 +349,8 @@ def client_show(
     as_json: JsonOpt = False,
 ) -> None:
     """The client certificate (the server certificate unless one was set)."""
-    n = node(ctx)
-    try:
+    with open_node(ctx) as n:
         info = n.identities.info("client")
-    finally:
-        n.close()
     _print_identity(info, pem=pem, as_json=as_json)
 
 
@@ -400,11 +370,8 @@ def client_upload(
 @client_app.command("copy-server-cert")
 def client_copy(ctx: typer.Context) -> None:
     """Use the server certificate as the client certificate."""
-    n = node(ctx)
-    try:
+    with open_node(ctx) as n:
         info = n.identities.copy_server_to_client()
-    finally:
-        n.close()
     out.print(f"client certificate is now a copy of the server certificate: {info.subject}")
 
 
@@ -412,33 +379,24 @@ def client_copy(ctx: typer.Context) -> None:
 @domain_app.command("add")
 def domain_add(ctx: typer.Context, name: str) -> None:
     """Add a domain (served by SNI once it has a certificate)."""
-    n = node(ctx)
-    try:
+    with open_node(ctx) as n:
         info = n.identities.add_domain(name)
-    finally:
-        n.close()
     out.print(f"added domain {info.name}; generate its CSR with 'certway domain csr generate'")
 
 
 @domain_app.command("remove")
 def domain_remove(ctx: typer.Context, name: str) -> None:
     """Remove a domain and its certificates."""
-    n = node(ctx)
-    try:
+    with open_node(ctx) as n:
         n.identities.remove_domain(name)
-    finally:
-        n.close()
     out.print(f"removed domain {name}")
 
 
 @domain_app.command("list")
 def domain_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """The domains and their certificates."""
-    n = node(ctx)
-    try:
+    with open_node(ctx) as n:
         domains = n.identities.domains()
-    finally:
-        n.close()
     if as_json:
         print_json([d.as_dict() for d in domains])
         return
@@ -464,11 +422,8 @@ def domain_show(
     as_json: JsonOpt = False,
 ) -> None:
     """A domain's certificate."""
-    n = node(ctx)
-    try:
+    with open_node(ctx) as n:
         info = n.identities.info("domain", name.strip().rstrip(".").lower())
-    finally:
-        n.close()
     _print_identity(info, pem=pem, as_json=as_json)
 
 
@@ -521,22 +476,16 @@ def domain_csr_show(
     as_json: JsonOpt = False,
 ) -> None:
     """A domain's pending CSR."""
-    n = node(ctx)
-    try:
+    with open_node(ctx) as n:
         pending = n.identities.pending_csr("domain", name.strip().rstrip(".").lower())
-    finally:
-        n.close()
     _print_pending(pending, pem=pem, as_json=as_json)
 
 
 @domain_csr_app.command("discard")
 def domain_csr_discard(ctx: typer.Context, name: str) -> None:
     """Discard a domain's pending CSR."""
-    n = node(ctx)
-    try:
+    with open_node(ctx) as n:
         n.identities.discard_csr("domain", name.strip().rstrip(".").lower())
-    finally:
-        n.close()
     out.print(f"pending CSR of {name} discarded")
 
 
@@ -544,11 +493,8 @@ def domain_csr_discard(ctx: typer.Context, name: str) -> None:
 @app.command("alarms")
 def alarms_cmd(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Current alarms (exit 0 either way)."""
-    n = node(ctx)
-    try:
+    with open_node(ctx) as n:
         alarms = n.alarms.current()
-    finally:
-        n.close()
     if as_json:
         print_json([a.as_dict() for a in alarms])
         return
@@ -577,11 +523,8 @@ def audit_cmd(
 ) -> None:
     """The audit log: who changed what, when, from where, with what outcome."""
     when = parse_when(since, "--since")
-    n = node(ctx)
-    try:
+    with open_node(ctx) as n:
         entries = n.audit.entries(since=when, limit=max(1, limit))
-    finally:
-        n.close()
     if as_json:
         print_json([e.as_dict() for e in entries])
         return

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from certway.cli.main import JsonOpt, _typer, app, err, node, out, print_json, read_passphrase
+from certway.cli.main import JsonOpt, _typer, app, err, open_node, out, print_json, read_passphrase
 from certway.errors import PolicyViolation
 
 admin_app = _typer("Administrator accounts and admin security (S1, S2).")
@@ -92,11 +92,8 @@ def admin_add(
 ) -> None:
     """Add an administrator account."""
     password = _password(password_file, f"password for {name}: ")
-    n = node(ctx)
-    try:
+    with open_node(ctx) as n:
         info = n.admins.add(name, access, password)
-    finally:
-        n.close()
     out.print(f"added {info.name} ({info.access})")
 
 
@@ -104,23 +101,17 @@ def admin_add(
 def admin_passwd(ctx: typer.Context, name: str, password_file: PasswordFile = None) -> None:
     """Change an account's password."""
     password = _password(password_file, f"new password for {name}: ")
-    n = node(ctx)
-    try:
+    with open_node(ctx) as n:
         n.admins.set_password(name, password)
-    finally:
-        n.close()
     out.print(f"password of {name} changed")
 
 
 @admin_app.command("list")
 def admin_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """The administrator accounts."""
-    n = node(ctx)
-    try:
+    with open_node(ctx) as n:
         accounts = n.admins.accounts()
         security = n.admin_security.get()
-    finally:
-        n.close()
     if as_json:
         print_json({"accounts": [a.as_dict() for a in accounts], "security": security.as_dict()})
         return
@@ -134,20 +125,14 @@ def admin_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
 @admin_app.command("remove")
 def admin_remove(ctx: typer.Context, name: str) -> None:
     """Remove an account (not the last read-write one)."""
-    n = node(ctx)
-    try:
+    with open_node(ctx) as n:
         n.admins.remove(name)
-    finally:
-        n.close()
     out.print(f"removed {name}")
 
 
 @admin_app.command("reset-security")
 def admin_reset_security(ctx: typer.Context) -> None:
     """Recovery: client certificates not required; password login works again."""
-    n = node(ctx)
-    try:
+    with open_node(ctx) as n:
         n.admin_security.reset()
-    finally:
-        n.close()
     out.print("client certificate security reset to 'not required'")

@@ -9,7 +9,17 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from certway.cli.main import JsonOpt, _typer, app, err, node, out, print_json, read_input, styled
+from certway.cli.main import (
+    JsonOpt,
+    _typer,
+    app,
+    err,
+    open_node,
+    out,
+    print_json,
+    read_input,
+    styled,
+)
 from certway.errors import PolicyViolation
 from certway.services.revocation import SERVICES
 
@@ -38,11 +48,8 @@ def _on_off(value: str | None, what: str) -> bool | None:
 def trust_add(ctx: typer.Context, file: Path, as_json: JsonOpt = False) -> None:
     """Append CA certificates from a PEM/DER/PKCS#7 file (CRLs inside go to the CRL store)."""
     data = read_input(file, "CA file")
-    n = node(ctx)
-    try:
+    with open_node(ctx) as n:
         report = n.trusted_cas.add(data)
-    finally:
-        n.close()
     if as_json:
         print_json(
             {
@@ -66,11 +73,8 @@ def trust_add(ctx: typer.Context, file: Path, as_json: JsonOpt = False) -> None:
 @trust_app.command("list")
 def trust_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """The trusted CA list."""
-    n = node(ctx)
-    try:
+    with open_node(ctx) as n:
         entries = n.trusted_cas.entries()
-    finally:
-        n.close()
     if as_json:
         print_json([e.as_dict() for e in entries])
         return
@@ -94,11 +98,8 @@ def trust_show(
 
     from certway.trust.identity import certificate_text
 
-    n = node(ctx)
-    try:
+    with open_node(ctx) as n:
         cert = n.trusted_cas.certificate(fingerprint)
-    finally:
-        n.close()
     if pem:
         out.print(cert.public_bytes(serialization.Encoding.PEM).decode(), end="")
     else:
@@ -108,11 +109,8 @@ def trust_show(
 @trust_app.command("remove")
 def trust_remove(ctx: typer.Context, fingerprints: list[str]) -> None:
     """Delete trusted CAs by SHA-256 fingerprint (a unique prefix of 8+ hex digits is enough)."""
-    n = node(ctx)
-    try:
+    with open_node(ctx) as n:
         removed = n.trusted_cas.remove(fingerprints)
-    finally:
-        n.close()
     for subject in removed:
         out.print(f"removed {subject}")
 
@@ -120,11 +118,8 @@ def trust_remove(ctx: typer.Context, fingerprints: list[str]) -> None:
 @trust_app.command("reset")
 def trust_reset(ctx: typer.Context) -> None:
     """Restore the factory trusted CA list."""
-    n = node(ctx)
-    try:
+    with open_node(ctx) as n:
         entries = n.trusted_cas.reset()
-    finally:
-        n.close()
     out.print(f"trusted CA list reset to the factory default ({len(entries)} entries)")
 
 
@@ -133,11 +128,8 @@ def trust_reset(ctx: typer.Context) -> None:
 def crl_upload(ctx: typer.Context, file: Path) -> None:
     """Upload the manual CRL(s), PEM or DER; replaces the previous manual CRL."""
     data = read_input(file, "CRL file")
-    n = node(ctx)
-    try:
+    with open_node(ctx) as n:
         accepted = n.revocation.upload_manual(data)
-    finally:
-        n.close()
     for item in accepted:
         out.print(f"stored {item.describe()}")
 
@@ -145,22 +137,16 @@ def crl_upload(ctx: typer.Context, file: Path) -> None:
 @crl_app.command("remove")
 def crl_remove(ctx: typer.Context) -> None:
     """Remove the manual CRL."""
-    n = node(ctx)
-    try:
+    with open_node(ctx) as n:
         count = n.revocation.remove_manual()
-    finally:
-        n.close()
     out.print(f"removed {count} manual CRL(s)" if count else "there was no manual CRL")
 
 
 @crl_app.command("list")
 def crl_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """CRLs held: manual, embedded in CA files, downloaded from URL sources."""
-    n = node(ctx)
-    try:
+    with open_node(ctx) as n:
         held = n.revocation.held()
-    finally:
-        n.close()
     if as_json:
         print_json([h.as_dict() for h in held])
         return
@@ -184,23 +170,17 @@ def crl_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
 @sources_app.command("set")
 def sources_set(ctx: typer.Context, urls: list[str]) -> None:
     """Replace the list of CRL URLs (HTTP or HTTPS)."""
-    n = node(ctx)
-    try:
+    with open_node(ctx) as n:
         sources = n.revocation.set_sources(urls)
-    finally:
-        n.close()
     out.print(f"{len(sources)} CRL source(s) set; run 'certway crl update-now' to fetch them")
 
 
 @sources_app.command("list")
 def sources_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """The CRL URLs with their last attempt, last success and error."""
-    n = node(ctx)
-    try:
+    with open_node(ctx) as n:
         sources = n.revocation.sources()
         schedule = n.revocation.schedule()
-    finally:
-        n.close()
     if as_json:
         print_json({"schedule": schedule.as_dict(), "sources": [s.as_dict() for s in sources]})
         return
@@ -225,13 +205,10 @@ def sources_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
 @crl_app.command("update-now")
 def crl_update_now(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Fetch every CRL source now (a failed fetch keeps the last good CRL)."""
-    n = node(ctx)
-    try:
+    with open_node(ctx) as n:
         sources = n.revocation.update_now(
             progress=None if as_json else (lambda url: err.print(f"fetching {url} ..."))
         )
-    finally:
-        n.close()
     if as_json:
         print_json([s.as_dict() for s in sources])
         return
@@ -253,11 +230,8 @@ def crl_schedule(
     """Turn automatic daily CRL updates on (at a UTC time) or off."""
     if daily_at is None and not off:
         raise PolicyViolation("schedule", "give --daily-at HH:MM or --off")
-    n = node(ctx)
-    try:
+    with open_node(ctx) as n:
         schedule = n.revocation.set_schedule(daily_at=daily_at, enabled=not off)
-    finally:
-        n.close()
     state = f"on, daily at {schedule.daily_at} UTC" if schedule.enabled else "off"
     out.print(f"automatic CRL updates: {state}")
 
@@ -266,11 +240,8 @@ def crl_schedule(
 @revocation_app.command("show")
 def revocation_show(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """The revocation policies of sip-tls and admin-https."""
-    n = node(ctx)
-    try:
+    with open_node(ctx) as n:
         policies = {name: n.revocation.policy(name).as_dict() for name in SERVICES}
-    finally:
-        n.close()
     if as_json:
         print_json(policies)
         return
@@ -310,11 +281,8 @@ def revocation_set(
         "scope": scope,
         "fallback": fallback,
     }
-    n = node(ctx)
-    try:
+    with open_node(ctx) as n:
         policy = n.revocation.set_policy(service, **changes)
-    finally:
-        n.close()
     p = policy.as_dict()
     out.print(
         f"{service}: mode {p['mode']}, OCSP {'on' if p['ocsp'] else 'off'}, CRL "
@@ -349,8 +317,7 @@ def check_cmd(
     """Test a certificate against the trusted CAs and revocation data (exit 0 valid, 1 not)."""
     data = read_input(cert, "certificate")
     chain_data = read_input(chain, "chain file") if chain else None
-    n = node(ctx)
-    try:
+    with open_node(ctx) as n:
         report = n.client_check.check(
             data,
             purpose=purpose,
@@ -360,8 +327,6 @@ def check_cmd(
             regex=regex,
             fmt=fmt,
         )
-    finally:
-        n.close()
     result = report.result
     if as_json:
         print_json(report.as_dict())

@@ -1,0 +1,147 @@
+"""The commands of issue #6 (part 1): SIP TLS settings and certificate access rules (S4).
+
+``sip_app`` is registered by the CLI main module (``app.add_typer(sip_app, name="sip")``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from certway.cli.main import JsonOpt, _typer, err, node, out, print_json, styled
+from certway.services.node import Node
+from certway.services.sip_settings import SipConfig, SipSettings
+from certway.sip.rules import AccessRule
+
+__all__ = ["sip_app"]
+
+sip_app = _typer("SIP over TLS: mutual TLS, client EKU checking, certificate access rules (S4).")
+rule_app = _typer("Certificate access rules: first match by priority wins; default allow.")
+sip_app.add_typer(rule_app, name="rule")
+
+
+def _settings(n: Node) -> SipSettings:
+    """The node's SIP settings service (``node.sip`` once wired, else built on its store)."""
+    service = getattr(n, "sip", None)
+    if isinstance(service, SipSettings):
+        return service
+    return SipSettings(n.store, n.clock, n.audit)
+
+
+def _print_rules(rules: tuple[AccessRule, ...] | list[AccessRule]) -> None:
+    if not rules:
+        out.print("no access rules: every peer with a valid certificate is allowed")
+        return
+    table = Table("id", "priority", "type", "pattern", "action")
+    for rule in rules:
+        table.add_row(
+            str(rule.id), str(rule.priority), rule.type.value, rule.pattern, rule.action.value
+        )
+    out.print(table)
+
+
+def _print_config(config: SipConfig) -> None:
+    out.print(f"mutual TLS:   {config.mutual_tls.value}")
+    out.print(f"EKU checking: {'on' if config.eku_check else 'off'}")
+    out.print("revocation:   per the 'sip-tls' policy (certway revocation show)")
+    out.print(f"access rules: {len(config.rules)}")
+    if config.rules:
+        _print_rules(config.rules)
+
+
+@sip_app.command("show")
+def sip_show(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """The SIP TLS settings and access rules."""
+    n = node(ctx)
+    try:
+        config = _settings(n).get()
+    finally:
+        n.close()
+    if as_json:
+        print_json(config.as_dict())
+        return
+    _print_config(config)
+
+
+@sip_app.command("set")
+def sip_set(
+    ctx: typer.Context,
+    mutual_tls: Annotated[
+        str | None,
+        typer.Option("--mutual-tls", help="off, request (ask for a certificate) or require."),
+    ] = None,
+    eku_check: Annotated[
+        str | None,
+        typer.Option("--eku-check", help="on (peer certificates need clientAuth) or off."),
+    ] = None,
+) -> None:
+    """Change the mutual TLS mode and/or client EKU checking."""
+    if mutual_tls is None and eku_check is None:
+        err.print(styled("error:", "red", " give --mutual-tls and/or --eku-check"))
+        raise typer.Exit(2)
+    n = node(ctx)
+    try:
+        config = _settings(n).set(mutual_tls=mutual_tls, eku_check=eku_check)
+    finally:
+        n.close()
+    out.print(
+        f"SIP TLS: mutual TLS {config.mutual_tls.value}, "
+        f"EKU checking {'on' if config.eku_check else 'off'}"
+    )
+
+
+@rule_app.command("add")
+def rule_add(
+    ctx: typer.Context,
+    priority: Annotated[int, typer.Option("--priority", help="Lower numbers are tried first.")],
+    rule_type: Annotated[
+        str, typer.Option("--type", help="exact, prefix, suffix or regex (whole name, any case).")
+    ],
+    pattern: Annotated[str, typer.Option("--pattern", help="Matched against the CN and SANs.")],
+    action: Annotated[str, typer.Option("--action", help="allow or deny.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Add a certificate access rule."""
+    n = node(ctx)
+    try:
+        rule = _settings(n).add_rule(
+            priority=priority, type=rule_type, pattern=pattern, action=action
+        )
+    finally:
+        n.close()
+    if as_json:
+        print_json(rule.as_dict())
+        return
+    out.print(
+        f"added rule {rule.id}: priority {rule.priority}, {rule.action.value} "
+        f"{rule.type.value} '{rule.pattern}'"
+    )
+
+
+@rule_app.command("list")
+def rule_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """The access rules in the order they are applied."""
+    n = node(ctx)
+    try:
+        rules = _settings(n).rules()
+    finally:
+        n.close()
+    if as_json:
+        print_json([r.as_dict() for r in rules])
+        return
+    _print_rules(rules)
+
+
+@rule_app.command("remove")
+def rule_remove(
+    ctx: typer.Context, rule_id: Annotated[int, typer.Argument(help="The rule's id.")]
+) -> None:
+    """Remove an access rule by id."""
+    n = node(ctx)
+    try:
+        rule = _settings(n).remove_rule(rule_id)
+    finally:
+        n.close()
+    out.print(f"removed rule {rule.id} ({rule.action.value} {rule.type.value} '{rule.pattern}')")
