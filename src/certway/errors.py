@@ -7,7 +7,7 @@ a traceback for bad input, and an error is raised before any state is changed.
 
     CertwayError
      ├── DecodeError          input is not the PKI object it claims to be (garbage, truncated)
-     ├── PassphraseError      a key or PKCS#12 could not be decrypted with the passphrase given
+     │    └── PassphraseError a key or PKCS#12 could not be decrypted with the passphrase given
      ├── PolicyViolation      well-formed input that our rules refuse; carries a stable ``code``
      ├── NotFound             a named object (CA, certificate, …) does not exist
      ├── Conflict             the change clashes with existing state (duplicate name, …)
@@ -49,7 +49,7 @@ class DecodeError(CertwayError):
     """The bytes given are not a readable certificate, CSR, CRL, key or bundle."""
 
 
-class PassphraseError(CertwayError):
+class PassphraseError(DecodeError):
     """A passphrase is missing, wrong, or given for data that is not encrypted."""
 
 

@@ -256,6 +256,8 @@ def _detect_der(data: bytes, passphrase: bytes | None) -> Decoded:
         return Decoded(Kind.PKCS12, (p12,), "DER")
     try:
         return Decoded(Kind.PRIVATE_KEY, (_load_private_key(data, passphrase, pem=False),), "DER")
+    except PassphraseError:
+        raise
     except DecodeError:
         pass
     try:
