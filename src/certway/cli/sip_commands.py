@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from certway.cli.main import JsonOpt, _typer, err, node, out, print_json, styled
+from certway.cli.main import JsonOpt, _typer, err, open_node, out, print_json, styled
 from certway.services.node import Node
 from certway.services.sip_settings import SipConfig, SipSettings
 from certway.sip.rules import AccessRule
@@ -54,11 +54,8 @@ def _print_config(config: SipConfig) -> None:
 @sip_app.command("show")
 def sip_show(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """The SIP TLS settings and access rules."""
-    n = node(ctx)
-    try:
+    with open_node(ctx) as n:
         config = _settings(n).get()
-    finally:
-        n.close()
     if as_json:
         print_json(config.as_dict())
         return
@@ -81,11 +78,8 @@ def sip_set(
     if mutual_tls is None and eku_check is None:
         err.print(styled("error:", "red", " give --mutual-tls and/or --eku-check"))
         raise typer.Exit(2)
-    n = node(ctx)
-    try:
+    with open_node(ctx) as n:
         config = _settings(n).set(mutual_tls=mutual_tls, eku_check=eku_check)
-    finally:
-        n.close()
     out.print(
         f"SIP TLS: mutual TLS {config.mutual_tls.value}, "
         f"EKU checking {'on' if config.eku_check else 'off'}"
@@ -104,13 +98,10 @@ def rule_add(
     as_json: JsonOpt = False,
 ) -> None:
     """Add a certificate access rule."""
-    n = node(ctx)
-    try:
+    with open_node(ctx) as n:
         rule = _settings(n).add_rule(
             priority=priority, type=rule_type, pattern=pattern, action=action
         )
-    finally:
-        n.close()
     if as_json:
         print_json(rule.as_dict())
         return
@@ -123,11 +114,8 @@ def rule_add(
 @rule_app.command("list")
 def rule_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """The access rules in the order they are applied."""
-    n = node(ctx)
-    try:
+    with open_node(ctx) as n:
         rules = _settings(n).rules()
-    finally:
-        n.close()
     if as_json:
         print_json([r.as_dict() for r in rules])
         return
@@ -139,9 +127,6 @@ def rule_remove(
     ctx: typer.Context, rule_id: Annotated[int, typer.Argument(help="The rule's id.")]
 ) -> None:
     """Remove an access rule by id."""
-    n = node(ctx)
-    try:
+    with open_node(ctx) as n:
         rule = _settings(n).remove_rule(rule_id)
-    finally:
-        n.close()
     out.print(f"removed rule {rule.id} ({rule.action.value} {rule.type.value} '{rule.pattern}')")

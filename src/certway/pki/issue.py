@@ -23,9 +23,11 @@ from certway.pki.names import check_dns_name, common_name
 
 __all__ = [
     "BACKDATE",
+    "MAX_DAYS",
     "PROFILES",
     "Issuer",
     "Profile",
+    "check_days",
     "create_root",
     "issue_from_csr",
     "random_serial",
@@ -37,6 +39,15 @@ BACKDATE = dt.timedelta(minutes=1)
 
 _SERVER = ExtendedKeyUsageOID.SERVER_AUTH
 _CLIENT = ExtendedKeyUsageOID.CLIENT_AUTH
+
+
+MAX_DAYS = 36_500
+
+
+def check_days(days: int) -> None:
+    """A validity in days that a certificate can carry (1 day to 100 years)."""
+    if not 1 <= days <= MAX_DAYS:
+        raise PolicyViolation("validity", f"validity must be between 1 and {MAX_DAYS} days")
 
 
 def random_serial() -> int:
@@ -306,8 +317,7 @@ def issue_from_csr(
     for callers that already did it.
     """
     prof = _profile(profile)
-    if days < 1:
-        raise PolicyViolation("validity", "validity must be at least 1 day")
+    check_days(days)
     if not checked:
         check_csr(csr)
     alt_names: list[x509.GeneralName] | None = None

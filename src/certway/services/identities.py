@@ -699,6 +699,8 @@ class Identities:
     def restore(self, kind: Kind, name: str, version: int) -> IdentityInfo:
         """Make an earlier version active again (as a new version, so listeners reload)."""
         self._check_slot(kind, name)
+        if not 1 <= version < 2**31:
+            raise NotFound(f"the {_slot_label(kind, name)} has no version {version}")
         with self._store.transaction() as session:
             repo = SlotRepository(session)
             slot = repo.get(kind, name)

@@ -20,7 +20,7 @@ from certway.errors import Conflict, NotFound, PolicyViolation
 from certway.pki.crl import REASONS, CrlParams, build_crl, extend_crl, parse_reason, revoked_entry
 from certway.pki.csr import check_csr
 from certway.pki.decode import fingerprint, format_name, load_certificates, load_csr
-from certway.pki.issue import BACKDATE, Issuer, create_root, issue_from_csr
+from certway.pki.issue import BACKDATE, Issuer, check_days, create_root, issue_from_csr
 from certway.pki.keys import PublicKey, generate_key, key_matches, load_private_key
 from certway.pki.names import parse_subject, san_text
 from certway.pki.ocsp_responder import CertStatus, OcspQuery, issuer_hashes
@@ -256,8 +256,7 @@ class LocalCA:
                 "ca-name",
                 f"CA name '{name}' must be 1-64 letters, digits, '.', '_' or '-'",
             )
-        if days < 1:
-            raise PolicyViolation("validity", "validity must be at least 1 day")
+        check_days(days)
         settings.check()
         with self._store.transaction() as session:
             if CaRepository(session).by_name(name) is not None:

@@ -125,8 +125,7 @@ def _check_shape(tree: Any, *, inside_repeat: bool = False) -> None:
         elif op is _OPS.BRANCH:
             if inside_repeat:
                 firsts = [
-                    chr(b[0][1]).lower() if b and b[0][0] is _OPS.LITERAL else None
-                    for b in arg[1]
+                    chr(b[0][1]).lower() if b and b[0][0] is _OPS.LITERAL else None for b in arg[1]
                 ]
                 if None in firsts or len(set(firsts)) != len(firsts):
                     raise PolicyViolation(
@@ -146,9 +145,7 @@ def _check_shape(tree: Any, *, inside_repeat: bool = False) -> None:
 def compile_regex(pattern: str) -> re.Pattern[str]:
     """A rule regex compiled for ``fullmatch``; PolicyViolation when unsafe or invalid."""
     if len(pattern) > MAX_PATTERN:
-        raise PolicyViolation(
-            "rule-regex", f"the regex is longer than {MAX_PATTERN} characters"
-        )
+        raise PolicyViolation("rule-regex", f"the regex is longer than {MAX_PATTERN} characters")
     try:
         compiled = re.compile(pattern, re.IGNORECASE)
         tree = _PARSER.parse(pattern)
@@ -234,7 +231,7 @@ def certificate_names(cert: x509.Certificate) -> list[str]:
     except (x509.ExtensionNotFound, ValueError):
         return names
     for kind in (x509.DNSName, x509.IPAddress, x509.UniformResourceIdentifier, x509.RFC822Name):
-        names.extend(str(value) for value in san.get_values_for_type(kind))  # type: ignore[attr-defined]
+        names.extend(str(value) for value in san.get_values_for_type(kind))
     return names
 
 

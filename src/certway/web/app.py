@@ -53,6 +53,7 @@ __all__ = [
     "WebContext",
     "Writer",
     "create_admin_app",
+    "is_reads_only",
     "problem",
     "reads_only",
 ]
@@ -80,8 +81,8 @@ _STATUS: list[tuple[type[CertwayError], int, str]] = [
     (StoreError, 503, "Store unavailable"),
     (FetchError, 502, "Fetch failed"),
     (ValidationFailed, 422, "Validation failed"),
+    (PassphraseError, 400, "Bad passphrase"),  # a DecodeError: more specific first
     (DecodeError, 400, "Bad input"),
-    (PassphraseError, 400, "Bad passphrase"),
     (PolicyViolation, 422, "Refused"),
 ]
 
@@ -225,7 +226,9 @@ def authenticate(request: Request, context: WebContext, *, via: str) -> Principa
             raise AuthRequired("wrong user name or password")
         context.throttle.succeeded(address)
         return Principal(account.name, account.access, via, address)
-    session = context.session(request.cookies.get(SESSION_COOKIE))
+    # The session cookie is the UI's (its forms carry CSRF tokens); the API takes only HTTP
+    # Basic or the client certificate, so a cookie cannot be replayed against it.
+    session = context.session(request.cookies.get(SESSION_COOKIE)) if via == "ui" else None
     if session is not None:
         return Principal(session.account.name, session.account.access, "ui", address)
     raise AuthRequired("log in first")
@@ -288,7 +291,8 @@ class ApiRoute(APIRoute):
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
-        changes = bool(self.methods & CHANGING_METHODS) and not is_reads_only(self.endpoint)
+        methods = self.methods or set()
+        changes = bool(methods & CHANGING_METHODS) and not is_reads_only(self.endpoint)
 
         async def authorised(request: Request) -> Response:
             principal = await run_in_threadpool(api_principal, request)
@@ -389,7 +393,6 @@ def create_admin_app(node: Node, *, secure_cookies: bool = True) -> FastAPI:
     )
     app.state.web = WebContext(node, secure_cookies=secure_cookies)
 
-
     @app.exception_handler(CertwayError)
     async def certway_error(_request: Request, exc: CertwayError) -> JSONResponse:
         status, title = status_for(exc)
@@ -416,9 +419,7 @@ def create_admin_app(node: Node, *, secure_cookies: bool = True) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {k: v for k, v in e.items() if k in ("type", "loc", "msg")} for e in exc.errors()
-        ]
+        errors = [{k: v for k, v in e.items() if k in ("type", "loc", "msg")} for e in exc.errors()]
         first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
         where = ".".join(str(part) for part in first.get("loc", ()))
         detail = f"{where}: {first.get('msg')}" if where else str(first.get("msg"))

@@ -1,0 +1,525 @@
+"""The SIP over TLS listener (S4, RV5 ``sip-tls``, S7): mutual TLS, peer checks, OPTIONS.
+
+TLS comes from ``tls.contexts.ServerTls`` (server certificate + chain, SNI → domain
+certificates, contexts rebuilt when certificates, trusted CAs or SIP settings change); the
+poller of ``certway serve`` calls ``refresh()``. Established connections keep their TLS
+session and are not re-checked; new connections see every change.
+
+Peer certificates are checked by certway's trust engine, not by OpenSSL: the handshake asks
+for a certificate (per the mutual TLS mode) and accepts whatever the peer proves it holds the
+key of, then ``PeerValidator`` decides — chain to the trusted list, validity, client EKU (per
+the EKU setting), revocation per the ``sip-tls`` policy, and the access rules. That is what lets
+a refused peer be logged in one line with the reason and the certificate's subject, serial and
+issuer, and lets "EKU checking off" accept a serverAuth-only certificate (OpenSSL would refuse
+both in the handshake). Python's ``ssl`` has no API for this, so ``defer_verification``
+installs an accept-all ``SSL_CTX_set_cert_verify_callback`` through ``ctypes``, after checking
+that it found the right ``SSL_CTX``; where that is impossible the listener falls back to
+OpenSSL's verification against the trusted list (stricter, with less precise log lines).
+
+Own CA (issue part 3): a certificate issued by one of the node's local CAs is checked against
+that CA's revocation records directly, so a revocation is effective for the next connection,
+with no CRL download.
+
+Each connection is its own task; validation (which may fetch OCSP/CRLs) runs in a thread. A
+peer is closed when it sends malformed SIP that cannot be answered, more than
+``max_rate`` messages a second, or a message that does not complete within
+``message_timeout`` (slowloris), or when it stays silent for ``idle_timeout``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import functools
+import importlib
+import logging
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+
+from certway.errors import CertwayError
+from certway.pki.decode import format_name
+from certway.pki.ocsp_responder import CertStatus, OcspQuery, issuer_hashes
+from certway.services.local_ca import serial_hex
+from certway.services.sip_settings import MutualTls, SipConfig, SipSettings
+from certway.sip.message import (
+    MAX_BODY,
+    MAX_HEADER,
+    PONG,
+    Keepalive,
+    Message,
+    SipError,
+    SipFramer,
+    bad_request,
+    method_not_allowed,
+    options_ok,
+)
+from certway.sip.rules import certificate_names, decide
+from certway.tls.contexts import ClientCertMode, ServerTls, TlsState
+from certway.trust.policy import Scope
+from certway.trust.validate import Purpose, ValidationOptions, ValidationResult, validate
+
+if TYPE_CHECKING:
+    from certway.services.node import Node
+
+__all__ = [
+    "PeerValidator",
+    "PeerVerdict",
+    "SipLimits",
+    "SipListener",
+    "Validate",
+    "defer_verification",
+]
+
+log = logging.getLogger("certway.sip")
+SERVICE = "sip-tls"
+_MODES = {
+    MutualTls.OFF: ClientCertMode.NONE,
+    MutualTls.REQUEST: ClientCertMode.REQUEST,
+    MutualTls.REQUIRE: ClientCertMode.REQUIRE,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SipLimits:
+    max_connections: int = 1000
+    message_timeout: float = 10.0
+    """Seconds a message (headers and body) may take to arrive once it has started."""
+    idle_timeout: float = 600.0
+    """Seconds without any byte (keep-alive pings count) before a connection is closed."""
+    handshake_timeout: float = 10.0
+    max_rate: int = 50
+    """Messages (keep-alive pings included) per second and connection."""
+    max_header: int = MAX_HEADER
+    max_body: int = MAX_BODY
+
+
+# -- peer certificate checks -----------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class PeerVerdict:
+    accepted: bool
+    code: str
+    """ok | no-certificate | malformed | untrusted | expired | wrong-eku | revoked |
+    revocation-unknown | denied | …"""
+    reason: str
+    certificate: x509.Certificate | None = None
+
+    def describe_certificate(self) -> tuple[str, str, str]:
+        """Subject, serial (hex) and issuer for the log, or dashes when there is none."""
+        cert = self.certificate
+        if cert is None:
+            return "-", "-", "-"
+        return format_name(cert.subject), serial_hex(cert.serial_number), format_name(cert.issuer)
+
+
+Validate = Callable[[bytes | None, SipConfig], PeerVerdict]
+"""Decides on a peer: the DER certificate it presented (None if none) and the settings."""
+
+
+@functools.lru_cache(maxsize=256)
+def _issuer_key(issuer: x509.Certificate) -> tuple[bytes, bytes]:
+    return issuer_hashes(issuer, hashes.SHA256())
+
+
+def _refuse(code: str | None, reason: str, cert: x509.Certificate | None) -> PeerVerdict:
+    return PeerVerdict(False, code or "invalid", reason, cert)
+
+
+class PeerValidator:
+    """The checks a SIP TLS peer certificate must pass; ``check`` is thread-safe."""
+
+    def __init__(self, node: Node) -> None:
+        self._node = node
+        self._local_cas: frozenset[x509.Certificate] = frozenset()
+        self.reload()
+
+    def reload(self) -> None:
+        """Re-read the node's local CA certificates (called when the trusted list moves)."""
+        local = self._node.local_ca
+        self._local_cas = frozenset(local.chain(info.name)[0] for info in local.cas())
+
+    def check(self, der: bytes | None, config: SipConfig) -> PeerVerdict:
+        if der is None:
+            return _refuse("no-certificate", "the peer presented no client certificate", None)
+        try:
+            cert = x509.load_der_x509_certificate(der)
+        except ValueError:
+            return _refuse("malformed", "the peer certificate cannot be parsed", None)
+        node = self._node
+        at = node.clock.now()
+        trust = node.trusted_cas.snapshot()
+        options = ValidationOptions(purpose=Purpose.CLIENT, check_eku=config.eku_check)
+        path = validate(cert, (), trust=trust, at=at, options=options)
+        if not path.valid:
+            return _refuse(path.code, path.reason, cert)
+        refused = self._revocation(cert, path, options)
+        if refused is not None:
+            return refused
+        decision = decide(config.rules, certificate_names(cert))
+        if not decision.allowed:
+            return _refuse("denied", decision.describe(), cert)
+        return PeerVerdict(True, "ok", decision.describe(), cert)
+
+    def _own_status(self, cert: x509.Certificate, issuer: x509.Certificate) -> CertStatus | None:
+        """The local CA's record for ``cert`` when ``issuer`` is one of the node's CAs."""
+        if issuer not in self._local_cas:
+            return None
+        name_hash, key_hash = _issuer_key(issuer)
+        return self._node.local_ca.ocsp_lookup(
+            OcspQuery(hashes.SHA256(), name_hash, key_hash, cert.serial_number)
+        )
+
+    def _revocation(
+        self, cert: x509.Certificate, path: ValidationResult, options: ValidationOptions
+    ) -> PeerVerdict | None:
+        """Revocation per the ``sip-tls`` policy: local CA records for what the node's CAs
+        issued, the revocation engine (CRLs, OCSP, CDP) for the rest of the chain."""
+        node = self._node
+        policy = node.revocation.policy(SERVICE)
+        if not policy.enabled:
+            return None
+        chain = path.chain
+        checked = [0] if policy.scope is Scope.PEER else list(range(len(chain) - 1))
+        external: list[int] = []
+        for index in checked:
+            status = self._own_status(chain[index], chain[index + 1])
+            if status is None:
+                external.append(index)
+            elif status.status == "revoked":
+                who = (
+                    "the certificate"
+                    if index == 0
+                    else f"CA certificate {format_name(chain[index].subject)}"
+                )
+                when = f"{status.revoked_at:%Y-%m-%d %H:%M:%S} UTC" if status.revoked_at else "?"
+                why = status.reason.value if status.reason is not None else "no reason given"
+                return _refuse(
+                    "revoked", f"{who} is revoked on {when} ({why}) by the local CA's records", cert
+                )
+        if not external or not (policy.checks_anything or policy.require_crl):
+            return None
+        full = validate(
+            cert,
+            (),
+            trust=node.trusted_cas.snapshot(),
+            at=path.at or node.clock.now(),
+            options=options,
+            policy=policy,
+            revocation=node.revocation.index(),
+            online=node.revocation.online,
+        )
+        if full.valid:
+            return None
+        if full.failed_index is None or full.failed_index in external:
+            return _refuse(full.code, full.reason, cert)
+        # The engine failed on a link the local CA answered for (e.g. "unknown" under a strict
+        # policy): only the links it is responsible for count.
+        for index in external:
+            report = full.certificates[index]
+            if report.status == "revoked" or (report.status == "unknown" and policy.strict):
+                text = next((c.text for c in reversed(report.checks)), report.status)
+                who = "the certificate" if index == 0 else f"CA certificate {report.subject}"
+                code = "revoked" if report.status == "revoked" else "revocation-unknown"
+                return _refuse(code, f"{who}: {text}", cert)
+        return None
+
+
+# -- TLS: verification by certway instead of OpenSSL ------------------------------------------
+_VerifyCallback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
+_OPENSSL_VERIFY_MODES = {ssl.CERT_NONE: 0, ssl.CERT_OPTIONAL: 1, ssl.CERT_REQUIRED: 3}
+
+
+@functools.cache
+def _openssl() -> tuple[Any, Any] | None:
+    """libssl's functions as linked into Python's ``_ssl`` and the accept-all callback."""
+    try:
+        module = importlib.import_module("_ssl")
+        lib = ctypes.CDLL(getattr(module, "__file__", None))
+        set_callback = lib.SSL_CTX_set_cert_verify_callback
+        set_callback.argtypes = [ctypes.c_void_p, _VerifyCallback, ctypes.c_void_p]
+        set_callback.restype = None
+        lib.SSL_CTX_get_options.argtypes = [ctypes.c_void_p]
+        lib.SSL_CTX_get_options.restype = ctypes.c_uint64
+        lib.SSL_CTX_get_verify_mode.argtypes = [ctypes.c_void_p]
+        lib.SSL_CTX_get_verify_mode.restype = ctypes.c_int
+    except (OSError, AttributeError, ImportError):
+        return None
+    # The peer still proves it holds the certificate's key (CertificateVerify); only the chain
+    # checks move from OpenSSL to PeerValidator.
+    accept_all = _VerifyCallback(lambda _store, _arg: 1)
+    return lib, accept_all
+
+
+def defer_verification(context: ssl.SSLContext) -> bool:
+    """Make OpenSSL accept any client certificate on ``context`` so that certway's own
+    validation decides (and can explain). False when it cannot be done safely."""
+    found = _openssl()
+    if found is None:
+        return False
+    lib, accept_all = found
+    # CPython's SSLContext object is PyObject_HEAD followed by its SSL_CTX pointer.
+    address = ctypes.c_void_p.from_address(id(context) + object.__basicsize__).value
+    if not address:
+        return False
+    # Make sure it is the SSL_CTX: its options and verify mode must be the context's.
+    if lib.SSL_CTX_get_options(address) != int(context.options):
+        return False
+    if lib.SSL_CTX_get_verify_mode(address) != _OPENSSL_VERIFY_MODES[context.verify_mode]:
+        return False
+    lib.SSL_CTX_set_cert_verify_callback(address, accept_all, None)
+    return True
+
+
+class _SipServerTls(ServerTls):
+    """``ServerTls`` whose contexts leave client certificate checks to ``PeerValidator``."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.deferring = True
+        super().__init__(**kwargs)
+
+    def _defer(self, context: ssl.SSLContext) -> ssl.SSLContext:
+        if self.deferring and not defer_verification(context):
+            self.deferring = False
+            log.warning(
+                "event=sip-tls-fallback detail='client certificates are verified by OpenSSL: "
+                "refusals in the handshake are not logged with the certificate'"
+            )
+        return context
+
+    def context_for(self, server_name: str | None) -> ssl.SSLContext:
+        # OpenSSL asks the current (SNI-selected) context for the verify callback.
+        return self._defer(super().context_for(server_name))
+
+    def server_context(self) -> ssl.SSLContext:
+        return self._defer(super().server_context())
+
+
+# -- the listener ----------------------------------------------------------------------------
+def _address(peername: Any) -> str:
+    if isinstance(peername, tuple) and len(peername) >= 2:
+        host, port = peername[0], peername[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(peername)
+
+
+class SipListener:
+    """SIP over TLS on ``host:port`` (port 0 picks a free one; see ``port``)."""
+
+    def __init__(
+        self,
+        node: Node,
+        host: str = "127.0.0.1",
+        port: int = 5061,
+        *,
+        sip_settings: SipSettings,
+        validate: Validate | None = None,
+        limits: SipLimits | None = None,
+    ) -> None:
+        self.node = node
+        self.host = host
+        self._wanted_port = port
+        self._settings = sip_settings
+        self.limits = limits or SipLimits()
+        self._config = sip_settings.get()
+        self.validator = PeerValidator(node)
+        self._validate: Validate = validate or self.validator.check
+        self.tls = _SipServerTls(
+            state=self._tls_state,
+            identity_for=node.identities.certificate_for_sni,
+            key_for=node.identities.private_key,
+        )
+        self._server: asyncio.Server | None = None
+        self._connections: set[asyncio.Task[Any]] = set()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def _tls_state(self) -> TlsState:
+        mode = _MODES[self._settings.get().mutual_tls]
+        cas = (
+            self.node.trusted_cas.snapshot().certificates if mode is not ClientCertMode.NONE else ()
+        )
+        return TlsState(self._settings.watched_versions(), mode, tuple(cas))
+
+    @property
+    def config(self) -> SipConfig:
+        return self._config
+
+    @property
+    def connections(self) -> int:
+        return len(self._connections)
+
+    async def start(self) -> None:
+        context = await asyncio.to_thread(self.tls.server_context)
+        self._server = await asyncio.start_server(
+            self._handle,
+            self.host,
+            self._wanted_port,
+            ssl=context,
+            ssl_handshake_timeout=self.limits.handshake_timeout,
+            ssl_shutdown_timeout=5.0,
+        )
+        log.info("event=sip-listening address=%s:%d", self.host, self.port)
+
+    @property
+    def port(self) -> int:
+        if self._server is None or not self._server.sockets:
+            raise RuntimeError("the SIP listener is not started")
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        """Stop listening and close every connection (handshakes that finish meanwhile are
+        closed as soon as they reach the listener)."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+        for _ in range(3):  # connections whose handshake completed while stopping
+            tasks = list(self._connections)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.sleep(0)
+        if server is not None:
+            await server.wait_closed()
+
+    def refresh(self) -> bool:
+        """Pick up changed certificates, trusted CAs and SIP settings (blocking: call it in a
+        thread). True when something moved; established connections are left alone."""
+        if not self.tls.refresh():
+            return False
+        self._config = self._settings.get()
+        self.validator.reload()
+        return True
+
+    # -- connections -------------------------------------------------------------------------
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = _address(writer.get_extra_info("peername"))
+        task = asyncio.current_task()
+        if self._server is None or task is None:  # stopping
+            writer.transport.abort()
+            return
+        if len(self._connections) >= self.limits.max_connections:
+            log.warning(
+                "event=sip-refused peer=%s reason=too-many-connections limit=%d",
+                peer,
+                self.limits.max_connections,
+            )
+            writer.transport.abort()
+            return
+        self._connections.add(task)
+        try:
+            config = self._config
+            if config.mutual_tls is not MutualTls.OFF:
+                ssl_object = writer.get_extra_info("ssl_object")
+                der = ssl_object.getpeercert(binary_form=True) if ssl_object else None
+                verdict = await asyncio.to_thread(self._validate, der, config)
+                if not verdict.accepted:
+                    self._log_refusal(peer, verdict)
+                    return
+                log.debug("event=sip-accepted peer=%s detail=%r", peer, verdict.reason)
+            await self._converse(reader, writer, peer)
+        except (ConnectionError, ssl.SSLError, TimeoutError) as exc:
+            log.debug("event=sip-closed peer=%s reason=%s", peer, type(exc).__name__)
+        except CertwayError as exc:
+            log.warning("event=sip-closed peer=%s reason=error detail=%r", peer, str(exc))
+        except Exception as exc:  # a bug must not take the listener down
+            log.error("event=sip-connection-failed peer=%s error=%s", peer, type(exc).__name__)
+        finally:
+            self._connections.discard(task)
+            writer.close()
+
+    @staticmethod
+    def _log_refusal(peer: str, verdict: PeerVerdict) -> None:
+        subject, serial, issuer = verdict.describe_certificate()
+        log.warning(
+            "event=sip-refused peer=%s reason=%s detail=%r subject=%r serial=%s issuer=%r",
+            peer,
+            verdict.code,
+            verdict.reason,
+            subject,
+            serial,
+            issuer,
+        )
+
+    @staticmethod
+    def _answer(item: Message | Keepalive) -> bytes | None:
+        if isinstance(item, Keepalive):
+            return PONG
+        if not item.is_request or item.method == "ACK":
+            return None  # responses are ignored; an ACK is never answered
+        if item.method == "OPTIONS":
+            return options_ok(item)
+        return method_not_allowed(item)
+
+    async def _converse(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str
+    ) -> None:
+        limits = self.limits
+        loop = asyncio.get_running_loop()
+        framer = SipFramer(max_header=limits.max_header, max_body=limits.max_body)
+        started: float | None = None  # when the message being received began
+        window, count = -1, 0
+        while True:
+            if started is not None:
+                timeout = max(0.0, started + limits.message_timeout - loop.time())
+            else:
+                timeout = limits.idle_timeout
+            try:
+                data = await asyncio.wait_for(reader.read(16384), timeout)
+            except TimeoutError:
+                if started is not None:
+                    log.warning(
+                        "event=sip-closed peer=%s reason=message-timeout detail=%r",
+                        peer,
+                        f"a message did not complete within {limits.message_timeout:g} s "
+                        f"({framer.buffered} bytes received)",
+                    )
+                else:
+                    log.info("event=sip-closed peer=%s reason=idle", peer)
+                return
+            if not data:
+                return
+            error: SipError | None = None
+            try:
+                items = framer.feed(data)
+            except SipError as exc:
+                items, error = exc.preceding, exc
+            now = loop.time()
+            if items:
+                started = None
+            if framer.in_message and started is None:
+                started = now
+            for item in items:
+                second = int(now)
+                if second != window:
+                    window, count = second, 0
+                count += 1
+                if count > limits.max_rate:
+                    log.warning(
+                        "event=sip-closed peer=%s reason=rate-limit detail=%r",
+                        peer,
+                        f"more than {limits.max_rate} messages in one second",
+                    )
+                    return
+                reply = self._answer(item)
+                if reply is not None:
+                    writer.write(reply)
+            if error is not None:
+                reply = bad_request(error)
+                if reply is not None:
+                    writer.write(reply)
+                log.warning(
+                    "event=sip-malformed peer=%s status=%d detail=%r action=%s",
+                    peer,
+                    error.status,
+                    error.detail,
+                    "close" if error.fatal else "answer",
+                )
+                if error.fatal:
+                    with contextlib.suppress(TimeoutError, ConnectionError):
+                        await asyncio.wait_for(writer.drain(), 1.0)
+                    return
+            await asyncio.wait_for(writer.drain(), limits.idle_timeout)
