@@ -19,6 +19,7 @@ from certway.services.node import Node
 from certway.services.node_settings import IDENTITY_VERSION
 from certway.services.revocation import CRL_VERSION
 from certway.services.trusted_cas import TRUST_VERSION
+from certway.sip.listener import SipListener
 from certway.store.repositories import SettingsRepository
 from certway.tls.contexts import ClientCertMode, ServerTls, TlsState
 from certway.web.asgi_tls import TlsH11Protocol
@@ -58,6 +59,7 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 class ServeOptions:
     admin: tuple[str, int] = ("127.0.0.1", 8443)
     publish: tuple[str, int] | None = ("127.0.0.1", 8080)
+    sip: tuple[str, int] | None = ("127.0.0.1", 5061)
     reload_interval: float = 0.5
     scheduler_interval: float = 30.0
 
@@ -119,6 +121,10 @@ class NodeServer:
                     )
                 )
             )
+        self.sip: SipListener | None = None
+        self._sip_started = options.sip is None
+        if options.sip is not None:
+            self.sip = SipListener(node, options.sip[0], options.sip[1], sip_settings=node.sip)
         self._stopping = asyncio.Event()
         self._seen_alarms: set[str] = set()
 
@@ -134,7 +140,13 @@ class NodeServer:
 
     @property
     def started(self) -> bool:
-        return all(s.started for s in self._servers)
+        return all(s.started for s in self._servers) and self._sip_started
+
+    @property
+    def sip_port(self) -> int:
+        if self.sip is None:
+            raise RuntimeError("no SIP listener")
+        return self.sip.port
 
     @staticmethod
     def _port(server: _Server) -> int:
@@ -166,6 +178,8 @@ class NodeServer:
             try:
                 if await self._in_thread(self.tls.refresh):
                     log.info("event=reload what=tls-contexts")
+                if self.sip is not None and await self._in_thread(self.sip.refresh):
+                    log.info("event=reload what=sip")
             except Exception as exc:  # keep serving with the previous contexts
                 log.error("event=reload-failed error=%s", type(exc).__name__)
             with contextlib.suppress(TimeoutError):
@@ -211,6 +225,9 @@ class NodeServer:
         if install_signals:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, self.stop)
+        if self.sip is not None:
+            await self.sip.start()
+            self._sip_started = True
         tasks: list[asyncio.Task[Any]] = [asyncio.create_task(s.serve()) for s in self._servers]
         tasks.append(asyncio.create_task(self._reload_loop()))
         tasks.append(asyncio.create_task(self._scheduler_loop()))
@@ -218,6 +235,8 @@ class NodeServer:
             await asyncio.gather(*tasks)
         finally:
             self.stop()
+            if self.sip is not None:
+                await self.sip.stop()
             if install_signals:
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     loop.remove_signal_handler(sig)

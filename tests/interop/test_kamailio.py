@@ -336,8 +336,15 @@ def sip_listener(node: Node) -> Iterator[Any]:
     )
     from certway.services.sip_settings import SipSettings
 
+    # Connections idle for a second are closed, so each keep-alive ping of kamailio (every two
+    # seconds) comes on a new connection whose certificate is checked again; established
+    # connections are never re-checked (S7).
     listener = listener_module.SipListener(
-        node, "127.0.0.1", 0, sip_settings=SipSettings(node.store, node.clock, node.audit)
+        node,
+        "127.0.0.1",
+        0,
+        sip_settings=SipSettings(node.store, node.clock, node.audit),
+        limits=listener_module.SipLimits(idle_timeout=1.0),
     )
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="sip-listener", daemon=True)

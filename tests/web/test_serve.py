@@ -259,3 +259,17 @@ def test_change_from_another_process_is_live(node: Node, server: NodeServer) -> 
             break
         time.sleep(0.05)
     assert issuer == "CN=CLI Lab Root"
+
+
+def test_sip_listener_runs_with_the_server(node: Node, server: NodeServer) -> None:
+    """certway serve also runs the SIP TLS listener (here on a free port), presenting the
+    node's server certificate (the SIP behaviour itself is tested in tests/sip)."""
+    context = trust_context(node)
+    with (
+        socket.create_connection(("127.0.0.1", server.sip_port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname=FQDN) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+        assert der is not None
+        cert = x509.load_der_x509_certificate(der)
+        assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == FQDN

@@ -231,6 +231,7 @@ from certway.cli import (  # noqa: E402,F401  (registers the commands)
     commands,
     node_commands,
     serve_commands,
+    sip_commands,
     trust_commands,
 )
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import logging
 import sys
@@ -29,11 +28,14 @@ def serve_cmd(
         str,
         typer.Option("--publish-listen", help="Plain HTTP CRL/OCSP publication, HOST:PORT."),
     ] = "127.0.0.1:8080",
+    sip_listen: Annotated[
+        str, typer.Option("--sip-listen", help="SIP over TLS listener, HOST:PORT.")
+    ] = "127.0.0.1:5061",
     fqdn: Annotated[
         str | None, typer.Option("--fqdn", help="System FQDN for a new data directory.")
     ] = None,
 ) -> None:
-    """Run the node: HTTPS admin, CRL/OCSP publication, scheduler, hot reload."""
+    """Run the node: HTTPS admin, CRL/OCSP publication, SIP TLS, scheduler, hot reload."""
     from certway.serve import NodeServer, ServeOptions, parse_listen
     from certway.services.node import Node
 
@@ -42,7 +44,11 @@ def serve_cmd(
         stream=sys.stderr,
         format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
     )
-    options = ServeOptions(parse_listen(admin_listen, 8443), parse_listen(publish_listen, 8080))
+    options = ServeOptions(
+        admin=parse_listen(admin_listen, 8443),
+        publish=parse_listen(publish_listen, 8080),
+        sip=parse_listen(sip_listen, 5061),
+    )
     data_dir: Path = ctx.obj
     new = not (data_dir / "master.key").exists()
     n = Node.init(data_dir, fqdn=fqdn if new else None)
@@ -59,7 +65,9 @@ def serve_cmd(
                 f"first start: log in as 'admin' with password {password} "
                 "(shown once; change it with 'certway admin passwd admin')"
             )
-        asyncio.run(server.run())
+        if options.sip:
+            out.print(f"SIP over TLS: {options.sip[0]}:{options.sip[1]}")
+        server.serve_forever()
     finally:
         n.close()
     err.print("certway stopped")

@@ -1,6 +1,6 @@
 """The commands of issue #6 (part 1): SIP TLS settings and certificate access rules (S4).
 
-``sip_app`` is registered by the CLI main module (``app.add_typer(sip_app, name="sip")``).
+``sip_app`` registers itself on the main app, like the other command modules.
 """
 
 from __future__ import annotations
@@ -10,24 +10,16 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from certway.cli.main import JsonOpt, _typer, err, open_node, out, print_json, styled
-from certway.services.node import Node
-from certway.services.sip_settings import SipConfig, SipSettings
+from certway.cli.main import JsonOpt, _typer, app, err, open_node, out, print_json, styled
+from certway.services.sip_settings import SipConfig
 from certway.sip.rules import AccessRule
 
 __all__ = ["sip_app"]
 
 sip_app = _typer("SIP over TLS: mutual TLS, client EKU checking, certificate access rules (S4).")
+app.add_typer(sip_app, name="sip")
 rule_app = _typer("Certificate access rules: first match by priority wins; default allow.")
 sip_app.add_typer(rule_app, name="rule")
-
-
-def _settings(n: Node) -> SipSettings:
-    """The node's SIP settings service (``node.sip`` once wired, else built on its store)."""
-    service = getattr(n, "sip", None)
-    if isinstance(service, SipSettings):
-        return service
-    return SipSettings(n.store, n.clock, n.audit)
 
 
 def _print_rules(rules: tuple[AccessRule, ...] | list[AccessRule]) -> None:
@@ -55,7 +47,7 @@ def _print_config(config: SipConfig) -> None:
 def sip_show(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """The SIP TLS settings and access rules."""
     with open_node(ctx) as n:
-        config = _settings(n).get()
+        config = n.sip.get()
     if as_json:
         print_json(config.as_dict())
         return
@@ -79,7 +71,7 @@ def sip_set(
         err.print(styled("error:", "red", " give --mutual-tls and/or --eku-check"))
         raise typer.Exit(2)
     with open_node(ctx) as n:
-        config = _settings(n).set(mutual_tls=mutual_tls, eku_check=eku_check)
+        config = n.sip.set(mutual_tls=mutual_tls, eku_check=eku_check)
     out.print(
         f"SIP TLS: mutual TLS {config.mutual_tls.value}, "
         f"EKU checking {'on' if config.eku_check else 'off'}"
@@ -99,9 +91,7 @@ def rule_add(
 ) -> None:
     """Add a certificate access rule."""
     with open_node(ctx) as n:
-        rule = _settings(n).add_rule(
-            priority=priority, type=rule_type, pattern=pattern, action=action
-        )
+        rule = n.sip.add_rule(priority=priority, type=rule_type, pattern=pattern, action=action)
     if as_json:
         print_json(rule.as_dict())
         return
@@ -115,7 +105,7 @@ def rule_add(
 def rule_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """The access rules in the order they are applied."""
     with open_node(ctx) as n:
-        rules = _settings(n).rules()
+        rules = n.sip.rules()
     if as_json:
         print_json([r.as_dict() for r in rules])
         return
@@ -128,5 +118,5 @@ def rule_remove(
 ) -> None:
     """Remove an access rule by id."""
     with open_node(ctx) as n:
-        rule = _settings(n).remove_rule(rule_id)
+        rule = n.sip.remove_rule(rule_id)
     out.print(f"removed rule {rule.id} ({rule.action.value} {rule.type.value} '{rule.pattern}')")

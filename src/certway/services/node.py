@@ -14,6 +14,7 @@ from certway.services.identities import Identities
 from certway.services.local_ca import LocalCA
 from certway.services.node_settings import NodeSettings
 from certway.services.revocation import FetcherFactory, RevocationService, default_fetcher
+from certway.services.sip_settings import SipSettings
 from certway.services.trusted_cas import TrustedCAs
 from certway.store.db import Store
 
@@ -43,6 +44,7 @@ class Node:
             store, clock, self.identities, self.trusted_cas, self.local_ca, self.revocation
         )
         self.admins = AdminAccounts(store, clock, self.audit)
+        self.sip = SipSettings(store, clock, self.audit)
         self.admin_security = AdminSecurity(store, self.audit, self.admins, self.client_check)
 
     @classmethod

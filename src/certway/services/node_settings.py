@@ -105,10 +105,16 @@ class NodeSettings:
         return config
 
     def mutual_tls_in_use(self) -> bool:
-        """Whether a feature needs the node certificate to carry clientAuth: clustering,
-        or SIP TLS with mutual TLS requested/required."""
+        """Whether a feature needs the node certificate to carry clientAuth (SC4): clustering,
+        neighbour zones (certway is then the TLS client and presents it, SC6 defaulting to the
+        server certificate) or SIP TLS with mutual TLS *required*. ("request", the default,
+        asks peers for certificates without making mutual TLS mandatory.)"""
         if self.get().clustered:
             return True
         with self._store.transaction() as session:
-            sip = SettingsRepository(session).get("sip")
-        return isinstance(sip, dict) and sip.get("mutual_tls") in ("request", "require")
+            settings = SettingsRepository(session)
+            sip = settings.get("sip")
+            zones = settings.get("zones")
+        if zones:
+            return True
+        return isinstance(sip, dict) and sip.get("mutual_tls") == "require"
