@@ -23,7 +23,6 @@ import datetime as dt
 import os
 import platform
 import random
-import resource
 import shutil
 import statistics
 import subprocess
@@ -31,7 +30,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TypeVar
@@ -51,74 +49,18 @@ from certway.pki.keys import PrivateKey
 from certway.services.node import Node
 from certway.store.repositories import CaRepository
 
+from benchlib import ROWS, Row, add_row, peak_rss_mb, per_op, print_table, rate, seconds
+
 NOW = dt.datetime(2025, 6, 1, 12, 0, 0, tzinfo=dt.UTC)
 REASON = x509.ReasonFlags.key_compromise
 
 
 # -- results -------------------------------------------------------------------------------
-@dataclass
-class Row:
-    section: str
-    what: str
-    certway: str
-    baseline: str
-    ratio: float | None = None
-    target: str = ""
-    met: bool | None = None
-
-
-ROWS: list[Row] = []
-
-
-def add_row(row: Row) -> None:
-    ROWS.append(row)
-    ratio = f"{row.ratio:.2f}" if row.ratio is not None else "-"
-    verdict = "" if row.met is None else ("PASS" if row.met else "MISS")
-    print(
-        f"  {row.what}: certway {row.certway} | baseline {row.baseline} | ratio {ratio} "
-        f"{row.target} {verdict}".rstrip(),
-        flush=True,
-    )
-
-
-def print_table() -> None:
-    headers = ("section", "measurement", "certway", "baseline", "ratio", "target", "result")
-    cells = [
-        (
-            r.section,
-            r.what,
-            r.certway,
-            r.baseline,
-            f"{r.ratio:.2f}" if r.ratio is not None else "-",
-            r.target or "-",
-            "-" if r.met is None else ("PASS" if r.met else "MISS"),
-        )
-        for r in ROWS
-    ]
-    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
-    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
-    print()
-    print(line)
-    print("-" * len(line))
-    for c in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)).rstrip())
-    print(
-        "ratio: [1] certway rate / raw sign rate of the same key; [2] openssl time / certway "
-        "time;\n       [3] target (or current) time / measured time. In [2] and [3], > 1 means "
-        "certway is faster."
-    )
-
-
-def seconds(value: float) -> str:
-    return f"{value:.3f} s" if value < 10 else f"{value:.1f} s"
-
-
-def rate(per_second: float) -> str:
-    return f"{per_second:,.0f}/s"
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+LEGEND = (
+    "ratio: [1] certway rate / raw sign rate of the same key; [2] openssl time / certway "
+    "time;\n       [3] target (or current) time / measured time. In [2] and [3], > 1 means "
+    "certway is faster."
+)
 
 
 T = TypeVar("T")
@@ -128,13 +70,6 @@ def timed(fn: Callable[[], T]) -> tuple[float, T]:
     start = time.perf_counter()
     result = fn()
     return time.perf_counter() - start, result
-
-
-def per_op(fn: Callable[[], object], n: int) -> float:
-    start = time.perf_counter()
-    for _ in range(n):
-        fn()
-    return (time.perf_counter() - start) / n
 
 
 # -- fixtures ------------------------------------------------------------------------------
@@ -498,7 +433,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="certway-bench-") as tmp:
         bench_crl(args.quick, Path(tmp))
         bench_republish(args.quick, Path(tmp))
-    print_table()
+    print_table(LEGEND)
     print(
         f"\npeak RSS {peak_rss_mb():,.0f} MB; total {time.perf_counter() - started:.0f} s; "
         f"load average {os.getloadavg()[0]:.2f} at end (other work on the machine skews ratios)"

@@ -28,7 +28,6 @@ import argparse
 import datetime as dt
 import os
 import platform
-import resource
 import sys
 import tempfile
 import time
@@ -46,6 +45,8 @@ from certway.clock import FixedClock
 from certway.services.identities import Identities
 from certway.services.node import Node
 
+from benchlib import ROWS, Row, add_row, peak_rss_mb, per_op, print_table
+
 NOW = dt.datetime(2025, 6, 1, 12, 0, 0, tzinfo=dt.UTC)
 FQDN = "edge1.example.com"
 HOST_LABEL = "edge1"
@@ -53,53 +54,8 @@ TARGET = 1.20
 
 
 # -- results -------------------------------------------------------------------------------
-@dataclass
-class Row:
-    section: str
-    what: str
-    measured: str
-    baseline: str
-    ratio: float | None = None
-    target: str = ""
-    met: bool | None = None
-
-
-ROWS: list[Row] = []
-
-
-def add_row(row: Row) -> None:
-    ROWS.append(row)
-    ratio = f"{row.ratio:.2f}" if row.ratio is not None else "-"
-    verdict = "" if row.met is None else ("PASS" if row.met else "MISS")
-    print(
-        f"  {row.what}: {row.measured} | baseline {row.baseline} | ratio {ratio} "
-        f"{row.target} {verdict}".rstrip(),
-        flush=True,
-    )
-
-
-def print_table(big: int) -> None:
-    headers = ("section", "measurement", "measured", "baseline", "ratio", "target", "result")
-    cells = [
-        (
-            r.section,
-            r.what,
-            r.measured,
-            r.baseline,
-            f"{r.ratio:.2f}" if r.ratio is not None else "-",
-            r.target or "-",
-            "-" if r.met is None else ("PASS" if r.met else "MISS"),
-        )
-        for r in ROWS
-    ]
-    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
-    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
-    print()
-    print(line)
-    print("-" * len(line))
-    for c in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)).rstrip())
-    print(
+def sni_legend(big: int) -> str:
+    return (
         f"ratio: [1] [2b] [3] cost with {big:,} domains / cost with 10 (same run, interleaved);\n"
         "       [2a] share of the certificate_for_sni call spent in Identities.version()."
     )
@@ -109,17 +65,6 @@ def micros(value: float) -> str:
     if value < 1e-5:
         return f"{value * 1e6:.2f} µs"
     return f"{value * 1e6:.1f} µs" if value < 1e-3 else f"{value * 1e3:.1f} ms"
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-
-
-def per_op(fn: Callable[[], object], n: int) -> float:
-    start = time.perf_counter()
-    for _ in range(n):
-        fn()
-    return (time.perf_counter() - start) / n
 
 
 def interleaved(
@@ -415,7 +360,7 @@ def main() -> None:
         finally:
             small.close()
             big.close()
-    print_table(count)
+    print_table(sni_legend(count), measured="measured")
     print(
         f"\npeak RSS {peak_rss_mb():,.0f} MB; total {time.perf_counter() - started:.0f} s; "
         f"load average {os.getloadavg()[0]:.2f} at end (other work on the machine skews ratios)"

@@ -26,7 +26,6 @@ import json
 import os
 import platform
 import random
-import resource
 import shutil
 import subprocess
 import sys
@@ -51,6 +50,8 @@ from certway.trust.policy import RevocationPolicy, Scope
 from certway.trust.revocation import RevocationIndex, index_crl
 from certway.trust.validate import ValidationOptions, ValidationResult, validate
 
+from benchlib import ROWS, Row, add_row, mb, peak_rss_mb, per_op, print_table, rate, seconds
+
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(hours=2)
 AT = NOW + dt.timedelta(hours=2)  # about now, so the openssl CLI (which uses the clock) agrees
 PEER = "peer.example.com"
@@ -59,86 +60,17 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 # -- results -------------------------------------------------------------------------------
-@dataclass
-class Row:
-    section: str
-    what: str
-    certway: str
-    baseline: str
-    ratio: float | None = None
-    target: str = ""
-    met: bool | None = None
-
-
-ROWS: list[Row] = []
-
-
-def add_row(row: Row) -> None:
-    ROWS.append(row)
-    ratio = f"{row.ratio:.2f}" if row.ratio is not None else "-"
-    verdict = "" if row.met is None else ("PASS" if row.met else "MISS")
-    print(
-        f"  {row.what}: certway {row.certway} | baseline {row.baseline} | ratio {ratio} "
-        f"{row.target} {verdict}".rstrip(),
-        flush=True,
-    )
-
-
-def print_table() -> None:
-    headers = ("section", "measurement", "certway", "baseline", "ratio", "target", "result")
-    cells = [
-        (
-            r.section,
-            r.what,
-            r.certway,
-            r.baseline,
-            f"{r.ratio:.2f}" if r.ratio is not None else "-",
-            r.target or "-",
-            "-" if r.met is None else ("PASS" if r.met else "MISS"),
-        )
-        for r in ROWS
-    ]
-    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
-    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
-    print()
-    print(line)
-    print("-" * len(line))
-    for c in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)).rstrip())
-    print(
-        "ratio: [1] certway rate / bare verifier rate, except the 1M row: cost (1/rate) with "
-        "the\n       1M CRL / cost with the 10-entry CRL; [2] time: certway time / openssl "
-        "time, memory:\n       certway RSS increase / openssl peak RSS (< 1 means certway "
-        "is faster / smaller)."
-    )
-
-
-def seconds(value: float) -> str:
-    return f"{value:.3f} s" if value < 10 else f"{value:.1f} s"
-
-
-def rate(per_second: float) -> str:
-    return f"{per_second:,.0f}/s"
-
-
-def mb(n_bytes: float) -> str:
-    return f"{n_bytes / 2**20:,.0f} MB"
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+LEGEND = (
+    "ratio: [1] certway rate / bare verifier rate, except the 1M row: cost (1/rate) with "
+    "the\n       1M CRL / cost with the 10-entry CRL; [2] time: certway time / openssl "
+    "time, memory:\n       certway RSS increase / openssl peak RSS (< 1 means certway "
+    "is faster / smaller)."
+)
 
 
 def rss_bytes() -> int:
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * PAGE
-
-
-def per_op(fn: Callable[[], object], n: int) -> float:
-    start = time.perf_counter()
-    for _ in range(n):
-        fn()
-    return (time.perf_counter() - start) / n
 
 
 # -- fixtures ------------------------------------------------------------------------------
@@ -527,7 +459,7 @@ def main() -> None:
     del big
     with tempfile.TemporaryDirectory(prefix="certway-bench-") as tmp:
         bench_load(chain, der, args.quick, Path(tmp))
-    print_table()
+    print_table(LEGEND)
     print(
         f"\npeak RSS {peak_rss_mb():,.0f} MB (this process); "
         f"total {time.perf_counter() - started:.0f} s; "

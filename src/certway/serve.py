@@ -20,6 +20,7 @@ from certway.services.node_settings import IDENTITY_VERSION
 from certway.services.revocation import CRL_VERSION
 from certway.services.trusted_cas import TRUST_VERSION
 from certway.sip.listener import SipListener
+from certway.sip.zones import run_pinger
 from certway.store.repositories import SettingsRepository
 from certway.tls.contexts import ClientCertMode, ServerTls, TlsState
 from certway.web.asgi_tls import TlsH11Protocol
@@ -231,6 +232,7 @@ class NodeServer:
         tasks: list[asyncio.Task[Any]] = [asyncio.create_task(s.serve()) for s in self._servers]
         tasks.append(asyncio.create_task(self._reload_loop()))
         tasks.append(asyncio.create_task(self._scheduler_loop()))
+        tasks.append(asyncio.create_task(run_pinger(self.node, self.node.zones, self._stopping)))
         try:
             await asyncio.gather(*tasks)
         finally:

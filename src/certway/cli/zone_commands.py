@@ -1,6 +1,6 @@
 """The commands of issue #6 (part 2): neighbour zones and their status (S5).
 
-``zone_app`` is registered by the CLI main module (``app.add_typer(zone_app, name="zone")``).
+``zone_app`` registers itself on the main app, like the other command modules.
 ``zone check`` pings the zone from this process and records the status, exactly as the pinger
 of ``certway serve`` does.
 """
@@ -13,23 +13,15 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from certway.cli.main import JsonOpt, _typer, err, open_node, out, print_json, styled
+from certway.cli.main import JsonOpt, _typer, app, err, open_node, out, print_json, styled
 from certway.errors import PolicyViolation
-from certway.services.node import Node
-from certway.services.zones import DEFAULT_INTERVAL, DEFAULT_PORT, Zone, Zones, ZoneStatus
+from certway.services.zones import DEFAULT_INTERVAL, DEFAULT_PORT, Zone, ZoneStatus
 from certway.sip.zones import DEFAULT_TIMEOUT, ZonePinger
 
 __all__ = ["zone_app"]
 
 zone_app = _typer("Neighbour zones: SIP OPTIONS over TLS to peers, status Active/Failed (S5).")
-
-
-def _zones(n: Node) -> Zones:
-    """The node's zone service (``node.zones`` once wired, else built on its store)."""
-    service = getattr(n, "zones", None)
-    if isinstance(service, Zones):
-        return service
-    return Zones(n.store, n.clock, n.audit)
+app.add_typer(zone_app, name="zone")
 
 
 def _on_off(value: str, what: str) -> bool:
@@ -112,7 +104,7 @@ def zone_add(
     """Define a neighbour zone; certway serve starts pinging it within a second."""
     verify = _on_off(tls_verify, "--tls-verify")
     with open_node(ctx) as n:
-        zone = _zones(n).add(
+        zone = n.zones.add(
             name,
             peers=peer,
             port=port,
@@ -133,7 +125,7 @@ def zone_add(
 def zone_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Every zone with its status."""
     with open_node(ctx) as n:
-        service = _zones(n)
+        service = n.zones
         zones = service.entries()
         statuses = service.statuses()
     if as_json:
@@ -165,7 +157,7 @@ def zone_show(
 ) -> None:
     """A zone's definition and status: Active/Failed, the reason and the last check."""
     with open_node(ctx) as n:
-        service = _zones(n)
+        service = n.zones
         zone = service.get(name)
         status = service.status(name)
     if as_json:
@@ -180,7 +172,7 @@ def zone_remove(
 ) -> None:
     """Delete a zone (its status and alarm go with it)."""
     with open_node(ctx) as n:
-        _zones(n).remove(name)
+        n.zones.remove(name)
     out.print(f"removed zone {name}")
 
 
@@ -195,7 +187,7 @@ def zone_check(
 ) -> None:
     """Ping a zone now and record its status; exit code 1 when it is Failed."""
     with open_node(ctx) as n:
-        service = _zones(n)
+        service = n.zones
         zone = service.get(name)
         status = ZonePinger(n, service, timeout=timeout).check_now(name)
     if as_json:

@@ -20,6 +20,7 @@ from certway.services.identities import Identities
 from certway.services.local_ca import LocalCA
 from certway.services.revocation import RevocationService
 from certway.services.trusted_cas import TrustedCAs
+from certway.services.zones import alarms_for_zones
 from certway.store.db import Store
 from certway.store.schema import AlarmStateRow
 
@@ -114,6 +115,8 @@ class Alarms:
                 f"local-ca:{local.name}", f"local CA '{local.name}'", local.not_after, now
             )
         yield from self._revocation_sources(now)
+        for zone_alarm in alarms_for_zones(self._store):
+            yield _Cause(zone_alarm.id, zone_alarm.severity, zone_alarm.text)
 
     def _node_certificates(self, now: dt.datetime) -> Iterable[_Cause]:
         server = self._identities.active("server")

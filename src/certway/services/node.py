@@ -16,6 +16,7 @@ from certway.services.node_settings import NodeSettings
 from certway.services.revocation import FetcherFactory, RevocationService, default_fetcher
 from certway.services.sip_settings import SipSettings
 from certway.services.trusted_cas import TrustedCAs
+from certway.services.zones import Zones
 from certway.store.db import Store
 
 __all__ = ["Node"]
@@ -45,6 +46,7 @@ class Node:
         )
         self.admins = AdminAccounts(store, clock, self.audit)
         self.sip = SipSettings(store, clock, self.audit)
+        self.zones = Zones(store, clock, self.audit)
         self.admin_security = AdminSecurity(store, self.audit, self.admins, self.client_check)
 
     @classmethod
