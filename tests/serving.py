@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -36,12 +37,13 @@ def running(
 
     thread = threading.Thread(target=run, name="certway-serve", daemon=True)
     thread.start()
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 30  # generous: the suite runs on 2 busy cores
     while not server.started:
         if failure or not thread.is_alive():
-            raise RuntimeError(f"certway serve did not start: {failure!r}")
+            detail = "".join(traceback.format_exception(failure[0])) if failure else "exited"
+            raise RuntimeError(f"certway serve did not start:\n{detail}")
         if time.monotonic() > deadline:
-            raise TimeoutError("certway serve did not start within 15 s")
+            raise TimeoutError("certway serve did not start within 30 s")
         time.sleep(0.02)
     try:
         yield server
