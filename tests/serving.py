@@ -15,11 +15,12 @@ from certway.services.node import Node
 
 @contextmanager
 def running(
-    node: Node, *, publish: bool = True, reload_interval: float = 0.2
+    node: Node, *, publish: bool = True, sip: bool = True, reload_interval: float = 0.2
 ) -> Iterator[NodeServer]:
     options = ServeOptions(
         admin=("127.0.0.1", 0),
         publish=("127.0.0.1", 0) if publish else None,
+        sip=("127.0.0.1", 0) if sip else None,
         reload_interval=reload_interval,
         scheduler_interval=3600,
     )

@@ -40,11 +40,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 
 from certway.errors import CertwayError
 from certway.pki.decode import format_name
-from certway.pki.ocsp_responder import CertStatus, OcspQuery, issuer_hashes
 from certway.services.local_ca import serial_hex
 from certway.services.sip_settings import MutualTls, SipConfig, SipSettings
 from certway.sip.message import (
@@ -59,10 +57,10 @@ from certway.sip.message import (
     method_not_allowed,
     options_ok,
 )
+from certway.sip.revocation import local_ca_certificates, sip_revocation
 from certway.sip.rules import certificate_names, decide
 from certway.tls.contexts import ClientCertMode, ServerTls, TlsState
-from certway.trust.policy import Scope
-from certway.trust.validate import Purpose, ValidationOptions, ValidationResult, validate
+from certway.trust.validate import Purpose, ValidationOptions, validate
 
 if TYPE_CHECKING:
     from certway.services.node import Node
@@ -77,7 +75,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("certway.sip")
-SERVICE = "sip-tls"
 _MODES = {
     MutualTls.OFF: ClientCertMode.NONE,
     MutualTls.REQUEST: ClientCertMode.REQUEST,
@@ -121,11 +118,6 @@ Validate = Callable[[bytes | None, SipConfig], PeerVerdict]
 """Decides on a peer: the DER certificate it presented (None if none) and the settings."""
 
 
-@functools.lru_cache(maxsize=256)
-def _issuer_key(issuer: x509.Certificate) -> tuple[bytes, bytes]:
-    return issuer_hashes(issuer, hashes.SHA256())
-
-
 def _refuse(code: str | None, reason: str, cert: x509.Certificate | None) -> PeerVerdict:
     return PeerVerdict(False, code or "invalid", reason, cert)
 
@@ -140,8 +132,7 @@ class PeerValidator:
 
     def reload(self) -> None:
         """Re-read the node's local CA certificates (called when the trusted list moves)."""
-        local = self._node.local_ca
-        self._local_cas = frozenset(local.chain(info.name)[0] for info in local.cas())
+        self._local_cas = local_ca_certificates(self._node)
 
     def check(self, der: bytes | None, config: SipConfig) -> PeerVerdict:
         if der is None:
@@ -157,76 +148,13 @@ class PeerValidator:
         path = validate(cert, (), trust=trust, at=at, options=options)
         if not path.valid:
             return _refuse(path.code, path.reason, cert)
-        refused = self._revocation(cert, path, options)
+        refused = sip_revocation(self._node, path, options, local_cas=self._local_cas)
         if refused is not None:
-            return refused
+            return _refuse(refused.code, refused.reason, cert)
         decision = decide(config.rules, certificate_names(cert))
         if not decision.allowed:
             return _refuse("denied", decision.describe(), cert)
         return PeerVerdict(True, "ok", decision.describe(), cert)
-
-    def _own_status(self, cert: x509.Certificate, issuer: x509.Certificate) -> CertStatus | None:
-        """The local CA's record for ``cert`` when ``issuer`` is one of the node's CAs."""
-        if issuer not in self._local_cas:
-            return None
-        name_hash, key_hash = _issuer_key(issuer)
-        return self._node.local_ca.ocsp_lookup(
-            OcspQuery(hashes.SHA256(), name_hash, key_hash, cert.serial_number)
-        )
-
-    def _revocation(
-        self, cert: x509.Certificate, path: ValidationResult, options: ValidationOptions
-    ) -> PeerVerdict | None:
-        """Revocation per the ``sip-tls`` policy: local CA records for what the node's CAs
-        issued, the revocation engine (CRLs, OCSP, CDP) for the rest of the chain."""
-        node = self._node
-        policy = node.revocation.policy(SERVICE)
-        if not policy.enabled:
-            return None
-        chain = path.chain
-        checked = [0] if policy.scope is Scope.PEER else list(range(len(chain) - 1))
-        external: list[int] = []
-        for index in checked:
-            status = self._own_status(chain[index], chain[index + 1])
-            if status is None:
-                external.append(index)
-            elif status.status == "revoked":
-                who = (
-                    "the certificate"
-                    if index == 0
-                    else f"CA certificate {format_name(chain[index].subject)}"
-                )
-                when = f"{status.revoked_at:%Y-%m-%d %H:%M:%S} UTC" if status.revoked_at else "?"
-                why = status.reason.value if status.reason is not None else "no reason given"
-                return _refuse(
-                    "revoked", f"{who} is revoked on {when} ({why}) by the local CA's records", cert
-                )
-        if not external or not (policy.checks_anything or policy.require_crl):
-            return None
-        full = validate(
-            cert,
-            (),
-            trust=node.trusted_cas.snapshot(),
-            at=path.at or node.clock.now(),
-            options=options,
-            policy=policy,
-            revocation=node.revocation.index(),
-            online=node.revocation.online,
-        )
-        if full.valid:
-            return None
-        if full.failed_index is None or full.failed_index in external:
-            return _refuse(full.code, full.reason, cert)
-        # The engine failed on a link the local CA answered for (e.g. "unknown" under a strict
-        # policy): only the links it is responsible for count.
-        for index in external:
-            report = full.certificates[index]
-            if report.status == "revoked" or (report.status == "unknown" and policy.strict):
-                text = next((c.text for c in reversed(report.checks)), report.status)
-                who = "the certificate" if index == 0 else f"CA certificate {report.subject}"
-                code = "revoked" if report.status == "revoked" else "revocation-unknown"
-                return _refuse(code, f"{who}: {text}", cert)
-        return None
 
 
 # -- TLS: verification by certway instead of OpenSSL ------------------------------------------

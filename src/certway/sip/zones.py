@@ -39,26 +39,23 @@ import contextlib
 import errno
 import ipaddress
 import logging
-import os
 import secrets
 import socket
 import ssl
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 
 from certway.errors import CertwayError
 from certway.pki.decode import format_name
 from certway.pki.keys import PrivateKey
 from certway.pki.names import common_name
-from certway.pki.ocsp_responder import OcspQuery, issuer_hashes
 from certway.services.identities import ActiveIdentity
 from certway.services.zones import PeerStatus, Zone, Zones, ZoneStatus
 from certway.sip.message import Keepalive, Message, SipError, SipFramer
-from certway.trust.policy import Scope
+from certway.sip.revocation import local_ca_certificates, sip_revocation
+from certway.tls.contexts import load_identity
 from certway.trust.validate import Purpose, ValidationOptions, ValidationResult, validate
 
 if TYPE_CHECKING:
@@ -75,7 +72,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("certway.sip.zones")
-SERVICE = "sip-tls"
 DEFAULT_TIMEOUT = 10.0
 """Seconds a ping may take in all: TCP connect, TLS handshake, checks and the answer."""
 _READ_SIZE = 16 * 1024
@@ -165,67 +161,15 @@ def _name_check(cert: x509.Certificate, wanted: str, *, allow_cn: bool) -> str |
     )
 
 
-def _own_revocation(
-    node: Node, chain: Sequence[x509.Certificate], checked: Sequence[int]
-) -> tuple[str | None, list[int]]:
-    """The node's own CAs answer for what they issued (issue 6 part 3): a revocation is
-    effective at once. Returns the refusal (or None) and the links they do not cover."""
-    local = {info.name for info in node.local_ca.cas()}
-    own = {node.local_ca.chain(name)[0] for name in local}
-    external: list[int] = []
-    for index in checked:
-        cert, issuer = chain[index], chain[index + 1]
-        if issuer not in own:
-            external.append(index)
-            continue
-        name_hash, key_hash = issuer_hashes(issuer, hashes.SHA256())
-        status = node.local_ca.ocsp_lookup(
-            OcspQuery(hashes.SHA256(), name_hash, key_hash, cert.serial_number)
-        )
-        if status is None:
-            external.append(index)
-        elif status.status == "revoked":
-            who = "the certificate" if index == 0 else f"CA certificate {format_name(cert.subject)}"
-            when = f"{status.revoked_at:%Y-%m-%d %H:%M:%S} UTC" if status.revoked_at else "?"
-            why = status.reason.value if status.reason is not None else "no reason given"
-            return f"{who} was revoked on {when} ({why}) by the local CA", external
-    return None, external
-
-
 def _revocation(node: Node, cert: x509.Certificate, path: ValidationResult) -> str | None:
     """The revocation failure of ``path`` per the ``sip-tls`` policy, or None."""
-    policy = node.revocation.policy(SERVICE)
-    if not policy.enabled:
-        return None
-    chain = path.chain
-    checked = [0] if policy.scope is Scope.PEER else list(range(len(chain) - 1))
-    refused, external = _own_revocation(node, chain, checked)
-    if refused is not None:
-        return refused
-    if not external or not (policy.checks_anything or policy.require_crl):
-        return None
-    full = validate(
-        cert,
-        chain[1:-1],
-        trust=node.trusted_cas.snapshot(),
-        at=path.at or node.clock.now(),
-        options=ValidationOptions(purpose=Purpose.SERVER),
-        policy=policy,
-        revocation=node.revocation.index(),
-        online=node.revocation.online,
+    refused = sip_revocation(
+        node,
+        path,
+        ValidationOptions(purpose=Purpose.SERVER),
+        local_cas=local_ca_certificates(node),
     )
-    if full.valid:
-        return None
-    if full.failed_index is None or full.failed_index in external:
-        return full.reason
-    # The engine failed on a link the local CA answered for: only the others count.
-    for index in external:
-        report = full.certificates[index]
-        if report.status == "revoked" or (report.status == "unknown" and policy.strict):
-            text = next((c.text for c in reversed(report.checks)), report.status)
-            who = "the certificate" if index == 0 else f"CA certificate {report.subject}"
-            return f"{who}: {text}"
-    return None
+    return None if refused is None else refused.reason
 
 
 def verify_peer_certificate(
@@ -274,20 +218,7 @@ def client_context(identity: ActiveIdentity | None, key: PrivateKey | None) -> s
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     if identity is not None and key is not None:
-        certs = [identity.certificate, *identity.chain]
-        pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
-        key_pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        # ssl loads keys from files only: an anonymous in-memory file, never on disk.
-        fd = os.memfd_create("certway-zone", os.MFD_CLOEXEC)
-        try:
-            os.write(fd, pem + key_pem)
-            context.load_cert_chain(f"/proc/self/fd/{fd}")
-        finally:
-            os.close(fd)
+        load_identity(context, [identity.certificate, *identity.chain], key)
     return context
 
 

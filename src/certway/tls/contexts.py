@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from certway.pki.keys import PrivateKey
 from certway.services.identities import ActiveIdentity
 
-__all__ = ["ClientCertMode", "ServerTls", "TlsState", "build_context"]
+__all__ = ["ClientCertMode", "ServerTls", "TlsState", "build_context", "load_identity"]
 
 # SNI names remembered per state (bounds memory against clients sending random names; past it
 # a name is looked up on every handshake, as before).
@@ -49,9 +49,10 @@ def _pem(certs: Sequence[x509.Certificate]) -> bytes:
     return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
 
 
-def _load_chain(
+def load_identity(
     context: ssl.SSLContext, certs: Sequence[x509.Certificate], key: PrivateKey
 ) -> None:
+    """Load a certificate chain and its key into ``context`` through an in-memory file."""
     key_pem = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -76,7 +77,7 @@ def build_context(
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.options |= ssl.OP_NO_COMPRESSION
-    _load_chain(context, [identity.certificate, *identity.chain], key)
+    load_identity(context, [identity.certificate, *identity.chain], key)
     if client_mode is not ClientCertMode.NONE and client_cas:
         # The selected context's CA store is what verifies (and names in the
         # CertificateRequest) the client's certificate, so each per-name context holds it.

@@ -15,12 +15,22 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request, Response
 from fastapi import Path as PathParam
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from certway.errors import DecodeError, PolicyViolation
 from certway.pki.csr import SubjectFields
 from certway.services.identities import CsrOptions, Kind
 from certway.services.local_ca import CaInfo, CaSettings
 from certway.services.node import Node
+from certway.services.zones import (
+    DEFAULT_INTERVAL,
+    DEFAULT_PORT,
+    MAX_INTERVAL,
+    MIN_INTERVAL,
+    Zone,
+    ZoneStatus,
+)
+from certway.sip.rules import MAX_PRIORITY
 from certway.web.app import ApiRoute, Reader, Writer, as_principal, reads_only
 
 __all__ = ["router"]
@@ -192,6 +202,56 @@ class SecurityBody(BaseModel):
     ) = None
     regex: str | None = None
     format: str | None = None
+
+
+class SipBody(BaseModel):
+    mutual_tls: str | None = Field(
+        default=None, description="off, request or require", examples=["request"]
+    )
+    eku_check: bool | Literal["on", "off"] | None = Field(
+        default=None, description="client EKU checking: the peer certificate must allow clientAuth"
+    )
+
+
+class RuleBody(BaseModel):
+    priority: int = Field(ge=0, le=MAX_PRIORITY, description="lower numbers are applied first")
+    type: str = Field(description="exact, prefix, suffix or regex", examples=["suffix"])
+    pattern: str = Field(description="matched against the CN and every SAN of the certificate")
+    action: str = Field(description="allow or deny", examples=["allow"])
+
+
+class ZoneBody(BaseModel):
+    name: str
+    peers: list[str] = Field(description="peer addresses: DNS names or IP addresses")
+    port: int = Field(default=DEFAULT_PORT, ge=1, le=65535)
+    tls_verify: bool | Literal["on", "off"] = Field(
+        default=True,
+        description="the peer certificate must chain to the trusted CA list, be unrevoked and "
+        "name the peer address (or the verify subject name)",
+    )
+    verify_subject: str | None = Field(
+        default=None, description="the name the peer certificate must carry instead"
+    )
+    interval: int = Field(
+        default=DEFAULT_INTERVAL,
+        ge=MIN_INTERVAL,
+        le=MAX_INTERVAL,
+        description="seconds between OPTIONS pings",
+    )
+
+
+RuleId = Annotated[int, PathParam(ge=0, le=2**31 - 1)]
+ZONE_CHECK_TIMEOUT = 5.0
+"""Seconds a "check now" from the API may spend on each peer (the pinger of ``certway serve``
+keeps its own, longer default)."""
+
+
+def _on(value: bool | str) -> bool:
+    return value if isinstance(value, bool) else value == "on"
+
+
+def _zone(zone: Zone, status: ZoneStatus) -> dict[str, Any]:
+    return {**zone.as_dict(), "status": status.as_dict()}
 
 
 def _ca(info: CaInfo) -> dict[str, Any]:
@@ -664,3 +724,89 @@ def security_set(request: Request, body: SecurityBody, who: Writer) -> dict[str,
             current_certificate=peer_certificate(request),
         )
     return config.as_dict()
+
+
+# -- SIP TLS settings, access rules and neighbour zones ---------------------------------------
+@router.get("/sip", tags=["SIP TLS"])
+def sip_get(request: Request, _who: Reader) -> dict[str, Any]:
+    """Mutual TLS mode, client EKU checking and the certificate access rules."""
+    return _node(request).sip.get().as_dict()
+
+
+@router.put("/sip", tags=["SIP TLS"])
+def sip_set(request: Request, body: SipBody, who: Writer) -> dict[str, Any]:
+    with as_principal(who):
+        config = _node(request).sip.set(mutual_tls=body.mutual_tls, eku_check=body.eku_check)
+    return config.as_dict()
+
+
+@router.get("/sip/rules", tags=["SIP TLS"])
+def sip_rules(request: Request, _who: Reader) -> list[dict[str, object]]:
+    """The access rules in the order they are applied (priority, then id)."""
+    return [r.as_dict() for r in _node(request).sip.rules()]
+
+
+@router.post("/sip/rules", tags=["SIP TLS"], status_code=201)
+def sip_rule_add(request: Request, body: RuleBody, who: Writer) -> dict[str, object]:
+    with as_principal(who):
+        rule = _node(request).sip.add_rule(
+            priority=body.priority, type=body.type, pattern=body.pattern, action=body.action
+        )
+    return rule.as_dict()
+
+
+@router.delete("/sip/rules/{id}", tags=["SIP TLS"], status_code=204)
+def sip_rule_remove(request: Request, id: RuleId, who: Writer) -> None:
+    with as_principal(who):
+        _node(request).sip.remove_rule(id)
+
+
+@router.get("/zones", tags=["zones"])
+def zones(request: Request, _who: Reader) -> list[dict[str, Any]]:
+    """Every neighbour zone with the status of its last check."""
+    service = _node(request).zones
+    entries = service.entries()
+    statuses = service.statuses()
+    return [_zone(z, statuses.get(z.name) or ZoneStatus.unknown(z.name)) for z in entries]
+
+
+@router.post("/zones", tags=["zones"], status_code=201)
+def zone_add(request: Request, body: ZoneBody, who: Writer) -> dict[str, Any]:
+    with as_principal(who):
+        zone = _node(request).zones.add(
+            body.name,
+            peers=body.peers,
+            port=body.port,
+            tls_verify=_on(body.tls_verify),
+            verify_subject=body.verify_subject,
+            interval=body.interval,
+        )
+    return _zone(zone, ZoneStatus.unknown(zone.name))
+
+
+@router.get("/zones/{name}", tags=["zones"])
+def zone_get(request: Request, name: str, _who: Reader) -> dict[str, Any]:
+    service = _node(request).zones
+    return _zone(service.get(name), service.status(name))
+
+
+@router.delete("/zones/{name}", tags=["zones"], status_code=204)
+def zone_remove(request: Request, name: str, who: Writer) -> None:
+    with as_principal(who):
+        _node(request).zones.remove(name)
+
+
+@router.post("/zones/{name}/check", tags=["zones"])
+async def zone_check(request: Request, name: str, who: Writer) -> dict[str, Any]:
+    """Ping the zone's peers now and record its status (Active, or Failed with the reason).
+
+    An unreachable or failing peer is a Failed status, not an error of this request.
+    """
+    from certway.sip.zones import ZonePinger
+
+    node = _node(request)
+    with as_principal(who):
+        zone = await run_in_threadpool(node.zones.get, name)
+        pinger = ZonePinger(node, node.zones, timeout=ZONE_CHECK_TIMEOUT)
+        status = await pinger.check(zone)
+    return _zone(zone, status)

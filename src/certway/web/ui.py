@@ -43,6 +43,9 @@ from certway.services.identities import CsrOptions, IdentityInfo, Kind
 from certway.services.local_ca import CaSettings, serial_hex
 from certway.services.node import Node
 from certway.services.revocation import SERVICES
+from certway.services.sip_settings import MutualTls
+from certway.services.zones import DEFAULT_INTERVAL, DEFAULT_PORT, ZoneStatus
+from certway.sip.rules import RuleAction, RuleType
 from certway.trust.identity import certificate_text
 from certway.web.app import (
     MAX_UPLOAD,
@@ -76,6 +79,7 @@ NAV: tuple[tuple[str, str], ...] = (
     ("/revocation", "Revocation settings"),
     ("/client-certificate-test", "Client certificate testing"),
     ("/certificate-auth", "Certificate-based authentication"),
+    ("/sip", "SIP TLS & zones"),
     ("/local-ca", "Local CA"),
     ("/audit", "Audit log"),
 )
@@ -85,6 +89,13 @@ MODE_LABELS = {
     Mode.AUTHENTICATION.value: "Certificate-based authentication",
 }
 PEM_TYPE = "application/x-pem-file"
+MUTUAL_TLS_LABELS = {
+    MutualTls.OFF.value: "Off: no client certificate is asked for",
+    MutualTls.REQUEST.value: "Request: asked for, then checked; peers without one are closed",
+    MutualTls.REQUIRE.value: "Require: the TLS handshake fails without a client certificate",
+}
+ZONE_CHECK_TIMEOUT = 5.0
+"""Seconds a "Check now" may spend on each peer of a zone."""
 
 
 class UploadTooLarge(CertwayError):
@@ -1189,6 +1200,161 @@ async def cert_auth_set(request: Request) -> Response:
             )
             return _cert_auth_page(view)
         return _cert_auth_page(view, form=form)
+
+    return await _run(view, work)
+
+
+# -- SIP TLS settings, access rules and neighbour zones (S4, S5) --------------------------------
+def _sip_page(view: _View, *, form: _Form | None = None) -> HTMLResponse:
+    with as_principal(view.principal):
+        config = view.node.sip.get()
+        zones = view.node.zones.entries()
+        statuses = view.node.zones.statuses()
+    rows = [(z, statuses.get(z.name) or ZoneStatus.unknown(z.name)) for z in zones]
+    return view.render(
+        "sip.html",
+        title="SIP TLS & zones",
+        config=config,
+        zones=rows,
+        modes=MUTUAL_TLS_LABELS,
+        rule_types=[(t.value, t.value.capitalize()) for t in RuleType],
+        rule_actions=[(a.value, a.value.capitalize()) for a in RuleAction],
+        defaults={"port": DEFAULT_PORT, "interval": DEFAULT_INTERVAL},
+        form=(form or _Form()).values(),
+    )
+
+
+@router.get("/sip")
+def sip_page(request: Request) -> Response:
+    return _sip_page(_view(request))
+
+
+@router.post("/sip/settings")
+async def sip_settings_set(request: Request) -> Response:
+    view, form = await _submit(request)
+
+    def work() -> HTMLResponse:
+        config = _attempt(
+            view,
+            lambda: view.node.sip.set(
+                mutual_tls=form.opt("mutual_tls"), eku_check=form.opt("eku_check")
+            ),
+        )
+        if config is not None:
+            view.notices.append(
+                f"SIP TLS settings saved: mutual TLS {config.mutual_tls.value}, EKU checking "
+                f"{'on' if config.eku_check else 'off'} (new connections use them at once)"
+            )
+        return _sip_page(view)
+
+    return await _run(view, work)
+
+
+@router.post("/sip/rules")
+async def sip_rule_add(request: Request) -> Response:
+    view, form = await _submit(request)
+
+    def work() -> HTMLResponse:
+        def add() -> Any:
+            return view.node.sip.add_rule(
+                priority=form.integer("priority", "the priority", 100),
+                type=form.get("type"),
+                pattern=form.raw("pattern"),
+                action=form.get("action"),
+            )
+
+        rule = _attempt(view, add)
+        if rule is not None:
+            view.notices.append(
+                f"access rule {rule.id} added: {rule.action.value} {rule.type.value} "
+                f"'{rule.pattern}' (priority {rule.priority})"
+            )
+            return _sip_page(view)
+        return _sip_page(view, form=form)
+
+    return await _run(view, work)
+
+
+@router.post("/sip/rules/{rule_id}/remove")
+async def sip_rule_remove(request: Request, rule_id: str) -> Response:
+    view, _form = await _submit(request)
+
+    def work() -> HTMLResponse:
+        def remove() -> Any:
+            if not re.fullmatch(r"\d{1,9}", rule_id):
+                raise NotFound(f"no SIP access rule has id '{rule_id}'")
+            return view.node.sip.remove_rule(int(rule_id))
+
+        rule = _attempt(view, remove)
+        if rule is not None:
+            view.notices.append(f"access rule {rule.id} removed")
+        return _sip_page(view)
+
+    return await _run(view, work)
+
+
+@router.post("/sip/zones")
+async def zone_add(request: Request) -> Response:
+    view, form = await _submit(request)
+
+    def work() -> HTMLResponse:
+        def add() -> Any:
+            verify = form.get("tls_verify", "on")
+            if verify not in ("on", "off"):
+                raise PolicyViolation(
+                    "zone-verify", f"TLS verify mode must be on or off, not '{verify}'"
+                )
+            return view.node.zones.add(
+                form.get("name"),
+                peers=form.split("peers"),
+                port=form.integer("port", "the port", DEFAULT_PORT),
+                tls_verify=verify == "on",
+                verify_subject=form.opt("verify_subject"),
+                interval=form.integer("interval", "the interval", DEFAULT_INTERVAL),
+            )
+
+        zone = _attempt(view, add)
+        if zone is not None:
+            view.notices.append(
+                f"added zone {zone.name}: {', '.join(zone.peers)} port {zone.port}, TLS verify "
+                f"{'on' if zone.tls_verify else 'off'}, every {zone.interval} s"
+            )
+            return _sip_page(view)
+        return _sip_page(view, form=form)
+
+    return await _run(view, work)
+
+
+@router.post("/sip/zones/{name}/remove")
+async def zone_remove(request: Request, name: str) -> Response:
+    view, _form = await _submit(request)
+
+    def work() -> HTMLResponse:
+        _attempt(view, lambda: view.node.zones.remove(name))
+        if view.error is None:
+            view.notices.append(f"removed zone {name}")
+        return _sip_page(view)
+
+    return await _run(view, work)
+
+
+@router.post("/sip/zones/{name}/check")
+async def zone_check(request: Request, name: str) -> Response:
+    view, _form = await _submit(request)
+
+    def work() -> HTMLResponse:
+        from certway.sip.zones import ZonePinger
+
+        node = view.node
+        # check_now runs the asynchronous check on its own event loop: this is a worker thread
+        pinger = ZonePinger(node, node.zones, timeout=ZONE_CHECK_TIMEOUT)
+        status = _attempt(view, lambda: pinger.check_now(name))
+        if status is not None:
+            if status.active:
+                view.notices.append(f"zone {name}: Active ({status.detail})")
+            else:
+                view.warnings.append(f"zone {name}: Failed, {status.reason}: {status.detail}")
+        return _sip_page(view)
 
     return await _run(view, work)
 
