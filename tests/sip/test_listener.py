@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import serialization
 
 from certway.pki.csr import CsrForm, build_csr
 from certway.pki.decode import format_name
+from certway.pki.issue import Issuer
 from certway.services.local_ca import serial_hex
 from certway.services.node import Node
 from certway.services.sip_settings import SipSettings
@@ -30,6 +31,8 @@ from certway.sip.listener import SipLimits, SipListener
 
 from conftest import key_pem, test_key, write
 from pkitools import Pki
+from revocation_servers import OpensslOcspResponder
+from revocation_servers import _index_time as index_time
 
 FQDN = "sip.example.com"
 T = TypeVar("T")
@@ -580,3 +583,45 @@ def test_sni_and_certificate_reload(node: Node, listener: SipListener, good_peer
     served = x509.load_der_x509_certificate(der)
     server = node.identities.active("server")
     assert server is not None and served == server.certificate
+
+
+def test_ocsp_revocation_and_both_fallbacks_when_the_responder_is_down(
+    node: Node,
+    listener: SipListener,
+    tmp_path: Path,
+    sip_log: pytest.LogCaptureFixture,
+    openssl: str,
+) -> None:
+    """OCSP from the certificate's AIA, answered by a real ``openssl ocsp``: revoked is
+    refused; with the responder down, ``not-revoked`` lets the peer in and ``revoked`` keeps
+    it out."""
+    pki = Pki("Ocsp Partner", index=440)
+    trust_external(node, pki)
+    responder = OpensslOcspResponder(openssl, tmp_path / "ocsp", pki.intermediate, pki.int_key)
+    issuer = Issuer(pki.intermediate, pki.int_key, ocsp_url=f"{responder.url}/ocsp")
+    good = pki.leaf("good.partner.example.com", issuer=issuer)
+    bad = pki.leaf("bad.partner.example.com", issuer=issuer)
+    expiry = index_time(pki.intermediate.not_valid_after_utc)
+    revoked_at = index_time(node.clock.now() - dt.timedelta(hours=1))
+    (tmp_path / "ocsp" / "index.txt").write_text(
+        f"V\t{expiry}\t\t{good.serial_number:X}\tunknown\t/CN=good\n"
+        f"R\t{expiry}\t{revoked_at},keyCompromise\t{bad.serial_number:X}\tunknown\t/CN=bad\n"
+    )
+    node.revocation.set_policy("sip-tls", ocsp=True, crl=False, cdp=False, scope="peer")
+    try:
+        good_peer = external_peer(tmp_path, pki, good, "ocsp-good")
+        assert ask(node, listener.port, good_peer).startswith(b"SIP/2.0 200 OK")
+        line = assert_refused_and_logged(
+            sip_log, node, listener.port, external_peer(tmp_path, pki, bad, "ocsp-bad"), "revoked"
+        )
+        assert "keyCompromise" in line and "OCSP" in line
+        assert responder.calls >= 2
+    finally:
+        responder.close()
+    # The responder is down now (certificates not answered before: nothing cached).
+    lenient = external_peer(tmp_path, pki, pki.leaf("c.partner.example.com", issuer=issuer), "c")
+    assert ask(node, listener.port, lenient).startswith(b"SIP/2.0 200 OK")
+    node.revocation.set_policy("sip-tls", fallback="revoked")
+    sip_log.clear()
+    strict = external_peer(tmp_path, pki, pki.leaf("d.partner.example.com", issuer=issuer), "d")
+    assert_refused_and_logged(sip_log, node, listener.port, strict, "revocation-unknown")
