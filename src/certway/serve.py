@@ -89,6 +89,7 @@ class NodeServer:
         self.node = node
         self.options = options
         self.tls = ServerTls(
+            defer_client_verification=True,  # a refused certificate gets a page saying why
             state=self._tls_state,
             identity_for=node.identities.certificate_for_sni,
             key_for=node.identities.private_key,

@@ -46,6 +46,11 @@ def server(node: Node) -> Iterator[NodeServer]:
         yield srv
 
 
+def write_file(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
 def trust_context(node: Node, *, client: tuple[Path, Path] | None = None) -> ssl.SSLContext:
     """A client context trusting the node's trusted CAs (the temporary CA among them)."""
     pem = b"".join(
@@ -209,6 +214,22 @@ def test_client_certificate_validation_and_authentication(
     )
     assert bad.status_code == 403
     assert "revoked" in bad.json()["detail"] and "keyCompromise" in bad.json()["detail"]
+    # An untrusted certificate is not a bare handshake failure: the app says why.
+    node.local_ca.create_root("strangers", "/CN=Strangers Root")
+    stranger_key = test_key("ec:p256", 160)
+    stranger_csr, _ = build_csr(stranger_key, CsrForm(common_name="eve"))
+    stranger = node.local_ca.sign(
+        "strangers", stranger_csr.public_bytes(serialization.Encoding.PEM), profile="client"
+    )
+    stranger_cert = write_file(tmp_path / "eve.pem", stranger.pem())
+    stranger_key_file = write_file(tmp_path / "eve.key", private_key_pem(stranger_key))
+    untrusted = httpx.get(
+        url,
+        auth=("alice", PASSWORD),
+        verify=trust_context(node, client=(stranger_cert, stranger_key_file)),
+    )
+    assert untrusted.status_code == 403
+    assert "not in the trusted CA list" in untrusted.json()["detail"]
     # Certificate-based authentication: the CN names the account, no password needed.
     with pytest.raises(PolicyViolation, match="browser whose certificate"):
         node.admin_security.set(mode="certificate-based-authentication")

@@ -30,9 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import functools
-import importlib
 import logging
 import ssl
 from collections.abc import Callable
@@ -71,7 +68,6 @@ __all__ = [
     "SipLimits",
     "SipListener",
     "Validate",
-    "defer_verification",
 ]
 
 log = logging.getLogger("certway.sip")
@@ -157,76 +153,6 @@ class PeerValidator:
         return PeerVerdict(True, "ok", decision.describe(), cert)
 
 
-# -- TLS: verification by certway instead of OpenSSL ------------------------------------------
-_VerifyCallback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
-_OPENSSL_VERIFY_MODES = {ssl.CERT_NONE: 0, ssl.CERT_OPTIONAL: 1, ssl.CERT_REQUIRED: 3}
-
-
-@functools.cache
-def _openssl() -> tuple[Any, Any] | None:
-    """libssl's functions as linked into Python's ``_ssl`` and the accept-all callback."""
-    try:
-        module = importlib.import_module("_ssl")
-        lib = ctypes.CDLL(getattr(module, "__file__", None))
-        set_callback = lib.SSL_CTX_set_cert_verify_callback
-        set_callback.argtypes = [ctypes.c_void_p, _VerifyCallback, ctypes.c_void_p]
-        set_callback.restype = None
-        lib.SSL_CTX_get_options.argtypes = [ctypes.c_void_p]
-        lib.SSL_CTX_get_options.restype = ctypes.c_uint64
-        lib.SSL_CTX_get_verify_mode.argtypes = [ctypes.c_void_p]
-        lib.SSL_CTX_get_verify_mode.restype = ctypes.c_int
-    except (OSError, AttributeError, ImportError):
-        return None
-    # The peer still proves it holds the certificate's key (CertificateVerify); only the chain
-    # checks move from OpenSSL to PeerValidator.
-    accept_all = _VerifyCallback(lambda _store, _arg: 1)
-    return lib, accept_all
-
-
-def defer_verification(context: ssl.SSLContext) -> bool:
-    """Make OpenSSL accept any client certificate on ``context`` so that certway's own
-    validation decides (and can explain). False when it cannot be done safely."""
-    found = _openssl()
-    if found is None:
-        return False
-    lib, accept_all = found
-    # CPython's SSLContext object is PyObject_HEAD followed by its SSL_CTX pointer.
-    address = ctypes.c_void_p.from_address(id(context) + object.__basicsize__).value
-    if not address:
-        return False
-    # Make sure it is the SSL_CTX: its options and verify mode must be the context's.
-    if lib.SSL_CTX_get_options(address) != int(context.options):
-        return False
-    if lib.SSL_CTX_get_verify_mode(address) != _OPENSSL_VERIFY_MODES[context.verify_mode]:
-        return False
-    lib.SSL_CTX_set_cert_verify_callback(address, accept_all, None)
-    return True
-
-
-class _SipServerTls(ServerTls):
-    """``ServerTls`` whose contexts leave client certificate checks to ``PeerValidator``."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        self.deferring = True
-        super().__init__(**kwargs)
-
-    def _defer(self, context: ssl.SSLContext) -> ssl.SSLContext:
-        if self.deferring and not defer_verification(context):
-            self.deferring = False
-            log.warning(
-                "event=sip-tls-fallback detail='client certificates are verified by OpenSSL: "
-                "refusals in the handshake are not logged with the certificate'"
-            )
-        return context
-
-    def context_for(self, server_name: str | None) -> ssl.SSLContext:
-        # OpenSSL asks the current (SNI-selected) context for the verify callback.
-        return self._defer(super().context_for(server_name))
-
-    def server_context(self) -> ssl.SSLContext:
-        return self._defer(super().server_context())
-
-
 # -- the listener ----------------------------------------------------------------------------
 def _address(peername: Any) -> str:
     if isinstance(peername, tuple) and len(peername) >= 2:
@@ -256,7 +182,8 @@ class SipListener:
         self._config = sip_settings.get()
         self.validator = PeerValidator(node)
         self._validate: Validate = validate or self.validator.check
-        self.tls = _SipServerTls(
+        self.tls = ServerTls(
+            defer_client_verification=True,
             state=self._tls_state,
             identity_for=node.identities.certificate_for_sni,
             key_for=node.identities.private_key,

@@ -12,12 +12,17 @@ Python's ``ssl`` loads keys only from files: the PEM goes to an anonymous in-mem
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
+import importlib
+import logging
 import os
 import ssl
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -25,7 +30,16 @@ from cryptography.hazmat.primitives import serialization
 from certway.pki.keys import PrivateKey
 from certway.services.identities import ActiveIdentity
 
-__all__ = ["ClientCertMode", "ServerTls", "TlsState", "build_context", "load_identity"]
+__all__ = [
+    "ClientCertMode",
+    "ServerTls",
+    "TlsState",
+    "build_context",
+    "defer_verification",
+    "load_identity",
+]
+
+log = logging.getLogger("certway.tls")
 
 # SNI names remembered per state (bounds memory against clients sending random names; past it
 # a name is looked up on every handshake, as before).
@@ -43,6 +57,52 @@ _VERIFY = {
     ClientCertMode.REQUEST: ssl.CERT_OPTIONAL,
     ClientCertMode.REQUIRE: ssl.CERT_REQUIRED,
 }
+
+
+# -- client certificates checked by certway, not OpenSSL -----------------------------------------
+_VerifyCallback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
+_OPENSSL_VERIFY_MODES = {ssl.CERT_NONE: 0, ssl.CERT_OPTIONAL: 1, ssl.CERT_REQUIRED: 3}
+
+
+@functools.cache
+def _openssl() -> tuple[Any, Any] | None:
+    """libssl's functions as linked into Python's ``_ssl`` and the accept-all callback."""
+    try:
+        module = importlib.import_module("_ssl")
+        lib = ctypes.CDLL(getattr(module, "__file__", None))
+        set_callback = lib.SSL_CTX_set_cert_verify_callback
+        set_callback.argtypes = [ctypes.c_void_p, _VerifyCallback, ctypes.c_void_p]
+        set_callback.restype = None
+        lib.SSL_CTX_get_options.argtypes = [ctypes.c_void_p]
+        lib.SSL_CTX_get_options.restype = ctypes.c_uint64
+        lib.SSL_CTX_get_verify_mode.argtypes = [ctypes.c_void_p]
+        lib.SSL_CTX_get_verify_mode.restype = ctypes.c_int
+    except (OSError, AttributeError, ImportError):
+        return None
+    # The peer still proves it holds the certificate's key (CertificateVerify); only the chain
+    # checks move from OpenSSL to PeerValidator.
+    accept_all = _VerifyCallback(lambda _store, _arg: 1)
+    return lib, accept_all
+
+
+def defer_verification(context: ssl.SSLContext) -> bool:
+    """Make OpenSSL accept any client certificate on ``context`` so that certway's own
+    validation decides (and can explain). False when it cannot be done safely."""
+    found = _openssl()
+    if found is None:
+        return False
+    lib, accept_all = found
+    # CPython's SSLContext object is PyObject_HEAD followed by its SSL_CTX pointer.
+    address = ctypes.c_void_p.from_address(id(context) + object.__basicsize__).value
+    if not address:
+        return False
+    # Make sure it is the SSL_CTX: its options and verify mode must be the context's.
+    if lib.SSL_CTX_get_options(address) != int(context.options):
+        return False
+    if lib.SSL_CTX_get_verify_mode(address) != _OPENSSL_VERIFY_MODES[context.verify_mode]:
+        return False
+    lib.SSL_CTX_set_cert_verify_callback(address, accept_all, None)
+    return True
 
 
 def _pem(certs: Sequence[x509.Certificate]) -> bytes:
@@ -111,10 +171,12 @@ class ServerTls:
     def __init__(
         self,
         *,
+        defer_client_verification: bool = False,
         state: Callable[[], TlsState],
         identity_for: Callable[[str | None], ActiveIdentity | None],
         key_for: Callable[[ActiveIdentity], PrivateKey],
     ) -> None:
+        self._defer = defer_client_verification
         self._state_fn = state
         self._identity_for = identity_for
         self._key_for = key_for
@@ -124,6 +186,18 @@ class ServerTls:
         self._by_name: dict[str | None, ssl.SSLContext] = {}
         self._generation = 0
         self._base: ssl.SSLContext | None = None
+
+    def _deferred(self, context: ssl.SSLContext) -> ssl.SSLContext:
+        """With ``defer_client_verification``, OpenSSL accepts any client certificate on
+        ``context`` (the peer still proves it holds the key) and certway's own validation
+        decides, so a refusal can say why instead of failing the handshake."""
+        if self._defer and not defer_verification(context):
+            self._defer = False
+            log.warning(
+                "event=tls-verify-fallback detail='client certificates are verified by "
+                "OpenSSL: refusals in the handshake cannot explain themselves'"
+            )
+        return context
 
     def refresh(self) -> bool:
         """Pick up changes (called by a poller); True when the state moved."""
@@ -169,11 +243,13 @@ class ServerTls:
             with self._lock:
                 context = self._contexts.get(key)
                 if context is None:
-                    context = build_context(
-                        identity,
-                        self._key_for(identity),
-                        client_cas=self._state.client_cas,
-                        client_mode=self._state.client_mode,
+                    context = self._deferred(
+                        build_context(
+                            identity,
+                            self._key_for(identity),
+                            client_cas=self._state.client_cas,
+                            client_mode=self._state.client_mode,
+                        )
                     )
                     self._contexts[key] = context
         return context
@@ -192,6 +268,7 @@ class ServerTls:
         )
         base.verify_mode = _VERIFY[self._state.client_mode]
         base.sni_callback = self._sni
+        self._deferred(base)
         self._base = base
         return base
 
