@@ -336,7 +336,9 @@ def kamailio_paths() -> tuple[str, str] | None:
 
 
 @contextmanager
-def kamailio(work: Path, files: Files, workers: int) -> Iterator[Server | None]:
+def kamailio(
+    work: Path, files: Files, workers: int, allocator: str | None
+) -> Iterator[Server | None]:
     paths = kamailio_paths()
     if paths is None:
         print(
@@ -348,7 +350,7 @@ def kamailio(work: Path, files: Files, workers: int) -> Iterator[Server | None]:
         return
     binary, modules = paths
     port = free_port()
-    root = work / f"kamailio-{workers}"
+    root = work / f"kamailio-{workers}-{allocator or 'default'}"
     root.mkdir()
     tls_cfg = root / "tls.cfg"
     tls_cfg.write_text(
@@ -393,6 +395,8 @@ request_route {{
     log = (root / "kamailio.log").open("wb")
     command = [binary, "-DD", "-E", "-f", str(config), "-P", str(root / "kamailio.pid")]
     command += ["-Y", str(root), "-w", str(root), "-m", "64", "-M", "8"]
+    if allocator is not None:  # shared and private memory managers
+        command += ["-x", allocator, "-X", allocator]
     proc = subprocess.Popen(
         command,
         stdin=subprocess.DEVNULL,
@@ -409,12 +413,13 @@ request_route {{
         time.sleep(0.3)  # every child forked
         pids = descendants(proc.pid)
         version = subprocess.run([binary, "-v"], capture_output=True, text=True).stdout
+        memory = f"-x {allocator} -X {allocator}" if allocator else "default q_malloc"
+        label = f"kamailio, tcp_children={workers}, {memory}"
         print(
-            f"  {version.splitlines()[0].strip()}, tcp_children={workers}: "
-            f"{len(pids)} processes, port {port}",
+            f"  {version.splitlines()[0].strip()}: {label}: {len(pids)} processes, port {port}",
             flush=True,
         )
-        yield Server(f"kamailio, tcp_children={workers}", port, pids, "external")
+        yield Server(label, port, pids, "external")
     finally:
         if proc.poll() is None:
             with suppress(ProcessLookupError):
@@ -614,9 +619,11 @@ def main() -> None:
         files = build_node(work, crl_size)
         with ExitStack() as stack:
             servers: list[Server] = []
-            kam = stack.enter_context(kamailio(work, files, args.kamailio_workers))
-            if kam is not None:
-                servers.append(kam)
+            kams = [
+                stack.enter_context(kamailio(work, files, args.kamailio_workers, allocator))
+                for allocator in (None, "tlsf")
+            ]
+            servers += [k for k in kams if k is not None]
             port, pid = stack.enter_context(certway(work / "node"))
             ext = Server(
                 f"certway, external-CA client ({crl_size:,}-entry CRL)", port, [pid], "external"
@@ -632,7 +639,7 @@ def main() -> None:
                 first,
                 first.startswith("SIP/2.0 200"),
             )
-            for s in servers[:1] if kam is not None else []:
+            for s in servers[:]:
                 got = probe(s.port, None)
                 check(f"{s.label}, no client certificate", got, not got.startswith("SIP/2.0"))
                 got = probe(s.port, files.clients["external"])
@@ -659,51 +666,52 @@ def main() -> None:
                     for s in order:
                         block(pool, s, files, args.clients, secs)
                     print(f"  round {r + 1}/{rounds} done", flush=True)
-        report(servers, kam, ext, own)
+        report(servers, [k for k in kams if k is not None], ext, own)
     print(f"total {time.monotonic() - started:.0f} s, load {os.getloadavg()[0]:.2f}")
 
 
-def report(servers: list[Server], kam: Server | None, ext: Server, own: Server) -> None:
+def report(servers: list[Server], kams: list[Server], ext: Server, own: Server) -> None:
     print()
-    head = f"{'server':52} {'transactions/s':>14} {'CPU/transaction':>16} {'errors':>6} {'busy':>5}"
+    head = f"{'server':56} {'transactions/s':>14} {'CPU/transaction':>16} {'errors':>6} {'busy':>5}"
     print(f"{head}  protocol")
     for s in servers:
         print(
-            f"{s.label:52} {s.rate():14.0f} {s.cpu_per() * 1e6:13.0f} µs {s.errors():6d} "
+            f"{s.label:56} {s.rate():14.0f} {s.cpu_per() * 1e6:13.0f} µs {s.errors():6d} "
             f"{s.busy():5.0%}  {s.protocol}"
         )
-    if kam is None:
+    if not kams:
         print("\ncertway / kamailio: SKIPPED (kamailio not installed)")
         return
     print()
-    for s in (ext, own):
-        r = s.rate() / kam.rate()
-        c = kam.cpu_per() / s.cpu_per()
-        add_row(
-            Row(
-                kam.label,
-                f"{s.label}: rate",
-                rate(s.rate()),
-                rate(kam.rate()),
-                r,
-                f">= {TARGET:.2f}",
-                r >= TARGET,
-            )
-        )
-        add_row(
-            Row(
-                kam.label,
-                f"{s.label}: CPU/transaction (kamailio ÷ certway)",
-                f"{s.cpu_per() * 1e6:,.0f} µs",
-                f"{kam.cpu_per() * 1e6:,.0f} µs",
-                c,
-                f">= {TARGET:.2f}",
-                c >= TARGET,
-            )
-        )
+    for kam in reversed(kams):  # the target is judged against the faster (tlsf) kamailio
+        judged = kam is kams[-1]
+        for s in (ext, own):
+            r = s.rate() / kam.rate()
+            c = kam.cpu_per() / s.cpu_per()
+            for what, measured, baseline, ratio in (
+                ("rate", rate(s.rate()), rate(kam.rate()), r),
+                (
+                    "CPU/transaction (kamailio ÷ certway)",
+                    f"{s.cpu_per() * 1e6:,.0f} µs",
+                    f"{kam.cpu_per() * 1e6:,.0f} µs",
+                    c,
+                ),
+            ):
+                add_row(
+                    Row(
+                        kam.label,
+                        f"{s.label}: {what}",
+                        measured,
+                        baseline,
+                        ratio,
+                        f">= {TARGET:.2f}" if judged else "",
+                        ratio >= TARGET if judged else None,
+                    )
+                )
     print_table(
         "Ratios: certway rate ÷ kamailio rate; kamailio CPU ÷ certway CPU per transaction "
-        f"(higher is better for both); target >= {TARGET:.2f}.",
+        f"(higher is better for both); target >= {TARGET:.2f}, judged against kamailio with "
+        "the TLSF allocator (the faster, stricter baseline); the q_malloc rows are information.",
         measured="certway",
     )
 

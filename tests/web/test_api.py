@@ -342,6 +342,8 @@ PATH_VALUES = {
     "/trusted-cas/{fingerprint}": "",  # filled in with a real fingerprint
     "/server-cert/restore/{version}": "1",
     "/revocation/{service}": "sip-tls",
+    "/zones/{name}": "core",
+    "/sip/rules/{id}": "1",
 }
 
 
@@ -394,6 +396,9 @@ def test_every_changing_route_needs_a_read_write_account(
     fingerprint = ok(alice.post("/trusted-cas", json={"data": pem(external.cert)}))["added"][0][
         "fingerprint"
     ]
+    ok(alice.post("/zones", json={"name": "core", "peers": ["127.0.0.1"], "port": 9}), 201)
+    rule = {"priority": 1, "type": "exact", "pattern": "a", "action": "allow"}
+    ok(alice.post("/sip/rules", json=rule), 201)
     before = store_snapshot(node.store.data_dir)
 
     operations = changing_operations(app)
