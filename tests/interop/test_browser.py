@@ -233,11 +233,13 @@ def test_expressway_flow_in_the_browser(
 
     # Every other page renders (screenshots for the record).
     for path, name in [
+        ("/server-certificate", "08b-server-certificate"),
         ("/domains", "09-domains"),
         ("/revocation", "10-revocation"),
         ("/certificate-auth", "11-certificate-auth"),
-        ("/local-ca", "12-local-ca"),
-        ("/audit", "13-audit"),
+        ("/sip", "12-sip-zones"),
+        ("/local-ca", "13-local-ca"),
+        ("/audit", "14-audit"),
     ]:
         response = p.goto(path)  # type: ignore[attr-defined]
         assert response is not None and response.status == 200, path
