@@ -357,15 +357,16 @@ def test_untrusted_ca_is_refused(
     assert "not in the trusted CA list" in line
 
 
-def trust_external(node: Node, pki: Pki) -> None:
+def trust_external(node: Node, pki: Pki, listener: SipListener) -> None:
     node.trusted_cas.add(pki.root.public_bytes(PEM) + pki.intermediate.public_bytes(PEM))
+    assert listener.refresh()  # certway serve's poller does this every 0.5 s
 
 
 def test_expired_certificate_is_refused(
     node: Node, listener: SipListener, tmp_path: Path, sip_log: pytest.LogCaptureFixture
 ) -> None:
     pki = Pki("Partner", index=410)
-    trust_external(node, pki)
+    trust_external(node, pki, listener)
     old = pki.leaf("old.example.com", not_before=node.clock.now() - dt.timedelta(days=20), days=10)
     peer = external_peer(tmp_path, pki, old, "old")
     line = assert_refused_and_logged(sip_log, node, listener.port, peer, "expired")
@@ -392,13 +393,14 @@ def test_crl_revoked_certificate_of_an_external_ca_is_refused(
     node: Node, listener: SipListener, tmp_path: Path, sip_log: pytest.LogCaptureFixture
 ) -> None:
     pki = Pki("Partner", index=420)
-    trust_external(node, pki)
+    trust_external(node, pki, listener)
     leaf = pki.leaf("partner.example.com")
     peer = external_peer(tmp_path, pki, leaf, "partner")
     assert ask(node, listener.port, peer).startswith(b"SIP/2.0 200 OK")
     now = node.clock.now()
     crl = pki.crl([(leaf, "keyCompromise")], this_update=now - dt.timedelta(hours=1))
     node.revocation.upload_manual(crl.public_bytes(PEM))
+    assert listener.refresh()  # certway serve's poller does this every 0.5 s
     line = assert_refused_and_logged(sip_log, node, listener.port, peer, "revoked")
     assert "manual CRL" in line
 
@@ -596,7 +598,7 @@ def test_ocsp_revocation_and_both_fallbacks_when_the_responder_is_down(
     refused; with the responder down, ``not-revoked`` lets the peer in and ``revoked`` keeps
     it out."""
     pki = Pki("Ocsp Partner", index=440)
-    trust_external(node, pki)
+    trust_external(node, pki, listener)
     responder = OpensslOcspResponder(openssl, tmp_path / "ocsp", pki.intermediate, pki.int_key)
     issuer = Issuer(pki.intermediate, pki.int_key, ocsp_url=f"{responder.url}/ocsp")
     good = pki.leaf("good.partner.example.com", issuer=issuer)
@@ -608,6 +610,7 @@ def test_ocsp_revocation_and_both_fallbacks_when_the_responder_is_down(
         f"R\t{expiry}\t{revoked_at},keyCompromise\t{bad.serial_number:X}\tunknown\t/CN=bad\n"
     )
     node.revocation.set_policy("sip-tls", ocsp=True, crl=False, cdp=False, scope="peer")
+    assert listener.refresh()  # certway serve's poller does this every 0.5 s
     try:
         good_peer = external_peer(tmp_path, pki, good, "ocsp-good")
         assert ask(node, listener.port, good_peer).startswith(b"SIP/2.0 200 OK")
@@ -622,6 +625,7 @@ def test_ocsp_revocation_and_both_fallbacks_when_the_responder_is_down(
     lenient = external_peer(tmp_path, pki, pki.leaf("c.partner.example.com", issuer=issuer), "c")
     assert ask(node, listener.port, lenient).startswith(b"SIP/2.0 200 OK")
     node.revocation.set_policy("sip-tls", fallback="revoked")
+    assert listener.refresh()
     sip_log.clear()
     strict = external_peer(tmp_path, pki, pki.leaf("d.partner.example.com", issuer=issuer), "d")
     assert_refused_and_logged(sip_log, node, listener.port, strict, "revocation-unknown")

@@ -250,6 +250,7 @@ class RevocationService:
         fetcher_factory: FetcherFactory = default_fetcher,
     ) -> None:
         self._audit = audit
+        self._responder_lock = threading.Lock()
         self._store = store
         self._clock = clock
         self._trusted = trusted
@@ -261,7 +262,7 @@ class RevocationService:
 
     def _record_responder(self, url: str, error: str | None) -> None:
         """Persist OCSP responder failures (so alarms show them in every process)."""
-        with self._store.transaction() as session:
+        with self._responder_lock, self._store.transaction() as session:
             settings = SettingsRepository(session)
             failures = settings.get(OCSP_FAILURES)
             current = dict(failures) if isinstance(failures, dict) else {}

@@ -30,6 +30,7 @@ from certway.clock import Clock
 from certway.errors import NotFound, PolicyViolation
 from certway.services.audit import Audit, audited
 from certway.services.node_settings import IDENTITY_VERSION
+from certway.services.revocation import CRL_VERSION
 from certway.services.trusted_cas import TRUST_VERSION
 from certway.sip.rules import AccessRule, make_rule, ordered
 from certway.store.db import Store
@@ -142,12 +143,11 @@ class SipSettings:
 
     def watched_versions(self) -> tuple[int, ...]:
         """The change counters a SIP listener's TLS contexts depend on: certificates (identity),
-        trusted CAs (client CAs) and these settings (client certificate mode)."""
+        trusted CAs (client CAs), CRLs and revocation policies, and these settings."""
+        keys = (IDENTITY_VERSION, TRUST_VERSION, CRL_VERSION, SIP_VERSION)
         with self._store.transaction() as session:
             settings = SettingsRepository(session)
-            return tuple(
-                int(settings.get(k) or 0) for k in (IDENTITY_VERSION, TRUST_VERSION, SIP_VERSION)
-            )
+            return tuple(int(settings.get(k) or 0) for k in keys)
 
     # -- changing ---------------------------------------------------------------------------
     @audited("sip.set", target=lambda **k: "SIP TLS settings", detail=lambda c: c.as_dict())

@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import re
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -308,6 +309,7 @@ class Zones:
         self._store = store
         self._clock = clock
         self._audit = audit
+        self._record_lock = threading.Lock()  # concurrent checks update one JSON map
 
     # -- definitions -------------------------------------------------------------------------
     @audited("zone.add", detail=_zone_detail)
@@ -416,7 +418,7 @@ class Zones:
         A check that finished after its zone was removed or redefined (other peers, port or
         verification settings) is dropped: it describes a zone that no longer exists.
         """
-        with self._store.transaction() as session:
+        with self._record_lock, self._store.transaction() as session:
             settings = SettingsRepository(session)
             current = _load_zones(settings).get(zone.name)
             if current != zone:

@@ -54,7 +54,7 @@ from certway.sip.message import (
     method_not_allowed,
     options_ok,
 )
-from certway.sip.revocation import local_ca_certificates, sip_revocation
+from certway.sip.revocation import RevocationState, local_ca_certificates, sip_revocation
 from certway.sip.rules import certificate_names, decide
 from certway.tls.contexts import ClientCertMode, ServerTls, TlsState
 from certway.trust.validate import Purpose, ValidationOptions, validate
@@ -124,11 +124,30 @@ class PeerValidator:
     def __init__(self, node: Node) -> None:
         self._node = node
         self._local_cas: frozenset[x509.Certificate] = frozenset()
+        self._local_subjects: frozenset[x509.Name] = frozenset()
+        self._state = RevocationState.of(node)
         self.reload()
 
     def reload(self) -> None:
-        """Re-read the node's local CA certificates (called when the trusted list moves)."""
+        """Re-read what checks depend on — local CAs, trusted CAs, the ``sip-tls`` policy,
+        the CRL index — when they change (the listener's ``refresh``), so that a connection
+        costs no database read (except the own-CA revocation lookup, which stays live)."""
         self._local_cas = local_ca_certificates(self._node)
+        self._local_subjects = frozenset(c.subject for c in self._local_cas)
+        self._state = RevocationState.of(self._node)
+
+    def can_run_inline(self, der: bytes | None) -> bool:
+        """Whether ``check(der)`` is quick and blocks nothing: no fetch (OCSP/CDP) and no
+        own-CA lookup. Otherwise it belongs in a worker thread."""
+        if der is None:
+            return True
+        if self._state.online:
+            return False
+        try:
+            issuer = x509.load_der_x509_certificate(der).issuer
+        except ValueError:
+            return True
+        return issuer not in self._local_subjects
 
     def check(self, der: bytes | None, config: SipConfig) -> PeerVerdict:
         if der is None:
@@ -138,13 +157,13 @@ class PeerValidator:
         except ValueError:
             return _refuse("malformed", "the peer certificate cannot be parsed", None)
         node = self._node
+        state = self._state
         at = node.clock.now()
-        trust = node.trusted_cas.snapshot()
         options = ValidationOptions(purpose=Purpose.CLIENT, check_eku=config.eku_check)
-        path = validate(cert, (), trust=trust, at=at, options=options)
+        path = validate(cert, (), trust=state.trust, at=at, options=options)
         if not path.valid:
             return _refuse(path.code, path.reason, cert)
-        refused = sip_revocation(self._node, path, options, local_cas=self._local_cas)
+        refused = sip_revocation(node, path, options, local_cas=self._local_cas, state=state)
         if refused is not None:
             return _refuse(refused.code, refused.reason, cert)
         decision = decide(config.rules, certificate_names(cert))
@@ -270,7 +289,10 @@ class SipListener:
             if config.mutual_tls is not MutualTls.OFF:
                 ssl_object = writer.get_extra_info("ssl_object")
                 der = ssl_object.getpeercert(binary_form=True) if ssl_object else None
-                verdict = await asyncio.to_thread(self._validate, der, config)
+                if self._validate == self.validator.check and self.validator.can_run_inline(der):
+                    verdict = self._validate(der, config)
+                else:
+                    verdict = await asyncio.to_thread(self._validate, der, config)
                 if not verdict.accepted:
                     self._log_refusal(peer, verdict)
                     return

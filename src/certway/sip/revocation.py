@@ -18,13 +18,21 @@ from cryptography.hazmat.primitives import hashes
 
 from certway.pki.decode import format_name
 from certway.pki.ocsp_responder import CertStatus, OcspQuery, issuer_hashes
-from certway.trust.policy import Scope
+from certway.trust.anchors import TrustSnapshot
+from certway.trust.policy import RevocationPolicy, Scope
+from certway.trust.revocation import RevocationIndex
 from certway.trust.validate import ValidationOptions, ValidationResult, validate
 
 if TYPE_CHECKING:
     from certway.services.node import Node
 
-__all__ = ["SERVICE", "RevocationRefusal", "local_ca_certificates", "sip_revocation"]
+__all__ = [
+    "SERVICE",
+    "RevocationRefusal",
+    "RevocationState",
+    "local_ca_certificates",
+    "sip_revocation",
+]
 
 SERVICE = "sip-tls"
 
@@ -33,6 +41,26 @@ SERVICE = "sip-tls"
 class RevocationRefusal:
     code: str  # revoked | revocation-unknown | ...
     reason: str
+
+
+@dataclass(frozen=True)
+class RevocationState:
+    """What a revocation decision reads: the ``sip-tls`` policy, trusted CAs, CRL index."""
+
+    policy: RevocationPolicy
+    trust: TrustSnapshot
+    index: RevocationIndex
+
+    @classmethod
+    def of(cls, node: Node) -> RevocationState:
+        return cls(
+            node.revocation.policy(SERVICE), node.trusted_cas.snapshot(), node.revocation.index()
+        )
+
+    @property
+    def online(self) -> bool:
+        """Whether a decision may fetch (OCSP, CDP): then it belongs in a worker thread."""
+        return self.policy.enabled and (self.policy.ocsp or self.policy.cdp)
 
 
 @functools.lru_cache(maxsize=256)
@@ -66,9 +94,14 @@ def sip_revocation(
     options: ValidationOptions,
     *,
     local_cas: Collection[x509.Certificate],
+    state: RevocationState | None = None,
 ) -> RevocationRefusal | None:
-    """Why ``path`` (a valid chain, leaf first) must be refused for revocation, or None."""
-    policy = node.revocation.policy(SERVICE)
+    """Why ``path`` (a valid chain, leaf first) must be refused for revocation, or None.
+
+    ``state`` is the policy, trust snapshot and CRL index to use (a listener keeps them in
+    memory and swaps them when they change); without it they are read from the node."""
+    state = state or RevocationState.of(node)
+    policy = state.policy
     if not policy.enabled:
         return None
     chain = path.chain
@@ -94,11 +127,11 @@ def sip_revocation(
     full = validate(
         chain[0],
         chain[1:-1],
-        trust=node.trusted_cas.snapshot(),
+        trust=state.trust,
         at=path.at or node.clock.now(),
         options=options,
         policy=policy,
-        revocation=node.revocation.index(),
+        revocation=state.index,
         online=node.revocation.online,
     )
     if full.valid:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from certway.pki.keys import (
@@ -343,13 +344,19 @@ class SettingsRepository:
         return None if row is None else json.loads(row.value)
 
     def set(self, key: str, value: Any) -> None:
-        row = self._session.get(SettingRow, key)
         text = json.dumps(value, sort_keys=True)
-        if row is None:
-            self._session.add(SettingRow(key=key, value=text))
-        else:
+        row = self._session.get(SettingRow, key)
+        if row is not None:
             row.value = text
-        self._session.flush()
+            self._session.flush()
+            return
+        # An upsert: another transaction may create the same key meanwhile.
+        dialect = postgresql if self._session.get_bind().dialect.name == "postgresql" else sqlite
+        self._session.execute(
+            dialect.insert(SettingRow)
+            .values(key=key, value=text)
+            .on_conflict_do_update(index_elements=[SettingRow.key], set_={"value": text})
+        )
 
     def bump(self, key: str) -> int:
         """Increment a change counter (listeners reload when it moves)."""
