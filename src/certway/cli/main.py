@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.text import Text
 from typer.core import TyperGroup
 
@@ -30,10 +30,23 @@ MAX_INPUT_BYTES = 64 * 1024 * 1024
 
 # markup=False: certificate subjects, URLs and error messages carry user-controlled text that
 # must be printed as it is, never interpreted as Rich markup. Colour goes through `styled`.
-# Piped output (files, scripts, tests) gets wide tables instead of wrapped cells.
-_WIDTH = None if sys.stdout.isatty() else 1000
-out = Console(highlight=False, soft_wrap=True, markup=False, width=_WIDTH)
-err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, width=_WIDTH)
+class _Console(Console):
+    """A terminal gets tables fitted to its width; piped output (files, scripts, tests)
+    gets them unwrapped, whatever the environment says about terminals."""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        if self.file.isatty():
+            return super().size
+        return ConsoleDimensions(1000, 25)
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)  # type: ignore[attr-defined]
+
+
+out = _Console(highlight=False, soft_wrap=True, markup=False)
+err = _Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
 
 
 def styled(label: str, style: str, rest: str = "") -> Text:
