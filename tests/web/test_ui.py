@@ -684,3 +684,23 @@ def test_audit_names_the_ui_account(alice: TestClient) -> None:
     post(alice, "/domains", {"domain": "audit.example"})
     page = alice.get("/audit").text
     assert re.search(r"<td>alice</td><td>ui</td><td>testclient</td>\s*<td>domain.add</td>", page)
+
+
+def test_session_ends_when_the_account_changes(tmp_path: Path) -> None:
+    """A browser session does not outlive a password change or the account's removal."""
+    node = Node.init(tmp_path / "sess", fqdn="vcs.example.com")
+    try:
+        node.admins.add("carol", "read-write", "carol-password-1")
+        node.admins.add("dave", "read-write", "dave-password-1")
+        client = TestClient(create_admin_app(node, secure_cookies=False))
+        for user, password in (("carol", "carol-password-1"), ("dave", "dave-password-1")):
+            client.cookies.clear()
+            client.post("/login", data={"user": user, "password": password})
+            assert client.get("/", follow_redirects=False).status_code == 200
+            if user == "carol":
+                node.admins.set_password("carol", "carol-password-2")
+            else:
+                node.admins.remove("dave")
+            assert client.get("/", follow_redirects=False).status_code == 303
+    finally:
+        node.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 from dataclasses import dataclass
@@ -59,6 +60,15 @@ class AdminAccounts:
         with self._store.transaction() as session:
             row = session.get(AdminAccountRow, name)
             return AdminInfo(row.name, row.access) if row else None
+
+    def credential_stamp(self, name: str) -> str | None:
+        """A value that changes whenever the account's password or access level does (a
+        digest of both), or None when the account is gone: sessions compare it."""
+        with self._store.transaction() as session:
+            row = session.get(AdminAccountRow, name)
+            if row is None:
+                return None
+            return hashlib.sha256(f"{row.access}\0{row.password_hash}".encode()).hexdigest()
 
     @audited("admin.add", detail=lambda a: a.as_dict())
     def add(self, name: str, access: str, password: str) -> AdminInfo:

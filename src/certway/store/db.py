@@ -14,10 +14,10 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from certway.errors import StoreError
+from certway.errors import Conflict, StoreError
 from certway.store.vault import KeyVault, create_master_key, load_master_key
 
 __all__ = ["DB_FILE", "Store", "default_data_dir"]
@@ -94,6 +94,12 @@ class Store:
         try:
             with session.begin():
                 yield session
+        except IntegrityError:
+            raise Conflict(
+                "the change clashes with one made at the same moment: try again"
+            ) from None
+        except OperationalError as exc:
+            raise StoreError(f"the database is unavailable: {exc.orig or exc}") from None
         finally:
             session.close()
 

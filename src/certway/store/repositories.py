@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Integer, Text, cast, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -359,10 +359,22 @@ class SettingsRepository:
         )
 
     def bump(self, key: str) -> int:
-        """Increment a change counter (listeners reload when it moves)."""
-        current = self.get(key)
-        value = (current if isinstance(current, int) else 0) + 1
-        self.set(key, value)
+        """Increment a change counter (listeners reload when it moves) in one statement, so
+        two processes bumping at once both count."""
+        dialect = postgresql if self._session.get_bind().dialect.name == "postgresql" else sqlite
+        statement = (
+            dialect.insert(SettingRow)
+            .values(key=key, value="1")
+            .on_conflict_do_update(
+                index_elements=[SettingRow.key],
+                set_={"value": cast(cast(SettingRow.value, Integer) + 1, Text)},
+            )
+            .returning(SettingRow.value)
+        )
+        value = int(self._session.execute(statement).scalar_one())
+        for obj in list(self._session.identity_map.values()):
+            if isinstance(obj, SettingRow) and obj.key == key:
+                self._session.expire(obj)  # loaded before the statement: old value
         return value
 
 

@@ -137,6 +137,7 @@ class _Session:
     account: AdminInfo
     csrf: str
     expires: float
+    stamp: str | None  # AdminAccounts.credential_stamp when the session began
 
 
 class WebContext:
@@ -152,18 +153,24 @@ class WebContext:
     # sessions (UI)
     def new_session(self, account: AdminInfo) -> tuple[str, str]:
         token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
+        stamp = self.node.admins.credential_stamp(account.name)
         with self._lock:
             now = time.monotonic()
             self._sessions = {k: v for k, v in self._sessions.items() if v.expires > now}
-            self._sessions[token] = _Session(account, csrf, now + SESSION_LIFETIME)
+            self._sessions[token] = _Session(account, csrf, now + SESSION_LIFETIME, stamp)
         return token, csrf
 
     def session(self, token: str | None) -> _Session | None:
+        """The live session of ``token``. A session ends when its account is removed or
+        changed (password, access level) since it began."""
         if not token:
             return None
         with self._lock:
             found = self._sessions.get(token)
         if found is None or found.expires < time.monotonic():
+            return None
+        if self.node.admins.credential_stamp(found.account.name) != found.stamp:
+            self.end_session(token)
             return None
         return found
 
