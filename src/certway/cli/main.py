@@ -28,6 +28,7 @@ __all__ = ["app", "main"]
 MAX_INPUT_BYTES = 64 * 1024 * 1024
 """Largest file any command reads (a 1,000,000-entry CRL is about 50 MB)."""
 
+
 # markup=False: certificate subjects, URLs and error messages carry user-controlled text that
 # must be printed as it is, never interpreted as Rich markup. Colour goes through `styled`.
 class _Console(Console):

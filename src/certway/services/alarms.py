@@ -7,11 +7,13 @@ An alarm exists while its cause does; ``since`` is when it was first seen (kept 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, select
+from sqlalchemy.dialects import sqlite
 
 from certway.clock import Clock
 from certway.pki.decode import format_name
@@ -51,6 +53,13 @@ class _Cause:
     id: str
     severity: str
     text: str
+
+
+def _state_key(alarm_id: str) -> str:
+    """The alarm's key in ``alarm_state`` (at most 200 characters: long ids are digested)."""
+    if len(alarm_id) <= 200:
+        return alarm_id
+    return f"{alarm_id[:120]}#{hashlib.sha256(alarm_id.encode()).hexdigest()}"
 
 
 def _expiry(alarm_id: str, what: str, not_after: dt.datetime, now: dt.datetime) -> list[_Cause]:
@@ -93,14 +102,21 @@ class Alarms:
         causes = {c.id: c for c in self._causes(now)}
         with self._store.transaction() as session:
             seen = {row.alarm_id: row.since for row in session.scalars(select(AlarmStateRow))}
-            cleared = [alarm_id for alarm_id in seen if alarm_id not in causes]
+            keys = {alarm_id: _state_key(alarm_id) for alarm_id in causes}
+            live = set(keys.values())
+            cleared = [key for key in seen if key not in live]
             if cleared:
                 session.execute(delete(AlarmStateRow).where(AlarmStateRow.alarm_id.in_(cleared)))
-            for alarm_id in causes:
-                if alarm_id not in seen:
-                    session.add(AlarmStateRow(alarm_id=alarm_id, since=now))
-                    seen[alarm_id] = now
-        alarms = [Alarm(c.id, c.severity, c.text, seen[c.id]) for c in causes.values()]
+            for key in live - set(seen):
+                # Insert-or-ignore: another process may record the same alarm at once.
+                session.execute(
+                    sqlite.insert(AlarmStateRow)
+                    .values(alarm_id=key, since=now)
+                    .on_conflict_do_nothing(index_elements=[AlarmStateRow.alarm_id])
+                )
+                seen[key] = now
+        since = {alarm_id: seen[key] for alarm_id, key in keys.items()}
+        alarms = [Alarm(c.id, c.severity, c.text, since[c.id]) for c in causes.values()]
         order = {"critical": 0, "warning": 1}
         return sorted(alarms, key=lambda a: (order.get(a.severity, 2), a.since, a.id))
 

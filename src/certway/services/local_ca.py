@@ -12,6 +12,7 @@ import threading
 from dataclasses import dataclass
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy.orm import Session
 
@@ -25,8 +26,14 @@ from certway.pki.keys import PublicKey, generate_key, key_matches, load_private_
 from certway.pki.names import parse_subject, san_text
 from certway.pki.ocsp_responder import CertStatus, OcspQuery, issuer_hashes
 from certway.services.audit import Audit, audited
+from certway.services.trusted_cas import TRUST_VERSION
 from certway.store.db import Store
-from certway.store.repositories import CaRepository, KeyRepository, RevocationRecord
+from certway.store.repositories import (
+    CaRepository,
+    KeyRepository,
+    RevocationRecord,
+    SettingsRepository,
+)
 from certway.store.schema import CaRow, IssuedRow
 
 __all__ = ["CaInfo", "CaSettings", "IssuedInfo", "LocalCA", "PublishedCrl", "SignResult"]
@@ -244,7 +251,7 @@ class LocalCA:
                     if parent_cert.subject == cert.issuer:
                         try:
                             cert.verify_directly_issued_by(parent_cert)
-                        except (ValueError, TypeError):
+                        except (ValueError, TypeError, InvalidSignature):
                             continue
                         parent_id = row.id
                         break
@@ -298,6 +305,8 @@ class LocalCA:
             )
             if issued_by is not None:
                 repo.add_issued(_issued_row(issued_by, cert, "sub-ca", now))
+            # Listeners re-read the node's CAs (own-CA revocation checks) when this moves.
+            SettingsRepository(session).bump(TRUST_VERSION)
         return self.info(name)
 
     # -- reading --------------------------------------------------------------------------
@@ -572,10 +581,6 @@ class LocalCA:
         return PublishedCrl(number, now, params.next_update, state.entries, der)
 
     # -- publication (CA3, CA4) --------------------------------------------------------------
-    def crl_for_publication(self, name: str) -> bytes:
-        """The DER CRL to serve at the CA's distribution point (regenerated when stale)."""
-        return self.current_crl(name).der
-
     def ocsp_lookup(self, query: OcspQuery) -> CertStatus | None:
         """The OCSP status of ``query``'s certificate, or None when its CertID names none of
         our CAs. Revoked (with date and reason) if in the CA's revocations; good if in its

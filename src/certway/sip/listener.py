@@ -264,8 +264,12 @@ class SipListener:
         thread). True when something moved; established connections are left alone."""
         if not self.tls.refresh():
             return False
-        self._config = self._settings.get()
-        self.validator.reload()
+        try:
+            self._config = self._settings.get()
+            self.validator.reload()
+        except Exception:
+            self.tls.forget_state()  # the next refresh tries again instead of staying stale
+            raise
         return True
 
     # -- connections -------------------------------------------------------------------------

@@ -149,7 +149,9 @@ class HeldCrlRow(Base):
     this_update: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     next_update: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     entries: Mapped[int] = mapped_column(Integer)
-    crl_der: Mapped[bytes] = mapped_column(LargeBinary)
+    # Deferred: a CRL can be tens of MB and most readers (listings, alarms) need only the
+    # columns around it.
+    crl_der: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
     added_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
 

@@ -199,6 +199,11 @@ class ServerTls:
             )
         return context
 
+    def forget_state(self) -> None:
+        """Make the next ``refresh`` rebuild, e.g. after a reload that depends on it failed."""
+        with self._lock:
+            self._state = TlsState((), ClientCertMode.NONE, ())
+
     def refresh(self) -> bool:
         """Pick up changes (called by a poller); True when the state moved."""
         state = self._state_fn()
