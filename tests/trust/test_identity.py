@@ -46,6 +46,7 @@ def test_lookbehind_is_not_mistaken_for_a_group() -> None:
         ("CN=(?<Group1>.*)", "#User#", "no group of that name"),
         ("CN=(?<Group1>.*)", "plain", "names no group"),
         ("x" * 2000, "#Group1#", "longer than"),
+        ("CN=(?<Group1>(a+)+)", "#Group1#", "exponential time"),
     ],
 )
 def test_bad_regex_or_format(pki: Pki, pattern: str, fmt: str, message: str) -> None:

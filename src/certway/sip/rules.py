@@ -16,7 +16,6 @@ matching.
 from __future__ import annotations
 
 import functools
-import importlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from certway.errors import PolicyViolation
+from certway.saferegex import check_regex_shape
 
 __all__ = [
     "MAX_NAME",
@@ -58,89 +58,6 @@ class RuleAction(StrEnum):
     DENY = "deny"
 
 
-# The regex parser of the standard library (``re._parser``, typed as Any): the parse tree
-# shows the repetitions and backreferences of a pattern.
-_PARSER: Any = importlib.import_module("re._parser")
-_OPS: Any = importlib.import_module("re._constants")
-
-
-def _literal_stops(item: Any, follower: Any) -> bool:
-    """True when repeated ``item`` (a plain character set or literal) cannot match the
-    literal character ``follower``: then ``([a-z]+\\.)+`` splits a name one way only."""
-    if follower is None or follower[0] is not _OPS.LITERAL:
-        return False
-    chars = {chr(follower[1]).lower(), chr(follower[1]).upper()}
-    if len(item) != 1:
-        return False
-    op, arg = item[0]
-    if op is _OPS.LITERAL:
-        return chr(arg).lower() not in {c.lower() for c in chars}
-    if op is _OPS.NOT_LITERAL:  # [^.]
-        return chr(arg).lower() in {c.lower() for c in chars}
-    if op is not _OPS.IN:
-        return False
-    members = list(arg)
-    if members and members[0][0] is _OPS.NEGATE:  # [^.]: stops at a listed character
-        return any(
-            (m_op is _OPS.LITERAL and chr(m).lower() in {c.lower() for c in chars})
-            or (m_op is _OPS.RANGE and any(m[0] <= ord(c) <= m[1] for c in chars))
-            for m_op, m in members[1:]
-        )
-    for member_op, member in members:
-        if member_op is _OPS.LITERAL:
-            if chr(member) in chars or chr(member).lower() in {c.lower() for c in chars}:
-                return False
-        elif member_op is _OPS.RANGE:
-            low, high = member
-            if any(low <= ord(c) <= high for c in chars):
-                return False
-        else:  # NEGATE, CATEGORY (\\w, \\d, ...): not analysed, so not allowed
-            return False
-    return True
-
-
-def _check_shape(tree: Any, *, inside_repeat: bool = False) -> None:
-    """Refuse backreferences and an unbounded repetition inside another repetition, unless a
-    literal the inner repetition cannot match ends it (the shapes of exponential and high
-    polynomial backtracking: ``(a+)+``, ``(.*a){20}``)."""
-    items = list(tree)
-    for index, (op, arg) in enumerate(items):
-        follower = items[index + 1] if index + 1 < len(items) else None
-        if op is _OPS.GROUPREF or op is _OPS.GROUPREF_EXISTS:
-            raise PolicyViolation(
-                "rule-regex", "backreferences are not allowed in access rule regexes"
-            )
-        if op in (_OPS.MAX_REPEAT, _OPS.MIN_REPEAT, _OPS.POSSESSIVE_REPEAT):
-            _low, high, sub = arg
-            unbounded = high == _OPS.MAXREPEAT
-            if inside_repeat and unbounded and not _literal_stops(list(sub), follower):
-                raise PolicyViolation(
-                    "rule-regex",
-                    "a repetition inside a repetition, such as (a+)+ or (.*x){5}, can take "
-                    "exponential time: rewrite the regex (e.g. ([a-z0-9-]+\\.)+ is fine)",
-                )
-            _check_shape(sub, inside_repeat=inside_repeat or high > 1)
-        elif op is _OPS.SUBPATTERN:
-            _check_shape(arg[-1], inside_repeat=inside_repeat)
-        elif op is _OPS.BRANCH:
-            if inside_repeat:
-                firsts = [
-                    chr(b[0][1]).lower() if b and b[0][0] is _OPS.LITERAL else None for b in arg[1]
-                ]
-                if None in firsts or len(set(firsts)) != len(firsts):
-                    raise PolicyViolation(
-                        "rule-regex",
-                        "alternatives inside a repetition must start with different "
-                        "characters, such as (foo|bar)+: (a|aa)+ can take exponential time",
-                    )
-            for branch in arg[1]:
-                _check_shape(branch, inside_repeat=inside_repeat)
-        elif op in (_OPS.ASSERT, _OPS.ASSERT_NOT):
-            _check_shape(arg[1], inside_repeat=inside_repeat)
-        elif op is _OPS.ATOMIC_GROUP:
-            _check_shape(arg, inside_repeat=inside_repeat)
-
-
 @functools.lru_cache(maxsize=1024)
 def compile_regex(pattern: str) -> re.Pattern[str]:
     """A rule regex compiled for ``fullmatch``; PolicyViolation when unsafe or invalid."""
@@ -148,10 +65,9 @@ def compile_regex(pattern: str) -> re.Pattern[str]:
         raise PolicyViolation("rule-regex", f"the regex is longer than {MAX_PATTERN} characters")
     try:
         compiled = re.compile(pattern, re.IGNORECASE)
-        tree = _PARSER.parse(pattern)
     except (re.error, RecursionError, OverflowError) as exc:
         raise PolicyViolation("rule-regex", f"'{pattern}' is not a valid regex: {exc}") from None
-    _check_shape(tree)
+    check_regex_shape(pattern, code="rule-regex")
     return compiled
 
 

@@ -15,6 +15,7 @@ from cryptography import x509
 
 from certway.errors import PolicyViolation
 from certway.pki.decode import Decoded, Kind
+from certway.saferegex import check_regex_shape
 
 __all__ = [
     "DEFAULT_FORMAT",
@@ -44,10 +45,12 @@ def compile_regex(pattern: str) -> re.Pattern[str]:
         raise PolicyViolation("regex", f"the regex is longer than {MAX_PATTERN} characters")
     converted = _DOTNET_GROUP.sub(r"(?P<\1>", text)
     try:
-        return re.compile(converted)
+        compiled = re.compile(converted)
     except re.error as exc:
         where = f" at position {exc.pos}" if exc.pos is not None else ""
         raise PolicyViolation("regex", f"invalid regex: {exc.msg}{where}") from None
+    check_regex_shape(converted)  # it runs on every certificate login
+    return compiled
 
 
 def check_format(fmt: str, regex: re.Pattern[str]) -> list[str]:
