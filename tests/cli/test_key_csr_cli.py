@@ -123,3 +123,21 @@ def test_ca_keys_never_stored_or_printed_in_clear(cli: Cli, tmp_path: Path) -> N
         scalar = key.private_numbers().private_value.to_bytes(32, "big")  # type: ignore[union-attr]
         assert scalar not in on_disk
         assert all(scalar.hex() not in out.decode().lower() for out in printed)
+
+
+def test_p12_export_from_an_encrypted_key(cli: Cli, tmp_path: Path) -> None:
+    """`convert --to p12` opens an encrypted key with the same passphrase file."""
+    pw = write(tmp_path / "pw", b"pass phrase 1\n")
+    key = tmp_path / "k.pem"
+    cli.ok("key", "generate", "--type", "ec:p256", "--out", key, "--passphrase-file", pw)
+    csr = tmp_path / "k.csr"
+    cli.ok("csr", "create", "--key", key, "--passphrase-file", pw, "--cn", "p.example.com",
+           "--out", csr)  # fmt: skip
+    cert = tmp_path / "k.crt"
+    cli.ok("ca", "sign", "--ca", "temporary-ca", "--csr", csr, "--out", cert)
+    out = tmp_path / "k.p12"
+    cli.ok("convert", cert, "--to", "p12", "--key", key, "--passphrase-file", pw, "--out", out)
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    loaded = pkcs12.load_key_and_certificates(out.read_bytes(), b"pass phrase 1")
+    assert loaded[1] is not None and loaded[1] == x509.load_pem_x509_certificate(cert.read_bytes())

@@ -388,7 +388,7 @@ def test_unknown_ca_is_404_problem(site: Site) -> None:
     response = httpx.get(f"{site.base}/crl/nope.crl")
     assert response.status_code == 404
     assert response.headers["content-type"] == "application/problem+json"
-    assert "no CA named 'nope'" in response.json()["detail"]
+    assert "no CRL is published for 'nope'" in response.json()["detail"]
     assert httpx.get(f"{site.base}/elsewhere").status_code == 404
     assert httpx.get(f"{site.base}/openapi.json").status_code == 404
 

@@ -494,7 +494,11 @@ def convert_cmd(
             raise PolicyViolation("convert", "--to p12 needs --key (the private key)")
         if passphrase is None:
             raise PassphraseError("--to p12 needs --passphrase-file: a PKCS#12 holds a private key")
-        key = load_private_key(read_input(key_file, "key file"), None)
+        key_data = read_input(key_file, "key file")
+        try:
+            key = load_private_key(key_data, None)
+        except PassphraseError:  # an encrypted key: the same passphrase opens it
+            key = load_private_key(key_data, passphrase)
         certs = load_certificates(data)
         result = conv.pkcs12_export(key, certs[0], certs[1:], passphrase, name)
         secret = True

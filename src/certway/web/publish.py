@@ -31,7 +31,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from certway.errors import NotFound
+from certway.errors import CertwayError, NotFound
 from certway.pki.ocsp_responder import DEFAULT_VALIDITY, respond, unsuccessful
 from certway.services.node import Node
 
@@ -95,8 +95,12 @@ def create_publish_app(node: Node, *, ocsp_validity: dt.timedelta = DEFAULT_VALI
 def _crl_response(node: Node, name: str, request: Request, *, pem: bool) -> Response:
     try:
         crl = node.local_ca.current_crl(name)
-    except NotFound as exc:
-        return _problem(404, str(exc))
+    except NotFound:
+        # A public endpoint: say what is missing, not which CAs exist.
+        return _problem(404, f"no CRL is published for '{name}'")
+    except CertwayError:
+        _log.exception("event=crl-publication-failed ca=%s", name)
+        return _problem(503, "the CRL cannot be published right now", "Service unavailable")
     body = crl.pem if pem else crl.der
     etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
     headers = {
