@@ -125,7 +125,7 @@ class PeerValidator:
         self._node = node
         self._local_cas: frozenset[x509.Certificate] = frozenset()
         self._local_subjects: frozenset[x509.Name] = frozenset()
-        self._state = RevocationState.of(node)
+        self._state: RevocationState
         self.reload()
 
     def reload(self) -> None:

@@ -336,6 +336,8 @@ class ZonePinger:
         except _Failure as exc:
             reason, detail = exc.reason, exc.detail
             subject = exc.subject
+        except CertwayError as exc:  # e.g. the store or a revocation source failed mid-check
+            reason, detail = "unreachable", f"the check of {where} could not finish: {exc}"
         except TimeoutError:
             reason = "timeout"
             phase = {
