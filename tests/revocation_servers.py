@@ -32,11 +32,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
+from certway.fetch import HttpFetcher, tls_context_for
 from certway.pki.crl import CrlParams, build_crl, parse_reason, revoked_entry
 from certway.pki.issue import Issuer, create_root
 from certway.pki.keys import PrivateKey
 from certway.services.revocation import Fetcher
-from certway.trust.fetch import HttpFetcher, tls_context_for
 
 from conftest import key_pem, test_key, write
 

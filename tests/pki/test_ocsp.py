@@ -17,6 +17,7 @@ from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 from certway.errors import DecodeError, PolicyViolation
+from certway.fetch import HttpFetcher
 from certway.pki.keys import PrivateKey
 from certway.pki.ocsp import (
     OcspAnswer,
@@ -26,7 +27,6 @@ from certway.pki.ocsp import (
     ocsp_cache_until,
     ocsp_urls,
 )
-from certway.trust.fetch import HttpFetcher
 
 from conftest import NOW, key_pem, test_key, write
 

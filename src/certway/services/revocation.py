@@ -15,6 +15,7 @@ from cryptography import x509
 
 from certway.clock import Clock
 from certway.errors import CertwayError, DecodeError, FetchError, PolicyViolation
+from certway.fetch import HttpFetcher, tls_context_for, unpack_crls
 from certway.pki.decode import load_crls
 from certway.pki.ocsp import OcspAnswer, build_request, check_response, ocsp_cache_until, ocsp_urls
 from certway.services.audit import Audit, audited
@@ -23,7 +24,6 @@ from certway.services.trusted_cas import TRUST_VERSION, TrustedCAs
 from certway.store.db import Store
 from certway.store.repositories import HeldCrlRepository, SettingsRepository
 from certway.trust.anchors import key_id
-from certway.trust.fetch import HttpFetcher, tls_context_for, unpack_crls
 from certway.trust.policy import ADMIN_HTTPS_DEFAULT, SIP_TLS_DEFAULT, RevocationPolicy
 from certway.trust.revocation import IndexedCrl, RevocationIndex, index_crl
 
@@ -39,6 +39,8 @@ __all__ = [
 ]
 
 CRL_VERSION = "version.crl"
+FAILURE_MEMORY = dt.timedelta(seconds=30)
+"""How long a failed OCSP responder or CDP URL is not asked again during validation."""
 OCSP_FAILURES = "ocsp.failures"
 SERVICES: dict[str, RevocationPolicy] = {
     "sip-tls": SIP_TLS_DEFAULT,
@@ -159,6 +161,7 @@ class OnlineRevocation:
         self._lock = threading.Lock()
         self._ocsp: dict[tuple[bytes, int], tuple[dt.datetime, OcspAnswer]] = {}
         self._cdp: dict[tuple[str, bytes], tuple[dt.datetime, list[IndexedCrl]]] = {}
+        self._failed: dict[str, tuple[dt.datetime, str]] = {}
 
     def _fetcher(self) -> Fetcher:
         return self._factory(self._trusted())
@@ -173,10 +176,15 @@ class OnlineRevocation:
         if not urls:
             raise FetchError("the certificate names no OCSP responder")
         request = build_request(cert, issuer)
+        self._raise_if_failing(urls[0], at)
         fetcher = self._fetcher()
         try:
             body = fetcher.post(urls[0], request.der, "application/ocsp-request")
             answer = check_response(body, request, issuer, at=at)
+        except FetchError as exc:
+            self._remember_failure(urls[0], str(exc), at)
+            self._report(urls[0], str(exc))
+            raise
         except CertwayError as exc:
             self._report(urls[0], str(exc))
             raise
@@ -186,6 +194,19 @@ class OnlineRevocation:
         with self._lock:
             self._ocsp[key] = (ocsp_cache_until(answer, at), answer)
         return answer
+
+    def _raise_if_failing(self, url: str, at: dt.datetime) -> None:
+        """A source that just failed is not asked again for ``FAILURE_MEMORY``: with a
+        responder down, every connection would otherwise wait out its timeouts again."""
+        with self._lock:
+            failed = self._failed.get(url)
+        if failed is not None and at < failed[0]:
+            seconds = FAILURE_MEMORY.total_seconds()
+            raise FetchError(f"{failed[1]} (not retried for {seconds:g} s)")
+
+    def _remember_failure(self, url: str, message: str, at: dt.datetime) -> None:
+        with self._lock:
+            self._failed[url] = (at + FAILURE_MEMORY, message)
 
     def _report(self, url: str, error: str | None) -> None:
         if self._on_responder is not None:
@@ -214,12 +235,21 @@ class OnlineRevocation:
                 cached = self._cdp.get((url, issuer_key))
             if cached is not None and at < cached[0]:
                 return cached[1]
+            try:
+                self._raise_if_failing(url, at)
+            except FetchError as exc:
+                errors.append(str(exc))
+                continue
             fetcher = self._fetcher()
             try:
                 crls = unpack_crls(fetcher.get(url))
                 indexed = [
                     index_crl(c, issuer, source=url) for c in crls if c.issuer == issuer.subject
                 ]
+            except FetchError as exc:
+                self._remember_failure(url, str(exc), at)
+                errors.append(str(exc))
+                continue
             except CertwayError as exc:
                 errors.append(str(exc))
                 continue

@@ -27,8 +27,8 @@ from hypothesis import strategies as st
 
 from certway import __version__
 from certway.errors import DecodeError, FetchError, PolicyViolation
+from certway.fetch import HttpFetcher, tls_context_for, unpack_crls
 from certway.pki.keys import PrivateKey
-from certway.trust.fetch import HttpFetcher, tls_context_for, unpack_crls
 
 from conftest import NOW, key_pem, test_key, write
 
