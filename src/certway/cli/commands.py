@@ -10,7 +10,12 @@ from cryptography.hazmat.primitives import serialization
 from rich.table import Table
 
 from certway.cli.main import (
+    ChatAliasOpt,
     JsonOpt,
+    PhoneProfileOpt,
+    UcmDomainOpt,
+    UcmFormatOpt,
+    XmppDomainOpt,
     app,
     ca_app,
     csr_app,
@@ -81,22 +86,11 @@ def csr_create(
     peer: Annotated[
         list[str] | None, typer.Option("--peer", help="Peer FQDN (added to SAN, repeatable).")
     ] = None,
-    ucm_domain: Annotated[
-        list[str] | None, typer.Option("--ucm-domain", help="Unified CM registration domain.")
-    ] = None,
-    ucm_domain_format: Annotated[
-        str, typer.Option("--ucm-domain-format", help="dns or collab-edge.")
-    ] = "dns",
-    xmpp_domain: Annotated[
-        list[str] | None, typer.Option("--xmpp-domain", help="XMPP federation domain (edge).")
-    ] = None,
-    chat_alias: Annotated[
-        list[str] | None, typer.Option("--chat-alias", help="IM and Presence chat node alias.")
-    ] = None,
-    phone_security_profile: Annotated[
-        list[str] | None,
-        typer.Option("--phone-security-profile", help="UCM phone security profile FQDN (core)."),
-    ] = None,
+    ucm_domain: UcmDomainOpt = None,
+    ucm_domain_format: UcmFormatOpt = "dns",
+    xmpp_domain: XmppDomainOpt = None,
+    chat_alias: ChatAliasOpt = None,
+    phone_security_profile: PhoneProfileOpt = None,
     passphrase_file: PassFile = None,
     out_file: OutFile = None,
     as_json: JsonOpt = False,

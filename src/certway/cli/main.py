@@ -94,6 +94,23 @@ app.add_typer(ca_app, name="ca")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 
+# The Expressway name fields of a CSR (SC2), shared by `csr create`, `server-cert csr
+# generate` and `domain csr generate`.
+UcmDomainOpt = Annotated[
+    list[str] | None, typer.Option("--ucm-domain", help="UCM registration domain (edge role).")
+]
+UcmFormatOpt = Annotated[str, typer.Option("--ucm-domain-format", help="dns or collab-edge.")]
+XmppDomainOpt = Annotated[
+    list[str] | None, typer.Option("--xmpp-domain", help="XMPP federation domain (edge role).")
+]
+ChatAliasOpt = Annotated[
+    list[str] | None, typer.Option("--chat-alias", help="IM and Presence chat node alias.")
+]
+PhoneProfileOpt = Annotated[
+    list[str] | None,
+    typer.Option("--phone-security-profile", help="UCM phone security profile FQDN (core role)."),
+]
+
 
 @app.callback()
 def _root(

@@ -9,7 +9,12 @@ import typer
 from rich.table import Table
 
 from certway.cli.main import (
+    ChatAliasOpt,
     JsonOpt,
+    PhoneProfileOpt,
+    UcmDomainOpt,
+    UcmFormatOpt,
+    XmppDomainOpt,
     _typer,
     app,
     err,
@@ -190,22 +195,11 @@ def server_csr_generate(
         list[str] | None,
         typer.Option("--add-san", help="Additional DNS name / IP (repeat or a,b)."),
     ] = None,
-    ucm_domain: Annotated[
-        list[str] | None, typer.Option("--ucm-domain", help="UCM registration domain (edge).")
-    ] = None,
-    ucm_domain_format: Annotated[
-        str, typer.Option("--ucm-domain-format", help="dns or collab-edge.")
-    ] = "dns",
-    xmpp_domain: Annotated[
-        list[str] | None, typer.Option("--xmpp-domain", help="XMPP federation domain (edge).")
-    ] = None,
-    chat_alias: Annotated[
-        list[str] | None, typer.Option("--chat-alias", help="IM and Presence chat node alias.")
-    ] = None,
-    phone_security_profile: Annotated[
-        list[str] | None,
-        typer.Option("--phone-security-profile", help="UCM phone security profile FQDN (core)."),
-    ] = None,
+    ucm_domain: UcmDomainOpt = None,
+    ucm_domain_format: UcmFormatOpt = "dns",
+    xmpp_domain: XmppDomainOpt = None,
+    chat_alias: ChatAliasOpt = None,
+    phone_security_profile: PhoneProfileOpt = None,
     key_type: Annotated[str, typer.Option("--key-type")] = "rsa:4096",
     digest: Annotated[str, typer.Option("--digest")] = "sha256",
     country: Annotated[str | None, typer.Option("--country")] = None,
@@ -448,7 +442,7 @@ def domain_csr_generate(
     ctx: typer.Context,
     name: str,
     add_san: Annotated[list[str] | None, typer.Option("--add-san")] = None,
-    chat_alias: Annotated[list[str] | None, typer.Option("--chat-alias")] = None,
+    chat_alias: ChatAliasOpt = None,
     key_type: Annotated[str, typer.Option("--key-type")] = "rsa:4096",
     digest: Annotated[str, typer.Option("--digest")] = "sha256",
     country: Annotated[str | None, typer.Option("--country")] = None,
