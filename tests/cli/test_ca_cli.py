@@ -72,6 +72,12 @@ def test_list_json(ca: Cli) -> None:
     ]
 
 
+def test_tables_print_text_verbatim(ca: Cli) -> None:
+    # Fingerprints and names hold ":cd:"-like runs: rich must not turn them into emoji.
+    ca.ok("ca", "create-root", "--name", "colons", "--subject", "/CN=x:cd:y:smile:")
+    assert "CN=x:cd:y:smile:" in ca.ok("ca", "list").stdout
+
+
 def test_import_ca_and_sign(cli: Cli, tmp_path: Path) -> None:
     key = test_key("ec:p256", 6)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Imported CA")])
