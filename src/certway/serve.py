@@ -75,7 +75,7 @@ class _Server(uvicorn.Server):
 
 def change_counters(node: Node) -> tuple[int, ...]:
     keys = (IDENTITY_VERSION, TRUST_VERSION, CRL_VERSION, SECURITY_VERSION)
-    with node.store.transaction() as session:
+    with node.store.reading() as session:
         settings = SettingsRepository(session)
         return tuple(int(settings.get(k) or 0) for k in keys)
 

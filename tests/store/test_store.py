@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,7 @@ from sqlalchemy import select
 from certway.errors import StoreError
 from certway.pki.keys import private_key_der
 from certway.store.db import Store
-from certway.store.repositories import KeyRepository
+from certway.store.repositories import KeyRepository, SettingsRepository
 from certway.store.schema import PrivateKeyRow
 from certway.store.vault import KeyVault
 
@@ -96,3 +98,58 @@ def test_migrations_are_idempotent(tmp_path: Path) -> None:
         tables = {r[0] for r in db.execute("select name from sqlite_master where type='table'")}
     assert version == "0005"
     assert {"cas", "private_keys", "issued_certificates", "revocations", "crls"} <= tables
+
+
+def _increment_many(store: Store, times: int, start: threading.Barrier) -> None:
+    start.wait()
+    for _ in range(times):
+        with store.transaction() as session:
+            settings = SettingsRepository(session)
+            value = settings.get("counter") or 0
+            time.sleep(0.001)  # widen the read-modify-write window
+            settings.set("counter", value + 1)
+
+
+def test_read_modify_write_from_two_processes_loses_nothing(tmp_path: Path) -> None:
+    # Two Store objects stand for two processes (the server and a CLI command): each has
+    # its own engine and connections, so only SQLite's locking keeps them apart.
+    stores = [Store.create(tmp_path / "d"), Store.open(tmp_path / "d")]
+    start = threading.Barrier(2)
+    workers = [
+        threading.Thread(target=_increment_many, args=(store, 40, start)) for store in stores
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    with stores[0].reading() as session:
+        assert SettingsRepository(session).get("counter") == 80
+    for store in stores:
+        store.close()
+
+
+def test_readers_do_not_wait_for_a_writer(tmp_path: Path) -> None:
+    writer, reader = Store.create(tmp_path / "d"), Store.open(tmp_path / "d")
+    with writer.transaction() as session:
+        SettingsRepository(session).set("k", 1)
+    with writer.transaction() as session:  # holds the write lock for the whole block
+        SettingsRepository(session).set("k", 2)
+        with reader.reading() as other:  # would hit busy_timeout if it queued behind
+            assert SettingsRepository(other).get("k") == 1  # the committed snapshot
+    with reader.reading() as other:
+        assert SettingsRepository(other).get("k") == 2
+    writer.close()
+    reader.close()
+
+
+def test_nested_write_transaction_is_a_programming_error(tmp_path: Path) -> None:
+    store = Store.create(tmp_path / "d")
+    with (
+        store.transaction(),
+        pytest.raises(RuntimeError, match="already open"),
+        store.transaction(),
+    ):
+        pass
+    with store.transaction() as session:  # the outer one ended normally: usable again
+        SettingsRepository(session).set("k", 1)
+    store.close()

@@ -56,7 +56,7 @@ class AdminSecurity:
         self._check = check
 
     def get(self) -> ClientCertSecurity:
-        with self._store.transaction() as session:
+        with self._store.reading() as session:
             raw = SettingsRepository(session).get(_KEY)
         if not isinstance(raw, dict):
             return ClientCertSecurity()

@@ -52,19 +52,19 @@ class AdminAccounts:
         self._audit = audit
 
     def accounts(self) -> list[AdminInfo]:
-        with self._store.transaction() as session:
+        with self._store.reading() as session:
             rows = session.scalars(select(AdminAccountRow).order_by(AdminAccountRow.name)).all()
             return [AdminInfo(r.name, r.access) for r in rows]
 
     def get(self, name: str) -> AdminInfo | None:
-        with self._store.transaction() as session:
+        with self._store.reading() as session:
             row = session.get(AdminAccountRow, name)
             return AdminInfo(row.name, row.access) if row else None
 
     def credential_stamp(self, name: str) -> str | None:
         """A value that changes whenever the account's password or access level does (a
         digest of both), or None when the account is gone: sessions compare it."""
-        with self._store.transaction() as session:
+        with self._store.reading() as session:
             row = session.get(AdminAccountRow, name)
             if row is None:
                 return None

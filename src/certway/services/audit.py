@@ -122,7 +122,7 @@ class Audit:
         query = select(AuditRow).order_by(AuditRow.id.desc()).limit(limit)
         if since is not None:
             query = query.where(AuditRow.at >= since)
-        with self._store.transaction() as session:
+        with self._store.reading() as session:
             rows = session.scalars(query).all()
             return [
                 AuditEntry(

@@ -259,7 +259,7 @@ class Identities:
 
     # -- reading ------------------------------------------------------------------------------
     def version(self) -> int:
-        with self._store.transaction() as session:
+        with self._store.reading() as session:
             value = SettingsRepository(session).get(IDENTITY_VERSION)
         return value if isinstance(value, int) else 0
 
@@ -290,7 +290,7 @@ class Identities:
 
     def active(self, kind: Kind = "server", name: str = "") -> ActiveIdentity | None:
         """The active certificate of a slot; the client identity defaults to the server's."""
-        with self._store.transaction() as session:
+        with self._store.reading() as session:
             repo = SlotRepository(session)
             found = self._active_row(repo, kind, name)
             if found is None and kind == "client":
@@ -299,12 +299,12 @@ class Identities:
 
     def private_key(self, identity: ActiveIdentity) -> PrivateKey:
         """The private key of an active identity, for TLS listeners. Never exported."""
-        with self._store.transaction() as session:
+        with self._store.reading() as session:
             return KeyRepository(session, self._store.vault).get(identity.key_id)
 
     def info(self, kind: Kind = "server", name: str = "") -> IdentityInfo:
         self._check_slot(kind, name)
-        with self._store.transaction() as session:
+        with self._store.reading() as session:
             repo = SlotRepository(session)
             found = self._active_row(repo, kind, name)
             fallback = False
@@ -339,7 +339,7 @@ class Identities:
 
     def history(self, kind: Kind = "server", name: str = "") -> list[VersionInfo]:
         self._check_slot(kind, name)
-        with self._store.transaction() as session:
+        with self._store.reading() as session:
             repo = SlotRepository(session)
             slot = repo.get(kind, name)
             if slot is None:
@@ -358,7 +358,7 @@ class Identities:
 
     # -- temporary CA (CA5) -------------------------------------------------------------------
     def temporary_ca(self) -> x509.Certificate | None:
-        with self._store.transaction() as session:
+        with self._store.reading() as session:
             name = SettingsRepository(session).get(_TEMP_CA_KEY)
         if not isinstance(name, str):
             return None
@@ -404,7 +404,7 @@ class Identities:
             x509.DNSName("localhost"),
             x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
         ]
-        with self._store.transaction() as session:
+        with self._store.reading() as session:
             ca_name = SettingsRepository(session).get(_TEMP_CA_KEY)
         assert isinstance(ca_name, str)
         issued = self._local_ca.issue_certificate(
@@ -502,7 +502,7 @@ class Identities:
         return result
 
     def pending_csr(self, kind: Kind, name: str = "") -> PendingCsrInfo | None:
-        with self._store.transaction() as session:
+        with self._store.reading() as session:
             slot = SlotRepository(session).get(kind, name)
             if slot is None or slot.pending_csr_der is None:
                 return None
@@ -742,7 +742,7 @@ class Identities:
     @audited("client-cert.copy-server", target=lambda: "client certificate")
     def copy_server_to_client(self) -> IdentityInfo:
         """Use the server certificate as the client certificate (SC6); needs clientAuth."""
-        with self._store.transaction() as session:
+        with self._store.reading() as session:
             found = self._active_row(SlotRepository(session), "server", "")
         if found is None:
             raise NotFound("the server certificate has no certificate yet")
@@ -759,7 +759,7 @@ class Identities:
             if name:
                 raise PolicyViolation("kind", f"the {kind} certificate has no name")
             return
-        with self._store.transaction() as session:
+        with self._store.reading() as session:
             if SlotRepository(session).get("domain", name) is None:
                 raise NotFound(f"no domain '{name}': add it with 'certway domain add {name}'")
 
@@ -788,7 +788,7 @@ class Identities:
             SettingsRepository(session).bump(IDENTITY_VERSION)
 
     def domains(self) -> list[DomainInfo]:
-        with self._store.transaction() as session:
+        with self._store.reading() as session:
             repo = SlotRepository(session)
             result = []
             for slot in repo.of_kind("domain"):
@@ -829,7 +829,7 @@ class Identities:
             cached = self._sni  # another thread may have rebuilt it meanwhile
             if cached is not None and cached.version == version:
                 return cached
-            with self._store.transaction() as session:
+            with self._store.reading() as session:
                 repo = SlotRepository(session)
                 domains = {
                     slot.name: self._identity(slot, row)

@@ -245,7 +245,7 @@ class LocalCA:
             )
         parent_id = None
         if cert.issuer != cert.subject:
-            with self._store.transaction() as session:
+            with self._store.reading() as session:
                 for row in CaRepository(session).all():
                     parent_cert = x509.load_der_x509_certificate(row.certificate_der)
                     if parent_cert.subject == cert.issuer:
@@ -265,7 +265,7 @@ class LocalCA:
             )
         check_days(days)
         settings.check()
-        with self._store.transaction() as session:
+        with self._store.reading() as session:
             if CaRepository(session).by_name(name) is not None:
                 raise Conflict(f"a CA named '{name}' already exists")
 
@@ -311,7 +311,7 @@ class LocalCA:
 
     # -- reading --------------------------------------------------------------------------
     def cas(self) -> list[CaInfo]:
-        with self._store.transaction() as session:
+        with self._store.reading() as session:
             repo = CaRepository(session)
             rows = repo.all()
             names = {row.id: row.name for row in rows}
@@ -355,7 +355,7 @@ class LocalCA:
     def chain(self, name: str) -> list[x509.Certificate]:
         """The CA's certificate followed by its parents, root last."""
         chain: list[x509.Certificate] = []
-        with self._store.transaction() as session:
+        with self._store.reading() as session:
             repo = CaRepository(session)
             row = repo.by_name(name)
             if row is None:
@@ -370,7 +370,7 @@ class LocalCA:
 
     def issued(self, name: str, *, search: str | None = None) -> list[IssuedInfo]:
         now = self._clock.now()
-        with self._store.transaction() as session:
+        with self._store.reading() as session:
             repo = CaRepository(session)
             row = repo.by_name(name)
             if row is None:
@@ -397,7 +397,7 @@ class LocalCA:
 
     def issued_certificate(self, name: str, serial: str) -> x509.Certificate:
         canonical = parse_serial(serial)
-        with self._store.transaction() as session:
+        with self._store.reading() as session:
             repo = CaRepository(session)
             row = repo.by_name(name)
             if row is None:
@@ -519,7 +519,7 @@ class LocalCA:
         covering every revocation), else a new one."""
         row, _ = self._issuer(name)
         now = self._clock.now()
-        with self._store.transaction() as session:
+        with self._store.reading() as session:
             repo = CaRepository(session)
             stored = repo.latest_crl(row.id)
             newest = repo.revocations(row.id, after_id=stored.covers_revocation_id if stored else 0)
@@ -589,7 +589,7 @@ class LocalCA:
         if ca_id is None:
             return None
         serial = serial_hex(query.serial)
-        with self._store.transaction() as session:
+        with self._store.reading() as session:
             repo = CaRepository(session)
             row = repo.by_id(ca_id)
             if row is None:  # removed since it was indexed
@@ -616,7 +616,7 @@ class LocalCA:
         found = self._ocsp_index.get(key)
         if found is not None:
             return found
-        with self._ocsp_lock, self._store.transaction() as session:
+        with self._ocsp_lock, self._store.reading() as session:
             hashed = self._ocsp_hashed.setdefault(algorithm.name, set())
             for row in CaRepository(session).all():
                 if row.id in hashed:
@@ -629,7 +629,7 @@ class LocalCA:
 
     # -- helpers --------------------------------------------------------------------------
     def _issuer(self, name: str) -> tuple[CaRow, Issuer]:
-        with self._store.transaction() as session:
+        with self._store.reading() as session:
             row = CaRepository(session).by_name(name)
             if row is None:
                 raise self._not_found(name)
@@ -650,7 +650,7 @@ class LocalCA:
         return issuer
 
     def _not_found(self, name: str) -> NotFound:
-        with self._store.transaction() as session:
+        with self._store.reading() as session:
             names = [row.name for row in CaRepository(session).all()]
         known = f"; known CAs: {', '.join(names)}" if names else "; no CA exists yet"
         return NotFound(f"no CA named '{name}'{known}")

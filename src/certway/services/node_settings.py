@@ -60,7 +60,7 @@ class NodeSettings:
         self._audit = audit
 
     def get(self) -> NodeConfig:
-        with self._store.transaction() as session:
+        with self._store.reading() as session:
             raw = SettingsRepository(session).get(_KEY)
         if not isinstance(raw, dict):
             return NodeConfig(fqdn=default_fqdn())
@@ -111,7 +111,7 @@ class NodeSettings:
         asks peers for certificates without making mutual TLS mandatory.)"""
         if self.get().clustered:
             return True
-        with self._store.transaction() as session:
+        with self._store.reading() as session:
             settings = SettingsRepository(session)
             sip = settings.get("sip")
             zones = settings.get("zones")

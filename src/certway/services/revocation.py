@@ -305,7 +305,7 @@ class RevocationService:
             settings.set(OCSP_FAILURES, current)
 
     def responder_failures(self) -> dict[str, dict[str, str]]:
-        with self._store.transaction() as session:
+        with self._store.reading() as session:
             failures = SettingsRepository(session).get(OCSP_FAILURES)
         return dict(failures) if isinstance(failures, dict) else {}
 
@@ -339,7 +339,7 @@ class RevocationService:
 
     def held(self) -> list[HeldCrlInfo]:
         now = self._clock.now()
-        with self._store.transaction() as session:
+        with self._store.reading() as session:
             rows = HeldCrlRepository(session).all()
             return [
                 HeldCrlInfo(
@@ -371,7 +371,7 @@ class RevocationService:
         return self.sources()
 
     def sources(self) -> list[SourceStatus]:
-        with self._store.transaction() as session:
+        with self._store.reading() as session:
             return [
                 SourceStatus(
                     r.url, r.last_attempt, r.last_success, r.error, r.crl_number, r.next_update
@@ -450,7 +450,7 @@ class RevocationService:
         )
 
     def schedule(self) -> Schedule:
-        with self._store.transaction() as session:
+        with self._store.reading() as session:
             return self._schedule(SettingsRepository(session))
 
     @audited("crl.schedule", target=lambda **k: "CRL schedule", detail=lambda s: s.as_dict())
@@ -478,7 +478,7 @@ class RevocationService:
     # -- policies (RV5) ----------------------------------------------------------------------
     def policy(self, service: str) -> RevocationPolicy:
         default = self._default(service)
-        with self._store.transaction() as session:
+        with self._store.reading() as session:
             raw = SettingsRepository(session).get(f"policy.{service}")
         if not isinstance(raw, dict):
             return default
@@ -512,7 +512,7 @@ class RevocationService:
     # -- the index validation reads ----------------------------------------------------------
     def index(self) -> RevocationIndex:
         """All held CRLs verified and indexed; rebuilt only when CRLs or trust changed."""
-        with self._store.transaction() as session:
+        with self._store.reading() as session:
             settings = SettingsRepository(session)
             version = (int(settings.get(CRL_VERSION) or 0), int(settings.get(TRUST_VERSION) or 0))
         cached = self._index
@@ -521,7 +521,7 @@ class RevocationService:
         snapshot = self._trusted.snapshot()
         by_key = {key_id(c): c for c in snapshot.certificates}
         indexed: list[IndexedCrl] = []
-        with self._store.transaction() as session:
+        with self._store.reading() as session:
             rows = HeldCrlRepository(session).all()
             for row in rows:
                 issuer = by_key.get(bytes.fromhex(row.issuer_key))

@@ -130,7 +130,7 @@ class SipSettings:
         settings.bump(SIP_VERSION)
 
     def get(self) -> SipConfig:
-        with self._store.transaction() as session:
+        with self._store.reading() as session:
             return self._read(SettingsRepository(session))[0]
 
     def rules(self) -> list[AccessRule]:
@@ -138,14 +138,14 @@ class SipSettings:
         return list(self.get().rules)
 
     def version(self) -> int:
-        with self._store.transaction() as session:
+        with self._store.reading() as session:
             return int(SettingsRepository(session).get(SIP_VERSION) or 0)
 
     def watched_versions(self) -> tuple[int, ...]:
         """The change counters a SIP listener's TLS contexts depend on: certificates (identity),
         trusted CAs (client CAs), CRLs and revocation policies, and these settings."""
         keys = (IDENTITY_VERSION, TRUST_VERSION, CRL_VERSION, SIP_VERSION)
-        with self._store.transaction() as session:
+        with self._store.reading() as session:
             settings = SettingsRepository(session)
             return tuple(int(settings.get(k) or 0) for k in keys)
 

@@ -170,7 +170,7 @@ class TrustedCAs:
         return report
 
     def entries(self) -> list[TrustedCaInfo]:
-        with self._store.transaction() as session:
+        with self._store.reading() as session:
             return [_info(r) for r in TrustRepository(session).all()]
 
     def certificate(self, fingerprint_or_prefix: str) -> x509.Certificate:
@@ -180,7 +180,7 @@ class TrustedCAs:
         wanted = fp.upper().replace(":", "")
         if len(wanted) < 8:
             raise PolicyViolation("fingerprint", "give at least 8 hex digits of the fingerprint")
-        with self._store.transaction() as session:
+        with self._store.reading() as session:
             rows = [
                 r for r in TrustRepository(session).all()
                 if r.fingerprint.replace(":", "").startswith(wanted)
@@ -244,7 +244,7 @@ class TrustedCAs:
             SettingsRepository(session).bump(TRUST_VERSION)
 
     def version(self) -> int:
-        with self._store.transaction() as session:
+        with self._store.reading() as session:
             value = SettingsRepository(session).get(TRUST_VERSION)
         return value if isinstance(value, int) else 0
 
@@ -254,7 +254,7 @@ class TrustedCAs:
         cached = self._snapshot
         if cached is not None and cached[0] == version:
             return cached[1]
-        with self._store.transaction() as session:
+        with self._store.reading() as session:
             certs = [
                 x509.load_der_x509_certificate(r.certificate_der)
                 for r in TrustRepository(session).all()

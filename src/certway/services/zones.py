@@ -378,12 +378,12 @@ class Zones:
                 settings.set(STATUS_KEY, statuses)
 
     def entries(self) -> list[Zone]:
-        with self._store.transaction() as session:
+        with self._store.reading() as session:
             zones = _load_zones(SettingsRepository(session))
         return sorted(zones.values(), key=lambda z: z.name)
 
     def get(self, name: str) -> Zone:
-        with self._store.transaction() as session:
+        with self._store.reading() as session:
             zones = _load_zones(SettingsRepository(session))
         if name not in zones:
             raise self._not_found(name, zones)
@@ -397,7 +397,7 @@ class Zones:
     # -- status ------------------------------------------------------------------------------
     def status(self, name: str) -> ZoneStatus:
         """The last recorded status of zone ``name`` (Unknown when never checked)."""
-        with self._store.transaction() as session:
+        with self._store.reading() as session:
             settings = SettingsRepository(session)
             zones = _load_zones(settings)
             if name not in zones:
@@ -406,7 +406,7 @@ class Zones:
 
     def statuses(self) -> dict[str, ZoneStatus]:
         """Every zone's status, Unknown for zones never checked."""
-        with self._store.transaction() as session:
+        with self._store.reading() as session:
             settings = SettingsRepository(session)
             zones = _load_zones(settings)
             known = _load_statuses(settings)
@@ -433,7 +433,7 @@ class Zones:
     def due(self, at: dt.datetime | None = None) -> list[Zone]:
         """Zones whose interval has passed since their last check (or never checked)."""
         now = at or self._clock.now()
-        with self._store.transaction() as session:
+        with self._store.reading() as session:
             settings = SettingsRepository(session)
             zones = _load_zones(settings)
             statuses = _load_statuses(settings)
@@ -453,7 +453,7 @@ def alarms_for_zones(store: Store) -> list[ZoneAlarm]:
     The alarm is critical when the whole zone is Failed, a warning when other peers keep the
     zone Active. It clears when the peer passes again or the zone is removed.
     """
-    with store.transaction() as session:
+    with store.reading() as session:
         settings = SettingsRepository(session)
         zones = _load_zones(settings)
         statuses = _load_statuses(settings)

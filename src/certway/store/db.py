@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,7 +14,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -23,6 +24,7 @@ from certway.store.vault import KeyVault, create_master_key, load_master_key
 __all__ = ["DB_FILE", "Store", "default_data_dir"]
 
 DB_FILE = "certway.db"
+_READ_ONLY = "certway_read_only"
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -37,6 +39,18 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
+    # SQLAlchemy emits BEGIN itself (below): the driver's implicit BEGIN would start a
+    # transaction only at the first write, leaving earlier reads outside it.
+    dbapi_connection.isolation_level = None
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    """Writers take SQLite's write lock when they start, so a read-modify-write in one
+    process waits for another's instead of overwriting it; readers get one snapshot."""
+    if connection.get_execution_options().get(_READ_ONLY):
+        connection.exec_driver_sql("BEGIN")
+    else:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _alembic_config() -> Config:
@@ -53,6 +67,10 @@ class Store:
         self.engine = engine
         self.vault = vault
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._writing = threading.local()
+        self._read_sessions = sessionmaker(
+            engine.execution_options(**{_READ_ONLY: True}), expire_on_commit=False
+        )
 
     @classmethod
     def create(cls, data_dir: Path) -> Store:
@@ -76,6 +94,7 @@ class Store:
         vault = KeyVault(load_master_key(data_dir))
         engine = create_engine(f"sqlite:///{data_dir / DB_FILE}")
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
         try:
             db_path = data_dir / DB_FILE
             if not db_path.exists():
@@ -89,8 +108,28 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
-        """A unit of work: committed when the block ends, rolled back if it raises."""
-        session = self._sessions()
+        """A unit of work: committed when the block ends, rolled back if it raises. It holds
+        the database's write lock from the start (other writers wait, readers do not)."""
+        if getattr(self._writing, "active", False):
+            # SQLite has one write lock: a second writer in the same thread would wait for
+            # itself until busy_timeout. Callers pass the open session down instead.
+            raise RuntimeError("a write transaction is already open in this thread")
+        self._writing.active = True
+        try:
+            with self._unit(self._sessions()) as session:
+                yield session
+        finally:
+            self._writing.active = False
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A read-only unit of work: one consistent snapshot, no write lock, so hot paths
+        (handshakes, OCSP answers, the reload poller) never wait for a writer."""
+        with self._unit(self._read_sessions()) as session:
+            yield session
+
+    @contextmanager
+    def _unit(self, session: Session) -> Iterator[Session]:
         try:
             with session.begin():
                 yield session
@@ -111,7 +150,7 @@ def _migrate(engine: Engine) -> None:
     """Bring the schema to the newest revision (cheap no-op when already there)."""
     config = _alembic_config()
     head = ScriptDirectory.from_config(config).get_current_head()
-    with engine.connect() as connection:
+    with engine.execution_options(**{_READ_ONLY: True}).connect() as connection:
         current = MigrationContext.configure(connection).get_current_revision()
     if current == head:
         return
