@@ -551,3 +551,12 @@ def test_corrupted_archives_only_raise_our_errors(cut: int, flip: int) -> None:
         for data in (bytes(corrupted), archive[:position]):
             with contextlib.suppress(DecodeError, PolicyViolation):
                 unpack_crls(data, max_total=64 * 1024)
+
+
+def test_zip_needing_an_unknown_version_is_a_decode_error() -> None:
+    der = _crl("Zip CA", test_key("ec:p256", 30), [1]).public_bytes(DER)
+    archive = bytearray(_zip({"a.crl": der}))
+    entry = archive.index(b"PK\x01\x02")  # central directory: "version needed" at +6
+    archive[entry + 6 : entry + 8] = (223).to_bytes(2, "little")
+    with pytest.raises(DecodeError, match=r"ZIP archive cannot be read: zip file version 22\.3"):
+        unpack_crls(bytes(archive), max_total=64 * 1024)

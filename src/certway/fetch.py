@@ -315,6 +315,8 @@ def _unzip_crls(
         archive = zipfile.ZipFile(io.BytesIO(data))
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
         raise DecodeError(f"the ZIP archive is corrupt: {exc}") from exc
+    except NotImplementedError as exc:  # e.g. a version field no reader supports
+        raise DecodeError(f"the ZIP archive cannot be read: {exc}") from exc
     with archive:
         members = [info for info in archive.infolist() if not info.is_dir()]
         if len(members) > max_members:
