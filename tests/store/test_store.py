@@ -142,6 +142,17 @@ def test_readers_do_not_wait_for_a_writer(tmp_path: Path) -> None:
     reader.close()
 
 
+def test_a_write_in_a_reading_unit_is_refused(tmp_path: Path) -> None:
+    store = Store.create(tmp_path / "d")
+    with pytest.raises(StoreError, match="readonly"), store.reading() as session:
+        SettingsRepository(session).set("k", 1)
+    with store.transaction() as session:  # the pooled connection writes again afterwards
+        SettingsRepository(session).set("k", 2)
+    with store.reading() as session:
+        assert SettingsRepository(session).get("k") == 2
+    store.close()
+
+
 def test_nested_write_transaction_is_a_programming_error(tmp_path: Path) -> None:
     store = Store.create(tmp_path / "d")
     with (

@@ -48,8 +48,10 @@ def _sqlite_begin(connection: Connection) -> None:
     """Writers take SQLite's write lock when they start, so a read-modify-write in one
     process waits for another's instead of overwriting it; readers get one snapshot."""
     if connection.get_execution_options().get(_READ_ONLY):
+        connection.exec_driver_sql("PRAGMA query_only=ON")  # a write here is a bug: refuse it
         connection.exec_driver_sql("BEGIN")
     else:
+        connection.exec_driver_sql("PRAGMA query_only=OFF")
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
