@@ -39,6 +39,7 @@ from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsag
 from certway.clock import utc
 from certway.errors import DecodeError, PolicyViolation
 from certway.pki.decode import PARSE_ERRORS, format_name
+from certway.pki.ocsp_responder import issuer_hashes
 
 __all__ = [
     "NONCE_SIZE",
@@ -231,34 +232,6 @@ def _reason_name(reason: x509.ReasonFlags | None) -> str | None:
     return None if reason is None else reason.value
 
 
-def _key_bits(key: PublicKeyTypes) -> bytes | None:
-    """The subjectPublicKey BIT STRING content, as hashed into a CertID's issuerKeyHash."""
-    if isinstance(key, rsa.RSAPublicKey):
-        return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.PKCS1)
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        return key.public_bytes(
-            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
-        )
-    if isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
-        return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return None
-
-
-def _digest(algorithm: hashes.HashAlgorithm, data: bytes) -> bytes:
-    h = hashes.Hash(algorithm)
-    h.update(data)
-    return h.finalize()
-
-
-def _issuer_hashes(
-    issuer: x509.Certificate, algorithm: hashes.HashAlgorithm
-) -> tuple[bytes, bytes] | None:
-    bits = _key_bits(issuer.public_key())
-    if bits is None:
-        return None
-    return _digest(algorithm, issuer.subject.public_bytes()), _digest(algorithm, bits)
-
-
 def _matching_single(
     response: ocsp.OCSPResponse, request: OcspRequestData, issuer: x509.Certificate
 ) -> ocsp.OCSPSingleResponse:
@@ -268,12 +241,12 @@ def _matching_single(
             continue
         algorithm = single.hash_algorithm
         if algorithm.name == request.hash_algorithm:
-            expected: tuple[bytes, bytes] | None = (
+            expected = (
                 request.issuer_name_hash,
                 request.issuer_key_hash,
             )
         else:
-            expected = _issuer_hashes(issuer, algorithm)
+            expected = issuer_hashes(issuer, algorithm)
         if expected == (single.issuer_name_hash, single.issuer_key_hash):
             return single
     if not singles:

@@ -124,29 +124,29 @@ class AdminSecurity:
             return CertAuthResult(True, "client certificates are not required")
         if not certificate_pem:
             return CertAuthResult(False, "this page needs a client certificate and none was sent")
-        report = self._check.check(certificate_pem, purpose="client", service="admin-https")
+        mapping = config.mode is Mode.AUTHENTICATION  # the username comes from the same check
+        report = self._check.check(
+            certificate_pem,
+            purpose="client",
+            service="admin-https",
+            regex=config.regex if mapping else None,
+            fmt=config.format if mapping else None,
+        )
         if not report.result.valid:
             return CertAuthResult(
                 False, f"the client certificate was rejected: {report.result.reason}", None, report
             )
         if config.mode is Mode.VALIDATION:
             return CertAuthResult(True, "the client certificate is valid", None, report)
-        mapped = self._check.check(
-            certificate_pem,
-            purpose="client",
-            service="admin-https",
-            regex=config.regex,
-            fmt=config.format,
-        )
-        if mapped.username is None:
+        if report.username is None:
             return CertAuthResult(
-                False, f"no username in the certificate: {mapped.username_error}", None, report
+                False, f"no username in the certificate: {report.username_error}", None, report
             )
-        account = self._admins.get(mapped.username.username)
+        account = self._admins.get(report.username.username)
         if account is None:
             return CertAuthResult(
                 False,
-                f"the certificate maps to user '{mapped.username.username}', which has no account",
+                f"the certificate maps to user '{report.username.username}', which has no account",
                 None,
                 report,
             )

@@ -292,6 +292,8 @@ class RevocationService:
 
     def _record_responder(self, url: str, error: str | None) -> None:
         """Persist OCSP responder failures (so alarms show them in every process)."""
+        if error is None and url not in self.responder_failures():
+            return  # the usual case, a good answer with nothing to clear: no write lock
         with self._responder_lock, self._store.transaction() as session:
             settings = SettingsRepository(session)
             failures = settings.get(OCSP_FAILURES)
@@ -360,9 +362,10 @@ class RevocationService:
     def set_sources(self, urls: Sequence[str]) -> list[SourceStatus]:
         clean: list[str] = []
         for url in urls:
-            for part in url.splitlines():
-                if part.strip() and _check_url(part) not in clean:
-                    clean.append(_check_url(part))
+            for part in filter(str.strip, url.splitlines()):
+                checked = _check_url(part)
+                if checked not in clean:
+                    clean.append(checked)
         if len(clean) > MAX_SOURCES:
             raise PolicyViolation("crl-sources", f"at most {MAX_SOURCES} CRL URLs are allowed")
         with self._store.transaction() as session:
@@ -522,7 +525,7 @@ class RevocationService:
         by_key = {key_id(c): c for c in snapshot.certificates}
         indexed: list[IndexedCrl] = []
         with self._store.reading() as session:
-            rows = HeldCrlRepository(session).all()
+            rows = HeldCrlRepository(session).all(with_der=True)
             for row in rows:
                 issuer = by_key.get(bytes.fromhex(row.issuer_key))
                 if issuer is None:

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import Integer, Text, cast, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, undefer
 
 from certway.pki.keys import (
     PrivateKey,
@@ -285,8 +285,11 @@ class HeldCrlRepository:
     def __init__(self, session: Session) -> None:
         self._session = session
 
-    def all(self, kind: str | None = None) -> Sequence[HeldCrlRow]:
+    def all(self, kind: str | None = None, *, with_der: bool = False) -> Sequence[HeldCrlRow]:
+        """Held CRLs; ``with_der`` loads their (deferred) DER in the same query."""
         query = select(HeldCrlRow).order_by(HeldCrlRow.id)
+        if with_der:
+            query = query.options(undefer(HeldCrlRow.crl_der))
         if kind is not None:
             query = query.where(HeldCrlRow.kind == kind)
         return self._session.scalars(query).all()

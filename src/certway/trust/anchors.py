@@ -15,8 +15,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.verification import Store
 
-from certway.pki.decode import fingerprint
-
 __all__ = ["TrustSnapshot", "key_id"]
 
 
@@ -38,7 +36,6 @@ class TrustSnapshot:
 
     certificates: tuple[x509.Certificate, ...]
     store: Store | None = field(default=None, compare=False)
-    by_fingerprint: dict[str, x509.Certificate] = field(default_factory=dict, compare=False)
     by_subject: dict[bytes, tuple[x509.Certificate, ...]] = field(
         default_factory=dict, compare=False
     )
@@ -52,7 +49,6 @@ class TrustSnapshot:
         return cls(
             certificates=certs,
             store=Store(list(certs)) if certs else None,
-            by_fingerprint={fingerprint(c): c for c in certs},
             by_subject={k: tuple(v) for k, v in by_subject.items()},
         )
 
