@@ -303,10 +303,12 @@ def test_revocation_show_and_set(cli: Cli) -> None:
         "sip-tls": {
             "mode": "on", "ocsp": True, "crl": True, "cdp": True, "scope": "all",
             "fallback": "not-revoked",
+            "profile": "rfc5280",
         },
         "admin-https": {
             "mode": "on", "ocsp": False, "crl": True, "cdp": False, "scope": "all",
             "fallback": "not-revoked",
+            "profile": "rfc5280",
         },
     }  # fmt: skip
     changed = cli.ok(

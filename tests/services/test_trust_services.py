@@ -473,6 +473,7 @@ def test_policy_change_is_persisted(node: Node, clock: FixedClock) -> None:
         "cdp": False,
         "scope": "peer",
         "fallback": "revoked",
+        "profile": "rfc5280",
     }
 
 

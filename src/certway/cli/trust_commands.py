@@ -239,16 +239,17 @@ def crl_schedule(
 # -- revocation policies ---------------------------------------------------------------------
 @revocation_app.command("show")
 def revocation_show(ctx: typer.Context, as_json: JsonOpt = False) -> None:
-    """The revocation policies of sip-tls and admin-https."""
+    """The validation profile and revocation policy of sip-tls and admin-https."""
     with open_node(ctx) as n:
         policies = {name: n.revocation.policy(name).as_dict() for name in SERVICES}
     if as_json:
         print_json(policies)
         return
-    table = Table("service", "mode", "OCSP", "CRL", "CDP download", "scope", "fallback")
+    table = Table("service", "profile", "mode", "OCSP", "CRL", "CDP download", "scope", "fallback")
     for name, p in policies.items():
         table.add_row(
             name,
+            str(p["profile"]),
             str(p["mode"]),
             "on" if p["ocsp"] else "off",
             "on" if p["crl"] else "off",
@@ -271,8 +272,16 @@ def revocation_set(
     fallback: Annotated[
         str | None, typer.Option("--fallback", help="not-revoked or revoked.")
     ] = None,
+    profile: Annotated[
+        str | None,
+        typer.Option(
+            "--profile",
+            help="How certificate paths are judged: rfc5280 (enterprise and UC PKIs, the "
+            "default) or webpki (the strict web PKI rules).",
+        ),
+    ] = None,
 ) -> None:
-    """Change a service's revocation policy."""
+    """Change a service's validation profile and revocation policy."""
     changes = {
         "enabled": _on_off(mode, "--mode"),
         "ocsp": _on_off(ocsp, "--ocsp"),
@@ -280,13 +289,15 @@ def revocation_set(
         "cdp": _on_off(cdp, "--cdp"),
         "scope": scope,
         "fallback": fallback,
+        "profile": profile,
     }
     with open_node(ctx) as n:
         policy = n.revocation.set_policy(service, **changes)
     p = policy.as_dict()
     out.print(
-        f"{service}: mode {p['mode']}, OCSP {'on' if p['ocsp'] else 'off'}, CRL "
-        f"{'on' if p['crl'] else 'off'}, CDP {'on' if p['cdp'] else 'off'}, scope {p['scope']}, "
+        f"{service}: profile {p['profile']}, mode {p['mode']}, "
+        f"OCSP {'on' if p['ocsp'] else 'off'}, CRL {'on' if p['crl'] else 'off'}, "
+        f"CDP {'on' if p['cdp'] else 'off'}, scope {p['scope']}, "
         f"fallback treat as {p['fallback']}"
     )
 

@@ -14,10 +14,9 @@ from cryptography import x509
 from certway.clock import Clock
 from certway.errors import DecodeError, PolicyViolation
 from certway.pki.decode import load_certificates
-from certway.services.revocation import RevocationService
-from certway.services.trusted_cas import TrustedCAs
+from certway.services.peer_validation import PeerValidation
 from certway.trust.identity import UsernameMapping, compile_regex, map_username
-from certway.trust.validate import Purpose, ValidationOptions, ValidationResult, validate
+from certway.trust.validate import Purpose, ValidationOptions, ValidationResult
 
 __all__ = ["CheckReport", "ClientCheck", "parse_certificates"]
 
@@ -56,10 +55,9 @@ class CheckReport:
 
 
 class ClientCheck:
-    def __init__(self, clock: Clock, trusted: TrustedCAs, revocation: RevocationService) -> None:
+    def __init__(self, clock: Clock, peers: PeerValidation) -> None:
         self._clock = clock
-        self._trusted = trusted
-        self._revocation = revocation
+        self._peers = peers
 
     def check(
         self,
@@ -84,18 +82,14 @@ class ClientCheck:
             raise PolicyViolation(
                 "purpose", f"purpose must be client or server, not '{purpose}'"
             ) from None
-        policy = self._revocation.policy(service)
+        state = self._peers.state(service)
         certs = parse_certificates(data)
         intermediates = certs[1:] + (parse_certificates(chain) if chain else [])
-        result = validate(
+        result = state.validate(
             certs[0],
             intermediates,
-            trust=self._trusted.snapshot(),
-            at=self._clock.now(),
             options=ValidationOptions(purpose=kind, name=name),
-            policy=policy,
-            revocation=self._revocation.index(),
-            online=self._revocation.online,
+            at=self._clock.now(),
         )
         if regex is None or fmt is None:
             return CheckReport(service, result)

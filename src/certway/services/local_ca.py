@@ -35,6 +35,8 @@ from certway.store.repositories import (
     SettingsRepository,
 )
 from certway.store.schema import CaRow, IssuedRow
+from certway.trust.anchors import key_id as certificate_key_id
+from certway.trust.records import CaRecords, IssuerRecords, RecordedRevocation
 
 __all__ = ["CaInfo", "CaSettings", "IssuedInfo", "LocalCA", "PublishedCrl", "SignResult"]
 
@@ -163,6 +165,14 @@ class LocalCA:
         self._ocsp_lock = threading.Lock()
         self._ocsp_index: dict[tuple[str, bytes, bytes], int] = {}
         self._ocsp_hashed: dict[str, set[int]] = {}
+        # The revocation records as a revocation source (``records``): revocations only
+        # grow, so each call reads just those recorded since the previous one.
+        self._records_lock = threading.Lock()
+        self._records_version: tuple[int, int] | None = None
+        self._records = CaRecords()
+        self._record_cas: dict[int, tuple[str, x509.Certificate]] = {}
+        self._revoked: dict[int, dict[int, RecordedRevocation]] = {}
+        self._records_after: dict[int, int] = {}
 
     # -- creating CAs ---------------------------------------------------------------------
     @audited("ca.create-root", detail=_ca_detail)
@@ -466,6 +476,43 @@ class LocalCA:
         if full and full[-1].subject == full[-1].issuer:
             full = full[:-1]
         return SignResult(cert, tuple(full))
+
+    def records(self) -> CaRecords:
+        """The CAs' revocation records as a revocation source for validation: a revocation
+        counts from the moment it is recorded, by this process or another one. Costs two
+        small queries when nothing changed; otherwise only new revocations are read."""
+        with self._store.reading() as session:
+            trust = int(SettingsRepository(session).get(TRUST_VERSION) or 0)
+            repo = CaRepository(session)
+            version = (trust, repo.last_revocation_id())
+            with self._records_lock:
+                if version == self._records_version:
+                    return self._records
+                if self._records_version is None or self._records_version[0] != trust:
+                    self._record_cas = {
+                        row.id: (row.name, x509.load_der_x509_certificate(row.certificate_der))
+                        for row in repo.all()
+                    }
+                    self._revoked = {ca_id: {} for ca_id in self._record_cas}
+                    self._records_after = {}
+                for ca_id, revoked in self._revoked.items():
+                    found = repo.revocations(ca_id, after_id=self._records_after.get(ca_id, 0))
+                    for record in found:
+                        revoked[int(record.serial, 16)] = RecordedRevocation(
+                            utc(record.revoked_at), record.reason
+                        )
+                    if found:
+                        self._records_after[ca_id] = found[-1].id
+                self._records = CaRecords(
+                    {
+                        certificate_key_id(cert): IssuerRecords(
+                            name, cert.subject.public_bytes(), self._revoked[ca_id]
+                        )
+                        for ca_id, (name, cert) in self._record_cas.items()
+                    }
+                )
+                self._records_version = version
+                return self._records
 
     # -- revocation and CRLs --------------------------------------------------------------
     @audited(

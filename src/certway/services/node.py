@@ -13,6 +13,7 @@ from certway.services.client_check import ClientCheck
 from certway.services.identities import Identities
 from certway.services.local_ca import LocalCA
 from certway.services.node_settings import NodeSettings
+from certway.services.peer_validation import PeerValidation
 from certway.services.revocation import FetcherFactory, RevocationService, default_fetcher
 from certway.services.sip_settings import SipSettings
 from certway.services.trusted_cas import TrustedCAs
@@ -37,7 +38,8 @@ class Node:
         self.revocation = RevocationService(
             store, clock, self.trusted_cas, self.audit, fetcher_factory
         )
-        self.client_check = ClientCheck(clock, self.trusted_cas, self.revocation)
+        self.peer_validation = PeerValidation(self.trusted_cas, self.revocation, self.local_ca)
+        self.client_check = ClientCheck(clock, self.peer_validation)
         self.identities = Identities(
             store, clock, self.audit, self.settings, self.trusted_cas, self.local_ca
         )

@@ -497,6 +497,7 @@ class RevocationService:
             "cdp": updated.cdp,
             "scope": updated.scope.value,
             "fallback": updated.fallback.value,
+            "profile": updated.profile.value,
         }
         with self._store.transaction() as session:
             settings = SettingsRepository(session)

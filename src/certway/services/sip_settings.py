@@ -36,8 +36,10 @@ from certway.sip.rules import AccessRule, make_rule, ordered
 from certway.store.db import Store
 from certway.store.repositories import SettingsRepository
 
-__all__ = ["MAX_RULES", "SIP_VERSION", "MutualTls", "SipConfig", "SipSettings"]
+__all__ = ["MAX_RULES", "SIP_SERVICE", "SIP_VERSION", "MutualTls", "SipConfig", "SipSettings"]
 
+SIP_SERVICE = "sip-tls"
+"""The service whose profile and revocation policy SIP TLS peers (inbound and zones) get."""
 SIP_VERSION = "version.sip"
 """Bumped on every change of the SIP settings or rules: the SIP listener reloads."""
 MAX_RULES = 1000

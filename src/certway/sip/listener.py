@@ -33,7 +33,7 @@ import contextlib
 import logging
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
@@ -41,7 +41,8 @@ from cryptography import x509
 from certway.errors import CertwayError
 from certway.pki.decode import format_name
 from certway.services.local_ca import serial_hex
-from certway.services.sip_settings import MutualTls, SipConfig, SipSettings
+from certway.services.peer_validation import ValidationState
+from certway.services.sip_settings import SIP_SERVICE, MutualTls, SipConfig, SipSettings
 from certway.sip.message import (
     MAX_BODY,
     MAX_HEADER,
@@ -54,10 +55,9 @@ from certway.sip.message import (
     method_not_allowed,
     options_ok,
 )
-from certway.sip.revocation import RevocationState, local_ca_certificates, sip_revocation
 from certway.sip.rules import certificate_names, decide
 from certway.tls.contexts import ClientCertMode, ServerTls, TlsState
-from certway.trust.validate import Purpose, ValidationOptions, validate
+from certway.trust.validate import Purpose, ValidationOptions
 
 if TYPE_CHECKING:
     from certway.services.node import Node
@@ -119,35 +119,33 @@ def _refuse(code: str | None, reason: str, cert: x509.Certificate | None) -> Pee
 
 
 class PeerValidator:
-    """The checks a SIP TLS peer certificate must pass; ``check`` is thread-safe."""
+    """The checks a SIP TLS peer certificate must pass; ``check`` is thread-safe.
+
+    Validation itself is the node's one path (``ValidationState.validate``: profile,
+    trusted CAs, CRLs, the local CAs' records, OCSP/CDP per the ``sip-tls`` policy); this
+    class keeps that state in memory, so a handshake reads no database."""
 
     def __init__(self, node: Node) -> None:
         self._node = node
-        self._local_cas: frozenset[x509.Certificate] = frozenset()
-        self._local_subjects: frozenset[x509.Name] = frozenset()
-        self._state: RevocationState
+        self._state: ValidationState
         self.reload()
 
     def reload(self) -> None:
-        """Re-read what checks depend on — local CAs, trusted CAs, the ``sip-tls`` policy,
-        the CRL index — when they change (the listener's ``refresh``), so that a connection
-        costs no database read (except the own-CA revocation lookup, which stays live)."""
-        self._local_cas = local_ca_certificates(self._node)
-        self._local_subjects = frozenset(c.subject for c in self._local_cas)
-        self._state = RevocationState.of(self._node)
+        """Re-read the state validation depends on (the listener's ``refresh``)."""
+        self._state = self._node.peer_validation.state(SIP_SERVICE)
+
+    def refresh_records(self) -> bool:
+        """Pick up new revocations of the local CAs (cheap: call it on every poll)."""
+        records = self._node.local_ca.records()
+        if records is self._state.records:
+            return False
+        self._state = replace(self._state, records=records)
+        return True
 
     def can_run_inline(self, der: bytes | None) -> bool:
-        """Whether ``check(der)`` is quick and blocks nothing: no fetch (OCSP/CDP) and no
-        own-CA lookup. Otherwise it belongs in a worker thread."""
-        if der is None:
-            return True
-        if self._state.online:
-            return False
-        try:
-            issuer = x509.load_der_x509_certificate(der).issuer
-        except ValueError:
-            return True
-        return issuer not in self._local_subjects
+        """Whether ``check(der)`` is quick and blocks nothing (no OCSP or CDP fetch may be
+        needed). Otherwise it belongs in a worker thread."""
+        return der is None or not self._state.may_fetch
 
     def check(self, der: bytes | None, config: SipConfig) -> PeerVerdict:
         if der is None:
@@ -156,16 +154,10 @@ class PeerValidator:
             cert = x509.load_der_x509_certificate(der)
         except ValueError:
             return _refuse("malformed", "the peer certificate cannot be parsed", None)
-        node = self._node
-        state = self._state
-        at = node.clock.now()
         options = ValidationOptions(purpose=Purpose.CLIENT, check_eku=config.eku_check)
-        path = validate(cert, (), trust=state.trust, at=at, options=options)
-        if not path.valid:
-            return _refuse(path.code, path.reason, cert)
-        refused = sip_revocation(node, path, options, local_cas=self._local_cas, state=state)
-        if refused is not None:
-            return _refuse(refused.code, refused.reason, cert)
+        result = self._state.validate(cert, options=options, at=self._node.clock.now())
+        if not result.valid:
+            return _refuse(result.code, result.reason, cert)
         decision = decide(config.rules, certificate_names(cert))
         if not decision.allowed:
             return _refuse("denied", decision.describe(), cert)
@@ -262,8 +254,9 @@ class SipListener:
     def refresh(self) -> bool:
         """Pick up changed certificates, trusted CAs and SIP settings (blocking: call it in a
         thread). True when something moved; established connections are left alone."""
+        records_moved = self.validator.refresh_records()
         if not self.tls.refresh():
-            return False
+            return records_moved
         try:
             self._config = self._settings.get()
             self.validator.reload()

@@ -52,11 +52,11 @@ from certway.pki.decode import format_name
 from certway.pki.keys import PrivateKey
 from certway.pki.names import common_name
 from certway.services.identities import ActiveIdentity
+from certway.services.sip_settings import SIP_SERVICE
 from certway.services.zones import PeerStatus, Zone, Zones, ZoneStatus
 from certway.sip.message import Keepalive, Message, SipError, SipFramer
-from certway.sip.revocation import local_ca_certificates, sip_revocation
 from certway.tls.contexts import load_identity
-from certway.trust.validate import Purpose, ValidationOptions, ValidationResult, validate
+from certway.trust.validate import Purpose, ValidationOptions
 
 if TYPE_CHECKING:
     from certway.services.node import Node
@@ -161,17 +161,6 @@ def _name_check(cert: x509.Certificate, wanted: str, *, allow_cn: bool) -> str |
     )
 
 
-def _revocation(node: Node, cert: x509.Certificate, path: ValidationResult) -> str | None:
-    """The revocation failure of ``path`` per the ``sip-tls`` policy, or None."""
-    refused = sip_revocation(
-        node,
-        path,
-        ValidationOptions(purpose=Purpose.SERVER),
-        local_cas=local_ca_certificates(node),
-    )
-    return None if refused is None else refused.reason
-
-
 def verify_peer_certificate(
     node: Node, zone: Zone, address: str, der: bytes | None
 ) -> CertificateVerdict:
@@ -187,23 +176,16 @@ def verify_peer_certificate(
     expected = zone.expected_name(address)
     if expected is None:
         return CertificateVerdict(None, "TLS verify mode is off", subject)
-    trust = node.trusted_cas.snapshot()
-    path = validate(
-        cert,
-        trust.certificates,
-        trust=trust,
-        at=node.clock.now(),
-        options=ValidationOptions(purpose=Purpose.SERVER),
+    state = node.peer_validation.state(SIP_SERVICE)
+    result = state.validate(
+        cert, options=ValidationOptions(purpose=Purpose.SERVER), at=node.clock.now()
     )
-    if not path.valid:
-        reason = _CODES.get(path.code or "", "untrusted")
-        return CertificateVerdict(reason, f"certificate {subject}: {path.reason}", subject)
+    if not result.valid:
+        reason = _CODES.get(result.code or "", "untrusted")
+        return CertificateVerdict(reason, f"certificate {subject}: {result.reason}", subject)
     mismatch = _name_check(cert, expected, allow_cn=zone.verify_subject is not None)
     if mismatch is not None:
         return CertificateVerdict("name mismatch", mismatch, subject)
-    revoked = _revocation(node, cert, path)
-    if revoked is not None:
-        return CertificateVerdict("revoked", f"certificate {subject}: {revoked}", subject)
     return CertificateVerdict(None, f"certificate {subject} is valid for '{expected}'", subject)
 
 

@@ -212,6 +212,11 @@ class CaRepository:
         ).all()
         return [RevocationRecord(*row) for row in rows]
 
+    def last_revocation_id(self) -> int:
+        """The id of the newest revocation of any CA (ids only grow: revocations are
+        append-only), 0 when there is none."""
+        return int(self._session.scalar(select(func.max(RevocationRow.id))) or 0)
+
     def revocations_by_serial(self, ca_id: int) -> dict[str, RevocationRecord]:
         return {r.serial: r for r in self.revocations(ca_id)}
 

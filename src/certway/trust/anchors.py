@@ -15,6 +15,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.verification import Store
 
+from certway.trust.pkix import PkixAnchors
+
 __all__ = ["TrustSnapshot", "key_id"]
 
 
@@ -39,6 +41,8 @@ class TrustSnapshot:
     by_subject: dict[bytes, tuple[x509.Certificate, ...]] = field(
         default_factory=dict, compare=False
     )
+    paths: dict[object, object] = field(default_factory=dict, compare=False, repr=False)
+    """Validated paths, kept by ``trust.validate`` for as long as this list is current."""
 
     @classmethod
     def of(cls, certificates: Iterable[x509.Certificate]) -> TrustSnapshot:
@@ -51,6 +55,19 @@ class TrustSnapshot:
             store=Store(list(certs)) if certs else None,
             by_subject={k: tuple(v) for k, v in by_subject.items()},
         )
+
+    @functools.cached_property
+    def pkix(self) -> PkixAnchors:
+        """The list as RFC 5280 trust anchors (built on first use)."""
+        return PkixAnchors(self.certificates)
+
+    @functools.cached_property
+    def _ders(self) -> frozenset[bytes]:
+        return frozenset(c.public_bytes(serialization.Encoding.DER) for c in self.certificates)
+
+    def is_anchor(self, cert: x509.Certificate) -> bool:
+        """Whether exactly this certificate is on the trusted list."""
+        return cert.public_bytes(serialization.Encoding.DER) in self._ders
 
     def issuers_of(self, cert: x509.Certificate) -> tuple[x509.Certificate, ...]:
         """Trusted certificates whose subject is ``cert``'s issuer."""

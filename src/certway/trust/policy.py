@@ -7,7 +7,23 @@ from enum import StrEnum
 
 from certway.errors import PolicyViolation
 
-__all__ = ["ADMIN_HTTPS_DEFAULT", "SIP_TLS_DEFAULT", "Fallback", "RevocationPolicy", "Scope"]
+__all__ = [
+    "ADMIN_HTTPS_DEFAULT",
+    "SIP_TLS_DEFAULT",
+    "Fallback",
+    "Profile",
+    "RevocationPolicy",
+    "Scope",
+]
+
+
+class Profile(StrEnum):
+    """How a certification path is judged."""
+
+    RFC5280 = "rfc5280"
+    """RFC 5280 path validation: enterprise and UC PKIs (the default for every service)."""
+    WEBPKI = "webpki"
+    """The strict web-PKI profile (CA/Browser Forum rules), by ``cryptography``'s verifier."""
 
 
 class Scope(StrEnum):
@@ -22,7 +38,8 @@ class Fallback(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class RevocationPolicy:
-    """Which revocation checks run, over which certificates, and what unknown means."""
+    """Which revocation checks run, over which certificates, and what unknown means; and
+    the validation profile the service judges paths with."""
 
     enabled: bool = True
     ocsp: bool = True
@@ -32,6 +49,7 @@ class RevocationPolicy:
     fallback: Fallback = Fallback.NOT_REVOKED
     require_crl: bool = False
     """Strict mode (conformance): every checked certificate must be covered by a current CRL."""
+    profile: Profile = Profile.RFC5280
 
     @property
     def strict(self) -> bool:
@@ -51,6 +69,8 @@ class RevocationPolicy:
                 clean[name] = _enum(Scope, value, "scope")
             elif name == "fallback":
                 clean[name] = _enum(Fallback, value, "fallback")
+            elif name == "profile":
+                clean[name] = _enum(Profile, value, "profile")
             elif name in {"enabled", "ocsp", "crl", "cdp", "require_crl"}:
                 if not isinstance(value, bool):
                     raise PolicyViolation("policy", f"{name} must be on or off")
@@ -67,10 +87,13 @@ class RevocationPolicy:
             "cdp": self.cdp,
             "scope": self.scope.value,
             "fallback": self.fallback.value,
+            "profile": self.profile.value,
         }
 
 
-def _enum(kind: type[Scope] | type[Fallback], value: object, what: str) -> Scope | Fallback:
+def _enum(
+    kind: type[Scope] | type[Fallback] | type[Profile], value: object, what: str
+) -> Scope | Fallback | Profile:
     try:
         return kind(str(value))
     except ValueError:

@@ -1,4 +1,16 @@
-"""``validate``: path building by ``cryptography``'s verifier, then our revocation engine.
+"""``validate``: the path (RFC 5280 or web-PKI profile), then our revocation engine.
+
+Paths are judged by one of two profiles: ``rfc5280`` (RFC 5280 §6.1 path validation by
+pyhanko-certvalidator, see ``trust.pkix``: enterprise and UC PKIs) or ``webpki``
+(``cryptography``'s strict web-PKI verifier). In both, a certificate that is itself on the
+trusted CA list is a trust anchor: a peer presenting exactly that certificate is accepted
+(self-signed or not, CA or not), as Expressway does. Validated paths are cached per trusted
+CA list (``TrustSnapshot``), keyed by the certificates and options, for the time every
+certificate of the path is valid; revocation is checked on every call.
+
+Revocation sources per certificate of the chain, in order: the local CAs' own records
+(``trust.records``: authoritative and instant for the certificates they issued), OCSP, the
+held CRLs, CRLs downloaded from the certificate's distribution points.
 
 The result explains itself: valid or not, a stable code, one human sentence, the chain, and
 for each certificate every check that ran with its outcome.
@@ -17,7 +29,7 @@ from typing import Any, Protocol
 
 from cryptography import x509
 from cryptography.x509 import verification
-from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
 
 from certway.errors import (
     CertwayError,
@@ -33,13 +45,17 @@ from certway.pki.decode import format_name
 from certway.pki.names import common_name, san_text
 from certway.pki.ocsp import OcspAnswer, ocsp_urls
 from certway.trust.anchors import TrustSnapshot
-from certway.trust.policy import RevocationPolicy, Scope
+from certway.trust.pkix import PathProblem, PkixInputs, validate_pkix_path
+from certway.trust.policy import Profile, RevocationPolicy, Scope
+from certway.trust.records import CaRecords
 from certway.trust.revocation import IndexedCrl, RevocationIndex, best_crls, index_crl
 
 __all__ = [
     "CertificateReport",
     "Check",
     "OnlineChecks",
+    "PkixInputs",
+    "Profile",
     "Purpose",
     "ValidationOptions",
     "ValidationResult",
@@ -66,6 +82,9 @@ class ValidationOptions:
     allow_cn_only: bool = True
     """Accept certificates without SAN (enterprise CN-only server and client certificates)."""
     max_chain_depth: int | None = None
+    profile: Profile = Profile.RFC5280
+    pkix: PkixInputs = field(default_factory=PkixInputs)
+    """RFC 5280 §6.1.1 inputs (certificate policies) for the ``rfc5280`` profile."""
 
 
 class OnlineChecks(Protocol):
@@ -214,6 +233,18 @@ def _client_name_matches(cert: x509.Certificate, name: str) -> bool:
     }
 
 
+def _check_validity(cert: x509.Certificate, at: dt.datetime) -> None:
+    if cert.not_valid_after_utc < at:
+        raise Expired(
+            f"the certificate expired on {cert.not_valid_after_utc:%Y-%m-%d %H:%M:%S} UTC"
+        )
+    if cert.not_valid_before_utc > at:
+        raise Expired(
+            "the certificate is not valid yet: valid from "
+            f"{cert.not_valid_before_utc:%Y-%m-%d %H:%M:%S} UTC"
+        )
+
+
 def _build_path(
     leaf: x509.Certificate,
     intermediates: list[x509.Certificate],
@@ -225,15 +256,184 @@ def _build_path(
     if trust.store is None:
         raise Untrusted("the trusted CA list is empty: no certificate can be trusted")
     at = at.replace(microsecond=0)  # X.509 times have whole seconds
-    if leaf.not_valid_after_utc < at:
-        raise Expired(
-            f"the certificate expired on {leaf.not_valid_after_utc:%Y-%m-%d %H:%M:%S} UTC"
+    _check_validity(leaf, at)
+    if trust.is_anchor(leaf):
+        # Exactly this certificate is trusted (a CUCM-style self-signed peer certificate):
+        # no path to build; what the peer must be (name, purpose) is still checked.
+        _check_peer(leaf, options)
+        return [leaf]
+    if options.profile is Profile.WEBPKI:
+        return _build_webpki_path(leaf, intermediates, trust, options, at)
+    chain = _cached_rfc5280_path(leaf, intermediates, trust, options, at)
+    if options.max_chain_depth is not None and len(chain) - 2 > options.max_chain_depth:
+        raise Untrusted(
+            f"the chain has {len(chain) - 2} intermediate CAs, more than the "
+            f"{options.max_chain_depth} allowed"
         )
-    if leaf.not_valid_before_utc > at:
+    _check_peer(leaf, options)
+    return chain
+
+
+_PATH_CACHE_SIZE = 4096
+
+
+def _cached_rfc5280_path(
+    leaf: x509.Certificate,
+    intermediates: list[x509.Certificate],
+    trust: TrustSnapshot,
+    options: ValidationOptions,
+    at: dt.datetime,
+) -> list[x509.Certificate]:
+    """RFC 5280 path validation, remembered per trusted list for the time every certificate
+    of the path is valid (the list's snapshot is replaced when the list changes)."""
+    key = (options.pkix, leaf, *intermediates)
+    cached = trust.paths.get(key)
+    if isinstance(cached, _CachedPath) and cached.valid_from <= at <= cached.valid_until:
+        return list(cached.chain)
+    try:
+        chain = validate_pkix_path(leaf, intermediates, trust.pkix, at, options.pkix)
+    except PathProblem as problem:
+        raise _explain_pkix(problem, leaf, intermediates, trust) from None
+    anchor = chain[-1]
+    if not anchor.not_valid_before_utc <= at <= anchor.not_valid_after_utc:
         raise Expired(
-            "the certificate is not valid yet: valid from "
-            f"{leaf.not_valid_before_utc:%Y-%m-%d %H:%M:%S} UTC"
+            f"trusted CA {format_name(anchor.subject)} is outside its validity period "
+            f"(until {anchor.not_valid_after_utc:%Y-%m-%d})",
+            cert_index=len(chain) - 1,
         )
+    if len(trust.paths) >= _PATH_CACHE_SIZE:
+        trust.paths.clear()
+    trust.paths[key] = _CachedPath(
+        tuple(chain),
+        max(c.not_valid_before_utc for c in chain),
+        min(c.not_valid_after_utc for c in chain),
+    )
+    return chain
+
+
+@dataclass(frozen=True, slots=True)
+class _CachedPath:
+    chain: tuple[x509.Certificate, ...]
+    valid_from: dt.datetime
+    valid_until: dt.datetime
+
+
+def _explain_pkix(
+    problem: PathProblem,
+    leaf: x509.Certificate,
+    intermediates: Sequence[x509.Certificate],
+    trust: TrustSnapshot,
+) -> ValidationFailed:
+    if problem.kind == "untrusted":
+        return _untrusted(leaf, intermediates, trust)
+    text = str(problem)
+    if problem.kind == "expired":
+        return Expired(text[:1].upper() + text[1:], cert_index=0)
+    return Untrusted(f"the certificate chain does not validate: {text}", cert_index=0)
+
+
+# Extensions RFC 5280 path validation processes, plus those the peer checks here read. A
+# critical extension outside this set makes the end-entity certificate unusable (§6.1.5).
+_UNDERSTOOD_EE_EXTENSIONS = frozenset(
+    {
+        x509.BasicConstraints.oid,
+        x509.KeyUsage.oid,
+        x509.ExtendedKeyUsage.oid,
+        x509.SubjectAlternativeName.oid,
+        x509.IssuerAlternativeName.oid,
+        x509.NameConstraints.oid,
+        x509.CertificatePolicies.oid,
+        x509.PolicyConstraints.oid,
+        ExtensionOID.POLICY_MAPPINGS,
+        x509.InhibitAnyPolicy.oid,
+        x509.SubjectKeyIdentifier.oid,
+        x509.AuthorityKeyIdentifier.oid,
+        x509.CRLDistributionPoints.oid,
+        x509.FreshestCRL.oid,
+        x509.AuthorityInformationAccess.oid,
+    }
+)
+
+
+def _check_peer(leaf: x509.Certificate, options: ValidationOptions) -> None:
+    """What the peer certificate itself must be: no unknown critical extension, the
+    purpose's EKU (when it has an EKU), the expected name."""
+    for ext in leaf.extensions:
+        if ext.critical and ext.oid not in _UNDERSTOOD_EE_EXTENSIONS:
+            raise Untrusted(
+                f"the certificate has an unknown critical extension {ext.oid.dotted_string}",
+                cert_index=0,
+            )
+    if options.check_eku:
+        try:
+            eku = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        except x509.ExtensionNotFound:
+            eku = None
+        wanted = (
+            ExtendedKeyUsageOID.SERVER_AUTH
+            if options.purpose is Purpose.SERVER
+            else ExtendedKeyUsageOID.CLIENT_AUTH
+        )
+        anything = ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE
+        if eku is not None and wanted not in eku and anything not in eku:
+            error = ValidationFailed(
+                "the certificate may not be used for this purpose: its extended key usage "
+                f"lacks {'clientAuth' if options.purpose is Purpose.CLIENT else 'serverAuth'}",
+                cert_index=0,
+            )
+            error.code = "wrong-eku"
+            raise error
+    if not options.allow_cn_only and not _has_ext(leaf, x509.SubjectAlternativeName):
+        raise NameMismatch("the certificate has no subject alternative name")
+    if options.name is None:
+        return
+    matches = (
+        _server_name_matches(leaf, options.name)
+        if options.purpose is Purpose.SERVER
+        else _client_name_matches(leaf, options.name)
+    )
+    if not matches:
+        raise NameMismatch(
+            f"the certificate does not name '{options.name}' "
+            f"(it names {', '.join(_names_of(leaf)) or 'nothing'})"
+        )
+
+
+def _dns_matches(pattern: str, name: str) -> bool:
+    """RFC 6125 §6.4: exact (case-insensitive), or a wildcard as the whole leftmost label
+    matching exactly one label."""
+    pattern = pattern.lower().rstrip(".")
+    name = name.lower().rstrip(".")
+    if pattern == name:
+        return True
+    if not pattern.startswith("*.") or "*" in pattern[2:]:
+        return False
+    head, _, rest = name.partition(".")
+    return bool(head) and rest == pattern[2:] and "." in rest
+
+
+def _server_name_matches(cert: x509.Certificate, name: str) -> bool:
+    """``name`` against the SAN (DNS with wildcards, IP); the CN when there is no SAN."""
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        cn = common_name(cert.subject)
+        return cn is not None and _dns_matches(cn, name)
+    wanted = _subject(name)
+    if isinstance(wanted, x509.IPAddress):
+        return wanted.value in san.get_values_for_type(x509.IPAddress)
+    return any(_dns_matches(p, wanted.value) for p in san.get_values_for_type(x509.DNSName))
+
+
+def _build_webpki_path(
+    leaf: x509.Certificate,
+    intermediates: list[x509.Certificate],
+    trust: TrustSnapshot,
+    options: ValidationOptions,
+    at: dt.datetime,
+) -> list[x509.Certificate]:
+    """The web-PKI profile: ``cryptography``'s verifier."""
+    assert trust.store is not None
     has_san = _has_ext(leaf, x509.SubjectAlternativeName)
     wanted_eku = (
         ExtendedKeyUsageOID.SERVER_AUTH
@@ -316,19 +516,26 @@ def _explain(
                 )
         return Expired("a certificate of the chain is outside its validity period")
     if "candidates exhausted" in text or "no valid issuer" in text.lower():
-        top = _top_of_chain(leaf, intermediates)
-        if not trust.issuers_of(top):
-            if top is leaf:
-                return Untrusted(f"issuer {format_name(leaf.issuer)} is not in the trusted CA list")
-            return Untrusted(
-                f"the chain ends at {format_name(top.subject)}, whose issuer "
-                f"{format_name(top.issuer)} is not in the trusted CA list"
-            )
-        return Untrusted(
-            f"no valid chain to a trusted CA: issuer {format_name(top.issuer)} is trusted but "
-            "the chain does not verify (bad signature, expired or unusable CA certificate)"
-        )
+        return _untrusted(leaf, intermediates, trust)
     return Untrusted(f"the certificate chain is not acceptable: {text}")
+
+
+def _untrusted(
+    leaf: x509.Certificate, intermediates: Sequence[x509.Certificate], trust: TrustSnapshot
+) -> Untrusted:
+    """No path to a trusted CA: say where the given chain ends and why."""
+    top = _top_of_chain(leaf, intermediates)
+    if not trust.issuers_of(top):
+        if top is leaf:
+            return Untrusted(f"issuer {format_name(leaf.issuer)} is not in the trusted CA list")
+        return Untrusted(
+            f"the chain ends at {format_name(top.subject)}, whose issuer "
+            f"{format_name(top.issuer)} is not in the trusted CA list"
+        )
+    return Untrusted(
+        f"no valid chain to a trusted CA: issuer {format_name(top.issuer)} is trusted but "
+        "the chain does not verify (bad signature, expired or unusable CA certificate)"
+    )
 
 
 def _top_of_chain(
@@ -427,8 +634,20 @@ def _revocation_status(
     extra: Sequence[IndexedCrl],
     online: OnlineChecks | None,
     at: dt.datetime,
+    records: CaRecords | None = None,
 ) -> tuple[str, list[Check]]:
     checks: list[Check] = []
+    own = records.lookup(cert, issuer) if records else None
+    if own is not None:  # one of our own CAs: its records decide, at once
+        source = f"local CA '{own.ca_name}'"
+        if own.revocation is None:
+            checks.append(Check("records", "good", f"not revoked per {source}"))
+            return "good", checks
+        revoked = own.revocation
+        checks.append(
+            Check("records", "revoked", _revoked_text(revoked.reason, revoked.revoked_at, source))
+        )
+        return "revoked", checks
     if policy.ocsp and not policy.require_crl:
         urls = ocsp_urls(cert)
         if not urls:
@@ -567,12 +786,14 @@ def validate(
     revocation: RevocationIndex | None = None,
     online: OnlineChecks | None = None,
     crls: Iterable[x509.CertificateRevocationList] = (),
+    records: CaRecords | None = None,
 ) -> ValidationResult:
     """Validate ``leaf`` (with untrusted ``intermediates``) at ``at``.
 
-    Path building, validity, names and EKU are checked by ``cryptography``; revocation by
-    our engine over the built chain per ``policy``, with the CRLs in ``revocation`` plus any
-    ``crls`` given for this call, and ``online`` OCSP/CDP lookups.
+    The path, validity, names and EKU are checked per ``options.profile``; revocation by
+    our engine over the validated chain per ``policy``: the local CAs' ``records``, then
+    ``online`` OCSP, the CRLs in ``revocation`` plus any ``crls`` given for this call, and
+    ``online`` CDP downloads.
     """
     options = options or ValidationOptions()
     revocation = revocation or RevocationIndex()
@@ -595,7 +816,7 @@ def validate(
     statuses: dict[int, tuple[str, list[Check]]] = {
         0: ("not-checked", [Check("path", "pass", "chains to a trusted CA")])
     }
-    if not policy.checks_anything and not policy.require_crl:
+    if not policy.enabled or not (policy.checks_anything or policy.require_crl or records):
         reports = _report(chain, statuses)
         return ValidationResult(
             True, None, "the certificate is valid", tuple(chain), reports, None, at
@@ -616,6 +837,7 @@ def validate(
             extra=extra,
             online=online,
             at=at,
+            records=records,
         )
         if index == 0:
             checks = [*statuses[0][1], *notes, *checks]

@@ -148,6 +148,11 @@ class PolicyBody(BaseModel):
     cdp: bool | None = None
     scope: Literal["peer", "all"] | None = None
     fallback: Literal["not-revoked", "revoked"] | None = None
+    profile: Literal["rfc5280", "webpki"] | None = Field(
+        default=None,
+        description="How certificate paths are judged: rfc5280 (enterprise and UC PKIs) or "
+        "webpki (the strict web PKI rules)",
+    )
 
 
 class CheckBody(BaseModel):
@@ -571,6 +576,7 @@ def policy_set(
         "cdp": body.cdp,
         "scope": body.scope,
         "fallback": body.fallback,
+        "profile": body.profile,
     }
     with as_principal(who):
         return _node(request).revocation.set_policy(service, **changes).as_dict()

@@ -1060,7 +1060,7 @@ async def revocation_set(request: Request, service: str) -> Response:
             for key in ("enabled", "ocsp", "crl", "cdp")
             if form.get(key) in ("on", "off")
         }
-        changes.update({key: form.opt(key) for key in ("scope", "fallback")})
+        changes.update({key: form.opt(key) for key in ("scope", "fallback", "profile")})
         policy = _attempt(view, lambda: view.node.revocation.set_policy(service, **changes))
         if policy is not None:
             view.notices.append(f"{service} revocation policy saved")
