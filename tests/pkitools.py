@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from certway.pki.crl import CrlParams, build_crl, parse_reason, revoked_entry
 from certway.pki.issue import Issuer, create_root
@@ -112,3 +112,30 @@ class Pki:
             entries,
             CrlParams(number, start, start + dt.timedelta(days=days)),
         )
+
+
+def cucm_certificate(cn: str = "cucm.example.com") -> x509.Certificate:
+    """Self-signed, CA:TRUE, serverAuth + clientAuth: what CUCM and TMS present."""
+    key = test_key("ec:p256", 901)
+    subject = name(cn)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(0x5EED)
+        .not_valid_before(NOW - dt.timedelta(days=10))
+        .not_valid_after(NOW + dt.timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(True, False, True, False, False, True, False, False, False), True
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(cn)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )

@@ -30,7 +30,7 @@ from certway.services.sip_settings import SipSettings
 from certway.sip.listener import SipLimits, SipListener
 
 from conftest import key_pem, test_key, write
-from pkitools import Pki
+from pkitools import Pki, cucm_certificate
 from revocation_servers import OpensslOcspResponder
 from revocation_servers import _index_time as index_time
 
@@ -405,6 +405,39 @@ def test_crl_revoked_certificate_of_an_external_ca_is_refused(
     assert listener.refresh()  # certway serve's poller does this every 0.5 s
     line = assert_refused_and_logged(sip_log, node, listener.port, peer, "revoked")
     assert "manual CRL" in line
+
+
+def test_imported_ca_certificate_revoked_on_its_crl_is_refused(
+    node: Node, listener: SipListener, tmp_path: Path, sip_log: pytest.LogCaptureFixture
+) -> None:
+    """An imported CA is judged by its CRLs like any other CA: certificates it issued before
+    the import are not in this node's records."""
+    pki = Pki("Imported", index=440)
+    node.local_ca.import_ca("imported", pki.intermediate.public_bytes(PEM), key_pem(pki.int_key))
+    trust_external(node, pki, listener)
+    leaf = pki.leaf("imported-peer.example.com")
+    peer = external_peer(tmp_path, pki, leaf, "imported-peer")
+    assert ask(node, listener.port, peer).startswith(b"SIP/2.0 200 OK")
+    crl = pki.crl([(leaf, "keyCompromise")], this_update=node.clock.now() - dt.timedelta(hours=1))
+    node.revocation.upload_manual(crl.public_bytes(PEM))
+    assert listener.refresh()
+    line = assert_refused_and_logged(sip_log, node, listener.port, peer, "revoked")
+    assert "manual CRL" in line and "keyCompromise" in line
+
+
+def test_trusted_self_signed_ca_certificate_is_accepted_as_client(
+    node: Node, listener: SipListener, tmp_path: Path
+) -> None:
+    """A CUCM-style peer: self-signed, CA:TRUE, serverAuth + clientAuth, on the trusted list."""
+    cucm = cucm_certificate("cucm-sip.example.com")
+    node.trusted_cas.add(cucm.public_bytes(PEM))
+    assert listener.refresh()
+    peer = Peer(
+        cucm,
+        write(tmp_path / "cucm.crt", cucm.public_bytes(PEM)),
+        write(tmp_path / "cucm.key", key_pem(test_key("ec:p256", 901))),
+    )
+    assert ask(node, listener.port, peer).startswith(b"SIP/2.0 200 OK")
 
 
 def test_server_auth_only_certificate_depends_on_eku_checking(

@@ -9,7 +9,7 @@ import ssl
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -25,6 +25,7 @@ from certway.serve import NodeServer
 from certway.services.node import Node
 
 from conftest import test_key
+from pkitools import cucm_certificate
 from serving import running
 
 PASSWORD = "correct horse battery"
@@ -294,3 +295,88 @@ def test_sip_listener_runs_with_the_server(node: Node, server: NodeServer) -> No
         assert der is not None
         cert = x509.load_der_x509_certificate(der)
         assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == FQDN
+
+
+def _sip_options_answer(port: int, context: ssl.SSLContext) -> bytes:
+    """First line of the answer to one SIP OPTIONS over TLS, b"" when the listener closed."""
+    request = (
+        b"OPTIONS sip:vcs.example.com SIP/2.0\r\nVia: SIP/2.0/TLS peer.example.com;branch=z9hG4bK-1"
+        b"\r\nMax-Forwards: 70\r\nFrom: <sip:p@peer.example.com>;tag=1\r\nTo: <sip:vcs.example.com>"
+        b"\r\nCall-ID: one@peer.example.com\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    )
+    try:
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+            context.wrap_socket(raw, server_hostname=FQDN) as tls,
+        ):
+            tls.sendall(request)
+            return tls.recv(65536).split(b"\r\n", 1)[0]
+    except (ssl.SSLError, ConnectionError):
+        return b""
+
+
+def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def test_own_ca_revocation_reaches_every_service_without_a_crl(
+    node: Node, server: NodeServer, tmp_path: Path
+) -> None:
+    """One revocation path: a certificate revoked with `ca revoke` is refused by the admin
+    listener, the SIP listener and `certway check` alike, with no CRL uploaded or fetched."""
+    node.local_ca.create_root("users", "/CN=Users Root")
+    node.trusted_cas.add(
+        node.local_ca.certificate("users").public_bytes(serialization.Encoding.PEM)
+    )
+    cert_file, key_file, cert = _client_cert(node, tmp_path, "alice")
+    node.admin_security.set(mode="certificate-validation")
+    context = trust_context(node, client=(cert_file, key_file))
+    url = f"https://127.0.0.1:{server.admin_port}/api/v1/status"
+
+    def admin_status() -> int:
+        return httpx.get(url, auth=("alice", PASSWORD), verify=context).status_code
+
+    _wait_for(lambda: admin_status() == 200, "the admin listener to accept the certificate")
+    assert _sip_options_answer(server.sip_port, context) == b"SIP/2.0 200 OK"
+    assert node.client_check.check(cert_file.read_bytes()).result.valid
+
+    node.local_ca.revoke("users", format(cert.serial_number, "X"), reason="keyCompromise")
+    checked = node.client_check.check(cert_file.read_bytes()).result
+    assert checked.code == "revoked" and "local CA 'users'" in checked.reason
+    _wait_for(lambda: admin_status() == 403, "the admin listener to refuse the revoked certificate")
+    refused = httpx.get(url, auth=("alice", PASSWORD), verify=context)
+    assert "revoked" in refused.json()["detail"] and "keyCompromise" in refused.json()["detail"]
+    _wait_for(
+        lambda: _sip_options_answer(server.sip_port, context) == b"",
+        "the SIP listener to refuse the revoked certificate",
+    )
+    node.admin_security.reset()
+
+
+def test_trusted_self_signed_peer_certificate_logs_in_and_checks_valid(
+    node: Node, server: NodeServer, tmp_path: Path
+) -> None:
+    """A CUCM-style self-signed CA:TRUE certificate on the trusted list is a valid client of
+    the admin listener and of the SIP listener, and `certway check` calls it valid."""
+    cucm = cucm_certificate("alice")
+    pem = cucm.public_bytes(serialization.Encoding.PEM)
+    node.trusted_cas.add(pem)
+    cert_file = write_file(tmp_path / "cucm.pem", pem)
+    key_file = write_file(tmp_path / "cucm.key", private_key_pem(test_key("ec:p256", 901)))
+    assert node.client_check.check(pem).result.valid
+    node.admin_security.set(mode="certificate-validation")
+    context = trust_context(node, client=(cert_file, key_file))
+    url = f"https://127.0.0.1:{server.admin_port}/api/v1/status"
+    _wait_for(
+        lambda: httpx.get(url, auth=("alice", PASSWORD), verify=context).status_code == 200,
+        "the admin listener to accept the trusted self-signed certificate",
+    )
+    _wait_for(
+        lambda: _sip_options_answer(server.sip_port, context) == b"SIP/2.0 200 OK",
+        "the SIP listener to accept the trusted self-signed certificate",
+    )
+    node.admin_security.reset()

@@ -170,7 +170,7 @@ class LocalCA:
         self._records_lock = threading.Lock()
         self._records_version: tuple[int, int] | None = None
         self._records = CaRecords()
-        self._record_cas: dict[int, tuple[str, x509.Certificate]] = {}
+        self._record_cas: dict[int, tuple[str, x509.Certificate, bool]] = {}
         self._revoked: dict[int, dict[int, RecordedRevocation]] = {}
         self._records_after: dict[int, int] = {}
 
@@ -490,7 +490,11 @@ class LocalCA:
                     return self._records
                 if self._records_version is None or self._records_version[0] != trust:
                     self._record_cas = {
-                        row.id: (row.name, x509.load_der_x509_certificate(row.certificate_der))
+                        row.id: (
+                            row.name,
+                            x509.load_der_x509_certificate(row.certificate_der),
+                            row.kind != "imported",
+                        )
                         for row in repo.all()
                     }
                     self._revoked = {ca_id: {} for ca_id in self._record_cas}
@@ -506,9 +510,9 @@ class LocalCA:
                 self._records = CaRecords(
                     {
                         certificate_key_id(cert): IssuerRecords(
-                            name, cert.subject.public_bytes(), self._revoked[ca_id]
+                            name, cert.subject.public_bytes(), self._revoked[ca_id], complete
                         )
-                        for ca_id, (name, cert) in self._record_cas.items()
+                        for ca_id, (name, cert, complete) in self._record_cas.items()
                     }
                 )
                 self._records_version = version

@@ -2,9 +2,14 @@
 
 A certificate issued by one of the node's own CAs is judged from that CA's records: a
 revocation counts the moment it is recorded, with no CRL to download or publish first.
-The records are an immutable snapshot (issuer → revoked serials) that the services layer
-rebuilds when a revocation is recorded, so a lookup is one dict access and never touches
-the database.
+The records are a snapshot (issuer → revoked serials) that the services layer refreshes
+when a revocation is recorded, so a lookup is one dict access and never touches the
+database. Revocations are append-only: a snapshot's serial maps only ever grow.
+
+For a CA created here the records are complete: a serial not revoked in them is good. For an
+imported CA they are not (the CA may have issued and revoked elsewhere before it was
+imported): a revocation recorded here counts at once, otherwise the CA's CRLs and OCSP decide
+as for any other CA.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ class IssuerRecords:
     subject: bytes
     """DER of the CA certificate's subject."""
     revoked: Mapping[int, RecordedRevocation]
+    complete: bool = True
+    """Whether every revocation of this CA is recorded here (not so for an imported CA)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,4 +67,7 @@ class CaRecords:
         records = self.by_key.get(key_id(issuer))
         if records is None or records.subject != issuer.subject.public_bytes():
             return None
-        return RecordsAnswer(records.ca_name, records.revoked.get(cert.serial_number))
+        revocation = records.revoked.get(cert.serial_number)
+        if revocation is None and not records.complete:
+            return None
+        return RecordsAnswer(records.ca_name, revocation)
