@@ -35,7 +35,6 @@ from certway.errors import (
     CertwayError,
     Expired,
     NameMismatch,
-    PolicyViolation,
     RevocationUnknown,
     Revoked,
     Untrusted,
@@ -45,10 +44,12 @@ from certway.pki.decode import format_name
 from certway.pki.names import common_name, san_text
 from certway.pki.ocsp import OcspAnswer, ocsp_urls
 from certway.trust.anchors import TrustSnapshot
+from certway.trust.crl_check import CrlContext
 from certway.trust.pkix import PathProblem, PkixInputs, validate_pkix_path
 from certway.trust.policy import Profile, RevocationPolicy, Scope
 from certway.trust.records import CaRecords
-from certway.trust.revocation import IndexedCrl, RevocationIndex, best_crls, index_crl
+from certway.trust.report import Check
+from certway.trust.revocation import IndexedCrl, RevocationIndex
 
 __all__ = [
     "CertificateReport",
@@ -97,18 +98,9 @@ class OnlineChecks(Protocol):
     def cdp(
         self, cert: x509.Certificate, issuer: x509.Certificate, at: dt.datetime
     ) -> list[IndexedCrl]:
-        """CRLs downloaded from ``cert``'s distribution points, verified against ``issuer``."""
+        """CRLs downloaded from ``cert``'s distribution points (and delta CRLs from its
+        freshest-CRL pointers); their signers are checked when they are used."""
         ...
-
-
-@dataclass(frozen=True, slots=True)
-class Check:
-    name: str  # path | validity | name | ocsp | crl | cdp | revocation
-    outcome: str  # pass | fail | good | revoked | unknown | skipped
-    text: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {"check": self.name, "outcome": self.outcome, "text": self.text}
 
 
 @dataclass(frozen=True, slots=True)
@@ -571,59 +563,6 @@ def _revoked_text(entry_reason: str | None, when: dt.datetime, label: str) -> st
     return f"revoked on {when:%Y-%m-%d} ({entry_reason or 'no reason given'}) by {label}"
 
 
-def _check_with_crls(
-    cert: x509.Certificate,
-    crls: Sequence[IndexedCrl],
-    at: dt.datetime,
-    *,
-    is_ca: bool,
-    checks: list[Check],
-    check_name: str,
-) -> str | None:
-    """'good' / 'revoked' / 'stale' from the CRLs given, or None when none applies."""
-    base, delta, stale = best_crls(crls, at, is_ca=is_ca)
-    if base is None:
-        if stale:
-            newest = max(stale, key=lambda c: c.next_update or c.this_update)
-            when = newest.next_update or newest.this_update
-            checks.append(
-                Check(
-                    check_name,
-                    "revoked",
-                    f"{newest.label()} expired on {when:%Y-%m-%d %H:%M} UTC: certificates "
-                    "of this CA count as revoked until a current CRL is loaded",
-                )
-            )
-            return "stale"
-        return None
-    serial = cert.serial_number
-    if delta is not None:
-        entry = delta.lookup(serial)
-        if entry is not None and entry.reason == "removeFromCRL":
-            checks.append(Check(check_name, "good", f"released from hold by {delta.label()}"))
-            return "good"
-        if entry is not None:
-            checks.append(
-                Check(
-                    check_name,
-                    "revoked",
-                    _revoked_text(entry.reason, entry.revoked_at, delta.label()),
-                )
-            )
-            return "revoked"
-    entry = base.lookup(serial)
-    if entry is not None and entry.reason != "removeFromCRL":
-        checks.append(
-            Check(
-                check_name, "revoked", _revoked_text(entry.reason, entry.revoked_at, base.label())
-            )
-        )
-        return "revoked"
-    text = base.good_text if delta is None else f"{base.good_text} and {delta.label()}"
-    checks.append(Check(check_name, "good", text))
-    return "good"
-
-
 def _revocation_status(
     cert: x509.Certificate,
     issuer: x509.Certificate,
@@ -631,7 +570,7 @@ def _revocation_status(
     is_ca: bool,
     policy: RevocationPolicy,
     revocation: RevocationIndex,
-    extra: Sequence[IndexedCrl],
+    extra: CrlContext,
     online: OnlineChecks | None,
     at: dt.datetime,
     records: CaRecords | None = None,
@@ -678,16 +617,12 @@ def _revocation_status(
                 )
     stale = False
     if policy.crl or policy.require_crl:
-        held = [
-            *revocation.for_issuer(issuer),
-            *(c for c in extra if c.crl.issuer == issuer.subject),
-        ]
-        if held:
-            status = _check_with_crls(cert, held, at, is_ca=is_ca, checks=checks, check_name="crl")
-            if status in {"good", "revoked"}:
-                return status, checks
-            stale = status == "stale"
-        else:
+        held = extra.check(cert, issuer, held=revocation, at=at)
+        checks.extend(held.checks)
+        if held.status in {"good", "revoked"}:
+            return held.status, checks
+        stale = held.status == "stale"
+        if held.status == "not-applicable":
             checks.append(
                 Check("crl", "unknown", f"no CRL is held for {format_name(issuer.subject)}")
             )
@@ -706,40 +641,22 @@ def _revocation_status(
             except CertwayError as exc:
                 checks.append(Check("cdp", "unknown", f"CRL download failed: {exc}"))
             else:
-                status = _check_with_crls(
-                    cert, downloaded, at, is_ca=is_ca, checks=checks, check_name="cdp"
+                # Downloaded CRLs join the held ones: a downloaded delta applies to a held
+                # complete CRL, reasons add up over both.
+                fetched = extra.check(
+                    cert, issuer, held=revocation, at=at, more=downloaded, check_name="cdp"
                 )
-                if status in {"good", "revoked"}:
-                    return status, checks
-                stale = stale or status == "stale"
+                seen = {c.text for c in checks}
+                checks.extend(c for c in fetched.checks if c.text not in seen)
+                if fetched.status in {"good", "revoked"}:
+                    return fetched.status, checks
+                stale = stale or fetched.status == "stale"
+                if fetched.status == "not-applicable":
+                    text = "the distribution points serve no CRL of its issuer"
+                    checks.append(Check("cdp", "unknown", text))
     if stale:
         return "revoked", checks
     return "unknown", checks
-
-
-def _index_extra(
-    crls: Iterable[x509.CertificateRevocationList], chain: Sequence[x509.Certificate]
-) -> tuple[list[IndexedCrl], list[Check]]:
-    indexed: list[IndexedCrl] = []
-    notes: list[Check] = []
-    for number, crl in enumerate(crls, start=1):
-        issuers = [c for c in chain if c.subject == crl.issuer]
-        if not issuers:
-            notes.append(
-                Check(
-                    "crl",
-                    "skipped",
-                    f"CRL {number} is for {format_name(crl.issuer)}, not in the chain",
-                )
-            )
-            continue
-        for issuer in issuers:
-            try:
-                indexed.append(index_crl(crl, issuer, source=f"CRL {number} given"))
-                break
-            except PolicyViolation as exc:
-                notes.append(Check("crl", "fail", str(exc)))
-    return indexed, notes
 
 
 # -- the entry point -------------------------------------------------------------------------
@@ -822,7 +739,10 @@ def validate(
             True, None, "the certificate is valid", tuple(chain), reports, None, at
         )
 
-    extra, notes = _index_extra(crls, chain)
+    extra = CrlContext.of(
+        crls, chain=chain, trusted=trust.certificates, certificates=tuple(intermediates)
+    )
+    notes = extra.notes
     last = len(chain) - 1  # the trust anchor is not checked
     checked = [0] if policy.scope is Scope.PEER else list(range(last))
     failure: ValidationFailed | None = None
