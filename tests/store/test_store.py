@@ -96,7 +96,7 @@ def test_migrations_are_idempotent(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "d" / "certway.db") as db:
         (version,) = db.execute("select version_num from alembic_version").fetchone()
         tables = {r[0] for r in db.execute("select name from sqlite_master where type='table'")}
-    assert version == "0005"
+    assert version == "0006"
     assert {"cas", "private_keys", "issued_certificates", "revocations", "crls"} <= tables
 
 
@@ -164,3 +164,67 @@ def test_nested_write_transaction_is_a_programming_error(tmp_path: Path) -> None
     with store.transaction() as session:  # the outer one ended normally: usable again
         SettingsRepository(session).set("k", 1)
     store.close()
+
+
+def test_migration_0006_gives_held_crls_their_scope(tmp_path: Path) -> None:
+    """A node upgraded from 0005 keeps its held CRLs, each with its scope (complete or
+    delta), and then holds a delta beside its complete CRL; downgrading keeps one per key."""
+    import datetime as dt
+    import sqlite3
+
+    from alembic import command
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from sqlalchemy import create_engine
+
+    from certway.store.db import DB_FILE, _alembic_config
+    from certway.store.vault import create_master_key
+
+    key = test_key("ec:p256", 320)
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+    def crl_der(number: int, delta_base: int | None = None) -> bytes:
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(x509.Name.from_rfc4514_string("CN=Migrated CA"))
+            .last_update(now)
+            .next_update(now + dt.timedelta(days=7))
+            .add_extension(x509.CRLNumber(number), critical=False)
+        )
+        if delta_base is not None:
+            builder = builder.add_extension(x509.DeltaCRLIndicator(delta_base), critical=True)
+        signed = builder.sign(key, hashes.SHA256())  # type: ignore[arg-type]
+        return signed.public_bytes(serialization.Encoding.DER)
+
+    data = tmp_path / "d"
+    data.mkdir(mode=0o700)
+    create_master_key(data)
+    engine = create_engine(f"sqlite:///{data / DB_FILE}")
+    config = _alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0005")
+    engine.dispose()
+    row = "INSERT INTO held_crls (kind, source, issuer_key, issuer, number, this_update, next_update, entries, crl_der, added_at) VALUES (?, ?, 'aa', 'CN=Migrated CA', ?, '2026-01-01 00:00:00', NULL, 0, ?, '2026-01-01 00:00:00')"
+    with sqlite3.connect(data / DB_FILE) as db:
+        db.execute(row, ("manual", "manual upload", 30, crl_der(30)))
+        db.execute(row, ("url", "http://crl.example/delta.crl", 31, crl_der(31, 30)))
+
+    Store.open(data).close()  # migrates to the newest revision
+    with sqlite3.connect(data / DB_FILE) as db:
+        scopes = db.execute("SELECT number, scope FROM held_crls ORDER BY number").fetchall()
+        assert scopes == [(30, "complete"), (31, "delta")]
+        db.execute(
+            row.replace("(kind,", "(scope, kind,").replace("VALUES (", "VALUES ('delta', "),
+            ("manual", "manual upload", 31, crl_der(31, 30)),
+        )
+        assert db.execute("SELECT count(*) FROM held_crls").fetchone() == (3,)
+
+    engine = create_engine(f"sqlite:///{data / DB_FILE}")
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0005")
+    engine.dispose()
+    with sqlite3.connect(data / DB_FILE) as db:
+        kept = db.execute("SELECT kind, number FROM held_crls ORDER BY id").fetchall()
+    assert kept == [("url", 31), ("manual", 31)]

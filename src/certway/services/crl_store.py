@@ -1,6 +1,7 @@
 """Accepting an outside CRL into the store: issuer found among trusted CAs, signature
 verified, not expired, CRL number not going backwards (RV6). Shared by manual uploads,
-embedded CRLs of CA files and URL sources."""
+embedded CRLs of CA files and URL sources. Complete and delta CRLs are both accepted and
+held side by side (a delta is used on top of its complete CRL)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from certway.errors import PolicyViolation
 from certway.pki.decode import format_name
 from certway.store.repositories import HeldCrlRepository
 from certway.store.schema import HeldCrlRow
-from certway.trust.revocation import IndexedCrl, index_crl
+from certway.trust.revocation import IndexedCrl, index_crl, scope_label
 
 __all__ = ["AcceptedCrl", "accept_crl", "find_issuer", "store_crl", "vet_crl"]
 
@@ -27,10 +28,16 @@ class AcceptedCrl:
     number: int | None
     next_update: dt.datetime | None
     entries: int
+    delta_base: int | None = None
 
     def describe(self) -> str:
         number = f"#{self.number}" if self.number is not None else "(no number)"
         until = f", next update {self.next_update:%Y-%m-%d %H:%M} UTC" if self.next_update else ""
+        if self.delta_base is not None:
+            return (
+                f"delta CRL {number} (on base #{self.delta_base}) of {self.issuer} with "
+                f"{self.entries} entries{until}"
+            )
         return f"CRL {number} of {self.issuer} with {self.entries} entries{until}"
 
 
@@ -71,32 +78,42 @@ def vet_crl(
             f"{indexed.label()} expired on {indexed.next_update:%Y-%m-%d %H:%M} UTC: an expired "
             "CRL is not used; get a current one",
         )
-    if indexed.number is not None and not indexed.is_delta:
-        issuer_key = indexed.issuer_key.hex()
+    if indexed.number is not None:
+        # Complete and delta CRLs, and CRLs of different scopes, are numbered apart.
+        issuer_key, scope = _issuer_key(indexed).hex(), scope_label(indexed)
         held = [
             r.number
             for r in HeldCrlRepository(session).all()
-            if r.issuer_key == issuer_key and r.number is not None
+            if r.issuer_key == issuer_key and r.scope == scope and r.number is not None
         ]
         if held and indexed.number < max(held):
+            kind = "delta CRL" if indexed.is_delta else "CRL"
             raise PolicyViolation(
                 "crl-number",
-                f"{indexed.label()} is older than CRL #{max(held)} already held for "
+                f"{indexed.label()} is older than {kind} #{max(held)} already held for "
                 f"{indexed.issuer_name}: CRL numbers never go backwards",
             )
     return indexed
 
 
+def _issuer_key(indexed: IndexedCrl) -> bytes:
+    """The key of the trusted certificate that verified the CRL (``find_issuer``)."""
+    if indexed.issuer_key is None:
+        raise ValueError("the CRL was not verified against a trusted CA")
+    return indexed.issuer_key
+
+
 def store_crl(
     session: Session, indexed: IndexedCrl, *, kind: str, source: str, at: dt.datetime
 ) -> AcceptedCrl:
-    """Store a vetted CRL, replacing the one of the same kind, source and issuer."""
+    """Store a vetted CRL, replacing the one of the same kind, source, issuer and scope."""
     HeldCrlRepository(session).put(
         HeldCrlRow(
             kind=kind,
             source=source,
-            issuer_key=indexed.issuer_key.hex(),
+            issuer_key=_issuer_key(indexed).hex(),
             issuer=indexed.issuer_name,
+            scope=scope_label(indexed),
             number=indexed.number,
             this_update=indexed.this_update,
             next_update=indexed.next_update,
@@ -105,7 +122,13 @@ def store_crl(
             added_at=at,
         )
     )
-    return AcceptedCrl(indexed.issuer_name, indexed.number, indexed.next_update, indexed.entries)
+    return AcceptedCrl(
+        indexed.issuer_name,
+        indexed.number,
+        indexed.next_update,
+        indexed.entries,
+        indexed.delta_base,
+    )
 
 
 def accept_crl(

@@ -25,7 +25,14 @@ from certway.store.db import Store
 from certway.store.repositories import HeldCrlRepository, SettingsRepository
 from certway.trust.anchors import key_id
 from certway.trust.policy import ADMIN_HTTPS_DEFAULT, SIP_TLS_DEFAULT, RevocationPolicy
-from certway.trust.revocation import IndexedCrl, RevocationIndex, index_crl
+from certway.trust.revocation import (
+    IndexedCrl,
+    RevocationIndex,
+    index_crl,
+    name_key,
+    parse_crl,
+    subject_key,
+)
 
 __all__ = [
     "CRL_VERSION",
@@ -160,7 +167,7 @@ class OnlineRevocation:
         """Told each OCSP responder's outcome (error text or None): feeds the alarms."""
         self._lock = threading.Lock()
         self._ocsp: dict[tuple[bytes, int], tuple[dt.datetime, OcspAnswer]] = {}
-        self._cdp: dict[tuple[str, bytes], tuple[dt.datetime, list[IndexedCrl]]] = {}
+        self._cdp: dict[str, tuple[dt.datetime, list[IndexedCrl]]] = {}
         self._failed: dict[str, tuple[dt.datetime, str]] = {}
 
     def _fetcher(self) -> Fetcher:
@@ -215,57 +222,121 @@ class OnlineRevocation:
     def cdp(
         self, cert: x509.Certificate, issuer: x509.Certificate, at: dt.datetime
     ) -> list[IndexedCrl]:
-        try:
-            points = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
-        except x509.ExtensionNotFound:
-            return []
-        urls = [
-            name.value
-            for point in points
-            for name in (point.full_name or [])
-            if isinstance(name, x509.UniformResourceIdentifier)
-            and name.value.lower().startswith(("http://", "https://"))
-        ]
+        """The CRL from the first of ``cert``'s distribution points that serves one, plus
+        the delta CRLs its freshest-CRL pointers (of the certificate or of that CRL) serve.
+
+        The CRLs are indexed but not verified here: the revocation check finds their signer
+        (the issuer, a CRL-signing certificate, an indirect CRL issuer) when it uses them."""
+        urls = _http_urls(cert, x509.CRLDistributionPoints)
         if not urls:
+            try:
+                cert.extensions.get_extension_for_class(x509.CRLDistributionPoints)
+            except x509.ExtensionNotFound:
+                return []
             raise FetchError("the CRL distribution points name no http(s) URL")
-        issuer_key = key_id(issuer)
+        wanted = {subject_key(issuer), *_crl_issuers(cert)}
         errors: list[str] = []
         for url in urls:
-            with self._lock:
-                cached = self._cdp.get((url, issuer_key))
-            if cached is not None and at < cached[0]:
-                return cached[1]
             try:
-                self._raise_if_failing(url, at)
-            except FetchError as exc:
-                errors.append(str(exc))
-                continue
-            fetcher = self._fetcher()
-            try:
-                crls = unpack_crls(fetcher.get(url))
-                indexed = [
-                    index_crl(c, issuer, source=url) for c in crls if c.issuer == issuer.subject
-                ]
-            except FetchError as exc:
-                self._remember_failure(url, str(exc), at)
-                errors.append(str(exc))
-                continue
+                crls = self._crls_at(url, wanted, at)
             except CertwayError as exc:
                 errors.append(str(exc))
                 continue
-            finally:
-                fetcher.close()
-            if not indexed:
-                errors.append(f"{url} serves no CRL of this CA")
-                continue
-            until = min(
-                (c.next_update for c in indexed if c.next_update),
-                default=at + dt.timedelta(hours=1),
-            )
-            with self._lock:
-                self._cdp[(url, issuer_key)] = (until, indexed)
-            return indexed
+            return crls + self._deltas(cert, crls, wanted, at, seen=set(urls))
         raise FetchError("; ".join(errors))
+
+    def _deltas(
+        self,
+        cert: x509.Certificate,
+        crls: list[IndexedCrl],
+        wanted: set[str],
+        at: dt.datetime,
+        seen: set[str],
+    ) -> list[IndexedCrl]:
+        """Delta CRLs named by freshest-CRL pointers; one that cannot be had leaves the
+        complete CRL in force on its own."""
+        urls = _http_urls(cert, x509.FreshestCRL)
+        for crl in crls:
+            if not crl.is_delta:
+                urls += _http_urls(crl.crl, x509.FreshestCRL)
+        deltas: list[IndexedCrl] = []
+        for url in dict.fromkeys(urls):
+            if url in seen:
+                continue
+            seen.add(url)
+            try:
+                deltas.extend(c for c in self._crls_at(url, wanted, at) if c.is_delta)
+            except CertwayError:
+                continue
+        return deltas
+
+    def _crls_at(self, url: str, wanted: set[str], at: dt.datetime) -> list[IndexedCrl]:
+        """The CRLs of the issuers ``wanted`` served at ``url``, cached until their next
+        update; raises CertwayError when there are none."""
+        with self._lock:
+            cached = self._cdp.get(url)
+        if cached is not None and at < cached[0]:
+            found = [c for c in cached[1] if c.authority in wanted]
+            if found:
+                return found
+        self._raise_if_failing(url, at)
+        fetcher = self._fetcher()
+        try:
+            crls = unpack_crls(fetcher.get(url))
+        except FetchError as exc:
+            self._remember_failure(url, str(exc), at)
+            raise
+        finally:
+            fetcher.close()
+        indexed: list[IndexedCrl] = []
+        problems: list[str] = []
+        for crl in crls:
+            try:
+                indexed.append(parse_crl(crl, source=url))
+            except PolicyViolation as exc:
+                problems.append(str(exc))
+        found = [c for c in indexed if c.authority in wanted]
+        if not found:
+            raise FetchError("; ".join(problems) or f"{url} serves no CRL of this CA")
+        until = min(
+            (c.next_update for c in indexed if c.next_update),
+            default=at + dt.timedelta(hours=1),
+        )
+        with self._lock:
+            self._cdp[url] = (until, indexed)
+        return found
+
+
+def _http_urls(
+    holder: x509.Certificate | x509.CertificateRevocationList,
+    kind: type[x509.CRLDistributionPoints] | type[x509.FreshestCRL],
+) -> list[str]:
+    """The http(s) URLs of a certificate's or CRL's distribution points of ``kind``."""
+    try:
+        points = holder.extensions.get_extension_for_class(kind).value
+    except (x509.ExtensionNotFound, ValueError, x509.DuplicateExtension):
+        return []
+    return [
+        name.value
+        for point in points
+        for name in (point.full_name or [])
+        if isinstance(name, x509.UniformResourceIdentifier)
+        and name.value.lower().startswith(("http://", "https://"))
+    ]
+
+
+def _crl_issuers(cert: x509.Certificate) -> list[str]:
+    """The CRL issuers (other than the certificate issuer) its distribution points name."""
+    try:
+        points = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    except x509.ExtensionNotFound:
+        return []
+    return [
+        name_key(name.value)
+        for point in points
+        for name in (point.crl_issuer or [])
+        if isinstance(name, x509.DirectoryName)
+    ]
 
 
 class RevocationService:
@@ -318,7 +389,10 @@ class RevocationService:
         detail=lambda accepted: {"crls": [a.describe() for a in accepted]},
     )
     def upload_manual(self, data: bytes) -> list[AcceptedCrl]:
-        """Replace the manual CRL(s) with those in ``data`` (PEM or DER); all or nothing."""
+        """Replace the manual CRL(s) with those in ``data`` (PEM or DER); all or nothing.
+
+        An upload of delta CRLs only replaces the manual delta CRLs of the same issuer and
+        keeps the complete CRLs they apply to."""
         crls = load_crls(data)
         trusted = list(self._trusted.snapshot().certificates)
         now = self._clock.now()
@@ -327,7 +401,8 @@ class RevocationService:
             # Vet every CRL against what is held (numbers never go backwards) before the
             # previous manual CRL is replaced.
             vetted = [vet_crl(session, c, source=source, trusted=trusted, at=now) for c in crls]
-            HeldCrlRepository(session).remove_kind("manual")
+            if not all(v.is_delta for v in vetted):
+                HeldCrlRepository(session).remove_kind("manual")
             accepted = [store_crl(session, v, kind="manual", source=source, at=now) for v in vetted]
             SettingsRepository(session).bump(CRL_VERSION)
         return accepted

@@ -300,12 +300,14 @@ class HeldCrlRepository:
         return self._session.scalars(query).all()
 
     def put(self, row: HeldCrlRow) -> None:
-        """Insert, replacing the CRL of the same kind, source and issuer."""
+        """Insert, replacing the CRL of the same kind, source, issuer and scope (a delta CRL
+        replaces the previous delta, not its complete CRL)."""
         self._session.execute(
             delete(HeldCrlRow).where(
                 HeldCrlRow.kind == row.kind,
                 HeldCrlRow.source == row.source,
                 HeldCrlRow.issuer_key == row.issuer_key,
+                HeldCrlRow.scope == row.scope,
             )
         )
         self._session.add(row)

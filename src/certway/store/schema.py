@@ -139,12 +139,17 @@ class HeldCrlRow(Base):
     """CRLs from outside: manual upload (RV1), embedded in CA files (TC4), URL sources (RV2)."""
 
     __tablename__ = "held_crls"
-    __table_args__ = (UniqueConstraint("kind", "source", "issuer_key"),)
+    __table_args__ = (
+        UniqueConstraint("kind", "source", "issuer_key", "scope", name="uq_held_crls_scope"),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(16))  # manual | embedded | url
     source: Mapped[str] = mapped_column(Text)
     issuer_key: Mapped[str] = mapped_column(String(64), index=True)  # SHA-256 of issuer SPKI
     issuer: Mapped[str] = mapped_column(Text)
+    scope: Mapped[str] = mapped_column(String(64), default="complete", server_default="complete")
+    """complete | delta, plus '/<digest>' of the issuing distribution point when it has one:
+    CRLs of one source and issuer are replaced only by CRLs of the same scope."""
     number: Mapped[int | None] = mapped_column(Integer, nullable=True)
     this_update: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     next_update: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
