@@ -47,6 +47,7 @@ __all__ = [
     "Decoded",
     "DecodedObject",
     "Kind",
+    "attribute_name",
     "detect",
     "fingerprint",
     "format_name",
@@ -542,6 +543,12 @@ _NAME_SHORT: dict[x509.ObjectIdentifier, str] = {
 }
 
 
+def attribute_name(oid: x509.ObjectIdentifier) -> str:
+    """The short name OpenSSL prints for a name attribute (``CN``, ``emailAddress``), or the
+    dotted OID for one it has no name for."""
+    return _NAME_SHORT.get(oid, oid.dotted_string)
+
+
 def format_name(name: x509.Name) -> str:
     """A distinguished name as OpenSSL prints it: ``C=GB, O=Acme, CN=x`` (encoded order,
     most significant first). ``\\``, ``,`` and ``+`` inside values are escaped with a
@@ -550,7 +557,7 @@ def format_name(name: x509.Name) -> str:
     for rdn in name.rdns:
         attrs = []
         for attr in rdn:
-            key = _NAME_SHORT.get(attr.oid, attr.oid.dotted_string)
+            key = attribute_name(attr.oid)
             value = attr.value if isinstance(attr.value, str) else attr.value.hex()
             escaped = value.replace("\\", "\\\\").replace(",", "\\,").replace("+", "\\+")
             attrs.append(f"{key}={escaped}")
