@@ -24,7 +24,8 @@ Each connection is its own task; validation (which may fetch OCSP/CRLs) runs in 
 new connection is refused (logged with the reason) when the listener already holds
 ``max_connections``, or ``max_connections_per_address`` from its source address, or
 ``max_connections_per_certificate`` presenting the same client certificate, so that one peer
-cannot take every slot. A peer is closed when it sends malformed SIP that cannot be answered,
+cannot take every slot; and, while a stored access rule cannot be read (it may be a deny
+rule), every peer is refused. A peer is closed when it sends malformed SIP that cannot be answered,
 more than ``max_rate`` messages a second, or a message that does not complete within
 ``message_timeout`` (slowloris), when it sends nothing within ``first_message_timeout`` of
 connecting, or when it stays silent for ``idle_timeout`` afterwards.
@@ -383,6 +384,15 @@ class SipListener:
         self._connections.add(task)
         try:
             config = self._config
+            if config.mutual_tls is not MutualTls.OFF and config.unreadable_rules:
+                # a rule that cannot be read may be a deny rule: refuse rather than guess
+                log.warning(
+                    "event=sip-refused peer=%s reason=rules-unreadable detail=%r",
+                    peer,
+                    "an access rule cannot be read, so no peer is let in until it is removed "
+                    "or fixed: " + "; ".join(r.describe() for r in config.unreadable_rules),
+                )
+                return
             if config.mutual_tls is not MutualTls.OFF:
                 if self._validate == self.validator.check and self.validator.can_run_inline(der):
                     verdict = self._validate(der, config)
