@@ -27,7 +27,13 @@ from certway.errors import Conflict, DecodeError, NotFound, PolicyViolation
 from certway.pki.checks import check_node_certificate
 from certway.pki.convert import chain_order
 from certway.pki.csr import CsrForm, SubjectFields, build_csr, plan_names
-from certway.pki.decode import Decoded, fingerprint, format_name, load_certificates
+from certway.pki.decode import (
+    Decoded,
+    check_bundle_size,
+    fingerprint,
+    format_name,
+    load_certificates,
+)
 from certway.pki.decode import Kind as DecodedKind
 from certway.pki.keys import PrivateKey, generate_key, load_private_key
 from certway.pki.names import check_dns_name, common_name, san_text
@@ -568,9 +574,11 @@ class Identities:
             certs = load_certificates(cert_data)
         except DecodeError as exc:
             raise DecodeError(f"not a certificate: {exc}") from None
+        chain_certs = load_certificates(chain_data) if chain_data else []
+        check_bundle_size(len(certs) + len(chain_certs))
         ordered = chain_order(certs)
         leaf = ordered[0]
-        extra = ordered[1:] + (load_certificates(chain_data) if chain_data else [])
+        extra = ordered[1:] + chain_certs
         pending_key_id: str | None = None
         with self._store.transaction() as session:
             slot = SlotRepository(session).get(kind, name)
@@ -851,11 +859,15 @@ def _served_chain(
 ) -> tuple[x509.Certificate, ...]:
     """The CAs a peer needs after the leaf: ``path`` ends with the trust anchor, which may be a
     trusted intermediate; then its issuers from ``pool`` follow, up to (without) the root."""
+    by_subject: dict[x509.Name, list[x509.Certificate]] = {}
+    for candidate in pool:
+        by_subject.setdefault(candidate.subject, []).append(candidate)
+    used = set(path)
     while path and path[-1].subject != path[-1].issuer:
         top = path[-1]
         parent = None
-        for candidate in pool:
-            if candidate.subject != top.issuer or candidate in path:
+        for candidate in by_subject.get(top.issuer, ()):
+            if candidate in used:
                 continue
             try:
                 top.verify_directly_issued_by(candidate)
@@ -866,6 +878,7 @@ def _served_chain(
         if parent is None:
             break
         path.append(parent)
+        used.add(parent)
     if path and path[-1].subject == path[-1].issuer:
         path.pop()
     return tuple(path)

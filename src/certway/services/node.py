@@ -43,11 +43,17 @@ class Node:
         self.identities = Identities(
             store, clock, self.audit, self.settings, self.trusted_cas, self.local_ca
         )
+        self.sip = SipSettings(store, clock, self.audit)
         self.alarms = Alarms(
-            store, clock, self.identities, self.trusted_cas, self.local_ca, self.revocation
+            store,
+            clock,
+            self.identities,
+            self.trusted_cas,
+            self.local_ca,
+            self.revocation,
+            self.sip,
         )
         self.admins = AdminAccounts(store, clock, self.audit)
-        self.sip = SipSettings(store, clock, self.audit)
         self.zones = Zones(store, clock, self.audit)
         self.admin_security = AdminSecurity(store, self.audit, self.admins, self.client_check)
 

@@ -5,6 +5,7 @@ validation reads."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 import threading
 from collections.abc import Callable, Sequence
@@ -12,11 +13,13 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from certway.clock import Clock
 from certway.errors import CertwayError, DecodeError, FetchError, PolicyViolation
 from certway.fetch import HttpFetcher, tls_context_for, unpack_crls
-from certway.pki.decode import load_crls
+from certway.pki.decode import format_name, load_crls
 from certway.pki.ocsp import OcspAnswer, build_request, check_response, ocsp_cache_until, ocsp_urls
 from certway.services.audit import Audit, audited
 from certway.services.crl_store import AcceptedCrl, accept_crl, store_crl, vet_crl
@@ -36,7 +39,10 @@ __all__ = [
     "RevocationService",
     "Schedule",
     "SourceStatus",
+    "UnusableCrl",
 ]
+
+log = logging.getLogger("certway.revocation")
 
 CRL_VERSION = "version.crl"
 FAILURE_MEMORY = dt.timedelta(seconds=30)
@@ -285,7 +291,7 @@ class RevocationService:
         self._clock = clock
         self._trusted = trusted
         self._factory = fetcher_factory
-        self._index: tuple[tuple[int, int], RevocationIndex] | None = None
+        self._index: tuple[tuple[int, int], RevocationIndex, tuple[UnusableCrl, ...]] | None = None
         self.online = OnlineRevocation(
             fetcher_factory, lambda: trusted.snapshot().certificates, self._record_responder
         )
@@ -515,32 +521,109 @@ class RevocationService:
 
     # -- the index validation reads ----------------------------------------------------------
     def index(self) -> RevocationIndex:
-        """All held CRLs verified and indexed; rebuilt only when CRLs or trust changed."""
+        """All held CRLs verified and indexed; rebuilt only when CRLs or trust changed.
+
+        A held CRL that no longer verifies (its stored bytes damaged, or its CA certificate
+        replaced by one that cannot have signed it or may not sign CRLs) is not dropped: that
+        would leave its CA without a CRL, and the policy's fallback (by default "not revoked")
+        would let every certificate it revoked back in. It stays in the index as an expired
+        CRL, so certificates of that CA count as revoked until a usable CRL is loaded — the
+        same as for a CRL past its next update — and it is logged once per rebuild and raised
+        as an alarm (``unusable_crls``)."""
+        return self._indexed()[0]
+
+    def unusable_crls(self) -> tuple[UnusableCrl, ...]:
+        """The held CRLs that no longer verify (see ``index``)."""
+        return self._indexed()[1]
+
+    def _indexed(self) -> tuple[RevocationIndex, tuple[UnusableCrl, ...]]:
         with self._store.reading() as session:
             settings = SettingsRepository(session)
             version = (int(settings.get(CRL_VERSION) or 0), int(settings.get(TRUST_VERSION) or 0))
         cached = self._index
         if cached is not None and cached[0] == version:
-            return cached[1]
+            return cached[1], cached[2]
         snapshot = self._trusted.snapshot()
         by_key = {key_id(c): c for c in snapshot.certificates}
         indexed: list[IndexedCrl] = []
+        unusable: list[UnusableCrl] = []
         with self._store.reading() as session:
             rows = HeldCrlRepository(session).all(with_der=True)
             for row in rows:
                 issuer = by_key.get(bytes.fromhex(row.issuer_key))
                 if issuer is None:
                     continue  # its CA left the trusted list: the CRL is not used
+                label = _label(row.kind, row.source)
+                crl: x509.CertificateRevocationList | None = None
                 try:
                     crl = x509.load_der_x509_crl(row.crl_der)
-                    indexed.append(
-                        index_crl(crl, issuer, source=_label(row.kind, row.source), der=row.crl_der)
+                    indexed.append(index_crl(crl, issuer, source=label, der=row.crl_der))
+                except (ValueError, PolicyViolation, DecodeError) as exc:
+                    reason = (
+                        str(exc)
+                        if isinstance(exc, CertwayError)
+                        else "it cannot be parsed any more"
                     )
-                except (ValueError, PolicyViolation, DecodeError):
-                    continue
+                    problem = UnusableCrl(row.kind, row.source, row.issuer, label, reason)
+                    log.warning(
+                        "event=crl-unusable source=%r issuer=%r detail=%r action=%s",
+                        label,
+                        row.issuer,
+                        reason,
+                        "certificates of this CA count as revoked",
+                    )
+                    unusable.append(problem)
+                    indexed.append(_expired_stand_in(problem, row.this_update, issuer, crl))
         index = RevocationIndex.of(indexed)
-        self._index = (version, index)
-        return index
+        self._index = (version, index, tuple(unusable))
+        return index, tuple(unusable)
+
+
+@dataclass(frozen=True, slots=True)
+class UnusableCrl:
+    """A held CRL that no longer verifies against its CA."""
+
+    kind: str
+    source: str
+    issuer: str
+    label: str
+    reason: str
+
+
+def _expired_stand_in(
+    problem: UnusableCrl,
+    this_update: dt.datetime,
+    issuer: x509.Certificate,
+    crl: x509.CertificateRevocationList | None,
+) -> IndexedCrl:
+    """An index entry with no serials that expired when the CRL was issued: validation
+    treats its CA as it treats a CA whose CRL is past its next update (revoked). Only its
+    dates, scope and label are read; when the stored bytes cannot even be parsed, an empty
+    CRL under a throwaway key stands in for the object (it is never looked into)."""
+    if crl is None:
+        throwaway = ec.generate_private_key(ec.SECP256R1())
+        crl = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(issuer.subject)
+            .last_update(this_update)
+            .next_update(this_update)
+            .sign(throwaway, hashes.SHA256())
+        )
+    return IndexedCrl(
+        crl=crl,
+        issuer_key=key_id(issuer),
+        issuer_name=format_name(issuer.subject),
+        source=f"{problem.label} (unusable: {problem.reason}; treated as expired)",
+        number=None,
+        this_update=this_update,
+        next_update=this_update,
+        delta_base=None,
+        only_user_certs=False,
+        only_ca_certs=False,
+        partial_reasons=False,
+        serial_hashes=frozenset(),
+        entries=0,
+    )
 
 
 def _label(kind: str, source: str) -> str:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,7 +21,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from certway.errors import Conflict, StoreError
-from certway.store.vault import KeyVault, create_master_key, load_master_key
+from certway.store.vault import MASTER_KEY_FILE, KeyVault, create_master_key, load_master_key
 
 __all__ = ["DB_FILE", "Store", "default_data_dir"]
 
@@ -83,16 +85,18 @@ class Store:
             raise StoreError(
                 f"cannot create the data directory {data_dir}: {exc.strerror}"
             ) from None
+        _refuse_lost_master_key(data_dir)  # a new key over a database would be the end of it
         create_master_key(data_dir)
         return cls.open(data_dir)
 
     @classmethod
     def open(cls, data_dir: Path) -> Store:
-        if not (data_dir / DB_FILE).exists() and not (data_dir / "master.key").exists():
+        if not (data_dir / DB_FILE).exists() and not (data_dir / MASTER_KEY_FILE).exists():
             raise StoreError(
                 f"{data_dir} is not a certway data directory: run 'certway --data-dir "
                 f"{data_dir} init' first"
             )
+        _refuse_lost_master_key(data_dir)
         vault = KeyVault(load_master_key(data_dir))
         engine = create_engine(f"sqlite:///{data_dir / DB_FILE}")
         event.listen(engine, "connect", _sqlite_pragmas)
@@ -146,6 +150,42 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _refuse_lost_master_key(data_dir: Path) -> None:
+    """A database without its master key: the private keys in it are sealed with that key,
+    which only a backup can bring back. Creating a new one would make them unreadable for
+    good, so say what is missing and how to restore it instead."""
+    key_path = data_dir / MASTER_KEY_FILE
+    db_path = data_dir / DB_FILE
+    if key_path.exists() or not db_path.exists():
+        return
+    count = _sealed_key_count(db_path)
+    if count is None:
+        holds = "holds private keys sealed with it"
+    elif count == 0:
+        holds = "was created with it"
+    else:
+        holds = f"holds {count} private key{'s' if count > 1 else ''} sealed with it"
+    what = f"the database {db_path} {holds}"
+    raise StoreError(
+        f"the master key {key_path} is missing and {what}: put back master.key from your "
+        f"backup of this data directory, then 'chmod 600 {key_path}'. certway will not "
+        "create a new master key over an existing database: it would make every sealed key "
+        "unreadable"
+    )
+
+
+def _sealed_key_count(db_path: Path) -> int | None:
+    """How many sealed private keys the database holds (None when it cannot be read)."""
+    try:
+        with contextlib.closing(
+            sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True)
+        ) as db:
+            row = db.execute("SELECT count(*) FROM private_keys").fetchone()
+    except sqlite3.Error:
+        return None
+    return int(row[0])
 
 
 def _migrate(engine: Engine) -> None:
