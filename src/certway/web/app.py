@@ -389,14 +389,13 @@ class BodyLimit:
 def create_admin_app(node: Node, *, secure_cookies: bool = True) -> FastAPI:
     """The admin app for ``node``: REST API under /api/v1 and the UI."""
     from certway.web.api import router as api_router
+    from certway.web.docs import router as docs_router
     from certway.web.ui import router as ui_router
 
+    # FastAPI's own schema and docs routes are public and load Swagger UI from a CDN: ours
+    # (certway.web.docs) need an account and serve the files themselves.
     app = FastAPI(
-        title="certway admin API",
-        version="1",
-        openapi_url="/api/v1/openapi.json",
-        docs_url="/api/v1/docs",
-        redoc_url=None,
+        title="certway admin API", version="1", openapi_url=None, docs_url=None, redoc_url=None
     )
     app.state.web = WebContext(node, secure_cookies=secure_cookies)
 
@@ -441,5 +440,6 @@ def create_admin_app(node: Node, *, secure_cookies: bool = True) -> FastAPI:
     app.add_middleware(SecurityHeaders)
     app.add_middleware(BodyLimit, limit=MAX_UPLOAD)  # outermost of ours: before any parsing
     app.include_router(api_router, prefix="/api/v1")
+    app.include_router(docs_router, prefix="/api/v1")
     app.include_router(ui_router)
     return app
