@@ -122,8 +122,9 @@ class AdminAccounts:
             session.delete(row)
 
     def verify(self, name: str, password: str) -> AdminInfo | None:
-        """The account when the password is right, else None (same cost either way)."""
-        with self._store.transaction() as session:
+        """The account when the password is right, else None (same cost either way). Only
+        reads: a login never waits for the database's write lock nor takes it."""
+        with self._store.reading() as session:
             row = session.get(AdminAccountRow, name)
             stored = row.password_hash if row else None
             info = AdminInfo(row.name, row.access) if row else None
@@ -135,6 +136,11 @@ class AdminAccounts:
         except (VerificationError, InvalidHashError):
             return None
         return info
+
+    def login_failed(self, name: str) -> None:
+        """Record a refused password login for ``name`` in the audit log, as the current
+        actor (the adapter says from where). Never the password."""
+        self._audit.record("admin.login", name, "refused", {"error": "wrong user name or password"})
 
     def ensure_initial(self) -> str | None:
         """On first start: an 'admin' read-write account with a generated password, returned
