@@ -20,10 +20,12 @@ Own CA (issue part 3): a certificate issued by one of the node's local CAs is ch
 that CA's revocation records directly, so a revocation is effective for the next connection,
 with no CRL download.
 
-Each connection is its own task; validation (which may fetch OCSP/CRLs) runs in a thread. A
-peer is closed when it sends malformed SIP that cannot be answered, more than
-``max_rate`` messages a second, or a message that does not complete within
-``message_timeout`` (slowloris), or when it stays silent for ``idle_timeout``.
+Each connection is its own task; a validation that may fetch (OCSP, CDP) or read the own-CA
+records runs on the node's fetch pool (``FetchPool.executor``), never on asyncio's default
+executor, which stays free for the hot-reload poller and the scheduler. A peer is closed when
+it sends malformed SIP that cannot be answered, more than ``max_rate`` messages a second, or
+a message that does not complete within ``message_timeout`` (slowloris), or when it stays
+silent for ``idle_timeout``.
 """
 
 from __future__ import annotations
@@ -138,7 +140,7 @@ class PeerValidator:
 
     def can_run_inline(self, der: bytes | None) -> bool:
         """Whether ``check(der)`` is quick and blocks nothing: no fetch (OCSP/CDP) and no
-        own-CA lookup. Otherwise it belongs in a worker thread."""
+        own-CA lookup. Otherwise it belongs on the fetch pool."""
         if der is None:
             return True
         if self._state.online:
@@ -296,7 +298,7 @@ class SipListener:
                 if self._validate == self.validator.check and self.validator.can_run_inline(der):
                     verdict = self._validate(der, config)
                 else:
-                    verdict = await asyncio.to_thread(self._validate, der, config)
+                    verdict = await self.node.fetch_pool.run(self._validate, der, config)
                 if not verdict.accepted:
                     self._log_refusal(peer, verdict)
                     return
