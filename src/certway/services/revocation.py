@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import re
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -18,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from certway.clock import Clock
 from certway.errors import CertwayError, DecodeError, FetchError, PolicyViolation
-from certway.fetch import HttpFetcher, tls_context_for, unpack_crls
+from certway.fetch import FetchPool, FetchPoolBusy, HttpFetcher, tls_context_for, unpack_crls
 from certway.pki.decode import format_name, load_crls
 from certway.pki.ocsp import OcspAnswer, build_request, check_response, ocsp_cache_until, ocsp_urls
 from certway.services.audit import Audit, audited
@@ -33,6 +35,7 @@ from certway.trust.revocation import IndexedCrl, RevocationIndex, index_crl
 __all__ = [
     "CRL_VERSION",
     "SERVICES",
+    "FetchLimits",
     "Fetcher",
     "HeldCrlInfo",
     "OnlineRevocation",
@@ -57,14 +60,73 @@ MAX_SOURCES = 100
 
 
 class Fetcher(Protocol):
-    def get(self, url: str) -> bytes: ...
+    """Fetches over HTTP(S); each call returns or raises ``FetchError`` within ``deadline``
+    seconds (``HttpFetcher`` is the real one)."""
 
-    def post(self, url: str, body: bytes, content_type: str) -> bytes: ...
+    def get(self, url: str, *, deadline: float | None = None) -> bytes: ...
+
+    def post(
+        self, url: str, body: bytes, content_type: str, *, deadline: float | None = None
+    ) -> bytes: ...
 
     def close(self) -> None: ...
 
 
 FetcherFactory = Callable[[Sequence[x509.Certificate]], Fetcher]
+
+
+@dataclass(frozen=True, slots=True)
+class FetchLimits:
+    """How long a revocation fetch may take, and how many may run at once.
+
+    ``validation_deadline`` bounds each OCSP request and a certificate's CDP downloads while
+    a certificate is checked; ``update_deadline`` each CRL source download (scheduled or
+    "update now"), which also waits at most that long for a free slot; ``slots`` is the
+    number of fetches under way at once in the node. ``certway`` reads them from
+    ``CERTWAY_FETCH_DEADLINE``, ``CERTWAY_CRL_UPDATE_DEADLINE`` and ``CERTWAY_FETCH_SLOTS``.
+    """
+
+    validation_deadline: float = 10.0
+    update_deadline: float = 30.0
+    slots: int = 8
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> FetchLimits:
+        env = os.environ if environ is None else environ
+        default = cls()
+        return cls(
+            validation_deadline=_seconds(
+                env, "CERTWAY_FETCH_DEADLINE", default.validation_deadline
+            ),
+            update_deadline=_seconds(env, "CERTWAY_CRL_UPDATE_DEADLINE", default.update_deadline),
+            slots=_count(env, "CERTWAY_FETCH_SLOTS", default.slots),
+        )
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    text = env.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.5 <= value <= 600:  # also refuses nan and inf
+        raise PolicyViolation(
+            "fetch-limits", f"{name} must be a number of seconds from 0.5 to 600, not '{text}'"
+        )
+    return value
+
+
+def _count(env: Mapping[str, str], name: str, default: int) -> int:
+    text = env.get(name, "").strip()
+    if not text:
+        return default
+    if not text.isdigit() or not 1 <= int(text) <= 64:
+        raise PolicyViolation(
+            "fetch-limits", f"{name} must be a whole number from 1 to 64, not '{text}'"
+        )
+    return int(text)
 
 
 def default_fetcher(trusted: Sequence[x509.Certificate]) -> Fetcher:
@@ -152,18 +214,30 @@ def _check_url(url: str) -> str:
 
 
 class OnlineRevocation:
-    """OCSP and CDP lookups with caches valid until the answer's nextUpdate (RV3, RV4)."""
+    """OCSP and CDP lookups with caches valid until the answer's nextUpdate (RV3, RV4).
+
+    Each fetch holds a slot of ``pool`` and has ``deadline`` seconds (a certificate's CDP
+    URLs share one deadline). A lookup that finds every slot busy does not wait: it fails at
+    once (the check is "unknown" and the revocation policy's fallback decides), with a log
+    line, and the source is not marked as failing."""
 
     def __init__(
         self,
         fetcher_factory: FetcherFactory,
         trusted: Callable[[], Sequence[x509.Certificate]],
         on_responder: Callable[[str, str | None], None] | None = None,
+        *,
+        pool: FetchPool | None = None,
+        deadline: float = 10.0,
     ) -> None:
         self._factory = fetcher_factory
         self._trusted = trusted
         self._on_responder = on_responder
         """Told each OCSP responder's outcome (error text or None): feeds the alarms."""
+        self._pool = pool or FetchPool()
+        self._deadline = deadline
+        self._busy_logged = 0.0
+        self._busy_unlogged = 0
         self._lock = threading.Lock()
         self._ocsp: dict[tuple[bytes, int], tuple[dt.datetime, OcspAnswer]] = {}
         self._cdp: dict[tuple[str, bytes], tuple[dt.datetime, list[IndexedCrl]]] = {}
@@ -171,6 +245,38 @@ class OnlineRevocation:
 
     def _fetcher(self) -> Fetcher:
         return self._factory(self._trusted())
+
+    def _download(self, url: str, deadline: float, ocsp_request: bytes | None = None) -> bytes:
+        """GET ``url`` (or POST ``ocsp_request`` to it) holding a fetch slot; with none free,
+        ``FetchPoolBusy`` at once (logged at most once a second, with the number refused)."""
+        try:
+            with self._pool.slot(url):
+                fetcher = self._fetcher()
+                try:
+                    if ocsp_request is None:
+                        return fetcher.get(url, deadline=deadline)
+                    return fetcher.post(
+                        url, ocsp_request, "application/ocsp-request", deadline=deadline
+                    )
+                finally:
+                    fetcher.close()
+        except FetchPoolBusy:  # only the slot raises it
+            self._log_busy(url)
+            raise
+
+    def _log_busy(self, url: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._busy_unlogged += 1
+            if now - self._busy_logged < 1.0:
+                return
+            count, self._busy_unlogged, self._busy_logged = self._busy_unlogged, 0, now
+        log.warning(
+            "event=revocation-fetch-skipped reason=all-slots-busy slots=%d url=%s refused=%d",
+            self._pool.slots,
+            url,
+            count,
+        )
 
     def ocsp(self, cert: x509.Certificate, issuer: x509.Certificate, at: dt.datetime) -> OcspAnswer:
         key = (key_id(issuer), cert.serial_number)
@@ -183,10 +289,11 @@ class OnlineRevocation:
             raise FetchError("the certificate names no OCSP responder")
         request = build_request(cert, issuer)
         self._raise_if_failing(urls[0], at)
-        fetcher = self._fetcher()
         try:
-            body = fetcher.post(urls[0], request.der, "application/ocsp-request")
+            body = self._download(urls[0], self._deadline, request.der)
             answer = check_response(body, request, issuer, at=at)
+        except FetchPoolBusy:
+            raise  # nothing was asked: not the responder's failure
         except FetchError as exc:
             self._remember_failure(urls[0], str(exc), at)
             self._report(urls[0], str(exc))
@@ -194,8 +301,6 @@ class OnlineRevocation:
         except CertwayError as exc:
             self._report(urls[0], str(exc))
             raise
-        finally:
-            fetcher.close()
         self._report(urls[0], None)
         with self._lock:
             self._ocsp[key] = (ocsp_cache_until(answer, at), answer)
@@ -236,6 +341,7 @@ class OnlineRevocation:
             raise FetchError("the CRL distribution points name no http(s) URL")
         issuer_key = key_id(issuer)
         errors: list[str] = []
+        end = time.monotonic() + self._deadline  # the URLs share one deadline
         for url in urls:
             with self._lock:
                 cached = self._cdp.get((url, issuer_key))
@@ -246,12 +352,22 @@ class OnlineRevocation:
             except FetchError as exc:
                 errors.append(str(exc))
                 continue
-            fetcher = self._fetcher()
+            left = end - time.monotonic()
+            if left <= 0:
+                errors.append(
+                    f"{url} was not asked: the {self._deadline:.3g} s deadline of this "
+                    "certificate's CRL downloads had passed"
+                )
+                continue
             try:
-                crls = unpack_crls(fetcher.get(url))
+                data = self._download(url, left)
+                crls = unpack_crls(data)
                 indexed = [
                     index_crl(c, issuer, source=url) for c in crls if c.issuer == issuer.subject
                 ]
+            except FetchPoolBusy as exc:
+                errors.append(str(exc))
+                continue
             except FetchError as exc:
                 self._remember_failure(url, str(exc), at)
                 errors.append(str(exc))
@@ -259,8 +375,6 @@ class OnlineRevocation:
             except CertwayError as exc:
                 errors.append(str(exc))
                 continue
-            finally:
-                fetcher.close()
             if not indexed:
                 errors.append(f"{url} serves no CRL of this CA")
                 continue
@@ -284,6 +398,9 @@ class RevocationService:
         trusted: TrustedCAs,
         audit: Audit,
         fetcher_factory: FetcherFactory = default_fetcher,
+        *,
+        limits: FetchLimits | None = None,
+        pool: FetchPool | None = None,
     ) -> None:
         self._audit = audit
         self._responder_lock = threading.Lock()
@@ -291,9 +408,15 @@ class RevocationService:
         self._clock = clock
         self._trusted = trusted
         self._factory = fetcher_factory
+        self.limits = limits or FetchLimits()
+        self.pool = pool or FetchPool(self.limits.slots)
         self._index: tuple[tuple[int, int], RevocationIndex, tuple[UnusableCrl, ...]] | None = None
         self.online = OnlineRevocation(
-            fetcher_factory, lambda: trusted.snapshot().certificates, self._record_responder
+            fetcher_factory,
+            lambda: trusted.snapshot().certificates,
+            self._record_responder,
+            pool=self.pool,
+            deadline=self.limits.validation_deadline,
         )
 
     def _record_responder(self, url: str, error: str | None) -> None:
@@ -394,7 +517,8 @@ class RevocationService:
         detail=lambda sources: {"errors": {s.url: s.error for s in sources if s.error}},
     )
     def update_now(self, progress: Callable[[str], None] | None = None) -> list[SourceStatus]:
-        """Fetch every source now. A failed fetch keeps the last good CRL and records why."""
+        """Fetch every source now, one after the other, each within the update deadline.
+        A failed or timed-out fetch keeps the last good CRL and records why."""
         urls = [s.url for s in self.sources()]
         trusted = list(self._trusted.snapshot().certificates)
         fetcher = self._factory(trusted)
@@ -418,8 +542,11 @@ class RevocationService:
         started = self._clock.now()
         error: str | None = None
         accepted: list[AcceptedCrl] = []
+        seconds = self.limits.update_deadline
         try:
-            crls = unpack_crls(fetcher.get(url))
+            with self.pool.slot(url, wait=seconds):
+                data = fetcher.get(url, deadline=seconds)
+            crls = unpack_crls(data)
         except CertwayError as exc:
             crls, error = [], str(exc)
         problems: list[str] = []

@@ -20,15 +20,17 @@ Own CA (issue part 3): a certificate issued by one of the node's local CAs is ch
 that CA's revocation records directly, so a revocation is effective for the next connection,
 with no CRL download.
 
-Each connection is its own task; validation (which may fetch OCSP/CRLs) runs in a thread. A
-new connection is refused (logged with the reason) when the listener already holds
-``max_connections``, or ``max_connections_per_address`` from its source address, or
-``max_connections_per_certificate`` presenting the same client certificate, so that one peer
-cannot take every slot; and, while a stored access rule cannot be read (it may be a deny
-rule), every peer is refused. A peer is closed when it sends malformed SIP that cannot be answered,
-more than ``max_rate`` messages a second, or a message that does not complete within
-``message_timeout`` (slowloris), when it sends nothing within ``first_message_timeout`` of
-connecting, or when it stays silent for ``idle_timeout`` afterwards.
+Each connection is its own task; a validation that may fetch (OCSP, CDP) runs on the node's
+fetch pool (``FetchPool.executor``), never on asyncio's default executor, which stays free for
+the hot-reload poller and the scheduler. A new connection is refused (logged with the reason)
+when the listener already holds ``max_connections``, or ``max_connections_per_address`` from
+its source address, or ``max_connections_per_certificate`` presenting the same client
+certificate, so that one peer cannot take every slot; and, while a stored access rule cannot
+be read (it may be a deny rule), every peer is refused. A peer is closed when it sends
+malformed SIP that cannot be answered, more than ``max_rate`` messages a second, or a message
+that does not complete within ``message_timeout`` (slowloris), when it sends nothing within
+``first_message_timeout`` of connecting, or when it stays silent for ``idle_timeout``
+afterwards.
 """
 
 from __future__ import annotations
@@ -161,7 +163,7 @@ class PeerValidator:
 
     def can_run_inline(self, der: bytes | None) -> bool:
         """Whether ``check(der)`` is quick and blocks nothing (no OCSP or CDP fetch may be
-        needed). Otherwise it belongs in a worker thread."""
+        needed). Otherwise it belongs on the fetch pool."""
         return der is None or not self._state.may_fetch
 
     def check(self, der: bytes | None, config: SipConfig) -> PeerVerdict:
@@ -390,7 +392,7 @@ class SipListener:
                 if self._validate == self.validator.check and self.validator.can_run_inline(der):
                     verdict = self._validate(der, config)
                 else:
-                    verdict = await asyncio.to_thread(self._validate, der, config)
+                    verdict = await self.node.fetch_pool.run(self._validate, der, config)
                 if not verdict.accepted:
                     self._log_refusal(peer, verdict)
                     return
