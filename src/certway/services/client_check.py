@@ -92,7 +92,7 @@ class ClientCheck:
             intermediates,
             trust=self._trusted.snapshot(),
             at=self._clock.now(),
-            options=ValidationOptions(purpose=kind, name=name),
+            options=ValidationOptions.for_peer(kind, name=name),
             policy=policy,
             revocation=self._revocation.index(),
             online=self._revocation.online,

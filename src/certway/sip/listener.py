@@ -159,7 +159,7 @@ class PeerValidator:
         node = self._node
         state = self._state
         at = node.clock.now()
-        options = ValidationOptions(purpose=Purpose.CLIENT, check_eku=config.eku_check)
+        options = ValidationOptions.for_peer(Purpose.CLIENT, check_eku=config.eku_check)
         path = validate(cert, (), trust=state.trust, at=at, options=options)
         if not path.valid:
             return _refuse(path.code, path.reason, cert)

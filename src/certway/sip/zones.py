@@ -166,7 +166,7 @@ def _revocation(node: Node, cert: x509.Certificate, path: ValidationResult) -> s
     refused = sip_revocation(
         node,
         path,
-        ValidationOptions(purpose=Purpose.SERVER),
+        ValidationOptions.for_peer(Purpose.SERVER),
         local_cas=local_ca_certificates(node),
     )
     return None if refused is None else refused.reason
@@ -193,7 +193,7 @@ def verify_peer_certificate(
         trust.certificates,
         trust=trust,
         at=node.clock.now(),
-        options=ValidationOptions(purpose=Purpose.SERVER),
+        options=ValidationOptions.for_peer(Purpose.SERVER),
     )
     if not path.valid:
         reason = _CODES.get(path.code or "", "untrusted")

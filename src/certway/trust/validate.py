@@ -67,6 +67,16 @@ class ValidationOptions:
     """Accept certificates without SAN (enterprise CN-only server and client certificates)."""
     max_chain_depth: int | None = None
 
+    @classmethod
+    def for_peer(
+        cls, purpose: Purpose, *, name: str | None = None, check_eku: bool = True
+    ) -> ValidationOptions:
+        """How the product judges a certificate a peer presents for ``purpose``: client
+        certificates at the SIP and admin listeners and in ``certway check``, server
+        certificates in zones and ``certway check``. The conformance harness uses it too, so
+        that it measures what the product does."""
+        return cls(purpose=purpose, name=name, check_eku=check_eku)
+
 
 class OnlineChecks(Protocol):
     """Network revocation sources, provided by the services layer (fetching + caching)."""
