@@ -92,7 +92,7 @@ class Outcome:
 
 
 def run_case(case: dict[str, Any]) -> Outcome:
-    """Validate one row through the engine's public API, exactly as the product would."""
+    """Validate one row through the engine's public API with the row's PKITS inputs."""
     from certway.trust.anchors import TrustSnapshot
     from certway.trust.policy import RevocationPolicy, Scope
     from certway.trust.validate import PkixInputs, Profile, Purpose, ValidationOptions, validate
