@@ -92,7 +92,7 @@ class ClientCheck:
         result = state.validate(
             certs[0],
             intermediates,
-            options=ValidationOptions(purpose=kind, name=name),
+            options=ValidationOptions.for_peer(kind, name=name),
             at=self._clock.now(),
         )
         if regex is None or fmt is None:

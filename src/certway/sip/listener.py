@@ -173,7 +173,7 @@ class PeerValidator:
             cert = x509.load_der_x509_certificate(der)
         except ValueError:
             return _refuse("malformed", "the peer certificate cannot be parsed", None)
-        options = ValidationOptions(purpose=Purpose.CLIENT, check_eku=config.eku_check)
+        options = ValidationOptions.for_peer(Purpose.CLIENT, check_eku=config.eku_check)
         result = self._state.validate(cert, options=options, at=self._node.clock.now())
         if not result.valid:
             return _refuse(result.code, result.reason, cert)

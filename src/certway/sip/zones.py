@@ -178,7 +178,7 @@ def verify_peer_certificate(
         return CertificateVerdict(None, "TLS verify mode is off", subject)
     state = node.peer_validation.state(SIP_SERVICE)
     result = state.validate(
-        cert, options=ValidationOptions(purpose=Purpose.SERVER), at=node.clock.now()
+        cert, options=ValidationOptions.for_peer(Purpose.SERVER), at=node.clock.now()
     )
     if not result.valid:
         reason = _CODES.get(result.code or "", "untrusted")

@@ -86,6 +86,16 @@ class ValidationOptions:
     pkix: PkixInputs = field(default_factory=PkixInputs)
     """RFC 5280 §6.1.1 inputs (certificate policies) for the ``rfc5280`` profile."""
 
+    @classmethod
+    def for_peer(
+        cls, purpose: Purpose, *, name: str | None = None, check_eku: bool = True
+    ) -> ValidationOptions:
+        """How the product judges a certificate a peer presents for ``purpose``: client
+        certificates at the SIP and admin listeners and in ``certway check``, server
+        certificates in zones and ``certway check``. The conformance harness uses it too, so
+        that it measures what the product does."""
+        return cls(purpose=purpose, name=name, check_eku=check_eku)
+
 
 class OnlineChecks(Protocol):
     """Network revocation sources, provided by the services layer (fetching + caching)."""
