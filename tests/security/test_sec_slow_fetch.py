@@ -343,7 +343,7 @@ def test_saturated_fetch_slots_starve_neither_sip_nor_poller_nor_scheduler(
             wait_for(lambda: drip.hits["/ocsp"] == 7, "seven OCSP requests under way")
             assert any(
                 "event=revocation-fetch-skipped reason=all-slots-busy slots=8" in r.getMessage()
-                and f"url={ocsp}" in r.getMessage()
+                and f"url='{ocsp}'" in r.getMessage()
                 for r in caplog.records
             )
 
