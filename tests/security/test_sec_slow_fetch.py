@@ -177,6 +177,33 @@ def test_crl_update_now_keeps_the_last_good_crl_when_the_source_trickles(
         node.close()
 
 
+def test_a_responder_cut_off_at_the_deadline_is_not_asked_again_at_once(
+    tmp_path: Path, clock: FixedClock, drip: LocalHttpServer
+) -> None:
+    ocsp = f"{drip.url}/ocsp"
+    drip.routes["/ocsp"] = drip.drip(interval=DRIP)
+    pki = TimedPki("Drip Memory", at=NOW, index=970, ocsp_url=ocsp)
+    limits = FetchLimits(validation_deadline=DEADLINE)
+    node = Node.init(tmp_path / "data", clock, fetch_limits=limits, factory=False)
+    try:
+        node.trusted_cas.add(pem(pki.root, pki.intermediate))
+        leaf = pem(pki.leaf("memory.example.com"))
+
+        def ocsp_check() -> str:
+            report = bounded(lambda: node.client_check.check(leaf, service="sip-tls"))
+            [text] = [
+                c.text for r in report.result.certificates for c in r.checks if c.name == "ocsp"
+            ]
+            return text
+
+        assert ocsp_check() == f"OCSP failed: {deadline_error(ocsp)}"
+        assert ocsp_check() == f"OCSP failed: {deadline_error(ocsp)} (not retried for 30 s)"
+        assert drip.hits["/ocsp"] == 1
+        assert node.revocation.responder_failures()[ocsp]["error"] == deadline_error(ocsp)
+    finally:
+        node.close()
+
+
 # --------------------------------------------------------------------------- CLI
 
 
@@ -316,7 +343,7 @@ def test_saturated_fetch_slots_starve_neither_sip_nor_poller_nor_scheduler(
             wait_for(lambda: drip.hits["/ocsp"] == 7, "seven OCSP requests under way")
             assert any(
                 "event=revocation-fetch-skipped reason=all-slots-busy slots=8" in r.getMessage()
-                and f"url={ocsp}" in r.getMessage()
+                and f"url='{ocsp}'" in r.getMessage()
                 for r in caplog.records
             )
 

@@ -272,7 +272,7 @@ class OnlineRevocation:
                 return
             count, self._busy_unlogged, self._busy_logged = self._busy_unlogged, 0, now
         log.warning(
-            "event=revocation-fetch-skipped reason=all-slots-busy slots=%d url=%s refused=%d",
+            "event=revocation-fetch-skipped reason=all-slots-busy slots=%d url=%r refused=%d",
             self._pool.slots,
             url,
             count,
