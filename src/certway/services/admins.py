@@ -70,7 +70,7 @@ class AdminAccounts:
                 return None
             return hashlib.sha256(f"{row.access}\0{row.password_hash}".encode()).hexdigest()
 
-    @audited("admin.add", detail=lambda a: a.as_dict())
+    @audited("admin.add")
     def add(self, name: str, access: str, password: str) -> AdminInfo:
         if not _NAME_RE.match(name):
             raise PolicyViolation(
@@ -91,6 +91,7 @@ class AdminAccounts:
                     name=name, access=access, password_hash=digest, created_at=now, updated_at=now
                 )
             )
+            self._audit.note(name=name, access=access)
         return AdminInfo(name, access)
 
     @audited("admin.passwd")

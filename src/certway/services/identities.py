@@ -70,7 +70,7 @@ def _pem(certs: tuple[x509.Certificate, ...] | list[x509.Certificate]) -> str:
     return "".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in certs)
 
 
-def _alt_names(cert: x509.Certificate) -> list[str]:
+def _alt_names(cert: x509.Certificate | x509.CertificateSigningRequest) -> list[str]:
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
@@ -420,9 +420,7 @@ class Identities:
             alt_names=names,
             days=FACTORY_DAYS,
         )
-        self._activate(
-            "server", "", issued.certificate, issued.chain, key, None, "factory", [], audit=False
-        )
+        self._activate("server", "", issued.certificate, issued.chain, key, None, "factory", [])
         return True
 
     def _ca_exists(self, name: str) -> bool:
@@ -470,11 +468,7 @@ class Identities:
         self._check_slot(kind, name)
         return plan_names(self._form(kind, name, options)).preview
 
-    @audited(
-        "csr.generate",
-        target=lambda kind, name="", *a, **k: _slot_label(kind, name),
-        detail=lambda p: {"common_name": p.common_name, "alt_names": p.alt_names, "key": p.key},
-    )
+    @audited("csr.generate", target=lambda kind, name="", *a, **k: _slot_label(kind, name))
     def generate_csr(self, kind: Kind, name: str, options: CsrOptions) -> PendingCsrInfo:
         """Create the slot's pending CSR; its key is sealed in the store and never leaves it."""
         if kind == "client":
@@ -499,10 +493,16 @@ class Identities:
             slot = repo.get_or_create(kind, name, now)
             if slot.pending_csr_der is not None:
                 raise Conflict(f"a CSR is already pending for the {_slot_label(kind, name)}")
-            slot.pending_key_id = KeyRepository(session, self._store.vault).put(key, now)
+            keys = KeyRepository(session, self._store.vault)
+            slot.pending_key_id = keys.put(key, now)
             slot.pending_csr_der = csr.public_bytes(serialization.Encoding.DER)
             slot.pending_form = json.dumps(options.as_dict())
             slot.pending_created_at = now
+            self._audit.note(
+                common_name=common_name(csr.subject) or "",
+                alt_names=_alt_names(csr),
+                key=keys.description(slot.pending_key_id),
+            )
         result = self.pending_csr(kind, name)
         assert result is not None
         return result
@@ -516,17 +516,12 @@ class Identities:
             key = KeyRepository(session, self._store.vault).description(slot.pending_key_id)
             csr = x509.load_der_x509_csr(slot.pending_csr_der)
             created = slot.pending_created_at
-        try:
-            sans = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-            alt = [san_text(n) for n in sans]
-        except x509.ExtensionNotFound:
-            alt = []
         return PendingCsrInfo(
             kind=kind,
             name=name,
             created_at=created,
             common_name=common_name(csr.subject) or "",
-            alt_names=alt,
+            alt_names=_alt_names(csr),
             key=key,
             pem=csr.public_bytes(serialization.Encoding.PEM).decode(),
             text=Decoded(DecodedKind.CSR, (csr,)).to_text(),
@@ -544,16 +539,7 @@ class Identities:
             slot.pending_created_at = None
 
     # -- upload and activation (SC4, SC5, SC6) ------------------------------------------------
-    @audited(
-        "certificate.upload",
-        target=lambda kind, name="", *a, **k: _slot_label(kind, name),
-        detail=lambda r: {
-            "version": r.info.version,
-            "subject": r.info.subject,
-            "sha256_fingerprint": r.info.fingerprint,
-            "warnings": r.warnings,
-        },
-    )
+    @audited("certificate.upload", target=lambda kind, name="", *a, **k: _slot_label(kind, name))
     def upload(
         self,
         kind: Kind,
@@ -580,7 +566,7 @@ class Identities:
         leaf = ordered[0]
         extra = ordered[1:] + chain_certs
         pending_key_id: str | None = None
-        with self._store.transaction() as session:
+        with self._store.reading() as session:
             slot = SlotRepository(session).get(kind, name)
             keys = KeyRepository(session, self._store.vault)
             if slot is not None and slot.pending_csr_der is not None:
@@ -619,17 +605,12 @@ class Identities:
         warnings = [f.message for f in findings]
         if chain_warning:
             warnings.append(chain_warning)
-        self._activate(
-            kind,
-            name,
-            leaf,
-            chain,
-            key,
-            pending_key_id,
-            "upload",
-            warnings,
-            audit=False,
+        self._audit.note(
+            subject=format_name(leaf.subject),
+            sha256_fingerprint=fingerprint(leaf),
+            warnings=warnings,
         )
+        self._activate(kind, name, leaf, chain, key, pending_key_id, "upload", warnings)
         return UploadResult(self.info(kind, name), warnings)
 
     def _chain(
@@ -663,8 +644,6 @@ class Identities:
         pending_key_id: str | None,
         source: str,
         warnings: list[str],
-        *,
-        audit: bool,
     ) -> CertVersionRow:
         """One transaction: key (if new), version, active pointer, CSR consumed, counter."""
         now = self._clock.now()
@@ -691,13 +670,7 @@ class Identities:
                 slot.pending_form = None
                 slot.pending_created_at = None
             SettingsRepository(session).bump(IDENTITY_VERSION)
-        if audit:
-            self._audit.record(
-                "certificate.activate",
-                _slot_label(kind, name),
-                "ok",
-                {"version": version.version, "source": source},
-            )
+            self._audit.note(version=version.version)
         return version
 
     @audited(
@@ -709,7 +682,7 @@ class Identities:
         self._check_slot(kind, name)
         if not 1 <= version < 2**31:
             raise NotFound(f"the {_slot_label(kind, name)} has no version {version}")
-        with self._store.transaction() as session:
+        with self._store.reading() as session:
             repo = SlotRepository(session)
             slot = repo.get(kind, name)
             old = repo.version_number(slot, version) if slot is not None else None

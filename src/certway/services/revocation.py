@@ -441,11 +441,7 @@ class RevocationService:
         return dict(failures) if isinstance(failures, dict) else {}
 
     # -- manual CRL (RV1) -------------------------------------------------------------------
-    @audited(
-        "crl.upload",
-        target=lambda data: "manual CRL",
-        detail=lambda accepted: {"crls": [a.describe() for a in accepted]},
-    )
+    @audited("crl.upload", target=lambda data: "manual CRL")
     def upload_manual(self, data: bytes) -> list[AcceptedCrl]:
         """Replace the manual CRL(s) with those in ``data`` (PEM or DER); all or nothing."""
         crls = load_crls(data)
@@ -459,6 +455,7 @@ class RevocationService:
             HeldCrlRepository(session).remove_kind("manual")
             accepted = [store_crl(session, v, kind="manual", source=source, at=now) for v in vetted]
             SettingsRepository(session).bump(CRL_VERSION)
+            self._audit.note(crls=[a.describe() for a in accepted])
         return accepted
 
     @audited("crl.remove", target=lambda: "manual CRL")
@@ -511,11 +508,7 @@ class RevocationService:
                 for r in HeldCrlRepository(session).sources()
             ]
 
-    @audited(
-        "crl.update",
-        target=lambda *a, **k: "CRL sources",
-        detail=lambda sources: {"errors": {s.url: s.error for s in sources if s.error}},
-    )
+    @audited("crl.update", target=lambda *a, **k: "CRL sources")
     def update_now(self, progress: Callable[[str], None] | None = None) -> list[SourceStatus]:
         """Fetch every source now, one after the other, each within the update deadline.
         A failed or timed-out fetch keeps the last good CRL and records why."""
@@ -529,6 +522,7 @@ class RevocationService:
                 self._update_one(fetcher, url, trusted)
         finally:
             fetcher.close()
+        self._audit.note(errors={s.url: s.error for s in self.sources() if s.error})
         with self._store.transaction() as session:
             settings = SettingsRepository(session)
             schedule = self._schedule(settings)
@@ -589,7 +583,7 @@ class RevocationService:
         with self._store.reading() as session:
             return self._schedule(SettingsRepository(session))
 
-    @audited("crl.schedule", target=lambda **k: "CRL schedule", detail=lambda s: s.as_dict())
+    @audited("crl.schedule", target=lambda **k: "CRL schedule")
     def set_schedule(self, *, daily_at: str | None = None, enabled: bool | None = None) -> Schedule:
         if daily_at is not None and not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", daily_at):
             raise PolicyViolation("schedule", f"'{daily_at}' is not a time of day HH:MM (UTC)")
@@ -602,6 +596,7 @@ class RevocationService:
                 last_run=current.last_run,
             )
             settings.set(_SCHEDULE_KEY, updated.as_dict())
+            self._audit.note(**updated.as_dict())
         return updated
 
     def run_if_due(self) -> bool:
@@ -620,7 +615,7 @@ class RevocationService:
             return default
         return default.with_changes(**raw)
 
-    @audited("revocation.set", detail=lambda p: p.as_dict())
+    @audited("revocation.set")
     def set_policy(self, /, service: str, **changes: object) -> RevocationPolicy:
         updated = self.policy(service).with_changes(**changes)
         stored = {
@@ -636,6 +631,7 @@ class RevocationService:
             settings = SettingsRepository(session)
             settings.set(f"policy.{service}", stored)
             settings.bump(CRL_VERSION)
+            self._audit.note(**updated.as_dict())
         return updated
 
     def _default(self, service: str) -> RevocationPolicy:

@@ -213,7 +213,7 @@ class SipSettings:
             return tuple(int(settings.get(k) or 0) for k in keys)
 
     # -- changing ---------------------------------------------------------------------------
-    @audited("sip.set", target=lambda **k: "SIP TLS settings", detail=lambda c: c.as_dict())
+    @audited("sip.set", target=lambda **k: "SIP TLS settings")
     def set(
         self, *, mutual_tls: str | None = None, eku_check: bool | str | None = None
     ) -> SipConfig:
@@ -228,13 +228,10 @@ class SipSettings:
             if eku is not None:
                 config = replace(config, eku_check=eku)
             self._write(settings, config, next_id)
+            self._audit.note(**config.as_dict())
         return config
 
-    @audited(
-        "sip.rule.add",
-        target=lambda **k: f"SIP access rule '{k.get('pattern')}'",
-        detail=lambda r: r.as_dict(),
-    )
+    @audited("sip.rule.add", target=lambda **k: f"SIP access rule '{k.get('pattern')}'")
     def add_rule(self, *, priority: int, type: str, pattern: str, action: str) -> AccessRule:
         """Add a certificate access rule; it gets the next free id."""
         make_rule(0, priority=priority, type=type, pattern=pattern, action=action)  # check first
@@ -246,6 +243,7 @@ class SipSettings:
             rule = make_rule(next_id, priority=priority, type=type, pattern=pattern, action=action)
             config = replace(config, rules=tuple(ordered([*config.rules, rule])))
             self._write(settings, config, next_id + 1)
+            self._audit.note(**rule.as_dict())
         return rule
 
     @audited("sip.rule.remove", target=lambda rule_id: f"SIP access rule {rule_id}")

@@ -118,11 +118,7 @@ class TrustedCAs:
         self._audit = audit
         self._snapshot: tuple[int, TrustSnapshot] | None = None
 
-    @audited(
-        "trust.add",
-        target=lambda data: "",
-        detail=lambda r: {"added": [i.fingerprint for i in r.added], "crls": r.crls},
-    )
+    @audited("trust.add", target=lambda data: "")
     def add(self, data: bytes) -> TrustAddReport:
         """Append CA certificates (and embedded CRLs) from a PEM/DER/PKCS#7 file, atomically."""
         certs, crls = _split_bundle(data)
@@ -178,6 +174,7 @@ class TrustedCAs:
                 )
                 report.crls.append(accepted.describe())
             SettingsRepository(session).bump(TRUST_VERSION)
+            self._audit.note(added=[i.fingerprint for i in report.added], crls=report.crls)
         return report
 
     def entries(self) -> list[TrustedCaInfo]:

@@ -8,8 +8,9 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from alembic import command
 from alembic.config import Config
@@ -23,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from certway.errors import Conflict, StoreError
 from certway.store.vault import MASTER_KEY_FILE, KeyVault, create_master_key, load_master_key
 
-__all__ = ["DB_FILE", "Store", "default_data_dir"]
+__all__ = ["DB_FILE", "CommitHook", "Store", "default_data_dir"]
 
 DB_FILE = "certway.db"
 _READ_ONLY = "certway_read_only"
@@ -55,6 +56,21 @@ def _sqlite_begin(connection: Connection) -> None:
     else:
         connection.exec_driver_sql("PRAGMA query_only=OFF")
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class CommitHook(Protocol):
+    """Work that joins the write transactions opened inside ``Store.hooked``."""
+
+    def before_commit(self, session: Session) -> None:
+        """The last statements of the unit, in its session (raising rolls it back)."""
+
+    def committed(self) -> None:
+        """The unit committed (not called when it rolled back)."""
+
+
+_HOOKS: ContextVar[tuple[tuple[Store, CommitHook], ...]] = ContextVar(
+    "certway_commit_hooks", default=()
+)
 
 
 def _alembic_config() -> Config:
@@ -113,19 +129,36 @@ class Store:
         return cls(data_dir, engine, vault)
 
     @contextmanager
-    def transaction(self) -> Iterator[Session]:
+    def transaction(self, *, hooks: bool = True) -> Iterator[Session]:
         """A unit of work: committed when the block ends, rolled back if it raises. It holds
-        the database's write lock from the start (other writers wait, readers do not)."""
+        the database's write lock from the start (other writers wait, readers do not).
+        The hooks of the enclosing ``hooked`` blocks join it (unless ``hooks=False``)."""
         if getattr(self._writing, "active", False):
             # SQLite has one write lock: a second writer in the same thread would wait for
             # itself until busy_timeout. Callers pass the open session down instead.
             raise RuntimeError("a write transaction is already open in this thread")
+        joining = [hook for store, hook in _HOOKS.get() if store is self] if hooks else []
         self._writing.active = True
         try:
             with self._unit(self._sessions()) as session:
                 yield session
+                for hook in joining:
+                    hook.before_commit(session)
         finally:
             self._writing.active = False
+        for hook in joining:
+            hook.committed()
+
+    @contextmanager
+    def hooked(self, hook: CommitHook) -> Iterator[None]:
+        """Let ``hook`` join every write transaction of this store opened inside the block
+        (in this thread or task): how an audited change writes its audit row in the same
+        transaction as the change."""
+        token = _HOOKS.set((*_HOOKS.get(), (self, hook)))
+        try:
+            yield
+        finally:
+            _HOOKS.reset(token)
 
     @contextmanager
     def reading(self) -> Iterator[Session]:

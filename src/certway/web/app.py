@@ -208,8 +208,11 @@ class CertificateRefused(Exception):
         self.detail = detail
 
 
-def authenticate(request: Request, context: WebContext, *, via: str) -> Principal:
-    """Who is calling: certificate policy first, then HTTP Basic (API) or the session (UI)."""
+def authenticate(
+    request: Request, context: WebContext, *, via: str, session: bool | None = None
+) -> Principal:
+    """Who is calling: certificate policy first, then HTTP Basic, then the UI session (taken
+    when ``session``, by default for ``via="ui"``)."""
     node = context.node
     address = client_address(request)
     gate = node.admin_security.authenticate(peer_certificate(request))
@@ -230,10 +233,12 @@ def authenticate(request: Request, context: WebContext, *, via: str) -> Principa
             raise AuthRequired("wrong user name or password")
         return Principal(account.name, account.access, via, address)
     # The session cookie is the UI's (its forms carry CSRF tokens); the API takes only HTTP
-    # Basic or the client certificate, so a cookie cannot be replayed against it.
-    session = context.session(request.cookies.get(SESSION_COOKIE)) if via == "ui" else None
-    if session is not None:
-        return Principal(session.account.name, session.account.access, "ui", address)
+    # Basic or the client certificate, so a cookie cannot be replayed against it. (The API's
+    # description, which only reads, takes the session too: certway.web.docs.)
+    takes_session = via == "ui" if session is None else session
+    found = context.session(request.cookies.get(SESSION_COOKIE)) if takes_session else None
+    if found is not None:
+        return Principal(found.account.name, found.account.access, "ui", address)
     raise AuthRequired("log in first")
 
 

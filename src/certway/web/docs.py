@@ -66,7 +66,7 @@ class DocsRoute(APIRoute):
 
         async def authenticated(request: Request) -> Response:
             context: WebContext = request.app.state.web
-            await run_in_threadpool(authenticate, request, context, via="ui")
+            await run_in_threadpool(authenticate, request, context, via="api", session=True)
             return await handler(request)
 
         return authenticated
