@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import uvicorn
 
-from certway.services.admin_security import SECURITY_VERSION, Mode
+from certway.services.admin_security import SECURITY_VERSION
 from certway.services.node import Node
 from certway.services.node_settings import IDENTITY_VERSION
 from certway.services.revocation import CRL_VERSION
@@ -137,14 +137,13 @@ class NodeServer:
         self._crl_update: asyncio.Task[None] | None = None
 
     def _tls_state(self) -> TlsState:
-        mode = self.node.admin_security.get().mode
-        wanted = ClientCertMode.NONE if mode is Mode.NOT_REQUIRED else ClientCertMode.REQUEST
-        cas = (
-            self.node.trusted_cas.snapshot().certificates
-            if wanted is not ClientCertMode.NONE
-            else ()
-        )
-        return TlsState(change_counters(self.node), wanted, tuple(cas))
+        # A client certificate is asked for (never required) in every mode, "not required"
+        # included, where it is then ignored: switching to certificate-based authentication
+        # is only accepted when the administrator's own connection presents a certificate
+        # that logs in as a read-write account, and a connection that was never asked for
+        # one has none to present.
+        cas = self.node.trusted_cas.snapshot().certificates
+        return TlsState(change_counters(self.node), ClientCertMode.REQUEST, tuple(cas))
 
     @property
     def started(self) -> bool:

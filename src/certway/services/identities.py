@@ -296,6 +296,8 @@ class Identities:
 
     def active(self, kind: Kind = "server", name: str = "") -> ActiveIdentity | None:
         """The active certificate of a slot; the client identity defaults to the server's."""
+        if kind == "domain":
+            name = normalise_domain(name)
         with self._store.reading() as session:
             repo = SlotRepository(session)
             found = self._active_row(repo, kind, name)
@@ -309,7 +311,7 @@ class Identities:
             return KeyRepository(session, self._store.vault).get(identity.key_id)
 
     def info(self, kind: Kind = "server", name: str = "") -> IdentityInfo:
-        self._check_slot(kind, name)
+        name = self._slot(kind, name)
         with self._store.reading() as session:
             repo = SlotRepository(session)
             found = self._active_row(repo, kind, name)
@@ -344,7 +346,7 @@ class Identities:
         )
 
     def history(self, kind: Kind = "server", name: str = "") -> list[VersionInfo]:
-        self._check_slot(kind, name)
+        name = self._slot(kind, name)
         with self._store.reading() as session:
             repo = SlotRepository(session)
             slot = repo.get(kind, name)
@@ -465,7 +467,7 @@ class Identities:
 
     def preview(self, kind: Kind, name: str, options: CsrOptions) -> list[str]:
         """'Alternative name as it will appear' for the form, without creating anything."""
-        self._check_slot(kind, name)
+        name = self._slot(kind, name)
         return plan_names(self._form(kind, name, options)).preview
 
     @audited("csr.generate", target=lambda kind, name="", *a, **k: _slot_label(kind, name))
@@ -477,7 +479,7 @@ class Identities:
                 "a CSR is generated for the server or a domain; the client certificate is "
                 "uploaded or copied from the server certificate",
             )
-        self._check_slot(kind, name)
+        name = self._slot(kind, name)
         form = self._form(kind, name, options)
         pending = self.pending_csr(kind, name)
         if pending is not None:
@@ -508,6 +510,7 @@ class Identities:
         return result
 
     def pending_csr(self, kind: Kind, name: str = "") -> PendingCsrInfo | None:
+        name = self._slot(kind, name)
         with self._store.reading() as session:
             slot = SlotRepository(session).get(kind, name)
             if slot is None or slot.pending_csr_der is None:
@@ -529,6 +532,7 @@ class Identities:
 
     @audited("csr.discard", target=lambda kind, name="": _slot_label(kind, name))
     def discard_csr(self, kind: Kind, name: str = "") -> None:
+        name = self._slot(kind, name)
         with self._store.transaction() as session:
             slot = SlotRepository(session).get(kind, name)
             if slot is None or slot.pending_csr_der is None:
@@ -555,7 +559,7 @@ class Identities:
         The key is the pending CSR's when one is pending (uploading a key then is refused),
         else the uploaded key, else the active key when the certificate matches it.
         """
-        self._check_slot(kind, name)
+        name = self._slot(kind, name)
         try:
             certs = load_certificates(cert_data)
         except DecodeError as exc:
@@ -679,7 +683,7 @@ class Identities:
     )
     def restore(self, kind: Kind, name: str, version: int) -> IdentityInfo:
         """Make an earlier version active again (as a new version, so listeners reload)."""
-        self._check_slot(kind, name)
+        name = self._slot(kind, name)
         if not 1 <= version < 2**31:
             raise NotFound(f"the {_slot_label(kind, name)} has no version {version}")
         with self._store.reading() as session:
@@ -732,17 +736,22 @@ class Identities:
         return self.info("client")
 
     # -- domains (DC1) ------------------------------------------------------------------------
-    def _check_slot(self, kind: str, name: str) -> None:
-        """Server and client slots have no name; a domain slot must have been added."""
+    def _slot(self, kind: str, name: str) -> str:
+        """The slot's name as stored: server and client slots have none; a domain name is
+        normalised (``normalise_domain``) and must have been added (else NotFound). Every
+        method taking a kind and a name goes through here, so the API, the UI and the CLI
+        find the same domain however it is typed."""
         if kind not in ("server", "client", "domain"):
             raise PolicyViolation("kind", f"unknown certificate kind '{kind}'")
         if kind != "domain":
             if name:
                 raise PolicyViolation("kind", f"the {kind} certificate has no name")
-            return
+            return name
+        domain = normalise_domain(name)
         with self._store.reading() as session:
-            if SlotRepository(session).get("domain", name) is None:
+            if SlotRepository(session).get("domain", domain) is None:
                 raise NotFound(f"no domain '{name}': add it with 'certway domain add {name}'")
+        return domain
 
     @audited("domain.add")
     def add_domain(self, name: str) -> DomainInfo:
@@ -759,7 +768,7 @@ class Identities:
 
     @audited("domain.remove")
     def remove_domain(self, name: str) -> None:
-        domain = name.strip().rstrip(".").lower()
+        domain = normalise_domain(name)
         with self._store.transaction() as session:
             repo = SlotRepository(session)
             slot = repo.get("domain", domain)
@@ -767,6 +776,14 @@ class Identities:
                 raise NotFound(f"no domain '{name}'")
             repo.delete(slot)
             SettingsRepository(session).bump(IDENTITY_VERSION)
+
+    def domain(self, name: str) -> DomainInfo:
+        """One domain, however its name is typed (case, trailing dot); NotFound if unknown."""
+        wanted = self._slot("domain", name)
+        found = next((d for d in self.domains() if d.name == wanted), None)
+        if found is None:  # removed meanwhile
+            raise NotFound(f"no domain '{name}'")
+        return found
 
     def domains(self) -> list[DomainInfo]:
         with self._store.reading() as session:
@@ -791,7 +808,7 @@ class Identities:
         dict built once per change of the identity counter."""
         sni = self._sni_map()
         if server_name:
-            wanted = server_name.rstrip(".").lower()
+            wanted = normalise_domain(server_name)
             found = sni.domains.get(wanted)
             if found is None:
                 label, _, rest = wanted.partition(".")
@@ -825,6 +842,12 @@ class Identities:
             )
             self._sni = sni
             return sni
+
+
+def normalise_domain(name: str) -> str:
+    """A domain name as domain slots are keyed: no surrounding blanks or trailing dot, lower
+    case (DNS names are case-insensitive)."""
+    return name.strip().rstrip(".").lower()
 
 
 def _served_chain(

@@ -567,9 +567,10 @@ def _identity_page(
     csr_form = form or _Form()
     with as_principal(view.principal):
         if kind == "domain":
-            known = {d.name for d in node.identities.domains()}
-            if name not in known:
-                raise _Refused(404, "No such domain", f"no domain '{name}'")
+            try:
+                name = node.identities.domain(name).name
+            except NotFound:
+                raise _Refused(404, "No such domain", f"no domain '{name}'") from None
         info = _info(node, kind, name)
         pending = node.identities.pending_csr(kind, name)
         history = node.identities.history(kind, name)
