@@ -266,6 +266,27 @@ class LocalHttpServer:
 
         return route
 
+    def drip(
+        self, *, interval: float = 1.0, headers_done: bool = True
+    ) -> Callable[[BaseHTTPRequestHandler], None]:
+        """A route that answers one byte every ``interval`` seconds for as long as the client
+        listens (or until shutdown): a body that never ends after complete headers (which
+        announce a 1 MB body), or with ``headers_done=False`` headers that never end. Every
+        single read of the client succeeds, so only an overall deadline stops it."""
+
+        def route(handler: BaseHTTPRequestHandler) -> None:
+            if headers_done:
+                handler.send_response(200)
+                handler.send_header("Content-Length", str(MB))
+                handler.end_headers()
+            else:
+                handler.wfile.write(b"HTTP/1.1 200 OK\r\nX-Drip: ")
+            while not self.stop.wait(interval):
+                handler.wfile.write(b"a")
+                handler.wfile.flush()
+
+        return route
+
     def close(self) -> None:
         self.stop.set()
         self.server.shutdown()

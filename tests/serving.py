@@ -7,6 +7,7 @@ import threading
 import time
 import traceback
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 from certway.serve import NodeServer, ServeOptions
@@ -15,17 +16,27 @@ from certway.services.node import Node
 
 @contextmanager
 def running(
-    node: Node, *, publish: bool = True, sip: bool = True, reload_interval: float = 0.2
+    node: Node,
+    *,
+    publish: bool = True,
+    sip: bool = True,
+    reload_interval: float = 0.2,
+    scheduler_interval: float = 3600,
+    default_workers: int | None = None,
 ) -> Iterator[NodeServer]:
+    """``default_workers`` sizes the loop's default executor (asyncio's default depends on the
+    machine's CPU count)."""
     options = ServeOptions(
         admin=("127.0.0.1", 0),
         publish=("127.0.0.1", 0) if publish else None,
         sip=("127.0.0.1", 0) if sip else None,
         reload_interval=reload_interval,
-        scheduler_interval=3600,
+        scheduler_interval=scheduler_interval,
     )
     server = NodeServer(node, options)
     loop = asyncio.new_event_loop()
+    if default_workers is not None:
+        loop.set_default_executor(ThreadPoolExecutor(default_workers))
     failure: list[BaseException] = []
 
     def run() -> None:

@@ -322,6 +322,19 @@ def test_persistent_5xx_fails_after_retries(http: Server) -> None:
     assert http.hits["/down"] == 2
 
 
+def test_no_retry_that_the_deadline_leaves_no_time_for(http: Server) -> None:
+    pauses: list[float] = []
+    before = http.hits["/down"]
+    fetcher = HttpFetcher(retries=2, backoff=5, deadline=1, sleep=pauses.append)
+    with fetcher, pytest.raises(FetchError) as info:
+        fetcher.get(f"{http.url}/down")
+    assert str(info.value) == (
+        f"fetching {http.url}/down failed: HTTP 503 Service Unavailable; "
+        "the 1 s deadline leaves no time for another attempt"
+    )
+    assert pauses == [] and http.hits["/down"] == before + 1
+
+
 def test_timeout(http: Server) -> None:
     with HttpFetcher(timeout=0.5, retries=0) as fetcher, pytest.raises(FetchError) as info:
         fetcher.get(f"{http.url}/slow")

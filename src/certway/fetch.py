@@ -7,6 +7,18 @@ and turns every failure into a :class:`~certway.errors.FetchError` whose message
 URL and what happened. HTTPS sources are verified against ``verify``: pass
 ``tls_context_for(trusted_cas)`` to trust exactly certway's trusted CA list.
 
+Each fetch has an overall **deadline** (connect, TLS, headers, body, retries and pauses
+together), not only httpx's per-read timeout: a server that sends one byte every few seconds
+never trips a per-read timeout. The deadline is enforced three ways: every httpx timeout of
+an attempt is capped by the time left; the body is streamed and the clock checked between
+chunks; and a watchdog timer shuts the connection's socket down when the deadline passes,
+which wakes a read blocked on a server that trickles its headers or body (a socket closed
+from another thread would not). Name resolution (``getaddrinfo``) cannot be interrupted: it
+is left to the system resolver's timeouts.
+
+:class:`FetchPool` bounds how many fetches run at once and gives work that may fetch (a SIP
+peer's validation) threads of its own, so slow servers cannot starve the listeners.
+
 :func:`unpack_crls` reads what a CRL URL serves, detected from content: a PEM file with
 one or more CRLs, a DER CRL, a ZIP or a GZIP holding them. Archives are unpacked with
 limits, so a decompression bomb raises :class:`~certway.errors.PolicyViolation`
@@ -15,13 +27,20 @@ limits, so a decompression bomb raises :class:`~certway.errors.PolicyViolation`
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import io
+import socket
 import ssl
+import threading
 import time
 import zipfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
+from typing import Any, TypeVar
 
 import httpx
 from cryptography import x509
@@ -35,6 +54,8 @@ from certway.pki.encoding import is_pem
 __all__ = [
     "MAX_REDIRECTS",
     "USER_AGENT",
+    "FetchPool",
+    "FetchPoolBusy",
     "HttpFetcher",
     "tls_context_for",
     "unpack_crls",
@@ -47,6 +68,7 @@ _CHUNK = 64 * 1024
 _GZIP_MAGIC = b"\x1f\x8b"
 _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
 _NOT_A_CRL = "the data is not a CRL (PEM, DER, ZIP or GZIP)"
+T = TypeVar("T")
 
 
 # --------------------------------------------------------------------------- fetcher
@@ -56,9 +78,92 @@ class _Retry(Exception):
     """A failure worth another attempt; ``str()`` says what happened."""
 
 
+class _Deadline:
+    """The overall deadline of one fetch, with a watchdog that shuts the connection down
+    when it passes.
+
+    httpcore reports each new TCP connection through the ``trace`` request extension; the
+    watchdog keeps a duplicate of that socket (so it can never shut down a descriptor that
+    was closed and reused meanwhile) and, at the deadline, calls ``shutdown()`` on it: a
+    read or write blocked on the connection returns at once.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._end = time.monotonic() + seconds
+        self._lock = threading.Lock()
+        self._socket: socket.socket | None = None
+        self._expired = False
+        self._finished = False
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._timer.cancel()
+        with self._lock:
+            self._finished = True
+            self._forget_socket()
+
+    @property
+    def remaining(self) -> float:
+        return self._end - time.monotonic()
+
+    @property
+    def passed(self) -> bool:
+        return self._expired or self.remaining <= 0
+
+    def error(self, url: str) -> FetchError:
+        return FetchError(
+            f"fetching {url} failed: no complete answer within the {self.seconds:.3g} s deadline"
+        )
+
+    def check(self, url: str) -> None:
+        if self.passed:
+            raise self.error(url)
+
+    def trace(self, event: str, info: Mapping[str, Any]) -> None:
+        """httpcore's ``trace`` extension: remember each new connection's socket."""
+        if not event.endswith("connect_tcp.complete"):
+            return
+        stream = info.get("return_value")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if not isinstance(sock, socket.socket):
+            return
+        with self._lock:
+            self._forget_socket()
+            if self._finished:
+                return
+            self._socket = sock.dup()
+            if self._expired:
+                self._shutdown()
+
+    def _expire(self) -> None:
+        with self._lock:
+            if self._finished:
+                return
+            self._expired = True
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        if self._socket is not None:
+            with contextlib.suppress(OSError):
+                self._socket.shutdown(socket.SHUT_RDWR)
+
+    def _forget_socket(self) -> None:
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+
+
 class HttpFetcher:
     """A small synchronous HTTP client for CRL downloads (``get``) and OCSP (``post``).
 
+    ``timeout`` bounds each network operation (connect, one read, one write); ``deadline``
+    bounds a whole ``get`` or ``post``, retries included (a call may pass its own).
     ``sleep`` is called between attempts (tests pass a no-op); ``transport`` replaces the
     network (``httpx.MockTransport`` in tests).
     """
@@ -67,6 +172,7 @@ class HttpFetcher:
         self,
         *,
         timeout: float = 10.0,
+        deadline: float = 30.0,
         max_bytes: int = 64 * 1024 * 1024,
         retries: int = 2,
         backoff: float = 0.5,
@@ -76,11 +182,14 @@ class HttpFetcher:
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive")
+        if deadline <= 0:
+            raise ValueError("deadline must be positive")
         if max_bytes <= 0:
             raise ValueError("max_bytes must be positive")
         if retries < 0:
             raise ValueError("retries must not be negative")
         self.timeout = timeout
+        self.deadline = deadline
         self.max_bytes = max_bytes
         self.retries = retries
         self.backoff = backoff
@@ -92,15 +201,21 @@ class HttpFetcher:
             verify=verify,
             transport=transport,
             headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
+            # A fresh connection per request: the deadline's watchdog learns each
+            # connection's socket when it is opened.
+            limits=httpx.Limits(max_keepalive_connections=0),
         )
 
-    def get(self, url: str) -> bytes:
-        """The body of ``url`` (HTTP GET)."""
-        return self._fetch("GET", url, None, None)
+    def get(self, url: str, *, deadline: float | None = None) -> bytes:
+        """The body of ``url`` (HTTP GET), within ``deadline`` seconds (default: the
+        fetcher's)."""
+        return self._fetch("GET", url, None, None, deadline)
 
-    def post(self, url: str, body: bytes, content_type: str) -> bytes:
+    def post(
+        self, url: str, body: bytes, content_type: str, *, deadline: float | None = None
+    ) -> bytes:
         """The body answered to a POST of ``body`` (e.g. ``application/ocsp-request``)."""
-        return self._fetch("POST", url, body, content_type)
+        return self._fetch("POST", url, body, content_type, deadline)
 
     def close(self) -> None:
         self._client.close()
@@ -118,33 +233,67 @@ class HttpFetcher:
 
     # ----------------------------------------------------------------- internals
 
-    def _fetch(self, method: str, url: str, body: bytes | None, content_type: str | None) -> bytes:
+    def _fetch(
+        self,
+        method: str,
+        url: str,
+        body: bytes | None,
+        content_type: str | None,
+        deadline: float | None,
+    ) -> bytes:
         _check_url(url)
+        seconds = self.deadline if deadline is None else deadline
+        if seconds <= 0:
+            raise ValueError("deadline must be positive")
         headers = {"Content-Type": content_type} if content_type else None
         attempts = self.retries + 1
-        for attempt in range(attempts):
-            try:
-                return self._once(method, url, body, headers)
-            except _Retry as exc:
-                if attempt + 1 == attempts:
-                    tries = f" ({attempts} attempts)" if attempts > 1 else ""
-                    raise FetchError(f"fetching {url} failed: {exc}{tries}") from exc
-                self._sleep(self.backoff * 2**attempt)
+        with _Deadline(seconds) as limit:
+            for attempt in range(attempts):
+                try:
+                    return self._once(method, url, body, headers, limit)
+                except _Retry as exc:
+                    if attempt + 1 == attempts:
+                        tries = f" ({attempts} attempts)" if attempts > 1 else ""
+                        raise FetchError(f"fetching {url} failed: {exc}{tries}") from exc
+                    pause = self.backoff * 2**attempt
+                    if pause >= limit.remaining:
+                        raise FetchError(
+                            f"fetching {url} failed: {exc}; the {seconds:.3g} s deadline "
+                            "leaves no time for another attempt"
+                        ) from exc
+                    self._sleep(pause)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _once(
-        self, method: str, url: str, body: bytes | None, headers: dict[str, str] | None
+        self,
+        method: str,
+        url: str,
+        body: bytes | None,
+        headers: dict[str, str] | None,
+        limit: _Deadline,
     ) -> bytes:
+        limit.check(url)
+        capped = limit.remaining < self.timeout
+        timeout = min(self.timeout, max(limit.remaining, 0.001))
         try:
-            with self._client.stream(method, url, content=body, headers=headers) as response:
+            with self._client.stream(
+                method,
+                url,
+                content=body,
+                headers=headers,
+                timeout=httpx.Timeout(timeout),
+                extensions={"trace": limit.trace},
+            ) as response:
                 status = response.status_code
                 if status >= 400:
                     what = f"HTTP {status} {response.reason_phrase}".rstrip()
                     if status >= 500:
                         raise _Retry(what)
                     raise FetchError(f"fetching {url} failed: {what}")
-                return self._read(url, response)
+                data = self._read(url, response, limit)
         except httpx.TimeoutException as exc:
+            if capped or limit.passed:
+                raise limit.error(url) from exc
             raise _Retry(f"timed out after {self.timeout:g} s") from exc
         except httpx.TooManyRedirects as exc:
             raise FetchError(f"fetching {url} failed: more than {MAX_REDIRECTS} redirects") from exc
@@ -153,21 +302,95 @@ class HttpFetcher:
                 f"fetching {url} failed: redirected to a URL that is not http or https"
             ) from exc
         except httpx.ConnectError as exc:
+            limit.check(url)
             _raise_tls_error(url, exc)
             raise _Retry(_connect_reason(exc)) from exc
         except (httpx.TransportError, httpx.DecodingError) as exc:
+            limit.check(url)  # the watchdog shut the connection down
             raise _Retry(f"the connection failed: {_cause_text(exc)}") from exc
+        # A body cut short by the watchdog may look complete (no Content-Length).
+        limit.check(url)
+        return data
 
-    def _read(self, url: str, response: httpx.Response) -> bytes:
+    def _read(self, url: str, response: httpx.Response, limit: _Deadline) -> bytes:
         declared = response.headers.get("Content-Length")
         if declared is not None and declared.strip().isdigit() and int(declared) > self.max_bytes:
             raise FetchError(f"{url} is larger than {self.max_bytes} bytes")
         data = bytearray()
-        for chunk in response.iter_bytes(_CHUNK):
+        limit.check(url)
+        for chunk in response.iter_bytes():
+            limit.check(url)
             data += chunk
             if len(data) > self.max_bytes:
                 raise FetchError(f"{url} is larger than {self.max_bytes} bytes")
         return bytes(data)
+
+
+# --------------------------------------------------------------------------- pool
+
+
+class FetchPoolBusy(FetchError):
+    """Every fetch slot is taken: the URL was not asked (nothing is known about it)."""
+
+
+class FetchPool:
+    """Where revocation fetches run, bounded so that slow servers cannot starve anything else.
+
+    ``slot`` admits at most ``slots`` fetches at once in the whole node (every OCSP request,
+    CDP download and CRL source download takes one); a caller that finds them all busy
+    waits at most ``wait`` seconds, then gets a ``FetchError``. ``executor`` runs work that
+    may fetch (a SIP peer's validation, a scheduled CRL update) off the event loop and off
+    asyncio's default executor, which stays free for the hot-reload poller and the
+    scheduler. It has ``slots`` threads more than there are slots, so work that needs no
+    fetch finds a free thread even while every slot is held by a slow server.
+    """
+
+    def __init__(self, slots: int = 8) -> None:
+        if slots < 1:
+            raise ValueError("slots must be at least 1")
+        self.slots = slots
+        self._free = threading.BoundedSemaphore(slots)
+        self._lock = threading.Lock()
+        self._executor: ThreadPoolExecutor | None = None
+        self._closed = False
+
+    @contextlib.contextmanager
+    def slot(self, url: str, *, wait: float = 0.0) -> Iterator[None]:
+        """Hold one of the fetch slots while fetching ``url``."""
+        acquired = self._free.acquire(timeout=wait) if wait > 0 else self._free.acquire(False)
+        if not acquired:
+            waited = f" (waited {wait:.3g} s)" if wait > 0 else ""
+            raise FetchPoolBusy(
+                f"{url} was not asked: all {self.slots} revocation fetch slots are busy{waited}"
+            )
+        try:
+            yield
+        finally:
+            self._free.release()
+
+    @property
+    def executor(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._executor is None:
+                if self._closed:
+                    raise RuntimeError("the fetch pool is closed")
+                self._executor = ThreadPoolExecutor(
+                    max_workers=2 * self.slots, thread_name_prefix="certway-fetch"
+                )
+            return self._executor
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` on the pool's executor, awaited from the event loop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, functools.partial(fn, *args))
+
+    def close(self) -> None:
+        """Stop the executor's threads once their current work is done (not waited for)."""
+        with self._lock:
+            self._closed = True
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
 
 
 def _check_url(url: str) -> None:

@@ -1,5 +1,10 @@
 """``certway serve``: the HTTPS admin listener, the plain-HTTP publication listener, the hot
 reload poller and the scheduler, in one asyncio loop; Ctrl-C / SIGTERM stop it cleanly.
+
+The poller and the scheduler run their (short) blocking work on asyncio's default executor.
+Anything that fetches over the network runs on the node's fetch pool instead (SIP peer
+validations, the scheduled CRL update), so slow revocation servers never hold them up; the
+scheduled CRL update runs in the background while the scheduler keeps ticking.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from typing import Any, TypeVar
 
 import uvicorn
 
-from certway.services.admin_security import SECURITY_VERSION, Mode
+from certway.services.admin_security import SECURITY_VERSION
 from certway.services.node import Node
 from certway.services.node_settings import IDENTITY_VERSION
 from certway.services.revocation import CRL_VERSION
@@ -129,16 +134,16 @@ class NodeServer:
             self.sip = SipListener(node, options.sip[0], options.sip[1], sip_settings=node.sip)
         self._stopping = asyncio.Event()
         self._seen_alarms: set[str] = set()
+        self._crl_update: asyncio.Task[None] | None = None
 
     def _tls_state(self) -> TlsState:
-        mode = self.node.admin_security.get().mode
-        wanted = ClientCertMode.NONE if mode is Mode.NOT_REQUIRED else ClientCertMode.REQUEST
-        cas = (
-            self.node.trusted_cas.snapshot().certificates
-            if wanted is not ClientCertMode.NONE
-            else ()
-        )
-        return TlsState(change_counters(self.node), wanted, tuple(cas))
+        # A client certificate is asked for (never required) in every mode, "not required"
+        # included, where it is then ignored: switching to certificate-based authentication
+        # is only accepted when the administrator's own connection presents a certificate
+        # that logs in as a read-write account, and a connection that was never asked for
+        # one has none to present.
+        cas = self.node.trusted_cas.snapshot().certificates
+        return TlsState(change_counters(self.node), ClientCertMode.REQUEST, tuple(cas))
 
     @property
     def started(self) -> bool:
@@ -192,12 +197,32 @@ class NodeServer:
         for ca in self.node.local_ca.cas():
             self.node.local_ca.current_crl(ca.name)
 
+    async def _update_crls_if_due(self) -> None:
+        """The daily CRL source update, on the fetch pool (each download has its deadline)."""
+        try:
+            if await self.node.fetch_pool.run(self.node.revocation.run_if_due):
+                log.info("event=crl-update what=scheduled")
+        except Exception as exc:  # the sources keep their last good CRLs
+            log.error("event=crl-update-failed error=%s", type(exc).__name__)
+
+    async def _finish_crl_update(self) -> None:
+        """At stop, give a scheduled CRL update under way the time of one download to end
+        (the download under way ends by its deadline), then stop waiting for it."""
+        task = self._crl_update
+        if task is None or task.done():
+            return
+        await asyncio.wait({task}, timeout=self.node.fetch_limits.update_deadline)
+        if not task.done():
+            log.warning("event=crl-update-abandoned reason=stopping")
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
     async def _scheduler_loop(self) -> None:
         """RV2 daily CRL updates, CA3 CRL refresh, O1 alarms in the log."""
         while not self._stopping.is_set():
             try:
-                if await self._in_thread(self.node.revocation.run_if_due):
-                    log.info("event=crl-update what=scheduled")
+                if self._crl_update is None or self._crl_update.done():
+                    self._crl_update = asyncio.create_task(self._update_crls_if_due())
                 await self._in_thread(self._refresh_crls)
                 alarms = await self._in_thread(self.node.alarms.current)
                 current = {a.id for a in alarms}
@@ -238,6 +263,7 @@ class NodeServer:
             await asyncio.gather(*tasks)
         finally:
             self.stop()
+            await self._finish_crl_update()
             if self.sip is not None:
                 await self.sip.stop()
             if install_signals:

@@ -316,7 +316,7 @@ def test_revocation_show_and_set(cli: Cli) -> None:
         "--fallback", "revoked",
     )  # fmt: skip
     assert changed.stdout.strip() == (
-        "sip-tls: mode on, OCSP off, CRL on, CDP on, scope peer, fallback treat as revoked"
+        "sip-tls: profile rfc5280, mode on, OCSP off, CRL on, CDP on, scope peer, fallback treat as revoked"
     )
     cli.ok("revocation", "set", "--service", "admin-https", "--mode", "off")
     policies = json.loads(cli.ok("revocation", "show", "--json").stdout)

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 from certway.clock import FixedClock
 from certway.errors import DecodeError, NotFound, PolicyViolation
 from certway.pki.issue import create_root
+from certway.services.client_check import NOT_MAPPED
 from certway.services.node import Node
 from certway.trust.identity import DEFAULT_FORMAT, DEFAULT_REGEX
 from certway.trust.policy import ADMIN_HTTPS_DEFAULT, Fallback, Scope
@@ -620,12 +621,24 @@ def test_username_mapping(
     assert data["username"] == username and data["valid"] is True
 
 
-def test_username_is_reported_for_an_untrusted_certificate_too(node: Node, pki: TimedPki) -> None:
+def test_untrusted_certificate_is_not_mapped(node: Node, pki: TimedPki) -> None:
     report = node.client_check.check(
         pem(pki.leaf("liam.example.com")), regex=DEFAULT_REGEX, fmt=DEFAULT_FORMAT
     )
     assert report.result.code == "untrusted"
-    assert report.username is not None and report.username.username == "liam.example.com"
+    assert report.username is None
+    assert report.username_error == NOT_MAPPED
+    data = report.as_dict()
+    assert data["username"] is None and data["username_error"] == (
+        "the username mapping was not attempted because the certificate is not trusted"
+    )
+
+
+def test_bad_format_is_refused_for_an_untrusted_certificate_too(node: Node, pki: TimedPki) -> None:
+    with pytest.raises(PolicyViolation, match="uses #User# but the regex has no group"):
+        node.client_check.check(
+            pem(pki.leaf("liam.example.com")), regex=DEFAULT_REGEX, fmt="#User#"
+        )
 
 
 @pytest.mark.parametrize(
@@ -664,7 +677,10 @@ def test_regex_that_does_not_match_is_reported_not_raised(trusting: Node, pki: T
     )
     assert report.result.valid
     assert report.username is None
-    assert report.username_error == ("the regex does not match the certificate's text: no username")
+    assert report.username_error == (
+        "the regex does not match the certificate's subject or subject alternative names: "
+        "no username"
+    )
     data = report.as_dict()
     assert data["username"] is None and data["username_error"] == report.username_error
 

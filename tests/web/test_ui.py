@@ -172,7 +172,7 @@ def test_logout_ends_the_session(alice: TestClient) -> None:
     assert alice.get("/", follow_redirects=False).status_code == 303
 
 
-def test_five_failed_logins_block_the_address(app: Any) -> None:
+def test_five_failed_logins_block_the_account(app: Any) -> None:
     client = TestClient(app)
     for _ in range(5):
         assert (

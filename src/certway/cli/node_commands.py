@@ -417,7 +417,7 @@ def domain_show(
 ) -> None:
     """A domain's certificate."""
     with open_node(ctx) as n:
-        info = n.identities.info("domain", name.strip().rstrip(".").lower())
+        info = n.identities.info("domain", name)
     _print_identity(info, pem=pem, as_json=as_json)
 
 
@@ -432,9 +432,7 @@ def domain_upload(
     as_json: JsonOpt = False,
 ) -> None:
     """Check and activate a domain's certificate."""
-    _upload(
-        ctx, "domain", name.strip().rstrip(".").lower(), cert, chain, key, passphrase_file, as_json
-    )
+    _upload(ctx, "domain", name, cert, chain, key, passphrase_file, as_json)
 
 
 @domain_csr_app.command("generate")
@@ -459,7 +457,7 @@ def domain_csr_generate(
     options = _csr_options(
         "node", "none", add_san, None, "dns", None, chat_alias, None, key_type, digest, subject
     )
-    _generate(ctx, "domain", name.strip().rstrip(".").lower(), options, pem, as_json)
+    _generate(ctx, "domain", name, options, pem, as_json)
 
 
 @domain_csr_app.command("show")
@@ -471,7 +469,7 @@ def domain_csr_show(
 ) -> None:
     """A domain's pending CSR."""
     with open_node(ctx) as n:
-        pending = n.identities.pending_csr("domain", name.strip().rstrip(".").lower())
+        pending = n.identities.pending_csr("domain", name)
     _print_pending(pending, pem=pem, as_json=as_json)
 
 
@@ -479,7 +477,7 @@ def domain_csr_show(
 def domain_csr_discard(ctx: typer.Context, name: str) -> None:
     """Discard a domain's pending CSR."""
     with open_node(ctx) as n:
-        n.identities.discard_csr("domain", name.strip().rstrip(".").lower())
+        n.identities.discard_csr("domain", name)
     out.print(f"pending CSR of {name} discarded")
 
 

@@ -41,6 +41,14 @@ def _print_config(config: SipConfig) -> None:
     out.print(f"access rules: {len(config.rules)}")
     if config.rules:
         _print_rules(config.rules)
+    for broken in config.unreadable_rules:
+        out.print(
+            styled(
+                "unreadable access rule:",
+                "red",
+                f" {broken.describe()} — every peer is refused until it is removed or fixed",
+            )
+        )
 
 
 @sip_app.command("show")
@@ -119,4 +127,4 @@ def rule_remove(
     """Remove an access rule by id."""
     with open_node(ctx) as n:
         rule = n.sip.remove_rule(rule_id)
-    out.print(f"removed rule {rule.id} ({rule.action.value} {rule.type.value} '{rule.pattern}')")
+    out.print(f"removed {rule.describe()}")

@@ -4,15 +4,24 @@ Reads a testcase file (``{"version": 1, "testcases": [...]}``, see
 ``shared/conformance/README.md``), validates each testcase with
 :func:`certway.trust.validate.validate` and writes a limbo result file::
 
-    certway-limbo TESTCASES.json [--output RESULTS.json] [--timeout 5] [--only ID_SUBSTRING]
-                  [--quiet]
+    certway-limbo TESTCASES.json [--output RESULTS.json] [--profile rfc5280|webpki]
+                  [--timeout 5] [--only ID_SUBSTRING] [--quiet]
+
+Each testcase is validated the way the product validates a peer certificate: the options come
+from :meth:`ValidationOptions.for_peer`, which the SIP and admin listeners, ``certway check``
+and zones use too (so CLIENT testcases are judged as the product judges client certificates,
+e.g. a client certificate without SAN is accepted). ``--profile`` picks the validation
+profile (default: the product's default, ``rfc5280``). The testcase's own inputs are applied
+on top: its maximum chain depth, its CRLs, and its expected client names and key usages.
 
 Skip rules and EKU handling mirror ``cryptography``'s own limbo tests
-(``tests/x509/verification/test_limbo.py`` in pyca/cryptography), so that for every testcase
-without CRLs our outcome equals that of the verifier we build on. Testcases with CRLs are
-checked strictly: every non-anchor certificate of the built path must be covered by a
-valid, current CRL from its issuer. Testcases tagged ``denial-of-service`` run in a child
-process that is killed after ``--timeout`` seconds; all others run in-process.
+(``tests/x509/verification/test_limbo.py`` in pyca/cryptography); under the ``rfc5280``
+profile the testcases those rules skip only because the web PKI verifier lacks an RFC 5280
+feature (DN name constraints, policy constraints, the self-issued path length exception, CA
+certificates as leaves) are run. Testcases with CRLs are checked strictly: every non-anchor
+certificate of the built path must be covered by a valid, current CRL from its issuer.
+Testcases tagged ``denial-of-service`` run in a child process that is killed after
+``--timeout`` seconds; all others run in-process.
 
 Exit status: 0 whenever the testcase file could be read (mismatches are in the results and
 the summary), 2 when it cannot.
@@ -29,7 +38,7 @@ import sys
 import time
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -39,13 +48,15 @@ from cryptography.utils import CryptographyDeprecationWarning
 
 from certway.trust.anchors import TrustSnapshot
 from certway.trust.policy import RevocationPolicy, Scope
-from certway.trust.validate import Purpose, ValidationOptions, validate
+from certway.trust.validate import Profile, Purpose, ValidationOptions, validate
 
 __all__ = [
+    "RFC5280_RUNS",
     "SKIP_TESTCASES",
     "STRICT_CRL_POLICY",
     "UNSUPPORTED_FEATURES",
     "Outcome",
+    "effective_profile",
     "evaluate",
     "evaluate_bounded",
     "main",
@@ -90,6 +101,20 @@ SKIP_TESTCASES: dict[str, str] = {
     "pathlen::validation-ignores-pathlen-in-leaf": "CA certificates are refused as leaves (CABF)",
 }
 
+RFC5280_RUNS: frozenset[str] = frozenset(
+    {
+        # features and testcases skipped above only because the web PKI verifier lacks an
+        # RFC 5280 rule; the rfc5280 profile implements RFC 5280 path validation, so it runs them
+        "name-constraint-dn",
+        "has-policy-constraints",
+        "rfc5280-incompatible-with-webpki",
+        "pathlen::self-issued-certs-pathlen",
+        "pathlen::max-chain-depth-1-self-issued",
+        "pathlen::validation-ignores-pathlen-in-leaf",
+        "rfc5280::ca-as-leaf",
+    }
+)
+
 STRICT_CRL_POLICY = RevocationPolicy(
     enabled=True, ocsp=False, crl=True, cdp=False, scope=Scope.ALL, require_crl=True
 )
@@ -114,13 +139,20 @@ class _Unusable(Exception):
 
 
 # -- rules -----------------------------------------------------------------------------------
-def skip_reason(testcase: Mapping[str, Any]) -> str | None:
-    """Why ``testcase`` is not run (cryptography's limbo skip rules), or None to run it."""
+def effective_profile(profile: Profile | None) -> Profile:
+    """``profile``, or the product's default profile when None."""
+    return profile if profile is not None else ValidationOptions().profile
+
+
+def skip_reason(testcase: Mapping[str, Any], profile: Profile | None = None) -> str | None:
+    """Why ``testcase`` is not run under ``profile`` (cryptography's limbo skip rules, less
+    ``RFC5280_RUNS`` under the rfc5280 profile), or None to run it."""
+    runs = RFC5280_RUNS if effective_profile(profile) is Profile.RFC5280 else frozenset()
     tc_id = str(testcase.get("id", ""))
-    if tc_id in SKIP_TESTCASES:
+    if tc_id in SKIP_TESTCASES and tc_id not in runs:
         return f"explicitly skipped testcase: {SKIP_TESTCASES[tc_id]}"
     features = testcase.get("features") or []
-    unsupported = sorted(f for f in features if f in UNSUPPORTED_FEATURES)
+    unsupported = sorted(f for f in features if f in UNSUPPORTED_FEATURES and f not in runs)
     if unsupported:
         return "unsupported feature: " + "; ".join(
             f"{f} ({UNSUPPORTED_FEATURES[f]})" for f in unsupported
@@ -228,17 +260,18 @@ def _missing_key_usage(cert: x509.Certificate, wanted: Sequence[str]) -> list[st
 
 
 # -- evaluation ------------------------------------------------------------------------------
-def evaluate(testcase: Mapping[str, Any]) -> Outcome:
-    """Run one testcase in this process. Never raises for bad testcase content."""
+def evaluate(testcase: Mapping[str, Any], profile: Profile | None = None) -> Outcome:
+    """Run one testcase in this process under ``profile`` (None: the product's default).
+    Never raises for bad testcase content."""
     tc_id = str(testcase.get("id", "?"))
-    reason = skip_reason(testcase)
+    reason = skip_reason(testcase, profile)
     if reason is not None:
         return Outcome(tc_id, SKIPPED, reason)
     try:
         with warnings.catch_warnings():
             # e.g. "serial number wasn't positive": the verdict is the engine's to give
             warnings.simplefilter("ignore", CryptographyDeprecationWarning)
-            return _evaluate(tc_id, testcase)
+            return _evaluate(tc_id, testcase, effective_profile(profile))
     except _Unusable as exc:
         return Outcome(tc_id, FAILURE, str(exc))
     except (KeyError, TypeError) as exc:
@@ -251,7 +284,7 @@ def evaluate(testcase: Mapping[str, Any]) -> Outcome:
         return Outcome(tc_id, FAILURE, f"validation raised {type(exc).__name__}: {exc}")
 
 
-def _evaluate(tc_id: str, testcase: Mapping[str, Any]) -> Outcome:
+def _evaluate(tc_id: str, testcase: Mapping[str, Any], profile: Profile) -> Outcome:
     trusted = [
         _certificate(pem, f"trusted certificate {n}")
         for n, pem in enumerate(testcase["trusted_certs"], start=1)
@@ -265,12 +298,13 @@ def _evaluate(tc_id: str, testcase: Mapping[str, Any]) -> Outcome:
     at = _validation_time(testcase.get("validation_time"))
     depth = testcase.get("max_chain_depth")
     server = testcase["validation_kind"] == "SERVER"
-    options = ValidationOptions(
-        purpose=Purpose.SERVER if server else Purpose.CLIENT,
+    # Exactly what the product uses for a peer, then the testcase's own chain depth limit.
+    options = ValidationOptions.for_peer(
+        Purpose.SERVER if server else Purpose.CLIENT,
         name=str(testcase["expected_peer_name"]["value"]) if server else None,
-        check_eku=True,
-        allow_cn_only=False,
-        max_chain_depth=int(depth) if depth is not None else None,
+    )
+    options = replace(
+        options, profile=profile, max_chain_depth=int(depth) if depth is not None else None
     )
     policy = STRICT_CRL_POLICY if crls else RevocationPolicy(enabled=False)
     result = validate(
@@ -304,21 +338,26 @@ def _evaluate(tc_id: str, testcase: Mapping[str, Any]) -> Outcome:
     return Outcome(tc_id, SUCCESS, f"valid: chain of {len(result.chain)} certificates{revocation}")
 
 
-def _worker(testcase_json: str, conn: Connection) -> None:
+def _worker(testcase_json: str, profile: str | None, conn: Connection) -> None:
     """Child-process side of :func:`evaluate_bounded`."""
     conn.send(("started", None))
-    outcome = evaluate(json.loads(testcase_json))
+    outcome = evaluate(json.loads(testcase_json), Profile(profile) if profile else None)
     conn.send(("done", outcome.as_dict()))
     conn.close()
 
 
-def evaluate_bounded(testcase: Mapping[str, Any], timeout: float) -> Outcome:
+def evaluate_bounded(
+    testcase: Mapping[str, Any], timeout: float, profile: Profile | None = None
+) -> Outcome:
     """Run one testcase in a child process, killed after ``timeout`` seconds of work."""
     tc_id = str(testcase.get("id", "?"))
     ctx = mp.get_context("spawn")
     receiver, sender = ctx.Pipe(duplex=False)
     proc = ctx.Process(
-        target=_worker, args=(json.dumps(testcase), sender), daemon=True, name="limbo-worker"
+        target=_worker,
+        args=(json.dumps(testcase), profile.value if profile else None, sender),
+        daemon=True,
+        name="limbo-worker",
     )
     proc.start()
     sender.close()  # only the child writes; closing our end lets us see EOF if it dies
@@ -355,6 +394,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("testcases", type=Path, help="x509-limbo testcase file (JSON)")
     parser.add_argument("--output", type=Path, help="write the result file here (default: stdout)")
     parser.add_argument(
+        "--profile",
+        choices=[p.value for p in Profile],
+        help=f"validation profile (default: the product's default, {effective_profile(None)})",
+    )
+    parser.add_argument(
         "--timeout",
         type=float,
         default=DEFAULT_TIMEOUT,
@@ -387,15 +431,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.only:
         testcases = [t for t in testcases if args.only in t["id"]]
+    profile = effective_profile(Profile(args.profile) if args.profile else None)
 
     started = time.monotonic()
     outcomes: list[Outcome] = []
     passed = failed = skipped = 0
     for testcase in testcases:
         if "denial-of-service" in (testcase.get("features") or []):
-            outcome = evaluate_bounded(testcase, args.timeout)
+            outcome = evaluate_bounded(testcase, args.timeout, profile)
         else:
-            outcome = evaluate(testcase)
+            outcome = evaluate(testcase, profile)
         outcomes.append(outcome)
         if outcome.actual_result == SKIPPED:
             skipped += 1
@@ -426,7 +471,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         sys.stdout.write(text)
     print(
-        f"certway-limbo: {len(outcomes)} testcases: {passed} pass, {failed} fail, "
+        f"certway-limbo ({profile}): {len(outcomes)} testcases: {passed} pass, {failed} fail, "
         f"{skipped} skipped ({time.monotonic() - started:.1f} s)",
         file=sys.stderr,
     )

@@ -13,6 +13,8 @@ Bad input raises ``DecodeError``, a missing or wrong passphrase ``PassphraseErro
 
 from __future__ import annotations
 
+import heapq
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 
 from cryptography import x509
@@ -211,19 +213,55 @@ def pkcs7_to_pems(data: bytes) -> list[bytes]:
 
 def chain_order(certs: Sequence[x509.Certificate]) -> list[x509.Certificate]:
     """Certificates rearranged leaf first, each followed by its issuer when present; the
-    order of unrelated certificates is kept."""
-    remaining = list(certs)
+    order of unrelated certificates is kept.
+
+    Each chain starts at the first remaining certificate (in the given order) that issues
+    none of the remaining ones, or at the first remaining one when every one issues another
+    (a loop); it then follows issuer names, taking the first remaining certificate with that
+    subject. Certificates are indexed by subject name, so the work grows with the number of
+    certificates, not its square (a bundle of thousands must not take minutes)."""
+    subjects = [c.subject for c in certs]
+    issuers = [c.issuer for c in certs]
+    self_signed = [s == i for s, i in zip(subjects, issuers, strict=True)]
+    by_subject: dict[x509.Name, deque[int]] = {}
+    children: Counter[x509.Name] = Counter()  # remaining certificates each name has issued
+    for index, subject in enumerate(subjects):
+        by_subject.setdefault(subject, deque()).append(index)
+        if not self_signed[index]:
+            children[issuers[index]] += 1
+    taken = [False] * len(certs)
+    starts = [i for i, subject in enumerate(subjects) if not children[subject]]
+    heapq.heapify(starts)  # candidates for a chain start, smallest index first
+    first = 0  # every certificate before this one is taken
     ordered: list[x509.Certificate] = []
-    while remaining:
-        issuers = {c.issuer for c in remaining if c.issuer != c.subject}
-        start = next((c for c in remaining if c.subject not in issuers), remaining[0])
-        current: x509.Certificate | None = start
-        while current is not None and current in remaining:
-            remaining.remove(current)
-            ordered.append(current)
-            parent = current.issuer
-            current = next(
-                (c for c in remaining if c.subject == parent and current.issuer != current.subject),
-                None,
-            )
+
+    def take(index: int) -> None:
+        taken[index] = True
+        ordered.append(certs[index])
+        if self_signed[index]:
+            return
+        issuer = issuers[index]
+        children[issuer] -= 1
+        if not children[issuer]:
+            for candidate in by_subject.get(issuer, ()):
+                heapq.heappush(starts, candidate)
+
+    def first_remaining(subject: x509.Name) -> int | None:
+        queue = by_subject.get(subject)
+        while queue and taken[queue[0]]:
+            queue.popleft()
+        return queue[0] if queue else None
+
+    while len(ordered) < len(certs):
+        while starts and taken[starts[0]]:
+            heapq.heappop(starts)
+        if starts:
+            current: int | None = heapq.heappop(starts)
+        else:
+            while taken[first]:
+                first += 1
+            current = first
+        while current is not None:
+            take(current)
+            current = None if self_signed[current] else first_remaining(issuers[current])
     return ordered

@@ -39,14 +39,17 @@ from cryptography.x509.oid import (
     SignatureAlgorithmOID,
 )
 
-from certway.errors import DecodeError, PassphraseError
+from certway.errors import DecodeError, PassphraseError, PolicyViolation
 from certway.pki.encoding import PemBlock, is_pem, pem_blocks
 
 __all__ = [
+    "MAX_BUNDLE_CERTIFICATES",
     "PARSE_ERRORS",
     "Decoded",
     "DecodedObject",
     "Kind",
+    "attribute_name",
+    "check_bundle_size",
     "detect",
     "fingerprint",
     "format_name",
@@ -70,6 +73,11 @@ PARSE_ERRORS: tuple[type[Exception], ...] = (
     x509.DuplicateExtension,
     x509.UnsupportedGeneralNameType,
 )
+
+#: Certificates one bundle (a PEM file, a PKCS#7 or PKCS#12 file) may hold: a trusted-CA
+#: list or a chain of thousands is not a mistake anyone makes, and every one of them costs
+#: parsing and chain building.
+MAX_BUNDLE_CERTIFICATES = 1000
 
 #: Text output lists at most this many revoked certificates of a CRL.
 TEXT_REVOKED_LIMIT = 1000
@@ -352,6 +360,7 @@ def load_pkcs7(data: bytes) -> list[x509.Certificate]:
             if _PEM_KINDS.get(block.label) is not Kind.PKCS7:
                 raise DecodeError(f"not a PKCS#7 bundle: found a PEM '{block.label}' block")
             certs.extend(_load_pkcs7_der(block.der))
+    check_bundle_size(len(certs))
     for cert in certs:
         _check_certificate(cert)
     return certs
@@ -369,6 +378,7 @@ def load_pkcs12(data: bytes, passphrase: bytes | None) -> pkcs12.PKCS12KeyAndCer
     certs = [extra.certificate for extra in p12.additional_certs]
     if p12.cert is not None:
         certs.insert(0, p12.cert.certificate)
+    check_bundle_size(len(certs))
     for cert in certs:
         _check_certificate(cert)
     return p12
@@ -421,6 +431,17 @@ def _load_private_key(data: bytes, passphrase: bytes | None, *, pem: bool) -> Pr
 # --------------------------------------------------------------------------- helpers
 
 
+def check_bundle_size(count: int) -> None:
+    """Refuse a bundle of more than ``MAX_BUNDLE_CERTIFICATES`` certificates."""
+    if count > MAX_BUNDLE_CERTIFICATES:
+        raise PolicyViolation(
+            "bundle-too-large",
+            f"the file holds {count} certificates; one bundle may hold at most "
+            f"{MAX_BUNDLE_CERTIFICATES}: leave out the certificates that are not needed, or "
+            "split the file",
+        )
+
+
 def load_certificates(data: bytes) -> list[x509.Certificate]:
     """Every certificate of a PEM bundle, a DER certificate or a PKCS#7 bundle (PEM or
     DER), in order. Raises ``DecodeError`` when there is none or the input holds
@@ -429,7 +450,9 @@ def load_certificates(data: bytes) -> list[x509.Certificate]:
         raise DecodeError("empty input: no certificates")
     certs: list[x509.Certificate] = []
     if is_pem(data):
-        for block in pem_blocks(data):
+        blocks = pem_blocks(data)
+        check_bundle_size(len(blocks))  # before parsing thousands of certificates
+        for block in blocks:
             kind = _PEM_KINDS.get(block.label)
             if kind is Kind.CERTIFICATE:
                 certs.append(_load_cert_der(block.der))
@@ -447,6 +470,7 @@ def load_certificates(data: bytes) -> list[x509.Certificate]:
             certs = p7
     if not certs:
         raise DecodeError("no certificates found")
+    check_bundle_size(len(certs))
     for cert in certs:
         _check_certificate(cert)
     return certs
@@ -542,6 +566,12 @@ _NAME_SHORT: dict[x509.ObjectIdentifier, str] = {
 }
 
 
+def attribute_name(oid: x509.ObjectIdentifier) -> str:
+    """The short name OpenSSL prints for a name attribute (``CN``, ``emailAddress``), or the
+    dotted OID for one it has no name for."""
+    return _NAME_SHORT.get(oid, oid.dotted_string)
+
+
 def format_name(name: x509.Name) -> str:
     """A distinguished name as OpenSSL prints it: ``C=GB, O=Acme, CN=x`` (encoded order,
     most significant first). ``\\``, ``,`` and ``+`` inside values are escaped with a
@@ -550,7 +580,7 @@ def format_name(name: x509.Name) -> str:
     for rdn in name.rdns:
         attrs = []
         for attr in rdn:
-            key = _NAME_SHORT.get(attr.oid, attr.oid.dotted_string)
+            key = attribute_name(attr.oid)
             value = attr.value if isinstance(attr.value, str) else attr.value.hex()
             escaped = value.replace("\\", "\\\\").replace(",", "\\,").replace("+", "\\+")
             attrs.append(f"{key}={escaped}")

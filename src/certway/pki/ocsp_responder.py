@@ -2,9 +2,10 @@
 
 ``respond`` turns a DER request into a DER response. It never raises for bad input:
 
-* bytes that are not an OCSP request, a request for more than one certificate, a CertID
-  hash other than SHA-1/SHA-224/SHA-256/SHA-384/SHA-512, or a nonce of 0 or more than 64
-  octets (RFC 8954) → a ``malformedRequest`` response;
+* bytes that are not an OCSP request, a request for more than one certificate (several
+  CertIDs: ``cryptography`` can neither read nor answer them, see ``_REQUEST_ERRORS``), a
+  CertID hash other than SHA-1/SHA-224/SHA-256/SHA-384/SHA-512, or a nonce of 0 or more
+  than 64 octets (RFC 8954) → a ``malformedRequest`` response;
 * a CertID that names no CA of ours (``lookup`` returns None) → ``unauthorized``;
 * otherwise a ``successful`` basic response signed by the CA itself (ResponderID by key
   hash), with the certificate's status (good / revoked with time and reason / unknown),
@@ -48,8 +49,16 @@ DEFAULT_VALIDITY = dt.timedelta(hours=1)
 #: RFC 8954 §2.1: requests with a nonce of 0 or more than 64 octets are malformed.
 _MAX_NONCE = 64
 
-#: What reading a request may raise (an unknown CertID hash is UnsupportedAlgorithm).
-_REQUEST_ERRORS: tuple[type[Exception], ...] = (*PARSE_ERRORS, UnsupportedAlgorithm)
+#: What reading a request may raise (an unknown CertID hash is UnsupportedAlgorithm; a
+#: request with several CertIDs is NotImplementedError: ``cryptography`` reads only one, and
+#: its ``OCSPResponseBuilder`` builds only one SingleResponse, so such a request cannot be
+#: answered and gets ``malformedRequest`` — the RFC 5019 profile this responder follows
+#: allows one CertID per request, §2.1.1).
+_REQUEST_ERRORS: tuple[type[Exception], ...] = (
+    *PARSE_ERRORS,
+    UnsupportedAlgorithm,
+    NotImplementedError,
+)
 
 _ALLOWED_HASHES = (hashes.SHA1, hashes.SHA224, hashes.SHA256, hashes.SHA384, hashes.SHA512)
 

@@ -125,13 +125,22 @@ class AdminSecurity:
         if not certificate_pem:
             return CertAuthResult(False, "this page needs a client certificate and none was sent")
         mapping = config.mode is Mode.AUTHENTICATION  # the username comes from the same check
-        report = self._check.check(
-            certificate_pem,
-            purpose="client",
-            service="admin-https",
-            regex=config.regex if mapping else None,
-            fmt=config.format if mapping else None,
-        )
+        try:
+            report = self._check.check(
+                certificate_pem,
+                purpose="client",
+                service="admin-https",
+                regex=config.regex if mapping else None,
+                fmt=config.format if mapping else None,
+            )
+        except PolicyViolation as exc:
+            if exc.code not in ("regex", "username-format"):
+                raise
+            # A stored regex the engine refuses (saved by an older version): nobody is let
+            # in by it, and the reason says why.
+            return CertAuthResult(
+                False, f"the username regex or format of this server cannot be used: {exc}"
+            )
         if not report.result.valid:
             return CertAuthResult(
                 False, f"the client certificate was rejected: {report.result.reason}", None, report

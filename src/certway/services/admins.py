@@ -70,7 +70,7 @@ class AdminAccounts:
                 return None
             return hashlib.sha256(f"{row.access}\0{row.password_hash}".encode()).hexdigest()
 
-    @audited("admin.add", detail=lambda a: a.as_dict())
+    @audited("admin.add")
     def add(self, name: str, access: str, password: str) -> AdminInfo:
         if not _NAME_RE.match(name):
             raise PolicyViolation(
@@ -91,6 +91,7 @@ class AdminAccounts:
                     name=name, access=access, password_hash=digest, created_at=now, updated_at=now
                 )
             )
+            self._audit.note(name=name, access=access)
         return AdminInfo(name, access)
 
     @audited("admin.passwd")
@@ -122,8 +123,9 @@ class AdminAccounts:
             session.delete(row)
 
     def verify(self, name: str, password: str) -> AdminInfo | None:
-        """The account when the password is right, else None (same cost either way)."""
-        with self._store.transaction() as session:
+        """The account when the password is right, else None (same cost either way). Only
+        reads: a login never waits for the database's write lock nor takes it."""
+        with self._store.reading() as session:
             row = session.get(AdminAccountRow, name)
             stored = row.password_hash if row else None
             info = AdminInfo(row.name, row.access) if row else None
@@ -135,6 +137,11 @@ class AdminAccounts:
         except (VerificationError, InvalidHashError):
             return None
         return info
+
+    def login_failed(self, name: str) -> None:
+        """Record a refused password login for ``name`` in the audit log, as the current
+        actor (the adapter says from where). Never the password."""
+        self._audit.record("admin.login", name, "refused", {"error": "wrong user name or password"})
 
     def ensure_initial(self) -> str | None:
         """On first start: an 'admin' read-write account with a generated password, returned

@@ -21,6 +21,7 @@ from certway.pki.names import common_name
 from certway.services.identities import Identities
 from certway.services.local_ca import LocalCA
 from certway.services.revocation import RevocationService
+from certway.services.sip_settings import MutualTls, SipSettings
 from certway.services.trusted_cas import TrustedCAs
 from certway.services.zones import alarms_for_zones
 from certway.store.db import Store
@@ -88,6 +89,7 @@ class Alarms:
         trusted: TrustedCAs,
         local_ca: LocalCA,
         revocation: RevocationService,
+        sip: SipSettings | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -95,6 +97,7 @@ class Alarms:
         self._trusted = trusted
         self._local_ca = local_ca
         self._revocation = revocation
+        self._sip = sip
 
     def current(self) -> list[Alarm]:
         """The alarms raised now, most severe first; records first-seen times."""
@@ -131,6 +134,7 @@ class Alarms:
                 f"local-ca:{local.name}", f"local CA '{local.name}'", local.not_after, now
             )
         yield from self._revocation_sources(now)
+        yield from self._sip_rules()
         for zone_alarm in alarms_for_zones(self._store):
             yield _Cause(zone_alarm.id, zone_alarm.severity, zone_alarm.text)
 
@@ -170,6 +174,22 @@ class Alarms:
                     now,
                 )
 
+    def _sip_rules(self) -> Iterable[_Cause]:
+        if self._sip is None:
+            return
+        config = self._sip.get()
+        for position, broken in enumerate(config.unreadable_rules, start=1):
+            effect = (
+                "the SIP listener refuses every peer until it is removed or fixed"
+                if config.mutual_tls is not MutualTls.OFF
+                else "it would refuse every peer once mutual TLS is turned on"
+            )
+            yield _Cause(
+                f"sip-rule-unreadable:{broken.id if broken.id is not None else f'#{position}'}",
+                "critical",
+                f"SIP access {broken.describe()}: {effect}",
+            )
+
     def _revocation_sources(self, now: dt.datetime) -> Iterable[_Cause]:
         for held in self._revocation.held():
             where = f"{held.kind}:{held.source}:{held.issuer}"
@@ -190,6 +210,13 @@ class Alarms:
                     f"{label} expires at {held.next_update:%Y-%m-%d %H:%M} UTC and has not "
                     "been replaced by a newer one",
                 )
+        for bad in self._revocation.unusable_crls():
+            yield _Cause(
+                f"crl-unusable:{bad.kind}:{bad.source}:{bad.issuer}",
+                "critical",
+                f"the CRL of {bad.issuer} ({bad.label}) no longer verifies ({bad.reason}): "
+                "certificates of that CA count as revoked until a usable CRL is loaded",
+            )
         for source in self._revocation.sources():
             if source.error:
                 yield _Cause(

@@ -1,9 +1,18 @@
 """The audit log (O2): every change with who, what, when, from where and the outcome.
 
-Adapters set who is acting (``acting_as``); services wrap each change in
-``audit.action(...)``. Refused and failed attempts are recorded too. Details never hold
-secrets: only names, fingerprints, serials and our own error messages (which never quote
-key material).
+Adapters set who is acting (``acting_as``); services mark each changing method
+``@audited(...)`` (or wrap the change in ``audit.action(...)``) and add details with
+``audit.note(...)``. The row of a change is written **in the same database transaction as
+the change**: the action joins (``Store.hooked``) the first write transaction opened inside
+it and adds its row just before that commits, so a change is never committed without its
+row, whatever kills the process. Later transactions of the same action update the row's
+details; an action that writes nothing gets its row on its own when it ends. A refused or
+failed action is rolled back, and recorded on its own (or its row, when an earlier
+transaction of it had committed, is marked so).
+
+Details never hold secrets: only names, fingerprints, serials and our own error messages
+(which never quote key material). ``note`` before the change's transaction ends: what is
+noted later costs a separate write to bring the row up to date.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from certway.clock import Clock
 from certway.errors import CertwayError
@@ -83,6 +93,43 @@ class AuditEntry:
         }
 
 
+_SCOPES: ContextVar[tuple[_Scope, ...]] = ContextVar("certway_audit_scopes", default=())
+
+
+class _Scope:
+    """One audited action: joins the write transactions opened while it runs."""
+
+    def __init__(self, audit: Audit, action: str, target: str) -> None:
+        self.audit = audit
+        self.action = action
+        self.target = target
+        self.actor = current_actor()
+        self.detail: dict[str, Any] = {}
+        self.row_id: int | None = None  # the committed row
+        self.written = ""  # its details as committed
+        self._pending: tuple[int, str] | None = None
+
+    def before_commit(self, session: Session) -> None:
+        detail = _json(self.detail)
+        if self.row_id is None:
+            row = self.audit._row(self.action, self.target, "ok", detail, self.actor)
+            session.add(row)
+            session.flush()
+            self._pending = (row.id, detail)
+        elif detail != self.written:
+            session.get_one(AuditRow, self.row_id).detail = detail
+            self._pending = (self.row_id, detail)
+
+    def committed(self) -> None:
+        if self._pending is not None:
+            self.row_id, self.written = self._pending
+            self._pending = None
+
+
+def _json(detail: dict[str, Any]) -> str:
+    return json.dumps(detail, sort_keys=True, default=str)
+
+
 class Audit:
     def __init__(self, store: Store, clock: Clock) -> None:
         self._store = store
@@ -90,33 +137,59 @@ class Audit:
 
     @contextmanager
     def action(self, action: str, target: str = "") -> Iterator[dict[str, Any]]:
-        """Record ``action`` on ``target`` with its outcome; the block may add details."""
-        detail: dict[str, Any] = {}
+        """Record ``action`` on ``target`` with its outcome, the row in the same transaction
+        as the change (see the module docstring); the block may add details to the dict."""
+        scope = _Scope(self, action, target)
+        token = _SCOPES.set((*_SCOPES.get(), scope))
         try:
-            yield detail
+            with self._store.hooked(scope):
+                yield scope.detail
         except CertwayError as exc:
-            self.record(action, target, "refused", {**detail, "error": str(exc)})
+            self._settle(scope, "refused", {**scope.detail, "error": str(exc)})
             raise
         except Exception as exc:
-            self.record(action, target, "failed", {**detail, "error": type(exc).__name__})
+            self._settle(scope, "failed", {**scope.detail, "error": type(exc).__name__})
             raise
-        self.record(action, target, "ok", detail)
+        finally:
+            _SCOPES.reset(token)
+        if scope.row_id is None or _json(scope.detail) != scope.written:
+            self._settle(scope, "ok", scope.detail)
+
+    def note(self, **detail: Any) -> None:
+        """Add details to the innermost audited action running here (none: ignored). Call it
+        before the change's transaction ends, so the details commit with the change."""
+        scopes = _SCOPES.get()
+        if scopes:
+            scopes[-1].detail.update(detail)
 
     def record(self, action: str, target: str, outcome: str, detail: dict[str, Any]) -> None:
-        actor = current_actor()
-        with self._store.transaction() as session:
-            session.add(
-                AuditRow(
-                    at=self._clock.now(),
-                    actor=actor.name,
-                    via=actor.via,
-                    address=actor.address,
-                    action=action,
-                    target=target,
-                    outcome=outcome,
-                    detail=json.dumps(detail, sort_keys=True, default=str),
+        """A row on its own (an outcome with no change to join: a refused login...)."""
+        with self._store.transaction(hooks=False) as session:
+            session.add(self._row(action, target, outcome, _json(detail), current_actor()))
+
+    def _row(self, action: str, target: str, outcome: str, detail: str, actor: Actor) -> AuditRow:
+        return AuditRow(
+            at=self._clock.now(),
+            actor=actor.name,
+            via=actor.via,
+            address=actor.address,
+            action=action,
+            target=target,
+            outcome=outcome,
+            detail=detail,
+        )
+
+    def _settle(self, scope: _Scope, outcome: str, detail: dict[str, Any]) -> None:
+        """The action's final outcome: its committed row updated, or a row of its own."""
+        with self._store.transaction(hooks=False) as session:
+            row = session.get(AuditRow, scope.row_id) if scope.row_id is not None else None
+            if row is None:
+                session.add(
+                    self._row(scope.action, scope.target, outcome, _json(detail), scope.actor)
                 )
-            )
+            else:
+                row.outcome = outcome
+                row.detail = _json(detail)
 
     def entries(self, *, since: dt.datetime | None = None, limit: int = 1000) -> list[AuditEntry]:
         query = select(AuditRow).order_by(AuditRow.id.desc()).limit(limit)
@@ -149,15 +222,11 @@ S = TypeVar("S", bound=_Audited)
 
 
 def audited(
-    action: str,
-    *,
-    target: Callable[..., str] | None = None,
-    detail: Callable[[Any], dict[str, Any]] | None = None,
+    action: str, *, target: Callable[..., str] | None = None
 ) -> Callable[[Callable[Concatenate[S, P], R]], Callable[Concatenate[S, P], R]]:
-    """Record every call of a service method in the audit log, with its outcome.
-
-    ``target`` gets the call's arguments (default: the first one); ``detail`` gets the
-    result and returns what to record about it (never secrets).
+    """Record every call of a service method in the audit log, with its outcome, the row in
+    the same transaction as the change. ``target`` gets the call's arguments (default: the
+    first one); the method adds details with ``self._audit.note(...)`` (never secrets).
     """
 
     def wrap(method: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S, P], R]:
@@ -167,12 +236,10 @@ def audited(
                 what = target(*args, **kwargs)
             else:
                 what = str(args[0]) if args else ""
-            with self._audit.action(action, what) as extra:
-                result = method(self, *args, **kwargs)
-                if detail is not None:
-                    extra.update(detail(result))
-                return result
+            with self._audit.action(action, what):
+                return method(self, *args, **kwargs)
 
+        inner.__certway_audited__ = action  # type: ignore[attr-defined]
         return inner
 
     return wrap

@@ -1,5 +1,6 @@
 """Client certificate testing (S3): trust + revocation per a service's policy, and the
-username a regex + format would give (S2)."""
+username a regex + format would give (S2) — worked out only for a certificate that validated:
+an untrusted certificate's names are never mapped to an account."""
 
 from __future__ import annotations
 
@@ -15,10 +16,12 @@ from certway.clock import Clock
 from certway.errors import DecodeError, PolicyViolation
 from certway.pki.decode import load_certificates
 from certway.services.peer_validation import PeerValidation
-from certway.trust.identity import UsernameMapping, compile_regex, map_username
+from certway.trust.identity import UsernameMapping, check_format, compile_regex, map_username
 from certway.trust.validate import Purpose, ValidationOptions, ValidationResult
 
-__all__ = ["CheckReport", "ClientCheck", "parse_certificates"]
+__all__ = ["NOT_MAPPED", "CheckReport", "ClientCheck", "parse_certificates"]
+
+NOT_MAPPED = "the username mapping was not attempted because the certificate is not trusted"
 
 
 def parse_certificates(data: bytes) -> list[x509.Certificate]:
@@ -74,8 +77,9 @@ class ClientCheck:
             raise PolicyViolation(
                 "username-format", "give both a regex and a username format, or neither"
             )
-        if regex is not None:
-            compile_regex(regex)  # a bad regex is bad input: refuse before validating
+        if regex is not None and fmt is not None:
+            # A bad regex or format is bad input: refused before validating, valid or not.
+            check_format(fmt, compile_regex(regex))
         try:
             kind = Purpose(purpose)
         except ValueError:
@@ -88,11 +92,13 @@ class ClientCheck:
         result = state.validate(
             certs[0],
             intermediates,
-            options=ValidationOptions(purpose=kind, name=name),
+            options=ValidationOptions.for_peer(kind, name=name),
             at=self._clock.now(),
         )
         if regex is None or fmt is None:
             return CheckReport(service, result)
+        if not result.valid:  # never map the names of a certificate nobody vouches for
+            return CheckReport(service, result, username_error=NOT_MAPPED)
         try:
             mapping = map_username(certs[0], regex, fmt)
         except PolicyViolation as exc:

@@ -27,7 +27,13 @@ from certway.errors import Conflict, DecodeError, NotFound, PolicyViolation
 from certway.pki.checks import check_node_certificate
 from certway.pki.convert import chain_order
 from certway.pki.csr import CsrForm, SubjectFields, build_csr, plan_names
-from certway.pki.decode import Decoded, fingerprint, format_name, load_certificates
+from certway.pki.decode import (
+    Decoded,
+    check_bundle_size,
+    fingerprint,
+    format_name,
+    load_certificates,
+)
 from certway.pki.decode import Kind as DecodedKind
 from certway.pki.keys import PrivateKey, generate_key, load_private_key
 from certway.pki.names import check_dns_name, common_name, san_text
@@ -64,7 +70,7 @@ def _pem(certs: tuple[x509.Certificate, ...] | list[x509.Certificate]) -> str:
     return "".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in certs)
 
 
-def _alt_names(cert: x509.Certificate) -> list[str]:
+def _alt_names(cert: x509.Certificate | x509.CertificateSigningRequest) -> list[str]:
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
@@ -290,6 +296,8 @@ class Identities:
 
     def active(self, kind: Kind = "server", name: str = "") -> ActiveIdentity | None:
         """The active certificate of a slot; the client identity defaults to the server's."""
+        if kind == "domain":
+            name = normalise_domain(name)
         with self._store.reading() as session:
             repo = SlotRepository(session)
             found = self._active_row(repo, kind, name)
@@ -303,7 +311,7 @@ class Identities:
             return KeyRepository(session, self._store.vault).get(identity.key_id)
 
     def info(self, kind: Kind = "server", name: str = "") -> IdentityInfo:
-        self._check_slot(kind, name)
+        name = self._slot(kind, name)
         with self._store.reading() as session:
             repo = SlotRepository(session)
             found = self._active_row(repo, kind, name)
@@ -338,7 +346,7 @@ class Identities:
         )
 
     def history(self, kind: Kind = "server", name: str = "") -> list[VersionInfo]:
-        self._check_slot(kind, name)
+        name = self._slot(kind, name)
         with self._store.reading() as session:
             repo = SlotRepository(session)
             slot = repo.get(kind, name)
@@ -414,9 +422,7 @@ class Identities:
             alt_names=names,
             days=FACTORY_DAYS,
         )
-        self._activate(
-            "server", "", issued.certificate, issued.chain, key, None, "factory", [], audit=False
-        )
+        self._activate("server", "", issued.certificate, issued.chain, key, None, "factory", [])
         return True
 
     def _ca_exists(self, name: str) -> bool:
@@ -461,14 +467,10 @@ class Identities:
 
     def preview(self, kind: Kind, name: str, options: CsrOptions) -> list[str]:
         """'Alternative name as it will appear' for the form, without creating anything."""
-        self._check_slot(kind, name)
+        name = self._slot(kind, name)
         return plan_names(self._form(kind, name, options)).preview
 
-    @audited(
-        "csr.generate",
-        target=lambda kind, name="", *a, **k: _slot_label(kind, name),
-        detail=lambda p: {"common_name": p.common_name, "alt_names": p.alt_names, "key": p.key},
-    )
+    @audited("csr.generate", target=lambda kind, name="", *a, **k: _slot_label(kind, name))
     def generate_csr(self, kind: Kind, name: str, options: CsrOptions) -> PendingCsrInfo:
         """Create the slot's pending CSR; its key is sealed in the store and never leaves it."""
         if kind == "client":
@@ -477,7 +479,7 @@ class Identities:
                 "a CSR is generated for the server or a domain; the client certificate is "
                 "uploaded or copied from the server certificate",
             )
-        self._check_slot(kind, name)
+        name = self._slot(kind, name)
         form = self._form(kind, name, options)
         pending = self.pending_csr(kind, name)
         if pending is not None:
@@ -493,15 +495,22 @@ class Identities:
             slot = repo.get_or_create(kind, name, now)
             if slot.pending_csr_der is not None:
                 raise Conflict(f"a CSR is already pending for the {_slot_label(kind, name)}")
-            slot.pending_key_id = KeyRepository(session, self._store.vault).put(key, now)
+            keys = KeyRepository(session, self._store.vault)
+            slot.pending_key_id = keys.put(key, now)
             slot.pending_csr_der = csr.public_bytes(serialization.Encoding.DER)
             slot.pending_form = json.dumps(options.as_dict())
             slot.pending_created_at = now
+            self._audit.note(
+                common_name=common_name(csr.subject) or "",
+                alt_names=_alt_names(csr),
+                key=keys.description(slot.pending_key_id),
+            )
         result = self.pending_csr(kind, name)
         assert result is not None
         return result
 
     def pending_csr(self, kind: Kind, name: str = "") -> PendingCsrInfo | None:
+        name = self._slot(kind, name)
         with self._store.reading() as session:
             slot = SlotRepository(session).get(kind, name)
             if slot is None or slot.pending_csr_der is None:
@@ -510,17 +519,12 @@ class Identities:
             key = KeyRepository(session, self._store.vault).description(slot.pending_key_id)
             csr = x509.load_der_x509_csr(slot.pending_csr_der)
             created = slot.pending_created_at
-        try:
-            sans = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-            alt = [san_text(n) for n in sans]
-        except x509.ExtensionNotFound:
-            alt = []
         return PendingCsrInfo(
             kind=kind,
             name=name,
             created_at=created,
             common_name=common_name(csr.subject) or "",
-            alt_names=alt,
+            alt_names=_alt_names(csr),
             key=key,
             pem=csr.public_bytes(serialization.Encoding.PEM).decode(),
             text=Decoded(DecodedKind.CSR, (csr,)).to_text(),
@@ -528,6 +532,7 @@ class Identities:
 
     @audited("csr.discard", target=lambda kind, name="": _slot_label(kind, name))
     def discard_csr(self, kind: Kind, name: str = "") -> None:
+        name = self._slot(kind, name)
         with self._store.transaction() as session:
             slot = SlotRepository(session).get(kind, name)
             if slot is None or slot.pending_csr_der is None:
@@ -538,16 +543,7 @@ class Identities:
             slot.pending_created_at = None
 
     # -- upload and activation (SC4, SC5, SC6) ------------------------------------------------
-    @audited(
-        "certificate.upload",
-        target=lambda kind, name="", *a, **k: _slot_label(kind, name),
-        detail=lambda r: {
-            "version": r.info.version,
-            "subject": r.info.subject,
-            "sha256_fingerprint": r.info.fingerprint,
-            "warnings": r.warnings,
-        },
-    )
+    @audited("certificate.upload", target=lambda kind, name="", *a, **k: _slot_label(kind, name))
     def upload(
         self,
         kind: Kind,
@@ -563,16 +559,18 @@ class Identities:
         The key is the pending CSR's when one is pending (uploading a key then is refused),
         else the uploaded key, else the active key when the certificate matches it.
         """
-        self._check_slot(kind, name)
+        name = self._slot(kind, name)
         try:
             certs = load_certificates(cert_data)
         except DecodeError as exc:
             raise DecodeError(f"not a certificate: {exc}") from None
+        chain_certs = load_certificates(chain_data) if chain_data else []
+        check_bundle_size(len(certs) + len(chain_certs))
         ordered = chain_order(certs)
         leaf = ordered[0]
-        extra = ordered[1:] + (load_certificates(chain_data) if chain_data else [])
+        extra = ordered[1:] + chain_certs
         pending_key_id: str | None = None
-        with self._store.transaction() as session:
+        with self._store.reading() as session:
             slot = SlotRepository(session).get(kind, name)
             keys = KeyRepository(session, self._store.vault)
             if slot is not None and slot.pending_csr_der is not None:
@@ -611,17 +609,12 @@ class Identities:
         warnings = [f.message for f in findings]
         if chain_warning:
             warnings.append(chain_warning)
-        self._activate(
-            kind,
-            name,
-            leaf,
-            chain,
-            key,
-            pending_key_id,
-            "upload",
-            warnings,
-            audit=False,
+        self._audit.note(
+            subject=format_name(leaf.subject),
+            sha256_fingerprint=fingerprint(leaf),
+            warnings=warnings,
         )
+        self._activate(kind, name, leaf, chain, key, pending_key_id, "upload", warnings)
         return UploadResult(self.info(kind, name), warnings)
 
     def _chain(
@@ -655,8 +648,6 @@ class Identities:
         pending_key_id: str | None,
         source: str,
         warnings: list[str],
-        *,
-        audit: bool,
     ) -> CertVersionRow:
         """One transaction: key (if new), version, active pointer, CSR consumed, counter."""
         now = self._clock.now()
@@ -683,13 +674,7 @@ class Identities:
                 slot.pending_form = None
                 slot.pending_created_at = None
             SettingsRepository(session).bump(IDENTITY_VERSION)
-        if audit:
-            self._audit.record(
-                "certificate.activate",
-                _slot_label(kind, name),
-                "ok",
-                {"version": version.version, "source": source},
-            )
+            self._audit.note(version=version.version)
         return version
 
     @audited(
@@ -698,10 +683,10 @@ class Identities:
     )
     def restore(self, kind: Kind, name: str, version: int) -> IdentityInfo:
         """Make an earlier version active again (as a new version, so listeners reload)."""
-        self._check_slot(kind, name)
+        name = self._slot(kind, name)
         if not 1 <= version < 2**31:
             raise NotFound(f"the {_slot_label(kind, name)} has no version {version}")
-        with self._store.transaction() as session:
+        with self._store.reading() as session:
             repo = SlotRepository(session)
             slot = repo.get(kind, name)
             old = repo.version_number(slot, version) if slot is not None else None
@@ -751,17 +736,22 @@ class Identities:
         return self.info("client")
 
     # -- domains (DC1) ------------------------------------------------------------------------
-    def _check_slot(self, kind: str, name: str) -> None:
-        """Server and client slots have no name; a domain slot must have been added."""
+    def _slot(self, kind: str, name: str) -> str:
+        """The slot's name as stored: server and client slots have none; a domain name is
+        normalised (``normalise_domain``) and must have been added (else NotFound). Every
+        method taking a kind and a name goes through here, so the API, the UI and the CLI
+        find the same domain however it is typed."""
         if kind not in ("server", "client", "domain"):
             raise PolicyViolation("kind", f"unknown certificate kind '{kind}'")
         if kind != "domain":
             if name:
                 raise PolicyViolation("kind", f"the {kind} certificate has no name")
-            return
+            return name
+        domain = normalise_domain(name)
         with self._store.reading() as session:
-            if SlotRepository(session).get("domain", name) is None:
+            if SlotRepository(session).get("domain", domain) is None:
                 raise NotFound(f"no domain '{name}': add it with 'certway domain add {name}'")
+        return domain
 
     @audited("domain.add")
     def add_domain(self, name: str) -> DomainInfo:
@@ -778,7 +768,7 @@ class Identities:
 
     @audited("domain.remove")
     def remove_domain(self, name: str) -> None:
-        domain = name.strip().rstrip(".").lower()
+        domain = normalise_domain(name)
         with self._store.transaction() as session:
             repo = SlotRepository(session)
             slot = repo.get("domain", domain)
@@ -786,6 +776,14 @@ class Identities:
                 raise NotFound(f"no domain '{name}'")
             repo.delete(slot)
             SettingsRepository(session).bump(IDENTITY_VERSION)
+
+    def domain(self, name: str) -> DomainInfo:
+        """One domain, however its name is typed (case, trailing dot); NotFound if unknown."""
+        wanted = self._slot("domain", name)
+        found = next((d for d in self.domains() if d.name == wanted), None)
+        if found is None:  # removed meanwhile
+            raise NotFound(f"no domain '{name}'")
+        return found
 
     def domains(self) -> list[DomainInfo]:
         with self._store.reading() as session:
@@ -810,7 +808,7 @@ class Identities:
         dict built once per change of the identity counter."""
         sni = self._sni_map()
         if server_name:
-            wanted = server_name.rstrip(".").lower()
+            wanted = normalise_domain(server_name)
             found = sni.domains.get(wanted)
             if found is None:
                 label, _, rest = wanted.partition(".")
@@ -846,16 +844,26 @@ class Identities:
             return sni
 
 
+def normalise_domain(name: str) -> str:
+    """A domain name as domain slots are keyed: no surrounding blanks or trailing dot, lower
+    case (DNS names are case-insensitive)."""
+    return name.strip().rstrip(".").lower()
+
+
 def _served_chain(
     path: list[x509.Certificate], pool: list[x509.Certificate]
 ) -> tuple[x509.Certificate, ...]:
     """The CAs a peer needs after the leaf: ``path`` ends with the trust anchor, which may be a
     trusted intermediate; then its issuers from ``pool`` follow, up to (without) the root."""
+    by_subject: dict[x509.Name, list[x509.Certificate]] = {}
+    for candidate in pool:
+        by_subject.setdefault(candidate.subject, []).append(candidate)
+    used = set(path)
     while path and path[-1].subject != path[-1].issuer:
         top = path[-1]
         parent = None
-        for candidate in pool:
-            if candidate.subject != top.issuer or candidate in path:
+        for candidate in by_subject.get(top.issuer, ()):
+            if candidate in used:
                 continue
             try:
                 top.verify_directly_issued_by(candidate)
@@ -866,6 +874,7 @@ def _served_chain(
         if parent is None:
             break
         path.append(parent)
+        used.add(parent)
     if path and path[-1].subject == path[-1].issuer:
         path.pop()
     return tuple(path)

@@ -136,19 +136,6 @@ def serial_hex(value: int) -> str:
     return text if len(text) % 2 == 0 else "0" + text
 
 
-def _ca_detail(info: CaInfo) -> dict[str, object]:
-    return {"subject": info.subject, "fingerprint": info.fingerprint, "key": info.key}
-
-
-def _sign_detail(result: SignResult) -> dict[str, object]:
-    cert = result.certificate
-    return {"serial": serial_hex(cert.serial_number), "subject": format_name(cert.subject)}
-
-
-def _crl_detail(crl: PublishedCrl) -> dict[str, object]:
-    return {"crl_number": crl.number, "entries": crl.entries}
-
-
 class LocalCA:
     """The node's certificate authorities, persisted in its store."""
 
@@ -175,7 +162,7 @@ class LocalCA:
         self._records_after: dict[int, int] = {}
 
     # -- creating CAs ---------------------------------------------------------------------
-    @audited("ca.create-root", detail=_ca_detail)
+    @audited("ca.create-root")
     def create_root(
         self,
         name: str,
@@ -195,7 +182,7 @@ class LocalCA:
         )
         return self._save_ca(name, "root", None, cert, key, settings)
 
-    @audited("ca.create-intermediate", detail=_ca_detail)
+    @audited("ca.create-intermediate")
     def create_intermediate(
         self,
         name: str,
@@ -225,7 +212,7 @@ class LocalCA:
             name, "intermediate", parent_row.id, cert, key, settings, issued_by=parent_row.id
         )
 
-    @audited("ca.import", detail=_ca_detail)
+    @audited("ca.import")
     def import_ca(
         self,
         name: str,
@@ -296,7 +283,8 @@ class LocalCA:
             repo = CaRepository(session)
             if repo.by_name(name) is not None:
                 raise Conflict(f"a CA named '{name}' already exists")
-            key_id = KeyRepository(session, self._store.vault).put(key, now)  # type: ignore[arg-type]
+            keys = KeyRepository(session, self._store.vault)
+            key_id = keys.put(key, now)  # type: ignore[arg-type]
             repo.add(
                 CaRow(
                     name=name,
@@ -317,6 +305,11 @@ class LocalCA:
                 repo.add_issued(_issued_row(issued_by, cert, "sub-ca", now))
             # Listeners re-read the node's CAs (own-CA revocation checks) when this moves.
             SettingsRepository(session).bump(TRUST_VERSION)
+            self._audit.note(
+                subject=format_name(cert.subject),
+                fingerprint=fingerprint(cert),
+                key=keys.description(key_id),
+            )
         return self.info(name)
 
     # -- reading --------------------------------------------------------------------------
@@ -418,7 +411,7 @@ class LocalCA:
             return x509.load_der_x509_certificate(item.certificate_der)
 
     # -- signing --------------------------------------------------------------------------
-    @audited("ca.sign", detail=_sign_detail)
+    @audited("ca.sign")
     def sign(
         self, name: str, csr_data: bytes, *, profile: str = "server-client", days: int = 365
     ) -> SignResult:
@@ -440,6 +433,7 @@ class LocalCA:
         cert = issue_from_csr(issuer, csr, profile=profile, not_before=now, days=days, checked=True)
         with self._store.transaction() as session:
             CaRepository(session).add_issued(_issued_row(row.id, cert, profile, now))
+            self._note_issued(cert)
         chain = self._chains.get(row.id)
         if chain is None:  # CA certificates never change: built once per CA
             full = self.chain(name)
@@ -448,7 +442,7 @@ class LocalCA:
             chain = self._chains[row.id] = tuple(full)
         return SignResult(cert, chain)
 
-    @audited("ca.issue", detail=_sign_detail)
+    @audited("ca.issue")
     def issue_certificate(
         self,
         name: str,
@@ -472,6 +466,7 @@ class LocalCA:
         )
         with self._store.transaction() as session:
             CaRepository(session).add_issued(_issued_row(row.id, cert, profile, now))
+            self._note_issued(cert)
         full = self.chain(name)
         if full and full[-1].subject == full[-1].issuer:
             full = full[:-1]
@@ -519,11 +514,7 @@ class LocalCA:
                 return self._records
 
     # -- revocation and CRLs --------------------------------------------------------------
-    @audited(
-        "ca.revoke",
-        target=lambda name, serial, **_: f"{name} serial {serial}",
-        detail=_crl_detail,
-    )
+    @audited("ca.revoke", target=lambda name, serial, **_: f"{name} serial {serial}")
     def revoke(
         self,
         name: str,
@@ -534,7 +525,8 @@ class LocalCA:
         invalidity_date: dt.datetime | None = None,
         allow_unlisted: bool = False,
     ) -> PublishedCrl:
-        """Revoke a certificate and publish a new CRL at once (CA3)."""
+        """Revoke a certificate and publish a new CRL at once (CA3): one transaction, so a
+        revocation is never stored without its CRL and its audit row."""
         canonical = parse_serial(serial)
         flag = parse_reason(reason)
         reason_name = _REASON_NAMES[flag] if flag is not None else None
@@ -542,8 +534,8 @@ class LocalCA:
         when = utc(revoked_at) if revoked_at else now
         if when > now:
             raise PolicyViolation("revocation-date", "the revocation date is in the future")
-        row, _ = self._issuer(name)
-        with self._store.transaction() as session:
+        row, issuer = self._issuer(name)
+        with self._lock, self._store.transaction() as session:
             repo = CaRepository(session)
             existing = repo.revocation(row.id, canonical)
             if existing is not None:
@@ -563,7 +555,9 @@ class LocalCA:
                 reason_name,
                 utc(invalidity_date) if invalidity_date else None,
             )
-        return self.publish_crl(name)
+            published, state = self._publish(session, row, issuer, None)
+        self._crl_state[row.id] = state
+        return published
 
     def current_crl(self, name: str, *, next_update_days: int | None = None) -> PublishedCrl:
         """The CRL to publish: the stored one while fresh (before half of its validity and
@@ -589,7 +583,7 @@ class LocalCA:
                 )
         return self.publish_crl(name, next_update_days=next_update_days)
 
-    @audited("ca.crl.publish", detail=_crl_detail)
+    @audited("ca.crl.publish")
     def publish_crl(self, name: str, *, next_update_days: int | None = None) -> PublishedCrl:
         """Sign and store a new CRL with the next CRL number (the previous CRL extended with
         the revocations made since, or built from scratch for a CA's first CRL)."""
@@ -597,39 +591,47 @@ class LocalCA:
             raise PolicyViolation("crl-validity", "--next-update-days must be between 1 and 365")
         row, issuer = self._issuer(name)
         with self._lock, self._store.transaction() as session:
-            repo = CaRepository(session)
-            number = repo.next_crl_number(row.id)  # takes the write lock first
-            days = next_update_days or row.crl_days
-            if next_update_days is not None:
-                ca_row = repo.by_id(row.id)
-                assert ca_row is not None
-                ca_row.crl_days = next_update_days
-            previous = self._crl_state.get(row.id) or _stored_state(repo, row.id)
-            covered = previous.covers_revocation_id if previous else 0
-            newer = repo.revocations(row.id, after_id=covered)
-            now = self._clock.now()
-            params = CrlParams(number, now, now + dt.timedelta(days=days))
-            entries = [_entry(r) for r in newer]
-            if previous is None:
-                der = build_crl(issuer, entries, params).public_bytes(serialization.Encoding.DER)
-            else:
-                der = extend_crl(issuer, previous.der, entries, params)
-            state = _CrlState(
-                newer[-1].id if newer else covered,
-                (previous.entries if previous else 0) + len(newer),
-                der,
-            )
-            repo.save_crl(
-                row.id,
-                number,
-                now,
-                params.next_update,
-                state.covers_revocation_id,
-                der,
-                state.entries,
-            )
+            published, state = self._publish(session, row, issuer, next_update_days)
         self._crl_state[row.id] = state
-        return PublishedCrl(number, now, params.next_update, state.entries, der)
+        return published
+
+    def _publish(
+        self, session: Session, row: CaRow, issuer: Issuer, next_update_days: int | None
+    ) -> tuple[PublishedCrl, _CrlState]:
+        """Sign and store the next CRL in ``session`` (the caller holds ``self._lock``)."""
+        repo = CaRepository(session)
+        number = repo.next_crl_number(row.id)
+        days = next_update_days or row.crl_days
+        if next_update_days is not None:
+            ca_row = repo.by_id(row.id)
+            assert ca_row is not None
+            ca_row.crl_days = next_update_days
+        previous = self._crl_state.get(row.id) or _stored_state(repo, row.id)
+        covered = previous.covers_revocation_id if previous else 0
+        newer = repo.revocations(row.id, after_id=covered)
+        now = self._clock.now()
+        params = CrlParams(number, now, now + dt.timedelta(days=days))
+        entries = [_entry(r) for r in newer]
+        if previous is None:
+            der = build_crl(issuer, entries, params).public_bytes(serialization.Encoding.DER)
+        else:
+            der = extend_crl(issuer, previous.der, entries, params)
+        state = _CrlState(
+            newer[-1].id if newer else covered,
+            (previous.entries if previous else 0) + len(newer),
+            der,
+        )
+        repo.save_crl(
+            row.id,
+            number,
+            now,
+            params.next_update,
+            state.covers_revocation_id,
+            der,
+            state.entries,
+        )
+        self._audit.note(crl_number=number, entries=state.entries)
+        return PublishedCrl(number, now, params.next_update, state.entries, der), state
 
     # -- publication (CA3, CA4) --------------------------------------------------------------
     def ocsp_lookup(self, query: OcspQuery) -> CertStatus | None:
@@ -679,6 +681,9 @@ class LocalCA:
             return self._ocsp_index.get(key)
 
     # -- helpers --------------------------------------------------------------------------
+    def _note_issued(self, cert: x509.Certificate) -> None:
+        self._audit.note(serial=serial_hex(cert.serial_number), subject=format_name(cert.subject))
+
     def _issuer(self, name: str) -> tuple[CaRow, Issuer]:
         with self._store.reading() as session:
             row = CaRepository(session).by_name(name)

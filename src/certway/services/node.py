@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from certway.clock import Clock, SystemClock
+from certway.fetch import FetchPool
 from certway.services.admin_security import AdminSecurity
 from certway.services.admins import AdminAccounts
 from certway.services.alarms import Alarms
@@ -14,7 +15,12 @@ from certway.services.identities import Identities
 from certway.services.local_ca import LocalCA
 from certway.services.node_settings import NodeSettings
 from certway.services.peer_validation import PeerValidation
-from certway.services.revocation import FetcherFactory, RevocationService, default_fetcher
+from certway.services.revocation import (
+    FetcherFactory,
+    FetchLimits,
+    RevocationService,
+    default_fetcher,
+)
 from certway.services.sip_settings import SipSettings
 from certway.services.trusted_cas import TrustedCAs
 from certway.services.zones import Zones
@@ -24,30 +30,52 @@ __all__ = ["Node"]
 
 
 class Node:
-    """A certway node. Nothing is created at import time: tests build as many as they like."""
+    """A certway node. Nothing is created at import time: tests build as many as they like.
+
+    ``fetch_limits`` (default: from the environment, see ``FetchLimits``) bounds revocation
+    fetches; ``fetch_pool`` is where they run (its threads start on first use)."""
 
     def __init__(
-        self, store: Store, clock: Clock, fetcher_factory: FetcherFactory = default_fetcher
+        self,
+        store: Store,
+        clock: Clock,
+        fetcher_factory: FetcherFactory = default_fetcher,
+        *,
+        fetch_limits: FetchLimits | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
+        self.fetch_limits = fetch_limits or FetchLimits.from_environment()
+        self.fetch_pool = FetchPool(self.fetch_limits.slots)
         self.audit = Audit(store, clock)
         self.settings = NodeSettings(store, clock, self.audit)
         self.local_ca = LocalCA(store, clock, self.audit)
         self.trusted_cas = TrustedCAs(store, clock, self.audit)
         self.revocation = RevocationService(
-            store, clock, self.trusted_cas, self.audit, fetcher_factory
+            store,
+            clock,
+            self.trusted_cas,
+            self.audit,
+            fetcher_factory,
+            limits=self.fetch_limits,
+            pool=self.fetch_pool,
         )
         self.peer_validation = PeerValidation(self.trusted_cas, self.revocation, self.local_ca)
         self.client_check = ClientCheck(clock, self.peer_validation)
         self.identities = Identities(
             store, clock, self.audit, self.settings, self.trusted_cas, self.local_ca
         )
+        self.sip = SipSettings(store, clock, self.audit)
         self.alarms = Alarms(
-            store, clock, self.identities, self.trusted_cas, self.local_ca, self.revocation
+            store,
+            clock,
+            self.identities,
+            self.trusted_cas,
+            self.local_ca,
+            self.revocation,
+            self.sip,
         )
         self.admins = AdminAccounts(store, clock, self.audit)
-        self.sip = SipSettings(store, clock, self.audit)
         self.zones = Zones(store, clock, self.audit)
         self.admin_security = AdminSecurity(store, self.audit, self.admins, self.client_check)
 
@@ -58,6 +86,7 @@ class Node:
         clock: Clock | None = None,
         fetcher_factory: FetcherFactory = default_fetcher,
         *,
+        fetch_limits: FetchLimits | None = None,
         fqdn: str | None = None,
         role: str | None = None,
         factory: bool = True,
@@ -67,7 +96,12 @@ class Node:
         A new node gets its node settings and, unless ``factory=False``, the factory state
         (CA5): a temporary CA in the trusted list and a server certificate issued by it.
         """
-        node = cls(Store.create(data_dir), clock or SystemClock(), fetcher_factory)
+        node = cls(
+            Store.create(data_dir),
+            clock or SystemClock(),
+            fetcher_factory,
+            fetch_limits=fetch_limits,
+        )
         if fqdn is not None or role is not None:
             node.settings.set(fqdn=fqdn, role=role)
         if factory:
@@ -80,8 +114,13 @@ class Node:
         data_dir: Path,
         clock: Clock | None = None,
         fetcher_factory: FetcherFactory = default_fetcher,
+        *,
+        fetch_limits: FetchLimits | None = None,
     ) -> Node:
-        return cls(Store.open(data_dir), clock or SystemClock(), fetcher_factory)
+        return cls(
+            Store.open(data_dir), clock or SystemClock(), fetcher_factory, fetch_limits=fetch_limits
+        )
 
     def close(self) -> None:
+        self.fetch_pool.close()
         self.store.close()

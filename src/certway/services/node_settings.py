@@ -71,7 +71,7 @@ class NodeSettings:
             peers=tuple(raw.get("peers") or ()),
         )
 
-    @audited("node.set", target=lambda **k: "node settings", detail=lambda c: c.as_dict())
+    @audited("node.set", target=lambda **k: "node settings")
     def set(
         self,
         *,
@@ -102,6 +102,7 @@ class NodeSettings:
             settings = SettingsRepository(session)
             settings.set(_KEY, config.as_dict())
             settings.bump(IDENTITY_VERSION)
+            self._audit.note(**config.as_dict())
         return config
 
     def mutual_tls_in_use(self) -> bool:

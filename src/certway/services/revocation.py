@@ -5,17 +5,22 @@ validation reads."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import os
 import re
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from certway.clock import Clock
 from certway.errors import CertwayError, DecodeError, FetchError, PolicyViolation
-from certway.fetch import HttpFetcher, tls_context_for, unpack_crls
+from certway.fetch import FetchPool, FetchPoolBusy, HttpFetcher, tls_context_for, unpack_crls
 from certway.pki.decode import load_crls
 from certway.pki.ocsp import OcspAnswer, build_request, check_response, ocsp_cache_until, ocsp_urls
 from certway.services.audit import Audit, audited
@@ -37,13 +42,17 @@ from certway.trust.revocation import (
 __all__ = [
     "CRL_VERSION",
     "SERVICES",
+    "FetchLimits",
     "Fetcher",
     "HeldCrlInfo",
     "OnlineRevocation",
     "RevocationService",
     "Schedule",
     "SourceStatus",
+    "UnusableCrl",
 ]
+
+log = logging.getLogger("certway.revocation")
 
 CRL_VERSION = "version.crl"
 FAILURE_MEMORY = dt.timedelta(seconds=30)
@@ -58,14 +67,73 @@ MAX_SOURCES = 100
 
 
 class Fetcher(Protocol):
-    def get(self, url: str) -> bytes: ...
+    """Fetches over HTTP(S); each call returns or raises ``FetchError`` within ``deadline``
+    seconds (``HttpFetcher`` is the real one)."""
 
-    def post(self, url: str, body: bytes, content_type: str) -> bytes: ...
+    def get(self, url: str, *, deadline: float | None = None) -> bytes: ...
+
+    def post(
+        self, url: str, body: bytes, content_type: str, *, deadline: float | None = None
+    ) -> bytes: ...
 
     def close(self) -> None: ...
 
 
 FetcherFactory = Callable[[Sequence[x509.Certificate]], Fetcher]
+
+
+@dataclass(frozen=True, slots=True)
+class FetchLimits:
+    """How long a revocation fetch may take, and how many may run at once.
+
+    ``validation_deadline`` bounds each OCSP request and a certificate's CDP downloads while
+    a certificate is checked; ``update_deadline`` each CRL source download (scheduled or
+    "update now"), which also waits at most that long for a free slot; ``slots`` is the
+    number of fetches under way at once in the node. ``certway`` reads them from
+    ``CERTWAY_FETCH_DEADLINE``, ``CERTWAY_CRL_UPDATE_DEADLINE`` and ``CERTWAY_FETCH_SLOTS``.
+    """
+
+    validation_deadline: float = 10.0
+    update_deadline: float = 30.0
+    slots: int = 8
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> FetchLimits:
+        env = os.environ if environ is None else environ
+        default = cls()
+        return cls(
+            validation_deadline=_seconds(
+                env, "CERTWAY_FETCH_DEADLINE", default.validation_deadline
+            ),
+            update_deadline=_seconds(env, "CERTWAY_CRL_UPDATE_DEADLINE", default.update_deadline),
+            slots=_count(env, "CERTWAY_FETCH_SLOTS", default.slots),
+        )
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    text = env.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.5 <= value <= 600:  # also refuses nan and inf
+        raise PolicyViolation(
+            "fetch-limits", f"{name} must be a number of seconds from 0.5 to 600, not '{text}'"
+        )
+    return value
+
+
+def _count(env: Mapping[str, str], name: str, default: int) -> int:
+    text = env.get(name, "").strip()
+    if not text:
+        return default
+    if not text.isdigit() or not 1 <= int(text) <= 64:
+        raise PolicyViolation(
+            "fetch-limits", f"{name} must be a whole number from 1 to 64, not '{text}'"
+        )
+    return int(text)
 
 
 def default_fetcher(trusted: Sequence[x509.Certificate]) -> Fetcher:
@@ -153,18 +221,30 @@ def _check_url(url: str) -> str:
 
 
 class OnlineRevocation:
-    """OCSP and CDP lookups with caches valid until the answer's nextUpdate (RV3, RV4)."""
+    """OCSP and CDP lookups with caches valid until the answer's nextUpdate (RV3, RV4).
+
+    Each fetch holds a slot of ``pool`` and has ``deadline`` seconds (a certificate's CDP
+    URLs share one deadline). A lookup that finds every slot busy does not wait: it fails at
+    once (the check is "unknown" and the revocation policy's fallback decides), with a log
+    line, and the source is not marked as failing."""
 
     def __init__(
         self,
         fetcher_factory: FetcherFactory,
         trusted: Callable[[], Sequence[x509.Certificate]],
         on_responder: Callable[[str, str | None], None] | None = None,
+        *,
+        pool: FetchPool | None = None,
+        deadline: float = 10.0,
     ) -> None:
         self._factory = fetcher_factory
         self._trusted = trusted
         self._on_responder = on_responder
         """Told each OCSP responder's outcome (error text or None): feeds the alarms."""
+        self._pool = pool or FetchPool()
+        self._deadline = deadline
+        self._busy_logged = 0.0
+        self._busy_unlogged = 0
         self._lock = threading.Lock()
         self._ocsp: dict[tuple[bytes, int], tuple[dt.datetime, OcspAnswer]] = {}
         self._cdp: dict[str, tuple[dt.datetime, list[IndexedCrl]]] = {}
@@ -172,6 +252,38 @@ class OnlineRevocation:
 
     def _fetcher(self) -> Fetcher:
         return self._factory(self._trusted())
+
+    def _download(self, url: str, deadline: float, ocsp_request: bytes | None = None) -> bytes:
+        """GET ``url`` (or POST ``ocsp_request`` to it) holding a fetch slot; with none free,
+        ``FetchPoolBusy`` at once (logged at most once a second, with the number refused)."""
+        try:
+            with self._pool.slot(url):
+                fetcher = self._fetcher()
+                try:
+                    if ocsp_request is None:
+                        return fetcher.get(url, deadline=deadline)
+                    return fetcher.post(
+                        url, ocsp_request, "application/ocsp-request", deadline=deadline
+                    )
+                finally:
+                    fetcher.close()
+        except FetchPoolBusy:  # only the slot raises it
+            self._log_busy(url)
+            raise
+
+    def _log_busy(self, url: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._busy_unlogged += 1
+            if now - self._busy_logged < 1.0:
+                return
+            count, self._busy_unlogged, self._busy_logged = self._busy_unlogged, 0, now
+        log.warning(
+            "event=revocation-fetch-skipped reason=all-slots-busy slots=%d url=%r refused=%d",
+            self._pool.slots,
+            url,
+            count,
+        )
 
     def ocsp(self, cert: x509.Certificate, issuer: x509.Certificate, at: dt.datetime) -> OcspAnswer:
         key = (key_id(issuer), cert.serial_number)
@@ -184,10 +296,11 @@ class OnlineRevocation:
             raise FetchError("the certificate names no OCSP responder")
         request = build_request(cert, issuer)
         self._raise_if_failing(urls[0], at)
-        fetcher = self._fetcher()
         try:
-            body = fetcher.post(urls[0], request.der, "application/ocsp-request")
+            body = self._download(urls[0], self._deadline, request.der)
             answer = check_response(body, request, issuer, at=at)
+        except FetchPoolBusy:
+            raise  # nothing was asked: not the responder's failure
         except FetchError as exc:
             self._remember_failure(urls[0], str(exc), at)
             self._report(urls[0], str(exc))
@@ -195,8 +308,6 @@ class OnlineRevocation:
         except CertwayError as exc:
             self._report(urls[0], str(exc))
             raise
-        finally:
-            fetcher.close()
         self._report(urls[0], None)
         with self._lock:
             self._ocsp[key] = (ocsp_cache_until(answer, at), answer)
@@ -236,13 +347,14 @@ class OnlineRevocation:
             raise FetchError("the CRL distribution points name no http(s) URL")
         wanted = {subject_key(issuer), *_crl_issuers(cert)}
         errors: list[str] = []
+        end = time.monotonic() + self._deadline  # the URLs (deltas too) share one deadline
         for url in urls:
             try:
-                crls = self._crls_at(url, wanted, at)
+                crls = self._crls_at(url, wanted, at, end)
             except CertwayError as exc:
                 errors.append(str(exc))
                 continue
-            return crls + self._deltas(cert, crls, wanted, at, seen=set(urls))
+            return crls + self._deltas(cert, crls, wanted, at, end, seen=set(urls))
         raise FetchError("; ".join(errors))
 
     def _deltas(
@@ -251,6 +363,7 @@ class OnlineRevocation:
         crls: list[IndexedCrl],
         wanted: set[str],
         at: dt.datetime,
+        end: float,
         seen: set[str],
     ) -> list[IndexedCrl]:
         """Delta CRLs named by freshest-CRL pointers; one that cannot be had leaves the
@@ -265,12 +378,12 @@ class OnlineRevocation:
                 continue
             seen.add(url)
             try:
-                deltas.extend(c for c in self._crls_at(url, wanted, at) if c.is_delta)
+                deltas.extend(c for c in self._crls_at(url, wanted, at, end) if c.is_delta)
             except CertwayError:
                 continue
         return deltas
 
-    def _crls_at(self, url: str, wanted: set[str], at: dt.datetime) -> list[IndexedCrl]:
+    def _crls_at(self, url: str, wanted: set[str], at: dt.datetime, end: float) -> list[IndexedCrl]:
         """The CRLs of the issuers ``wanted`` served at ``url``, cached until their next
         update; raises CertwayError when there are none."""
         with self._lock:
@@ -280,14 +393,19 @@ class OnlineRevocation:
             if found:
                 return found
         self._raise_if_failing(url, at)
-        fetcher = self._fetcher()
+        left = end - time.monotonic()
+        if left <= 0:
+            raise FetchError(
+                f"{url} was not asked: the {self._deadline:.3g} s deadline of this "
+                "certificate's CRL downloads had passed"
+            )
         try:
-            crls = unpack_crls(fetcher.get(url))
+            crls = unpack_crls(self._download(url, left))
+        except FetchPoolBusy:
+            raise  # nothing was asked: not the server's failure
         except FetchError as exc:
             self._remember_failure(url, str(exc), at)
             raise
-        finally:
-            fetcher.close()
         indexed: list[IndexedCrl] = []
         problems: list[str] = []
         for crl in crls:
@@ -349,6 +467,9 @@ class RevocationService:
         trusted: TrustedCAs,
         audit: Audit,
         fetcher_factory: FetcherFactory = default_fetcher,
+        *,
+        limits: FetchLimits | None = None,
+        pool: FetchPool | None = None,
     ) -> None:
         self._audit = audit
         self._responder_lock = threading.Lock()
@@ -356,9 +477,15 @@ class RevocationService:
         self._clock = clock
         self._trusted = trusted
         self._factory = fetcher_factory
-        self._index: tuple[tuple[int, int], RevocationIndex] | None = None
+        self.limits = limits or FetchLimits()
+        self.pool = pool or FetchPool(self.limits.slots)
+        self._index: tuple[tuple[int, int], RevocationIndex, tuple[UnusableCrl, ...]] | None = None
         self.online = OnlineRevocation(
-            fetcher_factory, lambda: trusted.snapshot().certificates, self._record_responder
+            fetcher_factory,
+            lambda: trusted.snapshot().certificates,
+            self._record_responder,
+            pool=self.pool,
+            deadline=self.limits.validation_deadline,
         )
 
     def _record_responder(self, url: str, error: str | None) -> None:
@@ -383,11 +510,7 @@ class RevocationService:
         return dict(failures) if isinstance(failures, dict) else {}
 
     # -- manual CRL (RV1) -------------------------------------------------------------------
-    @audited(
-        "crl.upload",
-        target=lambda data: "manual CRL",
-        detail=lambda accepted: {"crls": [a.describe() for a in accepted]},
-    )
+    @audited("crl.upload", target=lambda data: "manual CRL")
     def upload_manual(self, data: bytes) -> list[AcceptedCrl]:
         """Replace the manual CRL(s) with those in ``data`` (PEM or DER); all or nothing.
 
@@ -405,6 +528,7 @@ class RevocationService:
                 HeldCrlRepository(session).remove_kind("manual")
             accepted = [store_crl(session, v, kind="manual", source=source, at=now) for v in vetted]
             SettingsRepository(session).bump(CRL_VERSION)
+            self._audit.note(crls=[a.describe() for a in accepted])
         return accepted
 
     @audited("crl.remove", target=lambda: "manual CRL")
@@ -457,13 +581,10 @@ class RevocationService:
                 for r in HeldCrlRepository(session).sources()
             ]
 
-    @audited(
-        "crl.update",
-        target=lambda *a, **k: "CRL sources",
-        detail=lambda sources: {"errors": {s.url: s.error for s in sources if s.error}},
-    )
+    @audited("crl.update", target=lambda *a, **k: "CRL sources")
     def update_now(self, progress: Callable[[str], None] | None = None) -> list[SourceStatus]:
-        """Fetch every source now. A failed fetch keeps the last good CRL and records why."""
+        """Fetch every source now, one after the other, each within the update deadline.
+        A failed or timed-out fetch keeps the last good CRL and records why."""
         urls = [s.url for s in self.sources()]
         trusted = list(self._trusted.snapshot().certificates)
         fetcher = self._factory(trusted)
@@ -474,6 +595,7 @@ class RevocationService:
                 self._update_one(fetcher, url, trusted)
         finally:
             fetcher.close()
+        self._audit.note(errors={s.url: s.error for s in self.sources() if s.error})
         with self._store.transaction() as session:
             settings = SettingsRepository(session)
             schedule = self._schedule(settings)
@@ -487,8 +609,11 @@ class RevocationService:
         started = self._clock.now()
         error: str | None = None
         accepted: list[AcceptedCrl] = []
+        seconds = self.limits.update_deadline
         try:
-            crls = unpack_crls(fetcher.get(url))
+            with self.pool.slot(url, wait=seconds):
+                data = fetcher.get(url, deadline=seconds)
+            crls = unpack_crls(data)
         except CertwayError as exc:
             crls, error = [], str(exc)
         problems: list[str] = []
@@ -531,7 +656,7 @@ class RevocationService:
         with self._store.reading() as session:
             return self._schedule(SettingsRepository(session))
 
-    @audited("crl.schedule", target=lambda **k: "CRL schedule", detail=lambda s: s.as_dict())
+    @audited("crl.schedule", target=lambda **k: "CRL schedule")
     def set_schedule(self, *, daily_at: str | None = None, enabled: bool | None = None) -> Schedule:
         if daily_at is not None and not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", daily_at):
             raise PolicyViolation("schedule", f"'{daily_at}' is not a time of day HH:MM (UTC)")
@@ -544,6 +669,7 @@ class RevocationService:
                 last_run=current.last_run,
             )
             settings.set(_SCHEDULE_KEY, updated.as_dict())
+            self._audit.note(**updated.as_dict())
         return updated
 
     def run_if_due(self) -> bool:
@@ -562,7 +688,7 @@ class RevocationService:
             return default
         return default.with_changes(**raw)
 
-    @audited("revocation.set", detail=lambda p: p.as_dict())
+    @audited("revocation.set")
     def set_policy(self, /, service: str, **changes: object) -> RevocationPolicy:
         updated = self.policy(service).with_changes(**changes)
         stored = {
@@ -578,6 +704,7 @@ class RevocationService:
             settings = SettingsRepository(session)
             settings.set(f"policy.{service}", stored)
             settings.bump(CRL_VERSION)
+            self._audit.note(**updated.as_dict())
         return updated
 
     def _default(self, service: str) -> RevocationPolicy:
@@ -590,32 +717,96 @@ class RevocationService:
 
     # -- the index validation reads ----------------------------------------------------------
     def index(self) -> RevocationIndex:
-        """All held CRLs verified and indexed; rebuilt only when CRLs or trust changed."""
+        """All held CRLs verified and indexed; rebuilt only when CRLs or trust changed.
+
+        A held CRL that no longer verifies (its stored bytes damaged, or its CA certificate
+        replaced by one that cannot have signed it or may not sign CRLs) is not dropped: that
+        would leave its CA without a CRL, and the policy's fallback (by default "not revoked")
+        would let every certificate it revoked back in. It stays in the index as an expired
+        CRL, so certificates of that CA count as revoked until a usable CRL is loaded — the
+        same as for a CRL past its next update — and it is logged once per rebuild and raised
+        as an alarm (``unusable_crls``)."""
+        return self._indexed()[0]
+
+    def unusable_crls(self) -> tuple[UnusableCrl, ...]:
+        """The held CRLs that no longer verify (see ``index``)."""
+        return self._indexed()[1]
+
+    def _indexed(self) -> tuple[RevocationIndex, tuple[UnusableCrl, ...]]:
         with self._store.reading() as session:
             settings = SettingsRepository(session)
             version = (int(settings.get(CRL_VERSION) or 0), int(settings.get(TRUST_VERSION) or 0))
         cached = self._index
         if cached is not None and cached[0] == version:
-            return cached[1]
+            return cached[1], cached[2]
         snapshot = self._trusted.snapshot()
         by_key = {key_id(c): c for c in snapshot.certificates}
         indexed: list[IndexedCrl] = []
+        unusable: list[UnusableCrl] = []
         with self._store.reading() as session:
             rows = HeldCrlRepository(session).all(with_der=True)
             for row in rows:
                 issuer = by_key.get(bytes.fromhex(row.issuer_key))
                 if issuer is None:
                     continue  # its CA left the trusted list: the CRL is not used
+                label = _label(row.kind, row.source)
+                crl: x509.CertificateRevocationList | None = None
                 try:
                     crl = x509.load_der_x509_crl(row.crl_der)
-                    indexed.append(
-                        index_crl(crl, issuer, source=_label(row.kind, row.source), der=row.crl_der)
+                    indexed.append(index_crl(crl, issuer, source=label, der=row.crl_der))
+                except (ValueError, PolicyViolation, DecodeError) as exc:
+                    reason = (
+                        str(exc)
+                        if isinstance(exc, CertwayError)
+                        else "it cannot be parsed any more"
                     )
-                except (ValueError, PolicyViolation, DecodeError):
-                    continue
+                    problem = UnusableCrl(row.kind, row.source, row.issuer, label, reason)
+                    log.warning(
+                        "event=crl-unusable source=%r issuer=%r detail=%r action=%s",
+                        label,
+                        row.issuer,
+                        reason,
+                        "certificates of this CA count as revoked",
+                    )
+                    unusable.append(problem)
+                    indexed.append(_expired_stand_in(problem, row.this_update, issuer, crl))
         index = RevocationIndex.of(indexed)
-        self._index = (version, index)
-        return index
+        self._index = (version, index, tuple(unusable))
+        return index, tuple(unusable)
+
+
+@dataclass(frozen=True, slots=True)
+class UnusableCrl:
+    """A held CRL that no longer verifies against its CA."""
+
+    kind: str
+    source: str
+    issuer: str
+    label: str
+    reason: str
+
+
+def _expired_stand_in(
+    problem: UnusableCrl,
+    this_update: dt.datetime,
+    issuer: x509.Certificate,
+    crl: x509.CertificateRevocationList | None,
+) -> IndexedCrl:
+    """An index entry with no serials that expired when the CRL was issued: validation
+    treats its CA as it treats a CA whose CRL is past its next update (revoked). Only its
+    dates, scope and label are read; when the stored bytes cannot even be parsed, an empty
+    CRL under a throwaway key stands in for the object (it is never looked into)."""
+    if crl is None:
+        throwaway = ec.generate_private_key(ec.SECP256R1())
+        crl = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(issuer.subject)
+            .last_update(this_update)
+            .next_update(this_update)
+            .sign(throwaway, hashes.SHA256())
+        )
+    source = f"{problem.label} (unusable: {problem.reason}; treated as expired)"
+    return IndexedCrl.expired_stand_in(crl, issuer, source=source, this_update=this_update)
 
 
 def _label(kind: str, source: str) -> str:

@@ -18,6 +18,12 @@ Mutual TLS modes:
 
 EKU checking ``on`` (default) requires clientAuth in a peer certificate that has an extended
 key usage; ``off`` accepts, for instance, serverAuth-only certificates of older SIP peers.
+
+A stored access rule that cannot be read any more (a pattern this version refuses, a rule
+type or action it does not know) is never dropped: it could be a deny rule, and without it
+the default would be to allow. It is kept in ``SipConfig.unreadable_rules`` (and written back
+unchanged by every change), the listener refuses every peer while there is one, and an alarm
+names it until it is removed (``remove_rule`` takes its id) or the rules are fixed.
 """
 
 from __future__ import annotations
@@ -36,7 +42,15 @@ from certway.sip.rules import AccessRule, make_rule, ordered
 from certway.store.db import Store
 from certway.store.repositories import SettingsRepository
 
-__all__ = ["MAX_RULES", "SIP_SERVICE", "SIP_VERSION", "MutualTls", "SipConfig", "SipSettings"]
+__all__ = [
+    "MAX_RULES",
+    "SIP_SERVICE",
+    "SIP_VERSION",
+    "MutualTls",
+    "SipConfig",
+    "SipSettings",
+    "UnreadableRule",
+]
 
 SIP_SERVICE = "sip-tls"
 """The service whose profile and revocation policy SIP TLS peers (inbound and zones) get."""
@@ -53,18 +67,53 @@ class MutualTls(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class UnreadableRule:
+    """A stored access rule that cannot be used; kept as stored, with the reason."""
+
+    raw: Any
+    reason: str
+
+    @property
+    def id(self) -> int | None:
+        if isinstance(self.raw, dict):
+            value = self.raw.get("id")
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value
+        return None
+
+    def describe(self) -> str:
+        label = f"rule {self.id}" if self.id is not None else "a rule without id"
+        if isinstance(self.raw, dict):
+            shown = " ".join(
+                f"{key}={self.raw[key]!r}"
+                for key in ("action", "type", "pattern", "priority")
+                if key in self.raw
+            )
+            label = f"{label} ({shown})" if shown else label
+        return f"{label}: {self.reason}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "stored": self.raw, "reason": self.reason}
+
+
+@dataclass(frozen=True, slots=True)
 class SipConfig:
     mutual_tls: MutualTls = MutualTls.REQUEST
     eku_check: bool = True
     rules: tuple[AccessRule, ...] = ()
     """Sorted by priority, then id."""
+    unreadable_rules: tuple[UnreadableRule, ...] = ()
+    """Stored rules that cannot be used: while there is one, every SIP peer is refused."""
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "mutual_tls": self.mutual_tls.value,
             "eku_check": "on" if self.eku_check else "off",
             "rules": [r.as_dict() for r in self.rules],
         }
+        if self.unreadable_rules:  # only there when something is wrong
+            data["unreadable_rules"] = [r.as_dict() for r in self.unreadable_rules]
+        return data
 
 
 def _on_off(value: bool | str, what: str) -> bool:
@@ -99,11 +148,20 @@ class SipSettings:
         if not isinstance(raw, dict):
             return SipConfig(), 1
         rules = []
-        for item in raw.get("rules") or ():
+        unreadable = []
+        stored = raw.get("rules") or []
+        if not isinstance(stored, list):
+            stored = [stored]
+        for item in stored:
             try:
                 rules.append(AccessRule.from_dict(item))
-            except (PolicyViolation, KeyError, TypeError, ValueError):
-                continue  # a rule written by a newer version: ignored, never fatal
+            except PolicyViolation as exc:
+                unreadable.append(UnreadableRule(item, str(exc)))
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                # e.g. a rule written by a newer version, or a damaged document
+                unreadable.append(
+                    UnreadableRule(item, f"not a rule this version can read ({exc!r})")
+                )
         try:
             mode = _mode(str(raw.get("mutual_tls", MutualTls.REQUEST.value)))
         except PolicyViolation:
@@ -112,10 +170,12 @@ class SipSettings:
             mutual_tls=mode,
             eku_check=bool(raw.get("eku_check", True)),
             rules=tuple(ordered(rules)),
+            unreadable_rules=tuple(unreadable),
         )
         next_id = raw.get("next_rule_id")
-        if not isinstance(next_id, int):
-            next_id = max((r.id for r in rules), default=0) + 1
+        used = [r.id for r in rules] + [u.id for u in unreadable if u.id is not None]
+        if not isinstance(next_id, int) or next_id <= max(used, default=0):
+            next_id = max(used, default=0) + 1
         return config, next_id
 
     @staticmethod
@@ -125,7 +185,8 @@ class SipSettings:
             {
                 "mutual_tls": config.mutual_tls.value,
                 "eku_check": config.eku_check,
-                "rules": [r.as_dict() for r in config.rules],
+                "rules": [r.as_dict() for r in config.rules]
+                + [u.raw for u in config.unreadable_rules],  # kept until removed or fixed
                 "next_rule_id": next_id,
             },
         )
@@ -152,7 +213,7 @@ class SipSettings:
             return tuple(int(settings.get(k) or 0) for k in keys)
 
     # -- changing ---------------------------------------------------------------------------
-    @audited("sip.set", target=lambda **k: "SIP TLS settings", detail=lambda c: c.as_dict())
+    @audited("sip.set", target=lambda **k: "SIP TLS settings")
     def set(
         self, *, mutual_tls: str | None = None, eku_check: bool | str | None = None
     ) -> SipConfig:
@@ -167,13 +228,10 @@ class SipSettings:
             if eku is not None:
                 config = replace(config, eku_check=eku)
             self._write(settings, config, next_id)
+            self._audit.note(**config.as_dict())
         return config
 
-    @audited(
-        "sip.rule.add",
-        target=lambda **k: f"SIP access rule '{k.get('pattern')}'",
-        detail=lambda r: r.as_dict(),
-    )
+    @audited("sip.rule.add", target=lambda **k: f"SIP access rule '{k.get('pattern')}'")
     def add_rule(self, *, priority: int, type: str, pattern: str, action: str) -> AccessRule:
         """Add a certificate access rule; it gets the next free id."""
         make_rule(0, priority=priority, type=type, pattern=pattern, action=action)  # check first
@@ -185,17 +243,29 @@ class SipSettings:
             rule = make_rule(next_id, priority=priority, type=type, pattern=pattern, action=action)
             config = replace(config, rules=tuple(ordered([*config.rules, rule])))
             self._write(settings, config, next_id + 1)
+            self._audit.note(**rule.as_dict())
         return rule
 
     @audited("sip.rule.remove", target=lambda rule_id: f"SIP access rule {rule_id}")
-    def remove_rule(self, rule_id: int) -> AccessRule:
+    def remove_rule(self, rule_id: int) -> AccessRule | UnreadableRule:
         with self._store.transaction() as session:
             settings = SettingsRepository(session)
             config, next_id = self._read(settings)
             found = next((r for r in config.rules if r.id == rule_id), None)
-            if found is None:
-                known = ", ".join(str(r.id) for r in config.rules) or "none"
+            broken = next((u for u in config.unreadable_rules if u.id == rule_id), None)
+            if found is None and broken is None:
+                ids = [r.id for r in config.rules] + [
+                    u.id for u in config.unreadable_rules if u.id is not None
+                ]
+                known = ", ".join(str(i) for i in sorted(ids)) or "none"
                 raise NotFound(f"no SIP access rule has id {rule_id} (rules: {known})")
-            config = replace(config, rules=tuple(r for r in config.rules if r.id != rule_id))
+            config = replace(
+                config,
+                rules=tuple(r for r in config.rules if r.id != rule_id),
+                unreadable_rules=tuple(u for u in config.unreadable_rules if u.id != rule_id),
+            )
             self._write(settings, config, next_id)
-        return found
+        if found is not None:
+            return found
+        assert broken is not None
+        return broken

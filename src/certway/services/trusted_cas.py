@@ -10,7 +10,13 @@ from cryptography.hazmat.primitives import serialization
 
 from certway.clock import Clock
 from certway.errors import DecodeError, NotFound, PolicyViolation
-from certway.pki.decode import fingerprint, format_name, load_certificates, load_crls
+from certway.pki.decode import (
+    check_bundle_size,
+    fingerprint,
+    format_name,
+    load_certificates,
+    load_crls,
+)
 from certway.pki.encoding import is_pem, pem_blocks
 from certway.pki.names import common_name
 from certway.services.audit import Audit, audited
@@ -72,6 +78,9 @@ def _is_ca(cert: x509.Certificate) -> bool:
         return False
 
 
+_CA_FILE_LABELS = frozenset({"CERTIFICATE", "TRUSTED CERTIFICATE", "PKCS7", "X509 CRL"})
+
+
 def _split_bundle(
     data: bytes,
 ) -> tuple[list[x509.Certificate], list[x509.CertificateRevocationList]]:
@@ -80,12 +89,14 @@ def _split_bundle(
         blocks = pem_blocks(data)
         certs = [b for b in blocks if b.label in {"CERTIFICATE", "TRUSTED CERTIFICATE", "PKCS7"}]
         crls = [b for b in blocks if b.label == "X509 CRL"]
-        other = [b.label for b in blocks if b not in certs and b not in crls]
-        if other:
+        other = next((b.label for b in blocks if b.label not in _CA_FILE_LABELS), None)
+        if other is not None:
             raise DecodeError(
-                f"the CA file holds a {other[0]} block: only certificates and CRLs belong there"
+                f"the CA file holds a {other} block: only certificates and CRLs belong there"
             )
+        check_bundle_size(len(certs))  # before parsing thousands of certificates
         cert_list = [c for b in certs for c in load_certificates(b.pem)]
+        check_bundle_size(len(cert_list))
         crl_list = [c for b in crls for c in load_crls(b.pem)]
         if not cert_list and not crl_list:
             raise DecodeError("the file holds no certificate")
@@ -107,11 +118,7 @@ class TrustedCAs:
         self._audit = audit
         self._snapshot: tuple[int, TrustSnapshot] | None = None
 
-    @audited(
-        "trust.add",
-        target=lambda data: "",
-        detail=lambda r: {"added": [i.fingerprint for i in r.added], "crls": r.crls},
-    )
+    @audited("trust.add", target=lambda data: "")
     def add(self, data: bytes) -> TrustAddReport:
         """Append CA certificates (and embedded CRLs) from a PEM/DER/PKCS#7 file, atomically."""
         certs, crls = _split_bundle(data)
@@ -167,6 +174,7 @@ class TrustedCAs:
                 )
                 report.crls.append(accepted.describe())
             SettingsRepository(session).bump(TRUST_VERSION)
+            self._audit.note(added=[i.fingerprint for i in report.added], crls=report.crls)
         return report
 
     def entries(self) -> list[TrustedCaInfo]:

@@ -298,10 +298,6 @@ def _load_statuses(settings: SettingsRepository) -> dict[str, ZoneStatus]:
     }
 
 
-def _zone_detail(zone: Zone) -> dict[str, Any]:
-    return zone.as_dict()
-
-
 class Zones:
     """Zone definitions (audited) and their last recorded status."""
 
@@ -312,7 +308,7 @@ class Zones:
         self._record_lock = threading.Lock()  # concurrent checks update one JSON map
 
     # -- definitions -------------------------------------------------------------------------
-    @audited("zone.add", detail=_zone_detail)
+    @audited("zone.add")
     def add(
         self,
         name: str,
@@ -360,6 +356,7 @@ class Zones:
                 raise PolicyViolation("zone-limit", f"at most {MAX_ZONES} zones can be defined")
             zones[name] = zone
             settings.set(ZONES_KEY, {n: z.as_dict() for n, z in zones.items()})
+            self._audit.note(**zone.as_dict())
         return zone
 
     @audited("zone.remove")

@@ -20,21 +20,29 @@ Own CA (issue part 3): a certificate issued by one of the node's local CAs is ch
 that CA's revocation records directly, so a revocation is effective for the next connection,
 with no CRL download.
 
-Each connection is its own task; validation (which may fetch OCSP/CRLs) runs in a thread. A
-peer is closed when it sends malformed SIP that cannot be answered, more than
-``max_rate`` messages a second, or a message that does not complete within
-``message_timeout`` (slowloris), or when it stays silent for ``idle_timeout``.
+Each connection is its own task; a validation that may fetch (OCSP, CDP) runs on the node's
+fetch pool (``FetchPool.executor``), never on asyncio's default executor, which stays free for
+the hot-reload poller and the scheduler. A new connection is refused (logged with the reason)
+when the listener already holds ``max_connections``, or ``max_connections_per_address`` from
+its source address, or ``max_connections_per_certificate`` presenting the same client
+certificate, so that one peer cannot take every slot; and, while a stored access rule cannot
+be read (it may be a deny rule), every peer is refused. A peer is closed when it sends
+malformed SIP that cannot be answered, more than ``max_rate`` messages a second, or a message
+that does not complete within ``message_timeout`` (slowloris), when it sends nothing within
+``first_message_timeout`` of connecting, or when it stays silent for ``idle_timeout``
+afterwards.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from cryptography import x509
 
@@ -71,6 +79,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("certway.sip")
+K = TypeVar("K")
 _MODES = {
     MutualTls.OFF: ClientCertMode.NONE,
     MutualTls.REQUEST: ClientCertMode.REQUEST,
@@ -81,10 +90,20 @@ _MODES = {
 @dataclass(frozen=True, slots=True)
 class SipLimits:
     max_connections: int = 1000
+    """Connections open at once, all peers together."""
+    max_connections_per_address: int = 50
+    """Connections open at once from one source IP address."""
+    max_connections_per_certificate: int = 20
+    """Connections open at once presenting the same client certificate (by SHA-256
+    fingerprint), whatever address they come from."""
     message_timeout: float = 10.0
     """Seconds a message (headers and body) may take to arrive once it has started."""
+    first_message_timeout: float = 30.0
+    """Seconds a new connection may stay silent before its first message or keep-alive ping
+    (at most ``idle_timeout``)."""
     idle_timeout: float = 600.0
-    """Seconds without any byte (keep-alive pings count) before a connection is closed."""
+    """Seconds without any byte (keep-alive pings count) before a connection that has
+    already sent a message is closed."""
     handshake_timeout: float = 10.0
     max_rate: int = 50
     """Messages (keep-alive pings included) per second and connection."""
@@ -144,7 +163,7 @@ class PeerValidator:
 
     def can_run_inline(self, der: bytes | None) -> bool:
         """Whether ``check(der)`` is quick and blocks nothing (no OCSP or CDP fetch may be
-        needed). Otherwise it belongs in a worker thread."""
+        needed). Otherwise it belongs on the fetch pool."""
         return der is None or not self._state.may_fetch
 
     def check(self, der: bytes | None, config: SipConfig) -> PeerVerdict:
@@ -154,7 +173,7 @@ class PeerValidator:
             cert = x509.load_der_x509_certificate(der)
         except ValueError:
             return _refuse("malformed", "the peer certificate cannot be parsed", None)
-        options = ValidationOptions(purpose=Purpose.CLIENT, check_eku=config.eku_check)
+        options = ValidationOptions.for_peer(Purpose.CLIENT, check_eku=config.eku_check)
         result = self._state.validate(cert, options=options, at=self._node.clock.now())
         if not result.valid:
             return _refuse(result.code, result.reason, cert)
@@ -170,6 +189,38 @@ def _address(peername: Any) -> str:
         host, port = peername[0], peername[1]
         return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
     return str(peername)
+
+
+def _host(peername: Any) -> str:
+    """The source address a connection is counted under (its IP, without the port)."""
+    if isinstance(peername, tuple) and peername:
+        return str(peername[0])
+    return str(peername)
+
+
+def _describe_der(der: bytes) -> str:
+    fingerprint = hashlib.sha256(der).hexdigest()
+    try:
+        subject = format_name(x509.load_der_x509_certificate(der).subject)
+    except ValueError:
+        return f"SHA-256 {fingerprint}"
+    return f"{subject!r} (SHA-256 {fingerprint})"
+
+
+def _decrement(counts: dict[K, int], key: K) -> None:
+    left = counts[key] - 1
+    if left:
+        counts[key] = left
+    else:
+        del counts[key]
+
+
+@dataclass(frozen=True, slots=True)
+class _Slot:
+    """What a connection counts against: its source address and client certificate."""
+
+    host: str
+    fingerprint: bytes | None
 
 
 class SipListener:
@@ -201,6 +252,8 @@ class SipListener:
         )
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[Any]] = set()
+        self._per_address: dict[str, int] = {}
+        self._per_certificate: dict[bytes, int] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
     def _tls_state(self) -> TlsState:
@@ -266,30 +319,80 @@ class SipListener:
         return True
 
     # -- connections -------------------------------------------------------------------------
+    def _admit(self, peer: str, host: str, der: bytes | None) -> _Slot | None:
+        """Take a slot for a new connection, or log why it is refused and return None: the
+        listener's total, then the source address's, then the client certificate's share."""
+        limits = self.limits
+        fingerprint = hashlib.sha256(der).digest() if der is not None else None
+        refusal: tuple[str, int, str] | None = None
+        if len(self._connections) >= limits.max_connections:
+            refusal = ("too-many-connections", limits.max_connections, "connections in all")
+        elif self._per_address.get(host, 0) >= limits.max_connections_per_address:
+            refusal = (
+                "address-limit",
+                limits.max_connections_per_address,
+                f"connections from {host}",
+            )
+        elif (
+            der is not None
+            and fingerprint is not None
+            and self._per_certificate.get(fingerprint, 0) >= limits.max_connections_per_certificate
+        ):
+            refusal = (
+                "certificate-limit",
+                limits.max_connections_per_certificate,
+                f"connections with the client certificate {_describe_der(der)}",
+            )
+        if refusal is not None:
+            reason, limit, what = refusal
+            log.warning(
+                "event=sip-refused peer=%s reason=%s limit=%d detail=%r",
+                peer,
+                reason,
+                limit,
+                f"already {limit} open {what}",
+            )
+            return None
+        self._per_address[host] = self._per_address.get(host, 0) + 1
+        if fingerprint is not None:
+            self._per_certificate[fingerprint] = self._per_certificate.get(fingerprint, 0) + 1
+        return _Slot(host, fingerprint)
+
+    def _release(self, slot: _Slot) -> None:
+        _decrement(self._per_address, slot.host)
+        if slot.fingerprint is not None:
+            _decrement(self._per_certificate, slot.fingerprint)
+
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = _address(writer.get_extra_info("peername"))
+        peername = writer.get_extra_info("peername")
+        peer = _address(peername)
         task = asyncio.current_task()
         if self._server is None or task is None:  # stopping
             writer.transport.abort()
             return
-        if len(self._connections) >= self.limits.max_connections:
-            log.warning(
-                "event=sip-refused peer=%s reason=too-many-connections limit=%d",
-                peer,
-                self.limits.max_connections,
-            )
+        ssl_object = writer.get_extra_info("ssl_object")
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object else None
+        slot = self._admit(peer, _host(peername), der)
+        if slot is None:
             writer.transport.abort()
             return
         self._connections.add(task)
         try:
             config = self._config
+            if config.mutual_tls is not MutualTls.OFF and config.unreadable_rules:
+                # a rule that cannot be read may be a deny rule: refuse rather than guess
+                log.warning(
+                    "event=sip-refused peer=%s reason=rules-unreadable detail=%r",
+                    peer,
+                    "an access rule cannot be read, so no peer is let in until it is removed "
+                    "or fixed: " + "; ".join(r.describe() for r in config.unreadable_rules),
+                )
+                return
             if config.mutual_tls is not MutualTls.OFF:
-                ssl_object = writer.get_extra_info("ssl_object")
-                der = ssl_object.getpeercert(binary_form=True) if ssl_object else None
                 if self._validate == self.validator.check and self.validator.can_run_inline(der):
                     verdict = self._validate(der, config)
                 else:
-                    verdict = await asyncio.to_thread(self._validate, der, config)
+                    verdict = await self.node.fetch_pool.run(self._validate, der, config)
                 if not verdict.accepted:
                     self._log_refusal(peer, verdict)
                     return
@@ -303,6 +406,7 @@ class SipListener:
             log.error("event=sip-connection-failed peer=%s error=%s", peer, type(exc).__name__)
         finally:
             self._connections.discard(task)
+            self._release(slot)
             writer.close()
 
     @staticmethod
@@ -335,12 +439,15 @@ class SipListener:
         loop = asyncio.get_running_loop()
         framer = SipFramer(max_header=limits.max_header, max_body=limits.max_body)
         started: float | None = None  # when the message being received began
+        spoken = False  # a whole message or keep-alive ping has arrived
         window, count = -1, 0
         while True:
             if started is not None:
                 timeout = max(0.0, started + limits.message_timeout - loop.time())
-            else:
+            elif spoken:
                 timeout = limits.idle_timeout
+            else:
+                timeout = min(limits.first_message_timeout, limits.idle_timeout)
             try:
                 data = await asyncio.wait_for(reader.read(16384), timeout)
             except TimeoutError:
@@ -351,8 +458,14 @@ class SipListener:
                         f"a message did not complete within {limits.message_timeout:g} s "
                         f"({framer.buffered} bytes received)",
                     )
-                else:
+                elif spoken:
                     log.info("event=sip-closed peer=%s reason=idle", peer)
+                else:
+                    log.info(
+                        "event=sip-closed peer=%s reason=silent detail=%r",
+                        peer,
+                        f"no message within {timeout:g} s of connecting",
+                    )
                 return
             if not data:
                 return
@@ -364,6 +477,7 @@ class SipListener:
             now = loop.time()
             if items:
                 started = None
+                spoken = True
             if framer.in_message and started is None:
                 started = now
             for item in items:

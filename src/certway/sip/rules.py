@@ -6,17 +6,15 @@ subject alternative name (DNS, IP, URI, email). The first rule, by priority, tha
 of those names decides; when none matches the peer is allowed.
 
 Matching ignores case (certificate names are mostly DNS names, which do). A regex must match
-a whole name (``re.fullmatch``). Regexes come from administrators but run on every handshake,
-so they are checked when a rule is made: at most ``MAX_PATTERN`` characters, no backreferences
-and no nested unbounded repetition (``(a+)+``), the shapes that make Python's backtracking
-engine take exponential time; names longer than ``MAX_NAME`` characters are cut before
-matching.
+a whole name. Regexes come from administrators but run on every handshake, so they run on
+RE2 (``certway.adminregex``), in time linear in the name whatever the pattern; a pattern of
+more than ``MAX_PATTERN`` characters, or one using what RE2 cannot run (backreferences,
+lookarounds), is refused when the rule is made. Names longer than ``MAX_NAME`` characters are
+cut before matching.
 """
 
 from __future__ import annotations
 
-import functools
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -25,8 +23,8 @@ from typing import Any
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from certway.adminregex import AdminRegex, compile_admin_regex
 from certway.errors import PolicyViolation
-from certway.saferegex import check_regex_shape
 
 __all__ = [
     "MAX_NAME",
@@ -58,17 +56,11 @@ class RuleAction(StrEnum):
     DENY = "deny"
 
 
-@functools.lru_cache(maxsize=1024)
-def compile_regex(pattern: str) -> re.Pattern[str]:
-    """A rule regex compiled for ``fullmatch``; PolicyViolation when unsafe or invalid."""
+def compile_regex(pattern: str) -> AdminRegex:
+    """A rule regex (RE2, any case) for whole names; PolicyViolation when RE2 cannot run it."""
     if len(pattern) > MAX_PATTERN:
         raise PolicyViolation("rule-regex", f"the regex is longer than {MAX_PATTERN} characters")
-    try:
-        compiled = re.compile(pattern, re.IGNORECASE)
-    except (re.error, RecursionError, OverflowError) as exc:
-        raise PolicyViolation("rule-regex", f"'{pattern}' is not a valid regex: {exc}") from None
-    check_regex_shape(pattern, code="rule-regex")
-    return compiled
+    return compile_admin_regex(pattern, code="rule-regex", ignore_case=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +74,7 @@ class AccessRule:
     def matches(self, name: str) -> bool:
         name = name[:MAX_NAME]
         if self.type is RuleType.REGEX:
-            return compile_regex(self.pattern).fullmatch(name) is not None
+            return compile_regex(self.pattern).fullmatch(name)
         wanted, given = self.pattern.casefold(), name.casefold()
         if self.type is RuleType.EXACT:
             return given == wanted

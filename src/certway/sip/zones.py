@@ -178,7 +178,7 @@ def verify_peer_certificate(
         return CertificateVerdict(None, "TLS verify mode is off", subject)
     state = node.peer_validation.state(SIP_SERVICE)
     result = state.validate(
-        cert, options=ValidationOptions(purpose=Purpose.SERVER), at=node.clock.now()
+        cert, options=ValidationOptions.for_peer(Purpose.SERVER), at=node.clock.now()
     )
     if not result.valid:
         reason = _CODES.get(result.code or "", "untrusted")
@@ -380,7 +380,7 @@ class ZonePinger:
             step[0] = "checking"
             ssl_object = writer.get_extra_info("ssl_object")
             der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
-            verdict = await asyncio.to_thread(
+            verdict = await self.node.fetch_pool.run(  # it may fetch OCSP answers / CRLs
                 verify_peer_certificate, self.node, zone, address, der
             )
             if not verdict.passed:

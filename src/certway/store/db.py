@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from alembic import command
 from alembic.config import Config
@@ -19,9 +22,9 @@ from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from certway.errors import Conflict, StoreError
-from certway.store.vault import KeyVault, create_master_key, load_master_key
+from certway.store.vault import MASTER_KEY_FILE, KeyVault, create_master_key, load_master_key
 
-__all__ = ["DB_FILE", "Store", "default_data_dir"]
+__all__ = ["DB_FILE", "CommitHook", "Store", "default_data_dir"]
 
 DB_FILE = "certway.db"
 _READ_ONLY = "certway_read_only"
@@ -55,6 +58,21 @@ def _sqlite_begin(connection: Connection) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+class CommitHook(Protocol):
+    """Work that joins the write transactions opened inside ``Store.hooked``."""
+
+    def before_commit(self, session: Session) -> None:
+        """The last statements of the unit, in its session (raising rolls it back)."""
+
+    def committed(self) -> None:
+        """The unit committed (not called when it rolled back)."""
+
+
+_HOOKS: ContextVar[tuple[tuple[Store, CommitHook], ...]] = ContextVar(
+    "certway_commit_hooks", default=()
+)
+
+
 def _alembic_config() -> Config:
     config = Config()
     config.set_main_option("script_location", str(_MIGRATIONS))
@@ -83,16 +101,18 @@ class Store:
             raise StoreError(
                 f"cannot create the data directory {data_dir}: {exc.strerror}"
             ) from None
+        _refuse_lost_master_key(data_dir)  # a new key over a database would be the end of it
         create_master_key(data_dir)
         return cls.open(data_dir)
 
     @classmethod
     def open(cls, data_dir: Path) -> Store:
-        if not (data_dir / DB_FILE).exists() and not (data_dir / "master.key").exists():
+        if not (data_dir / DB_FILE).exists() and not (data_dir / MASTER_KEY_FILE).exists():
             raise StoreError(
                 f"{data_dir} is not a certway data directory: run 'certway --data-dir "
                 f"{data_dir} init' first"
             )
+        _refuse_lost_master_key(data_dir)
         vault = KeyVault(load_master_key(data_dir))
         engine = create_engine(f"sqlite:///{data_dir / DB_FILE}")
         event.listen(engine, "connect", _sqlite_pragmas)
@@ -109,19 +129,36 @@ class Store:
         return cls(data_dir, engine, vault)
 
     @contextmanager
-    def transaction(self) -> Iterator[Session]:
+    def transaction(self, *, hooks: bool = True) -> Iterator[Session]:
         """A unit of work: committed when the block ends, rolled back if it raises. It holds
-        the database's write lock from the start (other writers wait, readers do not)."""
+        the database's write lock from the start (other writers wait, readers do not).
+        The hooks of the enclosing ``hooked`` blocks join it (unless ``hooks=False``)."""
         if getattr(self._writing, "active", False):
             # SQLite has one write lock: a second writer in the same thread would wait for
             # itself until busy_timeout. Callers pass the open session down instead.
             raise RuntimeError("a write transaction is already open in this thread")
+        joining = [hook for store, hook in _HOOKS.get() if store is self] if hooks else []
         self._writing.active = True
         try:
             with self._unit(self._sessions()) as session:
                 yield session
+                for hook in joining:
+                    hook.before_commit(session)
         finally:
             self._writing.active = False
+        for hook in joining:
+            hook.committed()
+
+    @contextmanager
+    def hooked(self, hook: CommitHook) -> Iterator[None]:
+        """Let ``hook`` join every write transaction of this store opened inside the block
+        (in this thread or task): how an audited change writes its audit row in the same
+        transaction as the change."""
+        token = _HOOKS.set((*_HOOKS.get(), (self, hook)))
+        try:
+            yield
+        finally:
+            _HOOKS.reset(token)
 
     @contextmanager
     def reading(self) -> Iterator[Session]:
@@ -146,6 +183,42 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _refuse_lost_master_key(data_dir: Path) -> None:
+    """A database without its master key: the private keys in it are sealed with that key,
+    which only a backup can bring back. Creating a new one would make them unreadable for
+    good, so say what is missing and how to restore it instead."""
+    key_path = data_dir / MASTER_KEY_FILE
+    db_path = data_dir / DB_FILE
+    if key_path.exists() or not db_path.exists():
+        return
+    count = _sealed_key_count(db_path)
+    if count is None:
+        holds = "holds private keys sealed with it"
+    elif count == 0:
+        holds = "was created with it"
+    else:
+        holds = f"holds {count} private key{'s' if count > 1 else ''} sealed with it"
+    what = f"the database {db_path} {holds}"
+    raise StoreError(
+        f"the master key {key_path} is missing and {what}: put back master.key from your "
+        f"backup of this data directory, then 'chmod 600 {key_path}'. certway will not "
+        "create a new master key over an existing database: it would make every sealed key "
+        "unreadable"
+    )
+
+
+def _sealed_key_count(db_path: Path) -> int | None:
+    """How many sealed private keys the database holds (None when it cannot be read)."""
+    try:
+        with contextlib.closing(
+            sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True)
+        ) as db:
+            row = db.execute("SELECT count(*) FROM private_keys").fetchone()
+    except sqlite3.Error:
+        return None
+    return int(row[0])
 
 
 def _migrate(engine: Engine) -> None:

@@ -47,7 +47,8 @@ def load_master_key(data_dir: Path) -> bytes:
         key = path.read_bytes()
     except FileNotFoundError:
         raise StoreError(
-            f"no master key in {data_dir}: run 'certway --data-dir {data_dir} init' first"
+            f"the master key {path} is missing: put back the master.key of this data "
+            f"directory from your backup (mode 0600: chmod 600 {path})"
         ) from None
     except OSError as exc:
         raise StoreError(f"cannot read the master key {path}: {exc.strerror}") from None

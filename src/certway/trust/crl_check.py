@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import itertools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -52,7 +53,14 @@ from certway.trust.revocation import (
     subject_key,
 )
 
-__all__ = ["CrlContext", "CrlStatus", "SignerPathOk", "chained_signer_path", "check_crls"]
+__all__ = [
+    "CrlContext",
+    "CrlStatus",
+    "SignerPathOk",
+    "SignerPaths",
+    "chained_signer_path",
+    "check_crls",
+]
 
 SignerPathOk = Callable[[x509.Certificate], bool]
 """Whether a CRL signer that is not in the validated chain has a certification path to the
@@ -264,6 +272,11 @@ class _Signers:
                 seen.add(cert)
                 yield cert
 
+    def refusal(self, signer: x509.Certificate) -> str | None:
+        """Why the judge refused ``signer``, when it says (``SignerPaths`` does)."""
+        refusals = getattr(self.path_ok, "refusals", None)
+        return refusals.get(signer) if isinstance(refusals, dict) else None
+
     def path_accepted(self, signer: x509.Certificate) -> bool:
         if signer is self.issuer or signer in self.chain:
             return True
@@ -291,10 +304,11 @@ def _signer(crl: IndexedCrl, signers: _Signers) -> tuple[x509.Certificate | None
         elif signers.path_accepted(cand):
             return cand, ""
         else:
-            bad_path.append(who)
+            detail = signers.refusal(cand)
+            bad_path.append(f"{who}: {detail}" if detail else who)
     if bad_path:
         return None, (
-            f"its signer {', '.join(bad_path)} has no acceptable certification path to the "
+            f"its signer {'; '.join(bad_path)} has no acceptable certification path to the "
             "trust anchor of this chain"
         )
     reasons = []
@@ -529,6 +543,69 @@ def _good_text(
     return "not revoked per " + " and ".join(
         f"{_used_label(base, delta)} ({reason_names(reasons)})" for base, delta, reasons in used
     )
+
+
+# -- the CRL signer's own path, as validation judges it ------------------------------------
+class SignerPaths:
+    """A ``signer_path_ok`` for ``validate``: the signer's certification path is validated
+    by ``path`` (RFC 5280 path validation; None when there is none), must end at the same
+    trust anchor as the validated chain, and each of its certificates below the anchor is
+    checked against the CRLs of ``context`` like a certificate of the chain: revoked or
+    only expired CRLs refuse the signer, and so does an undetermined status when ``strict``.
+
+    A signer whose own certificate is on a CRL it signs (PKITS 4.14.30) is accepted while
+    its path is being checked, so the check ends."""
+
+    def __init__(
+        self,
+        context: CrlContext,
+        *,
+        path: Callable[[x509.Certificate], Sequence[x509.Certificate] | None],
+        held: RevocationIndex | None,
+        at: dt.datetime,
+        strict: bool,
+    ) -> None:
+        self._context = context
+        self._path = path
+        self._held = held
+        self._at = at
+        self._strict = strict
+        self._checking: set[x509.Certificate] = set()
+        self._judged: dict[x509.Certificate, bool] = {}
+        self.refusals: dict[x509.Certificate, str] = {}
+
+    def __call__(self, signer: x509.Certificate) -> bool:
+        if signer in self._checking:
+            return True
+        known = self._judged.get(signer)
+        if known is None:
+            self._checking.add(signer)
+            try:
+                refusal = self._refusal(signer)
+            finally:
+                self._checking.discard(signer)
+            if refusal is not None:
+                self.refusals[signer] = refusal
+            known = self._judged[signer] = refusal is None
+        return known
+
+    def _refusal(self, signer: x509.Certificate) -> str | None:
+        chain = self._context.chain
+        path = self._path(signer)
+        if not path:
+            return "no valid path to a trusted CA"
+        if chain and path[-1] != chain[-1]:
+            return f"its path ends at {format_name(path[-1].subject)}, another trust anchor"
+        for cert, parent in itertools.pairwise(path):
+            result = self._context.check(cert, parent, held=self._held, at=self._at)
+            bad = result.status in {"revoked", "stale"} or (
+                self._strict and result.status != "good"
+            )
+            if bad:
+                last = result.checks[-1].text if result.checks else result.status
+                who = "it" if cert is signer else f"{format_name(cert.subject)} on its path"
+                return f"{who}: {last}" if result.checks else f"{who}: no CRL covers it"
+        return None
 
 
 # -- CRLs given with one validation ----------------------------------------------------------

@@ -274,6 +274,42 @@ class IndexedCrl:
     _details: dict[int, RevokedEntry] = field(default_factory=dict, repr=False)
     _signatures: dict[bytes, bool] = field(default_factory=dict, repr=False)
 
+    @classmethod
+    def expired_stand_in(
+        cls,
+        crl: x509.CertificateRevocationList,
+        issuer: x509.Certificate,
+        *,
+        source: str,
+        this_update: dt.datetime,
+    ) -> IndexedCrl:
+        """An entry without serials, of ``issuer`` for all its certificates, that expired
+        when it was issued: it stands for a held CRL that can no longer be used, so that
+        ``issuer``'s certificates count as revoked as with any expired CRL. It is taken as
+        signed by ``issuer`` (its entries are never looked into)."""
+        stand_in = cls(
+            crl=crl,
+            source=source,
+            issuer_name=format_name(issuer.subject),
+            authority=subject_key(issuer),
+            number=None,
+            this_update=this_update,
+            next_update=this_update,
+            delta_base=None,
+            scope=b"",
+            idp_names=None,
+            only_user_certs=False,
+            only_ca_certs=False,
+            only_attribute_certs=False,
+            reasons=None,
+            indirect=False,
+            serial_hashes=frozenset(),
+            entries=0,
+            issuer_key=key_id(issuer),
+        )
+        stand_in._signatures[key_id(issuer)] = True
+        return stand_in
+
     @property
     def is_delta(self) -> bool:
         return self.delta_base is not None

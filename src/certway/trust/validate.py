@@ -44,7 +44,7 @@ from certway.pki.decode import format_name
 from certway.pki.names import common_name, san_text
 from certway.pki.ocsp import OcspAnswer, ocsp_urls
 from certway.trust.anchors import TrustSnapshot
-from certway.trust.crl_check import CrlContext
+from certway.trust.crl_check import CrlContext, SignerPaths
 from certway.trust.pkix import PathProblem, PkixInputs, validate_pkix_path
 from certway.trust.policy import Profile, RevocationPolicy, Scope
 from certway.trust.records import CaRecords
@@ -86,6 +86,16 @@ class ValidationOptions:
     profile: Profile = Profile.RFC5280
     pkix: PkixInputs = field(default_factory=PkixInputs)
     """RFC 5280 §6.1.1 inputs (certificate policies) for the ``rfc5280`` profile."""
+
+    @classmethod
+    def for_peer(
+        cls, purpose: Purpose, *, name: str | None = None, check_eku: bool = True
+    ) -> ValidationOptions:
+        """How the product judges a certificate a peer presents for ``purpose``: client
+        certificates at the SIP and admin listeners and in ``certway check``, server
+        certificates in zones and ``certway check``. The conformance harness uses it too, so
+        that it measures what the product does."""
+        return cls(purpose=purpose, name=name, check_eku=check_eku)
 
 
 class OnlineChecks(Protocol):
@@ -659,6 +669,25 @@ def _revocation_status(
     return "unknown", checks
 
 
+def _crl_signer_path(
+    signer: x509.Certificate,
+    *,
+    intermediates: list[x509.Certificate],
+    trust: TrustSnapshot,
+    options: ValidationOptions,
+    at: dt.datetime,
+) -> list[x509.Certificate] | None:
+    """The validated RFC 5280 path of a CRL signer that is not in the chain (a separate
+    CRL-signing certificate, an indirect CRL issuer), cached like a peer's path; None when
+    it has none."""
+    if trust.is_anchor(signer):
+        return [signer]
+    try:
+        return _cached_rfc5280_path(signer, intermediates, trust, options, at)
+    except ValidationFailed:
+        return None
+
+
 # -- the entry point -------------------------------------------------------------------------
 def _report(
     chain: Sequence[x509.Certificate],
@@ -741,6 +770,15 @@ def validate(
 
     extra = CrlContext.of(
         crls, chain=chain, trusted=trust.certificates, certificates=tuple(intermediates)
+    )
+    extra.signer_path_ok = SignerPaths(
+        extra,
+        path=functools.partial(
+            _crl_signer_path, intermediates=list(intermediates), trust=trust, options=options, at=at
+        ),
+        held=revocation,
+        at=at,
+        strict=policy.strict,
     )
     notes = extra.notes
     last = len(chain) - 1  # the trust anchor is not checked

@@ -3,14 +3,17 @@
 Authentication, in this order: the admin client-certificate policy (S2) judges the TLS peer
 certificate from ``scope["extensions"]["tls"]``; in certificate-based authentication mode it
 also names the user. Otherwise the API takes HTTP Basic and the UI a session cookie (Secure,
-HttpOnly, SameSite=Strict) with a CSRF token on every form. Failed logins are throttled per
-client address. Every change runs as the authenticated account (audit log).
+HttpOnly, SameSite=Strict) with a CSRF token on every form. Password logins go through
+``LoginGuard`` (certway.web.logins: throttled per account and per address, password hashing
+capped); each failed one is logged and audited. Every change runs as the authenticated account
+(audit log).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import secrets
 import threading
 import time
@@ -43,6 +46,7 @@ from certway.errors import (
 from certway.services.admins import AdminInfo
 from certway.services.audit import Actor, acting_as
 from certway.services.node import Node
+from certway.web.logins import LoginGuard, LoginRefused, ThrottlePolicy
 
 __all__ = [
     "CHANGING_METHODS",
@@ -62,8 +66,10 @@ MAX_UPLOAD = 8 * 1024 * 1024
 """Largest request body accepted (a big CA bundle or CRL); more is refused with 413."""
 SESSION_COOKIE = "certway_session"
 SESSION_LIFETIME = 8 * 3600
-THROTTLE_FAILURES = 5
-THROTTLE_SECONDS = 30.0
+UNAUTHENTICATED = "(unauthenticated)"
+"""The actor of a failed login in the audit log (the account named is its target)."""
+
+log = logging.getLogger("certway.web")
 
 
 def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
@@ -106,32 +112,6 @@ class Principal:
         return self.access == "read-write"
 
 
-class _Throttle:
-    """Failed logins per client address: after 5, wait 30 s (then the count restarts)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._failures: dict[str, tuple[int, float]] = {}
-
-    def blocked_for(self, address: str) -> float:
-        with self._lock:
-            count, until = self._failures.get(address, (0, 0.0))
-        return max(0.0, until - time.monotonic()) if count >= THROTTLE_FAILURES else 0.0
-
-    def failed(self, address: str) -> None:
-        with self._lock:
-            count, _ = self._failures.get(address, (0, 0.0))
-            count = count + 1
-            until = time.monotonic() + THROTTLE_SECONDS if count >= THROTTLE_FAILURES else 0.0
-            if count > THROTTLE_FAILURES:
-                count = 1
-            self._failures[address] = (count, until)
-
-    def succeeded(self, address: str) -> None:
-        with self._lock:
-            self._failures.pop(address, None)
-
-
 @dataclass
 class _Session:
     account: AdminInfo
@@ -143,12 +123,33 @@ class _Session:
 class WebContext:
     """State shared by the API and UI routes of one admin app."""
 
-    def __init__(self, node: Node, *, secure_cookies: bool = True) -> None:
+    def __init__(
+        self,
+        node: Node,
+        *,
+        secure_cookies: bool = True,
+        throttle: ThrottlePolicy | None = None,
+    ) -> None:
         self.node = node
         self.secure_cookies = secure_cookies
-        self.throttle = _Throttle()
+        self.logins = LoginGuard(throttle)
         self._sessions: dict[str, _Session] = {}
         self._lock = threading.Lock()
+
+    # password logins (API and UI)
+    def password_login(
+        self, name: str, password: str, *, address: str, via: str
+    ) -> AdminInfo | None:
+        """The account when the password is right, else None (logged and audited). Raises
+        ``LoginRefused`` when the throttle does not let the attempt in."""
+        admins = self.node.admins
+        account = self.logins.check(name, address, lambda: admins.verify(name, password))
+        if account is None:
+            shown = name[:64]
+            log.warning("event=login-failed account=%r source=%s via=%s", shown, address, via)
+            with acting_as(Actor(UNAUTHENTICATED, via, address)):
+                admins.login_failed(shown)
+        return account
 
     # sessions (UI)
     def new_session(self, account: AdminInfo) -> tuple[str, str]:
@@ -207,8 +208,11 @@ class CertificateRefused(Exception):
         self.detail = detail
 
 
-def authenticate(request: Request, context: WebContext, *, via: str) -> Principal:
-    """Who is calling: certificate policy first, then HTTP Basic (API) or the session (UI)."""
+def authenticate(
+    request: Request, context: WebContext, *, via: str, session: bool | None = None
+) -> Principal:
+    """Who is calling: certificate policy first, then HTTP Basic, then the UI session (taken
+    when ``session``, by default for ``via="ui"``)."""
     node = context.node
     address = client_address(request)
     gate = node.admin_security.authenticate(peer_certificate(request))
@@ -218,26 +222,23 @@ def authenticate(request: Request, context: WebContext, *, via: str) -> Principa
         return Principal(gate.account.name, gate.account.access, via, address)
     header = request.headers.get("authorization", "")
     if header.lower().startswith("basic "):
-        wait = context.throttle.blocked_for(address)
-        if wait:
-            raise HTTPException(429, f"too many failed logins: try again in {int(wait) + 1} s")
         try:
             name, _, password = (
                 base64.b64decode(header[6:].strip(), validate=True).decode("utf-8").partition(":")
             )
         except (binascii.Error, UnicodeDecodeError):
             raise AuthRequired("malformed Authorization header") from None
-        account = node.admins.verify(name, password)
+        account = context.password_login(name, password, address=address, via=via)
         if account is None:
-            context.throttle.failed(address)
             raise AuthRequired("wrong user name or password")
-        context.throttle.succeeded(address)
         return Principal(account.name, account.access, via, address)
     # The session cookie is the UI's (its forms carry CSRF tokens); the API takes only HTTP
-    # Basic or the client certificate, so a cookie cannot be replayed against it.
-    session = context.session(request.cookies.get(SESSION_COOKIE)) if via == "ui" else None
-    if session is not None:
-        return Principal(session.account.name, session.account.access, "ui", address)
+    # Basic or the client certificate, so a cookie cannot be replayed against it. (The API's
+    # description, which only reads, takes the session too: certway.web.docs.)
+    takes_session = via == "ui" if session is None else session
+    found = context.session(request.cookies.get(SESSION_COOKIE)) if takes_session else None
+    if found is not None:
+        return Principal(found.account.name, found.account.access, "ui", address)
     raise AuthRequired("log in first")
 
 
@@ -386,19 +387,21 @@ class BodyLimit:
             await problem(413, "Too large", str(exc.detail))(scope, receive, send)
 
 
-def create_admin_app(node: Node, *, secure_cookies: bool = True) -> FastAPI:
-    """The admin app for ``node``: REST API under /api/v1 and the UI."""
+def create_admin_app(
+    node: Node, *, secure_cookies: bool = True, throttle: ThrottlePolicy | None = None
+) -> FastAPI:
+    """The admin app for ``node``: REST API under /api/v1 and the UI (``throttle``: the
+    password-login limits, ``ThrottlePolicy()`` by default)."""
     from certway.web.api import router as api_router
+    from certway.web.docs import router as docs_router
     from certway.web.ui import router as ui_router
 
+    # FastAPI's own schema and docs routes are public and load Swagger UI from a CDN: ours
+    # (certway.web.docs) need an account and serve the files themselves.
     app = FastAPI(
-        title="certway admin API",
-        version="1",
-        openapi_url="/api/v1/openapi.json",
-        docs_url="/api/v1/docs",
-        redoc_url=None,
+        title="certway admin API", version="1", openapi_url=None, docs_url=None, redoc_url=None
     )
-    app.state.web = WebContext(node, secure_cookies=secure_cookies)
+    app.state.web = WebContext(node, secure_cookies=secure_cookies, throttle=throttle)
 
     @app.exception_handler(CertwayError)
     async def certway_error(_request: Request, exc: CertwayError) -> JSONResponse:
@@ -415,6 +418,13 @@ def create_admin_app(node: Node, *, secure_cookies: bool = True) -> FastAPI:
         from fastapi.responses import RedirectResponse
 
         return RedirectResponse("/login", status_code=303)
+
+    @app.exception_handler(LoginRefused)
+    async def login_refused(_request: Request, exc: LoginRefused) -> JSONResponse:
+        title = "Too many failed logins" if exc.status == 429 else "Too many login attempts"
+        response = problem(exc.status, title, exc.detail)
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
 
     @app.exception_handler(CertificateRefused)
     async def certificate_refused(request: Request, exc: CertificateRefused) -> Any:
@@ -441,5 +451,6 @@ def create_admin_app(node: Node, *, secure_cookies: bool = True) -> FastAPI:
     app.add_middleware(SecurityHeaders)
     app.add_middleware(BodyLimit, limit=MAX_UPLOAD)  # outermost of ours: before any parsing
     app.include_router(api_router, prefix="/api/v1")
+    app.include_router(docs_router, prefix="/api/v1")
     app.include_router(ui_router)
     return app

@@ -59,6 +59,7 @@ from certway.web.app import (
     peer_certificate,
     status_for,
 )
+from certway.web.logins import LoginRefused
 
 __all__ = ["UploadTooLarge", "certificate_refused_page", "router"]
 
@@ -444,22 +445,23 @@ async def login(request: Request) -> Response:
     if gated is not None:
         return gated
     context = _context(request)
-    address = client_address(request)
     form = await _read_form(request)
     user = form.get("user")
-    wait = context.throttle.blocked_for(address)
-    if wait:
-        return _login_page(
-            request,
-            error=f"too many failed logins: try again in {int(wait) + 1} s",
-            status=429,
-            user=user,
-        )
-    account = await run_in_threadpool(context.node.admins.verify, user, form.raw("password"))
+    login = functools.partial(
+        context.password_login,
+        user,
+        form.raw("password"),
+        address=client_address(request),
+        via="ui",
+    )
+    try:
+        account = await run_in_threadpool(login)
+    except LoginRefused as refused:
+        page = _login_page(request, error=refused.detail, status=refused.status, user=user)
+        page.headers["Retry-After"] = str(refused.retry_after)
+        return page
     if account is None:
-        context.throttle.failed(address)
         return _login_page(request, error="wrong user name or password", status=401, user=user)
-    context.throttle.succeeded(address)
     context.end_session(request.cookies.get(SESSION_COOKIE))  # no session fixation
     token, _csrf = context.new_session(account)
     response = RedirectResponse("/", status_code=303)
@@ -565,9 +567,10 @@ def _identity_page(
     csr_form = form or _Form()
     with as_principal(view.principal):
         if kind == "domain":
-            known = {d.name for d in node.identities.domains()}
-            if name not in known:
-                raise _Refused(404, "No such domain", f"no domain '{name}'")
+            try:
+                name = node.identities.domain(name).name
+            except NotFound:
+                raise _Refused(404, "No such domain", f"no domain '{name}'") from None
         info = _info(node, kind, name)
         pending = node.identities.pending_csr(kind, name)
         history = node.identities.history(kind, name)
