@@ -668,6 +668,30 @@ def test_validate_uses_given_delta_crls_and_explains() -> None:
     assert result.reason.endswith("by delta CRL #31 on base #30 from CRL 2 given")
 
 
+def test_validate_judges_a_separate_crl_signer_by_its_path_and_revocation() -> None:
+    leaf = ISSUING.issue(name("leaf"))
+    policy = RevocationPolicy(ocsp=False, cdp=False, require_crl=True)
+
+    def run(root_crl: x509.CertificateRevocationList) -> tuple[bool, str]:
+        result = validate(
+            leaf,
+            [ISSUING.cert, CRL_SIGNER],
+            trust=TrustSnapshot.of([ROOT.cert]),
+            at=NOW,
+            options=ValidationOptions(purpose=Purpose.CLIENT),
+            policy=policy,
+            crls=[root_crl, _signed_by_crl_key()],
+        )
+        return result.valid, " | ".join(c.text for c in result.certificates[0].checks)
+
+    valid, _ = run(ROOT.crl())
+    assert valid
+    valid, text = run(ROOT.crl([(CRL_SIGNER.serial_number, KC)]))
+    assert not valid
+    assert "has no acceptable certification path to the trust anchor of this chain" in text
+    assert "it: revoked on" in text and "(keyCompromise) by CRL #1 from CRL 1 given" in text
+
+
 # -- NIST PKITS --------------------------------------------------------------------------------
 # (test, end entity, intermediate certificates, CRLs besides the trust anchor's, valid?):
 # the outcomes of "Public Key Interoperability Test Suite Certification Path Validation"

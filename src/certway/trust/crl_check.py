@@ -645,6 +645,7 @@ class CrlContext:
                 notes.append(Check("crl", "fail", str(exc)))
                 continue
             if chain and indexed.authority not in wanted:
+                # Kept: it may still cover a certificate on a CRL signer's path.
                 notes.append(
                     Check(
                         "crl",
@@ -653,7 +654,6 @@ class CrlContext:
                         "certificate of the chain",
                     )
                 )
-                continue
             given.append(indexed)
         return cls(given, notes, tuple(chain), tuple(trusted), tuple(certificates), signer_path_ok)
 
