@@ -93,12 +93,13 @@ class AdminRegex:
 
 def _utf8(text: str) -> bytes:
     # Matching bytes keeps RE2's offsets in bytes (no re-decoding) and lets a lone surrogate
-    # through instead of raising: RE2 treats it as a character no class matches.
+    # through instead of raising (RE2 reads it as one more character).
     return text.encode("utf-8", "surrogatepass")
 
 
 def _text(data: bytes) -> str:
-    return data.decode("utf-8", "surrogatepass")
+    # A group can end inside a character (``\C`` matches one byte): never raise for that.
+    return data.decode("utf-8", "replace")
 
 
 @functools.lru_cache(maxsize=CACHED)
