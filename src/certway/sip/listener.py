@@ -25,10 +25,11 @@ new connection is refused (logged with the reason) when the listener already hol
 ``max_connections``, or ``max_connections_per_address`` from its source address, or
 ``max_connections_per_certificate`` presenting the same client certificate, so that one peer
 cannot take every slot; and, while a stored access rule cannot be read (it may be a deny
-rule), every peer is refused. A peer is closed when it sends malformed SIP that cannot be answered,
-more than ``max_rate`` messages a second, or a message that does not complete within
-``message_timeout`` (slowloris), when it sends nothing within ``first_message_timeout`` of
-connecting, or when it stays silent for ``idle_timeout`` afterwards.
+rule), every peer is refused. A peer is closed when it sends malformed SIP that cannot be
+answered, more than ``max_rate`` messages a second, or a message that does not complete
+within ``message_timeout`` (slowloris), when it sends nothing within
+``first_message_timeout`` of connecting, or when it stays silent for ``idle_timeout``
+afterwards.
 """
 
 from __future__ import annotations
