@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 from collections.abc import Sequence
 
 from cryptography import x509
@@ -114,9 +115,14 @@ class Pki:
         )
 
 
-def cucm_certificate(cn: str = "cucm.example.com") -> x509.Certificate:
+def cucm_certificate(
+    cn: str = "cucm.example.com", *, key_index: int = 901, ip: str | None = None
+) -> x509.Certificate:
     """Self-signed, CA:TRUE, serverAuth + clientAuth: what CUCM and TMS present."""
-    key = test_key("ec:p256", 901)
+    key = test_key("ec:p256", key_index)
+    names: list[x509.GeneralName] = [x509.DNSName(cn)]
+    if ip is not None:
+        names.append(x509.IPAddress(ipaddress.ip_address(ip)))
     subject = name(cn)
     return (
         x509.CertificateBuilder()
@@ -136,6 +142,6 @@ def cucm_certificate(cn: str = "cucm.example.com") -> x509.Certificate:
             ),
             critical=False,
         )
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(cn)]), critical=False)
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
         .sign(key, hashes.SHA256())
     )

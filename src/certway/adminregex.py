@@ -7,8 +7,11 @@ backtracking features: backreferences (``\\1``, ``(?P=name)``, ``\\k<name>``), l
 and lookbehind (``(?=…)``, ``(?!…)``, ``(?<=…)``, ``(?<!…)``), atomic groups, possessive
 quantifiers and conditionals are refused with a one-line ``PolicyViolation`` naming the
 construct. So is a pattern longer than ``MAX_PATTERN`` characters, a repetition count above
-1000 (nested counts multiply) or a pattern whose compiled program does not fit in
-``MAX_MEMORY`` (RE2's ``max_mem``, which also bounds the matcher's cache).
+1000 (nested counts multiply), or a pattern that compiles to more than ``MAX_PROGRAM`` RE2
+instructions: a search costs at worst the text's length times the program's size (when RE2's
+fast DFA runs out of its cache, ``MAX_MEMORY``, it falls back to simulating the program).
+At most ``CACHED`` compiled patterns are kept, so patterns sent to the certificate test
+cannot pile up memory.
 
 Named groups may be written the .NET/PCRE way ``(?<Group1>…)`` (as Expressway shows them)
 or the Python way ``(?P<Group1>…)``; the first is rewritten to the second before RE2 sees
@@ -29,12 +32,26 @@ import re2
 
 from certway.errors import PolicyViolation
 
-__all__ = ["MAX_MEMORY", "MAX_PATTERN", "AdminRegex", "RegexMatch", "compile_admin_regex"]
+__all__ = [
+    "CACHED",
+    "MAX_MEMORY",
+    "MAX_PATTERN",
+    "MAX_PROGRAM",
+    "AdminRegex",
+    "RegexMatch",
+    "compile_admin_regex",
+]
 
 MAX_PATTERN = 1024
 """Characters in a pattern (after ``/…/`` delimiters are removed by the caller)."""
-MAX_MEMORY = 1 << 20
-"""Bytes RE2 may use for one compiled pattern: its program and its matching cache."""
+MAX_PROGRAM = 10_000
+"""RE2 instructions a compiled pattern may have (``Subject:.*CN=(?<Group1>[^,]*)`` has 33)."""
+MAX_MEMORY = 8 << 20
+"""Bytes RE2 may use for one compiled pattern, its program and its DFA cache (RE2's default
+``max_mem``; a smaller cache makes RE2 fall back to its slower simulation sooner)."""
+CACHED = 32
+"""Compiled patterns kept for reuse (the login regex and the SIP rules run on every
+connection)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,15 +93,16 @@ class AdminRegex:
 
 def _utf8(text: str) -> bytes:
     # Matching bytes keeps RE2's offsets in bytes (no re-decoding) and lets a lone surrogate
-    # through instead of raising: RE2 treats it as a character no class matches.
+    # through instead of raising (RE2 reads it as one more character).
     return text.encode("utf-8", "surrogatepass")
 
 
 def _text(data: bytes) -> str:
-    return data.decode("utf-8", "surrogatepass")
+    # A group can end inside a character (``\C`` matches one byte): never raise for that.
+    return data.decode("utf-8", "replace")
 
 
-@functools.lru_cache(maxsize=128)
+@functools.lru_cache(maxsize=CACHED)
 def compile_admin_regex(pattern: str, *, code: str, ignore_case: bool = False) -> AdminRegex:
     """Compile ``pattern`` with RE2; ``PolicyViolation(code)`` with a one-line reason when it
     is too long, invalid, or uses a construct RE2 cannot run."""
@@ -100,6 +118,11 @@ def compile_admin_regex(pattern: str, *, code: str, ignore_case: bool = False) -
         compiled = re2.compile(_python_groups(pattern), options)
     except re2.error as exc:
         raise PolicyViolation(code, _explain(_re2_message(exc), pattern)) from None
+    finally:
+        re2.purge()  # re2 keeps its own cache of 128 patterns: ours (CACHED) is the only one
+    size = compiled.programsize
+    if size > MAX_PROGRAM:
+        raise PolicyViolation(code, _TOO_LARGE.format(f"it compiles to {size:,} instructions"))
     names = tuple(sorted(compiled.groupindex, key=compiled.groupindex.__getitem__))
     return AdminRegex(pattern, compiled, names)
 
@@ -160,6 +183,10 @@ def _is_group_name(name: str) -> bool:
 
 
 # -- RE2's errors, said plainly ------------------------------------------------------------------
+_TOO_LARGE = (
+    f"the regex is too large to run ({{}}; the limit is {MAX_PROGRAM:,} instructions): use "
+    "fewer or smaller repetitions and character classes"
+)
 _LINEAR = "regexes run on RE2, in linear time"
 _PERL_OPERATORS = (
     ("(?<=", "lookbehind assertions such as (?<=…) are not supported"),
@@ -202,8 +229,5 @@ def _explain(message: str, pattern: str) -> str:
             "repetitions multiply)"
         )
     if message.startswith("pattern too large"):
-        return (
-            f"the regex is too large to run: it needs more than {MAX_MEMORY >> 20} MiB "
-            "compiled (use fewer or smaller repetitions and character classes)"
-        )
+        return _TOO_LARGE.format(f"its compiled form needs more than {MAX_MEMORY >> 20} MiB")
     return f"invalid regex: {message}"

@@ -278,3 +278,24 @@ def test_a_stored_login_regex_the_engine_refuses_fails_closed(node: Node, pki: P
         "the username regex or format of this server cannot be used: lookbehind assertions "
         "such as (?<=…) are not supported (regexes run on RE2, in linear time)"
     )
+
+
+def test_a_pattern_with_a_huge_program_is_refused(node: Node) -> None:
+    """``.{1000}.{1000}`` is linear too, but 16,004 instructions per character."""
+    with pytest.raises(PolicyViolation) as info:
+        node.sip.add_rule(priority=1, type="regex", pattern=".{1000}.{1000}", action="deny")
+    assert str(info.value) == (
+        "the regex is too large to run (it compiles to 16,004 instructions; the limit is "
+        "10,000 instructions): use fewer or smaller repetitions and character classes"
+    )
+    assert node.sip.rules() == []
+
+
+def test_a_certificate_with_too_much_name_text_is_not_mapped(node: Node, pki: Pki) -> None:
+    cert = client_cert(pki, "carol", f"urn:x:{'a' * 20_000}")
+    report = node.client_check.check(pem(cert), regex=r"(?<Group1>\w+)", fmt="#Group1#")
+    assert report.result.valid and report.username is None
+    assert report.username_error == (
+        "the certificate's subject and subject alternative names are longer than 16,384 "
+        "characters: no username"
+    )

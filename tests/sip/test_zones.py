@@ -32,7 +32,7 @@ from certway.sip.message import Message, SipFramer, build_response, options_ok
 from certway.sip.zones import ZonePinger, options_request, run_pinger
 
 from conftest import NOW, key_pem, test_key
-from pkitools import Pki, name
+from pkitools import Pki, cucm_certificate, name
 
 DAY = dt.timedelta(days=1)
 
@@ -307,6 +307,19 @@ def test_revoked_by_the_local_ca_at_once(
 
     status = asyncio.run(again())
     assert status.reason == "revoked" and "by local CA" in status.detail
+
+
+def test_trusted_self_signed_ca_certificate_is_a_valid_zone_peer(
+    node: Node, zones: Zones, pki: Pki, tmp_path: Path
+) -> None:
+    """A CUCM-style neighbour (self-signed, CA:TRUE) whose certificate is on the trusted list."""
+    cucm = cucm_certificate("cucm-zone.example.com", key_index=620, ip="127.0.0.1")
+    status, _ = ping_peer(node, zones, tmp_path, cucm, (), trust=pki)
+    assert status.state == "Failed" and status.reason == "untrusted", status
+    node.trusted_cas.add(pem(cucm))
+    zones.remove("nb")
+    status, _ = ping_peer(node, zones, tmp_path, cucm, (), trust=pki)
+    assert status.state == "Active", status
 
 
 def test_refused_tcp(node: Node, zones: Zones) -> None:

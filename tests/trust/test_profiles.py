@@ -4,6 +4,7 @@ trusted certificates accepted as themselves; the local CAs' records as revocatio
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import subprocess
 from pathlib import Path
 
@@ -246,3 +247,72 @@ def test_local_ca_records_decide_for_their_certificates() -> None:
         records=records,
     )
     assert off.valid
+
+
+def _constrained(
+    constraints: x509.NameConstraints, sans: list[x509.GeneralName], *, ca_constrained: bool
+) -> tuple[x509.Certificate, list[x509.Certificate], x509.Certificate]:
+    """root → (CA →) leaf with ``constraints`` on the root, or on the intermediate CA."""
+    root_key, ca_key, leaf_key = (test_key("ec:p256", i) for i in (990, 991, 992))
+    root_name, ca_name = name("NC Root"), name("NC CA")
+
+    def cert(
+        subject: x509.Name, issuer: x509.Name, key: object, signer: object, *, ca: bool, nc: bool
+    ) -> x509.Certificate:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(issuer)
+            .public_key(key.public_key())  # type: ignore[attr-defined]
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(NOW - dt.timedelta(days=1))
+            .not_valid_after(NOW + dt.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if nc:
+            builder = builder.add_extension(constraints, critical=True)
+        if not ca:
+            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        return builder.sign(signer, hashes.SHA256())  # type: ignore[arg-type]
+
+    root = cert(root_name, root_name, root_key, root_key, ca=True, nc=not ca_constrained)
+    ca = cert(ca_name, root_name, ca_key, root_key, ca=True, nc=ca_constrained)
+    leaf = cert(name("leaf"), ca_name, leaf_key, ca_key, ca=False, nc=False)
+    return root, [ca], leaf
+
+
+def _ip(text: str) -> x509.IPAddress:
+    return x509.IPAddress(ipaddress.ip_address(text))
+
+
+def test_trusted_root_ip_name_constraints_bind_the_path() -> None:
+    excluded = x509.NameConstraints(None, [x509.IPAddress(ipaddress.ip_network("192.0.2.0/24"))])
+    root, chain, inside = _constrained(excluded, [_ip("192.0.2.1")], ca_constrained=False)
+    refused = validate(inside, chain, trust=TrustSnapshot.of([root]), at=NOW)
+    assert not refused.valid and "192.0.2.1" in refused.reason
+    root, chain, outside = _constrained(excluded, [_ip("198.51.100.1")], ca_constrained=False)
+    assert validate(outside, chain, trust=TrustSnapshot.of([root]), at=NOW).valid
+
+
+def test_intermediate_ip_name_constraints_are_refused_not_ignored() -> None:
+    permitted = x509.NameConstraints([x509.IPAddress(ipaddress.ip_network("10.0.0.0/8"))], None)
+    root, chain, leaf = _constrained(permitted, [_ip("10.1.2.3")], ca_constrained=True)
+    result = validate(leaf, chain, trust=TrustSnapshot.of([root]), at=NOW)
+    assert not result.valid and "constrains IP addresses" in result.reason
+
+
+def test_trusted_root_dns_exclusion_refuses_a_wildcard_that_could_cover_it() -> None:
+    excluded = x509.NameConstraints(None, [x509.DNSName("bar.example.com")])
+    root, chain, leaf = _constrained(
+        excluded, [x509.DNSName("*.example.com")], ca_constrained=False
+    )
+    result = validate(leaf, chain, trust=TrustSnapshot.of([root]), at=NOW)
+    assert not result.valid and "could stand for bar.example.com" in result.reason
+    root, chain, plain = _constrained(
+        excluded, [x509.DNSName("foo.example.com")], ca_constrained=False
+    )
+    assert validate(plain, chain, trust=TrustSnapshot.of([root]), at=NOW).valid
+    root, chain, hit = _constrained(
+        excluded, [x509.DNSName("bar.example.com")], ca_constrained=False
+    )
+    assert not validate(hit, chain, trust=TrustSnapshot.of([root]), at=NOW).valid

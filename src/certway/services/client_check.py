@@ -102,7 +102,7 @@ class ClientCheck:
         try:
             mapping = map_username(certs[0], regex, fmt)
         except PolicyViolation as exc:
-            if exc.code != "regex-no-match" and exc.code != "username-empty":
+            if exc.code not in ("regex-no-match", "username-empty", "names-too-long"):
                 raise
             return CheckReport(service, result, username_error=str(exc))
         return CheckReport(service, result, username=mapping)

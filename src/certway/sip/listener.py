@@ -16,9 +16,10 @@ installs an accept-all ``SSL_CTX_set_cert_verify_callback`` through ``ctypes``, 
 that it found the right ``SSL_CTX``; where that is impossible the listener falls back to
 OpenSSL's verification against the trusted list (stricter, with less precise log lines).
 
-Own CA (issue part 3): a certificate issued by one of the node's local CAs is checked against
-that CA's revocation records directly, so a revocation is effective for the next connection,
-with no CRL download.
+Validation is the node's one path for every service (``services.peer_validation``): for a
+certificate issued by one of the node's local CAs, that CA's revocation records decide, held
+in memory and refreshed by every poll, so a revocation reaches the listener within one poll
+(0.5 s) with no CRL download.
 
 Each connection is its own task; a validation that may fetch (OCSP, CDP) runs on the node's
 fetch pool (``FetchPool.executor``), never on asyncio's default executor, which stays free for

@@ -33,6 +33,9 @@ alternative name, in the certificate's order::
   (control characters, line and paragraph separators, invisible format characters …) become
   ``\\XX`` per UTF-8 byte. A value that is not text is ``#`` + hex.
 
+The whole text may have at most ``MAX_TEXT`` characters; a certificate with more is not
+mapped (``PolicyViolation("names-too-long")``), which bounds the work of one mapping.
+
 So an unescaped ``=``, ``,`` or ``+`` appears only on the subject line and only between
 attributes: ``CN=`` matches a real common name, never text inside a value, and no value can
 start a line of its own. A SAN line starts with ``X509v3 Subject Alternative Name:``, never
@@ -59,6 +62,7 @@ __all__ = [
     "DEFAULT_FORMAT",
     "DEFAULT_REGEX",
     "MAX_PATTERN",
+    "MAX_TEXT",
     "SAN_LABEL",
     "UsernameMapping",
     "certificate_text",
@@ -72,6 +76,8 @@ __all__ = [
 DEFAULT_REGEX = r"/Subject:.*CN=(?<Group1>[^,]*)/"
 DEFAULT_FORMAT = "#Group1#"
 MAX_PATTERN = 1024
+MAX_TEXT = 16_384
+"""Characters of mapping text a certificate may have (every line, line breaks included)."""
 SAN_LABEL = "X509v3 Subject Alternative Name"
 
 # A fixed pattern over the administrator's *format* (not a pattern of theirs): #Name#.
@@ -204,9 +210,16 @@ def map_username(cert: x509.Certificate, pattern: str, fmt: str) -> UsernameMapp
     ``fmt``. This does not judge the certificate: map only one that validated."""
     regex = compile_regex(pattern)
     check_format(fmt, regex)
+    lines = mapping_text(cert)
+    if sum(len(line) + 1 for line in lines) > MAX_TEXT:
+        raise PolicyViolation(
+            "names-too-long",
+            f"the certificate's subject and subject alternative names are longer than "
+            f"{MAX_TEXT:,} characters: no username",
+        )
     # Line by line, first match wins: a class like [^,]* must not run on into the next
     # line (Expressway's default regex relies on that).
-    for line in mapping_text(cert):
+    for line in lines:
         match = regex.search(line)
         if match is not None:
             break

@@ -32,7 +32,14 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import TypeVar
 
-__all__ = ["LoginGuard", "LoginRefused", "ThrottlePolicy"]
+__all__ = [
+    "MAX_ACCOUNT_KEY",
+    "LoginGuard",
+    "LoginRefused",
+    "ThrottlePolicy",
+    "account_key",
+    "address_key",
+]
 
 log = logging.getLogger("certway.web.logins")
 
