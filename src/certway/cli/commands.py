@@ -31,7 +31,7 @@ from certway.cli.main import (
 from certway.errors import DecodeError, PassphraseError, PolicyViolation
 from certway.pki import convert as conv
 from certway.pki.csr import CsrForm, SubjectFields, build_csr
-from certway.pki.decode import detect, load_certificates
+from certway.pki.decode import detect
 from certway.pki.keys import (
     KEY_TYPES,
     describe_key,
@@ -39,6 +39,7 @@ from certway.pki.keys import (
     load_private_key,
     private_key_pem,
 )
+from certway.pki.load import load_certificates
 from certway.pki.names import SUBJECT_KEYS, parse_subject
 from certway.services.local_ca import CaInfo, CaSettings
 

@@ -38,8 +38,9 @@ from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsag
 
 from certway.clock import utc
 from certway.errors import DecodeError, PolicyViolation
-from certway.pki.decode import PARSE_ERRORS, format_name
+from certway.pki.load import PARSE_ERRORS
 from certway.pki.ocsp_responder import issuer_hashes
+from certway.pki.text import format_name
 
 __all__ = [
     "NONCE_SIZE",

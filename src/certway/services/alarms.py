@@ -16,8 +16,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.dialects import sqlite
 
 from certway.clock import Clock
-from certway.pki.decode import format_name
 from certway.pki.names import common_name
+from certway.pki.text import format_name
 from certway.services.identities import Identities
 from certway.services.local_ca import LocalCA
 from certway.services.revocation import RevocationService

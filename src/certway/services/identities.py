@@ -27,16 +27,11 @@ from certway.errors import Conflict, DecodeError, NotFound, PolicyViolation
 from certway.pki.checks import check_node_certificate
 from certway.pki.convert import chain_order
 from certway.pki.csr import CsrForm, SubjectFields, build_csr, plan_names
-from certway.pki.decode import (
-    Decoded,
-    check_bundle_size,
-    fingerprint,
-    format_name,
-    load_certificates,
-)
-from certway.pki.decode import Kind as DecodedKind
+from certway.pki.decode import Decoded
 from certway.pki.keys import PrivateKey, generate_key, load_private_key
+from certway.pki.load import ObjectKind, check_bundle_size, load_certificates
 from certway.pki.names import check_dns_name, common_name, san_text
+from certway.pki.text import fingerprint, format_name
 from certway.services.audit import Audit, audited
 from certway.services.local_ca import LocalCA
 from certway.services.node_settings import IDENTITY_VERSION, NodeSettings
@@ -527,7 +522,7 @@ class Identities:
             alt_names=_alt_names(csr),
             key=key,
             pem=csr.public_bytes(serialization.Encoding.PEM).decode(),
-            text=Decoded(DecodedKind.CSR, (csr,)).to_text(),
+            text=Decoded(ObjectKind.CSR, (csr,)).to_text(),
         )
 
     @audited("csr.discard", target=lambda kind, name="": _slot_label(kind, name))

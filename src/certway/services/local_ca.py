@@ -20,11 +20,12 @@ from certway.clock import Clock, utc
 from certway.errors import Conflict, NotFound, PolicyViolation
 from certway.pki.crl import REASONS, CrlParams, build_crl, extend_crl, parse_reason, revoked_entry
 from certway.pki.csr import check_csr
-from certway.pki.decode import fingerprint, format_name, load_certificates, load_csr
 from certway.pki.issue import BACKDATE, Issuer, check_days, create_root, issue_from_csr
 from certway.pki.keys import PublicKey, generate_key, key_matches, load_private_key
+from certway.pki.load import load_certificates, load_csr
 from certway.pki.names import parse_subject, san_text
 from certway.pki.ocsp_responder import CertStatus, OcspQuery, issuer_hashes
+from certway.pki.text import fingerprint, format_name
 from certway.services.audit import Audit, audited
 from certway.services.trusted_cas import TRUST_VERSION
 from certway.store.db import Store

@@ -21,7 +21,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 
 from certway.errors import PolicyViolation
-from certway.pki.decode import format_name
+from certway.pki.text import format_name
 from certway.trust.anchors import key_id
 
 __all__ = ["CLOCK_SKEW", "IndexedCrl", "RevocationIndex", "RevokedEntry", "index_crl"]

@@ -41,9 +41,9 @@ from certway.errors import (
     Untrusted,
     ValidationFailed,
 )
-from certway.pki.decode import format_name
 from certway.pki.names import common_name, san_text
 from certway.pki.ocsp import OcspAnswer, ocsp_urls
+from certway.pki.text import format_name
 from certway.trust.anchors import TrustSnapshot
 from certway.trust.pkix import PathProblem, PkixInputs, validate_pkix_path
 from certway.trust.policy import Profile, RevocationPolicy, Scope
