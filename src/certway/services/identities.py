@@ -31,7 +31,7 @@ from certway.pki.decode import Decoded
 from certway.pki.keys import PrivateKey, generate_key, load_private_key
 from certway.pki.load import ObjectKind, check_bundle_size, load_certificates
 from certway.pki.names import check_dns_name, common_name, san_text
-from certway.pki.text import fingerprint, format_name
+from certway.pki.text import fingerprint, format_name, serial_hex
 from certway.services.audit import Audit, audited
 from certway.services.local_ca import LocalCA
 from certway.services.node_settings import IDENTITY_VERSION, NodeSettings
@@ -327,7 +327,7 @@ class Identities:
             version=identity.version,
             subject=format_name(cert.subject),
             issuer=format_name(cert.issuer),
-            serial=format(cert.serial_number, "X"),
+            serial=serial_hex(cert.serial_number),
             not_before=cert.not_valid_before_utc,
             not_after=cert.not_valid_after_utc,
             fingerprint=fingerprint(cert),

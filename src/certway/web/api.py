@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from certway.errors import DecodeError, PolicyViolation
 from certway.pki.csr import SubjectFields
+from certway.pki.text import serial_hex
 from certway.services.identities import CsrOptions, Kind
 from certway.services.local_ca import CaInfo, CaSettings
 from certway.services.node import Node
@@ -646,7 +647,7 @@ def ca_sign(request: Request, name: str, body: SignBody, who: Writer) -> dict[st
         )
     cert = result.certificate
     return {
-        "serial": format(cert.serial_number, "X"),
+        "serial": serial_hex(cert.serial_number),
         "not_after": cert.not_valid_after_utc.isoformat(),
         "pem": result.pem(with_chain=body.chain).decode(),
     }

@@ -37,10 +37,11 @@ from certway.pki.csr import DIGESTS, SubjectFields
 from certway.pki.decode import detect
 from certway.pki.issue import PROFILES
 from certway.pki.keys import KEY_TYPES
+from certway.pki.text import serial_hex
 from certway.services.admin_security import Mode
 from certway.services.admins import AdminInfo
 from certway.services.identities import CsrOptions, IdentityInfo, Kind
-from certway.services.local_ca import CaSettings, serial_hex
+from certway.services.local_ca import CaSettings
 from certway.services.node import Node
 from certway.services.revocation import SERVICES
 from certway.services.sip_settings import MutualTls
