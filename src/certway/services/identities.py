@@ -49,13 +49,14 @@ __all__ = [
     "DomainInfo",
     "Identities",
     "IdentityInfo",
-    "Kind",
+    "IdentityKind",
     "PendingCsrInfo",
     "UploadResult",
     "VersionInfo",
 ]
 
-Kind = Literal["server", "client", "domain"]
+#: Which of the node's certificate slots: the server, the client or a domain (SNI) one.
+IdentityKind = Literal["server", "client", "domain"]
 TEMPORARY_CA = "temporary-ca"
 _TEMP_CA_KEY = "factory.temporary_ca"
 FACTORY_DAYS = 730
@@ -289,7 +290,7 @@ class Identities:
             version.key_id,
         )
 
-    def active(self, kind: Kind = "server", name: str = "") -> ActiveIdentity | None:
+    def active(self, kind: IdentityKind = "server", name: str = "") -> ActiveIdentity | None:
         """The active certificate of a slot; the client identity defaults to the server's."""
         if kind == "domain":
             name = normalise_domain(name)
@@ -305,7 +306,7 @@ class Identities:
         with self._store.reading() as session:
             return KeyRepository(session, self._store.vault).get(identity.key_id)
 
-    def info(self, kind: Kind = "server", name: str = "") -> IdentityInfo:
+    def info(self, kind: IdentityKind = "server", name: str = "") -> IdentityInfo:
         name = self._slot(kind, name)
         with self._store.reading() as session:
             repo = SlotRepository(session)
@@ -340,7 +341,7 @@ class Identities:
             text=certificate_text(cert),
         )
 
-    def history(self, kind: Kind = "server", name: str = "") -> list[VersionInfo]:
+    def history(self, kind: IdentityKind = "server", name: str = "") -> list[VersionInfo]:
         name = self._slot(kind, name)
         with self._store.reading() as session:
             repo = SlotRepository(session)
@@ -460,13 +461,13 @@ class Identities:
             subject=options.subject,
         )
 
-    def preview(self, kind: Kind, name: str, options: CsrOptions) -> list[str]:
+    def preview(self, kind: IdentityKind, name: str, options: CsrOptions) -> list[str]:
         """'Alternative name as it will appear' for the form, without creating anything."""
         name = self._slot(kind, name)
         return plan_names(self._form(kind, name, options)).preview
 
     @audited("csr.generate", target=lambda kind, name="", *a, **k: _slot_label(kind, name))
-    def generate_csr(self, kind: Kind, name: str, options: CsrOptions) -> PendingCsrInfo:
+    def generate_csr(self, kind: IdentityKind, name: str, options: CsrOptions) -> PendingCsrInfo:
         """Create the slot's pending CSR; its key is sealed in the store and never leaves it."""
         if kind == "client":
             raise PolicyViolation(
@@ -504,7 +505,7 @@ class Identities:
         assert result is not None
         return result
 
-    def pending_csr(self, kind: Kind, name: str = "") -> PendingCsrInfo | None:
+    def pending_csr(self, kind: IdentityKind, name: str = "") -> PendingCsrInfo | None:
         name = self._slot(kind, name)
         with self._store.reading() as session:
             slot = SlotRepository(session).get(kind, name)
@@ -526,7 +527,7 @@ class Identities:
         )
 
     @audited("csr.discard", target=lambda kind, name="": _slot_label(kind, name))
-    def discard_csr(self, kind: Kind, name: str = "") -> None:
+    def discard_csr(self, kind: IdentityKind, name: str = "") -> None:
         name = self._slot(kind, name)
         with self._store.transaction() as session:
             slot = SlotRepository(session).get(kind, name)
@@ -541,7 +542,7 @@ class Identities:
     @audited("certificate.upload", target=lambda kind, name="", *a, **k: _slot_label(kind, name))
     def upload(
         self,
-        kind: Kind,
+        kind: IdentityKind,
         name: str,
         cert_data: bytes,
         *,
@@ -676,7 +677,7 @@ class Identities:
         "certificate.restore",
         target=lambda kind, name, version: f"{_slot_label(kind, name)} version {version}",
     )
-    def restore(self, kind: Kind, name: str, version: int) -> IdentityInfo:
+    def restore(self, kind: IdentityKind, name: str, version: int) -> IdentityInfo:
         """Make an earlier version active again (as a new version, so listeners reload)."""
         name = self._slot(kind, name)
         if not 1 <= version < 2**31:

@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from certway.errors import DecodeError, PolicyViolation
 from certway.pki.csr import SubjectFields
 from certway.pki.text import serial_hex
-from certway.services.identities import CsrOptions, Kind
+from certway.services.identities import CsrOptions, IdentityKind
 from certway.services.local_ca import CaInfo, CaSettings
 from certway.services.node import Node
 from certway.services.zones import (
@@ -354,7 +354,9 @@ def server_upload(request: Request, body: Upload, who: Writer) -> dict[str, Any]
     return _upload(request, "server", "", body, who)
 
 
-def _upload(request: Request, kind: Kind, name: str, body: Upload, who: Any) -> dict[str, Any]:
+def _upload(
+    request: Request, kind: IdentityKind, name: str, body: Upload, who: Any
+) -> dict[str, Any]:
     with as_principal(who):
         result = _node(request).identities.upload(
             kind,
