@@ -43,9 +43,9 @@ from cryptography.x509.oid import NameOID
 from certway.clock import FixedClock
 from certway.pki.crl import CrlParams, build_crl, revoked_entry
 from certway.pki.csr import check_csr
-from certway.pki.decode import load_csr
 from certway.pki.issue import Issuer, create_root, issue_from_csr
 from certway.pki.keys import PrivateKey
+from certway.pki.load import load_csr
 from certway.services.node import Node
 from certway.store.repositories import CaRepository
 

@@ -186,7 +186,7 @@ def write_client(work: Path, label: str, cert: x509.Certificate, key: bytes) -> 
 
 def build_node(work: Path, crl_size: int) -> Files:
     """The node and every certificate file the servers and clients use (untimed setup)."""
-    from certway.services.local_ca import serial_hex
+    from certway.pki.text import serial_hex
     from certway.services.node import Node
     from certway.services.sip_settings import MutualTls
 

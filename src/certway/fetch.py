@@ -48,8 +48,8 @@ from cryptography.hazmat.primitives import serialization
 
 from certway import __version__
 from certway.errors import DecodeError, FetchError, PolicyViolation
-from certway.pki.decode import load_crl_der, load_crls
 from certway.pki.encoding import is_pem
+from certway.pki.load import load_crl_der, load_crls
 
 __all__ = [
     "MAX_REDIRECTS",

@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives import serialization
 
 from certway.clock import SystemClock
 from certway.pki.keys import generate_key
-from certway.services.local_ca import serial_hex
+from certway.pki.text import serial_hex
 from certway.services.node import Node
 from certway.services.zones import Zones, ZoneStatus, alarms_for_zones
 from certway.sip.zones import ZonePinger

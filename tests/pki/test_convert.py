@@ -28,7 +28,8 @@ from certway.pki.convert import (
     to_der,
     to_pem,
 )
-from certway.pki.decode import Kind, detect
+from certway.pki.decode import detect
+from certway.pki.load import ObjectKind
 
 NOW = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 PEM = serialization.Encoding.PEM
@@ -151,7 +152,7 @@ def test_pkcs12_export_then_import() -> None:
     assert cert == LEAF_CERT
     assert chain == [CA_CERT]
     decoded = detect(p12, PASSPHRASE)
-    assert decoded.kind is Kind.PKCS12
+    assert decoded.kind is ObjectKind.PKCS12
     assert decoded.to_dict()["friendly_name"] == "leaf"
 
 
@@ -284,7 +285,7 @@ def test_we_read_a_p7b_made_by_openssl(tmp_path: Path, outform: str) -> None:
     )
     pems = pkcs7_to_pems(p7b)
     assert pems == [LEAF_CERT.public_bytes(PEM), CA_CERT.public_bytes(PEM)]
-    assert detect(p7b).kind is Kind.PKCS7
+    assert detect(p7b).kind is ObjectKind.PKCS7
 
 
 @pytest.mark.interop

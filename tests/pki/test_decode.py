@@ -21,17 +21,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from certway.errors import DecodeError, PassphraseError
-from certway.pki.decode import (
-    Decoded,
-    Kind,
-    detect,
-    fingerprint,
-    format_name,
-    load_certificates,
-    load_crls,
-    load_csr,
-    load_pkcs12,
-)
+from certway.pki.decode import Decoded, detect
+from certway.pki.load import ObjectKind, load_certificates, load_crls, load_csr, load_pkcs12
+from certway.pki.text import fingerprint, format_name
 
 UNKNOWN_OID = x509.ObjectIdentifier("1.3.6.1.4.1.55555.1")
 NOW = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
@@ -238,7 +230,7 @@ def test_certificate_is_detected_in_pem_and_der(
     encoding: serialization.Encoding, name: str
 ) -> None:
     decoded = detect(LEAF_CERT.public_bytes(encoding))
-    assert decoded.kind is Kind.CERTIFICATE
+    assert decoded.kind is ObjectKind.CERTIFICATE
     assert decoded.encoding == name
     assert decoded.objects == (LEAF_CERT,)
 
@@ -302,7 +294,7 @@ def test_certificate_dict_is_json_with_the_same_facts() -> None:
 
 def test_pem_bundle_decodes_every_certificate() -> None:
     decoded = detect(LEAF_CERT.public_bytes(PEM) + CA_CERT.public_bytes(PEM))
-    assert decoded.kind is Kind.CERTIFICATE
+    assert decoded.kind is ObjectKind.CERTIFICATE
     assert decoded.objects == (LEAF_CERT, CA_CERT)
     facts = decoded.to_dict()
     assert [item["subject"] for item in facts["items"]] == [
@@ -315,7 +307,7 @@ def test_pem_bundle_decodes_every_certificate() -> None:
 @pytest.mark.parametrize("encoding", [PEM, DER])
 def test_csr_is_detected(encoding: serialization.Encoding) -> None:
     decoded = detect(CSR.public_bytes(encoding))
-    assert decoded.kind is Kind.CSR
+    assert decoded.kind is ObjectKind.CSR
     text = decoded.to_text()
     assert "Certificate Request:" in text
     assert "Subject: C=GB, O=Acme, CN=req.example" in text
@@ -328,7 +320,7 @@ def test_csr_is_detected(encoding: serialization.Encoding) -> None:
 @pytest.mark.parametrize("encoding", [PEM, DER])
 def test_crl_is_detected(encoding: serialization.Encoding) -> None:
     decoded = detect(CRL.public_bytes(encoding))
-    assert decoded.kind is Kind.CRL
+    assert decoded.kind is ObjectKind.CRL
     text = decoded.to_text()
     for expected in [
         "Last Update: Jan  1 00:00:00 2025 GMT",
@@ -358,7 +350,7 @@ def test_large_crl_text_is_capped_but_json_is_complete() -> None:
 @pytest.mark.parametrize("encoding", [PEM, DER])
 def test_pkcs7_bundle_is_detected(encoding: serialization.Encoding) -> None:
     decoded = detect(pkcs7.serialize_certificates([LEAF_CERT, CA_CERT], encoding))
-    assert decoded.kind is Kind.PKCS7
+    assert decoded.kind is ObjectKind.PKCS7
     # PKCS#7 holds a SET OF certificates: DER sorts them, so compare without order.
     assert set(decoded.objects) == {LEAF_CERT, CA_CERT}
     assert "PKCS#7 bundle: 2 certificates" in decoded.to_text()
@@ -380,7 +372,7 @@ def test_pkcs12_needs_its_passphrase() -> None:
     with pytest.raises(PassphraseError, match="wrong passphrase"):
         detect(P12, b"wrong")
     decoded = detect(P12, P12_PASSPHRASE)
-    assert decoded.kind is Kind.PKCS12
+    assert decoded.kind is ObjectKind.PKCS12
     text = decoded.to_text()
     assert "Friendly Name: leaf" in text
     assert "Private Key: EC secp256r1 (256 bit) (key material not shown)" in text
@@ -398,7 +390,7 @@ def test_unencrypted_pkcs12_opens_without_passphrase() -> None:
     p12 = pkcs12.serialize_key_and_certificates(
         None, LEAF_KEY, LEAF_CERT, None, serialization.NoEncryption()
     )
-    assert detect(p12).kind is Kind.PKCS12
+    assert detect(p12).kind is ObjectKind.PKCS12
     assert load_pkcs12(p12, None).cert is not None
 
 
@@ -435,7 +427,7 @@ def test_rsa_private_key_shows_no_key_material(fmt: str, encoding: serialization
         encoding, getattr(serialization.PrivateFormat, fmt), serialization.NoEncryption()
     )
     decoded = detect(data)
-    assert decoded.kind is Kind.PRIVATE_KEY
+    assert decoded.kind is ObjectKind.PRIVATE_KEY
     text = decoded.to_text()
     facts = decoded.to_dict()
     assert "Type: RSA" in text
@@ -452,7 +444,7 @@ def test_ec_private_key_shows_no_key_material(fmt: str, encoding: serialization.
         encoding, getattr(serialization.PrivateFormat, fmt), serialization.NoEncryption()
     )
     decoded = detect(data)
-    assert decoded.kind is Kind.PRIVATE_KEY
+    assert decoded.kind is ObjectKind.PRIVATE_KEY
     text = decoded.to_text()
     assert "Curve: secp256r1" in text
     spki = LEAF_KEY.public_key().public_bytes(DER, serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -471,7 +463,7 @@ def test_encrypted_private_key_needs_its_passphrase(encoding: serialization.Enco
         detect(data)
     with pytest.raises(PassphraseError, match="wrong passphrase"):
         detect(data, b"nope")
-    assert detect(data, b"s3cret").kind is Kind.PRIVATE_KEY
+    assert detect(data, b"s3cret").kind is ObjectKind.PRIVATE_KEY
 
 
 def test_legacy_encrypted_pem_key_with_headers() -> None:
@@ -483,17 +475,17 @@ def test_legacy_encrypted_pem_key_with_headers() -> None:
     assert b"Proc-Type" in data
     with pytest.raises(PassphraseError):
         detect(data)
-    assert detect(data, b"s3cret").kind is Kind.PRIVATE_KEY
+    assert detect(data, b"s3cret").kind is ObjectKind.PRIVATE_KEY
 
 
 def test_passphrase_for_a_plain_key_is_ignored() -> None:
-    assert detect(_private_pem(LEAF_KEY, "PKCS8"), b"unused").kind is Kind.PRIVATE_KEY
+    assert detect(_private_pem(LEAF_KEY, "PKCS8"), b"unused").kind is ObjectKind.PRIVATE_KEY
 
 
 def test_pem_with_certificate_and_key_decodes_both_without_key_material() -> None:
     data = LEAF_CERT.public_bytes(PEM) + _private_pem(LEAF_KEY, "PKCS8")
     decoded = detect(data)
-    assert decoded.kind is Kind.CERTIFICATE
+    assert decoded.kind is ObjectKind.CERTIFICATE
     assert [item["kind"] for item in decoded.to_dict()["items"]] == ["certificate", "private-key"]
     _assert_no_ec_secret(decoded.to_text(), LEAF_KEY)
 
@@ -509,7 +501,7 @@ def test_pem_with_certificate_and_key_decodes_both_without_key_material() -> Non
 )
 def test_public_key_is_detected(data: bytes) -> None:
     decoded = detect(data)
-    assert decoded.kind is Kind.PUBLIC_KEY
+    assert decoded.kind is ObjectKind.PUBLIC_KEY
     assert "Public Key Algorithm:" in decoded.to_text()
     assert decoded.to_dict()["type"] in {"RSA", "EC"}
 

@@ -52,7 +52,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from sqlalchemy import event
 from sqlalchemy.orm import Session
-from certway.services.local_ca import serial_hex
+from certway.pki.text import serial_hex
 from certway.services.node import Node
 
 data_dir, ca, stop_at, loops = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])

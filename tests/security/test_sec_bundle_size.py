@@ -22,8 +22,8 @@ from fastapi.testclient import TestClient
 from certway.clock import FixedClock
 from certway.errors import PolicyViolation
 from certway.pki.convert import chain_order
-from certway.pki.decode import MAX_BUNDLE_CERTIFICATES, load_certificates, load_pkcs7
 from certway.pki.keys import PrivateKey
+from certway.pki.load import MAX_BUNDLE_CERTIFICATES, load_certificates, load_pkcs7
 from certway.services.identities import CsrOptions
 from certway.services.node import Node
 from certway.web.app import create_admin_app

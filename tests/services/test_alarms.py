@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,7 +17,7 @@ from cryptography.x509 import ocsp
 
 from certway.clock import FixedClock
 from certway.pki.issue import create_root
-from certway.services.alarms import Alarm
+from certway.services.alarms import Alarm, AlarmKind, AlarmSeverity
 from certway.services.node import Node
 
 from conftest import NOW, key_pem, test_key
@@ -142,6 +143,12 @@ def test_server_certificate_expiring_then_expired_then_replaced(
     assert found["expired:server"].severity == "critical"
     assert found["expired:server"].text == (
         f"the server certificate expired on {NOW + 89 * DAY:%Y-%m-%d}"
+    )
+    # The API and the CLI's --json show the plain values the enums stand for.
+    assert found["expired:server"].as_dict()["severity"] == "critical"
+    assert type(found["expired:server"].as_dict()["severity"]) is AlarmSeverity
+    assert json.loads(json.dumps(found["expired:server"].as_dict()))["id"] == (
+        f"{AlarmKind.EXPIRED}:server"
     )
     upload_leaf(node, pki, days=90)
     assert alarms(node) == {}

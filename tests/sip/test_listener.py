@@ -22,9 +22,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from certway.pki.csr import CsrForm, build_csr
-from certway.pki.decode import format_name
 from certway.pki.issue import Issuer
-from certway.services.local_ca import serial_hex
+from certway.pki.text import format_name, serial_hex
 from certway.services.node import Node
 from certway.services.sip_settings import SipSettings
 from certway.sip.listener import SipLimits, SipListener

@@ -242,6 +242,16 @@ def test_rules_are_added_listed_by_priority_and_removed(sip: SipSettings) -> Non
     assert [r.id for r in sip.rules()] == [3, 1]
 
 
+def test_a_rule_given_as_enums_is_stored_as_the_same_strings(sip: SipSettings) -> None:
+    by_enum = sip.add_rule(
+        priority=5, type=RuleType.SUFFIX, pattern=".example.com", action=RuleAction.DENY
+    )
+    by_name = sip.add_rule(priority=6, type="Suffix", pattern=".example.org", action="DENY")
+    assert (by_enum.type, by_enum.action) == (by_name.type, by_name.action)
+    stored = sip.get().as_dict()["rules"]  # what the settings JSON holds
+    assert [(r["type"], r["action"]) for r in stored] == [("suffix", "deny")] * 2
+
+
 Invoke = Callable[..., tuple[int, str, str]]
 
 

@@ -31,7 +31,7 @@ from certway.cli.main import (
 from certway.errors import DecodeError, PassphraseError, PolicyViolation
 from certway.pki import convert as conv
 from certway.pki.csr import CsrForm, SubjectFields, build_csr
-from certway.pki.decode import detect, load_certificates
+from certway.pki.decode import detect
 from certway.pki.keys import (
     KEY_TYPES,
     describe_key,
@@ -39,7 +39,9 @@ from certway.pki.keys import (
     load_private_key,
     private_key_pem,
 )
+from certway.pki.load import load_certificates
 from certway.pki.names import SUBJECT_KEYS, parse_subject
+from certway.pki.text import serial_hex
 from certway.services.local_ca import CaInfo, CaSettings
 
 PassFile = Annotated[
@@ -311,7 +313,7 @@ def ca_sign(
             write_output(out_file, payload)
         print_json(
             {
-                "serial": format(cert.serial_number, "X"),
+                "serial": serial_hex(cert.serial_number),
                 "subject": cert.subject.rfc4514_string(),
                 "not_before": cert.not_valid_before_utc,
                 "not_after": cert.not_valid_after_utc,
@@ -322,7 +324,7 @@ def ca_sign(
     write_output(out_file, payload)
     if out_file is not None:
         out.print(
-            f"issued serial {cert.serial_number:X} to {cert.subject.rfc4514_string()}, "
+            f"issued serial {serial_hex(cert.serial_number)} to {cert.subject.rfc4514_string()}, "
             f"valid until {cert.not_valid_after_utc:%Y-%m-%d} -> {out_file}"
         )
 

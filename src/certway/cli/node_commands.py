@@ -27,7 +27,7 @@ from certway.cli.main import (
     styled,
 )
 from certway.pki.csr import SubjectFields
-from certway.services.identities import CsrOptions, IdentityInfo, Kind, PendingCsrInfo
+from certway.services.identities import CsrOptions, IdentityInfo, IdentityKind, PendingCsrInfo
 
 node_app = _typer("Node settings: system FQDN, role, cluster.")
 server_app = _typer("The server certificate (SC1-SC5).")
@@ -170,7 +170,7 @@ def _csr_options(
 
 
 def _generate(
-    ctx: typer.Context, kind: Kind, name: str, options: CsrOptions, pem: bool, as_json: bool
+    ctx: typer.Context, kind: IdentityKind, name: str, options: CsrOptions, pem: bool, as_json: bool
 ) -> None:
     with open_node(ctx) as n:
         if kind == "domain" or options.key_type.startswith("rsa:4096"):
@@ -254,7 +254,7 @@ def server_show(
 
 def _upload(
     ctx: typer.Context,
-    kind: Kind,
+    kind: IdentityKind,
     name: str,
     cert: Path,
     chain: Path | None,
@@ -302,7 +302,7 @@ def server_upload(
     _upload(ctx, "server", "", cert, chain, key, passphrase_file, as_json)
 
 
-def _history(ctx: typer.Context, kind: Kind, name: str, as_json: bool) -> None:
+def _history(ctx: typer.Context, kind: IdentityKind, name: str, as_json: bool) -> None:
     with open_node(ctx) as n:
         versions = n.identities.history(kind, name)
     if as_json:

@@ -23,14 +23,10 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
 
 from certway.errors import DecodeError, PassphraseError, PolicyViolation
-from certway.pki.decode import (
-    PARSE_ERRORS,
-    load_pkcs7,
-    load_pkcs12,
-    public_key_fingerprint,
-)
 from certway.pki.encoding import is_pem, pem_blocks
 from certway.pki.encoding import to_pem as _pem_encode
+from certway.pki.load import PARSE_ERRORS, load_pkcs7, load_pkcs12
+from certway.pki.text import public_key_fingerprint
 
 __all__ = [
     "PKCS12_KDF_ROUNDS",

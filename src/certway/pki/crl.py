@@ -23,6 +23,7 @@ from certway.pki.issue import Issuer, signature_hash_for
 
 __all__ = [
     "REASONS",
+    "REASON_NAMES",
     "CrlParams",
     "build_crl",
     "extend_crl",
@@ -30,16 +31,26 @@ __all__ = [
     "revoked_entry",
 ]
 
+#: The RFC 5280 §5.3.1 name of every reason code (``keyCompromise``): the one table of
+#: them, for the CLI, the API, the pages, the audit log and the JSON of a decoded CRL.
+REASON_NAMES: dict[x509.ReasonFlags, str] = {
+    x509.ReasonFlags.unspecified: "unspecified",
+    x509.ReasonFlags.key_compromise: "keyCompromise",
+    x509.ReasonFlags.ca_compromise: "cACompromise",
+    x509.ReasonFlags.affiliation_changed: "affiliationChanged",
+    x509.ReasonFlags.superseded: "superseded",
+    x509.ReasonFlags.cessation_of_operation: "cessationOfOperation",
+    x509.ReasonFlags.certificate_hold: "certificateHold",
+    x509.ReasonFlags.privilege_withdrawn: "privilegeWithdrawn",
+    x509.ReasonFlags.aa_compromise: "aACompromise",
+    x509.ReasonFlags.remove_from_crl: "removeFromCRL",
+}
+#: The reasons a certificate can be revoked with, by name (``removeFromCRL`` only appears
+#: in delta CRLs, which certway does not publish).
 REASONS: dict[str, x509.ReasonFlags] = {
-    "unspecified": x509.ReasonFlags.unspecified,
-    "keyCompromise": x509.ReasonFlags.key_compromise,
-    "cACompromise": x509.ReasonFlags.ca_compromise,
-    "affiliationChanged": x509.ReasonFlags.affiliation_changed,
-    "superseded": x509.ReasonFlags.superseded,
-    "cessationOfOperation": x509.ReasonFlags.cessation_of_operation,
-    "certificateHold": x509.ReasonFlags.certificate_hold,
-    "privilegeWithdrawn": x509.ReasonFlags.privilege_withdrawn,
-    "aACompromise": x509.ReasonFlags.aa_compromise,
+    name: flag
+    for flag, name in REASON_NAMES.items()
+    if flag is not x509.ReasonFlags.remove_from_crl
 }
 _FOLDED = {k.lower(): v for k, v in REASONS.items()}
 _FOLDED.update({v.value.lower(): v for v in REASONS.values()})

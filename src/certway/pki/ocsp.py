@@ -38,8 +38,9 @@ from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsag
 
 from certway.clock import utc
 from certway.errors import DecodeError, PolicyViolation
-from certway.pki.decode import PARSE_ERRORS, format_name
+from certway.pki.load import PARSE_ERRORS
 from certway.pki.ocsp_responder import issuer_hashes
+from certway.pki.text import format_name, serial_hex
 
 __all__ = [
     "NONCE_SIZE",
@@ -251,11 +252,11 @@ def _matching_single(
             return single
     if not singles:
         raise PolicyViolation("ocsp-mismatch", "the OCSP response holds no certificate status")
-    serials = ", ".join(f"{s.serial_number:X}" for s in singles)
+    serials = ", ".join(serial_hex(s.serial_number) for s in singles)
     raise PolicyViolation(
         "ocsp-mismatch",
         f"the OCSP response is about another certificate (serial {serials}) than the one "
-        f"asked for (serial {request.serial:X} of {format_name(issuer.subject)})",
+        f"asked for (serial {serial_hex(request.serial)} of {format_name(issuer.subject)})",
     )
 
 

@@ -31,8 +31,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
 from certway.clock import utc
-from certway.pki.decode import PARSE_ERRORS
 from certway.pki.issue import Issuer, signature_hash_for
+from certway.pki.load import PARSE_ERRORS
 
 __all__ = [
     "DEFAULT_VALIDITY",

@@ -1,7 +1,8 @@
 """Alarms (O1), computed from the current state each time they are asked for.
 
 An alarm exists while its cause does; ``since`` is when it was first seen (kept in the
-``alarm_state`` table, deleted when the cause goes).
+``alarm_state`` table, deleted when the cause goes). Its id is its kind (``AlarmKind``)
+followed by what it is about: ``expired:server``, ``crl-stale:manual:<issuer>``.
 """
 
 from __future__ import annotations
@@ -10,14 +11,15 @@ import datetime as dt
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.dialects import sqlite
 
 from certway.clock import Clock
-from certway.pki.decode import format_name
 from certway.pki.names import common_name
+from certway.pki.text import format_name
 from certway.services.identities import Identities
 from certway.services.local_ca import LocalCA
 from certway.services.revocation import RevocationService
@@ -27,16 +29,40 @@ from certway.services.zones import alarms_for_zones
 from certway.store.db import Store
 from certway.store.schema import AlarmStateRow
 
-__all__ = ["EXPIRY_WARNING", "Alarm", "Alarms"]
+__all__ = ["EXPIRY_WARNING", "Alarm", "AlarmKind", "AlarmSeverity", "Alarms"]
 
 EXPIRY_WARNING = dt.timedelta(days=30)
 CRL_STALE_WARNING = dt.timedelta(hours=24)
 
 
+class AlarmSeverity(StrEnum):
+    CRITICAL = "critical"
+    WARNING = "warning"
+
+
+class AlarmKind(StrEnum):
+    """What an alarm is about: the first part of its id."""
+
+    EXPIRED = "expired"
+    EXPIRING = "expiring"
+    TEMPORARY_CERTIFICATE = "temporary-certificate"
+    SERVER_NO_CN = "server-no-cn"
+    SIP_RULE_UNREADABLE = "sip-rule-unreadable"
+    CRL_EXPIRED = "crl-expired"
+    CRL_STALE = "crl-stale"
+    CRL_UNUSABLE = "crl-unusable"
+    CRL_SOURCE = "crl-source"
+    OCSP_RESPONDER = "ocsp-responder"
+    ZONE = "zone"
+
+
+_SEVERITY_ORDER = {AlarmSeverity.CRITICAL: 0, AlarmSeverity.WARNING: 1}
+
+
 @dataclass(frozen=True, slots=True)
 class Alarm:
     id: str
-    severity: str  # critical | warning
+    severity: AlarmSeverity
     text: str
     since: dt.datetime
 
@@ -51,9 +77,15 @@ class Alarm:
 
 @dataclass(frozen=True, slots=True)
 class _Cause:
-    id: str
-    severity: str
+    kind: AlarmKind
+    about: str | None
+    """What the alarm is about, after the kind in its id; None for a one-of-a-kind alarm."""
+    severity: AlarmSeverity
     text: str
+
+    @property
+    def id(self) -> str:
+        return str(self.kind) if self.about is None else f"{self.kind}:{self.about}"
 
 
 def _state_key(alarm_id: str) -> str:
@@ -63,17 +95,23 @@ def _state_key(alarm_id: str) -> str:
     return f"{alarm_id[:120]}#{hashlib.sha256(alarm_id.encode()).hexdigest()}"
 
 
-def _expiry(alarm_id: str, what: str, not_after: dt.datetime, now: dt.datetime) -> list[_Cause]:
+def _expiry(about: str, what: str, not_after: dt.datetime, now: dt.datetime) -> list[_Cause]:
     if not_after <= now:
         return [
-            _Cause(f"expired:{alarm_id}", "critical", f"{what} expired on {not_after:%Y-%m-%d}")
+            _Cause(
+                AlarmKind.EXPIRED,
+                about,
+                AlarmSeverity.CRITICAL,
+                f"{what} expired on {not_after:%Y-%m-%d}",
+            )
         ]
     left = not_after - now
     if left <= EXPIRY_WARNING:
         return [
             _Cause(
-                f"expiring:{alarm_id}",
-                "warning",
+                AlarmKind.EXPIRING,
+                about,
+                AlarmSeverity.WARNING,
                 f"{what} expires on {not_after:%Y-%m-%d} (in {left.days} days)",
             )
         ]
@@ -120,8 +158,7 @@ class Alarms:
                 seen[key] = now
         since = {alarm_id: seen[key] for alarm_id, key in keys.items()}
         alarms = [Alarm(c.id, c.severity, c.text, since[c.id]) for c in causes.values()]
-        order = {"critical": 0, "warning": 1}
-        return sorted(alarms, key=lambda a: (order.get(a.severity, 2), a.since, a.id))
+        return sorted(alarms, key=lambda a: (_SEVERITY_ORDER[a.severity], a.since, a.id))
 
     def _causes(self, now: dt.datetime) -> Iterable[_Cause]:
         yield from self._node_certificates(now)
@@ -136,7 +173,8 @@ class Alarms:
         yield from self._revocation_sources(now)
         yield from self._sip_rules()
         for zone_alarm in alarms_for_zones(self._store):
-            yield _Cause(zone_alarm.id, zone_alarm.severity, zone_alarm.text)
+            about = zone_alarm.id.removeprefix(f"{AlarmKind.ZONE}:")
+            yield _Cause(AlarmKind.ZONE, about, AlarmSeverity(zone_alarm.severity), zone_alarm.text)
 
     def _node_certificates(self, now: dt.datetime) -> Iterable[_Cause]:
         server = self._identities.active("server")
@@ -145,15 +183,17 @@ class Alarms:
             yield from _expiry("server", "the server certificate", cert.not_valid_after_utc, now)
             if self._identities.is_temporary(cert):
                 yield _Cause(
-                    "temporary-certificate",
-                    "warning",
+                    AlarmKind.TEMPORARY_CERTIFICATE,
+                    None,
+                    AlarmSeverity.WARNING,
                     "the server certificate is the temporary one issued by the factory CA: "
                     "replace it with a certificate from a trusted CA",
                 )
             if not common_name(cert.subject):
                 yield _Cause(
-                    "server-no-cn",
-                    "warning",
+                    AlarmKind.SERVER_NO_CN,
+                    None,
+                    AlarmSeverity.WARNING,
                     f"the server certificate ({format_name(cert.subject) or 'empty subject'}) "
                     "has no common name",
                 )
@@ -185,8 +225,9 @@ class Alarms:
                 else "it would refuse every peer once mutual TLS is turned on"
             )
             yield _Cause(
-                f"sip-rule-unreadable:{broken.id if broken.id is not None else f'#{position}'}",
-                "critical",
+                AlarmKind.SIP_RULE_UNREADABLE,
+                str(broken.id) if broken.id is not None else f"#{position}",
+                AlarmSeverity.CRITICAL,
                 f"SIP access {broken.describe()}: {effect}",
             )
 
@@ -198,35 +239,40 @@ class Alarms:
                 continue
             if held.next_update <= now:
                 yield _Cause(
-                    f"crl-expired:{where}",
-                    "critical",
+                    AlarmKind.CRL_EXPIRED,
+                    where,
+                    AlarmSeverity.CRITICAL,
                     f"{label} expired on {held.next_update:%Y-%m-%d %H:%M} UTC: certificates "
                     "of that CA count as revoked until a current CRL is loaded",
                 )
             elif held.next_update - now <= CRL_STALE_WARNING:
                 yield _Cause(
-                    f"crl-stale:{where}",
-                    "warning",
+                    AlarmKind.CRL_STALE,
+                    where,
+                    AlarmSeverity.WARNING,
                     f"{label} expires at {held.next_update:%Y-%m-%d %H:%M} UTC and has not "
                     "been replaced by a newer one",
                 )
         for bad in self._revocation.unusable_crls():
             yield _Cause(
-                f"crl-unusable:{bad.kind}:{bad.source}:{bad.issuer}",
-                "critical",
+                AlarmKind.CRL_UNUSABLE,
+                f"{bad.kind}:{bad.source}:{bad.issuer}",
+                AlarmSeverity.CRITICAL,
                 f"the CRL of {bad.issuer} ({bad.label}) no longer verifies ({bad.reason}): "
                 "certificates of that CA count as revoked until a usable CRL is loaded",
             )
         for source in self._revocation.sources():
             if source.error:
                 yield _Cause(
-                    f"crl-source:{source.url}",
-                    "warning",
+                    AlarmKind.CRL_SOURCE,
+                    source.url,
+                    AlarmSeverity.WARNING,
                     f"CRL source {source.url} could not be used: {source.error}",
                 )
         for url, failure in self._revocation.responder_failures().items():
             yield _Cause(
-                f"ocsp-responder:{url}",
-                "warning",
+                AlarmKind.OCSP_RESPONDER,
+                url,
+                AlarmSeverity.WARNING,
                 f"OCSP responder {url} could not be used: {failure.get('error', 'unknown')}",
             )

@@ -14,7 +14,7 @@ from cryptography import x509
 
 from certway.clock import Clock
 from certway.errors import DecodeError, PolicyViolation
-from certway.pki.decode import load_certificates
+from certway.pki.load import load_certificates
 from certway.services.peer_validation import PeerValidation
 from certway.trust.identity import UsernameMapping, check_format, compile_regex, map_username
 from certway.trust.validate import Purpose, ValidationOptions, ValidationResult

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from sqlalchemy.orm import Session
 
 from certway.errors import PolicyViolation
-from certway.pki.decode import format_name
+from certway.pki.text import format_name
 from certway.store.repositories import HeldCrlRepository
 from certway.store.schema import HeldCrlRow
 from certway.trust.revocation import IndexedCrl, index_crl, scope_label

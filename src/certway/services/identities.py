@@ -27,16 +27,11 @@ from certway.errors import Conflict, DecodeError, NotFound, PolicyViolation
 from certway.pki.checks import check_node_certificate
 from certway.pki.convert import chain_order
 from certway.pki.csr import CsrForm, SubjectFields, build_csr, plan_names
-from certway.pki.decode import (
-    Decoded,
-    check_bundle_size,
-    fingerprint,
-    format_name,
-    load_certificates,
-)
-from certway.pki.decode import Kind as DecodedKind
+from certway.pki.decode import Decoded
 from certway.pki.keys import PrivateKey, generate_key, load_private_key
+from certway.pki.load import ObjectKind, check_bundle_size, load_certificates
 from certway.pki.names import check_dns_name, common_name, san_text
+from certway.pki.text import fingerprint, format_name, serial_hex
 from certway.services.audit import Audit, audited
 from certway.services.local_ca import LocalCA
 from certway.services.node_settings import IDENTITY_VERSION, NodeSettings
@@ -54,13 +49,14 @@ __all__ = [
     "DomainInfo",
     "Identities",
     "IdentityInfo",
-    "Kind",
+    "IdentityKind",
     "PendingCsrInfo",
     "UploadResult",
     "VersionInfo",
 ]
 
-Kind = Literal["server", "client", "domain"]
+#: Which of the node's certificate slots: the server, the client or a domain (SNI) one.
+IdentityKind = Literal["server", "client", "domain"]
 TEMPORARY_CA = "temporary-ca"
 _TEMP_CA_KEY = "factory.temporary_ca"
 FACTORY_DAYS = 730
@@ -294,7 +290,7 @@ class Identities:
             version.key_id,
         )
 
-    def active(self, kind: Kind = "server", name: str = "") -> ActiveIdentity | None:
+    def active(self, kind: IdentityKind = "server", name: str = "") -> ActiveIdentity | None:
         """The active certificate of a slot; the client identity defaults to the server's."""
         if kind == "domain":
             name = normalise_domain(name)
@@ -310,7 +306,7 @@ class Identities:
         with self._store.reading() as session:
             return KeyRepository(session, self._store.vault).get(identity.key_id)
 
-    def info(self, kind: Kind = "server", name: str = "") -> IdentityInfo:
+    def info(self, kind: IdentityKind = "server", name: str = "") -> IdentityInfo:
         name = self._slot(kind, name)
         with self._store.reading() as session:
             repo = SlotRepository(session)
@@ -332,7 +328,7 @@ class Identities:
             version=identity.version,
             subject=format_name(cert.subject),
             issuer=format_name(cert.issuer),
-            serial=format(cert.serial_number, "X"),
+            serial=serial_hex(cert.serial_number),
             not_before=cert.not_valid_before_utc,
             not_after=cert.not_valid_after_utc,
             fingerprint=fingerprint(cert),
@@ -345,7 +341,7 @@ class Identities:
             text=certificate_text(cert),
         )
 
-    def history(self, kind: Kind = "server", name: str = "") -> list[VersionInfo]:
+    def history(self, kind: IdentityKind = "server", name: str = "") -> list[VersionInfo]:
         name = self._slot(kind, name)
         with self._store.reading() as session:
             repo = SlotRepository(session)
@@ -465,13 +461,13 @@ class Identities:
             subject=options.subject,
         )
 
-    def preview(self, kind: Kind, name: str, options: CsrOptions) -> list[str]:
+    def preview(self, kind: IdentityKind, name: str, options: CsrOptions) -> list[str]:
         """'Alternative name as it will appear' for the form, without creating anything."""
         name = self._slot(kind, name)
         return plan_names(self._form(kind, name, options)).preview
 
     @audited("csr.generate", target=lambda kind, name="", *a, **k: _slot_label(kind, name))
-    def generate_csr(self, kind: Kind, name: str, options: CsrOptions) -> PendingCsrInfo:
+    def generate_csr(self, kind: IdentityKind, name: str, options: CsrOptions) -> PendingCsrInfo:
         """Create the slot's pending CSR; its key is sealed in the store and never leaves it."""
         if kind == "client":
             raise PolicyViolation(
@@ -509,7 +505,7 @@ class Identities:
         assert result is not None
         return result
 
-    def pending_csr(self, kind: Kind, name: str = "") -> PendingCsrInfo | None:
+    def pending_csr(self, kind: IdentityKind, name: str = "") -> PendingCsrInfo | None:
         name = self._slot(kind, name)
         with self._store.reading() as session:
             slot = SlotRepository(session).get(kind, name)
@@ -527,11 +523,11 @@ class Identities:
             alt_names=_alt_names(csr),
             key=key,
             pem=csr.public_bytes(serialization.Encoding.PEM).decode(),
-            text=Decoded(DecodedKind.CSR, (csr,)).to_text(),
+            text=Decoded(ObjectKind.CSR, (csr,)).to_text(),
         )
 
     @audited("csr.discard", target=lambda kind, name="": _slot_label(kind, name))
-    def discard_csr(self, kind: Kind, name: str = "") -> None:
+    def discard_csr(self, kind: IdentityKind, name: str = "") -> None:
         name = self._slot(kind, name)
         with self._store.transaction() as session:
             slot = SlotRepository(session).get(kind, name)
@@ -546,7 +542,7 @@ class Identities:
     @audited("certificate.upload", target=lambda kind, name="", *a, **k: _slot_label(kind, name))
     def upload(
         self,
-        kind: Kind,
+        kind: IdentityKind,
         name: str,
         cert_data: bytes,
         *,
@@ -681,7 +677,7 @@ class Identities:
         "certificate.restore",
         target=lambda kind, name, version: f"{_slot_label(kind, name)} version {version}",
     )
-    def restore(self, kind: Kind, name: str, version: int) -> IdentityInfo:
+    def restore(self, kind: IdentityKind, name: str, version: int) -> IdentityInfo:
         """Make an earlier version active again (as a new version, so listeners reload)."""
         name = self._slot(kind, name)
         if not 1 <= version < 2**31:

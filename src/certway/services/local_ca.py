@@ -18,13 +18,21 @@ from sqlalchemy.orm import Session
 
 from certway.clock import Clock, utc
 from certway.errors import Conflict, NotFound, PolicyViolation
-from certway.pki.crl import REASONS, CrlParams, build_crl, extend_crl, parse_reason, revoked_entry
+from certway.pki.crl import (
+    REASON_NAMES,
+    CrlParams,
+    build_crl,
+    extend_crl,
+    parse_reason,
+    revoked_entry,
+)
 from certway.pki.csr import check_csr
-from certway.pki.decode import fingerprint, format_name, load_certificates, load_csr
 from certway.pki.issue import BACKDATE, Issuer, check_days, create_root, issue_from_csr
 from certway.pki.keys import PublicKey, generate_key, key_matches, load_private_key
+from certway.pki.load import load_certificates, load_csr
 from certway.pki.names import parse_subject, san_text
 from certway.pki.ocsp_responder import CertStatus, OcspQuery, issuer_hashes
+from certway.pki.text import fingerprint, format_name, parse_serial, serial_hex
 from certway.services.audit import Audit, audited
 from certway.services.trusted_cas import TRUST_VERSION
 from certway.store.db import Store
@@ -41,7 +49,6 @@ from certway.trust.records import CaRecords, IssuerRecords, RecordedRevocation
 __all__ = ["CaInfo", "CaSettings", "IssuedInfo", "LocalCA", "PublishedCrl", "SignResult"]
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_REASON_NAMES = {flag: name for name, flag in REASONS.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,23 +124,6 @@ class _CrlState:
     covers_revocation_id: int
     entries: int
     der: bytes
-
-
-def parse_serial(text: str) -> str:
-    """A serial number given as hex (``0x``, colons and spaces allowed) → canonical hex."""
-    cleaned = text.strip().lower().removeprefix("0x").replace(":", "").replace(" ", "")
-    if not cleaned or not re.fullmatch(r"[0-9a-f]+", cleaned):
-        raise PolicyViolation("serial", f"'{text}' is not a hexadecimal serial number")
-    value = int(cleaned, 16)
-    if value.bit_length() > 160:
-        raise PolicyViolation("serial", f"serial number '{text}' is longer than 20 octets")
-    return serial_hex(value)
-
-
-def serial_hex(value: int) -> str:
-    """Upper-case hex with an even number of digits, as openssl prints serials."""
-    text = format(value, "X")
-    return text if len(text) % 2 == 0 else "0" + text
 
 
 class LocalCA:
@@ -529,7 +519,7 @@ class LocalCA:
         revocation is never stored without its CRL and its audit row."""
         canonical = parse_serial(serial)
         flag = parse_reason(reason)
-        reason_name = _REASON_NAMES[flag] if flag is not None else None
+        reason_name = REASON_NAMES[flag] if flag is not None else None
         now = self._clock.now()
         when = utc(revoked_at) if revoked_at else now
         if when > now:

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from certway.clock import Clock
 from certway.errors import CertwayError, DecodeError, FetchError, PolicyViolation
 from certway.fetch import FetchPool, FetchPoolBusy, HttpFetcher, tls_context_for, unpack_crls
-from certway.pki.decode import load_crls
+from certway.pki.load import load_crls
 from certway.pki.ocsp import OcspAnswer, build_request, check_response, ocsp_cache_until, ocsp_urls
 from certway.services.audit import Audit, audited
 from certway.services.crl_store import AcceptedCrl, accept_crl, store_crl, vet_crl

@@ -38,7 +38,7 @@ from certway.services.audit import Audit, audited
 from certway.services.node_settings import IDENTITY_VERSION
 from certway.services.revocation import CRL_VERSION
 from certway.services.trusted_cas import TRUST_VERSION
-from certway.sip.rules import AccessRule, make_rule, ordered
+from certway.sip.rules import AccessRule, RuleAction, RuleType, make_rule, ordered
 from certway.store.db import Store
 from certway.store.repositories import SettingsRepository
 
@@ -232,8 +232,11 @@ class SipSettings:
         return config
 
     @audited("sip.rule.add", target=lambda **k: f"SIP access rule '{k.get('pattern')}'")
-    def add_rule(self, *, priority: int, type: str, pattern: str, action: str) -> AccessRule:
-        """Add a certificate access rule; it gets the next free id."""
+    def add_rule(
+        self, *, priority: int, type: RuleType | str, pattern: str, action: RuleAction | str
+    ) -> AccessRule:
+        """Add a certificate access rule; it gets the next free id. ``type`` and ``action``
+        may be given as their (case-insensitive) names: a bad one is a PolicyViolation."""
         make_rule(0, priority=priority, type=type, pattern=pattern, action=action)  # check first
         with self._store.transaction() as session:
             settings = SettingsRepository(session)

@@ -10,15 +10,10 @@ from cryptography.hazmat.primitives import serialization
 
 from certway.clock import Clock
 from certway.errors import DecodeError, NotFound, PolicyViolation
-from certway.pki.decode import (
-    check_bundle_size,
-    fingerprint,
-    format_name,
-    load_certificates,
-    load_crls,
-)
 from certway.pki.encoding import is_pem, pem_blocks
+from certway.pki.load import check_bundle_size, load_certificates, load_crls
 from certway.pki.names import common_name
+from certway.pki.text import fingerprint, format_name
 from certway.services.audit import Audit, audited
 from certway.services.crl_store import accept_crl
 from certway.store.db import Store

@@ -48,8 +48,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from cryptography import x509
 
 from certway.errors import CertwayError
-from certway.pki.decode import format_name
-from certway.services.local_ca import serial_hex
+from certway.pki.text import format_name, serial_hex
 from certway.services.peer_validation import ValidationState
 from certway.services.sip_settings import SIP_SERVICE, MutualTls, SipConfig, SipSettings
 from certway.sip.message import (

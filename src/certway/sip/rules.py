@@ -45,6 +45,8 @@ MAX_PRIORITY = 65535
 
 
 class RuleType(StrEnum):
+    """How a rule's pattern matches a certificate name (the values are stored as is)."""
+
     EXACT = "exact"
     PREFIX = "prefix"
     SUFFIX = "suffix"
@@ -52,6 +54,8 @@ class RuleType(StrEnum):
 
 
 class RuleAction(StrEnum):
+    """What a matching rule does with the peer (the values are stored as is)."""
+
     ALLOW = "allow"
     DENY = "deny"
 
@@ -106,6 +110,7 @@ class AccessRule:
 
 
 def _choice(kind: type[RuleType] | type[RuleAction], value: str, what: str) -> Any:
+    # StrEnum members are str: a member and its name in any case both give the member.
     try:
         return kind(value.lower())
     except ValueError:
@@ -113,7 +118,14 @@ def _choice(kind: type[RuleType] | type[RuleAction], value: str, what: str) -> A
         raise PolicyViolation("rule", f"{what} must be {allowed}, not '{value}'") from None
 
 
-def make_rule(rule_id: int, *, priority: int, type: str, pattern: str, action: str) -> AccessRule:
+def make_rule(
+    rule_id: int,
+    *,
+    priority: int,
+    type: RuleType | str,
+    pattern: str,
+    action: RuleAction | str,
+) -> AccessRule:
     """A checked rule (PolicyViolation with a clear message when anything is wrong)."""
     if not 0 <= priority <= MAX_PRIORITY:
         raise PolicyViolation("rule", f"priority must be between 0 and {MAX_PRIORITY}")

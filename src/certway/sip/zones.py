@@ -48,9 +48,9 @@ from typing import TYPE_CHECKING, Any
 from cryptography import x509
 
 from certway.errors import CertwayError
-from certway.pki.decode import format_name
 from certway.pki.keys import PrivateKey
 from certway.pki.names import common_name
+from certway.pki.text import format_name
 from certway.services.identities import ActiveIdentity
 from certway.services.sip_settings import SIP_SERVICE
 from certway.services.zones import PeerStatus, Zone, Zones, ZoneStatus

@@ -31,7 +31,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
 from certway.errors import PolicyViolation
-from certway.pki.decode import format_name
+from certway.pki.text import format_name, serial_hex
 from certway.trust.report import Check
 from certway.trust.revocation import (
     ALL_REASONS,
@@ -296,7 +296,7 @@ def _signer(crl: IndexedCrl, signers: _Signers) -> tuple[x509.Certificate | None
     bad_path: list[str] = []
     bad_signature = False
     for cand in signers.candidates(crl.authority):
-        who = f"{format_name(cand.subject)} (serial {cand.serial_number:X})"
+        who = f"{format_name(cand.subject)} (serial {serial_hex(cand.serial_number)})"
         if not may_sign_crls(cand):
             no_crl_sign.append(who)
         elif not crl.signed_by(cand):

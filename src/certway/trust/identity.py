@@ -56,7 +56,9 @@ from cryptography import x509
 
 from certway.adminregex import AdminRegex, compile_admin_regex
 from certway.errors import PolicyViolation
-from certway.pki.decode import Decoded, Kind, attribute_name
+from certway.pki.decode import Decoded
+from certway.pki.load import ObjectKind
+from certway.pki.text import attribute_name
 
 __all__ = [
     "DEFAULT_FORMAT",
@@ -119,7 +121,7 @@ def check_format(fmt: str, regex: AdminRegex) -> list[str]:
 def certificate_text(cert: x509.Certificate) -> str:
     """The readable text form shown to users (like ``openssl x509 -text``). The username
     regex does not run on it but on ``mapping_text``."""
-    return Decoded(Kind.CERTIFICATE, (cert,)).to_text()
+    return Decoded(ObjectKind.CERTIFICATE, (cert,)).to_text()
 
 
 # -- the mapping text ---------------------------------------------------------------------------

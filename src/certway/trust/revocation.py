@@ -38,7 +38,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, paddin
 from cryptography.x509.oid import CRLEntryExtensionOID
 
 from certway.errors import PolicyViolation
-from certway.pki.decode import format_name
+from certway.pki.crl import REASON_NAMES
+from certway.pki.text import format_name, serial_hex
 from certway.trust.anchors import key_id
 
 __all__ = [
@@ -65,18 +66,6 @@ __all__ = [
 
 CLOCK_SKEW = dt.timedelta(minutes=5)
 
-_REASON_NAMES = {
-    x509.ReasonFlags.unspecified: "unspecified",
-    x509.ReasonFlags.key_compromise: "keyCompromise",
-    x509.ReasonFlags.ca_compromise: "cACompromise",
-    x509.ReasonFlags.affiliation_changed: "affiliationChanged",
-    x509.ReasonFlags.superseded: "superseded",
-    x509.ReasonFlags.cessation_of_operation: "cessationOfOperation",
-    x509.ReasonFlags.certificate_hold: "certificateHold",
-    x509.ReasonFlags.privilege_withdrawn: "privilegeWithdrawn",
-    x509.ReasonFlags.aa_compromise: "aACompromise",
-    x509.ReasonFlags.remove_from_crl: "removeFromCRL",
-}
 
 ALL_REASONS = frozenset(
     {
@@ -92,7 +81,7 @@ ALL_REASONS = frozenset(
 )
 """The reasons a set of CRLs must cover between them (RFC 5280 §6.3.3 ``all-reasons``)."""
 
-_REASON_ORDER = {name: n for n, name in enumerate(_REASON_NAMES.values())}
+_REASON_ORDER = {name: n for n, name in enumerate(REASON_NAMES.values())}
 
 
 def reason_names(reasons: Iterable[str]) -> str:
@@ -104,7 +93,7 @@ def reason_set(flags: Iterable[x509.ReasonFlags] | None) -> frozenset[str] | Non
     """A ReasonFlags set as reason names (the 'unused' bit and removeFromCRL dropped)."""
     if flags is None:
         return None
-    return frozenset(_REASON_NAMES[f] for f in flags) & ALL_REASONS
+    return frozenset(REASON_NAMES[f] for f in flags) & ALL_REASONS
 
 
 # -- names -----------------------------------------------------------------------------------
@@ -232,7 +221,7 @@ def _entry_details(revoked: x509.RevokedCertificate) -> RevokedEntry:
     invalidity = None
     for ext in revoked.extensions:
         if isinstance(ext.value, x509.CRLReason):
-            reason = _REASON_NAMES.get(ext.value.reason, ext.value.reason.value)
+            reason = REASON_NAMES[ext.value.reason]
         elif isinstance(ext.value, x509.InvalidityDate):
             invalidity = ext.value.invalidity_date_utc
     return RevokedEntry(revoked.serial_number, revoked.revocation_date_utc, reason, invalidity)
@@ -517,7 +506,7 @@ def _scan_entries(
                     raise PolicyViolation(
                         "crl-critical-extension",
                         f"CRL from {source} has an entry (serial "
-                        f"{revoked.serial_number:X}) with an unknown critical extension "
+                        f"{serial_hex(revoked.serial_number)}) with an unknown critical extension "
                         f"{ext.oid.dotted_string}: the CRL is not used",
                     )
             entry = _entry_details(revoked)

@@ -40,9 +40,9 @@ from certway.errors import (
     Untrusted,
     ValidationFailed,
 )
-from certway.pki.decode import format_name
 from certway.pki.names import common_name, san_text
 from certway.pki.ocsp import OcspAnswer, ocsp_urls
+from certway.pki.text import format_name, serial_hex
 from certway.trust.anchors import TrustSnapshot
 from certway.trust.crl_check import CrlContext, SignerPaths
 from certway.trust.pkix import PathProblem, PkixInputs, validate_pkix_path
@@ -564,7 +564,7 @@ def _describe(cert: x509.Certificate) -> tuple[str, str, str, dt.datetime]:
     return (
         format_name(cert.subject),
         format_name(cert.issuer),
-        format(cert.serial_number, "X"),
+        serial_hex(cert.serial_number),
         cert.not_valid_after_utc,
     )
 

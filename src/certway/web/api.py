@@ -19,7 +19,8 @@ from starlette.concurrency import run_in_threadpool
 
 from certway.errors import DecodeError, PolicyViolation
 from certway.pki.csr import SubjectFields
-from certway.services.identities import CsrOptions, Kind
+from certway.pki.text import serial_hex
+from certway.services.identities import CsrOptions, IdentityKind
 from certway.services.local_ca import CaInfo, CaSettings
 from certway.services.node import Node
 from certway.services.zones import (
@@ -353,7 +354,9 @@ def server_upload(request: Request, body: Upload, who: Writer) -> dict[str, Any]
     return _upload(request, "server", "", body, who)
 
 
-def _upload(request: Request, kind: Kind, name: str, body: Upload, who: Any) -> dict[str, Any]:
+def _upload(
+    request: Request, kind: IdentityKind, name: str, body: Upload, who: Any
+) -> dict[str, Any]:
     with as_principal(who):
         result = _node(request).identities.upload(
             kind,
@@ -646,7 +649,7 @@ def ca_sign(request: Request, name: str, body: SignBody, who: Writer) -> dict[st
         )
     cert = result.certificate
     return {
-        "serial": format(cert.serial_number, "X"),
+        "serial": serial_hex(cert.serial_number),
         "not_after": cert.not_valid_after_utc.isoformat(),
         "pem": result.pem(with_chain=body.chain).decode(),
     }

@@ -37,10 +37,11 @@ from certway.pki.csr import DIGESTS, SubjectFields
 from certway.pki.decode import detect
 from certway.pki.issue import PROFILES
 from certway.pki.keys import KEY_TYPES
+from certway.pki.text import serial_hex
 from certway.services.admin_security import Mode
 from certway.services.admins import AdminInfo
-from certway.services.identities import CsrOptions, IdentityInfo, Kind
-from certway.services.local_ca import CaSettings, serial_hex
+from certway.services.identities import CsrOptions, IdentityInfo, IdentityKind
+from certway.services.local_ca import CaSettings
 from certway.services.node import Node
 from certway.services.revocation import SERVICES
 from certway.services.sip_settings import MutualTls
@@ -496,7 +497,7 @@ def static_file(name: str) -> Response:
 
 
 # -- status ------------------------------------------------------------------------------------
-def _info(node: Node, kind: Kind, name: str = "") -> IdentityInfo | None:
+def _info(node: Node, kind: IdentityKind, name: str = "") -> IdentityInfo | None:
     try:
         return node.identities.info(kind, name)
     except NotFound:
@@ -551,13 +552,13 @@ def _csr_options(form: _Form) -> CsrOptions:
     )
 
 
-def _base(kind: Kind, name: str) -> str:
+def _base(kind: IdentityKind, name: str) -> str:
     return "/server-certificate" if kind == "server" else f"/domains/{name}"
 
 
 def _identity_page(
     view: _View,
-    kind: Kind,
+    kind: IdentityKind,
     name: str = "",
     *,
     form: _Form | None = None,
@@ -619,7 +620,7 @@ def server_csr_pem(request: Request) -> Response:
     return _csr_download(_view(request), "server", "")
 
 
-def _csr_download(view: _View, kind: Kind, name: str) -> Response:
+def _csr_download(view: _View, kind: IdentityKind, name: str) -> Response:
     pending = view.node.identities.pending_csr(kind, name)
     if pending is None:
         raise _Refused(404, "No pending CSR", "no CSR is pending: generate one first")
@@ -636,13 +637,15 @@ def csr_preview(request: Request) -> Response:
     if kind not in ("server", "domain"):
         return JSONResponse({"error": f"unknown certificate kind '{kind}'"}, status_code=400)
     try:
-        names = view.node.identities.preview(cast(Kind, kind), form.get("name"), _csr_options(form))
+        names = view.node.identities.preview(
+            cast(IdentityKind, kind), form.get("name"), _csr_options(form)
+        )
     except CertwayError as exc:
         return JSONResponse({"error": str(exc), "names": []})
     return JSONResponse({"names": names})
 
 
-async def _generate(request: Request, kind: Kind, name: str) -> Response:
+async def _generate(request: Request, kind: IdentityKind, name: str) -> Response:
     view, form = await _submit(request)
 
     def work() -> HTMLResponse:
@@ -660,12 +663,12 @@ async def _generate(request: Request, kind: Kind, name: str) -> Response:
     return await _run(view, work)
 
 
-async def _preview(request: Request, kind: Kind, name: str) -> Response:
+async def _preview(request: Request, kind: IdentityKind, name: str) -> Response:
     view, form = await _submit(request)
     return await _run(view, lambda: _identity_page(view, kind, name, form=form))
 
 
-async def _discard(request: Request, kind: Kind, name: str) -> Response:
+async def _discard(request: Request, kind: IdentityKind, name: str) -> Response:
     view, _form = await _submit(request)
 
     def work() -> HTMLResponse:
@@ -677,7 +680,7 @@ async def _discard(request: Request, kind: Kind, name: str) -> Response:
     return await _run(view, work)
 
 
-async def _upload(request: Request, kind: Kind, name: str) -> Response:
+async def _upload(request: Request, kind: IdentityKind, name: str) -> Response:
     view, form = await _submit(request)
 
     def work() -> HTMLResponse:
@@ -708,7 +711,7 @@ async def _upload(request: Request, kind: Kind, name: str) -> Response:
     return await _run(view, work)
 
 
-async def _restore(request: Request, kind: Kind, name: str) -> Response:
+async def _restore(request: Request, kind: IdentityKind, name: str) -> Response:
     view, form = await _submit(request)
 
     def work() -> HTMLResponse:
