@@ -22,6 +22,7 @@ from certway.pki.csr import SubjectFields
 from certway.services.identities import CsrOptions, Kind
 from certway.services.local_ca import CaInfo, CaSettings
 from certway.services.node import Node
+from certway.services.sip_rules import MAX_PRIORITY
 from certway.services.zones import (
     DEFAULT_INTERVAL,
     DEFAULT_PORT,
@@ -30,7 +31,6 @@ from certway.services.zones import (
     Zone,
     ZoneStatus,
 )
-from certway.sip.rules import MAX_PRIORITY
 from certway.web.app import ApiRoute, Reader, Writer, as_principal, reads_only
 
 __all__ = ["router"]
