@@ -9,6 +9,7 @@ crash leaves either the old or the new certificate active. Listeners watch the
 from __future__ import annotations
 
 import json
+import threading
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -60,6 +61,7 @@ class Slots:
         self._node = node
         self._trusted = trusted
         self._local_ca = local_ca
+        self._lock = threading.Lock()  # guards in-memory state rebuilt on change (SNI map)
 
     # -- reading ------------------------------------------------------------------------------
     def version(self) -> int:

@@ -3,17 +3,10 @@ active identity, rebuilt once per change of the identity counter."""
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 
-from certway.clock import Clock
-from certway.services.audit import Audit
 from certway.services.identities.model import ActiveIdentity, normalise_domain
 from certway.services.identities.slots import Slots
-from certway.services.local_ca import LocalCA
-from certway.services.node_settings import NodeSettings
-from certway.services.trusted_cas import TrustedCAs
-from certway.store.db import Store
 from certway.store.repositories import SlotRepository
 
 __all__ = ["SniLookup"]
@@ -30,18 +23,7 @@ class _SniMap:
 class SniLookup(Slots):
     """The identity to present for a server name."""
 
-    def __init__(
-        self,
-        store: Store,
-        clock: Clock,
-        audit: Audit,
-        node: NodeSettings,
-        trusted: TrustedCAs,
-        local_ca: LocalCA,
-    ) -> None:
-        super().__init__(store, clock, audit, node, trusted, local_ca)
-        self._sni: _SniMap | None = None
-        self._lock = threading.Lock()
+    _sni: _SniMap | None = None  # set per instance when first built
 
     def certificate_for_sni(self, server_name: str | None) -> ActiveIdentity | None:
         """The identity for a TLS ClientHello's SNI: the domain's certificate when the name is
