@@ -165,8 +165,8 @@ def audited_actions() -> dict[str, str]:
     import certway.services
 
     found: dict[str, str] = {}
-    for module_info in pkgutil.iter_modules(certway.services.__path__):
-        module = importlib.import_module(f"certway.services.{module_info.name}")
+    for module_info in pkgutil.walk_packages(certway.services.__path__, "certway.services."):
+        module = importlib.import_module(module_info.name)
         for cls_name, cls in inspect.getmembers(module, inspect.isclass):
             if cls.__module__ != module.__name__:
                 continue

@@ -22,8 +22,8 @@ from fastapi.testclient import TestClient
 from certway.clock import FixedClock
 from certway.errors import PolicyViolation
 from certway.services.node import Node
+from certway.services.sip_rules import certificate_names, decide, make_rule
 from certway.sip.listener import PeerValidator
-from certway.sip.rules import certificate_names, decide, make_rule
 from certway.store.repositories import SettingsRepository
 from certway.web.app import create_admin_app
 

@@ -11,8 +11,8 @@ import typer
 from rich.table import Table
 
 from certway.cli.main import JsonOpt, _typer, app, err, open_node, out, print_json, styled
+from certway.services.sip_rules import AccessRule
 from certway.services.sip_settings import SipConfig
-from certway.sip.rules import AccessRule
 
 __all__ = ["sip_app"]
 

@@ -9,13 +9,12 @@ from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
 
 from certway.clock import Clock
 from certway.errors import Conflict, NotFound, PolicyViolation
 from certway.services.audit import Audit, audited
 from certway.store.db import Store
-from certway.store.schema import AdminAccountRow
+from certway.store.repositories import AdminRepository
 
 __all__ = ["ACCESS_LEVELS", "AdminAccounts", "AdminInfo"]
 
@@ -53,19 +52,18 @@ class AdminAccounts:
 
     def accounts(self) -> list[AdminInfo]:
         with self._store.reading() as session:
-            rows = session.scalars(select(AdminAccountRow).order_by(AdminAccountRow.name)).all()
-            return [AdminInfo(r.name, r.access) for r in rows]
+            return [AdminInfo(r.name, r.access) for r in AdminRepository(session).all()]
 
     def get(self, name: str) -> AdminInfo | None:
         with self._store.reading() as session:
-            row = session.get(AdminAccountRow, name)
+            row = AdminRepository(session).get(name)
             return AdminInfo(row.name, row.access) if row else None
 
     def credential_stamp(self, name: str) -> str | None:
         """A value that changes whenever the account's password or access level does (a
         digest of both), or None when the account is gone: sessions compare it."""
         with self._store.reading() as session:
-            row = session.get(AdminAccountRow, name)
+            row = AdminRepository(session).get(name)
             if row is None:
                 return None
             return hashlib.sha256(f"{row.access}\0{row.password_hash}".encode()).hexdigest()
@@ -84,13 +82,10 @@ class AdminAccounts:
         digest = _HASHER.hash(password)
         now = self._clock.now()
         with self._store.transaction() as session:
-            if session.get(AdminAccountRow, name) is not None:
+            accounts = AdminRepository(session)
+            if accounts.get(name) is not None:
                 raise Conflict(f"an account named '{name}' already exists")
-            session.add(
-                AdminAccountRow(
-                    name=name, access=access, password_hash=digest, created_at=now, updated_at=now
-                )
-            )
+            accounts.add(name, access, digest, now)
             self._audit.note(name=name, access=access)
         return AdminInfo(name, access)
 
@@ -99,7 +94,7 @@ class AdminAccounts:
         _check_password(password)
         digest = _HASHER.hash(password)
         with self._store.transaction() as session:
-            row = session.get(AdminAccountRow, name)
+            row = AdminRepository(session).get(name)
             if row is None:
                 raise NotFound(f"no account named '{name}'")
             row.password_hash = digest
@@ -108,25 +103,21 @@ class AdminAccounts:
     @audited("admin.remove")
     def remove(self, name: str) -> None:
         with self._store.transaction() as session:
-            row = session.get(AdminAccountRow, name)
+            accounts = AdminRepository(session)
+            row = accounts.get(name)
             if row is None:
                 raise NotFound(f"no account named '{name}'")
-            others = session.scalars(
-                select(AdminAccountRow).where(
-                    AdminAccountRow.access == "read-write", AdminAccountRow.name != name
-                )
-            ).first()
-            if row.access == "read-write" and others is None:
+            if row.access == "read-write" and not accounts.another_with_access("read-write", name):
                 raise Conflict(
                     "this is the last read-write account: add another one before removing it"
                 )
-            session.delete(row)
+            accounts.delete(row)
 
     def verify(self, name: str, password: str) -> AdminInfo | None:
         """The account when the password is right, else None (same cost either way). Only
         reads: a login never waits for the database's write lock nor takes it."""
         with self._store.reading() as session:
-            row = session.get(AdminAccountRow, name)
+            row = AdminRepository(session).get(name)
             stored = row.password_hash if row else None
             info = AdminInfo(row.name, row.access) if row else None
         try:

@@ -14,9 +14,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import delete, select
-from sqlalchemy.dialects import sqlite
-
 from certway.clock import Clock
 from certway.pki.names import common_name
 from certway.pki.text import format_name
@@ -27,7 +24,7 @@ from certway.services.sip_settings import MutualTls, SipSettings
 from certway.services.trusted_cas import TrustedCAs
 from certway.services.zones import alarms_for_zones
 from certway.store.db import Store
-from certway.store.schema import AlarmStateRow
+from certway.store.repositories import AlarmStateRepository
 
 __all__ = ["EXPIRY_WARNING", "Alarm", "AlarmKind", "AlarmSeverity", "Alarms"]
 
@@ -142,19 +139,13 @@ class Alarms:
         now = self._clock.now()
         causes = {c.id: c for c in self._causes(now)}
         with self._store.transaction() as session:
-            seen = {row.alarm_id: row.since for row in session.scalars(select(AlarmStateRow))}
+            state = AlarmStateRepository(session)
+            seen = state.first_seen()
             keys = {alarm_id: _state_key(alarm_id) for alarm_id in causes}
             live = set(keys.values())
-            cleared = [key for key in seen if key not in live]
-            if cleared:
-                session.execute(delete(AlarmStateRow).where(AlarmStateRow.alarm_id.in_(cleared)))
+            state.clear(key for key in seen if key not in live)
             for key in live - set(seen):
-                # Insert-or-ignore: another process may record the same alarm at once.
-                session.execute(
-                    sqlite.insert(AlarmStateRow)
-                    .values(alarm_id=key, since=now)
-                    .on_conflict_do_nothing(index_elements=[AlarmStateRow.alarm_id])
-                )
+                state.record(key, now)
                 seen[key] = now
         since = {alarm_id: seen[key] for alarm_id, key in keys.items()}
         alarms = [Alarm(c.id, c.severity, c.text, since[c.id]) for c in causes.values()]

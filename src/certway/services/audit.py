@@ -27,12 +27,10 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from certway.clock import Clock
 from certway.errors import CertwayError
-from certway.store.db import Store
+from certway.store.db import Session, Store
+from certway.store.repositories import AuditRepository
 from certway.store.schema import AuditRow
 
 __all__ = ["Actor", "Audit", "AuditEntry", "acting_as", "audited", "current_actor"]
@@ -113,11 +111,12 @@ class _Scope:
         detail = _json(self.detail)
         if self.row_id is None:
             row = self.audit._row(self.action, self.target, "ok", detail, self.actor)
-            session.add(row)
-            session.flush()
-            self._pending = (row.id, detail)
+            self._pending = (AuditRepository(session).add(row), detail)
         elif detail != self.written:
-            session.get_one(AuditRow, self.row_id).detail = detail
+            written = AuditRepository(session).get(self.row_id)
+            if written is None:
+                raise LookupError(f"audit row {self.row_id} is gone")
+            written.detail = detail
             self._pending = (self.row_id, detail)
 
     def committed(self) -> None:
@@ -165,7 +164,9 @@ class Audit:
     def record(self, action: str, target: str, outcome: str, detail: dict[str, Any]) -> None:
         """A row on its own (an outcome with no change to join: a refused login...)."""
         with self._store.transaction(hooks=False) as session:
-            session.add(self._row(action, target, outcome, _json(detail), current_actor()))
+            AuditRepository(session).add(
+                self._row(action, target, outcome, _json(detail), current_actor())
+            )
 
     def _row(self, action: str, target: str, outcome: str, detail: str, actor: Actor) -> AuditRow:
         return AuditRow(
@@ -182,21 +183,16 @@ class Audit:
     def _settle(self, scope: _Scope, outcome: str, detail: dict[str, Any]) -> None:
         """The action's final outcome: its committed row updated, or a row of its own."""
         with self._store.transaction(hooks=False) as session:
-            row = session.get(AuditRow, scope.row_id) if scope.row_id is not None else None
+            log = AuditRepository(session)
+            row = log.get(scope.row_id) if scope.row_id is not None else None
             if row is None:
-                session.add(
-                    self._row(scope.action, scope.target, outcome, _json(detail), scope.actor)
-                )
+                log.add(self._row(scope.action, scope.target, outcome, _json(detail), scope.actor))
             else:
                 row.outcome = outcome
                 row.detail = _json(detail)
 
     def entries(self, *, since: dt.datetime | None = None, limit: int = 1000) -> list[AuditEntry]:
-        query = select(AuditRow).order_by(AuditRow.id.desc()).limit(limit)
-        if since is not None:
-            query = query.where(AuditRow.at >= since)
         with self._store.reading() as session:
-            rows = session.scalars(query).all()
             return [
                 AuditEntry(
                     r.at,
@@ -208,7 +204,7 @@ class Audit:
                     r.outcome,
                     json.loads(r.detail) if r.detail else {},
                 )
-                for r in reversed(rows)
+                for r in AuditRepository(session).newest(since=since, limit=limit)
             ]
 
 

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
-from sqlalchemy.orm import Session
 
 from certway.clock import Clock, utc
 from certway.errors import Conflict, NotFound, PolicyViolation
@@ -35,7 +34,7 @@ from certway.pki.ocsp_responder import CertStatus, OcspQuery, issuer_hashes
 from certway.pki.text import fingerprint, format_name, parse_serial, serial_hex
 from certway.services.audit import Audit, audited
 from certway.services.trusted_cas import TRUST_VERSION
-from certway.store.db import Store
+from certway.store.db import Session, Store
 from certway.store.repositories import (
     CaRepository,
     KeyRepository,

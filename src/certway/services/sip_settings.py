@@ -37,8 +37,8 @@ from certway.errors import NotFound, PolicyViolation
 from certway.services.audit import Audit, audited
 from certway.services.node_settings import IDENTITY_VERSION
 from certway.services.revocation import CRL_VERSION
+from certway.services.sip_rules import AccessRule, RuleAction, RuleType, make_rule, ordered
 from certway.services.trusted_cas import TRUST_VERSION
-from certway.sip.rules import AccessRule, RuleAction, RuleType, make_rule, ordered
 from certway.store.db import Store
 from certway.store.repositories import SettingsRepository
 

@@ -1,5 +1,5 @@
-"""SIP over TLS (S4, S5): the message subset we speak, certificate access rules, the listener.
+"""SIP over TLS (S4, S5): the message subset we speak, the listener, outbound zones.
 
-``message`` and ``rules`` are pure (no I/O); ``listener`` is the asyncio TLS server that uses
-them with the node's services.
+``message`` is pure (no I/O); ``listener`` is the asyncio TLS server that uses it with the
+node's services (certificate access rules: ``certway.services.sip_rules``).
 """

@@ -50,6 +50,7 @@ from cryptography import x509
 from certway.errors import CertwayError
 from certway.pki.text import format_name, serial_hex
 from certway.services.peer_validation import ValidationState
+from certway.services.sip_rules import certificate_names, decide
 from certway.services.sip_settings import SIP_SERVICE, MutualTls, SipConfig, SipSettings
 from certway.sip.message import (
     MAX_BODY,
@@ -63,7 +64,6 @@ from certway.sip.message import (
     method_not_allowed,
     options_ok,
 )
-from certway.sip.rules import certificate_names, decide
 from certway.tls.contexts import ClientCertMode, ServerTls, TlsState
 from certway.trust.validate import Purpose, ValidationOptions
 

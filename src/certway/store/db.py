@@ -24,7 +24,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from certway.errors import Conflict, StoreError
 from certway.store.vault import MASTER_KEY_FILE, KeyVault, create_master_key, load_master_key
 
-__all__ = ["DB_FILE", "CommitHook", "Store", "default_data_dir"]
+__all__ = ["DB_FILE", "CommitHook", "Session", "Store", "default_data_dir"]
+# ``Session`` is exported as the type of a unit of work: services hand it on to repositories
+# (certway.store.repositories) and never query it themselves.
 
 DB_FILE = "certway.db"
 _READ_ONLY = "certway_read_only"

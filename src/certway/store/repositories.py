@@ -22,6 +22,9 @@ from certway.pki.keys import (
     public_key_der,
 )
 from certway.store.schema import (
+    AdminAccountRow,
+    AlarmStateRow,
+    AuditRow,
     CaRow,
     CertSlotRow,
     CertVersionRow,
@@ -38,6 +41,9 @@ from certway.store.schema import (
 from certway.store.vault import KeyVault
 
 __all__ = [
+    "AdminRepository",
+    "AlarmStateRepository",
+    "AuditRepository",
     "CaRepository",
     "HeldCrlRepository",
     "KeyRepository",
@@ -454,3 +460,85 @@ class SlotRepository:
             .where(CertSlotRow.kind == kind)
         ).all()
         return [(slot, version) for slot, version in rows]
+
+
+class AdminRepository:
+    """Local administrator accounts (the password hash is argon2id, made by the service)."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def all(self) -> Sequence[AdminAccountRow]:
+        return self._session.scalars(select(AdminAccountRow).order_by(AdminAccountRow.name)).all()
+
+    def get(self, name: str) -> AdminAccountRow | None:
+        return self._session.get(AdminAccountRow, name)
+
+    def add(self, name: str, access: str, password_hash: str, at: dt.datetime) -> None:
+        self._session.add(
+            AdminAccountRow(
+                name=name, access=access, password_hash=password_hash, created_at=at, updated_at=at
+            )
+        )
+        self._session.flush()
+
+    def another_with_access(self, access: str, name: str) -> bool:
+        """Whether an account other than ``name`` has ``access``."""
+        found = self._session.scalars(
+            select(AdminAccountRow.name)
+            .where(AdminAccountRow.access == access, AdminAccountRow.name != name)
+            .limit(1)
+        ).first()
+        return found is not None
+
+    def delete(self, row: AdminAccountRow) -> None:
+        self._session.delete(row)
+        self._session.flush()
+
+
+class AlarmStateRepository:
+    """When each raised alarm was first seen (rows keyed by the alarm's state key)."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def first_seen(self) -> dict[str, dt.datetime]:
+        return {row.alarm_id: row.since for row in self._session.scalars(select(AlarmStateRow))}
+
+    def clear(self, keys: Iterable[str]) -> None:
+        wanted = list(keys)
+        if wanted:
+            self._session.execute(delete(AlarmStateRow).where(AlarmStateRow.alarm_id.in_(wanted)))
+
+    def record(self, key: str, since: dt.datetime) -> None:
+        """Insert-or-ignore: another process may record the same alarm at once (its time
+        then stays)."""
+        dialect = postgresql if self._session.get_bind().dialect.name == "postgresql" else sqlite
+        self._session.execute(
+            dialect.insert(AlarmStateRow)
+            .values(alarm_id=key, since=since)
+            .on_conflict_do_nothing(index_elements=[AlarmStateRow.alarm_id])
+        )
+
+
+class AuditRepository:
+    """The audit log: rows are added, their outcome and details updated, never deleted."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def add(self, row: AuditRow) -> int:
+        """Insert ``row``; its id."""
+        self._session.add(row)
+        self._session.flush()
+        return row.id
+
+    def get(self, row_id: int) -> AuditRow | None:
+        return self._session.get(AuditRow, row_id)
+
+    def newest(self, *, since: dt.datetime | None, limit: int) -> list[AuditRow]:
+        """At most ``limit`` rows (from ``since`` on), the newest ones, oldest first."""
+        query = select(AuditRow).order_by(AuditRow.id.desc()).limit(limit)
+        if since is not None:
+            query = query.where(AuditRow.at >= since)
+        return list(reversed(self._session.scalars(query).all()))

@@ -23,6 +23,7 @@ from certway.pki.text import serial_hex
 from certway.services.identities import CsrOptions, IdentityKind
 from certway.services.local_ca import CaInfo, CaSettings
 from certway.services.node import Node
+from certway.services.sip_rules import MAX_PRIORITY
 from certway.services.zones import (
     DEFAULT_INTERVAL,
     DEFAULT_PORT,
@@ -31,7 +32,6 @@ from certway.services.zones import (
     Zone,
     ZoneStatus,
 )
-from certway.sip.rules import MAX_PRIORITY
 from certway.web.app import ApiRoute, Reader, Writer, as_principal, reads_only
 
 __all__ = ["router"]

@@ -44,9 +44,9 @@ from certway.services.identities import CsrOptions, IdentityInfo, IdentityKind
 from certway.services.local_ca import CaSettings
 from certway.services.node import Node
 from certway.services.revocation import SERVICES
+from certway.services.sip_rules import RuleAction, RuleType
 from certway.services.sip_settings import MutualTls
 from certway.services.zones import DEFAULT_INTERVAL, DEFAULT_PORT, ZoneStatus
-from certway.sip.rules import RuleAction, RuleType
 from certway.trust.identity import certificate_text
 from certway.web.app import (
     MAX_UPLOAD,

@@ -16,8 +16,7 @@ from typer.testing import CliRunner
 
 from certway.errors import NotFound, PolicyViolation
 from certway.services.node import Node
-from certway.services.sip_settings import SIP_VERSION, MutualTls, SipSettings
-from certway.sip.rules import (
+from certway.services.sip_rules import (
     AccessRule,
     RuleAction,
     RuleType,
@@ -26,6 +25,7 @@ from certway.sip.rules import (
     decide,
     make_rule,
 )
+from certway.services.sip_settings import SIP_VERSION, MutualTls, SipSettings
 from certway.store.repositories import SettingsRepository
 
 from pkitools import Pki

@@ -1,0 +1,62 @@
+"""The node's own certificates (SC1-SC6, DC1, CA5): server certificate, client certificate
+and per-domain (SNI) certificates, each a *slot* with numbered versions and at most one
+pending CSR.
+
+One module per use case, on the storage they share (``slots``) and the values they return
+(``model``):
+
+- ``csr``: the CSR form, its preview, the pending CSR of a slot (SC2, SC3);
+- ``certificates``: uploading a certificate and restoring an earlier version (SC4, SC5);
+- ``client``: the client certificate, a copy of the server certificate (SC6);
+- ``domains``: domain slots (DC1);
+- ``factory``: the temporary CA and the first server certificate (CA5);
+- ``sni``: the certificate for a TLS ClientHello's server name.
+
+``Identities`` brings them together as the one service the node, the adapters and the
+listeners use (``node.identities``).
+"""
+
+from __future__ import annotations
+
+from certway.services.identities.certificates import CertificateUploads
+from certway.services.identities.client import ClientCertificate
+from certway.services.identities.csr import CsrRequests
+from certway.services.identities.domains import DomainCertificates
+from certway.services.identities.factory import TEMPORARY_CA, FactorySetup
+from certway.services.identities.model import (
+    ActiveIdentity,
+    CsrOptions,
+    DomainInfo,
+    IdentityInfo,
+    IdentityKind,
+    PendingCsrInfo,
+    UploadResult,
+    VersionInfo,
+    normalise_domain,
+)
+from certway.services.identities.sni import SniLookup
+
+__all__ = [
+    "TEMPORARY_CA",
+    "ActiveIdentity",
+    "CsrOptions",
+    "DomainInfo",
+    "Identities",
+    "IdentityInfo",
+    "IdentityKind",
+    "PendingCsrInfo",
+    "UploadResult",
+    "VersionInfo",
+    "normalise_domain",
+]
+
+
+class Identities(
+    CsrRequests,
+    CertificateUploads,
+    ClientCertificate,
+    DomainCertificates,
+    FactorySetup,
+    SniLookup,
+):
+    """Server, client and domain certificates of this node."""

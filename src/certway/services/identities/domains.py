@@ -1,0 +1,66 @@
+"""Domain certificates (DC1): one slot per domain, added and removed by the administrator."""
+
+from __future__ import annotations
+
+from certway.errors import Conflict, NotFound, PolicyViolation
+from certway.pki.names import check_dns_name
+from certway.services.audit import audited
+from certway.services.identities.model import DomainInfo, normalise_domain
+from certway.services.identities.slots import Slots
+from certway.services.node_settings import IDENTITY_VERSION
+from certway.store.repositories import SettingsRepository, SlotRepository
+
+__all__ = ["DomainCertificates"]
+
+
+class DomainCertificates(Slots):
+    """Add, list and remove domains."""
+
+    @audited("domain.add")
+    def add_domain(self, name: str) -> DomainInfo:
+        domain = check_dns_name(name, what="domain")
+        if "." not in domain:
+            raise PolicyViolation("domain", f"'{name}' is not a domain: use the form example.com")
+        with self._store.transaction() as session:
+            repo = SlotRepository(session)
+            if repo.get("domain", domain) is not None:
+                raise Conflict(f"domain '{domain}' already exists")
+            repo.get_or_create("domain", domain, self._clock.now())
+            SettingsRepository(session).bump(IDENTITY_VERSION)
+        return DomainInfo(domain, False, None, None, False)
+
+    @audited("domain.remove")
+    def remove_domain(self, name: str) -> None:
+        domain = normalise_domain(name)
+        with self._store.transaction() as session:
+            repo = SlotRepository(session)
+            slot = repo.get("domain", domain)
+            if slot is None:
+                raise NotFound(f"no domain '{name}'")
+            repo.delete(slot)
+            SettingsRepository(session).bump(IDENTITY_VERSION)
+
+    def domain(self, name: str) -> DomainInfo:
+        """One domain, however its name is typed (case, trailing dot); NotFound if unknown."""
+        wanted = self._slot("domain", name)
+        found = next((d for d in self.domains() if d.name == wanted), None)
+        if found is None:  # removed meanwhile
+            raise NotFound(f"no domain '{name}'")
+        return found
+
+    def domains(self) -> list[DomainInfo]:
+        with self._store.reading() as session:
+            repo = SlotRepository(session)
+            result = []
+            for slot in repo.of_kind("domain"):
+                active = repo.version(slot.active_version_id) if slot.active_version_id else None
+                result.append(
+                    DomainInfo(
+                        slot.name,
+                        active is not None,
+                        active.not_after if active else None,
+                        active.subject if active else None,
+                        slot.pending_csr_der is not None,
+                    )
+                )
+            return result
