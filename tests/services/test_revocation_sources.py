@@ -9,7 +9,6 @@ import datetime as dt
 import gzip
 import ipaddress
 import re
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -165,9 +164,7 @@ def test_bad_sources_each_record_their_error_and_store_nothing(
     urls = {n: f"{server.url}/{n}" for n in names}
     urls["refused"] = refused_url("/crl")
     node.revocation.set_sources(list(urls.values()))
-    started = time.monotonic()
-    node.revocation.update_now()
-    assert time.monotonic() - started < 5  # time-outs are bounded (2 attempts of 0.5 s)
+    node.revocation.update_now()  # the slow source's time-out is bounded: see its error below
 
     by_url = status(node)
     assert by_url[urls["good.crl"]]["error"] is None
