@@ -160,7 +160,10 @@ def _load_vectors() -> list[dict[str, Any]]:
 
 TESTCASES = _load_vectors()
 BY_ID = {t["id"]: t for t in TESTCASES}
-pytestmark = pytest.mark.skipif(not TESTCASES, reason=f"x509-limbo vectors not found at {VECTORS}")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not TESTCASES, reason=f"x509-limbo vectors not found at {VECTORS}"),
+]
 
 
 @cache

@@ -207,6 +207,7 @@ def test_a_responder_cut_off_at_the_deadline_is_not_asked_again_at_once(
 # --------------------------------------------------------------------------- CLI
 
 
+@pytest.mark.slow
 def test_cli_update_now_and_check_end_at_the_deadline(
     cli: Cli, tmp_path: Path, drip: LocalHttpServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

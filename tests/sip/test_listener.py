@@ -621,6 +621,7 @@ def test_sni_and_certificate_reload(node: Node, listener: SipListener, good_peer
     assert server is not None and served == server.certificate
 
 
+@pytest.mark.interop
 def test_ocsp_revocation_and_both_fallbacks_when_the_responder_is_down(
     node: Node,
     listener: SipListener,

@@ -109,6 +109,7 @@ def test_read_only_account_cannot_change_anything(node: Node, server: NodeServer
     assert node.identities.domains() == []
 
 
+@pytest.mark.interop
 def test_served_certificate_and_tls_versions(node: Node, server: NodeServer, openssl: str) -> None:
     cert = peer_certificate(server.admin_port, trust_context(node), FQDN)
     assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == FQDN
