@@ -1,12 +1,13 @@
 # certway — the two commands a user needs:
 #   make serve   sets up .venv and runs `certway serve` on ./certway-data (SQLite, temporary CA)
 #   make test    sets up .venv + Debian packages and runs lint, types and the whole test suite
+#   make test-quick  lint, types and the tests without real external peers or slow cases
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test lint typecheck pytest deps-system bench clean
+.PHONY: serve test test-quick lint typecheck pytest pytest-quick deps-system bench clean
 
 DATA_DIR ?= ./certway-data
 
@@ -31,6 +32,13 @@ pytest: $(STAMP) deps-system
 	$(VENV)/bin/pytest -n 2 -q
 
 test: lint typecheck pytest
+
+# The quick lane: no interop (openssl, kamailio, chromium, pkilint as real peers) and no slow
+# tests (PKITS, x509-limbo, crash/kill tests); `make test` runs everything.
+pytest-quick: $(STAMP)
+	$(VENV)/bin/pytest -n 2 -q -m "not interop and not slow"
+
+test-quick: lint typecheck pytest-quick
 
 serve: $(STAMP)
 	$(VENV)/bin/certway --data-dir $(DATA_DIR) serve

@@ -1,4 +1,5 @@
-"""A small test PKI (root → intermediate → leaves) built with certway's own issuing code."""
+"""The suite's one test PKI (root → issuing CA → leaves, CRLs), built with certway's own
+issuing code, and ``cucm_certificate`` (the self-signed kind CUCM presents)."""
 
 from __future__ import annotations
 
@@ -16,39 +17,49 @@ from certway.pki.keys import PrivateKey
 
 from conftest import NOW, test_key
 
+DAY = dt.timedelta(days=1)
+
 
 def name(cn: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
 
 class Pki:
-    """Root and intermediate CA; leaves and CRLs on demand. Keys are cached per test run."""
+    """Root → issuing CA → leaves and CRLs on demand, all valid around ``at`` (the suite's
+    fixed ``NOW`` unless a test runs on the real clock, as the CLI and openssl do).
+
+    Keys are cached per test run (``index``, ``index + 1``, ``index + 2``: give each PKI of a
+    test its own). Only the issuing CA writes the CRL distribution point / OCSP URL into what
+    it issues, so the intermediate has neither.
+    """
 
     def __init__(
         self,
         label: str = "Test",
         *,
+        at: dt.datetime = NOW,
         index: int = 10,
         crl_url: str | None = None,
         ocsp_url: str | None = None,
     ) -> None:
+        self.at = at
         self.root_key = test_key("ec:p256", index)
         self.root = create_root(
             self.root_key,
             name(f"{label} Root"),
-            not_before=NOW - dt.timedelta(days=30),
-            not_after=NOW + dt.timedelta(days=3650),
+            not_before=at - 30 * DAY,
+            not_after=at + 3650 * DAY,
         )
-        urls = (crl_url,) if crl_url else ()
-        self.root_issuer = Issuer(self.root, self.root_key, crl_urls=urls, ocsp_url=ocsp_url)
+        self.root_issuer = Issuer(self.root, self.root_key)
         self.int_key = test_key("ec:p256", index + 1)
         self.intermediate = self.root_issuer.issue(
             self.int_key.public_key(),
             name(f"{label} Issuing"),
             profile="sub-ca",
-            not_before=NOW - dt.timedelta(days=30),
-            not_after=NOW + dt.timedelta(days=1000),
+            not_before=at - 30 * DAY,
+            not_after=at + 1000 * DAY,
         )
+        urls = (crl_url,) if crl_url else ()
         self.int_issuer = Issuer(self.intermediate, self.int_key, crl_urls=urls, ocsp_url=ocsp_url)
         self.leaf_key: PrivateKey = test_key("ec:p256", index + 2)
 
@@ -58,19 +69,25 @@ class Pki:
         *,
         profile: str = "server-client",
         sans: Sequence[str] | None = None,
+        alt_names: list[x509.GeneralName] | None = None,
+        serial: int | None = None,
         days: int = 90,
         not_before: dt.datetime | None = None,
         issuer: Issuer | None = None,
     ) -> x509.Certificate:
-        alt = [x509.DNSName(s) for s in (sans if sans is not None else [cn])]
-        start = not_before or NOW - dt.timedelta(days=1)
+        """A leaf for ``cn`` with the shared leaf key; its names are ``alt_names`` if given,
+        else DNS names ``sans`` (default: ``cn``; an empty list: no SAN extension)."""
+        if alt_names is None:
+            alt_names = [x509.DNSName(s) for s in (sans if sans is not None else [cn])] or None
+        start = not_before or self.at - DAY
         return (issuer or self.int_issuer).issue(
             self.leaf_key.public_key(),
             name(cn),
             profile=profile,
-            alt_names=alt or None,
+            alt_names=alt_names,
             not_before=start,
-            not_after=start + dt.timedelta(days=days),
+            not_after=start + days * DAY,
+            serial=serial,
         )
 
     def cn_only_leaf(self, cn: str = "cnonly.example.com", *, eku: bool = True) -> x509.Certificate:
@@ -80,8 +97,8 @@ class Pki:
             subject_name=name(cn),
             public_key=self.leaf_key.public_key(),
             serial_number=x509.random_serial_number(),
-            not_valid_before=NOW - dt.timedelta(days=1),
-            not_valid_after=NOW + dt.timedelta(days=30),
+            not_valid_before=self.at - DAY,
+            not_valid_after=self.at + 30 * DAY,
         )
         builder = builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
         builder = builder.add_extension(issuer.authority_key_identifier, False)
@@ -101,18 +118,30 @@ class Pki:
         issuer: Issuer | None = None,
         number: int = 1,
         this_update: dt.datetime | None = None,
-        days: int = 7,
+        days: float = 7,
     ) -> x509.CertificateRevocationList:
-        start = this_update or NOW - dt.timedelta(hours=1)
+        start = this_update or self.at - dt.timedelta(hours=1)
         entries = [
             revoked_entry(c.serial_number, start, parse_reason(r) if r else None)
             for c, r in revoked
         ]
         return build_crl(
-            issuer or self.int_issuer,
-            entries,
-            CrlParams(number, start, start + dt.timedelta(days=days)),
+            issuer or self.int_issuer, entries, CrlParams(number, start, start + days * DAY)
         )
+
+    def forged_crl(
+        self, key: PrivateKey, *, number: int = 1, serials: Sequence[int] = ()
+    ) -> x509.CertificateRevocationList:
+        """A CRL naming the issuing CA as its issuer but signed by another key."""
+        start = self.at - dt.timedelta(hours=1)
+        revoked = [x509.RevokedCertificateBuilder(s, start).build() for s in serials]
+        return x509.CertificateRevocationListBuilder(
+            issuer_name=self.intermediate.subject,
+            last_update=start,
+            next_update=start + 7 * DAY,
+            extensions=[x509.Extension(x509.CRLNumber.oid, False, x509.CRLNumber(number))],
+            revoked_certificates=revoked,
+        ).sign(key, hashes.SHA256())
 
 
 def cucm_certificate(

@@ -1,12 +1,11 @@
-"""Real revocation servers on 127.0.0.1 for service and CLI tests, plus a PKI built around
-any point in time (the CLI runs on the real clock, services on a FixedClock).
+"""Real revocation servers on 127.0.0.1 for service and CLI tests, and the CRLs and
+certificates (``pem``, ``der``) and payloads (archives, bombs) they serve.
 
 - :class:`LocalHttpServer`: an HTTP(S) server with mutable routes and hit counters;
 - :class:`OpensslOcspResponder`: HTTP on 127.0.0.1, answers from ``openssl ocsp -index``
   (OpenSSL 3.0's ``-port`` cannot bind 127.0.0.1 only, so each POSTed request is answered
   by ``openssl ocsp -reqin … -respout …``);
 - :func:`refused_url`: a URL on which nothing listens (connection refused);
-- :class:`TimedPki`: root → issuing CA → leaves and CRLs, all relative to ``at``.
 
 Every server is a context manager and is always shut down.
 """
@@ -29,16 +28,13 @@ from pathlib import Path
 from types import TracebackType
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
 
 from certway.fetch import HttpFetcher, tls_context_for
-from certway.pki.crl import CrlParams, build_crl, parse_reason, revoked_entry
-from certway.pki.issue import Issuer, create_root
 from certway.pki.keys import PrivateKey
 from certway.services.revocation import Fetcher
 
-from conftest import key_pem, test_key, write
+from conftest import key_pem, write
 
 DAY = dt.timedelta(days=1)
 MB = 1024 * 1024
@@ -49,11 +45,7 @@ Handler = BaseHTTPRequestHandler
 Route = bytes | Callable[[BaseHTTPRequestHandler], None]
 
 
-# --------------------------------------------------------------------------- PKI
-
-
-def name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+# --------------------------------------------------------------------------- encodings
 
 
 def pem(*objects: x509.Certificate | x509.CertificateRevocationList) -> bytes:
@@ -62,93 +54,6 @@ def pem(*objects: x509.Certificate | x509.CertificateRevocationList) -> bytes:
 
 def der(obj: x509.Certificate | x509.CertificateRevocationList) -> bytes:
     return obj.public_bytes(DER)
-
-
-class TimedPki:
-    """Root → issuing CA → leaves, valid around ``at``. Only the issuing CA writes the CRL
-    distribution point / OCSP URL into what it issues (so the intermediate has neither)."""
-
-    def __init__(
-        self,
-        label: str,
-        *,
-        at: dt.datetime,
-        index: int,
-        crl_url: str | None = None,
-        ocsp_url: str | None = None,
-    ) -> None:
-        self.at = at
-        self.root_key = test_key("ec:p256", index)
-        self.root = create_root(
-            self.root_key,
-            name(f"{label} Root"),
-            not_before=at - 30 * DAY,
-            not_after=at + 3650 * DAY,
-        )
-        self.root_issuer = Issuer(self.root, self.root_key)
-        self.int_key = test_key("ec:p256", index + 1)
-        self.intermediate = self.root_issuer.issue(
-            self.int_key.public_key(),
-            name(f"{label} Issuing"),
-            profile="sub-ca",
-            not_before=at - 30 * DAY,
-            not_after=at + 1000 * DAY,
-        )
-        urls = (crl_url,) if crl_url else ()
-        self.int_issuer = Issuer(self.intermediate, self.int_key, crl_urls=urls, ocsp_url=ocsp_url)
-        self.leaf_key: PrivateKey = test_key("ec:p256", index + 2)
-
-    def leaf(
-        self,
-        cn: str = "peer.example.com",
-        *,
-        serial: int | None = None,
-        profile: str = "server-client",
-        alt_names: list[x509.GeneralName] | None = None,
-        issuer: Issuer | None = None,
-        days: int = 90,
-    ) -> x509.Certificate:
-        return (issuer or self.int_issuer).issue(
-            self.leaf_key.public_key(),
-            name(cn),
-            profile=profile,
-            alt_names=alt_names if alt_names is not None else [x509.DNSName(cn)],
-            not_before=self.at - DAY,
-            not_after=self.at - DAY + days * DAY,
-            serial=serial,
-        )
-
-    def crl(
-        self,
-        revoked: Sequence[tuple[x509.Certificate, str | None]] = (),
-        *,
-        issuer: Issuer | None = None,
-        number: int = 1,
-        this_update: dt.datetime | None = None,
-        days: float = 7,
-    ) -> x509.CertificateRevocationList:
-        start = this_update or self.at - dt.timedelta(hours=1)
-        entries = [
-            revoked_entry(c.serial_number, start, parse_reason(r) if r else None)
-            for c, r in revoked
-        ]
-        return build_crl(
-            issuer or self.int_issuer, entries, CrlParams(number, start, start + days * DAY)
-        )
-
-    def forged_crl(
-        self, key: PrivateKey, *, number: int = 1, serials: Sequence[int] = ()
-    ) -> x509.CertificateRevocationList:
-        """A CRL naming the issuing CA as its issuer but signed by another key."""
-        start = self.at - dt.timedelta(hours=1)
-        revoked = [x509.RevokedCertificateBuilder(s, start).build() for s in serials]
-        return x509.CertificateRevocationListBuilder(
-            issuer_name=self.intermediate.subject,
-            last_update=start,
-            next_update=start + 7 * DAY,
-            extensions=[x509.Extension(x509.CRLNumber.oid, False, x509.CRLNumber(number))],
-            revoked_certificates=revoked,
-        ).sign(key, hashes.SHA256())
 
 
 # --------------------------------------------------------------------------- payloads

@@ -12,7 +12,6 @@ import ssl
 import struct
 import threading
 import zipfile
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -31,6 +30,7 @@ from certway.fetch import HttpFetcher, tls_context_for, unpack_crls
 from certway.pki.keys import PrivateKey
 
 from conftest import NOW, key_pem, test_key, write
+from revocation_servers import gzip_bomb
 
 DAY = dt.timedelta(days=1)
 MB = 1024 * 1024
@@ -114,21 +114,6 @@ def material() -> Material:
 
 def serials(crls: list[x509.CertificateRevocationList]) -> list[list[int]]:
     return [sorted(entry.serial_number for entry in crl) for crl in crls]
-
-
-def gzip_bomb(megabytes: int) -> bytes:
-    """GZIP of ``megabytes`` MiB of zeros, built from one compressed 1 MiB block repeated
-    (after a full flush a deflate block does not depend on what came before)."""
-    chunk = bytes(MB)
-    compressor = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
-    block = compressor.compress(chunk) + compressor.flush(zlib.Z_FULL_FLUSH)
-    final = compressor.flush(zlib.Z_FINISH)
-    crc = 0
-    for _ in range(megabytes):
-        crc = zlib.crc32(chunk, crc)
-    header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff"
-    trailer = struct.pack("<II", crc, (megabytes * MB) & 0xFFFFFFFF)
-    return header + block * megabytes + final + trailer
 
 
 def test_gzip_bomb_helper_makes_valid_gzip() -> None:

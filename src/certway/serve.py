@@ -180,7 +180,7 @@ class NodeServer:
         return await asyncio.to_thread(fn)
 
     async def _reload_loop(self) -> None:
-        """S7: pick up changes made by the API, the UI or the CLI within a second."""
+        """Hot reload: pick up changes made by the API, the UI or the CLI within a second."""
         while not self._stopping.is_set():
             try:
                 if await self._in_thread(self.tls.refresh):
@@ -193,7 +193,7 @@ class NodeServer:
                 await asyncio.wait_for(self._stopping.wait(), self.options.reload_interval)
 
     def _refresh_crls(self) -> None:
-        """CA3: each local CA's CRL is re-signed before it goes stale."""
+        """Each local CA's CRL is re-signed before it goes stale."""
         for ca in self.node.local_ca.cas():
             self.node.local_ca.current_crl(ca.name)
 
@@ -218,7 +218,7 @@ class NodeServer:
             await asyncio.gather(task, return_exceptions=True)
 
     async def _scheduler_loop(self) -> None:
-        """RV2 daily CRL updates, CA3 CRL refresh, O1 alarms in the log."""
+        """Daily CRL updates from URL sources, local CRL refresh, alarms in the log."""
         while not self._stopping.is_set():
             try:
                 if self._crl_update is None or self._crl_update.done():

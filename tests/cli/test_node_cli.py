@@ -15,19 +15,20 @@ from cryptography.hazmat.primitives import serialization
 from certway.pki.keys import private_key_pem
 
 from conftest import Cli, CliResult, key_pem, store_snapshot, write
-from revocation_servers import DAY, TimedPki, pem
+from pkitools import Pki
+from revocation_servers import DAY, pem
 
 FQDN = "vcs.example.com"
 
 
 @pytest.fixture(scope="module")
-def pki() -> TimedPki:
+def pki() -> Pki:
     """A CA valid around the real time (the CLI runs on the system clock)."""
-    return TimedPki("Cli", at=dt.datetime.now(dt.UTC).replace(microsecond=0), index=350)
+    return Pki("Cli", at=dt.datetime.now(dt.UTC).replace(microsecond=0), index=350)
 
 
 @pytest.fixture
-def node_cli(tmp_path: Path, pki: TimedPki) -> Cli:
+def node_cli(tmp_path: Path, pki: Pki) -> Cli:
     cli = Cli(tmp_path / "data")
     cli.ok("init", "--fqdn", FQDN)
     cli.ok("trust", "add", write(tmp_path / "root.pem", pem(pki.root)))
@@ -46,7 +47,7 @@ def refused(cli: Cli, *args: str | Path, message: str) -> CliResult:
     return result
 
 
-def sign(pki: TimedPki, csr_pem: bytes, tmp_path: Path, name: str = "signed.pem") -> Path:
+def sign(pki: Pki, csr_pem: bytes, tmp_path: Path, name: str = "signed.pem") -> Path:
     csr = x509.load_pem_x509_csr(csr_pem)
     sans = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     cert = pki.int_issuer.issue(
@@ -104,7 +105,7 @@ def test_init_twice_keeps_the_state(node_cli: Cli) -> None:
 # --------------------------------------------------------------------------- server certificate
 
 
-def test_server_certificate_lifecycle(node_cli: Cli, pki: TimedPki, tmp_path: Path) -> None:
+def test_server_certificate_lifecycle(node_cli: Cli, pki: Pki, tmp_path: Path) -> None:
     shown = node_cli.ok("server-cert", "show")
     assert "server certificate, version 1 (factory)" in shown.stdout
     assert "temporary certificate of the factory CA" in shown.stderr
@@ -186,7 +187,7 @@ def test_csr_generate_refusals(node_cli: Cli) -> None:
     )  # fmt: skip
 
 
-def test_upload_with_key_and_passphrase(node_cli: Cli, pki: TimedPki, tmp_path: Path) -> None:
+def test_upload_with_key_and_passphrase(node_cli: Cli, pki: Pki, tmp_path: Path) -> None:
     cert = write(tmp_path / "c.der", pki.leaf(FQDN).public_bytes(serialization.Encoding.DER))
     chain = write(tmp_path / "chain.pem", pem(pki.intermediate))
     key = write(tmp_path / "k.pem", private_key_pem(pki.leaf_key, b"open sesame"))
@@ -203,7 +204,7 @@ def test_upload_with_key_and_passphrase(node_cli: Cli, pki: TimedPki, tmp_path: 
     )  # fmt: skip
 
 
-def test_upload_warnings_go_to_stderr(node_cli: Cli, pki: TimedPki, tmp_path: Path) -> None:
+def test_upload_warnings_go_to_stderr(node_cli: Cli, pki: Pki, tmp_path: Path) -> None:
     cert = write(tmp_path / "c.pem", pem(pki.leaf(FQDN)))  # no chain: not leading to the root
     key = write(tmp_path / "k.pem", key_pem(pki.leaf_key))
     result = node_cli.ok("server-cert", "upload", cert, "--key", key)
@@ -228,7 +229,7 @@ def test_upload_refusals(
     refused(node_cli, "server-cert", "upload", path, message=message)
 
 
-def test_upload_expired_refused(node_cli: Cli, pki: TimedPki, tmp_path: Path) -> None:
+def test_upload_expired_refused(node_cli: Cli, pki: Pki, tmp_path: Path) -> None:
     expired = pki.int_issuer.issue(
         pki.leaf_key.public_key(),
         x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, FQDN)]),
@@ -244,7 +245,7 @@ def test_upload_expired_refused(node_cli: Cli, pki: TimedPki, tmp_path: Path) ->
 # --------------------------------------------------------------------------- client certificate
 
 
-def test_client_certificate(node_cli: Cli, pki: TimedPki, tmp_path: Path) -> None:
+def test_client_certificate(node_cli: Cli, pki: Pki, tmp_path: Path) -> None:
     shown = json.loads(node_cli.ok("client-cert", "show", "--json").stdout)
     assert shown["source"] == "server certificate (default)" and shown["kind"] == "client"
     cert = write(tmp_path / "c.pem", pem(pki.leaf("vcs-client.example.com", profile="client")))
@@ -264,7 +265,7 @@ def test_client_certificate(node_cli: Cli, pki: TimedPki, tmp_path: Path) -> Non
 # --------------------------------------------------------------------------- domains
 
 
-def test_domains(node_cli: Cli, pki: TimedPki, tmp_path: Path) -> None:
+def test_domains(node_cli: Cli, pki: Pki, tmp_path: Path) -> None:
     assert "no domain" in node_cli.ok("domain", "list").stdout
     assert node_cli.ok("domain", "list", "--json").stdout.strip() == "[]"
     node_cli.ok("domain", "add", "Example.org")
@@ -310,7 +311,7 @@ def test_domains(node_cli: Cli, pki: TimedPki, tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- alarms and audit
 
 
-def test_alarms(node_cli: Cli, pki: TimedPki, tmp_path: Path) -> None:
+def test_alarms(node_cli: Cli, pki: Pki, tmp_path: Path) -> None:
     alarms = json.loads(node_cli.ok("alarms", "--json").stdout)
     assert [a["id"] for a in alarms] == ["temporary-certificate"]
     assert set(alarms[0]) == {"id", "severity", "text", "since"}

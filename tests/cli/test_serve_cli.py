@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 
 def free_port() -> int:
@@ -64,6 +65,7 @@ def stop(process: subprocess.Popen[str]) -> tuple[int, str]:
     return process.returncode, err
 
 
+@pytest.mark.slow
 def test_first_start_prints_password_once_and_sigterm_stops_cleanly(tmp_path: Path) -> None:
     data_dir = tmp_path / "d"
     process, lines, admin = start(data_dir)

@@ -16,7 +16,8 @@ from certway.pki.issue import create_root
 from certway.trust.identity import DEFAULT_REGEX
 
 from conftest import Cli, store_snapshot, test_key, write
-from revocation_servers import DAY, LocalHttpServer, TimedPki, der, name, pem
+from pkitools import Pki, name
+from revocation_servers import DAY, LocalHttpServer, der, pem
 
 snapshot = store_snapshot  # every state row (the audit log records refusals on purpose)
 
@@ -36,18 +37,18 @@ def refused(cli: Cli, *args: str | Path, message: str, input: bytes | None = Non
 
 
 @pytest.fixture(scope="module")
-def pki() -> TimedPki:
+def pki() -> Pki:
     """The CLI validates at the real time: certificates and CRLs are built around it."""
-    return TimedPki("Cli", at=dt.datetime.now(dt.UTC).replace(microsecond=0), index=290)
+    return Pki("Cli", at=dt.datetime.now(dt.UTC).replace(microsecond=0), index=290)
 
 
 @pytest.fixture(scope="module")
-def stranger() -> TimedPki:
-    return TimedPki("Stranger", at=dt.datetime.now(dt.UTC).replace(microsecond=0), index=294)
+def stranger() -> Pki:
+    return Pki("Stranger", at=dt.datetime.now(dt.UTC).replace(microsecond=0), index=294)
 
 
 @pytest.fixture
-def files(tmp_path: Path, pki: TimedPki, stranger: TimedPki) -> dict[str, Path]:
+def files(tmp_path: Path, pki: Pki, stranger: Pki) -> dict[str, Path]:
     leaf = pki.leaf("alice.example.com")
     folder = tmp_path / "files"
     folder.mkdir()
@@ -79,7 +80,7 @@ def trusting(cli: Cli, files: dict[str, Path]) -> Cli:
 # --------------------------------------------------------------------------- trust
 
 
-def test_trust_add_list_show_remove_reset(cli: Cli, files: dict[str, Path], pki: TimedPki) -> None:
+def test_trust_add_list_show_remove_reset(cli: Cli, files: dict[str, Path], pki: Pki) -> None:
     added = cli.ok("trust", "add", files["bundle"])
     lines = added.stdout.splitlines()
     assert [line.split(" (")[0] for line in lines] == ["added CN=Cli Root", "added CN=Cli Issuing"]
@@ -121,7 +122,7 @@ def test_trust_add_list_show_remove_reset(cli: Cli, files: dict[str, Path], pki:
 
 
 def test_trust_add_json_warning_and_embedded_crl(
-    cli: Cli, files: dict[str, Path], pki: TimedPki, tmp_path: Path
+    cli: Cli, files: dict[str, Path], pki: Pki, tmp_path: Path
 ) -> None:
     with_crl = write(tmp_path / "with-crl.pem", pem(pki.root, pki.intermediate, pki.crl(number=7)))
     report = json.loads(cli.ok("trust", "add", with_crl, "--json").stdout)
@@ -365,7 +366,7 @@ def test_crl_schedule(cli: Cli) -> None:
 
 
 @pytest.fixture
-def crl_server(pki: TimedPki) -> Iterator[LocalHttpServer]:
+def crl_server(pki: Pki) -> Iterator[LocalHttpServer]:
     with LocalHttpServer({"/issuing.crl": der(pki.crl(number=5))}) as server:
         yield server
 
@@ -427,7 +428,7 @@ def test_ca_with_brackets_in_its_name_can_be_added_and_listed(cli: Cli, tmp_path
 
 
 def test_check_of_a_certificate_with_brackets_in_its_name(
-    trusting: Cli, pki: TimedPki, tmp_path: Path
+    trusting: Cli, pki: Pki, tmp_path: Path
 ) -> None:
     leaf = pki.leaf("[bold]mallory[/bold]", alt_names=[x509.DNSName("mallory.example.com")])
     result = trusting("check", write(tmp_path / "m.pem", pem(leaf)))

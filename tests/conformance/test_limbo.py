@@ -31,7 +31,6 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 import warnings
 from collections.abc import Iterator
 from functools import cache
@@ -161,7 +160,10 @@ def _load_vectors() -> list[dict[str, Any]]:
 
 TESTCASES = _load_vectors()
 BY_ID = {t["id"]: t for t in TESTCASES}
-pytestmark = pytest.mark.skipif(not TESTCASES, reason=f"x509-limbo vectors not found at {VECTORS}")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not TESTCASES, reason=f"x509-limbo vectors not found at {VECTORS}"),
+]
 
 
 @cache
@@ -281,10 +283,8 @@ def test_denial_of_service_testcases_are_bounded() -> None:
     from certway.conformance.limbo import evaluate_bounded
 
     testcase = next(t for t in TESTCASES if "denial-of-service" in t["features"])
-    started = time.monotonic()
     outcome = evaluate_bounded(testcase, timeout=0.001)
     assert (outcome.actual_result, outcome.context) == ("FAILURE", "timed out after 0.001 s")
-    assert time.monotonic() - started < 30
 
 
 def test_unreadable_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -67,9 +67,12 @@ DATA = _pkits_dir()
 DOCUMENT: dict[str, Any] = json.loads(TABLE.read_text(encoding="utf-8"))
 CASES: list[dict[str, Any]] = DOCUMENT["cases"]
 BY_ID = {case["id"]: case for case in CASES}
-pytestmark = pytest.mark.skipif(
-    DATA is None, reason="the cryptography_vectors package (test extra) is not installed"
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        DATA is None, reason="the cryptography_vectors package (test extra) is not installed"
+    ),
+]
 
 
 class _Unloadable(Exception):

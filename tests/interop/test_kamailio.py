@@ -26,7 +26,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ from certway.pki.text import serial_hex
 from certway.services.node import Node
 from certway.services.zones import Zones, ZoneStatus, alarms_for_zones
 from certway.sip.zones import ZonePinger
+from waiting import wait_for
 
 from conftest import key_pem
 from pkitools import name
@@ -76,14 +77,6 @@ def free_port() -> int:
     with contextlib.closing(socket.socket()) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def listening(port: int) -> bool:

@@ -142,6 +142,7 @@ def check_every_change_has_its_row(data_dir: Path) -> tuple[int, int]:
     return len(issued), len(revoked)
 
 
+@pytest.mark.slow
 def test_sigkill_in_a_loop_of_revocations_leaves_every_change_with_its_row(
     data_dir: Path,
 ) -> None:

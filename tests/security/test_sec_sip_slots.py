@@ -24,6 +24,7 @@ from certway.pki.csr import CsrForm, build_csr
 from certway.services.node import Node
 from certway.services.sip_settings import SipSettings
 from certway.sip.listener import SipLimits, SipListener
+from waiting import wait_for
 
 from conftest import key_pem, test_key, write
 
@@ -76,10 +77,7 @@ class Listening:
         return self.listener.port
 
     def wait_until_connections(self, count: int) -> None:
-        deadline = time.monotonic() + 10
-        while self.listener.connections != count and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert self.listener.connections == count
+        wait_for(lambda: self.listener.connections == count, f"{count} open connections")
 
     def close(self) -> None:
         self.loop_thread.run(self.listener.stop())

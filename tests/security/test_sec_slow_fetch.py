@@ -34,7 +34,8 @@ from certway.services.node import Node
 from certway.services.revocation import FetchLimits
 
 from conftest import NOW, Cli, key_pem, test_key, write
-from revocation_servers import LocalHttpServer, TimedPki, der, name, pem, tls_server_context
+from pkitools import Pki, name
+from revocation_servers import LocalHttpServer, der, pem, tls_server_context
 from serving import running
 
 DRIP = 0.5
@@ -115,7 +116,7 @@ def test_a_trickling_server_is_cut_off_at_the_deadline(
 
 @pytest.mark.parametrize("path", ["/body", "/headers"])
 def test_a_trickling_https_server_is_cut_off_at_the_deadline(path: str, tmp_path: Path) -> None:
-    pki = TimedPki("Drip TLS", at=dt.datetime.now(dt.UTC), index=930)  # TLS: the real clock
+    pki = Pki("Drip TLS", at=dt.datetime.now(dt.UTC), index=930)  # TLS: the real clock
     ip = [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
     cert = pki.leaf("crl.example.com", profile="server", alt_names=ip)
     context = tls_server_context(tmp_path, cert, pki.leaf_key, [pki.intermediate])
@@ -151,7 +152,7 @@ def test_the_fetch_pool_refuses_instead_of_queueing() -> None:
 def test_crl_update_now_keeps_the_last_good_crl_when_the_source_trickles(
     tmp_path: Path, clock: FixedClock, drip: LocalHttpServer
 ) -> None:
-    pki = TimedPki("Drip Source", at=NOW, index=900)
+    pki = Pki("Drip Source", at=NOW, index=900)
     revoked = pki.leaf("revoked.example.com")
     drip.routes["/issuing.crl"] = der(pki.crl([(revoked, "keyCompromise")], number=3))
     limits = FetchLimits(update_deadline=DEADLINE)
@@ -182,7 +183,7 @@ def test_a_responder_cut_off_at_the_deadline_is_not_asked_again_at_once(
 ) -> None:
     ocsp = f"{drip.url}/ocsp"
     drip.routes["/ocsp"] = drip.drip(interval=DRIP)
-    pki = TimedPki("Drip Memory", at=NOW, index=970, ocsp_url=ocsp)
+    pki = Pki("Drip Memory", at=NOW, index=970, ocsp_url=ocsp)
     limits = FetchLimits(validation_deadline=DEADLINE)
     node = Node.init(tmp_path / "data", clock, fetch_limits=limits, factory=False)
     try:
@@ -207,6 +208,7 @@ def test_a_responder_cut_off_at_the_deadline_is_not_asked_again_at_once(
 # --------------------------------------------------------------------------- CLI
 
 
+@pytest.mark.slow
 def test_cli_update_now_and_check_end_at_the_deadline(
     cli: Cli, tmp_path: Path, drip: LocalHttpServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -214,8 +216,8 @@ def test_cli_update_now_and_check_end_at_the_deadline(
     monkeypatch.setenv("CERTWAY_CRL_UPDATE_DEADLINE", str(DEADLINE))
     now = dt.datetime.now(dt.UTC)  # the CLI runs on the real clock
     ocsp, cdp, source = (f"{drip.url}{p}" for p in ("/ocsp", "/cdp.crl", "/issuing.crl"))
-    pki = TimedPki("Drip Cli", at=now, index=910, ocsp_url=ocsp)
-    other = TimedPki("Drip Cdp", at=now, index=920, crl_url=cdp, ocsp_url=ocsp)
+    pki = Pki("Drip Cli", at=now, index=910, ocsp_url=ocsp)
+    other = Pki("Drip Cdp", at=now, index=920, crl_url=cdp, ocsp_url=ocsp)
     cli.ok("trust", "add", write(tmp_path / "cas.pem", pem(pki.root, pki.intermediate)))
     cli.ok("trust", "add", write(tmp_path / "other.pem", pem(other.root, other.intermediate)))
     revoked = pki.leaf("revoked.example.com")
@@ -268,7 +270,7 @@ def test_bad_fetch_limits_are_refused(
 
 
 class SipPeer:
-    def __init__(self, folder: Path, label: str, pki: TimedPki, cert: x509.Certificate) -> None:
+    def __init__(self, folder: Path, label: str, pki: Pki, cert: x509.Certificate) -> None:
         self.chain = write(folder / f"{label}.crt", pem(cert, pki.intermediate))
         self.key = write(folder / f"{label}.key", key_pem(pki.leaf_key))
 
@@ -314,8 +316,8 @@ def test_saturated_fetch_slots_starve_neither_sip_nor_poller_nor_scheduler(
     now = dt.datetime.now(dt.UTC)  # the peers' TLS handshakes run on the real clock
     ocsp, source = f"{drip.url}/ocsp", f"{drip.url}/issuing.crl"
     drip.routes["/ocsp"] = drip.routes["/issuing.crl"] = drip.drip(interval=DRIP)
-    slow_pki = TimedPki("Slow Responder", at=now, index=940, ocsp_url=ocsp)
-    quiet_pki = TimedPki("No Fetch", at=now, index=950)
+    slow_pki = Pki("Slow Responder", at=now, index=940, ocsp_url=ocsp)
+    quiet_pki = Pki("No Fetch", at=now, index=950)
     # long deadlines: the slow fetches hold their slots for the whole test
     limits = FetchLimits(validation_deadline=OUTER * 2, update_deadline=OUTER * 2, slots=8)
     node = Node.init(tmp_path / "data", fetch_limits=limits, fqdn="sip.example.com")

@@ -9,10 +9,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import typer
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from typer.testing import CliRunner
 
 from certway.errors import NotFound, PolicyViolation
 from certway.services.node import Node
@@ -28,6 +26,7 @@ from certway.services.sip_rules import (
 from certway.services.sip_settings import SIP_VERSION, MutualTls, SipSettings
 from certway.store.repositories import SettingsRepository
 
+from conftest import Cli
 from pkitools import Pki
 
 
@@ -257,23 +256,15 @@ Invoke = Callable[..., tuple[int, str, str]]
 
 # -- the CLI -------------------------------------------------------------------------------------
 @pytest.fixture
-def run(node: Node, tmp_path: Path) -> Iterator[Invoke]:
-    from certway.cli.sip_commands import sip_app
-
-    root = typer.Typer()
-
-    @root.callback()
-    def _root(ctx: typer.Context) -> None:
-        ctx.obj = tmp_path / "d"
-
-    root.add_typer(sip_app, name="sip")
-    runner = CliRunner()
+def run(node: Node, tmp_path: Path) -> Invoke:
+    """``certway`` on the node's data directory: (exit code, stdout, stderr)."""
+    cli = Cli(tmp_path / "d")
 
     def invoke(*args: str) -> tuple[int, str, str]:
-        result = runner.invoke(root, list(args), catch_exceptions=False)
+        result = cli(*args)
         return result.exit_code, result.stdout, result.stderr
 
-    yield invoke
+    return invoke
 
 
 def test_cli_show_set_and_rules(run: Invoke) -> None:

@@ -21,7 +21,8 @@ from certway.trust.identity import DEFAULT_FORMAT, DEFAULT_REGEX
 from certway.trust.policy import ADMIN_HTTPS_DEFAULT, Fallback, Scope
 
 from conftest import NOW, store_snapshot, test_key
-from revocation_servers import DAY, DER, PEM, TimedPki, der, name, pem
+from pkitools import Pki, name
+from revocation_servers import DAY, DER, PEM, der, pem
 
 
 def dump(node: Node) -> list[str]:
@@ -30,13 +31,13 @@ def dump(node: Node) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def pki() -> TimedPki:
-    return TimedPki("Acme", at=NOW, index=200)
+def pki() -> Pki:
+    return Pki("Acme", at=NOW, index=200)
 
 
 @pytest.fixture(scope="module")
-def other() -> TimedPki:
-    return TimedPki("Other", at=NOW, index=210)
+def other() -> Pki:
+    return Pki("Other", at=NOW, index=210)
 
 
 @pytest.fixture
@@ -49,7 +50,7 @@ def node(tmp_path: Path, clock: FixedClock) -> Iterator[Node]:
 
 
 @pytest.fixture
-def trusting(node: Node, pki: TimedPki) -> Node:
+def trusting(node: Node, pki: Pki) -> Node:
     node.trusted_cas.add(pem(pki.root, pki.intermediate))
     return node
 
@@ -61,7 +62,7 @@ def subjects(node: Node) -> list[str]:
 # --------------------------------------------------------------------------- TC1 append
 
 
-def test_pem_bundle_of_two_cas_then_readding_skips_both(node: Node, pki: TimedPki) -> None:
+def test_pem_bundle_of_two_cas_then_readding_skips_both(node: Node, pki: Pki) -> None:
     report = node.trusted_cas.add(pem(pki.root, pki.intermediate))
     assert [i.subject for i in report.added] == ["CN=Acme Root", "CN=Acme Issuing"]
     assert report.skipped == [] and report.warnings == [] and report.crls == []
@@ -84,7 +85,7 @@ def test_pem_bundle_of_two_cas_then_readding_skips_both(node: Node, pki: TimedPk
     ],
     ids=["der", "pkcs7-der", "pkcs7-pem"],
 )
-def test_der_and_pkcs7_files(node: Node, pki: TimedPki, encode: object) -> None:
+def test_der_and_pkcs7_files(node: Node, pki: Pki, encode: object) -> None:
     data = encode([pki.root, pki.intermediate])  # type: ignore[operator]
     report = node.trusted_cas.add(data)
     assert report.added[0].subject == "CN=Acme Root"
@@ -93,7 +94,7 @@ def test_der_and_pkcs7_files(node: Node, pki: TimedPki, encode: object) -> None:
 
 
 def test_bundle_with_a_leaf_is_refused_and_nothing_is_added(
-    node: Node, pki: TimedPki, other: TimedPki
+    node: Node, pki: Pki, other: Pki
 ) -> None:
     node.trusted_cas.add(pem(other.root))
     before = dump(node)
@@ -106,9 +107,7 @@ def test_bundle_with_a_leaf_is_refused_and_nothing_is_added(
     assert dump(node) == before
 
 
-def test_bundle_whose_crl_is_refused_adds_no_certificate(
-    node: Node, pki: TimedPki, other: TimedPki
-) -> None:
+def test_bundle_whose_crl_is_refused_adds_no_certificate(node: Node, pki: Pki, other: Pki) -> None:
     """The CRL of an untrusted issuer inside a CA file: the whole file is refused."""
     before = dump(node)
     with pytest.raises(PolicyViolation, match="not in the trusted CA list") as info:
@@ -138,7 +137,7 @@ def test_unreadable_ca_files_are_refused(node: Node, data: bytes, message: str) 
     assert dump(node) == before
 
 
-def test_two_cas_with_the_same_cn_give_a_warning(node: Node, pki: TimedPki) -> None:
+def test_two_cas_with_the_same_cn_give_a_warning(node: Node, pki: Pki) -> None:
     node.trusted_cas.add(pem(pki.root))
     twin = create_root(
         test_key("ec:p256", 220),
@@ -157,7 +156,7 @@ def test_two_cas_with_the_same_cn_give_a_warning(node: Node, pki: TimedPki) -> N
 # --------------------------------------------------------------------------- TC4 embedded CRLs
 
 
-def test_crl_inside_a_ca_file_goes_to_the_crl_store(node: Node, pki: TimedPki) -> None:
+def test_crl_inside_a_ca_file_goes_to_the_crl_store(node: Node, pki: Pki) -> None:
     leaf = pki.leaf("bob.example.com")
     crl = pki.crl([(leaf, "keyCompromise")], number=7)
     report = node.trusted_cas.add(pem(pki.root, pki.intermediate, crl))
@@ -183,9 +182,7 @@ def test_crl_inside_a_ca_file_goes_to_the_crl_store(node: Node, pki: TimedPki) -
 # --------------------------------------------------------------------------- TC2 view/delete
 
 
-def test_list_show_and_remove_by_fingerprint_prefix(
-    node: Node, pki: TimedPki, other: TimedPki
-) -> None:
+def test_list_show_and_remove_by_fingerprint_prefix(node: Node, pki: Pki, other: Pki) -> None:
     node.trusted_cas.add(pem(pki.root, pki.intermediate, other.root))
     entries = node.trusted_cas.entries()
     root = entries[0]
@@ -223,7 +220,7 @@ def test_list_show_and_remove_by_fingerprint_prefix(
 # --------------------------------------------------------------------------- TC3 reset
 
 
-def test_reset_restores_the_factory_list(node: Node, pki: TimedPki, other: TimedPki) -> None:
+def test_reset_restores_the_factory_list(node: Node, pki: Pki, other: Pki) -> None:
     node.trusted_cas.add_factory(other.root)
     assert [(e.subject, e.origin) for e in node.trusted_cas.entries()] == [
         ("CN=Other Root", "factory")
@@ -240,7 +237,7 @@ def test_reset_restores_the_factory_list(node: Node, pki: TimedPki, other: Timed
     assert node.trusted_cas.snapshot().certificates == (other.root,)
 
 
-def test_reset_of_a_node_without_factory_cas_empties_the_list(node: Node, pki: TimedPki) -> None:
+def test_reset_of_a_node_without_factory_cas_empties_the_list(node: Node, pki: Pki) -> None:
     node.trusted_cas.add(pem(pki.root))
     assert node.trusted_cas.reset() == []
     assert len(node.trusted_cas.snapshot()) == 0
@@ -250,7 +247,7 @@ def test_reset_of_a_node_without_factory_cas_empties_the_list(node: Node, pki: T
 
 
 def test_snapshot_follows_changes_made_by_another_node(
-    node: Node, pki: TimedPki, clock: FixedClock
+    node: Node, pki: Pki, clock: FixedClock
 ) -> None:
     leaf = pem(pki.leaf("carol.example.com"))
     first = node.trusted_cas.snapshot()
@@ -275,7 +272,7 @@ def test_snapshot_follows_changes_made_by_another_node(
 # --------------------------------------------------------------------------- RV1 manual CRL
 
 
-def test_manual_crl_pem_then_der_replaces_then_remove(trusting: Node, pki: TimedPki) -> None:
+def test_manual_crl_pem_then_der_replaces_then_remove(trusting: Node, pki: Pki) -> None:
     accepted = trusting.revocation.upload_manual(pem(pki.crl(number=1)))
     assert [(a.issuer, a.number, a.entries) for a in accepted] == [("CN=Acme Issuing", 1, 0)]
     assert [(h.kind, h.number) for h in trusting.revocation.held()] == [("manual", 1)]
@@ -298,7 +295,7 @@ def test_manual_crl_pem_then_der_replaces_then_remove(trusting: Node, pki: Timed
     assert trusting.revocation.remove_manual() == 0
 
 
-def test_pem_with_two_manual_crls_keeps_both(trusting: Node, pki: TimedPki) -> None:
+def test_pem_with_two_manual_crls_keeps_both(trusting: Node, pki: Pki) -> None:
     both = pem(pki.crl(number=3), pki.crl(issuer=pki.root_issuer, number=4))
     trusting.revocation.upload_manual(both)
     assert sorted((h.issuer, h.number) for h in trusting.revocation.held()) == [
@@ -308,7 +305,7 @@ def test_pem_with_two_manual_crls_keeps_both(trusting: Node, pki: TimedPki) -> N
 
 
 @pytest.fixture
-def with_crls(trusting: Node, pki: TimedPki) -> Node:
+def with_crls(trusting: Node, pki: Pki) -> Node:
     """An embedded CRL #4 and a manual CRL #4 of the issuing CA are held."""
     trusting.trusted_cas.add(pem(pki.intermediate, pki.crl(number=4)))
     trusting.revocation.upload_manual(pem(pki.crl(number=4)))
@@ -363,8 +360,8 @@ def with_crls(trusting: Node, pki: TimedPki) -> Node:
 )
 def test_refused_manual_crl_changes_nothing(
     with_crls: Node,
-    pki: TimedPki,
-    other: TimedPki,
+    pki: Pki,
+    other: Pki,
     make: object,
     error: type[Exception],
     code: str | None,
@@ -384,7 +381,7 @@ def test_refused_manual_crl_changes_nothing(
     assert dump(with_crls) == before
 
 
-def test_manual_crl_number_never_goes_backwards(trusting: Node, pki: TimedPki) -> None:
+def test_manual_crl_number_never_goes_backwards(trusting: Node, pki: Pki) -> None:
     """Replacing the manual CRL must not let its number go backwards (RV6)."""
     trusting.revocation.upload_manual(pem(pki.crl(number=5)))
     with pytest.raises(PolicyViolation) as info:
@@ -394,7 +391,7 @@ def test_manual_crl_number_never_goes_backwards(trusting: Node, pki: TimedPki) -
 
 
 def test_validation_flips_to_revoked_after_crl_upload(
-    trusting: Node, pki: TimedPki, clock: FixedClock
+    trusting: Node, pki: Pki, clock: FixedClock
 ) -> None:
     leaf = pki.leaf("erin.example.com")
     before = trusting.client_check.check(pem(leaf))
@@ -499,7 +496,7 @@ def test_invalid_policy_values_are_refused(
     assert dump(node) == before
 
 
-def test_mode_off_skips_revocation(trusting: Node, pki: TimedPki) -> None:
+def test_mode_off_skips_revocation(trusting: Node, pki: Pki) -> None:
     leaf = pki.leaf("gina.example.com")
     trusting.revocation.upload_manual(pem(pki.crl([(leaf, "superseded")], number=2)))
     assert trusting.client_check.check(pem(leaf)).result.code == "revoked"
@@ -511,7 +508,7 @@ def test_mode_off_skips_revocation(trusting: Node, pki: TimedPki) -> None:
     assert trusting.client_check.check(pem(leaf), service="sip-tls").result.code == "revoked"
 
 
-def test_scope_peer_ignores_a_revoked_intermediate(node: Node, pki: TimedPki) -> None:
+def test_scope_peer_ignores_a_revoked_intermediate(node: Node, pki: Pki) -> None:
     """Only the root is trusted: the issuing CA is checked too under scope ``all``."""
     trusting = node
     leaf = pki.leaf("hank.example.com")
@@ -539,9 +536,7 @@ def test_scope_peer_ignores_a_revoked_intermediate(node: Node, pki: TimedPki) ->
     ],
     ids=["pem", "der", "base64", "base64-lines", "base64-spaces", "pem-in-text"],
 )
-def test_certificate_as_pem_der_or_pasted_text(
-    trusting: Node, pki: TimedPki, encode: object
-) -> None:
+def test_certificate_as_pem_der_or_pasted_text(trusting: Node, pki: Pki, encode: object) -> None:
     leaf = pki.leaf("ivy.example.com")
     report = trusting.client_check.check(encode(leaf))  # type: ignore[operator]
     assert report.result.valid, report.result.reason
@@ -559,7 +554,7 @@ def test_unreadable_certificate_is_a_decode_error(trusting: Node, data: bytes) -
         trusting.client_check.check(data)
 
 
-def test_chain_given_separately_and_bad_purpose(trusting: Node, pki: TimedPki) -> None:
+def test_chain_given_separately_and_bad_purpose(trusting: Node, pki: Pki) -> None:
     trusting.trusted_cas.remove([trusting.trusted_cas.entries()[1].fingerprint])  # issuing CA
     leaf = pki.leaf("jack.example.com")
     assert trusting.client_check.check(pem(leaf)).result.code == "untrusted"
@@ -609,9 +604,7 @@ def test_chain_given_separately_and_bad_purpose(trusting: Node, pki: TimedPki) -
         "san",
     ],
 )
-def test_username_mapping(
-    trusting: Node, pki: TimedPki, regex: str, fmt: str, username: str
-) -> None:
+def test_username_mapping(trusting: Node, pki: Pki, regex: str, fmt: str, username: str) -> None:
     leaf = pki.leaf("kate.example.com")
     report = trusting.client_check.check(pem(leaf), regex=regex, fmt=fmt)
     assert report.result.valid
@@ -621,7 +614,7 @@ def test_username_mapping(
     assert data["username"] == username and data["valid"] is True
 
 
-def test_untrusted_certificate_is_not_mapped(node: Node, pki: TimedPki) -> None:
+def test_untrusted_certificate_is_not_mapped(node: Node, pki: Pki) -> None:
     report = node.client_check.check(
         pem(pki.leaf("liam.example.com")), regex=DEFAULT_REGEX, fmt=DEFAULT_FORMAT
     )
@@ -634,7 +627,7 @@ def test_untrusted_certificate_is_not_mapped(node: Node, pki: TimedPki) -> None:
     )
 
 
-def test_bad_format_is_refused_for_an_untrusted_certificate_too(node: Node, pki: TimedPki) -> None:
+def test_bad_format_is_refused_for_an_untrusted_certificate_too(node: Node, pki: Pki) -> None:
     with pytest.raises(PolicyViolation, match="uses #User# but the regex has no group"):
         node.client_check.check(
             pem(pki.leaf("liam.example.com")), regex=DEFAULT_REGEX, fmt="#User#"
@@ -663,7 +656,7 @@ def test_bad_format_is_refused_for_an_untrusted_certificate_too(node: Node, pki:
     ],
 )
 def test_bad_regex_or_format_is_a_clear_error(
-    trusting: Node, pki: TimedPki, regex: str | None, fmt: str | None, code: str, message: str
+    trusting: Node, pki: Pki, regex: str | None, fmt: str | None, code: str, message: str
 ) -> None:
     with pytest.raises(PolicyViolation) as info:
         trusting.client_check.check(pem(pki.leaf("mia.example.com")), regex=regex, fmt=fmt)
@@ -671,7 +664,7 @@ def test_bad_regex_or_format_is_a_clear_error(
     assert message in str(info.value)
 
 
-def test_regex_that_does_not_match_is_reported_not_raised(trusting: Node, pki: TimedPki) -> None:
+def test_regex_that_does_not_match_is_reported_not_raised(trusting: Node, pki: Pki) -> None:
     report = trusting.client_check.check(
         pem(pki.leaf("noah.example.com")), regex=r"Subject:.*UID=(?<Group1>\w+)", fmt="#Group1#"
     )
@@ -685,7 +678,7 @@ def test_regex_that_does_not_match_is_reported_not_raised(trusting: Node, pki: T
     assert data["username"] is None and data["username_error"] == report.username_error
 
 
-def test_subject_with_several_attributes(trusting: Node, pki: TimedPki) -> None:
+def test_subject_with_several_attributes(trusting: Node, pki: Pki) -> None:
     subject = x509.Name.from_rfc4514_string("CN=olivia,OU=Staff,O=Acme,C=GB")
     leaf = pki.int_issuer.issue(
         pki.leaf_key.public_key(),

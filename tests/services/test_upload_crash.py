@@ -27,7 +27,10 @@ from certway.services.node import Node
 from conftest import NOW, key_pem, write
 from pkitools import Pki
 
-pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX"),
+]
 
 CHILD = """
 import sys, time, datetime as dt

@@ -27,6 +27,7 @@ from certway.pki.text import format_name, serial_hex
 from certway.services.node import Node
 from certway.services.sip_settings import SipSettings
 from certway.sip.listener import SipLimits, SipListener
+from waiting import wait_for
 
 from conftest import key_pem, test_key, write
 from pkitools import Pki, cucm_certificate
@@ -532,10 +533,11 @@ def test_slowloris_does_not_block_other_peers(
 ) -> None:
     with connect(node, listener.port, good_peer) as slow:
         slow.sendall(b"OPTIONS sip:sip.example.com SIP/2.0\r\nVia: SIP/2.0/TLS a")
-        started = time.monotonic()
-        # meanwhile a good client is served at once
+        # meanwhile a good client is served, while the slow one is still open
         assert ask(node, listener.port, good_peer).startswith(b"SIP/2.0 200 OK")
-        assert time.monotonic() - started < LIMITS.message_timeout
+        slow.settimeout(0.1)
+        with pytest.raises(TimeoutError):
+            slow.recv(100)  # not closed yet: the good client did not wait for its time-out
         # the slow one trickles bytes but is closed when the message timeout is over
         closed = False
         for _ in range(40):
@@ -549,8 +551,7 @@ def test_slowloris_does_not_block_other_peers(
                 closed = True
             if closed:
                 break
-        assert closed
-        assert time.monotonic() - started < LIMITS.message_timeout + 3
+        assert closed  # within the 40 short reads above, though it kept sending
     assert any("reason=message-timeout" in r.getMessage() for r in sip_log.records)
 
 
@@ -583,9 +584,7 @@ def test_connection_limit(
             assert read_message(first).startswith(b"SIP/2.0 200 OK")
             with connect(node, limited.port, good_peer) as second:
                 assert closed_without_answer(second)
-        deadline = time.monotonic() + 5
-        while limited.connections and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda: not limited.connections, "the listener to forget closed connections")
         assert ask(node, limited.port, good_peer).startswith(b"SIP/2.0 200 OK")
     finally:
         loop_thread.run(limited.stop())
@@ -621,6 +620,7 @@ def test_sni_and_certificate_reload(node: Node, listener: SipListener, good_peer
     assert server is not None and served == server.certificate
 
 
+@pytest.mark.interop
 def test_ocsp_revocation_and_both_fallbacks_when_the_responder_is_down(
     node: Node,
     listener: SipListener,

@@ -18,10 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import typer
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from typer.testing import CliRunner
 
 from certway.clock import FixedClock
 from certway.errors import Conflict, NotFound, PolicyViolation
@@ -31,7 +29,7 @@ from certway.services.zones import Zone, Zones, ZoneStatus, alarms_for_zones
 from certway.sip.message import Message, SipFramer, build_response, options_ok
 from certway.sip.zones import ZonePinger, options_request, run_pinger
 
-from conftest import NOW, key_pem, test_key
+from conftest import NOW, Cli, key_pem, test_key
 from pkitools import Pki, cucm_certificate, name
 
 DAY = dt.timedelta(days=1)
@@ -533,23 +531,15 @@ Invoke = Callable[..., tuple[int, str, str]]
 
 
 @pytest.fixture
-def run(node: Node, tmp_path: Path) -> Iterator[Invoke]:
-    from certway.cli.zone_commands import zone_app
-
-    root = typer.Typer()
-
-    @root.callback()
-    def _root(ctx: typer.Context) -> None:
-        ctx.obj = tmp_path / "d"
-
-    root.add_typer(zone_app, name="zone")
-    runner = CliRunner()
+def run(node: Node, tmp_path: Path) -> Invoke:
+    """``certway`` on the node's data directory: (exit code, stdout, stderr)."""
+    cli = Cli(tmp_path / "d")
 
     def invoke(*args: str) -> tuple[int, str, str]:
-        result = runner.invoke(root, list(args), catch_exceptions=False)
+        result = cli(*args)
         return result.exit_code, result.stdout, result.stderr
 
-    yield invoke
+    return invoke
 
 
 def test_cli_add_list_show_check_remove(run: Invoke) -> None:

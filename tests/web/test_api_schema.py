@@ -70,6 +70,7 @@ def known_parameters(path: str, node_fingerprint: str) -> dict[str, object] | No
     return None
 
 
+@pytest.mark.slow
 def test_no_server_errors(app: FastAPI, subtests: Any) -> None:
     schema = schemathesis.openapi.from_asgi("/api/v1/openapi.json", app, headers=AUTH)
     operations = [result.ok() for result in schema.get_all_operations()]

@@ -404,7 +404,7 @@ def ca_issued(
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """The inventory of certificates issued by a CA (CA6)."""
+    """The inventory of certificates issued by a CA."""
     with open_node(ctx) as n:
         items = n.local_ca.issued(ca, search=search)
     if as_json:

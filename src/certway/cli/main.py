@@ -85,16 +85,16 @@ def _typer(help_text: str) -> typer.Typer:
 
 
 app = _typer("certway: certificate lifecycle for secure communications edges.")
-key_app = _typer("Offline private keys (T3).")
-csr_app = _typer("Offline certificate signing requests with the Expressway name rules (T3, SC2).")
-ca_app = _typer("The local certificate authority (CA1-CA3, CA6).")
+key_app = _typer("Offline private keys.")
+csr_app = _typer("Offline certificate signing requests with the Expressway name rules.")
+ca_app = _typer("The local certificate authority: CAs, signing, revocation, inventory.")
 app.add_typer(key_app, name="key")
 app.add_typer(csr_app, name="csr")
 app.add_typer(ca_app, name="ca")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 
-# The Expressway name fields of a CSR (SC2), shared by `csr create`, `server-cert csr
+# The Expressway name fields of a CSR (the CSR form), shared by `csr create`, `server-cert csr
 # generate` and `domain csr generate`.
 UcmDomainOpt = Annotated[
     list[str] | None, typer.Option("--ucm-domain", help="UCM registration domain (edge role).")

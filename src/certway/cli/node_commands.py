@@ -30,10 +30,10 @@ from certway.pki.csr import SubjectFields
 from certway.services.identities import CsrOptions, IdentityInfo, IdentityKind, PendingCsrInfo
 
 node_app = _typer("Node settings: system FQDN, role, cluster.")
-server_app = _typer("The server certificate (SC1-SC5).")
-server_csr_app = _typer("The server certificate's pending CSR (SC2, SC3).")
-client_app = _typer("The client certificate for outbound TLS (SC6).")
-domain_app = _typer("Domain certificates served by SNI (DC1).")
+server_app = _typer("The server certificate: view, CSR, upload, chain.")
+server_csr_app = _typer("The server certificate's pending CSR.")
+client_app = _typer("The client certificate for outbound TLS.")
+domain_app = _typer("Domain certificates served by SNI.")
 domain_csr_app = _typer("A domain's pending CSR.")
 app.add_typer(node_app, name="node")
 app.add_typer(server_app, name="server-cert")

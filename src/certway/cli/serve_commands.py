@@ -14,7 +14,7 @@ from rich.table import Table
 from certway.cli.main import JsonOpt, _typer, app, err, open_node, out, print_json, read_passphrase
 from certway.errors import PolicyViolation
 
-admin_app = _typer("Administrator accounts and admin security (S1, S2).")
+admin_app = _typer("Administrator accounts and admin client-certificate security.")
 app.add_typer(admin_app, name="admin")
 
 

@@ -1,4 +1,4 @@
-"""The commands of issue #6 (part 1): SIP TLS settings and certificate access rules (S4).
+"""Commands for the SIP TLS settings and certificate access rules.
 
 ``sip_app`` registers itself on the main app, like the other command modules.
 """
@@ -16,7 +16,7 @@ from certway.services.sip_settings import SipConfig
 
 __all__ = ["sip_app"]
 
-sip_app = _typer("SIP over TLS: mutual TLS, client EKU checking, certificate access rules (S4).")
+sip_app = _typer("SIP over TLS: mutual TLS, client EKU checking, certificate access rules.")
 app.add_typer(sip_app, name="sip")
 rule_app = _typer("Certificate access rules: first match by priority wins; default allow.")
 sip_app.add_typer(rule_app, name="rule")

@@ -23,10 +23,10 @@ from certway.cli.main import (
 from certway.errors import PolicyViolation
 from certway.services.revocation import SERVICES
 
-trust_app = _typer("The trusted CA list (TC1-TC4).")
-crl_app = _typer("CRLs: manual upload, URL sources, schedule (RV1, RV2).")
-sources_app = _typer("Automatic CRL update URLs (RV2).")
-revocation_app = _typer("Revocation checking policies per service (RV5).")
+trust_app = _typer("The trusted CA list.")
+crl_app = _typer("CRLs: manual upload, URL sources, schedule.")
+sources_app = _typer("Automatic CRL update URLs.")
+revocation_app = _typer("Revocation checking policies per service.")
 app.add_typer(trust_app, name="trust")
 app.add_typer(crl_app, name="crl")
 crl_app.add_typer(sources_app, name="sources")

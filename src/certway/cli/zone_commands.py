@@ -1,4 +1,4 @@
-"""The commands of issue #6 (part 2): neighbour zones and their status (S5).
+"""Commands for neighbour zones and their status.
 
 ``zone_app`` registers itself on the main app, like the other command modules.
 ``zone check`` pings the zone from this process and records the status, exactly as the pinger
@@ -20,7 +20,7 @@ from certway.sip.zones import DEFAULT_TIMEOUT, ZonePinger
 
 __all__ = ["zone_app"]
 
-zone_app = _typer("Neighbour zones: SIP OPTIONS over TLS to peers, status Active/Failed (S5).")
+zone_app = _typer("Neighbour zones: SIP OPTIONS over TLS to peers, status Active/Failed.")
 app.add_typer(zone_app, name="zone")
 
 

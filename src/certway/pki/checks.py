@@ -1,4 +1,4 @@
-"""The checks an uploaded node certificate must pass (SC4): errors refuse, warnings inform."""
+"""The checks an uploaded node certificate must pass: errors refuse, warnings inform."""
 
 from __future__ import annotations
 

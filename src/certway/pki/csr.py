@@ -1,4 +1,4 @@
-"""CSR building with the Expressway name rules (SC2) and CSR checks before signing.
+"""CSR building with the Expressway name rules and CSR checks before signing.
 
 ``plan_names`` turns an Expressway-style form into the exact subject alternative names the
 request will hold (the read-only preview); ``build_csr`` signs it. Both are pure.
@@ -59,7 +59,7 @@ def digest_for(name: str) -> hashes.SHA256 | hashes.SHA384 | hashes.SHA512:
 
 @dataclass(frozen=True, slots=True)
 class SubjectFields:
-    """The subject fields of the SC2 form besides the common name."""
+    """The subject fields of the CSR form besides the common name."""
 
     country: str | None = None
     state: str | None = None
@@ -91,7 +91,7 @@ class SubjectFields:
 
 @dataclass(frozen=True, slots=True)
 class CsrForm:
-    """What an administrator fills in to request a certificate (SC2)."""
+    """What an administrator fills in to request a certificate."""
 
     common_name: str
     role: Role = "edge"

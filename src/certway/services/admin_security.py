@@ -1,4 +1,4 @@
-"""Admin client-certificate security (S2): not required / certificate validation /
+"""Admin client-certificate security: not required / certificate validation /
 certificate-based authentication, with the regex + username format."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Administrator accounts (S1, S2): local accounts with an access level; argon2id hashes."""
+"""Administrator accounts: local accounts with an access level; argon2id hashes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Alarms (O1), computed from the current state each time they are asked for.
+"""Alarms, computed from the current state each time they are asked for.
 
 An alarm exists while its cause does; ``since`` is when it was first seen (kept in the
 ``alarm_state`` table, deleted when the cause goes). Its id is its kind (``AlarmKind``)

@@ -1,4 +1,4 @@
-"""The audit log (O2): every change with who, what, when, from where and the outcome.
+"""The audit log: every change with who, what, when, from where and the outcome.
 
 Adapters set who is acting (``acting_as``); services mark each changing method
 ``@audited(...)`` (or wrap the change in ``audit.action(...)``) and add details with

@@ -1,6 +1,6 @@
-"""Client certificate testing (S3): trust + revocation per a service's policy, and the
-username a regex + format would give (S2) — worked out only for a certificate that validated:
-an untrusted certificate's names are never mapped to an account."""
+"""Client certificate testing: trust + revocation per a service's policy, and the
+username a regex + format would give (admin certificate-based login) — worked out only for
+a certificate that validated: an untrusted certificate's names are never mapped to an account."""
 
 from __future__ import annotations
 

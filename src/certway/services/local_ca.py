@@ -1,4 +1,4 @@
-"""The local CA (CA1–CA3, CA6): roots, intermediates, imported CAs, signing, revocation, CRLs.
+"""The local CA: roots, intermediates, imported CAs, signing, revocation, CRLs.
 
 Publishing a CRL after a revocation costs only the new revocations: the previous CRL (kept in
 memory, or read back from the store) is extended with ``pki.crl.extend_crl``.
@@ -514,7 +514,7 @@ class LocalCA:
         invalidity_date: dt.datetime | None = None,
         allow_unlisted: bool = False,
     ) -> PublishedCrl:
-        """Revoke a certificate and publish a new CRL at once (CA3): one transaction, so a
+        """Revoke a certificate and publish a new CRL at once: one transaction, so a
         revocation is never stored without its CRL and its audit row."""
         canonical = parse_serial(serial)
         flag = parse_reason(reason)
@@ -622,7 +622,7 @@ class LocalCA:
         self._audit.note(crl_number=number, entries=state.entries)
         return PublishedCrl(number, now, params.next_update, state.entries, der), state
 
-    # -- publication (CA3, CA4) --------------------------------------------------------------
+    # -- publication (CRLs, OCSP) ------------------------------------------------------------
     def ocsp_lookup(self, query: OcspQuery) -> CertStatus | None:
         """The OCSP status of ``query``'s certificate, or None when its CertID names none of
         our CAs. Revoked (with date and reason) if in the CA's revocations; good if in its

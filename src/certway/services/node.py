@@ -94,7 +94,7 @@ class Node:
         """Create the data directory (master key 0600, database) if needed, then open it.
 
         A new node gets its node settings and, unless ``factory=False``, the factory state
-        (CA5): a temporary CA in the trusted list and a server certificate issued by it.
+        (factory state): a temporary CA in the trusted list and a server certificate issued by it.
         """
         node = cls(
             Store.create(data_dir),

@@ -106,10 +106,11 @@ class NodeSettings:
         return config
 
     def mutual_tls_in_use(self) -> bool:
-        """Whether a feature needs the node certificate to carry clientAuth (SC4): clustering,
-        neighbour zones (certway is then the TLS client and presents it, SC6 defaulting to the
-        server certificate) or SIP TLS with mutual TLS *required*. ("request", the default,
-        asks peers for certificates without making mutual TLS mandatory.)"""
+        """Whether a feature needs the node certificate to carry clientAuth (an upload check):
+        clustering, neighbour zones (certway is then the TLS client and presents it, the client
+        certificate defaulting to the server certificate) or SIP TLS with mutual TLS *required*.
+        ("request", the default, asks peers for certificates without making mutual TLS
+        mandatory.)"""
         if self.get().clustered:
             return True
         with self._store.reading() as session:

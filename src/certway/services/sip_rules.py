@@ -1,4 +1,4 @@
-"""Certificate access rules for SIP TLS peers (S4): who may connect once the chain is valid.
+"""Certificate access rules for SIP TLS peers: who may connect once the chain is valid.
 
 A rule has a priority (lower first), a pattern type (exact, prefix, suffix, regex), a pattern
 and an action (allow, deny). It is matched against the certificate's common name(s) and every

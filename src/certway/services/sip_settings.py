@@ -1,8 +1,8 @@
-"""SIP TLS settings (S4): mutual TLS mode, client-EKU checking, certificate access rules.
+"""SIP TLS settings: mutual TLS mode, client-EKU checking, certificate access rules.
 
 Stored as one JSON document under the setting ``sip``; every change bumps the counter
-``version.sip`` so that listeners pick it up (S7). Revocation checking of SIP peers is the
-``sip-tls`` policy of the revocation service (RV5), not repeated here.
+``version.sip`` so that listeners pick it up (hot reload). Revocation checking of SIP peers is the
+``sip-tls`` policy of the revocation service (policies per service), not repeated here.
 
 Mutual TLS modes:
 

@@ -1,4 +1,4 @@
-"""The trusted CA list (TC1-TC4)."""
+"""The trusted CA list: append, view, remove, reset to default, CRLs found in CA files."""
 
 from __future__ import annotations
 
@@ -207,7 +207,7 @@ class TrustedCAs:
 
     @audited("trust.reset", target=lambda: "")
     def reset(self) -> list[TrustedCaInfo]:
-        """Restore the factory list (TC3)."""
+        """Restore the factory list (reset to default)."""
         now = self._clock.now()
         with self._store.transaction() as session:
             repo = TrustRepository(session)

@@ -1,7 +1,7 @@
-"""Neighbour zones (S5): definitions, the status the pinger records, and their alarms (O1).
+"""Neighbour zones: definitions, the status the pinger records, and their alarms.
 
 A zone is a named set of peer addresses (DNS names or IP addresses) on one port, reached over
-SIP/TLS with the node's client certificate (SC6). ``TLS verify mode`` on means the peer's
+SIP/TLS with the node's client certificate. ``TLS verify mode`` on means the peer's
 certificate must chain to the trusted CA list, pass revocation per the ``sip-tls`` policy, and
 carry the peer address in its subject alternative names (an IP address SAN for an IP address,
 a DNS SAN for a name); with a ``TLS verify subject name`` that name must be in the
@@ -275,7 +275,7 @@ class ZoneStatus:
 
 @dataclass(frozen=True, slots=True)
 class ZoneAlarm:
-    """A "zone TLS failure" alarm (O1), for ``services.alarms``."""
+    """A "zone TLS failure" alarm, for ``services.alarms``."""
 
     id: str
     severity: str

@@ -1,4 +1,5 @@
-"""The SIP over TLS listener (S4, RV5 ``sip-tls``, S7): mutual TLS, peer checks, OPTIONS.
+"""The SIP over TLS listener: mutual TLS, peer checks (revocation policy ``sip-tls``),
+OPTIONS; hot reload of its TLS state.
 
 TLS comes from ``tls.contexts.ServerTls`` (server certificate + chain, SNI → domain
 certificates, contexts rebuilt when certificates, trusted CAs or SIP settings change); the

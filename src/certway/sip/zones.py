@@ -1,4 +1,4 @@
-"""The zone pinger (S5, SC6): SIP OPTIONS over TLS to each neighbour peer, status per zone.
+"""The zone pinger: SIP OPTIONS over TLS to each neighbour peer, status per zone.
 
 For each peer of a zone the pinger opens a TLS connection presenting the node's client
 certificate (``identities.active("client")``, which defaults to the server certificate),

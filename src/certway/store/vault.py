@@ -1,4 +1,4 @@
-"""Encryption at rest for private keys (O5): AES-256-GCM under the node's master key.
+"""Encryption at rest for private keys: AES-256-GCM under the node's master key.
 
 The master key is 32 random bytes in ``<data-dir>/master.key``, created with mode 0600 and
 never logged, printed or exported. Each sealed blob is ``version || nonce || ciphertext+tag``;

@@ -1,4 +1,4 @@
-"""Server TLS contexts built from the node's state, with SNI and hot reload (S1, DC1, S7).
+"""Server TLS contexts built from the node's state, with SNI (domain certificates) and hot reload.
 
 Every handshake goes through ``sni_callback``, which hands OpenSSL the context of the name the
 client asked for (a domain certificate, or the server certificate). Contexts are rebuilt when

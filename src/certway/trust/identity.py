@@ -1,5 +1,5 @@
-"""Username mapping from a client certificate (S2): a regex over the certificate's names + a
-format.
+"""Username mapping from a client certificate (admin certificate-based login): a regex over the
+certificate's names + a format.
 
 The regex (RE2, see ``certway.adminregex``: linear time, no backreferences or lookarounds)
 runs over each line of the **mapping text** below, first match wins. It may name its groups

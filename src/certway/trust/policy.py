@@ -1,4 +1,4 @@
-"""Revocation policies (RV5) as frozen objects with derived properties."""
+"""Revocation policies per service as frozen objects with derived properties."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The plain-HTTP publication endpoint (CA3, CA4): the local CAs' CRLs and OCSP responder.
+"""The plain-HTTP publication endpoint: the local CAs' CRLs and OCSP responder.
 
 Routes (no authentication: relying parties fetch these anonymously):
 
