@@ -17,11 +17,17 @@ a traceback for bad input, and an error is raised before any state is changed.
           ├── Untrusted        no path to a trusted CA (or a bad signature on the way)
           ├── Expired          outside its validity period at the validation time
           ├── NameMismatch     the expected name is not in the certificate
-          ├── Revoked          revoked per a CRL or an OCSP answer
+          ├── WrongPurpose     its extended key usage does not allow the purpose
+          ├── Malformed        an extension cannot be parsed
+          ├── Revoked          revoked per the local CA's records, a CRL or an OCSP answer;
+          │                    carries ``reason``, ``revoked_at`` and ``source``
           └── RevocationUnknown status could not be determined and the policy says reject
 """
 
 from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
 
 __all__ = [
     "CertwayError",
@@ -29,6 +35,7 @@ __all__ = [
     "DecodeError",
     "Expired",
     "FetchError",
+    "Malformed",
     "NameMismatch",
     "NotFound",
     "PassphraseError",
@@ -37,7 +44,9 @@ __all__ = [
     "Revoked",
     "StoreError",
     "Untrusted",
+    "ValidationCode",
     "ValidationFailed",
+    "WrongPurpose",
 ]
 
 
@@ -77,10 +86,23 @@ class FetchError(CertwayError):
     """A network fetch failed (connection, timeout, size limit, HTTP status)."""
 
 
+class ValidationCode(StrEnum):
+    """The stable, machine-readable reason a peer certificate was rejected."""
+
+    INVALID = "invalid"
+    UNTRUSTED = "untrusted"
+    EXPIRED = "expired"
+    NAME_MISMATCH = "name-mismatch"
+    WRONG_EKU = "wrong-eku"
+    MALFORMED = "malformed"
+    REVOKED = "revoked"
+    REVOCATION_UNKNOWN = "revocation-unknown"
+
+
 class ValidationFailed(CertwayError):
     """A certificate or chain was rejected. ``cert_index`` is 0 for the peer (leaf)."""
 
-    code = "invalid"
+    code: ValidationCode = ValidationCode.INVALID
 
     def __init__(self, message: str, *, cert_index: int = 0) -> None:
         super().__init__(message)
@@ -88,20 +110,45 @@ class ValidationFailed(CertwayError):
 
 
 class Untrusted(ValidationFailed):
-    code = "untrusted"
+    code = ValidationCode.UNTRUSTED
 
 
 class Expired(ValidationFailed):
-    code = "expired"
+    code = ValidationCode.EXPIRED
 
 
 class NameMismatch(ValidationFailed):
-    code = "name-mismatch"
+    code = ValidationCode.NAME_MISMATCH
+
+
+class WrongPurpose(ValidationFailed):
+    code = ValidationCode.WRONG_EKU
+
+
+class Malformed(ValidationFailed):
+    code = ValidationCode.MALFORMED
 
 
 class Revoked(ValidationFailed):
-    code = "revoked"
+    """Revoked: ``reason`` (RFC 5280 name, None when the source gives none), ``revoked_at``
+    and ``source`` (which CRL, responder or local CA said so), as the source stated them."""
+
+    code = ValidationCode.REVOKED
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        cert_index: int = 0,
+        reason: str | None = None,
+        revoked_at: dt.datetime | None = None,
+        source: str | None = None,
+    ) -> None:
+        super().__init__(message, cert_index=cert_index)
+        self.reason = reason
+        self.revoked_at = revoked_at
+        self.source = source
 
 
 class RevocationUnknown(ValidationFailed):
-    code = "revocation-unknown"
+    code = ValidationCode.REVOCATION_UNKNOWN

@@ -13,9 +13,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import NameOID
 
+from certway.errors import Revoked, ValidationCode
 from certway.trust.anchors import TrustSnapshot, key_id
 from certway.trust.policy import Profile, RevocationPolicy
 from certway.trust.records import CaRecords, IssuerRecords, RecordedRevocation
+from certway.trust.report import Outcome
 from certway.trust.validate import Purpose, ValidationOptions, validate
 
 from conftest import NOW, test_key
@@ -316,3 +318,35 @@ def test_trusted_root_dns_exclusion_refuses_a_wildcard_that_could_cover_it() -> 
         excluded, [x509.DNSName("bar.example.com")], ca_constrained=False
     )
     assert not validate(hit, chain, trust=TrustSnapshot.of([root]), at=NOW).valid
+
+
+def test_revoked_error_carries_reason_date_and_source() -> None:
+    pki = Pki("Facts", index=985)
+    leaf = pki.leaf("facts.example.com")
+    when = NOW - dt.timedelta(minutes=5)
+    records = CaRecords(
+        {
+            key_id(pki.intermediate): IssuerRecords(
+                "issuing",
+                pki.intermediate.subject.public_bytes(),
+                {leaf.serial_number: RecordedRevocation(when, "superseded")},
+            )
+        }
+    )
+    result = validate(
+        leaf,
+        [pki.intermediate],
+        trust=TrustSnapshot.of([pki.root]),
+        at=NOW,
+        policy=CRL_ONLY,
+        records=records,
+    )
+    error = result.error
+    assert isinstance(error, Revoked)
+    assert (error.reason, error.revoked_at, error.source) == (
+        "superseded",
+        when,
+        "local CA 'issuing'",
+    )
+    assert result.code is ValidationCode.REVOKED
+    assert result.certificates[0].checks[-1].outcome is Outcome.REVOKED

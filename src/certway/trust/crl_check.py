@@ -32,7 +32,7 @@ from cryptography.exceptions import InvalidSignature
 
 from certway.errors import PolicyViolation
 from certway.pki.text import format_name, serial_hex
-from certway.trust.report import Check
+from certway.trust.report import Check, Outcome, RevocationFacts
 from certway.trust.revocation import (
     ALL_REASONS,
     CLOCK_SKEW,
@@ -373,14 +373,14 @@ def _choose(
             checks.append(
                 Check(
                     check_name,
-                    "skipped",
+                    Outcome.SKIPPED,
                     f"{base.label()} is not valid before {base.this_update:%Y-%m-%d %H:%M} UTC",
                 )
             )
             continue
         signer, why = _signer(base, signers)
         if signer is None:
-            checks.append(Check(check_name, "fail", f"{base.label()} is not used: {why}"))
+            checks.append(Check(check_name, Outcome.FAIL, f"{base.label()} is not used: {why}"))
             continue
         delta = _delta(group, base, signer, at)
         if base.is_current(at) or delta is not None:
@@ -442,14 +442,14 @@ def check_crls(
         reasons, why = _scope(facts, first)
         if reasons is None:
             text = f"outside the scope of {first.label()} ({why})"
-            checks.append(Check(check_name, "skipped", text))
+            checks.append(Check(check_name, Outcome.SKIPPED, text))
             continue
         if not group.bases:
             for orphan in group.deltas:
                 checks.append(
                     Check(
                         check_name,
-                        "skipped",
+                        Outcome.SKIPPED,
                         f"{orphan.label()} is not used: no complete CRL it applies to is held",
                     )
                 )
@@ -458,7 +458,7 @@ def check_crls(
             checks.append(
                 Check(
                     check_name,
-                    "skipped",
+                    Outcome.SKIPPED,
                     f"{first.label()} covers no reason that other CRLs have not covered",
                 )
             )
@@ -474,25 +474,32 @@ def check_crls(
             if entry.reason == "removeFromCRL":
                 released = (base, delta)
             else:
-                text = _revoked_text(entry, delta.delta_label(base))
-                checks.append(Check(check_name, "revoked", text))
+                label = delta.delta_label(base)
+                facts_of = RevocationFacts(entry.reason, entry.revoked_at, label)
+                checks.append(
+                    Check(check_name, Outcome.REVOKED, _revoked_text(entry, label), facts_of)
+                )
                 return CrlStatus("revoked", tuple(checks), entry)
         else:
             entry = base.lookup(facts.serial, facts.issuer)
             if entry is not None and entry.reason != "removeFromCRL":
-                checks.append(Check(check_name, "revoked", _revoked_text(entry, base.label())))
+                label = base.label()
+                facts_of = RevocationFacts(entry.reason, entry.revoked_at, label)
+                checks.append(
+                    Check(check_name, Outcome.REVOKED, _revoked_text(entry, label), facts_of)
+                )
                 return CrlStatus("revoked", tuple(checks), entry)
         covered |= reasons
         used.append((base, delta, reasons))
     if covered >= ALL_REASONS:
-        checks.append(Check(check_name, "good", _good_text(used, released)))
+        checks.append(Check(check_name, Outcome.GOOD, _good_text(used, released)))
         return CrlStatus("good", tuple(checks))
     if stale is not None:
         when = stale.next_update or stale.this_update
         checks.append(
             Check(
                 check_name,
-                "revoked",
+                Outcome.REVOKED,
                 f"{stale.label()} expired on {when:%Y-%m-%d %H:%M} UTC: certificates "
                 "of this CA count as revoked until a current CRL is loaded",
             )
@@ -505,13 +512,15 @@ def check_crls(
             for base, delta, reasons in used
         )
         checks.append(
-            Check(check_name, "unknown", f"{partial}: reasons {missing} not covered by any CRL")
+            Check(
+                check_name, Outcome.UNKNOWN, f"{partial}: reasons {missing} not covered by any CRL"
+            )
         )
     else:
         checks.append(
             Check(
                 check_name,
-                "unknown",
+                Outcome.UNKNOWN,
                 f"no usable CRL covers this certificate of {facts.issuer_text}",
             )
         )
@@ -642,14 +651,14 @@ class CrlContext:
             try:
                 indexed = parse_crl(crl, source=source)
             except PolicyViolation as exc:
-                notes.append(Check("crl", "fail", str(exc)))
+                notes.append(Check("crl", Outcome.FAIL, str(exc)))
                 continue
             if chain and indexed.authority not in wanted:
                 # Kept: it may still cover a certificate on a CRL signer's path.
                 notes.append(
                     Check(
                         "crl",
-                        "skipped",
+                        Outcome.SKIPPED,
                         f"CRL {number} is for {indexed.issuer_name}, which issued no "
                         "certificate of the chain",
                     )

@@ -34,11 +34,14 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
 from certway.errors import (
     CertwayError,
     Expired,
+    Malformed,
     NameMismatch,
     RevocationUnknown,
     Revoked,
     Untrusted,
+    ValidationCode,
     ValidationFailed,
+    WrongPurpose,
 )
 from certway.pki.names import common_name, san_text
 from certway.pki.ocsp import OcspAnswer, ocsp_urls
@@ -48,7 +51,7 @@ from certway.trust.crl_check import CrlContext, SignerPaths
 from certway.trust.pkix import PathProblem, PkixInputs, validate_pkix_path
 from certway.trust.policy import Profile, RevocationPolicy, Scope
 from certway.trust.records import CaRecords
-from certway.trust.report import Check
+from certway.trust.report import Check, Outcome, RevocationFacts
 from certway.trust.revocation import IndexedCrl, RevocationIndex
 
 __all__ = [
@@ -138,7 +141,7 @@ class CertificateReport:
 @dataclass(frozen=True)
 class ValidationResult:
     valid: bool
-    code: str | None
+    code: ValidationCode | None
     reason: str
     chain: tuple[x509.Certificate, ...]
     certificates: tuple[CertificateReport, ...]
@@ -378,13 +381,11 @@ def _check_peer(leaf: x509.Certificate, options: ValidationOptions) -> None:
         )
         anything = ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE
         if eku is not None and wanted not in eku and anything not in eku:
-            error = ValidationFailed(
+            raise WrongPurpose(
                 "the certificate may not be used for this purpose: its extended key usage "
                 f"lacks {'clientAuth' if options.purpose is Purpose.CLIENT else 'serverAuth'}",
                 cert_index=0,
             )
-            error.code = "wrong-eku"
-            raise error
     if not options.allow_cn_only and not _has_ext(leaf, x509.SubjectAlternativeName):
         raise NameMismatch("the certificate has no subject alternative name")
     if options.name is None:
@@ -502,12 +503,10 @@ def _explain(
         )
     if "required EKU not found" in text:
         usage = "clientAuth" if options.purpose is Purpose.CLIENT else "serverAuth"
-        error = ValidationFailed(
+        return WrongPurpose(
             f"the certificate may not be used for this purpose: its extended key usage "
             f"lacks {usage}"
         )
-        error.code = "wrong-eku"
-        return error
     if "not valid at validation time" in text:
         for index, cert in enumerate(intermediates, start=1):
             if f"subject={cert.subject!r}" in raw or format_name(cert.subject) in raw:
@@ -590,40 +589,42 @@ def _revocation_status(
     if own is not None:  # one of our own CAs: its records decide, at once
         source = f"local CA '{own.ca_name}'"
         if own.revocation is None:
-            checks.append(Check("records", "good", f"not revoked per {source}"))
+            checks.append(Check("records", Outcome.GOOD, f"not revoked per {source}"))
             return "good", checks
         revoked = own.revocation
-        checks.append(
-            Check("records", "revoked", _revoked_text(revoked.reason, revoked.revoked_at, source))
-        )
+        text = _revoked_text(revoked.reason, revoked.revoked_at, source)
+        facts = RevocationFacts(revoked.reason, revoked.revoked_at, source)
+        checks.append(Check("records", Outcome.REVOKED, text, facts))
         return "revoked", checks
     if policy.ocsp and not policy.require_crl:
         urls = ocsp_urls(cert)
         if not urls:
-            checks.append(Check("ocsp", "skipped", "the certificate names no OCSP responder"))
+            checks.append(Check("ocsp", Outcome.SKIPPED, "the certificate names no OCSP responder"))
         elif online is None:
-            checks.append(Check("ocsp", "skipped", "OCSP is not available here"))
+            checks.append(Check("ocsp", Outcome.SKIPPED, "OCSP is not available here"))
         else:
             try:
                 answer = online.ocsp(cert, issuer, at)
             except CertwayError as exc:
-                checks.append(Check("ocsp", "unknown", f"OCSP failed: {exc}"))
+                checks.append(Check("ocsp", Outcome.UNKNOWN, f"OCSP failed: {exc}"))
             else:
                 if answer.status == "good":
-                    checks.append(Check("ocsp", "good", f"OCSP: good ({answer.responder})"))
+                    checks.append(Check("ocsp", Outcome.GOOD, f"OCSP: good ({answer.responder})"))
                     return "good", checks
                 if answer.status == "revoked":
                     when = answer.revoked_at or answer.this_update
+                    responder = f"OCSP responder {urls[0]}"
                     checks.append(
                         Check(
                             "ocsp",
-                            "revoked",
-                            _revoked_text(answer.reason, when, f"OCSP responder {urls[0]}"),
+                            Outcome.REVOKED,
+                            _revoked_text(answer.reason, when, responder),
+                            RevocationFacts(answer.reason, when, responder),
                         )
                     )
                     return "revoked", checks
                 checks.append(
-                    Check("ocsp", "unknown", f"OCSP responder {urls[0]} answered unknown")
+                    Check("ocsp", Outcome.UNKNOWN, f"OCSP responder {urls[0]} answered unknown")
                 )
     stale = False
     if policy.crl or policy.require_crl:
@@ -634,7 +635,7 @@ def _revocation_status(
         stale = held.status == "stale"
         if held.status == "not-applicable":
             checks.append(
-                Check("crl", "unknown", f"no CRL is held for {format_name(issuer.subject)}")
+                Check("crl", Outcome.UNKNOWN, f"no CRL is held for {format_name(issuer.subject)}")
             )
     if policy.cdp and not policy.require_crl:
         try:
@@ -642,14 +643,16 @@ def _revocation_status(
         except x509.ExtensionNotFound:
             points = None
         if points is None:
-            checks.append(Check("cdp", "skipped", "the certificate has no CRL distribution point"))
+            checks.append(
+                Check("cdp", Outcome.SKIPPED, "the certificate has no CRL distribution point")
+            )
         elif online is None:
-            checks.append(Check("cdp", "skipped", "CRL download is not available here"))
+            checks.append(Check("cdp", Outcome.SKIPPED, "CRL download is not available here"))
         else:
             try:
                 downloaded = online.cdp(cert, issuer, at)
             except CertwayError as exc:
-                checks.append(Check("cdp", "unknown", f"CRL download failed: {exc}"))
+                checks.append(Check("cdp", Outcome.UNKNOWN, f"CRL download failed: {exc}"))
             else:
                 # Downloaded CRLs join the held ones: a downloaded delta applies to a held
                 # complete CRL, reasons add up over both.
@@ -663,7 +666,7 @@ def _revocation_status(
                 stale = stale or fetched.status == "stale"
                 if fetched.status == "not-applicable":
                     text = "the distribution points serve no CRL of its issuer"
-                    checks.append(Check("cdp", "unknown", text))
+                    checks.append(Check("cdp", Outcome.UNKNOWN, text))
     if stale:
         return "revoked", checks
     return "unknown", checks
@@ -747,20 +750,19 @@ def validate(
         chain = _build_path(leaf, list(intermediates), trust, options, at)
     except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as exc:
         # cryptography parses extensions lazily: a malformed one surfaces here.
-        malformed = ValidationFailed(f"the certificate is malformed: {exc}")
-        malformed.code = "malformed"
-        reports = _report([leaf], {}, 0, Check("path", "fail", str(malformed)))
+        malformed = Malformed(f"the certificate is malformed: {exc}")
+        reports = _report([leaf], {}, 0, Check("path", Outcome.FAIL, str(malformed)))
         return ValidationResult(
-            False, "malformed", str(malformed), (leaf,), reports, 0, at, malformed
+            False, malformed.code, str(malformed), (leaf,), reports, 0, at, malformed
         )
     except ValidationFailed as exc:
-        reports = _report([leaf], {}, 0, Check("path", "fail", str(exc)))
+        reports = _report([leaf], {}, 0, Check("path", Outcome.FAIL, str(exc)))
         return ValidationResult(
             False, exc.code, str(exc), (leaf,), reports, exc.cert_index, at, exc
         )
 
     statuses: dict[int, tuple[str, list[Check]]] = {
-        0: ("not-checked", [Check("path", "pass", "chains to a trusted CA")])
+        0: ("not-checked", [Check("path", Outcome.PASS, "chains to a trusted CA")])
     }
     if not policy.enabled or not (policy.checks_anything or policy.require_crl or records):
         reports = _report(chain, statuses)
@@ -800,9 +802,16 @@ def validate(
         if index == 0:
             checks = [*statuses[0][1], *notes, *checks]
         if status == "revoked" and failure is None:
-            revoked_text = next((c.text for c in reversed(checks) if c.outcome == "revoked"), "")
+            hit = next(c for c in reversed(checks) if c.outcome is Outcome.REVOKED)
             who = "the certificate" if index == 0 else f"CA certificate {format_name(cert.subject)}"
-            failure = Revoked(f"{who} is {revoked_text}", cert_index=index)
+            facts = hit.revocation
+            failure = Revoked(
+                f"{who} is {hit.text}",
+                cert_index=index,
+                reason=facts.reason if facts else None,
+                revoked_at=facts.revoked_at if facts else None,
+                source=facts.source if facts else None,
+            )
         elif status == "unknown":
             if policy.strict:
                 who = (
@@ -818,7 +827,7 @@ def validate(
                     )
             else:
                 checks.append(
-                    Check("revocation", "unknown", "status unknown: treated as not revoked")
+                    Check("revocation", Outcome.UNKNOWN, "status unknown: treated as not revoked")
                 )
         statuses[index] = (status, checks)
     reports = _report(chain, statuses)
