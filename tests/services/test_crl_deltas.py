@@ -17,18 +17,19 @@ from certway.errors import PolicyViolation
 from certway.services.node import Node
 
 from conftest import NOW
-from revocation_servers import DAY, LocalHttpServer, TimedPki, der, fast_fetcher, pem, send
+from pkitools import Pki
+from revocation_servers import DAY, LocalHttpServer, der, fast_fetcher, pem, send
 
 KC = x509.ReasonFlags.key_compromise
 
 
 @pytest.fixture(scope="module")
-def pki() -> TimedPki:
-    return TimedPki("Delta", at=NOW, index=340)
+def pki() -> Pki:
+    return Pki("Delta", at=NOW, index=340)
 
 
 @pytest.fixture
-def node(tmp_path: Path, clock: FixedClock, pki: TimedPki) -> Iterator[Node]:
+def node(tmp_path: Path, clock: FixedClock, pki: Pki) -> Iterator[Node]:
     n = Node.init(tmp_path / "data", clock, fetcher_factory=fast_fetcher(), factory=False)  # type: ignore[arg-type]
     n.trusted_cas.add(pem(pki.root, pki.intermediate))
     try:
@@ -38,7 +39,7 @@ def node(tmp_path: Path, clock: FixedClock, pki: TimedPki) -> Iterator[Node]:
 
 
 def crl(
-    pki: TimedPki,
+    pki: Pki,
     revoked: list[tuple[x509.Certificate, x509.ReasonFlags]] = (),  # type: ignore[assignment]
     *,
     number: int,
@@ -75,7 +76,7 @@ def peer_status(node: Node, leaf: x509.Certificate) -> tuple[bool, str]:
     return result.valid, result.reason
 
 
-def test_manual_upload_holds_a_delta_beside_its_base(node: Node, pki: TimedPki) -> None:
+def test_manual_upload_holds_a_delta_beside_its_base(node: Node, pki: Pki) -> None:
     leaf = pki.leaf("delta.example.com")
     accepted = node.revocation.upload_manual(
         pem(crl(pki, number=30), crl(pki, [(leaf, KC)], number=31, delta_base=30))
@@ -90,7 +91,7 @@ def test_manual_upload_holds_a_delta_beside_its_base(node: Node, pki: TimedPki) 
     assert reason.endswith("by delta CRL #31 on base #30 from the manual CRL upload")
 
 
-def test_delta_only_upload_keeps_the_base(node: Node, pki: TimedPki) -> None:
+def test_delta_only_upload_keeps_the_base(node: Node, pki: Pki) -> None:
     leaf = pki.leaf("hold.example.com")
     node.revocation.upload_manual(pem(crl(pki, number=30)))
     assert peer_status(node, leaf)[0]
@@ -103,7 +104,7 @@ def test_delta_only_upload_keeps_the_base(node: Node, pki: TimedPki) -> None:
     assert peer_status(node, leaf)[0]
 
 
-def test_crl_numbers_are_compared_per_kind(node: Node, pki: TimedPki) -> None:
+def test_crl_numbers_are_compared_per_kind(node: Node, pki: Pki) -> None:
     node.revocation.upload_manual(pem(crl(pki, number=30), crl(pki, number=31, delta_base=30)))
     # The same complete CRL again: not older than the complete CRL held (the delta's number
     # is higher, but complete and delta CRLs are numbered apart here).
@@ -117,7 +118,7 @@ def test_crl_numbers_are_compared_per_kind(node: Node, pki: TimedPki) -> None:
 def test_cdp_download_follows_freshest_crl_pointers(tmp_path: Path, clock: FixedClock) -> None:
     with LocalHttpServer() as server:
         base_url, delta_url = f"{server.url}/base.crl", f"{server.url}/delta.crl"
-        pki = TimedPki("Fresh", at=NOW, index=350, crl_url=base_url)
+        pki = Pki("Fresh", at=NOW, index=350, crl_url=base_url)
         leaf = pki.leaf("fresh.example.com")
         server.routes["/base.crl"] = der(crl(pki, number=30, freshest=delta_url))
         current = {"delta": crl(pki, number=31, delta_base=30)}
@@ -155,7 +156,7 @@ def test_cdp_without_a_reachable_delta_keeps_the_complete_crl(
 ) -> None:
     with LocalHttpServer() as server:
         base_url = f"{server.url}/base.crl"
-        pki = TimedPki("Nodelta", at=NOW, index=360, crl_url=base_url)
+        pki = Pki("Nodelta", at=NOW, index=360, crl_url=base_url)
         server.routes["/base.crl"] = der(crl(pki, number=30, freshest=f"{server.url}/gone.crl"))
         node = Node.init(tmp_path / "data", clock, fetcher_factory=fast_fetcher(), factory=False)  # type: ignore[arg-type]
         try:
