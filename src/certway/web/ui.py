@@ -47,7 +47,7 @@ from certway.services.sip_settings import MutualTls
 from certway.services.zones import DEFAULT_INTERVAL, DEFAULT_PORT, ZoneStatus
 from certway.sip.rules import RuleAction, RuleType
 from certway.trust.identity import certificate_text
-from certway.web.app import (
+from certway.web.context import (
     MAX_UPLOAD,
     SESSION_COOKIE,
     SESSION_LIFETIME,
