@@ -30,16 +30,9 @@ from certway.pki.keys import PrivateKey
 from certway.pki.text import serial_hex
 from certway.services.node import Node
 from certway.trust.identity import DEFAULT_REGEX
-from certway.web.app import (
-    CHANGING_METHODS,
-    MAX_UPLOAD,
-    ApiRoute,
-    Reader,
-    WebContext,
-    create_admin_app,
-    is_reads_only,
-    writer,
-)
+from certway.web.api.routing import CHANGING_METHODS, ApiRoute, Reader, is_reads_only, writer
+from certway.web.app import create_admin_app
+from certway.web.context import MAX_UPLOAD, WebContext
 
 from conftest import NOW, store_snapshot, test_key
 
@@ -780,6 +773,38 @@ def test_openapi_document_lists_every_route(app: FastAPI, bob: Api) -> None:
     assert not {(m, p) for m, p in listed if p.startswith(f"{API}/docs")}
     for probe in (("POST", f"{API}/server-cert/csr"), ("GET", f"{API}/local-ca/{{name}}/crl")):
         assert probe in listed
+
+
+def test_openapi_describes_what_every_route_answers(bob: Api) -> None:
+    """Every JSON answer is a named model (or a list of them, or of strings), never a bare
+    ``object``; every model names all its keys (``additionalProperties: false``)."""
+    document = json.loads(bob.get("/openapi.json").content)
+    components = document["components"]["schemas"]
+
+    def described(schema: dict[str, Any]) -> bool:
+        if "$ref" in schema:
+            return True
+        if "anyOf" in schema:  # "T or null" (a pending CSR)
+            return all(described(s) for s in schema["anyOf"] if s.get("type") != "null")
+        if schema.get("type") == "array":
+            return described(schema["items"]) or schema["items"] == {"type": "string"}
+        return False
+
+    untyped = []
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            for status, answer in operation["responses"].items():
+                content = answer.get("content", {}).get("application/json")
+                wrong = content is not None and not described(content["schema"])
+                if status.startswith("2") and wrong:
+                    untyped.append((method.upper(), path, content["schema"]))
+    assert untyped == []
+    models = {name for name in components if name.endswith("Out") or name.endswith("Shown")}
+    assert len(models) > 20
+    assert {n for n in models if components[n].get("additionalProperties") is not False} == set()
+    zone = components["ZoneOut"]["properties"]
+    assert zone["status"] == {"$ref": "#/components/schemas/ZoneStatusOut"}
+    assert components["TrustedCaOut"]["properties"]["not_after"]["format"] == "date-time"
 
 
 def test_domains_node_crl_sources_intermediates_and_audit(node: Node, alice: Api, bob: Api) -> None:

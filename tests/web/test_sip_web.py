@@ -22,8 +22,9 @@ from fastapi.testclient import TestClient
 from certway.clock import FixedClock
 from certway.errors import CertwayError
 from certway.services.node import Node
-from certway.web import api, ui
+from certway.web.api import zones as api
 from certway.web.app import create_admin_app
+from certway.web.ui import sip as ui
 
 from conftest import NOW, store_snapshot
 

@@ -20,8 +20,8 @@ from certway.clock import FixedClock
 from certway.pki.issue import create_root
 from certway.services import admins
 from certway.services.node import Node
-from certway.web import ui
 from certway.web.app import create_admin_app
+from certway.web.ui import kit as ui
 
 from conftest import NOW, store_snapshot, test_key
 from pkitools import Pki, name

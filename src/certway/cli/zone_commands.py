@@ -16,7 +16,7 @@ from rich.text import Text
 from certway.cli.main import JsonOpt, _typer, app, err, open_node, out, print_json, styled
 from certway.errors import PolicyViolation
 from certway.services.zones import DEFAULT_INTERVAL, DEFAULT_PORT, Zone, ZoneStatus
-from certway.sip.zones import DEFAULT_TIMEOUT, ZonePinger
+from certway.sip.zones import DEFAULT_TIMEOUT, check_zone_now
 
 __all__ = ["zone_app"]
 
@@ -187,9 +187,8 @@ def zone_check(
 ) -> None:
     """Ping a zone now and record its status; exit code 1 when it is Failed."""
     with open_node(ctx) as n:
-        service = n.zones
-        zone = service.get(name)
-        status = ZonePinger(n, service, timeout=timeout).check_now(name)
+        zone = n.zones.get(name)
+        status = check_zone_now(n, name, timeout=timeout)
     if as_json:
         print_json(_as_json(zone, status))
     else:

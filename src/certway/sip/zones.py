@@ -65,6 +65,8 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "CertificateVerdict",
     "ZonePinger",
+    "check_zone",
+    "check_zone_now",
     "client_context",
     "options_request",
     "run_pinger",
@@ -428,6 +430,21 @@ class ZonePinger:
         """Check zone ``name`` at once (blocking; for the CLI and the API)."""
         zone = self.zones.get(name)
         return asyncio.run(self.check(zone))
+
+
+async def check_zone(
+    node: Node, name: str, *, timeout: float = DEFAULT_TIMEOUT
+) -> tuple[Zone, ZoneStatus]:
+    """An administrator's "check now": ping the peers of zone ``name`` at once, record the
+    zone's status and return the zone with it. ``NotFound`` for an unknown zone; a peer that
+    cannot be reached or fails is a Failed status, not an error."""
+    zone = await asyncio.to_thread(node.zones.get, name)
+    return zone, await ZonePinger(node, node.zones, timeout=timeout).check(zone)
+
+
+def check_zone_now(node: Node, name: str, *, timeout: float = DEFAULT_TIMEOUT) -> ZoneStatus:
+    """``check_zone`` from a thread without an event loop (the CLI, a worker thread)."""
+    return ZonePinger(node, node.zones, timeout=timeout).check_now(name)
 
 
 async def run_pinger(

@@ -21,7 +21,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
-from certway.web.app import WebContext, authenticate
+from certway.web.context import WebContext, authenticate
 
 __all__ = ["DOCS_CSP", "router"]
 

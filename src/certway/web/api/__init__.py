@@ -1,0 +1,44 @@
+"""REST API ``/api/v1``: every feature of the node, with the same checks and messages as the
+CLI (the same services raise the same errors; the app maps them to problem+json).
+
+One router per OpenAPI tag, each with its request models and the response models that
+describe what its routes answer. Certificates, keys, CRLs and bundles travel as text in JSON:
+PEM, or base64 of DER. Reads need an account; changes need a read-write account (``Writer``,
+see ``routing``).
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from certway.web.api import (
+    admin,
+    client_cert,
+    domains,
+    local_ca,
+    node,
+    revocation,
+    server_cert,
+    sip,
+    status,
+    trust,
+    zones,
+)
+
+__all__ = ["router"]
+
+router = APIRouter()
+for _part in (
+    status,
+    node,
+    server_cert,
+    client_cert,
+    domains,
+    trust,
+    revocation,
+    local_ca,
+    admin,
+    sip,
+    zones,
+):
+    router.include_router(_part.router)

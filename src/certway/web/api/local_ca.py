@@ -1,0 +1,196 @@
+"""``/local-ca``: the node's own certificate authorities, what they issue and revoke."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from cryptography.hazmat.primitives import serialization
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, Field
+
+from certway.pki.text import serial_hex
+from certway.services.local_ca import CaInfo, CaSettings
+from certway.web.api.common import (
+    PEM_FILE,
+    Days,
+    Out,
+    Timestamp,
+    file_answer,
+    node_of,
+    pem_download,
+    required,
+)
+from certway.web.api.routing import ApiRoute, Reader, Writer
+from certway.web.context import as_principal
+
+__all__ = ["CaOut", "router"]
+
+router = APIRouter(route_class=ApiRoute, tags=["local CA"])
+
+
+class RootBody(BaseModel):
+    name: str
+    subject: str
+    key_type: str = "ec:p256"
+    days: Days = 3650
+    crl_urls: list[str] = []
+    ocsp_url: str | None = None
+
+
+class IntermediateBody(RootBody):
+    parent: str
+    days: Days = 1825
+
+
+class SignBody(BaseModel):
+    csr: str
+    profile: Literal["server-client", "server", "client", "sub-ca"] = "server-client"
+    days: Days = 365
+    chain: bool = False
+
+
+class RevokeBody(BaseModel):
+    serial: str
+    reason: str | None = None
+
+
+class CaOut(Out):
+    name: str
+    kind: str = Field(description="root or intermediate")
+    parent: str | None
+    subject: str
+    not_after: Timestamp
+    key: str
+    sha256_fingerprint: str
+    crl_urls: list[str]
+    ocsp_url: str | None
+    issued: int
+    revoked: int
+    crl_number: int
+
+
+class SignedOut(Out):
+    serial: str = Field(description="hexadecimal")
+    not_after: Timestamp
+    pem: str
+
+
+class RevokedOut(Out):
+    crl_number: int = Field(description="the number of the CRL published with the revocation")
+    entries: int
+
+
+class IssuedOut(Out):
+    serial: str
+    subject: str
+    alt_names: str
+    profile: str
+    not_after: Timestamp
+    status: str = Field(description="valid, expired or revoked")
+    revoked_at: Timestamp | None
+    reason: str | None
+
+
+def _ca(info: CaInfo) -> dict[str, Any]:
+    return {
+        "name": info.name,
+        "kind": info.kind,
+        "parent": info.parent,
+        "subject": info.subject,
+        "not_after": info.not_after.isoformat(),
+        "key": info.key,
+        "sha256_fingerprint": info.fingerprint,
+        "crl_urls": list(info.crl_urls),
+        "ocsp_url": info.ocsp_url,
+        "issued": info.issued,
+        "revoked": info.revoked,
+        "crl_number": info.crl_number,
+    }
+
+
+@router.get("/local-ca", response_model=list[CaOut])
+def cas(request: Request, _who: Reader) -> list[dict[str, Any]]:
+    return [_ca(c) for c in node_of(request).local_ca.cas()]
+
+
+@router.post("/local-ca/roots", status_code=201, response_model=CaOut)
+def ca_root(request: Request, body: RootBody, who: Writer) -> dict[str, Any]:
+    settings = CaSettings(tuple(body.crl_urls), body.ocsp_url)
+    with as_principal(who):
+        info = node_of(request).local_ca.create_root(
+            body.name, body.subject, key_type=body.key_type, days=body.days, settings=settings
+        )
+    return _ca(info)
+
+
+@router.post("/local-ca/intermediates", status_code=201, response_model=CaOut)
+def ca_intermediate(request: Request, body: IntermediateBody, who: Writer) -> dict[str, Any]:
+    settings = CaSettings(tuple(body.crl_urls), body.ocsp_url)
+    with as_principal(who):
+        info = node_of(request).local_ca.create_intermediate(
+            body.name,
+            body.parent,
+            body.subject,
+            key_type=body.key_type,
+            days=body.days,
+            settings=settings,
+        )
+    return _ca(info)
+
+
+@router.get("/local-ca/{name}/certificate", **PEM_FILE)
+def ca_certificate(request: Request, name: str, _who: Reader) -> Response:
+    chain = node_of(request).local_ca.chain(name)
+    text = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain).decode()
+    return pem_download(text, f"{name}.pem")
+
+
+@router.post("/local-ca/{name}/sign", response_model=SignedOut)
+def ca_sign(request: Request, name: str, body: SignBody, who: Writer) -> dict[str, Any]:
+    with as_principal(who):
+        result = node_of(request).local_ca.sign(
+            name, required(body.csr, "CSR"), profile=body.profile, days=body.days
+        )
+    cert = result.certificate
+    return {
+        "serial": serial_hex(cert.serial_number),
+        "not_after": cert.not_valid_after_utc.isoformat(),
+        "pem": result.pem(with_chain=body.chain).decode(),
+    }
+
+
+@router.post("/local-ca/{name}/revoke", response_model=RevokedOut)
+def ca_revoke(request: Request, name: str, body: RevokeBody, who: Writer) -> dict[str, Any]:
+    with as_principal(who):
+        crl = node_of(request).local_ca.revoke(name, body.serial, reason=body.reason)
+    return {"crl_number": crl.number, "entries": crl.entries}
+
+
+@router.get("/local-ca/{name}/issued", response_model=list[IssuedOut])
+def ca_issued(
+    request: Request, name: str, _who: Reader, search: str | None = None
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "serial": i.serial,
+            "subject": i.subject,
+            "alt_names": i.alt_names,
+            "profile": i.profile,
+            "not_after": i.not_after.isoformat(),
+            "status": i.status,
+            "revoked_at": i.revoked_at.isoformat() if i.revoked_at else None,
+            "reason": i.reason,
+        }
+        for i in node_of(request).local_ca.issued(name, search=search)
+    ]
+
+
+@router.get("/local-ca/{name}/crl", **file_answer("application/pkix-crl", "DER CRL"))
+def ca_crl(request: Request, name: str, who: Reader) -> Response:
+    with as_principal(who):
+        crl = node_of(request).local_ca.current_crl(name)
+    return Response(
+        crl.der,
+        media_type="application/pkix-crl",
+        headers={"Content-Disposition": f'attachment; filename="{name}.crl"'},
+    )

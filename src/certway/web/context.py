@@ -1,0 +1,247 @@
+"""What the API and the UI share: the admin app's state (``WebContext``: the node, password
+logins, UI sessions), who is calling (``authenticate`` → ``Principal``) and the error mapping.
+
+Authentication, in this order: the admin client-certificate policy judges the TLS peer
+certificate from ``scope["extensions"]["tls"]``; in certificate-based authentication mode it
+also names the user. Otherwise the API takes HTTP Basic and the UI a session cookie (Secure,
+HttpOnly, SameSite=Strict) with a CSRF token on every form. Password logins go through
+``LoginGuard`` (certway.web.logins: throttled per account and per address, password hashing
+capped); each failed one is logged and audited. Every change runs as the authenticated account
+(audit log).
+
+The app (certway.web.app) and the routers (certway.web.api, certway.web.ui, certway.web.docs)
+import this module; it imports none of them.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+
+from certway.errors import (
+    CertwayError,
+    Conflict,
+    DecodeError,
+    FetchError,
+    NotFound,
+    PassphraseError,
+    PolicyViolation,
+    StoreError,
+    ValidationFailed,
+)
+from certway.services.admins import AdminInfo
+from certway.services.audit import Actor, acting_as
+from certway.services.node import Node
+from certway.web.logins import LoginGuard, ThrottlePolicy
+
+__all__ = [
+    "MAX_UPLOAD",
+    "SESSION_COOKIE",
+    "SESSION_LIFETIME",
+    "AuthRequired",
+    "CertificateRefused",
+    "Principal",
+    "WebContext",
+    "as_principal",
+    "authenticate",
+    "client_address",
+    "peer_certificate",
+    "problem",
+    "status_for",
+]
+
+MAX_UPLOAD = 8 * 1024 * 1024
+"""Largest request body accepted (a big CA bundle or CRL); more is refused with 413."""
+SESSION_COOKIE = "certway_session"
+SESSION_LIFETIME = 8 * 3600
+UNAUTHENTICATED = "(unauthenticated)"
+"""The actor of a failed login in the audit log (the account named is its target)."""
+
+log = logging.getLogger("certway.web")
+
+
+def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
+    """An RFC 9457 problem document."""
+    return JSONResponse(
+        {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra},
+        status_code=status,
+        media_type="application/problem+json",
+    )
+
+
+_STATUS: list[tuple[type[CertwayError], int, str]] = [
+    (NotFound, 404, "Not found"),
+    (Conflict, 409, "Conflict"),
+    (StoreError, 503, "Store unavailable"),
+    (FetchError, 502, "Fetch failed"),
+    (ValidationFailed, 422, "Validation failed"),
+    (PassphraseError, 400, "Bad passphrase"),  # a DecodeError: more specific first
+    (DecodeError, 400, "Bad input"),
+    (PolicyViolation, 422, "Refused"),
+]
+
+
+def status_for(exc: CertwayError) -> tuple[int, str]:
+    for kind, status, title in _STATUS:
+        if isinstance(exc, kind):
+            return status, title
+    return 400, "Bad request"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    name: str
+    access: str
+    via: str  # api | ui
+    address: str | None
+
+    @property
+    def can_write(self) -> bool:
+        return self.access == "read-write"
+
+
+@dataclass
+class _Session:
+    account: AdminInfo
+    csrf: str
+    expires: float
+    stamp: str | None  # AdminAccounts.credential_stamp when the session began
+
+
+class WebContext:
+    """State shared by the API and UI routes of one admin app."""
+
+    def __init__(
+        self,
+        node: Node,
+        *,
+        secure_cookies: bool = True,
+        throttle: ThrottlePolicy | None = None,
+    ) -> None:
+        self.node = node
+        self.secure_cookies = secure_cookies
+        self.logins = LoginGuard(throttle)
+        self._sessions: dict[str, _Session] = {}
+        self._lock = threading.Lock()
+
+    # password logins (API and UI)
+    def password_login(
+        self, name: str, password: str, *, address: str, via: str
+    ) -> AdminInfo | None:
+        """The account when the password is right, else None (logged and audited). Raises
+        ``LoginRefused`` when the throttle does not let the attempt in."""
+        admins = self.node.admins
+        account = self.logins.check(name, address, lambda: admins.verify(name, password))
+        if account is None:
+            shown = name[:64]
+            log.warning("event=login-failed account=%r source=%s via=%s", shown, address, via)
+            with acting_as(Actor(UNAUTHENTICATED, via, address)):
+                admins.login_failed(shown)
+        return account
+
+    # sessions (UI)
+    def new_session(self, account: AdminInfo) -> tuple[str, str]:
+        token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
+        stamp = self.node.admins.credential_stamp(account.name)
+        with self._lock:
+            now = time.monotonic()
+            self._sessions = {k: v for k, v in self._sessions.items() if v.expires > now}
+            self._sessions[token] = _Session(account, csrf, now + SESSION_LIFETIME, stamp)
+        return token, csrf
+
+    def session(self, token: str | None) -> _Session | None:
+        """The live session of ``token``. A session ends when its account is removed or
+        changed (password, access level) since it began."""
+        if not token:
+            return None
+        with self._lock:
+            found = self._sessions.get(token)
+        if found is None or found.expires < time.monotonic():
+            return None
+        if self.node.admins.credential_stamp(found.account.name) != found.stamp:
+            self.end_session(token)
+            return None
+        return found
+
+    def end_session(self, token: str | None) -> None:
+        if token:
+            with self._lock:
+                self._sessions.pop(token, None)
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def peer_certificate(request: Request) -> bytes | None:
+    """The TLS client certificate of this connection (PEM), from the ASGI TLS extension."""
+    tls = request.scope.get("extensions", {}).get("tls") or {}
+    chain = tls.get("client_cert_chain") or []
+    return chain[0].encode("ascii") if chain else None
+
+
+class AuthRequired(Exception):
+    """No (valid) credentials: the API answers 401, the UI redirects to the login page."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class CertificateRefused(Exception):
+    """The admin client-certificate policy refused this connection's certificate."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+def authenticate(
+    request: Request, context: WebContext, *, via: str, session: bool | None = None
+) -> Principal:
+    """Who is calling: certificate policy first, then HTTP Basic, then the UI session (taken
+    when ``session``, by default for ``via="ui"``)."""
+    node = context.node
+    address = client_address(request)
+    gate = node.admin_security.authenticate(peer_certificate(request))
+    if not gate.allowed:
+        raise CertificateRefused(gate.reason)
+    if gate.account is not None:  # certificate-based authentication: password login is off
+        return Principal(gate.account.name, gate.account.access, via, address)
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("basic "):
+        try:
+            name, _, password = (
+                base64.b64decode(header[6:].strip(), validate=True).decode("utf-8").partition(":")
+            )
+        except (binascii.Error, UnicodeDecodeError):
+            raise AuthRequired("malformed Authorization header") from None
+        account = context.password_login(name, password, address=address, via=via)
+        if account is None:
+            raise AuthRequired("wrong user name or password")
+        return Principal(account.name, account.access, via, address)
+    # The session cookie is the UI's (its forms carry CSRF tokens); the API takes only HTTP
+    # Basic or the client certificate, so a cookie cannot be replayed against it. (The API's
+    # description, which only reads, takes the session too: certway.web.docs.)
+    takes_session = via == "ui" if session is None else session
+    found = context.session(request.cookies.get(SESSION_COOKIE)) if takes_session else None
+    if found is not None:
+        return Principal(found.account.name, found.account.access, "ui", address)
+    raise AuthRequired("log in first")
+
+
+@contextmanager
+def as_principal(principal: Principal) -> Iterator[None]:
+    with acting_as(Actor(principal.name, principal.via, principal.address)):
+        yield

@@ -1,0 +1,38 @@
+"""The web UI: server-rendered pages, readable without JavaScript.
+
+``kit`` holds what every page shares (templates, the ``View`` of who is calling, forms and
+CSRF, ``form_action`` for forms that change state); each other module is one area of pages.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from certway.web.ui import (
+    admin_security,
+    certificates,
+    check,
+    local_ca,
+    login,
+    revocation,
+    sip,
+    status,
+    trust,
+)
+from certway.web.ui.login import certificate_refused_page
+
+__all__ = ["certificate_refused_page", "router"]
+
+router = APIRouter(include_in_schema=False)
+for _area in (
+    login,
+    status,
+    certificates,
+    trust,
+    revocation,
+    check,
+    admin_security,
+    sip,
+    local_ca,
+):
+    router.include_router(_area.router)
