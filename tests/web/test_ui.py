@@ -280,7 +280,7 @@ def test_status_shows_alarms_and_expiries(alice: TestClient) -> None:
     assert "the server certificate is the temporary one issued by the factory CA" in page
     assert "2026-11-27 12:00 UTC" in page  # the alarm's "since"
     assert "Server certificate" in page
-    assert "2028-11-26" in page  # factory certificate: 730 days
+    assert "2027-11-27" in page  # factory certificate: 365 days
 
 
 def test_static_files_are_served_locally(alice: TestClient) -> None:

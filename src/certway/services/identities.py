@@ -63,7 +63,8 @@ __all__ = [
 Kind = Literal["server", "client", "domain"]
 TEMPORARY_CA = "temporary-ca"
 _TEMP_CA_KEY = "factory.temporary_ca"
-FACTORY_DAYS = 730
+FACTORY_DAYS = 365
+"""The factory server certificate exists to be replaced: it lives a year at most."""
 
 
 def _pem(certs: tuple[x509.Certificate, ...] | list[x509.Certificate]) -> str:
