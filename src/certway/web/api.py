@@ -816,3 +816,30 @@ async def zone_check(request: Request, name: str, who: Writer) -> dict[str, Any]
         pinger = ZonePinger(node, node.zones, timeout=ZONE_CHECK_TIMEOUT)
         status = await pinger.check(zone)
     return _zone(zone, status)
+
+
+# -- TLS profiles ------------------------------------------------------------------------------
+# (a self-contained block: the profile of each listener and outbound client, ``tls.policy``)
+TlsService = Literal["admin-https", "sip-tls", "zones", "outbound"]
+
+
+class TlsProfileBody(BaseModel):
+    profile: Literal["intermediate", "modern"] = Field(
+        description="intermediate: TLS 1.2 with ECDHE and AEAD ciphers, and TLS 1.3; "
+        "modern: TLS 1.3 only"
+    )
+
+
+@router.get("/tls", tags=["tls"])
+def tls_profiles(request: Request, _who: Reader) -> dict[str, dict[str, object]]:
+    """The TLS profile of each service: versions, TLS 1.2 cipher suites, groups."""
+    return _node(request).tls.policy().as_dict()
+
+
+@router.put("/tls/{service}", tags=["tls"])
+def tls_profile_set(
+    request: Request, service: TlsService, body: TlsProfileBody, who: Writer
+) -> dict[str, object]:
+    """Select a service's TLS profile; listeners use it from their next connection."""
+    with as_principal(who):
+        return _node(request).tls.set(service, body.profile).as_dict()

@@ -46,6 +46,7 @@ from certway.services.revocation import SERVICES
 from certway.services.sip_settings import MutualTls
 from certway.services.zones import DEFAULT_INTERVAL, DEFAULT_PORT, ZoneStatus
 from certway.sip.rules import RuleAction, RuleType
+from certway.tls.policy import TLS_SERVICES
 from certway.trust.identity import certificate_text
 from certway.web.app import (
     MAX_UPLOAD,
@@ -78,6 +79,7 @@ NAV: tuple[tuple[str, str], ...] = (
     ("/trusted-cas", "Trusted CA certificates"),
     ("/crls", "CRL management"),
     ("/revocation", "Revocation settings"),
+    ("/tls", "TLS profiles"),
     ("/client-certificate-test", "Client certificate testing"),
     ("/certificate-auth", "Certificate-based authentication"),
     ("/sip", "SIP TLS & zones"),
@@ -1573,3 +1575,35 @@ def certificate_refused_page(request: Request, detail: str) -> HTMLResponse:
         },
         403,
     )
+
+
+# -- TLS profiles ------------------------------------------------------------------------------
+# (a self-contained block: the profile of each listener and outbound client, ``tls.policy``)
+def _tls_page(view: _View) -> HTMLResponse:
+    policy = view.node.tls.policy()
+    profiles = {service: policy.profile(service) for service in TLS_SERVICES}
+    return view.render(
+        "tls.html", title="TLS profiles", profiles=profiles, descriptions=TLS_SERVICES
+    )
+
+
+@router.get("/tls")
+def tls_page(request: Request) -> Response:
+    return _tls_page(_view(request))
+
+
+@router.post("/tls/{service}")
+async def tls_set(request: Request, service: str) -> Response:
+    view, form = await _submit(request)
+
+    def work() -> HTMLResponse:
+        profile = form.opt("profile") or ""
+        chosen = _attempt(view, lambda: view.node.tls.set(service, profile))
+        if chosen is not None:
+            view.notices.append(
+                f"{service}: TLS profile {chosen.name.value} saved; "
+                "it applies from the next connection"
+            )
+        return _tls_page(view)
+
+    return await _run(view, work)
