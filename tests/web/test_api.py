@@ -846,4 +846,3 @@ def test_bad_tls_profile_changes_nothing(alice: Api, node: Node) -> None:
     assert alice.put("/tls/sip-tls", json={"profile": "old"}).status_code == 422
     assert alice.put("/tls/sip", json={"profile": "modern"}).status_code == 422
     assert node.tls.policy() == before
-

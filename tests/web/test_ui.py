@@ -720,4 +720,3 @@ def test_tls_profile_is_chosen_on_its_page(alice: TestClient, bob: TestClient, n
     read_only = bob.get("/tls").text
     assert 'action="/tls/admin-https"' not in read_only
     assert "TLSv1.3" in read_only
-
