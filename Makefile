@@ -7,13 +7,22 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test test-quick lint typecheck pytest pytest-quick deps-system bench clean
+.PHONY: serve test test-quick lint typecheck pytest pytest-quick deps-system deps-sslyze bench clean
 
 DATA_DIR ?= ./certway-data
 
 # Debian packages the tests drive as real peers (idempotent: only installs what is missing).
 deps-system:
 	@scripts/ensure-debian-packages.sh openssl chromium kamailio kamailio-tls-modules
+
+# sslyze (tests/interop/test_sslyze.py) in an environment of its own: it pins a cryptography
+# older than certway's path validator needs.
+SSLYZE_VENV := .venv-sslyze
+deps-sslyze: $(SSLYZE_VENV)/.installed
+$(SSLYZE_VENV)/.installed: tests/interop/sslyze-requirements.txt
+	@test -x $(SSLYZE_VENV)/bin/python || $(PYTHON) -m venv $(SSLYZE_VENV)
+	$(SSLYZE_VENV)/bin/python -m pip install --quiet -r tests/interop/sslyze-requirements.txt
+	@cp tests/interop/sslyze-requirements.txt $@
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,7 +37,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-pytest: $(STAMP) deps-system
+pytest: $(STAMP) deps-system deps-sslyze
 	$(VENV)/bin/pytest -n 2 -q
 
 test: lint typecheck pytest
@@ -49,4 +58,4 @@ bench: $(STAMP) deps-system
 	$(PY) bench/bench_sni.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SSLYZE_VENV) .venv-sslyze.lock .pytest_cache .mypy_cache .ruff_cache

@@ -50,6 +50,7 @@ from certway import __version__
 from certway.errors import DecodeError, FetchError, PolicyViolation
 from certway.pki.encoding import is_pem
 from certway.pki.load import load_crl_der, load_crls
+from certway.tlsconf.policy import INTERMEDIATE, TlsProfile
 
 __all__ = [
     "MAX_REDIRECTS",
@@ -442,15 +443,21 @@ def _connect_reason(exc: BaseException) -> str:
 # --------------------------------------------------------------------------- TLS
 
 
-def tls_context_for(trusted: list[x509.Certificate]) -> ssl.SSLContext:
-    """A TLS 1.2+ client context that trusts exactly the CA certificates ``trusted``."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
+def tls_context_for(
+    trusted: list[x509.Certificate], *, profile: TlsProfile = INTERMEDIATE
+) -> ssl.SSLContext:
+    """A client context with the TLS ``profile`` that trusts exactly the CA certificates
+    ``trusted`` (with none, httpx's default CA bundle, as ``verify=True`` would)."""
+    context = profile.apply(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT))
     context.check_hostname = True
     context.verify_mode = ssl.CERT_REQUIRED
     if trusted:
         pem = b"".join(cert.public_bytes(serialization.Encoding.PEM) for cert in trusted)
         context.load_verify_locations(cadata=pem.decode("ascii"))
+    else:
+        import certifi
+
+        context.load_verify_locations(cafile=certifi.where())
     return context
 
 

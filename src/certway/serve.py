@@ -23,6 +23,7 @@ from certway.services.admin_security import SECURITY_VERSION
 from certway.services.node import Node
 from certway.services.node_settings import IDENTITY_VERSION
 from certway.services.revocation import CRL_VERSION
+from certway.services.tls_settings import TLS_VERSION
 from certway.services.trusted_cas import TRUST_VERSION
 from certway.sip.listener import SipListener
 from certway.sip.zones import run_pinger
@@ -79,7 +80,7 @@ class _Server(uvicorn.Server):
 
 
 def change_counters(node: Node) -> tuple[int, ...]:
-    keys = (IDENTITY_VERSION, TRUST_VERSION, CRL_VERSION, SECURITY_VERSION)
+    keys = (IDENTITY_VERSION, TRUST_VERSION, CRL_VERSION, SECURITY_VERSION, TLS_VERSION)
     with node.store.reading() as session:
         settings = SettingsRepository(session)
         return tuple(int(settings.get(k) or 0) for k in keys)
@@ -143,7 +144,12 @@ class NodeServer:
         # that logs in as a read-write account, and a connection that was never asked for
         # one has none to present.
         cas = self.node.trusted_cas.snapshot().certificates
-        return TlsState(change_counters(self.node), ClientCertMode.REQUEST, tuple(cas))
+        return TlsState(
+            change_counters(self.node),
+            ClientCertMode.REQUEST,
+            tuple(cas),
+            self.node.tls.profile("admin-https"),
+        )
 
     @property
     def started(self) -> bool:

@@ -336,6 +336,7 @@ PATH_VALUES = {
     "/trusted-cas/{fingerprint}": "",  # filled in with a real fingerprint
     "/server-cert/restore/{version}": "1",
     "/revocation/{service}": "sip-tls",
+    "/tls/{service}": "zones",
     "/zones/{name}": "core",
     "/sip/rules/{id}": "1",
 }
@@ -850,3 +851,24 @@ def test_domains_node_crl_sources_intermediates_and_audit(node: Node, alice: Api
     assert mine and all(e["via"] == "api" for e in mine)
     actions = {e["action"] for e in mine}
     assert {"domain.add", "domain.remove", "csr.discard", "ca.create-intermediate"} <= actions
+
+
+# -- TLS profiles ------------------------------------------------------------------------------
+def test_tls_profiles_are_shown_and_set(alice: Api, bob: Api, node: Node) -> None:
+    shown = ok(bob.get("/tls"))
+    assert set(shown) == {"admin-https", "sip-tls", "zones", "outbound"}
+    assert shown["admin-https"]["profile"] == "intermediate"
+    assert shown["admin-https"]["versions"] == ["TLSv1.2", "TLSv1.3"]
+    assert "ECDHE-RSA-AES128-GCM-SHA256" in shown["admin-https"]["tls12_ciphers"]
+    assert problem(bob.put("/tls/sip-tls", json={"profile": "modern"}), 403)
+    chosen = ok(alice.put("/tls/sip-tls", json={"profile": "modern"}))
+    assert chosen == node.tls.profile("sip-tls").as_dict()
+    assert chosen["versions"] == ["TLSv1.3"]
+    assert ok(bob.get("/tls"))["sip-tls"]["profile"] == "modern"
+
+
+def test_bad_tls_profile_changes_nothing(alice: Api, node: Node) -> None:
+    before = node.tls.policy()
+    assert alice.put("/tls/sip-tls", json={"profile": "old"}).status_code == 422
+    assert alice.put("/tls/sip", json={"profile": "modern"}).status_code == 422
+    assert node.tls.policy() == before

@@ -257,6 +257,7 @@ def test_csrf_token_of_another_session_is_refused(app: Any, alice: TestClient) -
         ("/trusted-cas", "certway temporary CA"),
         ("/crls", "CRL distribution URLs"),
         ("/revocation", "Admin HTTPS client certificates"),
+        ("/tls", "Outbound HTTPS: CRL and OCSP downloads"),
         ("/client-certificate-test", "Use my browser's certificate"),
         ("/certificate-auth", "Certificate-based authentication"),
         ("/sip", "Neighbour zones"),
@@ -280,7 +281,7 @@ def test_status_shows_alarms_and_expiries(alice: TestClient) -> None:
     assert "the server certificate is the temporary one issued by the factory CA" in page
     assert "2026-11-27 12:00 UTC" in page  # the alarm's "since"
     assert "Server certificate" in page
-    assert "2028-11-26" in page  # factory certificate: 730 days
+    assert "2027-11-27" in page  # factory certificate: 365 days
 
 
 def test_static_files_are_served_locally(alice: TestClient) -> None:
@@ -704,3 +705,18 @@ def test_session_ends_when_the_account_changes(tmp_path: Path) -> None:
             assert client.get("/", follow_redirects=False).status_code == 303
     finally:
         node.close()
+
+
+# -- TLS profiles ------------------------------------------------------------------------------
+def test_tls_profile_is_chosen_on_its_page(alice: TestClient, bob: TestClient, node: Node) -> None:
+    page = post(alice, "/tls/admin-https", {"profile": "modern"}).text
+    assert messages(page, "notice") == [
+        "admin-https: TLS profile modern saved; it applies from the next connection"
+    ]
+    assert node.tls.profile("admin-https").name.value == "modern"
+    refused = post(alice, "/tls/zones", {"profile": "old"}).text
+    assert "TLS profile must be intermediate or modern, not &#39;old&#39;" in refused
+    assert node.tls.profile("zones").name.value == "intermediate"
+    read_only = bob.get("/tls").text
+    assert 'action="/tls/admin-https"' not in read_only
+    assert "TLSv1.3" in read_only

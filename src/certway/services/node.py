@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+
+from cryptography import x509
 
 from certway.clock import Clock, SystemClock
 from certway.fetch import FetchPool
@@ -16,12 +19,14 @@ from certway.services.local_ca import LocalCA
 from certway.services.node_settings import NodeSettings
 from certway.services.peer_validation import PeerValidation
 from certway.services.revocation import (
+    Fetcher,
     FetcherFactory,
     FetchLimits,
     RevocationService,
     default_fetcher,
 )
 from certway.services.sip_settings import SipSettings
+from certway.services.tls_settings import TlsSettings
 from certway.services.trusted_cas import TrustedCAs
 from certway.services.zones import Zones
 from certway.store.db import Store
@@ -49,6 +54,10 @@ class Node:
         self.fetch_pool = FetchPool(self.fetch_limits.slots)
         self.audit = Audit(store, clock)
         self.settings = NodeSettings(store, clock, self.audit)
+        self.tls = TlsSettings(store, clock, self.audit)
+        if fetcher_factory is default_fetcher:
+            # HTTPS downloads use the "outbound" TLS profile in force at each fetch.
+            fetcher_factory = self._outbound_fetcher
         self.local_ca = LocalCA(store, clock, self.audit)
         self.trusted_cas = TrustedCAs(store, clock, self.audit)
         self.revocation = RevocationService(
@@ -78,6 +87,9 @@ class Node:
         self.admins = AdminAccounts(store, clock, self.audit)
         self.zones = Zones(store, clock, self.audit)
         self.admin_security = AdminSecurity(store, self.audit, self.admins, self.client_check)
+
+    def _outbound_fetcher(self, trusted: Sequence[x509.Certificate]) -> Fetcher:
+        return default_fetcher(trusted, profile=self.tls.profile("outbound"))
 
     @classmethod
     def init(

@@ -28,6 +28,7 @@ from certway.services.crl_store import AcceptedCrl, accept_crl, store_crl, vet_c
 from certway.services.trusted_cas import TRUST_VERSION, TrustedCAs
 from certway.store.db import Store
 from certway.store.repositories import HeldCrlRepository, SettingsRepository
+from certway.tlsconf.policy import INTERMEDIATE, TlsProfile
 from certway.trust.anchors import key_id
 from certway.trust.policy import ADMIN_HTTPS_DEFAULT, SIP_TLS_DEFAULT, RevocationPolicy
 from certway.trust.revocation import (
@@ -136,10 +137,12 @@ def _count(env: Mapping[str, str], name: str, default: int) -> int:
     return int(text)
 
 
-def default_fetcher(trusted: Sequence[x509.Certificate]) -> Fetcher:
-    """HTTP(S) fetcher; HTTPS servers are verified against the trusted CA list only."""
-    verify = tls_context_for(list(trusted)) if trusted else True
-    return HttpFetcher(verify=verify)
+def default_fetcher(
+    trusted: Sequence[x509.Certificate], *, profile: TlsProfile = INTERMEDIATE
+) -> Fetcher:
+    """HTTP(S) fetcher; HTTPS servers are verified against the trusted CA list only (with
+    none, httpx's default CA bundle), with the TLS ``profile``."""
+    return HttpFetcher(verify=tls_context_for(list(trusted), profile=profile))
 
 
 @dataclass(frozen=True, slots=True)

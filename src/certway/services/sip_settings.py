@@ -38,6 +38,7 @@ from certway.services.audit import Audit, audited
 from certway.services.node_settings import IDENTITY_VERSION
 from certway.services.revocation import CRL_VERSION
 from certway.services.sip_rules import AccessRule, RuleAction, RuleType, make_rule, ordered
+from certway.services.tls_settings import TLS_VERSION
 from certway.services.trusted_cas import TRUST_VERSION
 from certway.store.db import Store
 from certway.store.repositories import SettingsRepository
@@ -206,8 +207,9 @@ class SipSettings:
 
     def watched_versions(self) -> tuple[int, ...]:
         """The change counters a SIP listener's TLS contexts depend on: certificates (identity),
-        trusted CAs (client CAs), CRLs and revocation policies, and these settings."""
-        keys = (IDENTITY_VERSION, TRUST_VERSION, CRL_VERSION, SIP_VERSION)
+        trusted CAs (client CAs), CRLs and revocation policies, these settings and the TLS
+        profiles."""
+        keys = (IDENTITY_VERSION, TRUST_VERSION, CRL_VERSION, SIP_VERSION, TLS_VERSION)
         with self._store.reading() as session:
             settings = SettingsRepository(session)
             return tuple(int(settings.get(k) or 0) for k in keys)

@@ -262,7 +262,9 @@ class SipListener:
         cas = (
             self.node.trusted_cas.snapshot().certificates if mode is not ClientCertMode.NONE else ()
         )
-        return TlsState(self._settings.watched_versions(), mode, tuple(cas))
+        return TlsState(
+            self._settings.watched_versions(), mode, tuple(cas), self.node.tls.profile("sip-tls")
+        )
 
     @property
     def config(self) -> SipConfig:

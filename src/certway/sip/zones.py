@@ -56,6 +56,7 @@ from certway.services.sip_settings import SIP_SERVICE
 from certway.services.zones import PeerStatus, Zone, Zones, ZoneStatus
 from certway.sip.message import Keepalive, Message, SipError, SipFramer
 from certway.tls.contexts import load_identity
+from certway.tlsconf.policy import INTERMEDIATE, TlsProfile
 from certway.trust.validate import Purpose, ValidationOptions
 
 if TYPE_CHECKING:
@@ -192,13 +193,15 @@ def verify_peer_certificate(
 
 
 # -- TLS and SIP -------------------------------------------------------------------------------
-def client_context(identity: ActiveIdentity | None, key: PrivateKey | None) -> ssl.SSLContext:
-    """A TLS 1.2+ client context presenting ``identity`` (certificate + chain), if any.
+def client_context(
+    identity: ActiveIdentity | None, key: PrivateKey | None, profile: TlsProfile = INTERMEDIATE
+) -> ssl.SSLContext:
+    """A client context with the TLS ``profile`` presenting ``identity`` (certificate +
+    chain), if any.
 
     OpenSSL does not check the server: ``verify_peer_certificate`` does, after the handshake.
     """
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context = profile.apply(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT))
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     if identity is not None and key is not None:
@@ -298,10 +301,11 @@ class ZonePinger:
             if identity is None
             else (identity.kind, identity.name, identity.version, identity.key_id)
         )
+        profile = self.node.tls.profile("zones")
         cached = self._context
-        if cached is None or cached[0] != (marker,):
+        if cached is None or cached[0] != (marker, profile):
             key = identities.private_key(identity) if identity is not None else None
-            cached = self._context = ((marker,), client_context(identity, key))
+            cached = self._context = ((marker, profile), client_context(identity, key, profile))
         return cached[1], self.node.settings.get().fqdn, identity is not None
 
     async def ping(self, zone: Zone, address: str) -> PeerStatus:

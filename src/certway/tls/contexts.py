@@ -12,9 +12,6 @@ Python's ``ssl`` loads keys only from files: the PEM goes to an anonymous in-mem
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import functools
-import importlib
 import logging
 import os
 import ssl
@@ -22,13 +19,14 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from certway.pki.keys import PrivateKey
 from certway.services.identities import ActiveIdentity
+from certway.tlsconf.openssl import set_accept_all_verify
+from certway.tlsconf.policy import INTERMEDIATE, TlsProfile
 
 __all__ = [
     "ClientCertMode",
@@ -60,49 +58,10 @@ _VERIFY = {
 
 
 # -- client certificates checked by certway, not OpenSSL -----------------------------------------
-_VerifyCallback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
-_OPENSSL_VERIFY_MODES = {ssl.CERT_NONE: 0, ssl.CERT_OPTIONAL: 1, ssl.CERT_REQUIRED: 3}
-
-
-@functools.cache
-def _openssl() -> tuple[Any, Any] | None:
-    """libssl's functions as linked into Python's ``_ssl`` and the accept-all callback."""
-    try:
-        module = importlib.import_module("_ssl")
-        lib = ctypes.CDLL(getattr(module, "__file__", None))
-        set_callback = lib.SSL_CTX_set_cert_verify_callback
-        set_callback.argtypes = [ctypes.c_void_p, _VerifyCallback, ctypes.c_void_p]
-        set_callback.restype = None
-        lib.SSL_CTX_get_options.argtypes = [ctypes.c_void_p]
-        lib.SSL_CTX_get_options.restype = ctypes.c_uint64
-        lib.SSL_CTX_get_verify_mode.argtypes = [ctypes.c_void_p]
-        lib.SSL_CTX_get_verify_mode.restype = ctypes.c_int
-    except (OSError, AttributeError, ImportError):
-        return None
-    # The peer still proves it holds the certificate's key (CertificateVerify); only the chain
-    # checks move from OpenSSL to PeerValidator.
-    accept_all = _VerifyCallback(lambda _store, _arg: 1)
-    return lib, accept_all
-
-
 def defer_verification(context: ssl.SSLContext) -> bool:
     """Make OpenSSL accept any client certificate on ``context`` so that certway's own
     validation decides (and can explain). False when it cannot be done safely."""
-    found = _openssl()
-    if found is None:
-        return False
-    lib, accept_all = found
-    # CPython's SSLContext object is PyObject_HEAD followed by its SSL_CTX pointer.
-    address = ctypes.c_void_p.from_address(id(context) + object.__basicsize__).value
-    if not address:
-        return False
-    # Make sure it is the SSL_CTX: its options and verify mode must be the context's.
-    if lib.SSL_CTX_get_options(address) != int(context.options):
-        return False
-    if lib.SSL_CTX_get_verify_mode(address) != _OPENSSL_VERIFY_MODES[context.verify_mode]:
-        return False
-    lib.SSL_CTX_set_cert_verify_callback(address, accept_all, None)
-    return True
+    return set_accept_all_verify(context)
 
 
 def _pem(certs: Sequence[x509.Certificate]) -> bytes:
@@ -132,11 +91,11 @@ def build_context(
     *,
     client_cas: Sequence[x509.Certificate] = (),
     client_mode: ClientCertMode = ClientCertMode.NONE,
+    profile: TlsProfile = INTERMEDIATE,
 ) -> ssl.SSLContext:
-    """A TLS 1.2+ server context presenting ``identity`` (certificate + chain)."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.options |= ssl.OP_NO_COMPRESSION
+    """A server context with the TLS ``profile`` presenting ``identity`` (certificate +
+    chain)."""
+    context = profile.apply(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER))
     load_identity(context, [identity.certificate, *identity.chain], key)
     if client_mode is not ClientCertMode.NONE and client_cas:
         # The selected context's CA store is what verifies (and names in the
@@ -155,6 +114,7 @@ class TlsState:
     versions: tuple[int, ...]
     client_mode: ClientCertMode
     client_cas: tuple[x509.Certificate, ...]
+    profile: TlsProfile = INTERMEDIATE
 
 
 class ServerTls:
@@ -220,6 +180,10 @@ class ServerTls:
                 # request for a client certificate is set here; the CA store that verifies it
                 # is the selected per-name context's.
                 self._base.verify_mode = _VERIFY[state.client_mode]
+                # The protocol versions, too, are the listening context's (OpenSSL copies
+                # them into each connection before the SNI callback); the cipher and group
+                # lists, copied the same way, are the same in every profile.
+                state.profile.apply_versions(self._base)
         # Warm up here, in the poller's thread, not in the next handshake on the event loop:
         # the identity lookup (it rebuilds its name map after a change: ~0.6 s with 10,000
         # domains) and the server certificate's context. A failure is retried by a handshake.
@@ -254,6 +218,7 @@ class ServerTls:
                             self._key_for(identity),
                             client_cas=self._state.client_cas,
                             client_mode=self._state.client_mode,
+                            profile=self._state.profile,
                         )
                     )
                     self._contexts[key] = context
@@ -270,6 +235,7 @@ class ServerTls:
             self._key_for(identity),
             client_cas=self._state.client_cas,
             client_mode=self._state.client_mode,
+            profile=self._state.profile,
         )
         base.verify_mode = _VERIFY[self._state.client_mode]
         base.sni_callback = self._sni

@@ -15,7 +15,8 @@ from certway.services.identities.slots import Slots
 from certway.store.repositories import SettingsRepository
 
 TEMPORARY_CA = "temporary-ca"
-FACTORY_DAYS = 730
+FACTORY_DAYS = 365
+"""The factory server certificate exists to be replaced: it lives a year at most."""
 
 __all__ = ["FACTORY_DAYS", "TEMPORARY_CA", "FactorySetup"]
 

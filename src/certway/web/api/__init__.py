@@ -21,6 +21,7 @@ from certway.web.api import (
     server_cert,
     sip,
     status,
+    tls,
     trust,
     zones,
 )
@@ -40,5 +41,6 @@ for _part in (
     admin,
     sip,
     zones,
+    tls,
 ):
     router.include_router(_part.router)

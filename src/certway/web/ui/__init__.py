@@ -17,6 +17,7 @@ from certway.web.ui import (
     revocation,
     sip,
     status,
+    tls,
     trust,
 )
 from certway.web.ui.login import certificate_refused_page
@@ -30,6 +31,7 @@ for _area in (
     certificates,
     trust,
     revocation,
+    tls,
     check,
     admin_security,
     sip,

@@ -86,6 +86,7 @@ NAV: tuple[tuple[str, str], ...] = (
     ("/trusted-cas", "Trusted CA certificates"),
     ("/crls", "CRL management"),
     ("/revocation", "Revocation settings"),
+    ("/tls", "TLS profiles"),
     ("/client-certificate-test", "Client certificate testing"),
     ("/certificate-auth", "Certificate-based authentication"),
     ("/sip", "SIP TLS & zones"),
