@@ -19,8 +19,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from certway.services.identities import ActiveIdentity
-from certway.tls import contexts
 from certway.tls.contexts import ClientCertMode, ServerTls, TlsState, defer_verification
+from certway.tlsconf import openssl as tls_openssl
 
 from conftest import key_pem
 from pkitools import Pki
@@ -127,13 +127,13 @@ def test_a_pointer_that_does_not_read_back_as_the_context_is_refused(
 ) -> None:
     """The pointer read from the Python object must give back the context's own options and
     verify mode; otherwise nothing is written through it."""
-    found = contexts._openssl()
+    found = tls_openssl._openssl()
     if found is None:
         pytest.skip("libssl's functions are not reachable from _ssl on this Python")
     lib, accept_all = found
     real = getattr(lib, lie)
     lying = _LyingLib(lib, **{lie: lambda address: real(address) ^ 1})
-    monkeypatch.setattr(contexts, "_openssl", lambda: (lying, accept_all))
+    monkeypatch.setattr(tls_openssl, "_openssl", lambda: (lying, accept_all))
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.verify_mode = ssl.CERT_OPTIONAL
     assert defer_verification(context) is False
@@ -147,7 +147,7 @@ def test_fallback_to_openssl_verification_is_logged_and_still_checks_clients(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    monkeypatch.setattr(contexts, "_openssl", lambda: None)  # as if libssl were not found
+    monkeypatch.setattr(tls_openssl, "_openssl", lambda: None)  # as if libssl were not found
     caplog.set_level(logging.WARNING, "certway.tls")
     server = server_tls(pki, defer=True).server_context()
     assert "event=tls-verify-fallback" in caplog.text
