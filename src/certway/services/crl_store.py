@@ -1,5 +1,5 @@
 """Accepting an outside CRL into the store: issuer found among trusted CAs, signature
-verified, not expired, CRL number not going backwards (RV6). Shared by manual uploads,
+verified, not expired, CRL number not going backwards. Shared by manual uploads,
 embedded CRLs of CA files and URL sources. Complete and delta CRLs are both accepted and
 held side by side (a delta is used on top of its complete CRL)."""
 

@@ -2,6 +2,10 @@
 
 Publishing a CRL after a revocation costs only the new revocations: the previous CRL (kept in
 memory, or read back from the store) is extended with ``pki.crl.extend_crl``.
+
+Longer than most modules (about 740 lines): creating CAs, signing, revoking and publishing
+share the in-memory issuer, chain and CRL state per CA and the OCSP index; they are kept in
+one class so that state has one owner.
 """
 
 from __future__ import annotations

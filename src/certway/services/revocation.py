@@ -1,6 +1,12 @@
-"""Revocation data and policies (RV1-RV5): manual CRLs, URL sources with a daily schedule,
+"""Revocation data and policies: manual CRLs, URL sources with a daily schedule,
 on-demand CDP downloads and OCSP (cached), the per-service policies, and the index that
-validation reads."""
+validation reads.
+
+Longer than most modules (about 800 lines) because these share one cache and one change
+counter (``version.crl``): splitting the online lookups from the held CRLs would spread
+that state over two objects that must move together. A split along ``OnlineRevocation``
+is the next step when either grows.
+"""
 
 from __future__ import annotations
 
@@ -224,7 +230,7 @@ def _check_url(url: str) -> str:
 
 
 class OnlineRevocation:
-    """OCSP and CDP lookups with caches valid until the answer's nextUpdate (RV3, RV4).
+    """OCSP and CDP lookups with caches valid until the answer's nextUpdate.
 
     Each fetch holds a slot of ``pool`` and has ``deadline`` seconds (a certificate's CDP
     URLs share one deadline). A lookup that finds every slot busy does not wait: it fails at
@@ -512,7 +518,7 @@ class RevocationService:
             failures = SettingsRepository(session).get(OCSP_FAILURES)
         return dict(failures) if isinstance(failures, dict) else {}
 
-    # -- manual CRL (RV1) -------------------------------------------------------------------
+    # -- manual CRL -------------------------------------------------------------------
     @audited("crl.upload", target=lambda data: "manual CRL")
     def upload_manual(self, data: bytes) -> list[AcceptedCrl]:
         """Replace the manual CRL(s) with those in ``data`` (PEM or DER); all or nothing.
@@ -559,7 +565,7 @@ class RevocationService:
                 for r in rows
             ]
 
-    # -- URL sources and schedule (RV2) ------------------------------------------------------
+    # -- URL sources and schedule ------------------------------------------------------
     @audited("crl.sources.set", target=lambda urls: " ".join(urls))
     def set_sources(self, urls: Sequence[str]) -> list[SourceStatus]:
         clean: list[str] = []
@@ -682,7 +688,7 @@ class RevocationService:
         self.update_now()
         return True
 
-    # -- policies (RV5) ----------------------------------------------------------------------
+    # -- policies ----------------------------------------------------------------------
     def policy(self, service: str) -> RevocationPolicy:
         default = self._default(service)
         with self._store.reading() as session:

@@ -74,7 +74,7 @@ class CaRow(Base):
 
 
 class IssuedRow(Base):
-    """The inventory of certificates a local CA issued (CA6)."""
+    """The inventory of certificates a local CA issued."""
 
     __tablename__ = "issued_certificates"
     __table_args__ = (UniqueConstraint("ca_id", "serial"),)
@@ -117,7 +117,7 @@ class CrlRow(Base):
 
 
 class TrustedCaRow(Base):
-    """The trusted CA list (TC1-TC4)."""
+    """The trusted CA list."""
 
     __tablename__ = "trusted_cas"
     fingerprint: Mapped[str] = mapped_column(String(95), primary_key=True)  # SHA-256, colons
@@ -128,7 +128,7 @@ class TrustedCaRow(Base):
 
 
 class TrustDefaultRow(Base):
-    """The factory trusted CA list that 'reset to default' restores (TC3)."""
+    """The factory trusted CA list that 'reset to default' restores."""
 
     __tablename__ = "trust_defaults"
     fingerprint: Mapped[str] = mapped_column(String(95), primary_key=True)
@@ -136,7 +136,7 @@ class TrustDefaultRow(Base):
 
 
 class HeldCrlRow(Base):
-    """CRLs from outside: manual upload (RV1), embedded in CA files (TC4), URL sources (RV2)."""
+    """CRLs from outside: manual upload, embedded in CA files, URL sources."""
 
     __tablename__ = "held_crls"
     __table_args__ = (
@@ -161,7 +161,7 @@ class HeldCrlRow(Base):
 
 
 class CrlSourceRow(Base):
-    """An automatic CRL update URL and its status (RV2)."""
+    """An automatic CRL update URL and its status."""
 
     __tablename__ = "crl_sources"
     url: Mapped[str] = mapped_column(Text, primary_key=True)
@@ -174,7 +174,7 @@ class CrlSourceRow(Base):
 
 
 class SettingRow(Base):
-    """Node settings as JSON values, plus change counters that listeners watch (S7)."""
+    """Node settings as JSON values, plus change counters that listeners watch."""
 
     __tablename__ = "settings"
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -184,7 +184,7 @@ class SettingRow(Base):
 class CertSlotRow(Base):
     """A place for an active certificate: the server, the client identity, or a domain (SNI).
 
-    The pending CSR of the slot (SC3) lives here too; its key is sealed in private_keys.
+    The pending CSR of the slot lives here too; its key is sealed in private_keys.
     """
 
     __tablename__ = "cert_slots"
@@ -219,7 +219,7 @@ class CertVersionRow(Base):
 
 
 class AuditRow(Base):
-    """O2: every change, who/what/when/from where/outcome; never secrets."""
+    """The audit log: every change, who/what/when/from where/outcome; never secrets."""
 
     __tablename__ = "audit_log"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -234,7 +234,7 @@ class AuditRow(Base):
 
 
 class AlarmStateRow(Base):
-    """When each currently raised alarm was first seen (O1); cleared alarms are deleted."""
+    """When each currently raised alarm was first seen; cleared alarms are deleted."""
 
     __tablename__ = "alarm_state"
     alarm_id: Mapped[str] = mapped_column(String(200), primary_key=True)

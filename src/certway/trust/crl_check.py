@@ -17,6 +17,10 @@ held index, CRLs given for this call or downloaded) and follows §6.3.3 step by 
 
 Every CRL looked at leaves a report line naming the CRL and its source. Lookups stay O(1)
 in the CRL size (``IndexedCrl.lookup``); signature checks are remembered per CRL and key.
+
+About 700 lines because §6.3.3 is one algorithm: its steps (scope, reasons, signer, delta,
+lookup) read and write the same per-certificate state, and keeping them in the RFC's order in
+one module is what makes them checkable against the text.
 """
 
 from __future__ import annotations

@@ -1,15 +1,15 @@
-"""The node's own certificates (SC1-SC6, DC1, CA5): server certificate, client certificate
+"""The node's own certificates: server certificate, client certificate
 and per-domain (SNI) certificates, each a *slot* with numbered versions and at most one
 pending CSR.
 
 One module per use case, on the storage they share (``slots``) and the values they return
 (``model``):
 
-- ``csr``: the CSR form, its preview, the pending CSR of a slot (SC2, SC3);
-- ``certificates``: uploading a certificate and restoring an earlier version (SC4, SC5);
-- ``client``: the client certificate, a copy of the server certificate (SC6);
-- ``domains``: domain slots (DC1);
-- ``factory``: the temporary CA and the first server certificate (CA5);
+- ``csr``: the CSR form, its preview, the pending CSR of a slot;
+- ``certificates``: uploading a certificate and restoring an earlier version;
+- ``client``: the client certificate, a copy of the server certificate;
+- ``domains``: domain slots;
+- ``factory``: the temporary CA and the first server certificate;
 - ``sni``: the certificate for a TLS ClientHello's server name.
 
 ``Identities`` brings them together as the one service the node, the adapters and the

@@ -1,4 +1,4 @@
-"""Uploading a certificate (SC4, SC5) and restoring an earlier version: checks, the chain
+"""Uploading a certificate and restoring an earlier version: checks, the chain
 peers are served (intermediates up to a trusted CA), activation."""
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ class CertificateUploads(Slots):
     def _chain(
         self, leaf: x509.Certificate, extra: list[x509.Certificate], at: dt.datetime
     ) -> tuple[tuple[x509.Certificate, ...], str | None]:
-        """Intermediates that lead to a trusted CA (SC5), from the bundle or the trusted list."""
+        """Intermediates that lead to a trusted CA, from the bundle or the trusted list."""
         snapshot = self._trusted.snapshot()
         pool = [*extra, *snapshot.certificates]
         result = validate(

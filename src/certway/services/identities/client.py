@@ -1,4 +1,4 @@
-"""The client certificate (SC6): the server certificate by default, an uploaded one, or a copy
+"""The client certificate: the server certificate by default, an uploaded one, or a copy
 of the server certificate; it needs clientAuth when it has an extended key usage."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ class ClientCertificate(Slots):
 
     @audited("client-cert.copy-server", target=lambda: "client certificate")
     def copy_server_to_client(self) -> IdentityInfo:
-        """Use the server certificate as the client certificate (SC6); needs clientAuth."""
+        """Use the server certificate as the client certificate; needs clientAuth."""
         with self._store.reading() as session:
             found = self._active_row(SlotRepository(session), "server", "")
         if found is None:

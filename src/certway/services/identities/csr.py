@@ -1,4 +1,4 @@
-"""Certificate signing requests (SC2, SC3): the form, its preview, the pending CSR of a slot
+"""Certificate signing requests: the form, its preview, the pending CSR of a slot
 (its key sealed in the store, never exported) and discarding it."""
 
 from __future__ import annotations

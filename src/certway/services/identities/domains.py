@@ -1,4 +1,4 @@
-"""Domain certificates (DC1): one slot per domain, added and removed by the administrator."""
+"""Domain certificates: one slot per domain, added and removed by the administrator."""
 
 from __future__ import annotations
 

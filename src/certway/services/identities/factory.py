@@ -1,4 +1,4 @@
-"""First start (CA5): a temporary CA, trusted and in the factory list, and a server
+"""First start: a temporary CA, trusted and in the factory list, and a server
 certificate from it so that the node serves TLS before an administrator replaces it."""
 
 from __future__ import annotations

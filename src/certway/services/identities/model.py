@@ -174,7 +174,7 @@ class DomainInfo:
 
 @dataclass(frozen=True, slots=True)
 class CsrOptions:
-    """The SC2 form: which names go where, key and digest, subject fields."""
+    """The CSR form: which names go where, key and digest, subject fields."""
 
     cn: str = "node"  # node | cluster (server) ; ignored for domains
     alt_names: str = "none"  # none | cluster

@@ -3,7 +3,7 @@ numbered versions, read and activated here.
 
 Activation is one database transaction (new version + active pointer + counter bump), so a
 crash leaves either the old or the new certificate active. Listeners watch the
-``version.identity`` counter and rebuild their TLS contexts when it moves (S7).
+``version.identity`` counter and rebuild their TLS contexts when it moves.
 """
 
 from __future__ import annotations
@@ -164,7 +164,7 @@ class Slots:
                 for v in repo.versions(slot)
             ]
 
-    # -- temporary CA (CA5) -------------------------------------------------------------------
+    # -- temporary CA -------------------------------------------------------------------
     def temporary_ca(self) -> x509.Certificate | None:
         with self._store.reading() as session:
             name = SettingsRepository(session).get(TEMP_CA_SETTING)

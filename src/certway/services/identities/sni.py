@@ -1,4 +1,4 @@
-"""Choosing the certificate for a TLS ClientHello's server name (DC1): a map from domain to
+"""Choosing the certificate for a TLS ClientHello's server name: a map from domain to
 active identity, rebuilt once per change of the identity counter."""
 
 from __future__ import annotations
