@@ -358,7 +358,10 @@ def test_own_ca_revocation_reaches_every_service_without_a_crl(
         return httpx.get(url, auth=("alice", PASSWORD), verify=context).status_code
 
     wait_for(lambda: admin_status() == 200, "the admin listener to accept the certificate")
-    assert _sip_options_answer(server.sip_port, context) == b"SIP/2.0 200 OK"
+    wait_for(  # the SIP listener sees the new trusted CA at its next poll
+        lambda: _sip_options_answer(server.sip_port, context) == b"SIP/2.0 200 OK",
+        "the SIP listener to accept the certificate",
+    )
     assert node.client_check.check(cert_file.read_bytes()).result.valid
 
     node.local_ca.revoke("users", format(cert.serial_number, "X"), reason="keyCompromise")
