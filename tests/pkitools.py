@@ -9,11 +9,11 @@ from collections.abc import Sequence
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 from certway.pki.crl import CrlParams, build_crl, parse_reason, revoked_entry
-from certway.pki.issue import Issuer, create_root
-from certway.pki.keys import PrivateKey
+from certway.pki.issue import Issuer, create_root, issue_from_csr, signature_hash_for
+from certway.pki.keys import PrivateKey, PublicKey
 
 from conftest import NOW, test_key
 
@@ -29,8 +29,10 @@ class Pki:
     fixed ``NOW`` unless a test runs on the real clock, as the CLI and openssl do).
 
     Keys are cached per test run (``index``, ``index + 1``, ``index + 2``: give each PKI of a
-    test its own). Only the issuing CA writes the CRL distribution point / OCSP URL into what
-    it issues, so the intermediate has neither.
+    test its own); ``key_type`` is the type of the two CA keys (leaves keep an EC P-256 key).
+    The root is named ``root_cn`` (default "<label> Root"). Only the issuing CA writes the CRL
+    distribution point / OCSP URL into what it issues, so the intermediate has neither. A
+    one-level CA is the root: issue with ``issuer=pki.root_issuer``.
     """
 
     def __init__(
@@ -39,19 +41,21 @@ class Pki:
         *,
         at: dt.datetime = NOW,
         index: int = 10,
+        key_type: str = "ec:p256",
+        root_cn: str | None = None,
         crl_url: str | None = None,
         ocsp_url: str | None = None,
     ) -> None:
         self.at = at
-        self.root_key = test_key("ec:p256", index)
+        self.root_key = test_key(key_type, index)
         self.root = create_root(
             self.root_key,
-            name(f"{label} Root"),
+            name(root_cn or f"{label} Root"),
             not_before=at - 30 * DAY,
             not_after=at + 3650 * DAY,
         )
         self.root_issuer = Issuer(self.root, self.root_key)
-        self.int_key = test_key("ec:p256", index + 1)
+        self.int_key = test_key(key_type, index + 1)
         self.intermediate = self.root_issuer.issue(
             self.int_key.public_key(),
             name(f"{label} Issuing"),
@@ -74,14 +78,25 @@ class Pki:
         days: int = 90,
         not_before: dt.datetime | None = None,
         issuer: Issuer | None = None,
+        public_key: PublicKey | None = None,
+        eku: Sequence[x509.ObjectIdentifier] | None = None,
+        ocsp_urls: Sequence[str] = (),
+        ca_issuers_url: str | None = None,
     ) -> x509.Certificate:
-        """A leaf for ``cn`` with the shared leaf key; its names are ``alt_names`` if given,
-        else DNS names ``sans`` (default: ``cn``; an empty list: no SAN extension)."""
+        """A leaf for ``cn`` with the shared leaf key (or ``public_key``); its names are
+        ``alt_names`` if given, else DNS names ``sans`` (default: ``cn``; an empty list: no SAN
+        extension).
+
+        ``eku`` replaces the profile's extended key usages (e.g. OCSP Signing, which no
+        issuing profile gives); ``ocsp_urls`` / ``ca_issuers_url`` replace the issuer's
+        Authority Information Access with one listing the CA-issuers URL, then every OCSP URL.
+        """
         if alt_names is None:
             alt_names = [x509.DNSName(s) for s in (sans if sans is not None else [cn])] or None
         start = not_before or self.at - DAY
-        return (issuer or self.int_issuer).issue(
-            self.leaf_key.public_key(),
+        signer = issuer or self.int_issuer
+        cert = signer.issue(
+            public_key or self.leaf_key.public_key(),
             name(cn),
             profile=profile,
             alt_names=alt_names,
@@ -89,6 +104,35 @@ class Pki:
             not_after=start + days * DAY,
             serial=serial,
         )
+        replaced: list[x509.ExtensionType] = []
+        if eku is not None:
+            replaced.append(x509.ExtendedKeyUsage(list(eku)))
+        if ocsp_urls or ca_issuers_url:
+            access = (
+                [
+                    x509.AccessDescription(
+                        AuthorityInformationAccessOID.CA_ISSUERS,
+                        x509.UniformResourceIdentifier(ca_issuers_url),
+                    )
+                ]
+                if ca_issuers_url
+                else []
+            )
+            access += [
+                x509.AccessDescription(
+                    AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(url)
+                )
+                for url in ocsp_urls
+            ]
+            replaced.append(x509.AuthorityInformationAccess(access))
+        return _resigned(cert, signer.key, replaced) if replaced else cert
+
+    def sign_csr(
+        self, csr_pem: str, *, issuer: Issuer | None = None, days: int = 365
+    ) -> x509.Certificate:
+        """What an admin gets back for ``csr_pem`` (subject and names copied, server-client)."""
+        csr = x509.load_pem_x509_csr(csr_pem.encode())
+        return issue_from_csr(issuer or self.int_issuer, csr, not_before=self.at, days=days)
 
     def cn_only_leaf(self, cn: str = "cnonly.example.com", *, eku: bool = True) -> x509.Certificate:
         issuer = self.int_issuer
@@ -115,16 +159,18 @@ class Pki:
         self,
         revoked: Sequence[tuple[x509.Certificate, str | None]] = (),
         *,
+        serials: Sequence[int] = (),
         issuer: Issuer | None = None,
         number: int = 1,
         this_update: dt.datetime | None = None,
         days: float = 7,
     ) -> x509.CertificateRevocationList:
+        """A CRL revoking ``revoked`` (certificate, reason) and bare ``serials``."""
         start = this_update or self.at - dt.timedelta(hours=1)
         entries = [
             revoked_entry(c.serial_number, start, parse_reason(r) if r else None)
             for c, r in revoked
-        ]
+        ] + [revoked_entry(s, start, None) for s in serials]
         return build_crl(
             issuer or self.int_issuer, entries, CrlParams(number, start, start + days * DAY)
         )
@@ -142,6 +188,23 @@ class Pki:
             extensions=[x509.Extension(x509.CRLNumber.oid, False, x509.CRLNumber(number))],
             revoked_certificates=revoked,
         ).sign(key, hashes.SHA256())
+
+
+def _resigned(
+    cert: x509.Certificate, key: PrivateKey, replaced: Sequence[x509.ExtensionType]
+) -> x509.Certificate:
+    """``cert`` signed again by ``key`` with the extensions of ``replaced``'s types swapped."""
+    oids = {e.oid for e in replaced}
+    kept = [e for e in cert.extensions if e.oid not in oids]
+    return x509.CertificateBuilder(
+        issuer_name=cert.issuer,
+        subject_name=cert.subject,
+        public_key=cert.public_key(),  # type: ignore[arg-type]
+        serial_number=cert.serial_number,
+        not_valid_before=cert.not_valid_before_utc,
+        not_valid_after=cert.not_valid_after_utc,
+        extensions=[*kept, *(x509.Extension(e.oid, False, e) for e in replaced)],
+    ).sign(key, signature_hash_for(key))
 
 
 def cucm_certificate(

@@ -19,17 +19,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from certway import __version__
 from certway.errors import DecodeError, FetchError, PolicyViolation
 from certway.fetch import HttpFetcher, tls_context_for, unpack_crls
-from certway.pki.keys import PrivateKey
 
-from conftest import NOW, key_pem, test_key, write
+from conftest import key_pem, write
+from pkitools import Pki
 from revocation_servers import gzip_bomb
 
 DAY = dt.timedelta(days=1)
@@ -41,45 +40,22 @@ DER = serialization.Encoding.DER
 # --------------------------------------------------------------------------- test PKI
 
 
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def _ca(cn: str, key: PrivateKey) -> x509.Certificate:
-    return (
-        x509.CertificateBuilder()
-        .subject_name(_name(cn))
-        .issuer_name(_name(cn))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(NOW - 365 * DAY)
-        .not_valid_after(NOW + 3650 * DAY)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-
-
-def _crl(cn: str, key: PrivateKey, serials: list[int]) -> x509.CertificateRevocationList:
-    revoked = [
-        x509.RevokedCertificateBuilder().serial_number(s).revocation_date(NOW - DAY).build()
-        for s in serials
-    ]
-    builder = x509.CertificateRevocationListBuilder(
-        issuer_name=_name(cn),
-        last_update=NOW - DAY,
-        next_update=NOW + 7 * DAY,
-        revoked_certificates=revoked,
-    )
-    return builder.sign(key, hashes.SHA256())
-
-
 @dataclass
 class Material:
-    ca: x509.Certificate
-    ca_key: PrivateKey
-    other_ca: x509.Certificate
+    """What the servers serve: CRLs of two test PKIs' roots, and their packagings."""
+
+    pki: Pki
+    other: Pki
     crl_a: x509.CertificateRevocationList
     crl_b: x509.CertificateRevocationList
+
+    @property
+    def ca(self) -> x509.Certificate:
+        return self.pki.root
+
+    @property
+    def other_ca(self) -> x509.Certificate:
+        return self.other.root
 
     @property
     def two_pem(self) -> bytes:
@@ -99,16 +75,20 @@ class Material:
         return buffer.getvalue()
 
 
+def _crl(serials: list[int]) -> x509.CertificateRevocationList:
+    pki = Pki("Fetch Test", index=30)
+    return pki.crl(serials=serials, issuer=pki.root_issuer)
+
+
 @pytest.fixture(scope="module")
 def material() -> Material:
-    ca_key = test_key("ec:p256", 30)
-    other_key = test_key("ec:p256", 31)
+    pki = Pki("Fetch Test", index=30)
+    other = Pki("Some Other", index=33)
     return Material(
-        ca=_ca("Fetch Test CA", ca_key),
-        ca_key=ca_key,
-        other_ca=_ca("Some Other CA", other_key),
-        crl_a=_crl("Fetch Test CA", ca_key, [1, 2, 3]),
-        crl_b=_crl("Second CA", other_key, [4]),
+        pki=pki,
+        other=other,
+        crl_a=pki.crl(serials=[1, 2, 3], issuer=pki.root_issuer),
+        crl_b=other.crl(serials=[4], issuer=other.root_issuer),
     )
 
 
@@ -381,24 +361,18 @@ def test_mock_transport_can_replace_the_network() -> None:
 
 @pytest.fixture(scope="module")
 def https(material: Material, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    key = test_key("ec:p256", 32)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name("127.0.0.1"))
-        .issuer_name(material.ca.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(dt.datetime.now(dt.UTC) - DAY)
-        .not_valid_after(dt.datetime.now(dt.UTC) + DAY)
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(material.ca_key, hashes.SHA256())
+    pki = material.pki
+    now = dt.datetime.now(dt.UTC)
+    cert = pki.leaf(
+        "127.0.0.1",
+        alt_names=[x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
+        issuer=pki.root_issuer,
+        not_before=now - DAY,
+        days=2,
     )
     folder = tmp_path_factory.mktemp("tls")
     cert_file = write(folder / "server.pem", cert.public_bytes(PEM))
-    key_file = write(folder / "server.key", key_pem(key))
+    key_file = write(folder / "server.key", key_pem(pki.leaf_key))
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert_file, key_file)
 
@@ -541,7 +515,7 @@ def test_random_bytes_only_raise_our_errors(prefix: bytes, body: bytes) -> None:
 @settings(max_examples=60, deadline=None)
 @given(cut=st.integers(min_value=0, max_value=10_000), flip=st.integers(0, 255))
 def test_corrupted_archives_only_raise_our_errors(cut: int, flip: int) -> None:
-    der = _crl("Fuzz CA", test_key("ec:p256", 30), [1, 2]).public_bytes(DER)
+    der = _crl([1, 2]).public_bytes(DER)
     for archive in (gzip.compress(der), _zip({"a.crl": der, "b.pem": der})):
         position = cut % len(archive)
         corrupted = bytearray(archive)
@@ -552,7 +526,7 @@ def test_corrupted_archives_only_raise_our_errors(cut: int, flip: int) -> None:
 
 
 def test_zip_needing_an_unknown_version_is_a_decode_error() -> None:
-    der = _crl("Zip CA", test_key("ec:p256", 30), [1]).public_bytes(DER)
+    der = _crl([1]).public_bytes(DER)
     archive = bytearray(_zip({"a.crl": der}))
     entry = archive.index(b"PK\x01\x02")  # central directory: "version needed" at +6
     archive[entry + 6 : entry + 8] = (223).to_bytes(2, "little")

@@ -23,6 +23,8 @@ from cryptography.x509.oid import NameOID
 from certway.serve import NodeServer
 from certway.services.node import Node
 
+from conftest import key_pem, write
+from pkitools import Pki
 from serving import running
 
 pytestmark = pytest.mark.interop
@@ -85,37 +87,10 @@ def shot(page: object, name: str) -> None:
 
 
 def external_ca(tmp_path: Path) -> tuple[Path, Path]:
-    """A separate CA made with cryptography (not certway's), as files for openssl."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "External Browser CA")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=365))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(True, False, False, False, False, True, True, False, False),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-        .sign(key, hashes.SHA256())
-    )
-    ca_pem = tmp_path / "external-ca.pem"
-    ca_key = tmp_path / "external-ca.key"
-    ca_pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    ca_key.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return ca_pem, ca_key
+    """A separate CA (a test PKI's root, not the node's), as files for openssl."""
+    pki = Pki(root_cn="External Browser CA", at=dt.datetime.now(dt.UTC), index=700)
+    ca_pem = write(tmp_path / "external-ca.pem", pki.root.public_bytes(serialization.Encoding.PEM))
+    return ca_pem, write(tmp_path / "external-ca.key", key_pem(pki.root_key))
 
 
 def served_subject(port: int, openssl: str) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -31,7 +30,9 @@ from certway.pki.convert import (
 from certway.pki.decode import detect
 from certway.pki.load import ObjectKind
 
-NOW = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+from conftest import test_key
+from pkitools import Pki
+
 PEM = serialization.Encoding.PEM
 DER = serialization.Encoding.DER
 PKCS8 = serialization.PrivateFormat.PKCS8
@@ -39,42 +40,19 @@ PASSPHRASE = b"correct horse"
 
 needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
 
-CA_KEY = ec.generate_private_key(ec.SECP256R1())
-LEAF_KEY = ec.generate_private_key(ec.SECP256R1())
-OTHER_KEY = ec.generate_private_key(ec.SECP256R1())
-
-
-def _cert(
-    cn: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Name | None = None
-) -> x509.Certificate:
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    return (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(issuer or name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(NOW)
-        .not_valid_after(NOW + dt.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=issuer is None, path_length=None), critical=True)
-        .sign(CA_KEY, hashes.SHA256())
-    )
-
-
-CA_CERT = _cert("Acme Root", CA_KEY)
-LEAF_CERT = _cert("leaf.example", LEAF_KEY, CA_CERT.subject)
+PKI = Pki(root_cn="Acme Root", index=600)
+CA_KEY = PKI.root_key
+LEAF_KEY = PKI.leaf_key
+OTHER_KEY = test_key("ec:p256", 603)
+assert isinstance(LEAF_KEY, ec.EllipticCurvePrivateKey)
+CA_CERT = PKI.root
+LEAF_CERT = PKI.leaf("leaf.example", issuer=PKI.root_issuer, days=30)
 CSR = (
     x509.CertificateSigningRequestBuilder()
     .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "req.example")]))
     .sign(LEAF_KEY, hashes.SHA256())
 )
-CRL = (
-    x509.CertificateRevocationListBuilder()
-    .issuer_name(CA_CERT.subject)
-    .last_update(NOW)
-    .next_update(NOW + dt.timedelta(days=7))
-    .sign(CA_KEY, hashes.SHA256())
-)
+CRL = PKI.crl(issuer=PKI.root_issuer)
 OBJECTS = [LEAF_CERT, CSR, CRL]
 
 

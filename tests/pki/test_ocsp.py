@@ -8,16 +8,18 @@ import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.x509 import ocsp
-from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from certway.errors import DecodeError, PolicyViolation
 from certway.fetch import HttpFetcher
+from certway.pki.issue import Issuer
 from certway.pki.keys import PrivateKey
 from certway.pki.ocsp import (
     OcspAnswer,
@@ -29,6 +31,7 @@ from certway.pki.ocsp import (
 )
 
 from conftest import NOW, key_pem, test_key, write
+from pkitools import Pki
 
 DAY = dt.timedelta(days=1)
 GOOD = ocsp.OCSPCertStatus.GOOD
@@ -40,63 +43,15 @@ SHA256 = hashes.SHA256()
 SHA1 = hashes.SHA1()  # noqa: S303 - the CertID hash many responders still answer with
 
 
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
 def _sig_hash(key: PrivateKey) -> hashes.SHA256 | None:
     return None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
 
 
-def make_cert(
-    cn: str,
-    key: PrivateKey,
-    issuer: x509.Certificate | None,
-    issuer_key: PrivateKey,
-    *,
-    serial: int = 1000,
-    ca: bool = False,
-    eku: list[x509.ObjectIdentifier] | None = None,
-    not_before: dt.datetime = NOW - 30 * DAY,
-    not_after: dt.datetime = NOW + 365 * DAY,
-    ocsp_url: str | None = None,
-    subject: x509.Name | None = None,
-) -> x509.Certificate:
-    subject = subject or _name(cn)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer.subject if issuer else subject)
-        .public_key(key.public_key())
-        .serial_number(serial)
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if eku:
-        builder = builder.add_extension(x509.ExtendedKeyUsage(eku), critical=False)
-    if ocsp_url:
-        aia = x509.AuthorityInformationAccess(
-            [
-                x509.AccessDescription(
-                    AuthorityInformationAccessOID.CA_ISSUERS,
-                    x509.UniformResourceIdentifier("http://ca.example/ca.crt"),
-                ),
-                x509.AccessDescription(
-                    AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(ocsp_url)
-                ),
-                x509.AccessDescription(
-                    AuthorityInformationAccessOID.OCSP,
-                    x509.UniformResourceIdentifier("ldap://ldap.example/ocsp"),
-                ),
-            ]
-        )
-        builder = builder.add_extension(aia, critical=False)
-    return builder.sign(issuer_key, _sig_hash(issuer_key))
-
-
 @dataclass
-class Pki:
+class Cast:
+    """The certificates the OCSP tests play with, from ``pkitools.Pki``: the one-level CA
+    is a test PKI's root, and the stranger another PKI's root."""
+
     ca: x509.Certificate
     ca_key: PrivateKey
     leaf: x509.Certificate
@@ -108,37 +63,69 @@ class Pki:
     stranger_key: PrivateKey
 
 
-def make_pki(key_type: str = "ec:p256") -> Pki:
-    ca_key = test_key(key_type, 10)
-    ca = make_cert("OCSP Test CA", ca_key, None, ca_key, serial=1, ca=True)
-    leaf = make_cert(
-        "sip.example", test_key("ec:p256", 11), ca, ca_key, serial=0x1234, ocsp_url="http://o.ex/"
-    )
-    delegate_key = test_key("ec:p256", 12)
-    delegate = make_cert(
-        "OCSP Responder",
-        delegate_key,
-        ca,
-        ca_key,
-        serial=77,
+def ocsp_pki(key_type: str = "ec:p256") -> Pki:
+    return Pki(root_cn="OCSP Test CA", key_type=key_type, index=10)
+
+
+def stranger_pki(cn: str = "Stranger") -> Pki:
+    return Pki(root_cn=cn, index=14)
+
+
+def responder(
+    pki: Cast, cn: str, key: PrivateKey, *, issuer: Issuer | None = None, **options: Any
+) -> x509.Certificate:
+    """A certificate for ``key`` with only the OCSP Signing usage, issued by the CA."""
+    return pki.leaf(
+        cn,
+        sans=[],
+        public_key=key.public_key(),
+        issuer=issuer or pki.root_issuer,
         eku=[ExtendedKeyUsageOID.OCSP_SIGNING],
+        **options,
     )
-    plain_key = test_key("ec:p256", 13)
-    plain = make_cert(
-        "Not A Responder", plain_key, ca, ca_key, serial=78, eku=[ExtendedKeyUsageOID.SERVER_AUTH]
+
+
+def make_pki(key_type: str = "ec:p256") -> Cast:
+    pki = ocsp_pki(key_type)
+    leaf = pki.leaf(
+        "sip.example",
+        issuer=pki.root_issuer,
+        serial=0x1234,
+        days=365,
+        ca_issuers_url="http://ca.example/ca.crt",
+        ocsp_urls=["http://o.ex/", "ldap://ldap.example/ocsp"],
     )
-    stranger_key = test_key("ec:p256", 14)
-    stranger = make_cert("Stranger", stranger_key, None, stranger_key, serial=79, ca=True)
-    return Pki(ca, ca_key, leaf, delegate, delegate_key, plain, plain_key, stranger, stranger_key)
+    delegate_key = test_key("ec:p256", 17)
+    delegate = responder(pki, "OCSP Responder", delegate_key)
+    plain_key = test_key("ec:p256", 18)
+    plain = pki.leaf(
+        "Not A Responder",
+        sans=[],
+        profile="server",
+        public_key=plain_key.public_key(),
+        issuer=pki.root_issuer,
+    )
+    stranger = stranger_pki()
+    return Cast(
+        pki.root,
+        pki.root_key,
+        leaf,
+        delegate,
+        delegate_key,
+        plain,
+        plain_key,
+        stranger.root,
+        stranger.root_key,
+    )
 
 
 @pytest.fixture(scope="module")
-def pki() -> Pki:
+def pki() -> Cast:
     return make_pki()
 
 
 def respond(
-    pki: Pki,
+    pki: Cast,
     request: OcspRequestData,
     status: ocsp.OCSPCertStatus = GOOD,
     *,
@@ -188,11 +175,11 @@ def respond(
     return builder.sign(signer_key, _sig_hash(signer_key)).public_bytes(serialization.Encoding.DER)
 
 
-def check(pki: Pki, der: bytes, request: OcspRequestData, **kwargs: object) -> OcspAnswer:
+def check(pki: Cast, der: bytes, request: OcspRequestData, **kwargs: object) -> OcspAnswer:
     return check_response(der, request, pki.ca, at=NOW, **kwargs)  # type: ignore[arg-type]
 
 
-def refused(pki: Pki, der: bytes, request: OcspRequestData, **kwargs: object) -> PolicyViolation:
+def refused(pki: Cast, der: bytes, request: OcspRequestData, **kwargs: object) -> PolicyViolation:
     with pytest.raises(PolicyViolation) as info:
         check(pki, der, request, **kwargs)
     return info.value
@@ -201,7 +188,7 @@ def refused(pki: Pki, der: bytes, request: OcspRequestData, **kwargs: object) ->
 # --------------------------------------------------------------------------- request
 
 
-def test_request_has_sha256_certid_and_16_byte_nonce(pki: Pki) -> None:
+def test_request_has_sha256_certid_and_16_byte_nonce(pki: Cast) -> None:
     request = build_request(pki.leaf, pki.ca)
     parsed = ocsp.load_der_ocsp_request(request.der)
     assert request.hash_algorithm == "sha256"
@@ -213,20 +200,20 @@ def test_request_has_sha256_certid_and_16_byte_nonce(pki: Pki) -> None:
     assert parsed.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce == request.nonce
 
 
-def test_request_nonces_differ_and_can_be_left_out(pki: Pki) -> None:
+def test_request_nonces_differ_and_can_be_left_out(pki: Cast) -> None:
     assert build_request(pki.leaf, pki.ca).nonce != build_request(pki.leaf, pki.ca).nonce
     request = build_request(pki.leaf, pki.ca, nonce=False)
     assert request.nonce is None
     assert len(ocsp.load_der_ocsp_request(request.der).extensions) == 0
 
 
-def test_request_with_wrong_issuer_is_refused(pki: Pki) -> None:
+def test_request_with_wrong_issuer_is_refused(pki: Cast) -> None:
     with pytest.raises(PolicyViolation, match="issued by CN=OCSP Test CA") as info:
         build_request(pki.leaf, pki.stranger)
     assert info.value.code == "ocsp-issuer"
 
 
-def test_ocsp_urls_keeps_http_ocsp_entries_only(pki: Pki) -> None:
+def test_ocsp_urls_keeps_http_ocsp_entries_only(pki: Cast) -> None:
     assert ocsp_urls(pki.leaf) == ["http://o.ex/"]
     assert ocsp_urls(pki.ca) == []
 
@@ -247,7 +234,7 @@ def test_good_answer_signed_by_ca(key_type: str) -> None:
     assert ocsp_cache_until(answer, NOW) == NOW + DAY
 
 
-def test_revoked_answer_has_time_and_reason(pki: Pki) -> None:
+def test_revoked_answer_has_time_and_reason(pki: Cast) -> None:
     request = build_request(pki.leaf, pki.ca)
     der = respond(
         pki, request, REVOKED, revoked_at=NOW - 3 * DAY, reason=x509.ReasonFlags.key_compromise
@@ -258,12 +245,12 @@ def test_revoked_answer_has_time_and_reason(pki: Pki) -> None:
     assert answer.reason == "keyCompromise"
 
 
-def test_unknown_answer(pki: Pki) -> None:
+def test_unknown_answer(pki: Cast) -> None:
     request = build_request(pki.leaf, pki.ca)
     assert check(pki, respond(pki, request, UNKNOWN), request).status == "unknown"
 
 
-def test_responder_identified_by_key_hash(pki: Pki) -> None:
+def test_responder_identified_by_key_hash(pki: Cast) -> None:
     request = build_request(pki.leaf, pki.ca)
     assert check(pki, respond(pki, request, encoding=BY_HASH), request).responder == "CA itself"
 
@@ -278,7 +265,9 @@ def test_responder_identified_by_key_hash(pki: Pki) -> None:
         (ocsp.OCSPResponseStatus.SIG_REQUIRED, "sigRequired"),
     ],
 )
-def test_unsuccessful_status_is_named(pki: Pki, status: ocsp.OCSPResponseStatus, name: str) -> None:
+def test_unsuccessful_status_is_named(
+    pki: Cast, status: ocsp.OCSPResponseStatus, name: str
+) -> None:
     request = build_request(pki.leaf, pki.ca)
     der = ocsp.OCSPResponseBuilder.build_unsuccessful(status).public_bytes(
         serialization.Encoding.DER
@@ -289,7 +278,7 @@ def test_unsuccessful_status_is_named(pki: Pki, status: ocsp.OCSPResponseStatus,
 
 
 @pytest.mark.parametrize("garbage", [b"", b"\x00", b"hello world", b"\x30\x03\x0a\x01\x00"])
-def test_garbage_is_a_decode_error(pki: Pki, garbage: bytes) -> None:
+def test_garbage_is_a_decode_error(pki: Cast, garbage: bytes) -> None:
     request = build_request(pki.leaf, pki.ca)
     with pytest.raises(DecodeError, match="OCSP response"):
         check(pki, garbage, request)
@@ -298,14 +287,14 @@ def test_garbage_is_a_decode_error(pki: Pki, garbage: bytes) -> None:
 # --------------------------------------------------------------------------- CertID
 
 
-def test_answer_for_another_serial_is_refused(pki: Pki) -> None:
+def test_answer_for_another_serial_is_refused(pki: Cast) -> None:
     request = build_request(pki.leaf, pki.ca)
     error = refused(pki, respond(pki, request, serial=0x9999), request)
     assert error.code == "ocsp-mismatch"
     assert "serial 9999" in str(error) and "serial 1234" in str(error)
 
 
-def test_answer_for_another_issuer_is_refused(pki: Pki) -> None:
+def test_answer_for_another_issuer_is_refused(pki: Cast) -> None:
     request = build_request(pki.leaf, pki.ca)
     other = OcspRequestData(
         request.der,
@@ -318,16 +307,16 @@ def test_answer_for_another_issuer_is_refused(pki: Pki) -> None:
     assert refused(pki, respond(pki, request), other).code == "ocsp-mismatch"
 
 
-def test_sha1_certid_answer_is_matched_by_recomputed_hashes(pki: Pki) -> None:
+def test_sha1_certid_answer_is_matched_by_recomputed_hashes(pki: Cast) -> None:
     request = build_request(pki.leaf, pki.ca)
     der = respond(pki, request, algorithm=SHA1)
     assert check(pki, der, request).status == "good"
 
 
-def test_sha1_certid_answer_for_another_issuer_is_refused(pki: Pki) -> None:
+def test_sha1_certid_answer_for_another_issuer_is_refused(pki: Cast) -> None:
     request = build_request(pki.leaf, pki.ca)
     der = respond(pki, request, algorithm=SHA1)
-    stranger_ca = make_cert("OCSP Test CA", pki.stranger_key, None, pki.stranger_key, ca=True)
+    stranger_ca = stranger_pki("OCSP Test CA").root  # the CA's name, the stranger's key
     with pytest.raises(PolicyViolation) as info:
         check_response(der, request, stranger_ca, at=NOW)
     assert info.value.code == "ocsp-mismatch"
@@ -336,7 +325,7 @@ def test_sha1_certid_answer_for_another_issuer_is_refused(pki: Pki) -> None:
 # --------------------------------------------------------------------------- signer
 
 
-def test_tampered_signature_is_refused(pki: Pki) -> None:
+def test_tampered_signature_is_refused(pki: Cast) -> None:
     request = build_request(pki.leaf, pki.ca)
     der = bytearray(respond(pki, request))
     der[-1] ^= 0x01  # last byte of the ECDSA signature (no certificates follow it)
@@ -344,16 +333,17 @@ def test_tampered_signature_is_refused(pki: Pki) -> None:
     assert error.code == "ocsp-signature"
 
 
-def test_response_signed_by_unrelated_key_in_ca_name_is_refused(pki: Pki) -> None:
+def test_response_signed_by_unrelated_key_in_ca_name_is_refused(pki: Cast) -> None:
     request = build_request(pki.leaf, pki.ca)
-    impostor = make_cert("x", pki.stranger_key, None, pki.stranger_key, subject=pki.ca.subject)
+    impostor = stranger_pki("OCSP Test CA").root
+    assert impostor.subject == pki.ca.subject
     der = respond(pki, request, signer=impostor, signer_key=pki.stranger_key)
     error = refused(pki, der, request)
     assert error.code == "ocsp-signature"
     assert "CN=OCSP Test CA" in str(error)
 
 
-def test_response_signed_by_unknown_responder_is_refused(pki: Pki) -> None:
+def test_response_signed_by_unknown_responder_is_refused(pki: Cast) -> None:
     request = build_request(pki.leaf, pki.ca)
     der = respond(pki, request, signer=pki.stranger, signer_key=pki.stranger_key)
     error = refused(pki, der, request)
@@ -361,7 +351,7 @@ def test_response_signed_by_unknown_responder_is_refused(pki: Pki) -> None:
     assert "CN=Stranger" in str(error)
 
 
-def test_delegated_responder_is_accepted(pki: Pki) -> None:
+def test_delegated_responder_is_accepted(pki: Cast) -> None:
     request = build_request(pki.leaf, pki.ca)
     der = respond(
         pki,
@@ -376,7 +366,7 @@ def test_delegated_responder_is_accepted(pki: Pki) -> None:
     assert answer.responder == "delegated responder CN=OCSP Responder"
 
 
-def test_delegated_responder_by_key_hash_is_accepted(pki: Pki) -> None:
+def test_delegated_responder_by_key_hash_is_accepted(pki: Cast) -> None:
     request = build_request(pki.leaf, pki.ca)
     der = respond(
         pki,
@@ -389,13 +379,13 @@ def test_delegated_responder_by_key_hash_is_accepted(pki: Pki) -> None:
     assert check(pki, der, request).responder.startswith("delegated responder")
 
 
-def test_delegated_responder_not_included_is_refused(pki: Pki) -> None:
+def test_delegated_responder_not_included_is_refused(pki: Cast) -> None:
     request = build_request(pki.leaf, pki.ca)
     der = respond(pki, request, signer=pki.delegate, signer_key=pki.delegate_key)
     assert refused(pki, der, request).code == "ocsp-responder"
 
 
-def test_responder_without_ocsp_signing_is_refused(pki: Pki) -> None:
+def test_responder_without_ocsp_signing_is_refused(pki: Cast) -> None:
     request = build_request(pki.leaf, pki.ca)
     der = respond(pki, request, signer=pki.plain, signer_key=pki.plain_key, include=[pki.plain])
     error = refused(pki, der, request)
@@ -403,31 +393,20 @@ def test_responder_without_ocsp_signing_is_refused(pki: Pki) -> None:
     assert "OCSP Signing" in str(error)
 
 
-def test_responder_issued_by_another_ca_is_refused(pki: Pki) -> None:
+def test_responder_issued_by_another_ca_is_refused(pki: Cast) -> None:
     request = build_request(pki.leaf, pki.ca)
-    foreign = make_cert(
-        "Foreign Responder",
-        pki.delegate_key,
-        pki.stranger,
-        pki.stranger_key,
-        eku=[ExtendedKeyUsageOID.OCSP_SIGNING],
-    )
+    stranger = stranger_pki()
+    foreign = responder(stranger, "Foreign Responder", pki.delegate_key)
     der = respond(pki, request, signer=foreign, signer_key=pki.delegate_key, include=[foreign])
     error = refused(pki, der, request)
     assert error.code == "ocsp-responder"
     assert "not issued by CN=OCSP Test CA" in str(error)
 
 
-def test_expired_delegated_responder_is_refused(pki: Pki) -> None:
+def test_expired_delegated_responder_is_refused(pki: Cast) -> None:
     request = build_request(pki.leaf, pki.ca)
-    old = make_cert(
-        "Old Responder",
-        pki.delegate_key,
-        pki.ca,
-        pki.ca_key,
-        eku=[ExtendedKeyUsageOID.OCSP_SIGNING],
-        not_before=NOW - 100 * DAY,
-        not_after=NOW - DAY,
+    old = responder(
+        ocsp_pki(), "Old Responder", pki.delegate_key, not_before=NOW - 29 * DAY, days=28
     )
     der = respond(pki, request, signer=old, signer_key=pki.delegate_key, include=[old])
     error = refused(pki, der, request)
@@ -438,18 +417,18 @@ def test_expired_delegated_responder_is_refused(pki: Pki) -> None:
 # --------------------------------------------------------------------------- nonce
 
 
-def test_missing_nonce_in_response_is_accepted(pki: Pki) -> None:
+def test_missing_nonce_in_response_is_accepted(pki: Cast) -> None:
     request = build_request(pki.leaf, pki.ca)
     assert check(pki, respond(pki, request, nonce=None), request).status == "good"
 
 
-def test_different_nonce_is_refused(pki: Pki) -> None:
+def test_different_nonce_is_refused(pki: Cast) -> None:
     request = build_request(pki.leaf, pki.ca)
     error = refused(pki, respond(pki, request, nonce=b"\x00" * 16), request)
     assert error.code == "ocsp-nonce"
 
 
-def test_nonce_in_response_to_request_without_nonce_is_accepted(pki: Pki) -> None:
+def test_nonce_in_response_to_request_without_nonce_is_accepted(pki: Cast) -> None:
     request = build_request(pki.leaf, pki.ca, nonce=False)
     assert check(pki, respond(pki, request, nonce=b"\x05" * 16), request).status == "good"
 
@@ -457,7 +436,7 @@ def test_nonce_in_response_to_request_without_nonce_is_accepted(pki: Pki) -> Non
 # --------------------------------------------------------------------------- freshness
 
 
-def test_this_update_in_the_future_is_refused(pki: Pki) -> None:
+def test_this_update_in_the_future_is_refused(pki: Cast) -> None:
     request = build_request(pki.leaf, pki.ca)
     der = respond(pki, request, this_update=NOW + dt.timedelta(minutes=10))
     error = refused(pki, der, request)
@@ -465,13 +444,13 @@ def test_this_update_in_the_future_is_refused(pki: Pki) -> None:
     assert "in the future" in str(error)
 
 
-def test_this_update_within_clock_skew_is_accepted(pki: Pki) -> None:
+def test_this_update_within_clock_skew_is_accepted(pki: Cast) -> None:
     request = build_request(pki.leaf, pki.ca)
     der = respond(pki, request, this_update=NOW + dt.timedelta(minutes=4))
     assert check(pki, der, request).status == "good"
 
 
-def test_next_update_in_the_past_is_refused(pki: Pki) -> None:
+def test_next_update_in_the_past_is_refused(pki: Cast) -> None:
     request = build_request(pki.leaf, pki.ca)
     der = respond(pki, request, this_update=NOW - 2 * DAY, next_update=NOW - DAY)
     error = refused(pki, der, request)
@@ -479,7 +458,7 @@ def test_next_update_in_the_past_is_refused(pki: Pki) -> None:
     assert "expired" in str(error)
 
 
-def test_old_answer_without_next_update_is_refused(pki: Pki) -> None:
+def test_old_answer_without_next_update_is_refused(pki: Cast) -> None:
     request = build_request(pki.leaf, pki.ca)
     der = respond(pki, request, this_update=NOW - 8 * DAY, next_update=None)
     error = refused(pki, der, request)
@@ -488,7 +467,7 @@ def test_old_answer_without_next_update_is_refused(pki: Pki) -> None:
     assert check(pki, der, request, max_age=9 * DAY).status == "good"
 
 
-def test_answer_without_next_update_is_cached_one_hour(pki: Pki) -> None:
+def test_answer_without_next_update_is_cached_one_hour(pki: Cast) -> None:
     request = build_request(pki.leaf, pki.ca)
     answer = check(pki, respond(pki, request, next_update=None), request)
     assert answer.next_update is None
@@ -547,33 +526,22 @@ class _OpensslResponder:
         self.thread.join(5)
 
 
-@dataclass
-class RealPki:
-    ca: x509.Certificate
-    good: x509.Certificate
-    revoked: x509.Certificate
-    unlisted: x509.Certificate
-
-
 @pytest.fixture(scope="module")
-def real_pki(tmp_path_factory: pytest.TempPathFactory) -> tuple[RealPki, Path]:
+def real_pki(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[x509.Certificate, dict[str, x509.Certificate], Path]:
     """A CA and three certificates at the real current time; index.txt lists two of them."""
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     workdir = tmp_path_factory.mktemp("ocsp-openssl")
-    ca_key = test_key("ec:p256", 20)
-    ca = make_cert("Interop CA", ca_key, None, ca_key, serial=1, ca=True, not_before=now - DAY)
-    leaf_key = test_key("ec:p256", 21)
-    certs = [
-        make_cert(cn, leaf_key, ca, ca_key, serial=serial, not_before=now - DAY)
+    pki = Pki(root_cn="Interop CA", at=now, index=20)
+    certs = {
+        cn: pki.leaf(cn, issuer=pki.root_issuer, serial=serial, days=366)
         for cn, serial in [("good", 0x1001), ("revoked", 0x1002), ("unlisted", 0x1003)]
-    ]
-    write(workdir / "ca.pem", ca.public_bytes(serialization.Encoding.PEM))
-    write(workdir / "ca.key", key_pem(ca_key))
-    delegate_key = test_key("ec:p256", 22)
-    delegate = make_cert(
-        "Interop Responder", delegate_key, ca, ca_key, serial=2, not_before=now - DAY,
-        eku=[ExtendedKeyUsageOID.OCSP_SIGNING],
-    )  # fmt: skip
+    }
+    write(workdir / "ca.pem", pki.root.public_bytes(serialization.Encoding.PEM))
+    write(workdir / "ca.key", key_pem(pki.root_key))
+    delegate_key = test_key("ec:p256", 23)
+    delegate = responder(pki, "Interop Responder", delegate_key)
     write(workdir / "delegate.pem", delegate.public_bytes(serialization.Encoding.PEM))
     write(workdir / "delegate.key", key_pem(delegate_key))
     expiry = (now + 365 * DAY).strftime("%y%m%d%H%M%SZ")
@@ -582,7 +550,7 @@ def real_pki(tmp_path_factory: pytest.TempPathFactory) -> tuple[RealPki, Path]:
         f"R\t{expiry}\t250301120000Z,keyCompromise\t1002\tunknown\t/CN=revoked\n"
     )
     write(workdir / "index.txt", index.encode())
-    return RealPki(ca, *certs), workdir
+    return pki.root, certs, workdir
 
 
 @pytest.mark.interop
@@ -598,23 +566,22 @@ def real_pki(tmp_path_factory: pytest.TempPathFactory) -> tuple[RealPki, Path]:
 )
 def test_openssl_responder_answers_are_checked(
     openssl: str,
-    real_pki: tuple[RealPki, Path],
+    real_pki: tuple[x509.Certificate, dict[str, x509.Certificate], Path],
     signer: str,
     extra: list[str],
     nonce: bool,
     responder: str,
 ) -> None:
-    certs, workdir = real_pki
+    ca, certs, workdir = real_pki
     server = _OpensslResponder(openssl, workdir, signer, extra)
     try:
         with HttpFetcher(timeout=10, retries=0) as fetcher:
             answers = {}
             for name in ("good", "revoked", "unlisted"):
-                cert = getattr(certs, name)
-                request = build_request(cert, certs.ca, nonce=nonce)
+                request = build_request(certs[name], ca, nonce=nonce)
                 der = fetcher.post(server.url, request.der, "application/ocsp-request")
                 now = dt.datetime.now(dt.UTC)
-                answers[name] = check_response(der, request, certs.ca, at=now)
+                answers[name] = check_response(der, request, ca, at=now)
     finally:
         server.close()
     assert server.calls == 3

@@ -4,7 +4,6 @@ flows checked against the services, problem+json errors, size limits, no secrets
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import json
 import types
 import typing
@@ -18,7 +17,7 @@ from argon2 import PasswordHasher
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import NameOID
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
@@ -35,6 +34,7 @@ from certway.web.app import create_admin_app
 from certway.web.context import MAX_UPLOAD, WebContext
 
 from conftest import NOW, store_snapshot, test_key
+from pkitools import Pki
 
 PASSWORD = "correct horse battery"
 FQDN = "vcs.example.com"
@@ -153,101 +153,6 @@ def pem(cert: x509.Certificate) -> str:
 
 def cn(text: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, text)])
-
-
-class ExternalCa:
-    """A CA that certway knows nothing of, built with cryptography alone (the "external" CA
-    of the Expressway flow: the admin sends it the CSR and uploads what comes back)."""
-
-    def __init__(self, label: str = "External Root") -> None:
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        self.name = cn(label)
-        ski = x509.SubjectKeyIdentifier.from_public_key(self.key.public_key())
-        self.cert = (
-            x509.CertificateBuilder()
-            .subject_name(self.name)
-            .issuer_name(self.name)
-            .public_key(self.key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(NOW - dt.timedelta(days=10))
-            .not_valid_after(NOW + dt.timedelta(days=3650))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(ski, critical=False)
-            .sign(self.key, hashes.SHA256())
-        )
-
-    def sign_csr(self, csr_pem: str, *, days: int = 365) -> x509.Certificate:
-        csr = x509.load_pem_x509_csr(csr_pem.encode())
-        assert csr.is_signature_valid
-        sans = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        return self.issue(csr.subject, csr.public_key(), sans, days=days)  # type: ignore[arg-type]
-
-    def issue(
-        self,
-        subject: x509.Name,
-        public_key: ec.EllipticCurvePublicKey,
-        sans: x509.SubjectAlternativeName | None = None,
-        *,
-        days: int = 365,
-    ) -> x509.Certificate:
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(self.name)
-            .public_key(public_key)
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(NOW - dt.timedelta(hours=1))
-            .not_valid_after(NOW + dt.timedelta(days=days))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.ExtendedKeyUsage(
-                    [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-                ),
-                critical=False,
-            )
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
-                critical=False,
-            )
-        )
-        if sans is not None:
-            builder = builder.add_extension(sans, critical=False)
-        return builder.sign(self.key, hashes.SHA256())
-
-    def crl(self, *revoked: x509.Certificate, number: int = 1) -> x509.CertificateRevocationList:
-        builder = (
-            x509.CertificateRevocationListBuilder()
-            .issuer_name(self.name)
-            .last_update(NOW - dt.timedelta(hours=1))
-            .next_update(NOW + dt.timedelta(days=7))
-            .add_extension(x509.CRLNumber(number), critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
-                critical=False,
-            )
-        )
-        for cert in revoked:
-            builder = builder.add_revoked_certificate(
-                x509.RevokedCertificateBuilder()
-                .serial_number(cert.serial_number)
-                .revocation_date(NOW - dt.timedelta(hours=2))
-                .build()
-            )
-        return builder.sign(self.key, hashes.SHA256())
 
 
 def csr_pem(key: PrivateKey, common_name: str) -> str:
@@ -388,8 +293,8 @@ def test_every_changing_route_needs_a_read_write_account(
     # state for the routes to act on, so a missing check would really change something
     ok(alice.post("/domains", json={"name": "conf.example.com"}), 201)
     ok(alice.post("/local-ca/roots", json={"name": "lab", "subject": "CN=Lab Root"}), 201)
-    external = ExternalCa()
-    fingerprint = ok(alice.post("/trusted-cas", json={"data": pem(external.cert)}))["added"][0][
+    external = Pki(root_cn="External Root", index=500)
+    fingerprint = ok(alice.post("/trusted-cas", json={"data": pem(external.root)}))["added"][0][
         "fingerprint"
     ]
     ok(alice.post("/zones", json={"name": "core", "peers": ["127.0.0.1"], "port": 9}), 201)
@@ -465,9 +370,9 @@ def test_server_certificate_from_csr_signed_by_an_external_ca(node: Node, alice:
     service_pending = node.identities.pending_csr("server")
     assert service_pending is not None and service_pending.pem == generated["pem"]
 
-    external = ExternalCa("Acme Issuing CA")
-    ok(alice.post("/trusted-cas", json={"data": pem(external.cert)}))
-    signed = external.sign_csr(pending["pem"])
+    external = Pki(root_cn="Acme Issuing CA", index=503)
+    ok(alice.post("/trusted-cas", json={"data": pem(external.root)}))
+    signed = external.sign_csr(pending["pem"], issuer=external.root_issuer)
     uploaded = ok(alice.post("/server-cert", json={"certificate": pem(signed)}))
     assert uploaded["issuer"] == "CN=Acme Issuing CA"
     assert uploaded["warnings"] == []
@@ -490,18 +395,24 @@ def test_server_certificate_from_csr_signed_by_an_external_ca(node: Node, alice:
 
 
 def test_trusted_cas_add_refuse_leaf_and_delete(node: Node, alice: Api) -> None:
-    external = ExternalCa("Partner Root")
-    added = ok(alice.post("/trusted-cas", json={"data": pem(external.cert)}))["added"]
+    external = Pki(root_cn="Partner Root", index=506)
+    added = ok(alice.post("/trusted-cas", json={"data": pem(external.root)}))["added"]
     assert [a["subject"] for a in added] == ["CN=Partner Root"]
     fingerprint = added[0]["fingerprint"]
     listed = {e["fingerprint"] for e in ok(alice.get("/trusted-cas"))}
     assert fingerprint in listed
     assert fingerprint in {str(e.as_dict()["fingerprint"]) for e in node.trusted_cas.entries()}
     shown = ok(alice.get(f"/trusted-cas/{fingerprint}"))
-    assert x509.load_pem_x509_certificate(shown["pem"].encode()) == external.cert
+    assert x509.load_pem_x509_certificate(shown["pem"].encode()) == external.root
 
     # a leaf is refused with the CLI's message, and nothing changes
-    leaf = external.issue(cn("leaf.example.com"), test_key("ec:p256", 40).public_key())  # type: ignore[arg-type]
+    leaf = external.leaf(
+        "leaf.example.com",
+        sans=[],
+        public_key=test_key("ec:p256", 40).public_key(),
+        issuer=external.root_issuer,
+        days=365,
+    )
     before = store_snapshot(node.store.data_dir)
     detail = problem(alice.post("/trusted-cas", json={"data": pem(leaf)}), 422)
     assert "not a CA certificate" in detail
@@ -509,7 +420,7 @@ def test_trusted_cas_add_refuse_leaf_and_delete(node: Node, alice: Api) -> None:
     assert store_snapshot(node.store.data_dir) == before
 
     # base64 of DER is accepted too; garbage is a 400 with the service's words
-    der = base64.b64encode(external.cert.public_bytes(serialization.Encoding.DER)).decode()
+    der = base64.b64encode(external.root.public_bytes(serialization.Encoding.DER)).decode()
     assert ok(alice.post("/trusted-cas", json={"data": der}))["added"] == []
     assert "neither PEM nor base64" in problem(alice.post("/trusted-cas", json={"data": "%%"}), 400)
 
@@ -520,10 +431,16 @@ def test_trusted_cas_add_refuse_leaf_and_delete(node: Node, alice: Api) -> None:
 
 
 def test_manual_crl_upload_and_remove(node: Node, alice: Api) -> None:
-    external = ExternalCa("CRL Root")
-    ok(alice.post("/trusted-cas", json={"data": pem(external.cert)}))
-    victim = external.issue(cn("gone.example.com"), test_key("ec:p256", 41).public_key())  # type: ignore[arg-type]
-    crl = external.crl(victim)
+    external = Pki(root_cn="CRL Root", index=509)
+    ok(alice.post("/trusted-cas", json={"data": pem(external.root)}))
+    victim = external.leaf(
+        "gone.example.com",
+        sans=[],
+        public_key=test_key("ec:p256", 41).public_key(),
+        issuer=external.root_issuer,
+        days=365,
+    )
+    crl = external.crl([(victim, None)], issuer=external.root_issuer)
     accepted = ok(
         alice.post(
             "/crls/manual",
@@ -541,7 +458,9 @@ def test_manual_crl_upload_and_remove(node: Node, alice: Api) -> None:
     assert report["valid"] is False
 
     # base64 DER of a newer CRL replaces it; an older number is refused with the reason
-    newer = base64.b64encode(external.crl(number=2).public_bytes(serialization.Encoding.DER))
+    newer = base64.b64encode(
+        external.crl(issuer=external.root_issuer, number=2).public_bytes(serialization.Encoding.DER)
+    )
     ok(alice.post("/crls/manual", json={"data": newer.decode()}))
     older = crl.public_bytes(serialization.Encoding.PEM).decode()
     before = store_snapshot(node.store.data_dir)
@@ -572,9 +491,15 @@ def test_revocation_policy_put_and_get(node: Node, alice: Api) -> None:
 
 
 def test_client_certificate_check_maps_a_username(alice: Api, bob: Api) -> None:
-    external = ExternalCa("People CA")
-    ok(alice.post("/trusted-cas", json={"data": pem(external.cert)}))
-    person = external.issue(cn("carol"), test_key("ec:p256", 42).public_key())  # type: ignore[arg-type]
+    external = Pki(root_cn="People CA", index=512)
+    ok(alice.post("/trusted-cas", json={"data": pem(external.root)}))
+    person = external.leaf(
+        "carol",
+        sans=[],
+        public_key=test_key("ec:p256", 42).public_key(),
+        issuer=external.root_issuer,
+        days=365,
+    )
     body = {"certificate": pem(person), "regex": DEFAULT_REGEX, "format": "#Group1#@example.com"}
     for who in (alice, bob):  # a test changes nothing: read-only accounts may run it
         report = ok(who.post("/check", json=body))
@@ -582,7 +507,14 @@ def test_client_certificate_check_maps_a_username(alice: Api, bob: Api) -> None:
         assert report["username"] == "carol@example.com"
     detail = problem(alice.post("/check", json={**body, "format": None}), 422)
     assert detail == "give both a regex and a username format, or neither"
-    stranger = ExternalCa("Unknown CA").issue(cn("eve"), test_key("ec:p256", 43).public_key())  # type: ignore[arg-type]
+    unknown = Pki(root_cn="Unknown CA", index=515)
+    stranger = unknown.leaf(
+        "eve",
+        sans=[],
+        public_key=test_key("ec:p256", 43).public_key(),
+        issuer=unknown.root_issuer,
+        days=365,
+    )
     assert ok(alice.post("/check", json={"certificate": pem(stranger)}))["valid"] is False
 
 
@@ -695,8 +627,8 @@ def test_certificate_based_authentication_needs_a_mapped_client_certificate(
 
 
 def test_client_certificate_upload_never_echoes_key_or_passphrase(node: Node, alice: Api) -> None:
-    external = ExternalCa("Client CA")
-    ok(alice.post("/trusted-cas", json={"data": pem(external.cert)}))
+    external = Pki(root_cn="Client CA", index=518)
+    ok(alice.post("/trusted-cas", json={"data": pem(external.root)}))
     key = ec.generate_private_key(ec.SECP256R1())
     passphrase = "s3cret passphrase 42"
     key_pem = key.private_bytes(
@@ -704,9 +636,7 @@ def test_client_certificate_upload_never_echoes_key_or_passphrase(node: Node, al
         serialization.PrivateFormat.PKCS8,
         serialization.BestAvailableEncryption(passphrase.encode()),
     ).decode()
-    cert = external.issue(
-        cn(FQDN), key.public_key(), x509.SubjectAlternativeName([x509.DNSName(FQDN)])
-    )
+    cert = external.leaf(FQDN, public_key=key.public_key(), issuer=external.root_issuer, days=365)
     before = store_snapshot(node.store.data_dir)
     body = {"certificate": pem(cert), "key": key_pem, "passphrase": "guess Zq81x"}
     problem(alice.post("/client-cert", json=body), 400)
