@@ -48,6 +48,12 @@ PassFile = Annotated[
     Path | None,
     typer.Option("--passphrase-file", help="File whose first line is the passphrase."),
 ]
+TokenOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--token", help="Generate the CA key inside this PKCS#11 token (see 'certway token')."
+    ),
+]
 OutFile = Annotated[Path | None, typer.Option("--out", "-o", help="Output file (default stdout).")]
 
 
@@ -184,12 +190,18 @@ def ca_create_root(
     days: Annotated[int, typer.Option("--days")] = 3650,
     crl_url: CrlUrlOpt = None,
     ocsp_url: OcspUrlOpt = None,
+    token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Create a self-signed root CA."""
     with open_node(ctx) as n:
         info = n.local_ca.create_root(
-            name, subject, key_type=key_type, days=days, settings=_settings(crl_url, ocsp_url)
+            name,
+            subject,
+            key_type=key_type,
+            days=days,
+            settings=_settings(crl_url, ocsp_url),
+            token=token,
         )
     _print_ca(info, as_json, "created root")
 
@@ -204,6 +216,7 @@ def ca_create_intermediate(
     days: Annotated[int, typer.Option("--days")] = 1825,
     crl_url: CrlUrlOpt = None,
     ocsp_url: OcspUrlOpt = None,
+    token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Create an intermediate CA signed by another local CA."""
@@ -215,6 +228,7 @@ def ca_create_intermediate(
             key_type=key_type,
             days=days,
             settings=_settings(crl_url, ocsp_url),
+            token=token,
         )
     _print_ca(info, as_json, "created intermediate")
 
