@@ -232,6 +232,34 @@ class TokenSession:
                 return TokenRsaKey(self, private, rsa_public, id_hex)
         raise TokenError(f"key {id_hex} in token '{self.token_label}' is neither RSA nor EC")
 
+    def key_by_label(self, label: str) -> tuple[str, TokenEcKey | TokenRsaKey]:
+        """The one key pair labelled ``label`` (an existing key: ``ca import --token``)."""
+        pkcs11 = _pkcs11()
+        with self._lock:
+            try:
+                found = list(
+                    self._session.get_objects(
+                        {
+                            pkcs11.Attribute.CLASS: pkcs11.ObjectClass.PRIVATE_KEY,
+                            pkcs11.Attribute.LABEL: label,
+                        }
+                    )
+                )
+                ids = [bytes(obj[pkcs11.Attribute.ID]) for obj in found]
+            except pkcs11.PKCS11Error as exc:
+                _fail(f"cannot search token '{self.token_label}'", exc)
+        if not found:
+            raise TokenError(f"token '{self.token_label}' has no private key labelled '{label}'")
+        if len(found) > 1:
+            raise TokenError(
+                f"token '{self.token_label}' has {len(found)} private keys labelled '{label}'"
+            )
+        if not ids[0]:
+            raise TokenError(
+                f"the key labelled '{label}' has no object id (CKA_ID): give it one first"
+            )
+        return ids[0].hex(), self.key(ids[0].hex())
+
     def keys(self) -> list[TokenKeyInfo]:
         """The private key objects in the token (label, id, type)."""
         pkcs11 = _pkcs11()

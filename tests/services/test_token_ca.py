@@ -275,3 +275,73 @@ def test_token_key_cannot_be_exported(hsm_cli: Cli, softhsm: SoftHsm) -> None:
         )
     finally:
         session.close()
+
+
+def test_key_deleted_while_serving_fails_the_signature_not_over_to_another_key(
+    softhsm: SoftHsm, tmp_path: Path
+) -> None:
+    """A node already signing with a token key (issuer cached, session open) whose key object
+    is then deleted: the next signature fails with a clear error, nothing is recorded."""
+    from certway.hsm import TokenSession
+
+    pin = PIN
+    node = Node.init(tmp_path / "d", factory=False)
+    try:
+        node.tokens.add("hsm", module=softhsm.module, token_label=softhsm.label, pin=pin)
+        node.local_ca.create_root("live", "/CN=Live Root", token="hsm")
+        csr, _ = build_csr(test_key("ec:p256", 3), CsrForm(common_name="a.example.com"))
+        node.local_ca.sign_checked("live", csr)  # signs through the token
+        (key_id,) = [k for k, ca in node.tokens.test("hsm").used_by.items() if ca == "live"]
+        other = TokenSession(softhsm.module, softhsm.label, pin)
+        try:
+            other.destroy(key_id)
+        finally:
+            other.close()
+        with pytest.raises(TokenError, match="could not sign"):
+            node.local_ca.sign_checked("live", csr)
+        assert len(node.local_ca.issued("live")) == 1
+    finally:
+        node.close()
+
+
+def test_import_ca_whose_key_is_already_in_the_token(
+    hsm_cli: Cli, softhsm: SoftHsm, tmp_path: Path
+) -> None:
+    import datetime as dt
+
+    from certway.hsm import TokenSession
+    from certway.pki.issue import create_root
+
+    cli = hsm_cli
+    session = TokenSession(softhsm.module, softhsm.label, PIN)
+    try:
+        _, key = session.generate("rsa:2048", "existing-ca-key")
+        now = dt.datetime.now(dt.UTC)
+        name = x509.Name.from_rfc4514_string("CN=Existing Token CA")
+        cert = create_root(key, name, not_before=now, not_after=now + dt.timedelta(days=800))
+    finally:
+        session.close()
+    cert_file = write(tmp_path / "existing.pem", cert.public_bytes(serialization.Encoding.PEM))
+    other = write(
+        tmp_path / "other.pem",
+        create_root(test_key("ec:p256", 4), name, not_before=now,
+                    not_after=now + dt.timedelta(days=800)).public_bytes(serialization.Encoding.PEM),
+    )  # fmt: skip
+    before = store_snapshot(cli.data_dir)
+    mismatch = cli("ca", "import", "--name", "imp", "--cert", other, "--token", "hsm",
+                   "--key-label", "existing-ca-key")  # fmt: skip
+    assert mismatch.exit_code == 2 and "does not match the CA certificate" in mismatch.stderr
+    missing = cli("ca", "import", "--name", "imp", "--cert", cert_file, "--token", "hsm",
+                  "--key-label", "no-such-key")  # fmt: skip
+    assert missing.exit_code == 2 and "no private key labelled 'no-such-key'" in missing.stderr
+    both = cli("ca", "import", "--name", "imp", "--cert", cert_file, "--key", cert_file,
+               "--token", "hsm", "--key-label", "existing-ca-key")  # fmt: skip
+    assert both.exit_code == 2 and "give either --key, or --token" in both.stderr
+    assert store_snapshot(cli.data_dir) == before
+
+    imported = cli.ok("ca", "import", "--name", "imp", "--cert", cert_file, "--token", "hsm",
+                      "--key-label", "existing-ca-key", "--json")  # fmt: skip
+    assert json.loads(imported.stdout)["key"] == "RSA 2048 in token 'hsm'"
+    leaf = sign_leaf(cli, "imp", tmp_path, "imp.example.com")
+    verified = openssl("verify", "-CAfile", cert_file, leaf)
+    assert verified.returncode == 0, verified.stdout + verified.stderr

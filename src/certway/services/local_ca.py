@@ -293,19 +293,66 @@ class LocalCA:
             raise PolicyViolation(
                 "expired", f"the CA certificate expired on {cert.not_valid_after_utc:%Y-%m-%d}"
             )
-        parent_id = None
-        if cert.issuer != cert.subject:
-            with self._store.reading() as session:
-                for row in CaRepository(session).all():
-                    parent_cert = x509.load_der_x509_certificate(row.certificate_der)
-                    if parent_cert.subject == cert.issuer:
-                        try:
-                            cert.verify_directly_issued_by(parent_cert)
-                        except (ValueError, TypeError, InvalidSignature):
-                            continue
-                        parent_id = row.id
-                        break
-        return self._save_ca(name, "imported", parent_id, cert, key, settings)
+        return self._save_ca(name, "imported", self._parent_of(cert), cert, key, settings)
+
+    @audited("ca.import")
+    def import_token_ca(
+        self,
+        name: str,
+        cert_data: bytes,
+        *,
+        token: str,
+        key_label: str,
+        settings: CaSettings | None = None,
+    ) -> CaInfo:
+        """Import a CA whose key already is in a PKCS#11 token (found by its label); the
+        key stays there and the CA keeps a reference to it."""
+        settings = settings or CaSettings()
+        self._check_new(name, 1, settings)
+        certs = load_certificates(cert_data)
+        if len(certs) != 1:
+            raise PolicyViolation(
+                "ca-import", f"give exactly one CA certificate; the file holds {len(certs)}"
+            )
+        cert = certs[0]
+        tokens = self._token_service()
+        token_id = tokens.token_id(token)
+        object_id, key = tokens.key_by_label(token_id, key_label)
+        if not key_matches(key, cert.public_key()):
+            raise PolicyViolation(
+                "key-mismatch",
+                f"the key labelled '{key_label}' in token '{token}' does not match the CA "
+                "certificate",
+            )
+        Issuer(cert, key)  # refuses non-CA certificates with a clear message
+        if cert.not_valid_after_utc <= self._clock.now():
+            raise PolicyViolation(
+                "expired", f"the CA certificate expired on {cert.not_valid_after_utc:%Y-%m-%d}"
+            )
+        return self._save_ca(
+            name,
+            "imported",
+            self._parent_of(cert),
+            cert,
+            key,
+            settings,
+            in_token=(token_id, object_id),
+        )
+
+    def _parent_of(self, cert: x509.Certificate) -> int | None:
+        """The local CA that issued ``cert``, if any."""
+        if cert.issuer == cert.subject:
+            return None
+        with self._store.reading() as session:
+            for row in CaRepository(session).all():
+                parent_cert = x509.load_der_x509_certificate(row.certificate_der)
+                if parent_cert.subject == cert.issuer:
+                    try:
+                        cert.verify_directly_issued_by(parent_cert)
+                    except (ValueError, TypeError, InvalidSignature):
+                        continue
+                    return row.id
+        return None
 
     def _check_new(self, name: str, days: int, settings: CaSettings) -> None:
         if not _NAME_RE.match(name):

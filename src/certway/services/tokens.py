@@ -140,6 +140,9 @@ class Tokens:
     ) -> tuple[str, TokenEcKey | TokenRsaKey]:
         return self.session(token_id).generate(key_type, label)
 
+    def key_by_label(self, token_id: int, label: str) -> tuple[str, TokenEcKey | TokenRsaKey]:
+        return self.session(token_id).key_by_label(label)
+
     def key(self, token_id: int, key_id: str) -> TokenEcKey | TokenRsaKey:
         return self.session(token_id).key(key_id)
 
