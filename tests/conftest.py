@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -118,3 +122,45 @@ def cli(tmp_path: Path) -> Cli:
     runner = Cli(tmp_path / "data")
     runner.ok("init")
     return runner
+
+
+# -- a throwaway SoftHSM2 token per test run (token-backed CAs) ----------------------------
+PIN = "pin-5e1f7a93c2"  # the user PIN of the test tokens; distinctive, so a leak would be found
+MODULES = ("/usr/lib/softhsm/libsofthsm2.so", "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so")
+
+
+@dataclass(frozen=True)
+class SoftHsm:
+    module: str
+    label: str  # a token certway logs in to
+    fresh_label: str  # a token nobody logs in to (wrong-PIN checks)
+
+
+@pytest.fixture(scope="session")
+def softhsm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SoftHsm]:
+    util = shutil.which("softhsm2-util")
+    module = next((m for m in MODULES if Path(m).is_file()), None)
+    if util is None or module is None:
+        pytest.skip("SoftHSM2 is not installed (make test installs the Debian package softhsm2)")
+    pytest.importorskip(
+        "pkcs11", reason="python-pkcs11 is not installed (pip install -e '.[test]')"
+    )
+    base = tmp_path_factory.mktemp("softhsm")
+    (base / "tokens").mkdir()
+    conf = base / "softhsm2.conf"
+    conf.write_text(
+        f"directories.tokendir = {base / 'tokens'}\nobjectstore.backend = file\nlog.level = ERROR\n"
+    )
+    previous = os.environ.get("SOFTHSM2_CONF")
+    os.environ["SOFTHSM2_CONF"] = str(conf)  # read by the module when it is first loaded
+    for label in ("certway-test", "certway-fresh"):
+        subprocess.run(
+            [util, "--init-token", "--free", "--label", label, "--pin", PIN, "--so-pin", "so-9d2c"],
+            check=True,
+            capture_output=True,
+        )
+    yield SoftHsm(module, "certway-test", "certway-fresh")
+    if previous is None:
+        os.environ.pop("SOFTHSM2_CONF", None)
+    else:
+        os.environ["SOFTHSM2_CONF"] = previous

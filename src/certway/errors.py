@@ -12,6 +12,7 @@ a traceback for bad input, and an error is raised before any state is changed.
      ├── NotFound             a named object (CA, certificate, …) does not exist
      ├── Conflict             the change clashes with existing state (duplicate name, …)
      ├── StoreError           the data directory is missing, locked or unreadable
+ ├── TokenError           a PKCS#11 token cannot be used (module, PIN, key object)
      ├── FetchError           a network fetch (CRL, OCSP) failed
      └── ValidationFailed     a peer certificate was rejected; carries ``code`` and ``cert_index``
           ├── Untrusted        no path to a trusted CA (or a bad signature on the way)
@@ -43,6 +44,7 @@ __all__ = [
     "RevocationUnknown",
     "Revoked",
     "StoreError",
+    "TokenError",
     "Untrusted",
     "ValidationCode",
     "ValidationFailed",
@@ -80,6 +82,10 @@ class Conflict(CertwayError):
 
 class StoreError(CertwayError):
     """The data directory or database cannot be used."""
+
+
+class TokenError(CertwayError):
+    """A PKCS#11 token (HSM) cannot be used: module missing, PIN refused, key gone."""
 
 
 class FetchError(CertwayError):

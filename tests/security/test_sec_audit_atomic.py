@@ -36,7 +36,7 @@ from certway.services import audit as audit_module
 from certway.services.identities import CsrOptions
 from certway.services.node import Node
 
-from conftest import NOW, test_key
+from conftest import NOW, PIN, SoftHsm, test_key
 from pkitools import Pki
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
@@ -191,7 +191,7 @@ def node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Node]:
 
 
 def test_every_audited_change_writes_its_row_in_its_own_transaction(
-    node: Node, monkeypatch: pytest.MonkeyPatch
+    node: Node, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
 ) -> None:
     def separate_write(*_args: Any, **_kw: Any) -> None:
         raise AssertionError("an audit row written in a transaction of its own")
@@ -288,8 +288,21 @@ def test_every_audited_change_writes_its_row_in_its_own_transaction(
     )
     call("certificate.restore", lambda: node.identities.restore("server", "", 1))
     call("client-cert.copy-server", lambda: node.identities.copy_server_to_client())
-
     declared = audited_actions()
+    # PKCS#11 tokens: with the SoftHSM2 token of the run (skipped only without SoftHSM2)
+    try:
+        hsm: SoftHsm | None = request.getfixturevalue("softhsm")
+    except pytest.skip.Exception:
+        hsm = None
+    if hsm is not None:
+        token = hsm
+        call(
+            "token.add",
+            lambda: node.tokens.add("hsm", module=token.module, token_label=token.label, pin=PIN),
+        )
+    else:
+        declared.pop("token.add")
+
     assert {action for action, _ in calls} == set(declared), "every audited method is called"
     for action, run in calls:
         before = len(node.audit.entries(limit=100_000))

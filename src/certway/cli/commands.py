@@ -48,6 +48,12 @@ PassFile = Annotated[
     Path | None,
     typer.Option("--passphrase-file", help="File whose first line is the passphrase."),
 ]
+TokenOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--token", help="Generate the CA key inside this PKCS#11 token (see 'certway token')."
+    ),
+]
 OutFile = Annotated[Path | None, typer.Option("--out", "-o", help="Output file (default stdout).")]
 
 
@@ -184,12 +190,18 @@ def ca_create_root(
     days: Annotated[int, typer.Option("--days")] = 3650,
     crl_url: CrlUrlOpt = None,
     ocsp_url: OcspUrlOpt = None,
+    token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Create a self-signed root CA."""
     with open_node(ctx) as n:
         info = n.local_ca.create_root(
-            name, subject, key_type=key_type, days=days, settings=_settings(crl_url, ocsp_url)
+            name,
+            subject,
+            key_type=key_type,
+            days=days,
+            settings=_settings(crl_url, ocsp_url),
+            token=token,
         )
     _print_ca(info, as_json, "created root")
 
@@ -204,6 +216,7 @@ def ca_create_intermediate(
     days: Annotated[int, typer.Option("--days")] = 1825,
     crl_url: CrlUrlOpt = None,
     ocsp_url: OcspUrlOpt = None,
+    token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Create an intermediate CA signed by another local CA."""
@@ -215,6 +228,7 @@ def ca_create_intermediate(
             key_type=key_type,
             days=days,
             settings=_settings(crl_url, ocsp_url),
+            token=token,
         )
     _print_ca(info, as_json, "created intermediate")
 
@@ -224,19 +238,39 @@ def ca_import(
     ctx: typer.Context,
     name: Annotated[str, typer.Option("--name")],
     cert: Annotated[Path, typer.Option("--cert", help="CA certificate (PEM or DER).")],
-    key: Annotated[Path, typer.Option("--key", help="CA private key (PEM or DER).")],
+    key: Annotated[Path | None, typer.Option("--key", help="CA private key (PEM or DER).")] = None,
     passphrase_file: PassFile = None,
     crl_url: CrlUrlOpt = None,
     ocsp_url: OcspUrlOpt = None,
+    token: Annotated[
+        str | None, typer.Option("--token", help="The CA key is in this PKCS#11 token.")
+    ] = None,
+    key_label: Annotated[
+        str | None, typer.Option("--key-label", help="Label of the CA key in the token.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Import an existing CA (certificate + private key); the key is encrypted at rest."""
+    """Import an existing CA: certificate + private key (encrypted at rest), or certificate
+    + a key already in a PKCS#11 token (--token and --key-label)."""
+    if (key is None) == (token is None) or (token is None) != (key_label is None):
+        raise PolicyViolation(
+            "ca-import", "give either --key, or --token with --key-label (the key in a token)"
+        )
     cert_data = read_input(cert, "certificate file")
+    settings = _settings(crl_url, ocsp_url)
+    if token is not None and key_label is not None:
+        with open_node(ctx) as n:
+            info = n.local_ca.import_token_ca(
+                name, cert_data, token=token, key_label=key_label, settings=settings
+            )
+        _print_ca(info, as_json, "imported")
+        return
+    assert key is not None
     key_data = read_input(key, "key file")
     passphrase = read_passphrase(passphrase_file)
     with open_node(ctx) as n:
         info = n.local_ca.import_ca(
-            name, cert_data, key_data, passphrase=passphrase, settings=_settings(crl_url, ocsp_url)
+            name, cert_data, key_data, passphrase=passphrase, settings=settings
         )
     _print_ca(info, as_json, "imported")
 

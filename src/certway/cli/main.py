@@ -264,6 +264,7 @@ from certway.cli import (  # noqa: E402,F401  (registers the commands)
     serve_commands,
     sip_commands,
     tls_commands,
+    token_commands,
     trust_commands,
     zone_commands,
 )

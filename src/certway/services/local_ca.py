@@ -10,6 +10,7 @@ one class so that state has one owner.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
 import threading
@@ -20,7 +21,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
 from certway.clock import Clock, utc
-from certway.errors import Conflict, NotFound, PolicyViolation
+from certway.errors import CertwayError, Conflict, NotFound, PolicyViolation, TokenError
 from certway.pki.crl import (
     REASON_NAMES,
     CrlParams,
@@ -31,12 +32,20 @@ from certway.pki.crl import (
 )
 from certway.pki.csr import check_csr
 from certway.pki.issue import BACKDATE, Issuer, check_days, create_root, issue_from_csr
-from certway.pki.keys import PublicKey, generate_key, key_matches, load_private_key
+from certway.pki.keys import (
+    PrivateKey,
+    PublicKey,
+    describe_key,
+    generate_key,
+    key_matches,
+    load_private_key,
+)
 from certway.pki.load import load_certificates, load_csr
 from certway.pki.names import parse_subject, san_text
 from certway.pki.ocsp_responder import CertStatus, OcspQuery, issuer_hashes
 from certway.pki.text import fingerprint, format_name, parse_serial, serial_hex
 from certway.services.audit import Audit, audited
+from certway.services.tokens import Tokens
 from certway.services.trusted_cas import TRUST_VERSION
 from certway.store.db import Session, Store
 from certway.store.repositories import (
@@ -132,8 +141,11 @@ class _CrlState:
 class LocalCA:
     """The node's certificate authorities, persisted in its store."""
 
-    def __init__(self, store: Store, clock: Clock, audit: Audit) -> None:
+    def __init__(
+        self, store: Store, clock: Clock, audit: Audit, tokens: Tokens | None = None
+    ) -> None:
         self._store = store
+        self._tokens = tokens
         self._clock = clock
         self._audit = audit
         self._lock = threading.Lock()
@@ -164,16 +176,26 @@ class LocalCA:
         key_type: str = "ec:p256",
         days: int = 3650,
         settings: CaSettings | None = None,
+        token: str | None = None,
     ) -> CaInfo:
+        """A self-signed root; with ``token``, its key is generated inside that PKCS#11
+        token and never leaves it."""
         settings = settings or CaSettings()
         self._check_new(name, days, settings)
         subject_name = x509.Name(parse_subject(subject))
         now = self._clock.now()
-        key = generate_key(key_type)
-        cert = create_root(
-            key, subject_name, not_before=now - BACKDATE, not_after=now + dt.timedelta(days=days)
-        )
-        return self._save_ca(name, "root", None, cert, key, settings)
+        key, in_token = self._new_key(name, key_type, token)
+        try:
+            cert = create_root(
+                key,
+                subject_name,
+                not_before=now - BACKDATE,
+                not_after=now + dt.timedelta(days=days),
+            )
+            return self._save_ca(name, "root", None, cert, key, settings, in_token=in_token)
+        except BaseException:
+            self._drop_token_key(in_token)
+            raise
 
     @audited("ca.create-intermediate")
     def create_intermediate(
@@ -185,7 +207,10 @@ class LocalCA:
         key_type: str = "ec:p256",
         days: int = 1825,
         settings: CaSettings | None = None,
+        token: str | None = None,
     ) -> CaInfo:
+        """An intermediate signed by ``parent``; with ``token``, its key is generated
+        inside that PKCS#11 token and never leaves it."""
         settings = settings or CaSettings()
         self._check_new(name, days, settings)
         parent_row, parent_issuer = self._issuer(parent)
@@ -193,17 +218,52 @@ class LocalCA:
         if not subject_name:
             raise PolicyViolation("empty-name", "a CA needs a subject, e.g. /CN=Example Issuing CA")
         now = self._clock.now()
-        key = generate_key(key_type)
-        cert = parent_issuer.issue(
-            key.public_key(),
-            subject_name,
-            profile="sub-ca",
-            not_before=now - BACKDATE,
-            not_after=now + dt.timedelta(days=days),
-        )
-        return self._save_ca(
-            name, "intermediate", parent_row.id, cert, key, settings, issued_by=parent_row.id
-        )
+        key, in_token = self._new_key(name, key_type, token)
+        try:
+            cert = parent_issuer.issue(
+                key.public_key(),
+                subject_name,
+                profile="sub-ca",
+                not_before=now - BACKDATE,
+                not_after=now + dt.timedelta(days=days),
+            )
+            return self._save_ca(
+                name,
+                "intermediate",
+                parent_row.id,
+                cert,
+                key,
+                settings,
+                issued_by=parent_row.id,
+                in_token=in_token,
+            )
+        except BaseException:
+            self._drop_token_key(in_token)
+            raise
+
+    def _new_key(
+        self, name: str, key_type: str, token: str | None
+    ) -> tuple[PrivateKey, tuple[int, str] | None]:
+        """A new CA key: sealed in software, or generated in ``token`` (labelled with the
+        CA's name); the second item is (token id, key object id) for a token key."""
+        if token is None:
+            return generate_key(key_type), None
+        tokens = self._token_service()
+        token_id = tokens.token_id(token)
+        object_id, key = tokens.generate(token_id, key_type, name)
+        return key, (token_id, object_id)
+
+    def _drop_token_key(self, in_token: tuple[int, str] | None) -> None:
+        """Delete a token key whose CA could not be created (best effort: the error that
+        stopped the creation is the one to report)."""
+        if in_token is not None and self._tokens is not None:
+            with contextlib.suppress(CertwayError):
+                self._tokens.session(in_token[0]).destroy(in_token[1])
+
+    def _token_service(self) -> Tokens:
+        if self._tokens is None:
+            raise TokenError("this node was started without PKCS#11 token support")
+        return self._tokens
 
     @audited("ca.import")
     def import_ca(
@@ -233,19 +293,66 @@ class LocalCA:
             raise PolicyViolation(
                 "expired", f"the CA certificate expired on {cert.not_valid_after_utc:%Y-%m-%d}"
             )
-        parent_id = None
-        if cert.issuer != cert.subject:
-            with self._store.reading() as session:
-                for row in CaRepository(session).all():
-                    parent_cert = x509.load_der_x509_certificate(row.certificate_der)
-                    if parent_cert.subject == cert.issuer:
-                        try:
-                            cert.verify_directly_issued_by(parent_cert)
-                        except (ValueError, TypeError, InvalidSignature):
-                            continue
-                        parent_id = row.id
-                        break
-        return self._save_ca(name, "imported", parent_id, cert, key, settings)
+        return self._save_ca(name, "imported", self._parent_of(cert), cert, key, settings)
+
+    @audited("ca.import")
+    def import_token_ca(
+        self,
+        name: str,
+        cert_data: bytes,
+        *,
+        token: str,
+        key_label: str,
+        settings: CaSettings | None = None,
+    ) -> CaInfo:
+        """Import a CA whose key already is in a PKCS#11 token (found by its label); the
+        key stays there and the CA keeps a reference to it."""
+        settings = settings or CaSettings()
+        self._check_new(name, 1, settings)
+        certs = load_certificates(cert_data)
+        if len(certs) != 1:
+            raise PolicyViolation(
+                "ca-import", f"give exactly one CA certificate; the file holds {len(certs)}"
+            )
+        cert = certs[0]
+        tokens = self._token_service()
+        token_id = tokens.token_id(token)
+        object_id, key = tokens.key_by_label(token_id, key_label)
+        if not key_matches(key, cert.public_key()):
+            raise PolicyViolation(
+                "key-mismatch",
+                f"the key labelled '{key_label}' in token '{token}' does not match the CA "
+                "certificate",
+            )
+        Issuer(cert, key)  # refuses non-CA certificates with a clear message
+        if cert.not_valid_after_utc <= self._clock.now():
+            raise PolicyViolation(
+                "expired", f"the CA certificate expired on {cert.not_valid_after_utc:%Y-%m-%d}"
+            )
+        return self._save_ca(
+            name,
+            "imported",
+            self._parent_of(cert),
+            cert,
+            key,
+            settings,
+            in_token=(token_id, object_id),
+        )
+
+    def _parent_of(self, cert: x509.Certificate) -> int | None:
+        """The local CA that issued ``cert``, if any."""
+        if cert.issuer == cert.subject:
+            return None
+        with self._store.reading() as session:
+            for row in CaRepository(session).all():
+                parent_cert = x509.load_der_x509_certificate(row.certificate_der)
+                if parent_cert.subject == cert.issuer:
+                    try:
+                        cert.verify_directly_issued_by(parent_cert)
+                    except (ValueError, TypeError, InvalidSignature):
+                        continue
+                    return row.id
+        return None
 
     def _check_new(self, name: str, days: int, settings: CaSettings) -> None:
         if not _NAME_RE.match(name):
@@ -269,15 +376,18 @@ class LocalCA:
         settings: CaSettings,
         *,
         issued_by: int | None = None,
+        in_token: tuple[int, str] | None = None,
     ) -> CaInfo:
-        """Store a new CA; ``issued_by`` also records it in that local CA's inventory."""
+        """Store a new CA; ``issued_by`` also records it in that local CA's inventory;
+        ``in_token`` (token id, key object id) stores a reference to a token key instead
+        of sealing the key."""
         now = self._clock.now()
         with self._store.transaction() as session:
             repo = CaRepository(session)
             if repo.by_name(name) is not None:
                 raise Conflict(f"a CA named '{name}' already exists")
             keys = KeyRepository(session, self._store.vault)
-            key_id = keys.put(key, now)  # type: ignore[arg-type]
+            key_id = keys.put(key, now) if in_token is None else None  # type: ignore[arg-type]
             repo.add(
                 CaRow(
                     name=name,
@@ -285,6 +395,8 @@ class LocalCA:
                     parent_id=parent_id,
                     certificate_der=cert.public_bytes(serialization.Encoding.DER),
                     key_id=key_id,
+                    token_id=in_token[0] if in_token else None,
+                    token_key_id=in_token[1] if in_token else None,
                     subject=format_name(cert.subject),
                     not_after=cert.not_valid_after_utc,
                     crl_urls="\n".join(settings.crl_urls),
@@ -301,7 +413,7 @@ class LocalCA:
             self._audit.note(
                 subject=format_name(cert.subject),
                 fingerprint=fingerprint(cert),
-                key=keys.description(key_id),
+                key=self._key_description(keys, key_id, in_token, cert),
             )
         return self.info(name)
 
@@ -313,7 +425,34 @@ class LocalCA:
             names = {row.id: row.name for row in rows}
             counts = repo.counts()
             keys = KeyRepository(session, self._store.vault)
-            return [self._info(row, names, counts, keys.description(row.key_id)) for row in rows]
+            return [
+                self._info(
+                    row,
+                    names,
+                    counts,
+                    self._key_description(
+                        keys,
+                        row.key_id,
+                        (row.token_id, row.token_key_id or "") if row.token_id else None,
+                        x509.load_der_x509_certificate(row.certificate_der),
+                    ),
+                )
+                for row in rows
+            ]
+
+    def _key_description(
+        self,
+        keys: KeyRepository,
+        key_id: str | None,
+        in_token: tuple[int, str] | None,
+        cert: x509.Certificate,
+    ) -> str:
+        if in_token is None:
+            return keys.description(key_id) if key_id else "?"
+        token = self._tokens.name(in_token[0]) if self._tokens else "?"
+        public = cert.public_key()
+        kind = describe_key(public) if isinstance(public, PublicKey) else "?"
+        return f"{kind} in token '{token}'"
 
     def info(self, name: str) -> CaInfo:
         for info in self.cas():
@@ -688,7 +827,12 @@ class LocalCA:
         issuer = self._issuers.get(row.id)
         if issuer is None:
             cert = x509.load_der_x509_certificate(row.certificate_der)
-            key = KeyRepository(session, self._store.vault).get(row.key_id)
+            key: PrivateKey
+            if row.token_id is not None:
+                key = self._token_service().key(row.token_id, row.token_key_id or "")
+            else:
+                assert row.key_id is not None  # a CA has a sealed key or a token key
+                key = KeyRepository(session, self._store.vault).get(row.key_id)
             issuer = Issuer(
                 cert,
                 key,

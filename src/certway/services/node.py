@@ -27,6 +27,7 @@ from certway.services.revocation import (
 )
 from certway.services.sip_settings import SipSettings
 from certway.services.tls_settings import TlsSettings
+from certway.services.tokens import Tokens
 from certway.services.trusted_cas import TrustedCAs
 from certway.services.zones import Zones
 from certway.store.db import Store
@@ -58,7 +59,8 @@ class Node:
         if fetcher_factory is default_fetcher:
             # HTTPS downloads use the "outbound" TLS profile in force at each fetch.
             fetcher_factory = self._outbound_fetcher
-        self.local_ca = LocalCA(store, clock, self.audit)
+        self.tokens = Tokens(store, clock, self.audit)
+        self.local_ca = LocalCA(store, clock, self.audit, self.tokens)
         self.trusted_cas = TrustedCAs(store, clock, self.audit)
         self.revocation = RevocationService(
             store,
@@ -135,4 +137,5 @@ class Node:
 
     def close(self) -> None:
         self.fetch_pool.close()
+        self.tokens.close()
         self.store.close()

@@ -35,6 +35,7 @@ from certway.store.schema import (
     PrivateKeyRow,
     RevocationRow,
     SettingRow,
+    TokenRow,
     TrustDefaultRow,
     TrustedCaRow,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "RevocationRecord",
     "SettingsRepository",
     "SlotRepository",
+    "TokenRepository",
     "TrustRepository",
 ]
 
@@ -89,6 +91,49 @@ class KeyRepository:
     def description(self, key_id: str) -> str:
         row = self._session.get(PrivateKeyRow, key_id)
         return row.description if row is not None else "?"
+
+
+class TokenRepository:
+    """Registered PKCS#11 tokens; the PIN is sealed with the vault like a private key."""
+
+    def __init__(self, session: Session, vault: KeyVault) -> None:
+        self._session = session
+        self._vault = vault
+
+    def add(self, name: str, module: str, token_label: str, pin: str, at: dt.datetime) -> int:
+        row = TokenRow(
+            name=name,
+            module=module,
+            token_label=token_label,
+            sealed_pin=self._vault.seal(pin.encode(), _token_aad(name)),
+            created_at=at,
+        )
+        self._session.add(row)
+        self._session.flush()
+        return row.id
+
+    def all(self) -> Sequence[TokenRow]:
+        return self._session.scalars(select(TokenRow).order_by(TokenRow.name)).all()
+
+    def by_name(self, name: str) -> TokenRow | None:
+        return self._session.scalars(select(TokenRow).where(TokenRow.name == name)).first()
+
+    def by_id(self, token_id: int) -> TokenRow | None:
+        return self._session.get(TokenRow, token_id)
+
+    def pin(self, row: TokenRow) -> str:
+        return self._vault.open(row.sealed_pin, _token_aad(row.name)).decode()
+
+    def ca_keys(self, token_id: int) -> list[tuple[str, str]]:
+        """(CA name, key object id) of the CAs whose key is in this token."""
+        rows = self._session.execute(
+            select(CaRow.name, CaRow.token_key_id).where(CaRow.token_id == token_id)
+        ).all()
+        return [(name, key_id or "") for name, key_id in rows]
+
+
+def _token_aad(name: str) -> bytes:
+    return b"certway/token-pin/" + name.encode()
 
 
 @dataclass(frozen=True, slots=True)

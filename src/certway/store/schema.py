@@ -17,7 +17,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Base", "CaRow", "CrlRow", "IssuedRow", "PrivateKeyRow", "RevocationRow"]
+__all__ = ["Base", "CaRow", "CrlRow", "IssuedRow", "PrivateKeyRow", "RevocationRow", "TokenRow"]
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):
@@ -56,6 +56,18 @@ class PrivateKeyRow(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
 
+class TokenRow(Base):
+    """A PKCS#11 token certway may keep CA keys in; its PIN sealed by the key vault."""
+
+    __tablename__ = "tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    module: Mapped[str] = mapped_column(Text)
+    token_label: Mapped[str] = mapped_column(String(32))
+    sealed_pin: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
 class CaRow(Base):
     __tablename__ = "cas"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -63,7 +75,10 @@ class CaRow(Base):
     kind: Mapped[str] = mapped_column(String(16))  # root | intermediate | imported
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("cas.id"), nullable=True)
     certificate_der: Mapped[bytes] = mapped_column(LargeBinary)
-    key_id: Mapped[str] = mapped_column(ForeignKey("private_keys.id"))
+    # The key: sealed in private_keys, or (token-backed CA) an object in a PKCS#11 token.
+    key_id: Mapped[str | None] = mapped_column(ForeignKey("private_keys.id"), nullable=True)
+    token_id: Mapped[int | None] = mapped_column(ForeignKey("tokens.id"), nullable=True)
+    token_key_id: Mapped[str | None] = mapped_column(String(64), nullable=True)  # CKA_ID, hex
     subject: Mapped[str] = mapped_column(Text)
     not_after: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     crl_urls: Mapped[str] = mapped_column(Text, default="")  # newline separated

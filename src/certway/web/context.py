@@ -38,6 +38,7 @@ from certway.errors import (
     PassphraseError,
     PolicyViolation,
     StoreError,
+    TokenError,
     ValidationFailed,
 )
 from certway.services.admins import AdminInfo
@@ -84,6 +85,7 @@ _STATUS: list[tuple[type[CertwayError], int, str]] = [
     (NotFound, 404, "Not found"),
     (Conflict, 409, "Conflict"),
     (StoreError, 503, "Store unavailable"),
+    (TokenError, 503, "Key token unavailable"),
     (FetchError, 502, "Fetch failed"),
     (ValidationFailed, 422, "Validation failed"),
     (PassphraseError, 400, "Bad passphrase"),  # a DecodeError: more specific first

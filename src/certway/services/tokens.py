@@ -1,0 +1,153 @@
+"""PKCS#11 tokens (HSMs) that keep local CAs' keys.
+
+A token is registered under a name with its module path, token label and PIN; the PIN is
+sealed with the node's master key like a private key and is never logged, printed nor put in
+an error. Registering logs in once first, so a wrong PIN, a missing module or an unknown
+token label is refused before anything is stored. Sessions are opened on first use and kept
+(one login per token, not one per signature) until the node closes.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+
+from certway.clock import Clock
+from certway.errors import Conflict, NotFound, PolicyViolation
+from certway.hsm import TokenEcKey, TokenKeyInfo, TokenRsaKey, TokenSession
+from certway.services.audit import Audit, audited
+from certway.store.db import Store
+from certway.store.repositories import TokenRepository
+
+__all__ = ["TokenInfo", "TokenTest", "Tokens"]
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    name: str
+    module: str
+    token_label: str
+    cas: tuple[str, ...]  # the CAs whose key is in this token
+
+
+@dataclass(frozen=True, slots=True)
+class TokenTest:
+    """What `token test` found: the key objects in the token, and which CA uses each."""
+
+    name: str
+    keys: tuple[TokenKeyInfo, ...]
+    used_by: dict[str, str]  # key object id (hex) → CA name
+
+
+class Tokens:
+    """The node's registered PKCS#11 tokens and their open sessions."""
+
+    def __init__(self, store: Store, clock: Clock, audit: Audit) -> None:
+        self._store = store
+        self._clock = clock
+        self._audit = audit
+        self._lock = threading.Lock()
+        self._sessions: dict[int, TokenSession] = {}
+
+    @audited("token.add")
+    def add(self, name: str, *, module: str, token_label: str, pin: str) -> TokenInfo:
+        if not _NAME_RE.match(name):
+            raise PolicyViolation(
+                "token-name", f"token name '{name}' must be 1-64 letters, digits, '.', '_' or '-'"
+            )
+        if not token_label or len(token_label) > 32:
+            raise PolicyViolation("token-label", "a PKCS#11 token label has 1-32 characters")
+        if not pin:
+            raise PolicyViolation("token-pin", "the PIN file is empty")
+        with self._store.reading() as session:
+            if TokenRepository(session, self._store.vault).by_name(name) is not None:
+                raise Conflict(f"a token named '{name}' already exists")
+        probe = TokenSession(module, token_label, pin)  # refuses a bad module, label or PIN
+        try:
+            with self._store.transaction() as session:
+                repo = TokenRepository(session, self._store.vault)
+                if repo.by_name(name) is not None:
+                    raise Conflict(f"a token named '{name}' already exists")
+                token_id = repo.add(name, module, token_label, pin, self._clock.now())
+                self._audit.note(module=module, token_label=token_label)
+        except BaseException:
+            probe.close()
+            raise
+        with self._lock:
+            self._sessions[token_id] = probe
+        return TokenInfo(name, module, token_label, ())
+
+    def tokens(self) -> list[TokenInfo]:
+        with self._store.reading() as session:
+            repo = TokenRepository(session, self._store.vault)
+            return [
+                TokenInfo(
+                    row.name,
+                    row.module,
+                    row.token_label,
+                    tuple(ca for ca, _ in repo.ca_keys(row.id)),
+                )
+                for row in repo.all()
+            ]
+
+    def test(self, name: str) -> TokenTest:
+        """Log in (or reuse the session) and list the token's private key objects."""
+        token_id = self.token_id(name)
+        keys = self.session(token_id).keys()
+        with self._store.reading() as session:
+            used = {
+                key_id: ca
+                for ca, key_id in TokenRepository(session, self._store.vault).ca_keys(token_id)
+            }
+        return TokenTest(name, tuple(keys), used)
+
+    # -- for the local CA ----------------------------------------------------------------------
+    def token_id(self, name: str) -> int:
+        with self._store.reading() as session:
+            repo = TokenRepository(session, self._store.vault)
+            row = repo.by_name(name)
+            if row is None:
+                names = [r.name for r in repo.all()]
+                known = f"; known tokens: {', '.join(names)}" if names else "; none registered"
+                raise NotFound(f"no token named '{name}'{known} (see 'certway token add')")
+            return row.id
+
+    def name(self, token_id: int) -> str:
+        with self._store.reading() as session:
+            row = TokenRepository(session, self._store.vault).by_id(token_id)
+            return row.name if row is not None else "?"
+
+    def session(self, token_id: int) -> TokenSession:
+        """The open session on a token, logging in on first use."""
+        with self._lock:
+            found = self._sessions.get(token_id)
+            if found is not None:
+                return found
+            with self._store.reading() as session:
+                repo = TokenRepository(session, self._store.vault)
+                row = repo.by_id(token_id)
+                if row is None:
+                    raise NotFound(f"no token with id {token_id}")
+                module, label, pin = row.module, row.token_label, repo.pin(row)
+            opened = self._sessions[token_id] = TokenSession(module, label, pin)
+            return opened
+
+    def generate(
+        self, token_id: int, key_type: str, label: str
+    ) -> tuple[str, TokenEcKey | TokenRsaKey]:
+        return self.session(token_id).generate(key_type, label)
+
+    def key_by_label(self, token_id: int, label: str) -> tuple[str, TokenEcKey | TokenRsaKey]:
+        return self.session(token_id).key_by_label(label)
+
+    def key(self, token_id: int, key_id: str) -> TokenEcKey | TokenRsaKey:
+        return self.session(token_id).key(key_id)
+
+    def close(self) -> None:
+        with self._lock:
+            sessions, self._sessions = list(self._sessions.values()), {}
+        for opened in sessions:
+            opened.close()
