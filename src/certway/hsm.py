@@ -16,7 +16,7 @@ import os
 import secrets
 import threading
 from types import ModuleType
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Self
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa, utils
@@ -307,7 +307,26 @@ def _not_extractable() -> NoReturn:
     raise TokenError("the key is kept in a PKCS#11 token and cannot be exported")
 
 
-class TokenEcKey(ec.EllipticCurvePrivateKey):
+class _InToken:
+    """What every token key shares: its private half never leaves the token, and a copy of
+    the key object is the same object (it holds the token session)."""
+
+    def private_bytes(
+        self,
+        encoding: serialization.Encoding,
+        format: serialization.PrivateFormat,
+        encryption_algorithm: serialization.KeySerializationEncryption,
+    ) -> bytes:
+        _not_extractable()
+
+    def __copy__(self) -> Self:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, object]) -> Self:
+        return self
+
+
+class TokenEcKey(_InToken, ec.EllipticCurvePrivateKey):
     """An EC key in a token: ``sign()`` hashes here and has the token sign the digest."""
 
     def __init__(
@@ -351,22 +370,8 @@ class TokenEcKey(ec.EllipticCurvePrivateKey):
     def private_numbers(self) -> ec.EllipticCurvePrivateNumbers:
         _not_extractable()
 
-    def private_bytes(
-        self,
-        encoding: serialization.Encoding,
-        format: serialization.PrivateFormat,
-        encryption_algorithm: serialization.KeySerializationEncryption,
-    ) -> bytes:
-        _not_extractable()
 
-    def __copy__(self) -> TokenEcKey:
-        return self
-
-    def __deepcopy__(self, memo: dict[int, object]) -> TokenEcKey:
-        return self
-
-
-class TokenRsaKey(rsa.RSAPrivateKey):
+class TokenRsaKey(_InToken, rsa.RSAPrivateKey):
     """An RSA key in a token: PKCS#1 v1.5 signatures with SHA-256/384/512, by the token."""
 
     def __init__(
@@ -408,17 +413,3 @@ class TokenRsaKey(rsa.RSAPrivateKey):
 
     def private_numbers(self) -> rsa.RSAPrivateNumbers:
         _not_extractable()
-
-    def private_bytes(
-        self,
-        encoding: serialization.Encoding,
-        format: serialization.PrivateFormat,
-        encryption_algorithm: serialization.KeySerializationEncryption,
-    ) -> bytes:
-        _not_extractable()
-
-    def __copy__(self) -> TokenRsaKey:
-        return self
-
-    def __deepcopy__(self, memo: dict[int, object]) -> TokenRsaKey:
-        return self

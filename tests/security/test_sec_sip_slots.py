@@ -7,15 +7,13 @@ Before the fix one authenticated peer could open all 1,000 connections and keep 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import socket
 import ssl
-import threading
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -27,25 +25,10 @@ from certway.sip.listener import SipLimits, SipListener
 from waiting import wait_for
 
 from conftest import key_pem, test_key, write
+from serving import LoopThread
 
 FQDN = "sip.example.com"
 PEM = serialization.Encoding.PEM
-T = TypeVar("T")
-
-
-class LoopThread:
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 15) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=10)
-        self.loop.close()
 
 
 @pytest.fixture

@@ -4,18 +4,16 @@ once, access rules, and malformed/slow peers that never block the others."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 import select
 import socket
 import ssl
 import subprocess
-import threading
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -33,9 +31,9 @@ from conftest import key_pem, test_key, write
 from pkitools import Pki, cucm_certificate
 from revocation_servers import OpensslOcspResponder
 from revocation_servers import _index_time as index_time
+from serving import LoopThread
 
 FQDN = "sip.example.com"
-T = TypeVar("T")
 PEM = serialization.Encoding.PEM
 
 
@@ -51,30 +49,6 @@ def options_request(call_id: str = "c1@peer.example.com", cseq: int = 1) -> byte
         f"CSeq: {cseq} OPTIONS\r\n"
         "Content-Length: 0\r\n\r\n"
     ).encode()
-
-
-class LoopThread:
-    """An asyncio loop in a background thread (the listener's home in these tests)."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 15) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def close(self) -> None:
-        async def cancel_all() -> None:
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-        self.run(cancel_all())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=10)
-        self.loop.close()
 
 
 @pytest.fixture
