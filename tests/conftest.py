@@ -134,6 +134,7 @@ class SoftHsm:
     module: str
     label: str  # a token certway logs in to
     fresh_label: str  # a token nobody logs in to (wrong-PIN checks)
+    tokendir: Path  # SoftHSM's token directory (moved away to take the tokens out)
 
 
 @pytest.fixture(scope="session")
@@ -159,7 +160,7 @@ def softhsm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SoftHsm]:
             check=True,
             capture_output=True,
         )
-    yield SoftHsm(module, "certway-test", "certway-fresh")
+    yield SoftHsm(module, "certway-test", "certway-fresh", base / "tokens")
     if previous is None:
         os.environ.pop("SOFTHSM2_CONF", None)
     else:

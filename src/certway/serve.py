@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 import uvicorn
 
+from certway.errors import CertwayError
 from certway.services.admin_security import SECURITY_VERSION
 from certway.services.node import Node
 from certway.services.node_settings import IDENTITY_VERSION
@@ -199,9 +200,13 @@ class NodeServer:
                 await asyncio.wait_for(self._stopping.wait(), self.options.reload_interval)
 
     def _refresh_crls(self) -> None:
-        """Each local CA's CRL is re-signed before it goes stale."""
+        """Each local CA's CRL is re-signed before it goes stale. One CA that cannot sign
+        (its token is unavailable: an alarm says so) does not hold up the others."""
         for ca in self.node.local_ca.cas():
-            self.node.local_ca.current_crl(ca.name)
+            try:
+                self.node.local_ca.current_crl(ca.name)
+            except CertwayError as exc:
+                log.error("event=crl-refresh-failed ca=%s error=%r", ca.name, str(exc))
 
     async def _update_crls_if_due(self) -> None:
         """The daily CRL source update, on the fetch pool (each download has its deadline)."""

@@ -21,6 +21,7 @@ from certway.services.identities import Identities
 from certway.services.local_ca import LocalCA
 from certway.services.revocation import RevocationService
 from certway.services.sip_settings import MutualTls, SipSettings
+from certway.services.tokens import Tokens
 from certway.services.trusted_cas import TrustedCAs
 from certway.services.zones import alarms_for_zones
 from certway.store.db import Store
@@ -51,6 +52,7 @@ class AlarmKind(StrEnum):
     CRL_SOURCE = "crl-source"
     OCSP_RESPONDER = "ocsp-responder"
     ZONE = "zone"
+    TOKEN = "token"  # noqa: S105 (an alarm kind, not a secret)
 
 
 _SEVERITY_ORDER = {AlarmSeverity.CRITICAL: 0, AlarmSeverity.WARNING: 1}
@@ -125,6 +127,7 @@ class Alarms:
         local_ca: LocalCA,
         revocation: RevocationService,
         sip: SipSettings | None = None,
+        tokens: Tokens | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -133,6 +136,7 @@ class Alarms:
         self._local_ca = local_ca
         self._revocation = revocation
         self._sip = sip
+        self._tokens = tokens
 
     def current(self) -> list[Alarm]:
         """The alarms raised now, most severe first; records first-seen times."""
@@ -163,6 +167,7 @@ class Alarms:
             )
         yield from self._revocation_sources(now)
         yield from self._sip_rules()
+        yield from self._token_faults()
         for zone_alarm in alarms_for_zones(self._store):
             about = zone_alarm.id.removeprefix(f"{AlarmKind.ZONE}:")
             yield _Cause(AlarmKind.ZONE, about, AlarmSeverity(zone_alarm.severity), zone_alarm.text)
@@ -204,6 +209,20 @@ class Alarms:
                     domain.not_after,
                     now,
                 )
+
+    def _token_faults(self) -> Iterable[_Cause]:
+        if self._tokens is None:
+            return
+        for fault in self._tokens.faults():
+            cas = ", ".join(f"'{ca}'" for ca in fault.cas)
+            yield _Cause(
+                AlarmKind.TOKEN,
+                fault.name,
+                AlarmSeverity.CRITICAL,
+                f"PKCS#11 token '{fault.name}' cannot sign for local CA {cas} ({fault.reason}): "
+                "its certificates, CRLs and OCSP answers fail until the token is back; "
+                "certway logs in again by itself",
+            )
 
     def _sip_rules(self) -> Iterable[_Cause]:
         if self._sip is None:

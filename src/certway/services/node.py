@@ -85,6 +85,7 @@ class Node:
             self.local_ca,
             self.revocation,
             self.sip,
+            self.tokens,
         )
         self.admins = AdminAccounts(store, clock, self.audit)
         self.zones = Zones(store, clock, self.audit)

@@ -131,6 +131,15 @@ class TokenRepository:
         ).all()
         return [(name, key_id or "") for name, key_id in rows]
 
+    def ca_certificates(self, token_id: int) -> list[tuple[str, str, bytes]]:
+        """(CA name, key object id, CA certificate DER) of the CAs whose key is here."""
+        rows = self._session.execute(
+            select(CaRow.name, CaRow.token_key_id, CaRow.certificate_der).where(
+                CaRow.token_id == token_id
+            )
+        ).all()
+        return [(name, key_id or "", der) for name, key_id, der in rows]
+
 
 def _token_aad(name: str) -> bytes:
     return b"certway/token-pin/" + name.encode()
