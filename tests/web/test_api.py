@@ -42,7 +42,11 @@ PROBLEM = "application/problem+json"
 API = "/api/v1"
 DESCRIPTION = {f"{API}/openapi.json", f"{API}/docs"}
 """The API's own description: served like any other route, to accounts only."""
-READS_ONLY = {("POST", f"{API}/check"), ("POST", f"{API}/server-cert/csr/preview")}
+READS_ONLY = {
+    ("POST", f"{API}/check"),
+    ("POST", f"{API}/server-cert/csr/preview"),
+    ("POST", f"{API}/tokens/{{name}}/test"),
+}
 """POST routes that compute an answer and change nothing: open to read-only accounts."""
 
 
@@ -244,6 +248,7 @@ PATH_VALUES = {
     "/tls/{service}": "zones",
     "/zones/{name}": "core",
     "/sip/rules/{id}": "1",
+    "/tokens/{name}": "hsm",
 }
 
 

@@ -13,6 +13,7 @@ alarm, and only that CA's operations fail meanwhile.
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from dataclasses import dataclass
@@ -26,9 +27,23 @@ from certway.services.audit import Audit, audited
 from certway.store.db import Store
 from certway.store.repositories import TokenRepository
 
-__all__ = ["TokenFault", "TokenInfo", "TokenTest", "Tokens"]
+__all__ = ["SYSTEM_MODULE_DIRS", "TokenFault", "TokenInfo", "TokenTest", "Tokens"]
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+SYSTEM_MODULE_DIRS: tuple[str, ...] = (
+    "/usr/lib/softhsm",
+    "/usr/lib/x86_64-linux-gnu/softhsm",
+    "/usr/lib/aarch64-linux-gnu/softhsm",
+    "/usr/lib/pkcs11",
+    "/usr/lib/x86_64-linux-gnu/pkcs11",
+    "/usr/lib/aarch64-linux-gnu/pkcs11",
+    "/usr/local/lib/pkcs11",
+)
+"""Where a token's module may be when it is registered over the network (API, UI): a
+module is a library certway loads into its own process, so a web administrator may pick a
+system PKCS#11 module (or one a registered token already uses) but not any file on disk.
+``certway token add`` on the node itself may name any module."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +83,13 @@ class Tokens:
         self._sessions: dict[int, TokenSession] = {}
 
     @audited("token.add")
-    def add(self, name: str, *, module: str, token_label: str, pin: str) -> TokenInfo:
+    def add(
+        self, name: str, *, module: str, token_label: str, pin: str, remote: bool = False
+    ) -> TokenInfo:
+        """Register a token; ``remote``: asked over the network, so the module must be a
+        system module or one already in use (``SYSTEM_MODULE_DIRS``)."""
+        if remote:
+            self._check_remote_module(module)
         if not _NAME_RE.match(name):
             raise PolicyViolation(
                 "token-name", f"token name '{name}' must be 1-64 letters, digits, '.', '_' or '-'"
@@ -94,6 +115,19 @@ class Tokens:
         with self._lock:
             self._sessions[token_id] = probe
         return TokenInfo(name, module, token_label, ())
+
+    def _check_remote_module(self, module: str) -> None:
+        real = os.path.realpath(module)
+        if any(os.path.dirname(real) == os.path.realpath(d) for d in SYSTEM_MODULE_DIRS):
+            return
+        if any(os.path.realpath(t.module) == real for t in self.tokens()):
+            return
+        raise PolicyViolation(
+            "token-module",
+            f"the PKCS#11 module {module} is not in a system module directory "
+            f"({', '.join(SYSTEM_MODULE_DIRS)}) nor used by a registered token: register "
+            "such a module on the node itself with 'certway token add'",
+        )
 
     def tokens(self) -> list[TokenInfo]:
         with self._store.reading() as session:

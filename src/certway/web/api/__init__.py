@@ -22,6 +22,7 @@ from certway.web.api import (
     sip,
     status,
     tls,
+    tokens,
     trust,
     zones,
 )
@@ -38,6 +39,7 @@ for _part in (
     trust,
     revocation,
     local_ca,
+    tokens,
     admin,
     sip,
     zones,

@@ -18,6 +18,7 @@ from certway.web.ui import (
     sip,
     status,
     tls,
+    tokens,
     trust,
 )
 from certway.web.ui.login import certificate_refused_page
@@ -36,5 +37,6 @@ for _area in (
     admin_security,
     sip,
     local_ca,
+    tokens,
 ):
     router.include_router(_area.router)

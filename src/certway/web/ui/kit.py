@@ -91,6 +91,7 @@ NAV: tuple[tuple[str, str], ...] = (
     ("/certificate-auth", "Certificate-based authentication"),
     ("/sip", "SIP TLS & zones"),
     ("/local-ca", "Local CA"),
+    ("/tokens", "PKCS#11 tokens"),
     ("/audit", "Audit log"),
 )
 MODE_LABELS = {
@@ -328,7 +329,9 @@ class Form:
 
     def values(self) -> dict[str, str]:
         """First values of the text fields, to fill a form in again (never secrets)."""
-        return {k: v[0] for k, v in self.fields.items() if v and k not in {"csrf", "passphrase"}}
+        return {
+            k: v[0] for k, v in self.fields.items() if v and k not in {"csrf", "passphrase", "pin"}
+        }
 
 
 def _size(count: int) -> str:

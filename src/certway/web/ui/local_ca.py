@@ -43,6 +43,7 @@ def _local_ca_page(view: View, form: Form | None = None) -> HTMLResponse:
         cas=cas,
         form=(form or Form()).values(),
         key_types=KEY_TYPES,
+        tokens=[t.name for t in view.node.tokens.tokens()],
         profiles=tuple(PROFILES),
         reasons=tuple(REASONS),
         signed=view.result,
@@ -64,6 +65,7 @@ def local_ca_create_root(view: View, form: Form) -> str:
         key_type=form.get("key_type", "ec:p256"),
         days=form.integer("days", "the validity in days", 3650),
         settings=settings,
+        token=form.opt("token"),
     )
     return (
         f"created CA '{info.name}': {info.subject} ({info.key}), valid until "
