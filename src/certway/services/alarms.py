@@ -21,6 +21,7 @@ from certway.services.identities import Identities
 from certway.services.local_ca import LocalCA
 from certway.services.revocation import RevocationService
 from certway.services.sip_settings import MutualTls, SipSettings
+from certway.services.syslog import SyslogSettings
 from certway.services.tokens import Tokens
 from certway.services.trusted_cas import TrustedCAs
 from certway.services.zones import alarms_for_zones
@@ -52,6 +53,7 @@ class AlarmKind(StrEnum):
     CRL_SOURCE = "crl-source"
     OCSP_RESPONDER = "ocsp-responder"
     ZONE = "zone"
+    SYSLOG = "syslog"
     TOKEN = "token"  # noqa: S105 (an alarm kind, not a secret)
 
 
@@ -128,6 +130,7 @@ class Alarms:
         revocation: RevocationService,
         sip: SipSettings | None = None,
         tokens: Tokens | None = None,
+        syslog: SyslogSettings | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -137,6 +140,7 @@ class Alarms:
         self._revocation = revocation
         self._sip = sip
         self._tokens = tokens
+        self._syslog = syslog
 
     def current(self) -> list[Alarm]:
         """The alarms raised now, most severe first; records first-seen times."""
@@ -168,6 +172,7 @@ class Alarms:
         yield from self._revocation_sources(now)
         yield from self._sip_rules()
         yield from self._token_faults()
+        yield from self._syslog_destinations()
         for zone_alarm in alarms_for_zones(self._store):
             about = zone_alarm.id.removeprefix(f"{AlarmKind.ZONE}:")
             yield _Cause(AlarmKind.ZONE, about, AlarmSeverity(zone_alarm.severity), zone_alarm.text)
@@ -222,6 +227,28 @@ class Alarms:
                 f"PKCS#11 token '{fault.name}' cannot sign for local CA {cas} ({fault.reason}): "
                 "its certificates, CRLs and OCSP answers fail until the token is back; "
                 "certway logs in again by itself",
+            )
+
+    def _syslog_destinations(self) -> Iterable[_Cause]:
+        if self._syslog is None or not self._syslog.destinations():
+            return
+        for destination, state in self._syslog.status():
+            if state.error is None:
+                continue
+            lost = (
+                f"; {state.dropped} older message{'' if state.dropped == 1 else 's'} dropped "
+                "because the queue was full"
+                if state.dropped
+                else ""
+            )
+            waiting = f"{state.queued} message{'' if state.queued == 1 else 's'} waiting"
+            reason = f": {state.error}"
+            yield _Cause(
+                AlarmKind.SYSLOG,
+                destination.address,
+                AlarmSeverity.WARNING,
+                f"remote syslog {destination.address} ({destination.transport.value}) cannot "
+                f"take messages{reason} ({waiting}{lost})",
             )
 
     def _sip_rules(self) -> Iterable[_Cause]:

@@ -26,6 +26,7 @@ from certway.services.revocation import (
     default_fetcher,
 )
 from certway.services.sip_settings import SipSettings
+from certway.services.syslog import SyslogSettings
 from certway.services.tls_settings import TlsSettings
 from certway.services.tokens import Tokens
 from certway.services.trusted_cas import TrustedCAs
@@ -60,6 +61,7 @@ class Node:
             # HTTPS downloads use the "outbound" TLS profile in force at each fetch.
             fetcher_factory = self._outbound_fetcher
         self.tokens = Tokens(store, clock, self.audit)
+        self.syslog = SyslogSettings(store, clock, self.audit)
         self.local_ca = LocalCA(store, clock, self.audit, self.tokens)
         self.trusted_cas = TrustedCAs(store, clock, self.audit)
         self.revocation = RevocationService(
@@ -86,6 +88,7 @@ class Node:
             self.revocation,
             self.sip,
             self.tokens,
+            self.syslog,
         )
         self.admins = AdminAccounts(store, clock, self.audit)
         self.zones = Zones(store, clock, self.audit)
@@ -139,4 +142,5 @@ class Node:
     def close(self) -> None:
         self.fetch_pool.close()
         self.tokens.close()
+        self.syslog.close()
         self.store.close()

@@ -590,6 +590,14 @@ class AuditRepository:
     def get(self, row_id: int) -> AuditRow | None:
         return self._session.get(AuditRow, row_id)
 
+    def after(self, row_id: int, limit: int) -> list[AuditRow]:
+        """At most ``limit`` rows with an id above ``row_id``, oldest first."""
+        query = select(AuditRow).where(AuditRow.id > row_id).order_by(AuditRow.id).limit(limit)
+        return list(self._session.scalars(query).all())
+
+    def last_id(self) -> int:
+        return int(self._session.scalar(select(func.max(AuditRow.id))) or 0)
+
     def newest(self, *, since: dt.datetime | None, limit: int) -> list[AuditRow]:
         """At most ``limit`` rows (from ``since`` on), the newest ones, oldest first."""
         query = select(AuditRow).order_by(AuditRow.id.desc()).limit(limit)

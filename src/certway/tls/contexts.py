@@ -33,6 +33,7 @@ __all__ = [
     "ServerTls",
     "TlsState",
     "build_context",
+    "client_context",
     "defer_verification",
     "load_identity",
 ]
@@ -251,3 +252,20 @@ class ServerTls:
         except (ssl.SSLError, OSError, ValueError):
             return ssl.ALERT_DESCRIPTION_INTERNAL_ERROR
         return None
+
+
+def client_context(
+    identity: ActiveIdentity | None, key: PrivateKey | None, profile: TlsProfile = INTERMEDIATE
+) -> ssl.SSLContext:
+    """A client context with the TLS ``profile`` presenting ``identity`` (certificate +
+    chain), if any.
+
+    OpenSSL does not check the server: the caller does, after the handshake, through the
+    node's one validation path (zones, remote syslog).
+    """
+    context = profile.apply(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT))
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    if identity is not None and key is not None:
+        load_identity(context, [identity.certificate, *identity.chain], key)
+    return context
