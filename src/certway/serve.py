@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import uvicorn
 
 from certway.errors import CertwayError
+from certway.outbound.syslog import SyslogSender
 from certway.services.admin_security import SECURITY_VERSION
 from certway.services.node import Node
 from certway.services.node_settings import IDENTITY_VERSION
@@ -70,6 +71,7 @@ class ServeOptions:
     sip: tuple[str, int] | None = ("127.0.0.1", 5061)
     reload_interval: float = 0.5
     scheduler_interval: float = 30.0
+    syslog_retry: float = 1.0  # first pause after a failed delivery (doubles up to 60 s)
 
 
 class _Server(uvicorn.Server):
@@ -134,6 +136,7 @@ class NodeServer:
         self._sip_started = options.sip is None
         if options.sip is not None:
             self.sip = SipListener(node, options.sip[0], options.sip[1], sip_settings=node.sip)
+        self.syslog = SyslogSender(node, retry=options.syslog_retry)
         self._stopping = asyncio.Event()
         self._seen_alarms: set[str] = set()
         self._crl_update: asyncio.Task[None] | None = None
@@ -263,6 +266,9 @@ class NodeServer:
         if install_signals:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, self.stop)
+        certway_log = logging.getLogger("certway")
+        certway_log.addHandler(self.syslog.events)
+        self.syslog.start()
         if self.sip is not None:
             await self.sip.start()
             self._sip_started = True
@@ -277,6 +283,8 @@ class NodeServer:
             await self._finish_crl_update()
             if self.sip is not None:
                 await self.sip.stop()
+            await asyncio.to_thread(self.syslog.stop)
+            certway_log.removeHandler(self.syslog.events)
             if install_signals:
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     loop.remove_signal_handler(sig)

@@ -263,6 +263,7 @@ from certway.cli import (  # noqa: E402,F401  (registers the commands)
     node_commands,
     serve_commands,
     sip_commands,
+    syslog_commands,
     tls_commands,
     token_commands,
     trust_commands,

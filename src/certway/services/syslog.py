@@ -143,7 +143,7 @@ class SyslogSettings:
         with self._store.reading() as session:
             raw = SettingsRepository(session).get(_KEY) or []
         return [
-            Destination(d["host"], int(d["port"]), Transport(d["transport"]), bool(d["verify"]))
+            Destination(d["host"], int(d["port"]), Transport(d["transport"]), d["verify"] is True)
             for d in raw
         ]
 
@@ -171,10 +171,8 @@ class SyslogSettings:
                 raise PolicyViolation(
                     "syslog-destinations", f"at most {MAX_DESTINATIONS} syslog destinations"
                 )
-            settings.set(
-                _KEY,
-                [*current, {k: v for k, v in added.as_dict().items() if k != "address"}],
-            )
+            stored = {"host": host, "port": port, "transport": chosen.value, "verify": added.verify}
+            settings.set(_KEY, [*current, stored])
             settings.bump(SYSLOG_VERSION)
             self._audit.note(address=added.address, transport=chosen.value, verify=added.verify)
         return added
