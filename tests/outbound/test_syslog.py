@@ -312,3 +312,54 @@ def test_cli_add_list_test_remove(tmp_path: Path, pki: Pki) -> None:
     assert "not a valid DNS name" in bad.stderr
     cli.ok("syslog", "remove", f"127.0.0.1:{server.port}")
     assert "no syslog destination" in cli.ok("syslog", "list").stdout
+
+
+@pytest.mark.interop
+def test_api_and_ui(tmp_path: Path, node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
+    import base64
+    import html
+
+    from argon2 import PasswordHasher
+    from fastapi.testclient import TestClient
+
+    from certway.web.app import create_admin_app
+
+    monkeypatch.setattr(
+        "certway.services.admins._HASHER", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    )
+    node.admins.add("alice", "read-write", "a-long-password")
+    node.admins.add("bob", "read-only", "a-long-password")
+
+    def auth(user: str) -> dict[str, str]:
+        token = base64.b64encode(f"{user}:a-long-password".encode()).decode()
+        return {"Authorization": f"Basic {token}"}
+
+    client = TestClient(create_admin_app(node, secure_cookies=False))
+    with rsyslog(tmp_path / "rsyslog", transport="tcp") as server:
+        body = {"address": f"127.0.0.1:{server.port}", "transport": "tcp"}
+        assert client.post("/api/v1/syslog", json=body, headers=auth("bob")).status_code == 403
+        added = client.post("/api/v1/syslog", json=body, headers=auth("alice"))
+        assert added.status_code == 201, added.text
+        assert added.json()["verify"] == "off" and added.json()["queued"] == 0
+        tested = client.post("/api/v1/syslog/test", headers=auth("alice")).json()
+        assert tested == [{"address": body["address"], "ok": True, "error": None}]
+        wait_for(lambda: server.messages("syslog-test"), "the test message")
+        listed = client.get("/api/v1/syslog", headers=auth("bob")).json()
+        assert [d["address"] for d in listed] == [body["address"]]
+    # the UI: a removal needs its confirmation
+    login = client.post("/login", data={"user": "alice", "password": "a-long-password"})
+    assert login.status_code == 200
+
+    def post(path: str, data: dict[str, str]) -> str:
+        found = re.search(r'name="csrf" value="([^"]+)"', client.get("/syslog").text)
+        assert found
+        return html.unescape(client.post(path, data={"csrf": found.group(1), **data}).text)
+
+    page = post("/syslog/remove", {"address": body["address"]})
+    assert "tick the confirmation box" in page
+    assert "removed syslog receiver" in post(
+        "/syslog/remove", {"address": body["address"], "confirm": "yes"}
+    )
+    assert "added syslog receiver 127.0.0.1:6514 over tls" in post(
+        "/syslog", {"address": "127.0.0.1", "transport": "tls"}
+    )

@@ -220,6 +220,8 @@ def test_every_audited_change_writes_its_row_in_its_own_transaction(
     call("sip.rule.remove", lambda: node.sip.remove_rule(node.sip.get().rules[0].id))
     call("zone.add", lambda: node.zones.add("core", peers=["127.0.0.1"]))
     call("zone.remove", lambda: node.zones.remove("core"))
+    call("syslog.add", lambda: node.syslog.add("127.0.0.1:6514"))
+    call("syslog.remove", lambda: node.syslog.remove("127.0.0.1:6514"))
     # trust and revocation
     call("trust.add", lambda: node.trusted_cas.add(ca_pem))
     call(

@@ -21,6 +21,7 @@ from certway.web.api import (
     server_cert,
     sip,
     status,
+    syslog,
     tls,
     tokens,
     trust,
@@ -43,6 +44,7 @@ for _part in (
     admin,
     sip,
     zones,
+    syslog,
     tls,
 ):
     router.include_router(_part.router)

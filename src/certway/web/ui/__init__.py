@@ -17,6 +17,7 @@ from certway.web.ui import (
     revocation,
     sip,
     status,
+    syslog,
     tls,
     tokens,
     trust,
@@ -38,5 +39,6 @@ for _area in (
     sip,
     local_ca,
     tokens,
+    syslog,
 ):
     router.include_router(_area.router)

@@ -92,6 +92,7 @@ NAV: tuple[tuple[str, str], ...] = (
     ("/sip", "SIP TLS & zones"),
     ("/local-ca", "Local CA"),
     ("/tokens", "PKCS#11 tokens"),
+    ("/syslog", "Remote syslog"),
     ("/audit", "Audit log"),
 )
 MODE_LABELS = {
