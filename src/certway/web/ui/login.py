@@ -14,6 +14,7 @@ from certway.web.context import SESSION_COOKIE, client_address, peer_certificate
 from certway.web.logins import LoginRefused
 from certway.web.ui.kit import (
     MODE_LABELS,
+    RECOVERY_COMMAND,
     WEB_DIR,
     Refused,
     UiRoute,
@@ -133,5 +134,6 @@ def certificate_refused_page(request: Request, detail: str) -> HTMLResponse:
         mode=MODE_LABELS[mode.value],
         authentication=mode is Mode.AUTHENTICATION,
         sent=peer_certificate(request) is not None,
+        recovery=RECOVERY_COMMAND,
     )
     return html("refused.html", context, 403)
