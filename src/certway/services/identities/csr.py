@@ -46,8 +46,7 @@ class CsrRequests(Slots):
             if options.cn == "cluster" and not config.cluster_fqdn:
                 raise PolicyViolation(
                     "csr-cn",
-                    "common name 'cluster' needs a cluster FQDN: set it in the node settings "
-                    "first",
+                    "common name 'cluster' needs a cluster FQDN: set it in the node settings first",
                 )
             common = config.fqdn
             if options.cn == "cluster" and config.cluster_fqdn:

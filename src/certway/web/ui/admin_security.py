@@ -7,8 +7,8 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 
 from certway.errors import CertwayError
-from certway.web.context import peer_certificate
 from certway.services.admin_security import Mode
+from certway.web.context import peer_certificate
 from certway.web.ui.kit import (
     MODE_LABELS,
     RECOVERY_COMMAND,

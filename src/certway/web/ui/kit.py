@@ -24,8 +24,7 @@ from typing import Any, Literal, TypeVar, cast
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from fastapi import Request, Response
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
@@ -52,8 +51,8 @@ from certway.web.context import (
 __all__ = [
     "MODE_LABELS",
     "NAV",
-    "RECOVERY_COMMAND",
     "PEM_TYPE",
+    "RECOVERY_COMMAND",
     "WEB_DIR",
     "Form",
     "Refused",
@@ -582,10 +581,10 @@ def form_get_redirects(routers: Iterable[APIRouter]) -> APIRouter:
     like a page's (``/local-ca/sign`` and ``/local-ca/{name}``)."""
     redirects = APIRouter(include_in_schema=False)
     routes = [r for router in routers for r in router.routes if isinstance(r, APIRoute)]
-    gets = {r.path for r in routes if "GET" in r.methods}
+    gets = {r.path for r in routes if "GET" in (r.methods or ())}
     _PAGES.extend(compile_path(path)[0] for path in sorted(gets))
     for route in routes:
-        if "POST" not in route.methods or route.path in gets:
+        if "POST" not in (route.methods or ()) or route.path in gets:
             continue
         _FORMS_ONLY.append(compile_path(route.path)[0])
         go = _go(getattr(route.endpoint, "form_target", None))

@@ -179,9 +179,7 @@ def _revoke(view: View, form: Form, name: str, serial: str) -> str:
 
 
 @router.post("/local-ca/revoke")
-@form_action(
-    _local_ca_page, keep_form="on-error", to=_with_ca, confirm=_revocation_question
-)
+@form_action(_local_ca_page, keep_form="on-error", to=_with_ca, confirm=_revocation_question)
 def local_ca_revoke(view: View, form: Form) -> str:
     return _revoke(view, form, form.get("ca"), form.get("serial"))
 
