@@ -240,7 +240,9 @@ def test_new_pages_prg_confirmation_and_errors(
 def client_certificate(node: Node, tmp_path: Path) -> tuple[Path, Path]:
     """A client certificate for alice from a local CA that the node trusts (files)."""
     node.local_ca.create_root("admins", "/CN=Admin Users")
-    node.trusted_cas.add(node.local_ca.certificate("admins").public_bytes(serialization.Encoding.PEM))
+    node.trusted_cas.add(
+        node.local_ca.certificate("admins").public_bytes(serialization.Encoding.PEM)
+    )
     key = ec.generate_private_key(ec.SECP256R1())
     csr = (
         x509.CertificateSigningRequestBuilder()

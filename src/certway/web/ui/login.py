@@ -118,7 +118,7 @@ async def logout(request: Request) -> Response:
 def static_file(name: str) -> Response:
     media_type = _STATIC.get(name)
     if media_type is None:
-        return Response("not found", status_code=404, media_type="text/plain")
+        raise Refused(404, "Page not found", f"there is no static file '{name}'")
     data = (WEB_DIR / "static" / name).read_bytes()
     return Response(data, media_type=media_type, headers={"Cache-Control": "max-age=3600"})
 
