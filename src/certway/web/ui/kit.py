@@ -495,9 +495,10 @@ def form_action(
     it runs ``work`` and redirects (303) to the page ``to`` names: post/redirect/get, so a
     reload never submits again. That page shows the success message among the notices, or
     the ``CertwayError`` of the work as the page's error (with its status); ``keep_form``
-    says when it shows the submitted values again (never secrets). ``page`` renders the
-    confirmation's background. The endpoint takes the path parameters ``work`` takes after
-    ``view`` and ``form``."""
+    says when it shows the submitted values again (never secrets). ``page`` names the page
+    function the form belongs to: its GET route renders the outcome after the redirect (the
+    endpoint itself renders no page but the confirmation). The endpoint takes the path
+    parameters ``work`` takes after ``view`` and ``form``."""
 
     def decorate(work: Work) -> Callable[..., Coroutine[Any, Any, Response]]:
         async def endpoint(request: Request, **params: Any) -> Response:
