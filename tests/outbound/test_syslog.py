@@ -356,9 +356,10 @@ def test_api_and_ui(tmp_path: Path, node: Node, monkeypatch: pytest.MonkeyPatch)
         return html.unescape(client.post(path, data={"csrf": found.group(1), **data}).text)
 
     page = post("/syslog/remove", {"address": body["address"]})
-    assert "tick the confirmation box" in page
+    assert "Remove the syslog receiver" in page  # the confirmation page, nothing removed yet
+    assert node.syslog.destinations() != []
     assert "removed syslog receiver" in post(
-        "/syslog/remove", {"address": body["address"], "confirm": "yes"}
+        "/syslog/remove", {"address": body["address"], "confirmed": "yes"}
     )
     assert "added syslog receiver 127.0.0.1:6514 over tls" in post(
         "/syslog", {"address": "127.0.0.1", "transport": "tls"}

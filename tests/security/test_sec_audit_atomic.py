@@ -208,6 +208,7 @@ def test_every_audited_change_writes_its_row_in_its_own_transaction(
     # administrators and security
     call("admin.add", lambda: node.admins.add("carol", "read-write", "a long password"))
     call("admin.passwd", lambda: node.admins.set_password("carol", "another long one"))
+    call("admin.access", lambda: node.admins.set_access("carol", "read-only"))
     call("admin.remove", lambda: node.admins.remove("carol"))
     call("admin-security.set", lambda: node.admin_security.set(mode="certificate-validation"))
     call("node.set", lambda: node.settings.set(role="core"))

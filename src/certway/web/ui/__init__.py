@@ -9,11 +9,13 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from certway.web.ui import (
+    accounts,
     admin_security,
     certificates,
     check,
     local_ca,
     login,
+    node_settings,
     revocation,
     sip,
     status,
@@ -22,12 +24,12 @@ from certway.web.ui import (
     tokens,
     trust,
 )
+from certway.web.ui.kit import form_get_redirects
 from certway.web.ui.login import certificate_refused_page
 
 __all__ = ["certificate_refused_page", "router"]
 
-router = APIRouter(include_in_schema=False)
-for _area in (
+_AREAS = (
     login,
     status,
     certificates,
@@ -38,7 +40,12 @@ for _area in (
     admin_security,
     sip,
     local_ca,
+    accounts,
+    node_settings,
     tokens,
     syslog,
-):
+)
+router = APIRouter(include_in_schema=False)
+router.include_router(form_get_redirects(a.router for a in _AREAS))  # first: see its doc
+for _area in _AREAS:
     router.include_router(_area.router)

@@ -6,7 +6,6 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 
-from certway.errors import PolicyViolation
 from certway.outbound.syslog import DeliveryError, send_test
 from certway.web.ui.kit import Form, UiRoute, View, form_action, page_view
 
@@ -20,7 +19,7 @@ def _syslog_page(view: View, form: Form | None = None, **_params: str) -> HTMLRe
         "syslog.html",
         title="Remote syslog",
         status=view.node.syslog.status(),
-        form=(form or Form()).values(),
+        form=(form or view.form).values(),
     )
 
 
@@ -40,10 +39,14 @@ def syslog_add(view: View, form: Form) -> str:
 
 
 @router.post("/syslog/remove")
-@form_action(_syslog_page)
+@form_action(
+    _syslog_page,
+    confirm=lambda _view, form: (
+        f"Remove the syslog receiver {form.get('address')}? Messages still queued for it are "
+        "discarded."
+    ),
+)
 def syslog_remove(view: View, form: Form) -> str:
-    if form.get("confirm") != "yes":
-        raise PolicyViolation("confirm", "tick the confirmation box to remove the receiver")
     gone = view.node.syslog.remove(form.get("address"))
     return f"removed syslog receiver {gone.address}; its queued messages were discarded"
 

@@ -15,7 +15,7 @@ router = APIRouter(include_in_schema=False, route_class=UiRoute)
 
 
 def _tokens_page(view: View, form: Form | None = None, **_params: str) -> HTMLResponse:
-    values = (form or Form()).values()  # never the PIN
+    values = (form or view.form).values()  # never the PIN
     return view.render(
         "tokens.html",
         title="PKCS#11 tokens",
