@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Any
 
 from certway.clock import Clock
+from certway.services.acme_client import AcmeClient
 from certway.pki.names import common_name
 from certway.pki.text import format_name
 from certway.services.identities import Identities
@@ -51,6 +52,8 @@ class AlarmKind(StrEnum):
     CRL_SOURCE = "crl-source"
     OCSP_RESPONDER = "ocsp-responder"
     ZONE = "zone"
+    ACME_RENEWAL = "acme-renewal"
+    ACME_RENEWAL_EXPIRING = "acme-renewal-expiring"
 
 
 _SEVERITY_ORDER = {AlarmSeverity.CRITICAL: 0, AlarmSeverity.WARNING: 1}
@@ -125,6 +128,8 @@ class Alarms:
         local_ca: LocalCA,
         revocation: RevocationService,
         sip: SipSettings | None = None,
+        *,
+        acme: AcmeClient | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -133,6 +138,7 @@ class Alarms:
         self._local_ca = local_ca
         self._revocation = revocation
         self._sip = sip
+        self._acme = acme
 
     def current(self) -> list[Alarm]:
         """The alarms raised now, most severe first; records first-seen times."""
@@ -166,6 +172,34 @@ class Alarms:
         for zone_alarm in alarms_for_zones(self._store):
             about = zone_alarm.id.removeprefix(f"{AlarmKind.ZONE}:")
             yield _Cause(AlarmKind.ZONE, about, AlarmSeverity(zone_alarm.severity), zone_alarm.text)
+        yield from self._acme_renewals(now)
+
+    def _acme_renewals(self, now: dt.datetime) -> Iterable[_Cause]:
+        """A failing ACME renewal (warning), critical once the certificate is close to
+        expiry; both clear with the next successful renewal."""
+        if self._acme is None:
+            return
+        for problem in self._acme.renewal_problems():
+            retry = (
+                f"; next attempt {problem.next_attempt:%Y-%m-%d %H:%M} UTC"
+                if problem.next_attempt is not None
+                else ""
+            )
+            yield _Cause(
+                AlarmKind.ACME_RENEWAL,
+                problem.slot,
+                AlarmSeverity.WARNING,
+                f"ACME renewal of the {problem.label} failed {problem.failures} time(s): "
+                f"{problem.last_error}{retry}",
+            )
+            if problem.not_after is not None and problem.not_after - now <= EXPIRY_WARNING:
+                yield _Cause(
+                    AlarmKind.ACME_RENEWAL_EXPIRING,
+                    problem.slot,
+                    AlarmSeverity.CRITICAL,
+                    f"the {problem.label} expires on {problem.not_after:%Y-%m-%d} and its ACME "
+                    "renewal is failing",
+                )
 
     def _node_certificates(self, now: dt.datetime) -> Iterable[_Cause]:
         server = self._identities.active("server")

@@ -8,6 +8,7 @@ from pathlib import Path
 from cryptography import x509
 
 from certway.clock import Clock, SystemClock
+from certway.services.acme_client import AcmeClient
 from certway.fetch import FetchPool
 from certway.services.admin_security import AdminSecurity
 from certway.services.admins import AdminAccounts
@@ -77,6 +78,9 @@ class Node:
             store, clock, self.audit, self.settings, self.trusted_cas, self.local_ca
         )
         self.sip = SipSettings(store, clock, self.audit)
+        self.acme = AcmeClient(
+            store, clock, self.audit, self.identities, self.trusted_cas, self.tls
+        )
         self.alarms = Alarms(
             store,
             clock,
@@ -85,6 +89,7 @@ class Node:
             self.local_ca,
             self.revocation,
             self.sip,
+            acme=self.acme,
         )
         self.admins = AdminAccounts(store, clock, self.audit)
         self.zones = Zones(store, clock, self.audit)
