@@ -836,8 +836,12 @@ class AcmeClient:
             return
         try:
             client, _jwk, _account = self._client()
-            if "renewalInfo" not in client.directory:
-                self._update(_RENEWAL, slot, {**state, "ari_next": (now + LONGEST_RETRY).isoformat()})
+            try:
+                client.directory["renewalInfo"]
+            except KeyError:  # the CA publishes no renewal information
+                self._update(
+                    _RENEWAL, slot, {**state, "ari_next": (now + LONGEST_RETRY).isoformat()}
+                )
                 return
             pem = active.certificate.public_bytes(serialization.Encoding.PEM)
             when, retry_after = client.renewal_time(pem)
