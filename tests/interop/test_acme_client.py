@@ -273,7 +273,7 @@ def test_http01_signs_the_server_csr_and_it_goes_live_without_restart(
         assert httpx.get(f"{base}/api/v1/status").status_code == 404
         assert httpx.get(f"{base}/.well-known/acme-challenge/abc").status_code == 404
         # Revocation at the CA, with the account key.
-        revoked = node.acme.revoke("server", reason=4)
+        revoked = node.acme.revoke("server", reason="superseded")
         assert revoked["serial"] == format(live.certificate.serial_number, "X")
         with pytest.raises(FetchError, match="refused the revocation"):
             node.acme.revoke("server")  # already revoked: pebble says so

@@ -68,6 +68,9 @@ from certway.pki.csr import SubjectFields
 __all__ = [
     "ACME_VERSION",
     "ALPN_PROTOCOL",
+    "CHALLENGE_TYPES",
+    "DAYS",
+    "REVOCATION_REASONS",
     "AcmeAccountInfo",
     "AcmeClient",
     "AcmeSchedule",
@@ -85,6 +88,14 @@ ACME_IDENTIFIER_OID = ObjectIdentifier("1.3.6.1.5.5.7.1.31")
 """id-pe-acmeIdentifier (RFC 8737 §6.1)."""
 
 CHALLENGE_TYPES = ("http-01", "tls-alpn-01")
+REVOCATION_REASONS = {
+    "unspecified": 0,
+    "keyCompromise": 1,
+    "affiliationChanged": 3,
+    "superseded": 4,
+    "cessationOfOperation": 5,
+}
+"""The reasons RFC 8555 §7.6 lets a subscriber give (RFC 5280 CRLReason codes)."""
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 RENEW_FRACTION = 2 / 3
 """A certificate is renewed once this share of its validity has passed."""
@@ -957,14 +968,15 @@ class AcmeClient:
         return problems
 
     # -- revocation -------------------------------------------------------------------------
-    def revoke(self, kind: str = "server", name: str = "", *, reason: int = 0) -> dict[str, Any]:
+    def revoke(
+        self, kind: str = "server", name: str = "", *, reason: str = "unspecified"
+    ) -> dict[str, Any]:
         """Revoke the slot's live certificate at the ACME CA (signed with the account key)."""
         slot_kind, slot_name = self._slot_name(kind, name)
-        if reason not in (0, 1, 3, 4, 5):
+        code = REVOCATION_REASONS.get(reason)
+        if code is None:
             raise PolicyViolation(
-                "acme-reason",
-                "the reason must be 0 (unspecified), 1 (keyCompromise), 3 (affiliationChanged), "
-                "4 (superseded) or 5 (cessationOfOperation)",
+                "acme-reason", f"the reason must be one of {', '.join(REVOCATION_REASONS)}"
             )
         with self._audit.action("acme.revoke", slot_label(slot_kind, slot_name)) as detail:
             active = self._identities.active(slot_kind, slot_name)
@@ -972,7 +984,7 @@ class AcmeClient:
                 raise NotFound(f"the {slot_label(slot_kind, slot_name)} has no certificate")
             client, _jwk, _account = self._client()
             with _acme_errors("the ACME server refused the revocation"):
-                client.revoke(active.certificate, reason)
+                client.revoke(active.certificate, code)
             serial = format(active.certificate.serial_number, "X")
             with self._store.transaction() as session:
                 settings = SettingsRepository(session)

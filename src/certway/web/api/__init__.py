@@ -12,6 +12,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from certway.web.api import (
+    acme,
     admin,
     client_cert,
     domains,
@@ -42,5 +43,6 @@ for _part in (
     sip,
     zones,
     tls,
+    acme,
 ):
     router.include_router(_part.router)
