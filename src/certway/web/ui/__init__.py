@@ -9,6 +9,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from certway.web.ui import (
+    acme,
     admin_security,
     certificates,
     check,
@@ -36,5 +37,6 @@ for _area in (
     admin_security,
     sip,
     local_ca,
+    acme,
 ):
     router.include_router(_area.router)
