@@ -30,6 +30,7 @@ from certway.clock import FixedClock, SystemClock
 from certway.errors import FetchError, PolicyViolation
 from certway.services.identities import CsrOptions
 from certway.services.node import Node
+
 from pkitools import Pki
 from serving import running
 
@@ -336,7 +337,9 @@ def test_renewal_runs_on_the_fixed_clock_and_a_failing_challenge_keeps_the_live_
         assert node.acme.status()["certificates"][0]["failures"] == 0
 
     # The HTTP-01 responder is gone: pebble cannot validate, the live certificate stays.
-    clock.advance(dt.timedelta(days=(second.certificate.not_valid_after_utc - clock.now()).days - 10))
+    clock.advance(
+        dt.timedelta(days=(second.certificate.not_valid_after_utc - clock.now()).days - 10)
+    )
     with pytest.raises(FetchError, match="validation failed"):
         node.acme.renew_now("server")
     still = node.identities.active("server")
@@ -352,9 +355,7 @@ def test_renewal_runs_on_the_fixed_clock_and_a_failing_challenge_keeps_the_live_
     assert node.acme.status()["certificates"][0]["failures"] == 1
 
 
-def test_an_acme_server_not_in_the_trusted_list_is_refused(
-    tmp_path: Path, pebble: Pebble
-) -> None:
+def test_an_acme_server_not_in_the_trusted_list_is_refused(tmp_path: Path, pebble: Pebble) -> None:
     n = Node.init(tmp_path / "untrusting", FixedClock(SystemClock().now()), fqdn=FQDN)
     try:
         directory = pebble(http_port=free_port(), tls_port=free_port())

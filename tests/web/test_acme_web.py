@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,34 @@ from certway.clock import FixedClock
 from certway.services import admins
 from certway.services.node import Node
 from certway.web.app import create_admin_app
+
 from conftest import NOW
-from test_ui import ALICE, BOB, FQDN, csrf, login, messages
+
+FQDN = "vcs.example.com"
+ALICE = ("alice", "a-long-password")
+BOB = ("bob", "another-long-password")
+CSRF_RE = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+def login(client: TestClient, user: str, password: str) -> TestClient:
+    response = client.post(
+        "/login", data={"user": user, "password": password}, follow_redirects=False
+    )
+    assert response.status_code == 303, response.text
+    return client
+
+
+def csrf(client: TestClient, page: str) -> str:
+    found = CSRF_RE.search(client.get(page).text)
+    assert found, f"no CSRF token on {page}"
+    return found.group(1)
+
+
+def messages(html: str, kind: str) -> list[str]:
+    return [
+        re.sub(r"<[^>]+>", "", m).strip()
+        for m in re.findall(rf'<p class="message {kind}"[^>]*>(.*?)</p>', html, re.S)
+    ]
 
 
 @pytest.fixture(autouse=True)
@@ -81,9 +108,10 @@ def test_status_and_schedule_through_the_api(app: Any, node: Node) -> None:
     refused = client.put("/api/v1/acme/schedule", json={"time": "25:00"}, headers=auth(ALICE))
     assert refused.status_code == 422
     assert refused.json()["detail"] == "'25:00' is not a time of day HH:MM (UTC)"
-    assert client.put(
-        "/api/v1/acme/schedule", json={"enabled": False}, headers=auth(BOB)
-    ).status_code == 403
+    assert (
+        client.put("/api/v1/acme/schedule", json={"enabled": False}, headers=auth(BOB)).status_code
+        == 403
+    )
     assert node.acme.schedule().time == "03:30"
 
 

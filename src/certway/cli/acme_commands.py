@@ -190,9 +190,7 @@ def acme_status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         print_json(status)
         return
     account = status["account"]
-    out.print(
-        f"account: {account['uri']} ({account['status']})" if account else "account: none"
-    )
+    out.print(f"account: {account['uri']} ({account['status']})" if account else "account: none")
     schedule = status["schedule"]
     out.print(
         f"schedule: {'on' if schedule['enabled'] else 'off'}, {','.join(schedule['days'])} "

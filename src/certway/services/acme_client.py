@@ -38,21 +38,25 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import josepy as jose
 import requests
-from acme import challenges, errors as acme_errors, messages
+from acme import challenges, messages
+from acme import errors as acme_errors
 from acme.client import ClientNetwork, ClientV2
 from asn1crypto.core import OctetString
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID, ObjectIdentifier
+from josepy.errors import Error as JoseError
+from josepy.jwa import ES256
+from josepy.jwk import JWK, JWKEC
 from requests.adapters import HTTPAdapter
 
 from certway.clock import Clock
 from certway.errors import CertwayError, Conflict, FetchError, NotFound, PolicyViolation
 from certway.fetch import tls_context_for
 from certway.pki.checks import check_node_certificate
+from certway.pki.csr import SubjectFields
 from certway.pki.keys import PrivateKey, load_private_key
 from certway.pki.load import load_certificates
 from certway.pki.text import fingerprint, format_name
@@ -63,7 +67,6 @@ from certway.services.tls_settings import TlsSettings
 from certway.services.trusted_cas import TrustedCAs
 from certway.store.db import Store
 from certway.store.repositories import KeyRepository, SettingsRepository, SlotRepository
-from certway.pki.csr import SubjectFields
 
 __all__ = [
     "ACME_VERSION",
@@ -131,7 +134,7 @@ if "tls-alpn-01" not in challenges.Challenge.TYPES:
         response_cls = TLSALPN01Response
         typ = response_cls.typ
 
-        def validation(self, account_key: jose.JWK, **unused: Any) -> str:
+        def validation(self, account_key: JWK, **unused: Any) -> str:
             return self.key_authorization(account_key)
 
 
@@ -155,7 +158,7 @@ def challenge_certificate(
             x509.UnrecognizedExtension(ACME_IDENTIFIER_OID, OctetString(digest).dump()),
             critical=True,
         )
-        .sign(key, hashes.SHA256())  # type: ignore[arg-type]
+        .sign(key, hashes.SHA256())
     )
 
 
@@ -219,7 +222,7 @@ def _acme_errors(action: str) -> Iterator[None]:
         messages.Error,
         acme_errors.Error,
         requests.exceptions.RequestException,
-        jose.errors.Error,
+        JoseError,
         ValueError,
     ) as exc:
         raise FetchError(f"{action}: {_problem_text(exc)}") from None
@@ -362,14 +365,12 @@ class AcmeClient:
         if not isinstance(key, ec.EllipticCurvePrivateKey):
             raise PolicyViolation("acme-key", "the ACME account key is not an EC P-256 key")
         account = (
-            messages.RegistrationResource(uri=uri, body=messages.Registration())
-            if uri
-            else None
+            messages.RegistrationResource(uri=uri, body=messages.Registration()) if uri else None
         )
         net = ClientNetwork(
-            jose.JWKEC(key=key),
+            JWKEC(key=key),
             account=account,
-            alg=jose.ES256,
+            alg=ES256,
             user_agent="certway",
             timeout=30,
         )
@@ -397,7 +398,7 @@ class AcmeClient:
             )
         return account
 
-    def _client(self) -> tuple[ClientV2, jose.JWK, dict[str, Any]]:
+    def _client(self) -> tuple[ClientV2, JWK, dict[str, Any]]:
         account = self._account_row()
         if account.get("status") != "valid":
             raise PolicyViolation(
@@ -692,9 +693,7 @@ class AcmeClient:
                 if authz.body.status == messages.STATUS_VALID:
                     continue
                 identifier = authz.body.identifier.value
-                body = next(
-                    (c for c in authz.body.challenges if c.chall.typ == challenge), None
-                )
+                body = next((c for c in authz.body.challenges if c.chall.typ == challenge), None)
                 if body is None:
                     offered = ", ".join(c.chall.typ for c in authz.body.challenges)
                     raise PolicyViolation(

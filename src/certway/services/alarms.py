@@ -15,9 +15,9 @@ from enum import StrEnum
 from typing import Any
 
 from certway.clock import Clock
-from certway.services.acme_client import AcmeClient
 from certway.pki.names import common_name
 from certway.pki.text import format_name
+from certway.services.acme_client import AcmeClient
 from certway.services.identities import Identities
 from certway.services.local_ca import LocalCA
 from certway.services.revocation import RevocationService

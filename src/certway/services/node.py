@@ -8,8 +8,8 @@ from pathlib import Path
 from cryptography import x509
 
 from certway.clock import Clock, SystemClock
-from certway.services.acme_client import AcmeClient
 from certway.fetch import FetchPool
+from certway.services.acme_client import AcmeClient
 from certway.services.admin_security import AdminSecurity
 from certway.services.admins import AdminAccounts
 from certway.services.alarms import Alarms

@@ -42,6 +42,10 @@ def create_acme_http_app(node: Node) -> Starlette:
     return Starlette(
         routes=[
             Route("/.well-known/acme-challenge/{token:path}", answer, methods=["GET", "HEAD"]),
-            Route("/{rest:path}", anything, methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]),
+            Route(
+                "/{rest:path}",
+                anything,
+                methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+            ),
         ]
     )
