@@ -364,3 +364,54 @@ def test_an_acme_server_not_in_the_trusted_list_is_refused(tmp_path: Path, pebbl
         assert n.acme.account() is None
     finally:
         n.close()
+
+
+def test_the_cli_signs_through_a_running_server(
+    tmp_path: Path, pebble: Pebble, pebble_tls: tuple[Path, Path, bytes]
+) -> None:
+    """``certway acme …`` in one process, ``certway serve`` in another: the challenges pass
+    through the store, the served certificate changes without a restart."""
+    from conftest import Cli
+
+    cli = Cli(tmp_path / "data")
+    cli.ok("init", "--fqdn", FQDN)
+    ca = tmp_path / "pebble-https-ca.pem"
+    ca.write_bytes(pebble_tls[2])
+    cli.ok("trust", "add", ca)
+    node = Node.open(tmp_path / "data")
+    try:
+        with running(node, sip=False, publish=False, acme_http=True) as server:
+            directory = pebble(http_port=free_port(), tls_port=server.admin_port)
+            refused = cli("acme", "account", "create", "--directory", directory, "--email", "x")
+            assert refused.exit_code == 2 and "'x' is not an e-mail address" in refused.stderr
+            created = cli.ok(
+                "acme", "account", "create", "--directory", directory,
+                "--email", "admin@example.com", "--accept-terms",
+            )  # fmt: skip
+            assert "ACME account created" in created.stdout
+            shown = json.loads(cli.ok("acme", "account", "show", "--json").stdout)
+            assert shown["status"] == "valid" and shown["key"].startswith("EC")
+            assert "PRIVATE" not in created.stdout + cli.ok("acme", "status", "--json").stdout
+            no_csr = cli("acme", "sign")
+            assert no_csr.exit_code == 2 and "no CSR is pending" in no_csr.stderr
+            cli.ok("server-cert", "csr", "generate", "--key-type", "ec:p256")
+            signed = cli.ok("acme", "sign", "--challenge", "tls-alpn-01")
+            assert "the server certificate is live" in signed.stdout
+            live = node.identities.active("server")
+            assert live is not None and "Pebble" in live.certificate.issuer.rfc4514_string()
+            _wait(
+                lambda: _presented(server.admin_port, FQDN) == live.certificate,
+                "the admin listener to present the ACME certificate",
+            )
+            status = json.loads(cli.ok("acme", "status", "--json").stdout)
+            assert [c["slot"] for c in status["certificates"]] == ["server"]
+            assert status["certificates"][0]["challenge"] == "tls-alpn-01"
+            schedule = cli.ok("acme", "schedule", "--days", "sat,sun", "--time", "04:00")
+            assert "sat,sun from 04:00 UTC" in schedule.stdout
+            bad = cli("acme", "schedule", "--days", "someday")
+            assert bad.exit_code == 2 and "days must be some of" in bad.stderr
+            revoked = cli.ok("acme", "revoke", "--reason", "superseded")
+            assert f"revoked serial {format(live.certificate.serial_number, 'X')}" in revoked.stdout
+            assert cli.ok("acme", "account", "deactivate").exit_code == 0
+    finally:
+        node.close()
