@@ -60,7 +60,7 @@ from certway.pki.csr import SubjectFields
 from certway.pki.keys import PrivateKey, load_private_key
 from certway.pki.load import load_certificates
 from certway.pki.text import fingerprint, format_name
-from certway.services.audit import Audit
+from certway.services.audit import Audit, audited
 from certway.services.identities import CsrOptions, Identities, IdentityKind, normalise_domain
 from certway.services.identities.model import slot_label
 from certway.services.tls_settings import TlsSettings
@@ -328,6 +328,7 @@ class AcmeClient:
         """Seconds between publishing a TLS-ALPN-01 certificate and asking for validation:
         the HTTPS listener picks it up at its next reload poll (0.5 s by default)."""
         self._lock = threading.Lock()  # one order at a time from this process
+        self._tick = threading.Lock()  # one renewal run at a time
         self._alpn_cache: tuple[int, dict[str, tuple[x509.Certificate, PrivateKey]]] | None = None
 
     # -- settings helpers -------------------------------------------------------------------
@@ -521,6 +522,7 @@ class AcmeClient:
             enabled=bool(raw.get("enabled", True)),
         )
 
+    @audited("acme.schedule", target=lambda **k: "ACME renewal schedule")
     def set_schedule(
         self,
         *,
@@ -531,37 +533,36 @@ class AcmeClient:
     ) -> AcmeSchedule:
         """Change when renewals run (days of the week, time of day UTC) and whether a renewed
         certificate is deployed at once."""
-        with self._audit.action("acme.schedule", "ACME renewal schedule") as detail:
-            current = self.schedule()
-            chosen_days = current.days
-            if days is not None:
-                cleaned = [d.strip().lower()[:3] for d in days if d.strip()]
-                unknown = [d for d in cleaned if d not in DAYS]
-                if unknown or not cleaned:
-                    raise PolicyViolation(
-                        "acme-days",
-                        f"days must be some of {', '.join(DAYS)}"
-                        + (f", not '{unknown[0]}'" if unknown else ""),
-                    )
-                chosen_days = tuple(d for d in DAYS if d in cleaned)
-            chosen_time = current.time
-            if time_of_day is not None:
-                try:
-                    parsed = dt.datetime.strptime(time_of_day.strip(), "%H:%M")
-                except ValueError:
-                    raise PolicyViolation(
-                        "acme-time", f"'{time_of_day}' is not a time of day HH:MM (UTC)"
-                    ) from None
-                chosen_time = f"{parsed:%H:%M}"
-            schedule = AcmeSchedule(
-                chosen_days,
-                chosen_time,
-                current.auto_deploy if auto_deploy is None else auto_deploy,
-                current.enabled if enabled is None else enabled,
-            )
-            with self._store.transaction() as session:
-                SettingsRepository(session).set(_SETTINGS, schedule.as_dict())
-                detail.update(schedule.as_dict())
+        current = self.schedule()
+        chosen_days = current.days
+        if days is not None:
+            cleaned = [d.strip().lower()[:3] for d in days if d.strip()]
+            unknown = [d for d in cleaned if d not in DAYS]
+            if unknown or not cleaned:
+                raise PolicyViolation(
+                    "acme-days",
+                    f"days must be some of {', '.join(DAYS)}"
+                    + (f", not '{unknown[0]}'" if unknown else ""),
+                )
+            chosen_days = tuple(d for d in DAYS if d in cleaned)
+        chosen_time = current.time
+        if time_of_day is not None:
+            try:
+                parsed = dt.datetime.strptime(time_of_day.strip(), "%H:%M")
+            except ValueError:
+                raise PolicyViolation(
+                    "acme-time", f"'{time_of_day}' is not a time of day HH:MM (UTC)"
+                ) from None
+            chosen_time = f"{parsed:%H:%M}"
+        schedule = AcmeSchedule(
+            chosen_days,
+            chosen_time,
+            current.auto_deploy if auto_deploy is None else auto_deploy,
+            current.enabled if enabled is None else enabled,
+        )
+        with self._store.transaction() as session:
+            SettingsRepository(session).set(_SETTINGS, schedule.as_dict())
+            self._audit.note(**schedule.as_dict())
         return schedule
 
     # -- challenges (read by the listeners) -------------------------------------------------
@@ -867,6 +868,14 @@ class AcmeClient:
     def run_if_due(self) -> list[str]:
         """The scheduler's tick: renew every ACME-managed slot that is due, allowed by the
         schedule and past its back-off. Returns the slots renewed."""
+        if not self._tick.acquire(blocking=False):
+            return []  # a tick is already under way
+        try:
+            return self._run_if_due()
+        finally:
+            self._tick.release()
+
+    def _run_if_due(self) -> list[str]:
         schedule = self.schedule()
         account = self._dict(_ACCOUNT)
         if not schedule.enabled or account.get("status") != "valid":
