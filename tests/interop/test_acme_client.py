@@ -382,6 +382,12 @@ def test_the_cli_signs_through_a_running_server(
             directory = pebble(http_port=free_port(), tls_port=server.admin_port)
             refused = cli("acme", "account", "create", "--directory", directory, "--email", "x")
             assert refused.exit_code == 2 and "'x' is not an e-mail address" in refused.stderr
+            terms = cli(
+                "acme", "account", "create", "--directory", directory,
+                "--email", "admin@example.com",
+            )  # fmt: skip
+            assert terms.exit_code == 2 and "give --accept-terms" in terms.stderr
+            assert cli.ok("acme", "account", "show").stdout.strip() == "no ACME account"
             created = cli.ok(
                 "acme", "account", "create", "--directory", directory,
                 "--email", "admin@example.com", "--accept-terms",

@@ -63,6 +63,7 @@ from certway.pki.text import fingerprint, format_name
 from certway.services.audit import Audit, audited
 from certway.services.identities import CsrOptions, Identities, IdentityKind, normalise_domain
 from certway.services.identities.model import slot_label
+from certway.services.node_settings import NodeSettings
 from certway.services.tls_settings import TlsSettings
 from certway.services.trusted_cas import TrustedCAs
 from certway.store.db import Store
@@ -315,6 +316,7 @@ class AcmeClient:
         identities: Identities,
         trusted: TrustedCAs,
         tls: TlsSettings,
+        node: NodeSettings,
         *,
         challenge_settle: float = 1.5,
     ) -> None:
@@ -324,6 +326,7 @@ class AcmeClient:
         self._identities = identities
         self._trusted = trusted
         self._tls = tls
+        self._node = node
         self._settle = challenge_settle
         """Seconds between publishing a TLS-ALPN-01 certificate and asking for validation:
         the HTTPS listener picks it up at its next reload poll (0.5 s by default)."""
@@ -752,8 +755,12 @@ class AcmeClient:
         with self._store.reading() as session:
             key = KeyRepository(session, self._store.vault).get(key_id)
         now = self._clock.now()
+        # The checks of an upload of this slot (deploying repeats them, at its own time).
         findings = check_node_certificate(
-            leaf, key, at=max(now, leaf.not_valid_before_utc), require_client_auth=False
+            leaf,
+            key,
+            at=max(now, leaf.not_valid_before_utc),
+            require_client_auth=self._node.mutual_tls_in_use(),
         )
         csr = x509.load_pem_x509_csr(csr_pem)
         slot = _slot_key(kind, name)

@@ -79,7 +79,7 @@ class Node:
         )
         self.sip = SipSettings(store, clock, self.audit)
         self.acme = AcmeClient(
-            store, clock, self.audit, self.identities, self.trusted_cas, self.tls
+            store, clock, self.audit, self.identities, self.trusted_cas, self.tls, self.settings
         )
         self.alarms = Alarms(
             store,
