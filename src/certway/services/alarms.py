@@ -17,6 +17,7 @@ from typing import Any
 from certway.clock import Clock
 from certway.pki.names import common_name
 from certway.pki.text import format_name
+from certway.services.acme_client import AcmeClient
 from certway.services.identities import Identities
 from certway.services.local_ca import LocalCA
 from certway.services.revocation import RevocationService
@@ -55,6 +56,8 @@ class AlarmKind(StrEnum):
     ZONE = "zone"
     SYSLOG = "syslog"
     TOKEN = "token"  # noqa: S105 (an alarm kind, not a secret)
+    ACME_RENEWAL = "acme-renewal"
+    ACME_RENEWAL_EXPIRING = "acme-renewal-expiring"
 
 
 _SEVERITY_ORDER = {AlarmSeverity.CRITICAL: 0, AlarmSeverity.WARNING: 1}
@@ -131,6 +134,8 @@ class Alarms:
         sip: SipSettings | None = None,
         tokens: Tokens | None = None,
         syslog: SyslogSettings | None = None,
+        *,
+        acme: AcmeClient | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -141,6 +146,7 @@ class Alarms:
         self._sip = sip
         self._tokens = tokens
         self._syslog = syslog
+        self._acme = acme
 
     def current(self) -> list[Alarm]:
         """The alarms raised now, most severe first; records first-seen times."""
@@ -176,6 +182,34 @@ class Alarms:
         for zone_alarm in alarms_for_zones(self._store):
             about = zone_alarm.id.removeprefix(f"{AlarmKind.ZONE}:")
             yield _Cause(AlarmKind.ZONE, about, AlarmSeverity(zone_alarm.severity), zone_alarm.text)
+        yield from self._acme_renewals(now)
+
+    def _acme_renewals(self, now: dt.datetime) -> Iterable[_Cause]:
+        """A failing ACME renewal (warning), critical once the certificate is close to
+        expiry; both clear with the next successful renewal."""
+        if self._acme is None:
+            return
+        for problem in self._acme.renewal_problems():
+            retry = (
+                f"; next attempt {problem.next_attempt:%Y-%m-%d %H:%M} UTC"
+                if problem.next_attempt is not None
+                else ""
+            )
+            yield _Cause(
+                AlarmKind.ACME_RENEWAL,
+                problem.slot,
+                AlarmSeverity.WARNING,
+                f"ACME renewal of the {problem.label} failed {problem.failures} time(s): "
+                f"{problem.last_error}{retry}",
+            )
+            if problem.not_after is not None and problem.not_after - now <= EXPIRY_WARNING:
+                yield _Cause(
+                    AlarmKind.ACME_RENEWAL_EXPIRING,
+                    problem.slot,
+                    AlarmSeverity.CRITICAL,
+                    f"the {problem.label} expires on {problem.not_after:%Y-%m-%d} and its ACME "
+                    "renewal is failing",
+                )
 
     def _node_certificates(self, now: dt.datetime) -> Iterable[_Cause]:
         server = self._identities.active("server")

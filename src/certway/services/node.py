@@ -9,6 +9,7 @@ from cryptography import x509
 
 from certway.clock import Clock, SystemClock
 from certway.fetch import FetchPool
+from certway.services.acme_client import AcmeClient
 from certway.services.admin_security import AdminSecurity
 from certway.services.admins import AdminAccounts
 from certway.services.alarms import Alarms
@@ -79,6 +80,9 @@ class Node:
             store, clock, self.audit, self.settings, self.trusted_cas, self.local_ca
         )
         self.sip = SipSettings(store, clock, self.audit)
+        self.acme = AcmeClient(
+            store, clock, self.audit, self.identities, self.trusted_cas, self.tls, self.settings
+        )
         self.alarms = Alarms(
             store,
             clock,
@@ -89,6 +93,7 @@ class Node:
             self.sip,
             self.tokens,
             self.syslog,
+            acme=self.acme,
         )
         self.admins = AdminAccounts(store, clock, self.audit)
         self.zones = Zones(store, clock, self.audit)

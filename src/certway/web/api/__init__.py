@@ -12,6 +12,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from certway.web.api import (
+    acme,
     admin,
     client_cert,
     domains,
@@ -46,5 +47,6 @@ for _part in (
     zones,
     syslog,
     tls,
+    acme,
 ):
     router.include_router(_part.router)

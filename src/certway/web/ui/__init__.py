@@ -10,6 +10,7 @@ from fastapi import APIRouter
 
 from certway.web.ui import (
     accounts,
+    acme,
     admin_security,
     certificates,
     check,
@@ -44,6 +45,7 @@ _AREAS = (
     node_settings,
     tokens,
     syslog,
+    acme,
 )
 router = APIRouter(include_in_schema=False)
 router.include_router(form_get_redirects(a.router for a in _AREAS))  # first: see its doc

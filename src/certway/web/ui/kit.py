@@ -99,6 +99,7 @@ NAV: tuple[tuple[str, str], ...] = (
     ("/local-ca", "Local CA"),
     ("/tokens", "PKCS#11 tokens"),
     ("/syslog", "Remote syslog"),
+    ("/acme", "ACME"),
     ("/audit", "Audit log"),
 )
 MODE_LABELS = {
