@@ -19,7 +19,7 @@ def _acme_page(view: View, form: Form | None = None) -> HTMLResponse:
     with as_principal(view.principal):
         status = view.node.acme.status()
         domains = [d.name for d in view.node.identities.domains()]
-    values = (form or Form()).values()
+    values = (form or view.form).values()
     return view.render(
         "acme.html",
         title="ACME",
