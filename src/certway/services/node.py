@@ -13,6 +13,7 @@ from certway.services.admin_security import AdminSecurity
 from certway.services.admins import AdminAccounts
 from certway.services.alarms import Alarms
 from certway.services.audit import Audit
+from certway.services.backup import Backups
 from certway.services.client_check import ClientCheck
 from certway.services.identities import Identities
 from certway.services.local_ca import LocalCA
@@ -89,6 +90,7 @@ class Node:
         self.admins = AdminAccounts(store, clock, self.audit)
         self.zones = Zones(store, clock, self.audit)
         self.admin_security = AdminSecurity(store, self.audit, self.admins, self.client_check)
+        self.backups = Backups(store, clock, self.audit, self.settings)
 
     def _outbound_fetcher(self, trusted: Sequence[x509.Certificate]) -> Fetcher:
         return default_fetcher(trusted, profile=self.tls.profile("outbound"))

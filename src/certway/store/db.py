@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from certway.errors import Conflict, StoreError
 from certway.store.vault import MASTER_KEY_FILE, KeyVault, create_master_key, load_master_key
 
-__all__ = ["DB_FILE", "CommitHook", "Session", "Store", "default_data_dir"]
+__all__ = ["DB_FILE", "CommitHook", "Session", "Store", "default_data_dir", "sqlite_engine"]
 # ``Session`` is exported as the type of a unit of work: services hand it on to repositories
 # (certway.store.repositories) and never query it themselves.
 
@@ -58,6 +58,14 @@ def _sqlite_begin(connection: Connection) -> None:
     else:
         connection.exec_driver_sql("PRAGMA query_only=OFF")
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def sqlite_engine(db_path: Path) -> Engine:
+    """The engine of a node's SQLite database file, with certway's connection settings."""
+    engine = create_engine(f"sqlite:///{db_path}")
+    event.listen(engine, "connect", _sqlite_pragmas)
+    event.listen(engine, "begin", _sqlite_begin)
+    return engine
 
 
 class CommitHook(Protocol):
@@ -116,9 +124,7 @@ class Store:
             )
         _refuse_lost_master_key(data_dir)
         vault = KeyVault(load_master_key(data_dir))
-        engine = create_engine(f"sqlite:///{data_dir / DB_FILE}")
-        event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "begin", _sqlite_begin)
+        engine = sqlite_engine(data_dir / DB_FILE)
         try:
             db_path = data_dir / DB_FILE
             if not db_path.exists():

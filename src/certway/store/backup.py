@@ -1,0 +1,276 @@
+"""The whole database as rows, and back: what a backup holds (``certway.services.backup``).
+
+Every table of the schema (``Base.metadata``, so a new table is in every backup without
+anyone remembering it) is read in foreign-key order, each row a list of Python values. The
+secrets the key vault sealed with this node's master key (``SEALED``) are opened on the way
+out and sealed again with the restoring node's master key on the way in: the backup file
+encrypts them under its passphrase, and the master key itself is never in it.
+
+Loading builds the schema of the backup's revision with the Alembic migrations, inserts the
+rows, then migrates to the newest revision, all in one transaction: a failure leaves the
+database as empty as it was.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import MetaData, Table, func, inspect, select, text
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from certway.errors import StoreError
+from certway.store.db import DB_FILE, Store, _alembic_config, sqlite_engine
+from certway.store.repositories import _aad as _key_aad
+from certway.store.repositories import _token_aad
+from certway.store.schema import Base
+from certway.store.vault import KeyVault, create_master_key, load_master_key
+
+__all__ = [
+    "SEALED",
+    "TableRows",
+    "check_new_data_dir",
+    "head_revision",
+    "is_empty",
+    "known_revision",
+    "load",
+    "read",
+    "restore_data_dir",
+    "revision_of",
+    "row_counts",
+    "table_names",
+]
+
+Progress = Callable[[int], None]
+"""Called with the number of rows just handled."""
+
+SEALED: Mapping[tuple[str, str], Callable[[Mapping[str, Any]], bytes]] = {
+    ("private_keys", "sealed"): lambda row: _key_aad(str(row["id"])),
+    ("tokens", "sealed_pin"): lambda row: _token_aad(str(row["name"])),
+}
+"""(table, column) of each value the key vault seals, with the associated data that binds it
+to its row. A new sealed column must be listed here (tests/store/test_backup_rows.py checks
+that every table and every column named ``sealed*`` is known)."""
+
+
+@dataclass
+class TableRows:
+    """One table of a backup: its columns and rows, sealed values opened (``opened``)."""
+
+    name: str
+    columns: list[str]
+    opened: list[str] = field(default_factory=list)
+    rows: list[list[Any]] = field(default_factory=list)
+
+
+def table_names() -> list[str]:
+    """Every table of the schema, parents before the tables that refer to them."""
+    return [table.name for table in Base.metadata.sorted_tables]
+
+
+def _pk_order(table: Table) -> list[Any]:
+    return list(table.primary_key.columns)
+
+
+def row_counts(store: Store) -> dict[str, int]:
+    with store.reading() as session:
+        connection = session.connection()
+        return {
+            table.name: int(connection.scalar(select(func.count()).select_from(table)) or 0)
+            for table in Base.metadata.sorted_tables
+        }
+
+
+def revision_of(store: Store) -> str:
+    with store.reading() as session:
+        revision = MigrationContext.configure(session.connection()).get_current_revision()
+    if revision is None:
+        raise StoreError("the database has no schema revision")
+    return revision
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    if head is None:
+        raise StoreError("no database migrations found")
+    return head
+
+
+def known_revision(revision: str) -> bool:
+    script = ScriptDirectory.from_config(_alembic_config())
+    return any(rev.revision == revision for rev in script.walk_revisions())
+
+
+def read(store: Store, progress: Progress | None = None) -> Iterator[TableRows]:
+    """Every table's rows in one consistent snapshot, sealed values opened."""
+    with store.reading() as session:
+        connection = session.connection()
+        for table in Base.metadata.sorted_tables:
+            columns = [column.name for column in table.columns]
+            opened = [c for c in columns if (table.name, c) in SEALED]
+            out = TableRows(table.name, columns, opened)
+            for row in connection.execute(select(table).order_by(*_pk_order(table))):
+                values = dict(row._mapping)
+                for column in opened:
+                    blob = values[column]
+                    values[column] = store.vault.open(blob, SEALED[(table.name, column)](values))
+                out.rows.append([values[c] for c in columns])
+                if progress is not None and len(out.rows) % 500 == 0:
+                    progress(500)
+            if progress is not None and len(out.rows) % 500:
+                progress(len(out.rows) % 500)
+            yield out
+
+
+def is_empty(engine: Engine) -> bool:
+    """True when the database has no certway table (or only empty ones and no revision)."""
+    names = set(inspect(engine).get_table_names())
+    return not (names & (set(table_names()) | {"alembic_version"}))
+
+
+def _utc_naive(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            raise StoreError("a backup row holds a date without a time zone")
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
+    return value
+
+
+def load(
+    engine: Engine,
+    vault: KeyVault,
+    revision: str,
+    tables: Sequence[TableRows],
+    progress: Progress | None = None,
+) -> None:
+    """Build the schema of ``revision`` in the empty database of ``engine``, insert every
+    row (opened secrets sealed with ``vault``), then migrate to the newest revision. One
+    transaction: on any error nothing stays behind."""
+    if not known_revision(revision):
+        raise StoreError(f"the backup's schema revision {revision} is unknown to this certway")
+    config = _alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+        meta = MetaData()
+        meta.reflect(bind=connection)
+        for rows in tables:
+            _insert(connection, meta, vault, rows, progress)
+        command.upgrade(config, "head")
+        if connection.dialect.name == "postgresql":
+            _advance_sequences(connection, meta)
+
+
+def _insert(
+    connection: Connection,
+    meta: MetaData,
+    vault: KeyVault,
+    rows: TableRows,
+    progress: Progress | None,
+) -> None:
+    table = meta.tables.get(rows.name)
+    if table is None:
+        raise StoreError(f"the backup has a table '{rows.name}' its schema revision does not")
+    expected = {column.name for column in table.columns}
+    if set(rows.columns) != expected:
+        raise StoreError(
+            f"the backup's table '{rows.name}' has columns {sorted(rows.columns)}, its schema "
+            f"revision {sorted(expected)}"
+        )
+    for column in rows.opened:
+        if (rows.name, column) not in SEALED:
+            raise StoreError(f"the backup's column {rows.name}.{column} is not a sealed one")
+    batch: list[dict[str, Any]] = []
+    for values in rows.rows:
+        if len(values) != len(rows.columns):
+            raise StoreError(f"a row of the backup's table '{rows.name}' has the wrong width")
+        record = dict(zip(rows.columns, values, strict=True))
+        for column in rows.opened:
+            plain = record[column]
+            if not isinstance(plain, bytes):
+                raise StoreError(f"a value of {rows.name}.{column} in the backup is not bytes")
+            record[column] = vault.seal(plain, SEALED[(rows.name, column)](record))
+        batch.append({key: _utc_naive(value) for key, value in record.items()})
+        if len(batch) == 500:
+            connection.execute(table.insert(), batch)
+            if progress is not None:
+                progress(len(batch))
+            batch = []
+    if batch:
+        connection.execute(table.insert(), batch)
+        if progress is not None:
+            progress(len(batch))
+
+
+def _advance_sequences(connection: Connection, meta: MetaData) -> None:
+    """Rows came with their ids: move each serial column's sequence past the highest."""
+    for table in meta.sorted_tables:
+        for column in table.primary_key.columns:
+            if not column.autoincrement or column.type.python_type is not int:
+                continue
+            connection.execute(
+                text(
+                    "SELECT setval(pg_get_serial_sequence(:t, :c), "
+                    f'coalesce((SELECT max("{column.name}") FROM "{table.name}"), 0) + 1, false)'
+                ),
+                {"t": table.name, "c": column.name},
+            )
+
+
+def check_new_data_dir(data_dir: Path) -> None:
+    """A restore goes into a data directory that does not exist yet or is empty."""
+    if data_dir.is_symlink() or (data_dir.exists() and not data_dir.is_dir()):
+        raise StoreError(f"{data_dir} exists and is not a directory: give a new data directory")
+    if data_dir.is_dir() and any(data_dir.iterdir()):
+        raise StoreError(
+            f"{data_dir} is not empty: a backup is restored into a new or empty data "
+            "directory, never over a node"
+        )
+
+
+def restore_data_dir(
+    data_dir: Path,
+    revision: str,
+    tables: Sequence[TableRows],
+    progress: Progress | None = None,
+) -> None:
+    """Build a new node's data directory from backup rows: a new master key, the database
+    of the rows (secrets sealed with the new key). It is built beside ``data_dir`` and moved
+    into place when complete, so a failure leaves nothing behind."""
+    check_new_data_dir(data_dir)
+    parent = data_dir.absolute().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{data_dir.name}.restoring-", dir=parent))
+    except OSError as exc:
+        raise StoreError(f"cannot create the data directory {data_dir}: {exc.strerror}") from None
+    try:
+        os.chmod(staging, 0o700)
+        vault = KeyVault(load_master_key(create_master_key(staging).parent))
+        db_path = staging / DB_FILE
+        db_path.touch(mode=0o600)
+        engine = sqlite_engine(db_path)
+        try:
+            load(engine, vault, revision, tables, progress)
+        except SQLAlchemyError as exc:
+            detail = getattr(exc, "orig", None) or exc
+            raise StoreError(f"the backup's rows cannot be loaded: {detail}") from None
+        finally:
+            engine.dispose()
+        check_new_data_dir(data_dir)  # nobody took the place meanwhile
+        if data_dir.is_dir():
+            data_dir.rmdir()
+        staging.rename(data_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
