@@ -288,6 +288,8 @@ def seal_backup(
 def _header(data: bytes) -> tuple[bytes, dict[str, Any]]:
     """The two header lines (the associated data) and the header's JSON."""
     if not data.startswith(MAGIC + b" "):
+        if data and (MAGIC + b" ").startswith(data):
+            raise DecodeError("the backup file is truncated (its first line is incomplete)")
         raise DecodeError("this is not a certway backup file")
     first_end = data.find(b"\n", 0, 64)
     if first_end < 0:
