@@ -135,6 +135,17 @@ def test_the_file_has_a_readable_header_and_no_key_in_clear(node: Node) -> None:
     assert b"pin-2c9e71" not in data and b"Lab Root" not in data
 
 
+def test_the_passphrase_is_never_in_the_audit_log(node: Node, tmp_path: Path) -> None:
+    data = node.backups.create(PASSPHRASE)
+    node.backups.restore_new_node(data, PASSPHRASE, tmp_path / "b")
+    with pytest.raises(PassphraseError):
+        node.backups.restore_new_node(data, PASSPHRASE + b"x", tmp_path / "c")
+    dump = json.dumps(table_dump(node)["audit_log"], default=str)
+    assert "backup.create" in dump and "backup.restore-new-node" in dump
+    assert PASSPHRASE.decode() not in dump and PASSPHRASE.hex() not in dump
+    assert "wrong passphrase" in dump  # the refused restore is recorded, without it
+
+
 def test_default_key_derivation_is_argon2id_64_mib(node: Node, monkeypatch: Any) -> None:
     monkeypatch.setattr(backups, "DEFAULT_KDF", backups.KdfParams())
     data = node.backups.create(PASSPHRASE)

@@ -464,7 +464,7 @@ class Backups:
         self._audit = audit
         self._settings = settings
 
-    @audited("backup.create")
+    @audited("backup.create", target=lambda *_a, **_k: "")  # never the passphrase
     def create(
         self,
         passphrase: bytes,
@@ -498,6 +498,29 @@ class Backups:
         data = seal_backup(payload, passphrase, info, kdf=kdf, progress=progress)
         self._audit.note(rows=total, tables=len(tables), bytes=len(data))
         return data
+
+    @audited("backup.restore-new-node", target=lambda _d, _p, data_dir: str(data_dir))
+    def restore_new_node(
+        self, data: bytes, passphrase: bytes, data_dir: Path
+    ) -> tuple[RestorePlan, tuple[TokenKeyCheck, ...]]:
+        """Restore a backup into a new data directory on this machine (over HTTP): this
+        running node is not changed; the new node is started with ``certway serve
+        --data-dir`` there. ``data_dir`` is an absolute path that does not exist or is empty."""
+        if not data_dir.is_absolute():
+            raise PolicyViolation(
+                "backup-target",
+                f"give the new data directory as an absolute path ('{data_dir}' is relative)",
+            )
+        if data_dir.resolve() == self._store.data_dir.resolve():
+            raise PolicyViolation(
+                "backup-target", "a backup is restored into a new data directory, not this node's"
+            )
+        rows.check_new_data_dir(data_dir)
+        plan = open_backup(data, passphrase)
+        self._audit.note(node=plan.summary.node, created_at=plan.summary.created_at.isoformat())
+        checks = plan.restore_into(data_dir, self._clock, source="upload")
+        self._audit.note(token_keys_missing=[c.ca for c in checks if not c.ok])
+        return plan, checks
 
 
 def check_passphrase(passphrase: bytes) -> None:

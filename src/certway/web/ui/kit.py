@@ -92,6 +92,7 @@ NAV: tuple[tuple[str, str], ...] = (
     ("/sip", "SIP TLS & zones"),
     ("/local-ca", "Local CA"),
     ("/audit", "Audit log"),
+    ("/backup", "Backup and restore"),
 )
 MODE_LABELS = {
     Mode.NOT_REQUIRED.value: "Not required",
