@@ -49,9 +49,10 @@ def test_create_and_restore(cli: Cli, tmp_path: Path, passphrase: Path) -> None:
     restored = Cli(tmp_path / "restored")
     result = restored.ok("backup", "restore", backup, "--passphrase-file", passphrase)
     assert "with a new master key" in result.stdout
-    assert restored.ok("ca", "cert", "--name", "lab").stdout == cli.ok(
-        "ca", "cert", "--name", "lab"
-    ).stdout
+    assert (
+        restored.ok("ca", "cert", "--name", "lab").stdout
+        == cli.ok("ca", "cert", "--name", "lab").stdout
+    )
     assert sign(restored, "lab", tmp_path, "a.example.com").returncode == 0
     assert PASSPHRASE.decode() not in result.stdout + result.stderr
 

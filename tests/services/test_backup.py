@@ -110,7 +110,9 @@ def test_round_trip_gives_every_row_back_under_a_new_master_key(
         assert audit[: len(audit_before)] == audit_before
         assert [row[5] for row in audit[len(audit_before) :]] == ["backup.restore"]
         assert after == before
-        assert (target / "master.key").read_bytes() != (node.store.data_dir / "master.key").read_bytes()
+        assert (target / "master.key").read_bytes() != (
+            node.store.data_dir / "master.key"
+        ).read_bytes()
         assert (target / "master.key").stat().st_mode & 0o777 == 0o600
         # the keys work: the restored CA signs, the token PIN opens
         csr, _ = build_csr(test_key("ec:p256", 4), CsrForm(common_name="b.example.com"))
@@ -165,7 +167,9 @@ def backup_file(node: Node) -> bytes:
     return node.backups.create(PASSPHRASE)
 
 
-def refused(data: bytes, target: Path, clock: FixedClock, error: type[Exception], match: str) -> None:
+def refused(
+    data: bytes, target: Path, clock: FixedClock, error: type[Exception], match: str
+) -> None:
     with pytest.raises(error, match=match):
         backups.open_backup(data, PASSPHRASE).restore_into(target, clock)
     assert not target.exists()
@@ -179,9 +183,7 @@ def test_wrong_passphrase(backup_file: bytes, tmp_path: Path, clock: FixedClock)
 
 
 @pytest.mark.parametrize("keep", [5, 20, 300, -1, -17, -5000])
-def test_truncated_file(
-    backup_file: bytes, tmp_path: Path, clock: FixedClock, keep: int
-) -> None:
+def test_truncated_file(backup_file: bytes, tmp_path: Path, clock: FixedClock, keep: int) -> None:
     refused(backup_file[:keep], tmp_path / "b", clock, DecodeError, "truncated")
 
 
@@ -226,7 +228,9 @@ def test_non_empty_target_is_refused(backup_file: bytes, tmp_path: Path, clock: 
         plan.restore_into(tmp_path / "a", clock)
 
 
-def test_empty_target_directory_is_used(backup_file: bytes, tmp_path: Path, clock: FixedClock) -> None:
+def test_empty_target_directory_is_used(
+    backup_file: bytes, tmp_path: Path, clock: FixedClock
+) -> None:
     target = tmp_path / "b"
     target.mkdir()
     backups.open_backup(backup_file, PASSPHRASE).restore_into(target, clock)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import base64
 import re
+import socket
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,11 +26,30 @@ from certway.web.app import create_admin_app
 
 from conftest import store_snapshot, test_key
 from serving import running
-from test_serve import peer_certificate, trust_context
 
 PASSWORD = "correct horse battery"
 PASSPHRASE = "backup passphrase 7c41d0"
 FQDN = "vcs.example.com"
+
+
+def trust_context(node: Node) -> ssl.SSLContext:
+    """A client context trusting the node's trusted CAs (its temporary CA among them)."""
+    pem = b"".join(
+        c.public_bytes(serialization.Encoding.PEM) for c in node.trusted_cas.snapshot().certificates
+    )
+    context = ssl.create_default_context(cadata=pem.decode())
+    context.check_hostname = False
+    return context
+
+
+def peer_certificate(port: int, context: ssl.SSLContext, server_name: str) -> x509.Certificate:
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname=server_name) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der)
 
 
 @pytest.fixture(autouse=True)
@@ -61,7 +82,9 @@ def test_round_trip_serves_the_same_certificates_and_crl(node: Node, tmp_path: P
     )
     issued = []
     for index in range(3):
-        csr, _ = build_csr(test_key("ec:p256", 10 + index), CsrForm(common_name=f"p{index}.example.com"))
+        csr, _ = build_csr(
+            test_key("ec:p256", 10 + index), CsrForm(common_name=f"p{index}.example.com")
+        )
         issued.append(node.local_ca.sign("lab", csr.public_bytes(serialization.Encoding.PEM)))
     node.local_ca.revoke("lab", f"{issued[1].certificate.serial_number:X}", reason="keyCompromise")
     target = tmp_path / "restored"
@@ -70,7 +93,10 @@ def test_round_trip_serves_the_same_certificates_and_crl(node: Node, tmp_path: P
         base = f"https://127.0.0.1:{server.admin_port}/api/v1"
         context = trust_context(node)
         download = httpx.post(
-            f"{base}/backup", json={"passphrase": PASSPHRASE}, auth=("alice", PASSWORD), verify=context
+            f"{base}/backup",
+            json={"passphrase": PASSPHRASE},
+            auth=("alice", PASSWORD),
+            verify=context,
         )
         assert download.status_code == 200, download.text
         assert re.match(

@@ -132,8 +132,7 @@ def backup_restore(
                 "schema": summary.schema,
                 "rows": summary.rows,
                 "token_keys": [
-                    {"ca": c.ca, "token": c.token, "ok": c.ok, "message": c.message}
-                    for c in checks
+                    {"ca": c.ca, "token": c.token, "ok": c.ok, "message": c.message} for c in checks
                 ],
             }
         )

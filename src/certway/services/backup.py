@@ -318,9 +318,7 @@ def _header(data: bytes) -> tuple[bytes, dict[str, Any]]:
     return data[: end + 1], header
 
 
-def open_backup(
-    data: bytes, passphrase: bytes, progress: Progress | None = None
-) -> RestorePlan:
+def open_backup(data: bytes, passphrase: bytes, progress: Progress | None = None) -> RestorePlan:
     """Check and decrypt a backup file; nothing is written."""
     head, header = _header(data)
     try:
@@ -344,8 +342,7 @@ def open_backup(
     expected_size = length + count * _TAG
     if len(body) < expected_size:
         raise DecodeError(
-            f"the backup file is truncated: {len(data)} bytes, "
-            f"{len(head) + expected_size} expected"
+            f"the backup file is truncated: {len(data)} bytes, {len(head) + expected_size} expected"
         )
     if len(body) > expected_size:
         raise DecodeError("the backup file is damaged: it has bytes after its end")
@@ -448,7 +445,13 @@ def check_token_keys(tables: Iterable[rows.TableRows]) -> tuple[TokenKeyCheck, .
                 session.close()
         checks.append(
             TokenKeyCheck(
-                ca["name"], token["name"], token["module"], token["token_label"], key_id, ok, message
+                ca["name"],
+                token["name"],
+                token["module"],
+                token["token_label"],
+                key_id,
+                ok,
+                message,
             )
         )
     return tuple(checks)
@@ -530,4 +533,3 @@ def check_passphrase(passphrase: bytes) -> None:
             f"a backup passphrase has at least {MIN_PASSPHRASE} characters: it protects "
             "every private key of the node",
         )
-

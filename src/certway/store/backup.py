@@ -25,7 +25,7 @@ from typing import Any
 from alembic import command
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import MetaData, Table, func, inspect, select, text
+from sqlalchemy import Integer, MetaData, Table, func, inspect, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -216,15 +216,11 @@ def _advance_sequences(connection: Connection, meta: MetaData) -> None:
     """Rows came with their ids: move each serial column's sequence past the highest."""
     for table in meta.sorted_tables:
         for column in table.primary_key.columns:
-            if not column.autoincrement or column.type.python_type is not int:
+            if not isinstance(column.type, Integer):
                 continue
-            connection.execute(
-                text(
-                    "SELECT setval(pg_get_serial_sequence(:t, :c), "
-                    f'coalesce((SELECT max("{column.name}") FROM "{table.name}"), 0) + 1, false)'
-                ),
-                {"t": table.name, "c": column.name},
-            )
+            highest = select(func.coalesce(func.max(column), 0) + 1).scalar_subquery()
+            sequence = func.pg_get_serial_sequence(table.name, column.name)
+            connection.execute(select(func.setval(sequence, highest, False)))
 
 
 def check_new_data_dir(data_dir: Path) -> None:

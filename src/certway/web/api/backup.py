@@ -93,7 +93,9 @@ def backup_restore(request: Request, body: RestoreBody, who: Writer) -> dict[str
         plan, checks = node_of(request).backups.restore_new_node(
             data, body.passphrase.encode(), target
         )
-    return restore_answer(target, plan.summary.node, plan.summary.created_at, plan.summary.rows, checks)
+    return restore_answer(
+        target, plan.summary.node, plan.summary.created_at, plan.summary.rows, checks
+    )
 
 
 def restore_answer(

@@ -65,9 +65,7 @@ def backup_restore(view: View, form: Form) -> str:
     if data is None:
         raise PolicyViolation("input", "choose the backup file to restore")
     target = Path(form.get("data_dir").strip())
-    plan, checks = view.node.backups.restore_new_node(
-        data, form.get("passphrase").encode(), target
-    )
+    plan, checks = view.node.backups.restore_new_node(data, form.get("passphrase").encode(), target)
     for check in checks:
         (view.notices if check.ok else view.warnings).append(check.message)
     summary = plan.summary
@@ -75,4 +73,3 @@ def backup_restore(view: View, form: Form) -> str:
         f"restored {summary.node} (backup of {summary.created_at:%Y-%m-%d %H:%M} UTC, "
         f"{summary.rows} rows) into {target} with a new master key; {next_step(target)}"
     )
-
