@@ -4,6 +4,7 @@ with nothing written."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
+from sqlalchemy import create_engine
 
 from certway.clock import FixedClock
 from certway.errors import DecodeError, PassphraseError, PolicyViolation, StoreError
@@ -21,7 +23,8 @@ from certway.services.local_ca import CaSettings
 from certway.services.node import Node
 from certway.store import backup as rows
 from certway.store.repositories import TokenRepository
-from certway.store.schema import Base
+from certway.store.db import key_check_value
+from certway.store.schema import Base, ClusterRow
 
 from conftest import NOW, test_key
 
@@ -61,6 +64,9 @@ def populated(data_dir: Path, clock: FixedClock) -> Node:
         TokenRepository(session, node.store.vault).add(
             "hsm", "/nonexistent/libpkcs11.so", "ca-keys", "pin-2c9e71", NOW
         )
+        # the cluster key's check value (a cluster node has one; bound to the master key)
+        master = (data_dir / "master.key").read_bytes()
+        session.add(ClusterRow(id=1, key_check=key_check_value(master), created_at=NOW))
     return node
 
 
@@ -91,6 +97,13 @@ def test_every_sealed_column_is_opened_for_the_backup() -> None:
         if "sealed" in column.name
     }
     assert sealed == set(rows.SEALED)
+    bound = {
+        (table.name, column.name)
+        for table in Base.metadata.sorted_tables
+        for column in table.columns
+        if "key_check" in column.name
+    }
+    assert bound == set(rows.KEY_BOUND)
 
 
 def test_round_trip_gives_every_row_back_under_a_new_master_key(
@@ -106,6 +119,9 @@ def test_round_trip_gives_every_row_back_under_a_new_master_key(
     restored = Node.open(target, clock)
     try:
         after = table_dump(restored)  # sealed values opened with the new master key
+        new_key = (target / "master.key").read_bytes()
+        assert after.pop("cluster")[0][1] == key_check_value(new_key)
+        before.pop("cluster")
         audit, audit_before = after.pop("audit_log"), before.pop("audit_log")
         assert audit[: len(audit_before)] == audit_before
         assert [row[5] for row in audit[len(audit_before) :]] == ["backup.restore"]
@@ -251,3 +267,81 @@ def test_a_failing_load_leaves_nothing(
         refused_plan.restore_into(tmp_path / "b", clock)
     assert not (tmp_path / "b").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["a"]
+
+
+# -- PostgreSQL: a cluster restored into an empty database --------------------------------------
+def test_restore_into_an_empty_postgresql_database(
+    node: Node, tmp_path: Path, clock: FixedClock, pg_url: str
+) -> None:
+    before = table_dump(node)
+    data = node.backups.create(PASSPHRASE)
+    plan = backups.open_backup(data, PASSPHRASE)
+    plan.restore_into(tmp_path / "c", clock, database=pg_url)
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["cluster.json", "master.key"]
+    restored = Node.open(tmp_path / "c", clock)
+    try:
+        assert restored.store.clustered and restored.store.node_id == 1
+        after = table_dump(restored)
+        new_key = (tmp_path / "c" / "master.key").read_bytes()
+        assert after.pop("cluster")[0][1] == key_check_value(new_key)
+        before.pop("cluster")
+        audit, audit_before = after.pop("audit_log"), before.pop("audit_log")
+        assert audit[: len(audit_before)] == audit_before
+        assert after == before
+        csr, _ = build_csr(test_key("ec:p256", 4), CsrForm(common_name="c.example.com"))
+        restored.local_ca.sign("lab", csr.public_bytes(serialization.Encoding.PEM), days=30)
+        assert restored.identities.info("server").subject == node.identities.info("server").subject
+    finally:
+        restored.close()
+    # the database is no longer empty: a second restore into it is refused, nothing written
+    with pytest.raises(StoreError, match="is not empty"):
+        plan.restore_into(tmp_path / "d", clock, database=pg_url)
+    assert not (tmp_path / "d").exists()
+
+
+def test_a_failing_load_leaves_the_postgresql_database_empty(
+    backup_file: bytes, tmp_path: Path, clock: FixedClock, pg_url: str
+) -> None:
+    plan = backups.open_backup(backup_file, PASSPHRASE)
+    cas = next(t for t in plan.tables if t.name == "cas")
+    cas.rows.append(list(cas.rows[0]))  # a duplicate primary key, late in the load
+    with pytest.raises(StoreError, match="cannot be loaded"):
+        plan.restore_into(tmp_path / "c", clock, database=pg_url)
+    assert not (tmp_path / "c").exists()
+    engine = create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        assert rows.is_empty(engine)
+    finally:
+        engine.dispose()
+
+
+def test_cluster_backup_restores_as_a_cluster(
+    tmp_path: Path, clock: FixedClock, pg_server: Any
+) -> None:
+    with pg_server.database() as first_url, pg_server.database() as second_url:
+        peer = Node.init(tmp_path / "p1", clock, database=first_url, fqdn="a.example.test")
+        try:
+            peer.local_ca.create_root("lab", "CN=Lab Root")
+            crl = peer.local_ca.current_crl("lab").der
+            data = peer.backups.create(PASSPHRASE)
+        finally:
+            peer.close()
+        plan = backups.open_backup(data, PASSPHRASE)
+        assert plan.summary.node_id == 1
+        plan.restore_into(tmp_path / "r1", clock, database=second_url)
+        restored = Node.open(tmp_path / "r1", clock)
+        try:
+            assert restored.store.clustered
+            assert restored.local_ca.current_crl("lab").der == crl
+        finally:
+            restored.close()
+
+
+def test_backup_of_another_peer_needs_a_database(
+    backup_file: bytes, tmp_path: Path, clock: FixedClock
+) -> None:
+    plan = backups.open_backup(backup_file, PASSPHRASE)
+    other = backups.RestorePlan(dataclasses.replace(plan.summary, node_id=3), plan.tables)
+    with pytest.raises(PolicyViolation, match="made on peer 3 of a cluster"):
+        other.restore_into(tmp_path / "b", clock)
+    assert not (tmp_path / "b").exists()

@@ -105,11 +105,19 @@ def backup_restore(
     ctx: typer.Context,
     backup_file: Annotated[Path, typer.Argument(help="The backup file.")],
     passphrase_file: PassphraseOpt,
+    database: Annotated[
+        str | None,
+        typer.Option(
+            "--database",
+            help="An empty PostgreSQL database (postgresql://…) to restore a cluster into.",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Rebuild a node from a backup into the new or empty --data-dir (a new master key is
-    generated and every key sealed under it). Nothing is written unless the whole file
-    checks out."""
+    generated and every key sealed under it); with --database, a cluster in that empty
+    PostgreSQL database, this node being the peer the backup was made on. Nothing is
+    written unless the whole file checks out."""
     from certway.clock import SystemClock
     from certway.store.backup import check_new_data_dir
 
@@ -120,7 +128,7 @@ def backup_restore(
     with _progress(as_json) as progress:
         plan = backups.open_backup(data, passphrase, progress)
         checks = plan.restore_into(
-            data_dir, SystemClock(), source=str(backup_file), progress=progress
+            data_dir, SystemClock(), database=database, source=str(backup_file), progress=progress
         )
     summary = plan.summary
     if as_json:

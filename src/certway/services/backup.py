@@ -106,6 +106,7 @@ class BackupSummary:
     schema: str
     certway: str
     tables: dict[str, int]  # rows per table (from the payload)
+    node_id: int = 1  # the peer the backup was made on (an embedded node is peer 1)
 
     @property
     def rows(self) -> int:
@@ -133,12 +134,26 @@ class RestorePlan:
     tables: tuple[rows.TableRows, ...]
 
     def restore_into(
-        self, data_dir: Path, clock: Clock, *, source: str = "", progress: Progress | None = None
+        self,
+        data_dir: Path,
+        clock: Clock,
+        *,
+        database: str | None = None,
+        source: str = "",
+        progress: Progress | None = None,
     ) -> tuple[TokenKeyCheck, ...]:
-        """Build the node of this backup in the new or empty ``data_dir``; return how each
-        token-backed CA's key is reachable from here. The restored node's audit log records
-        the restore (``source``: where the backup came from)."""
+        """Build the node of this backup in the new or empty ``data_dir`` (with
+        ``database``, a PostgreSQL URL: a cluster in that empty database, this node being
+        the peer the backup was made on); return how each token-backed CA's key is
+        reachable from here. The restored node's audit log records the restore (``source``:
+        where the backup came from)."""
         rows.check_new_data_dir(data_dir)
+        if database is None and self.summary.node_id != 1:
+            raise PolicyViolation(
+                "backup-target",
+                f"this backup was made on peer {self.summary.node_id} of a cluster: restore it "
+                "into an empty PostgreSQL database (--database URL)",
+            )
         total = self.summary.rows
         done = [0]
 
@@ -147,7 +162,12 @@ class RestorePlan:
             if progress is not None:
                 progress("restoring the database", done[0], total)
 
-        rows.restore_data_dir(data_dir, self.summary.schema, self.tables, step)
+        if database is None:
+            rows.restore_data_dir(data_dir, self.summary.schema, self.tables, step)
+        else:
+            rows.restore_cluster(
+                data_dir, database, self.summary.node_id, self.summary.schema, self.tables, step
+            )
         checks = check_token_keys(self.tables)
         store = Store.open(data_dir)
         try:
@@ -392,6 +412,7 @@ def _summary(raw: dict[str, Any], tables: tuple[rows.TableRows, ...]) -> BackupS
             schema=str(raw["schema"]),
             certway=str(raw["certway"]),
             tables={t.name: len(t.rows) for t in tables},
+            node_id=int(raw.get("node_id", 1)),
         )
     except (KeyError, ValueError):
         raise DecodeError("the backup's content is damaged (no summary)") from None
@@ -493,6 +514,7 @@ class Backups:
             "node": self._settings.get().fqdn,
             "schema": schema,
             "certway": __version__,
+            "node_id": self._store.node_id,
         }
         summary = {**info, "tables": [t.name for t in tables]}
         compressor = zlib.compressobj(6)

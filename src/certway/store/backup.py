@@ -30,13 +30,26 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from certway.errors import StoreError
-from certway.store.db import DB_FILE, Store, _alembic_config, sqlite_engine
+from certway.store.db import (
+    DB_FILE,
+    Store,
+    _alembic_config,
+    _check_database_url,
+    _pg_engine,
+    _reason,
+    key_check_value,
+    redact_url,
+    sqlite_engine,
+    write_cluster_file,
+)
+from certway.store.schema import ClusterRow
 from certway.store.repositories import _aad as _key_aad
 from certway.store.repositories import _token_aad
 from certway.store.schema import Base
 from certway.store.vault import KeyVault, create_master_key, load_master_key
 
 __all__ = [
+    "KEY_BOUND",
     "SEALED",
     "TableRows",
     "check_new_data_dir",
@@ -45,6 +58,7 @@ __all__ = [
     "known_revision",
     "load",
     "read",
+    "restore_cluster",
     "restore_data_dir",
     "revision_of",
     "row_counts",
@@ -59,8 +73,12 @@ SEALED: Mapping[tuple[str, str], Callable[[Mapping[str, Any]], bytes]] = {
     ("tokens", "sealed_pin"): lambda row: _token_aad(str(row["name"])),
 }
 """(table, column) of each value the key vault seals, with the associated data that binds it
-to its row. A new sealed column must be listed here (tests/store/test_backup_rows.py checks
-that every table and every column named ``sealed*`` is known)."""
+to its row. A new sealed column must be listed here (tests/services/test_backup.py checks
+that every table has rows in its test node and every column named ``sealed*`` is known)."""
+
+KEY_BOUND: frozenset[tuple[str, str]] = frozenset({("cluster", "key_check")})
+"""(table, column) of values computed from the master key itself: computed again from the
+restored node's new key (``key_check_value``)."""
 
 
 @dataclass
@@ -133,7 +151,7 @@ def read(store: Store, progress: Progress | None = None) -> Iterator[TableRows]:
 
 
 def is_empty(engine: Engine) -> bool:
-    """True when the database has no certway table (or only empty ones and no revision)."""
+    """True when the database has neither a certway table nor a schema revision."""
     names = set(inspect(engine).get_table_names())
     return not (names & (set(table_names()) | {"alembic_version"}))
 
@@ -148,14 +166,17 @@ def _utc_naive(value: Any) -> Any:
 
 def load(
     engine: Engine,
-    vault: KeyVault,
+    key: bytes,
     revision: str,
     tables: Sequence[TableRows],
     progress: Progress | None = None,
+    *,
+    cluster: bool = False,
 ) -> None:
     """Build the schema of ``revision`` in the empty database of ``engine``, insert every
-    row (opened secrets sealed with ``vault``), then migrate to the newest revision. One
-    transaction: on any error nothing stays behind."""
+    row (opened secrets sealed with the new master ``key``), then migrate to the newest
+    revision. One transaction: on any error nothing stays behind."""
+    vault = KeyVault(key)
     if not known_revision(revision):
         raise StoreError(f"the backup's schema revision {revision} is unknown to this certway")
     config = _alembic_config()
@@ -164,8 +185,22 @@ def load(
         command.upgrade(config, revision)
         meta = MetaData()
         meta.reflect(bind=connection)
+        for table in reversed(meta.sorted_tables):  # rows the migrations seed (peer 1, …)
+            if table.name != "alembic_version":  # are the backup's to give
+                connection.execute(table.delete())
         for rows in tables:
             _insert(connection, meta, vault, rows, progress)
+        for table_name, column in KEY_BOUND:
+            bound = meta.tables.get(table_name)
+            if bound is not None:
+                connection.execute(bound.update().values({column: key_check_value(key)}))
+        if cluster and connection.execute(select(func.count()).select_from(ClusterRow)).scalar() == 0:
+            # the backup of an embedded node becomes a cluster: its key's check value
+            connection.execute(
+                ClusterRow.__table__.insert().values(
+                    id=1, key_check=key_check_value(key), created_at=dt.datetime.now(dt.UTC)
+                )
+            )
         command.upgrade(config, "head")
         if connection.dialect.name == "postgresql":
             _advance_sequences(connection, meta)
@@ -244,20 +279,14 @@ def restore_data_dir(
     of the rows (secrets sealed with the new key). It is built beside ``data_dir`` and moved
     into place when complete, so a failure leaves nothing behind."""
     check_new_data_dir(data_dir)
-    parent = data_dir.absolute().parent
+    staging = _staging(data_dir)
     try:
-        parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{data_dir.name}.restoring-", dir=parent))
-    except OSError as exc:
-        raise StoreError(f"cannot create the data directory {data_dir}: {exc.strerror}") from None
-    try:
-        os.chmod(staging, 0o700)
-        vault = KeyVault(load_master_key(create_master_key(staging).parent))
+        key = load_master_key(create_master_key(staging).parent)
         db_path = staging / DB_FILE
         db_path.touch(mode=0o600)
         engine = sqlite_engine(db_path)
         try:
-            load(engine, vault, revision, tables, progress)
+            load(engine, key, revision, tables, progress)
         except SQLAlchemyError as exc:
             detail = getattr(exc, "orig", None) or exc
             raise StoreError(f"the backup's rows cannot be loaded: {detail}") from None
@@ -270,3 +299,57 @@ def restore_data_dir(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def restore_cluster(
+    data_dir: Path,
+    url: str,
+    node_id: int,
+    revision: str,
+    tables: Sequence[TableRows],
+    progress: Progress | None = None,
+) -> None:
+    """A cluster from backup rows: the empty PostgreSQL database ``url`` gets the rows (under
+    a new cluster key) and ``data_dir`` becomes peer ``node_id`` of it (the peer the backup
+    was made on). The data directory is built beside its place and moved there once the
+    database is loaded; a failure leaves the database empty and no directory behind."""
+    check_new_data_dir(data_dir)
+    _check_database_url(url)
+    if not any(t.name == "peers" and any(r[0] == node_id for r in t.rows) for t in tables):
+        raise StoreError(f"the backup has no peer {node_id}")
+    engine = _pg_engine(url)
+    try:
+        if not is_empty(engine):
+            raise StoreError(
+                f"the database {redact_url(url)} is not empty: a backup is restored into an "
+                "empty database, never over a cluster"
+            )
+        staging = _staging(data_dir)
+        try:
+            key = load_master_key(create_master_key(staging).parent)
+            write_cluster_file(staging, url, node_id)
+            load(engine, key, revision, tables, progress, cluster=True)
+            check_new_data_dir(data_dir)
+            if data_dir.is_dir():
+                data_dir.rmdir()
+            staging.rename(data_dir)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    except SQLAlchemyError as exc:
+        raise StoreError(
+            f"the backup cannot be loaded into {redact_url(url)}: {_reason(exc)}"
+        ) from None
+    finally:
+        engine.dispose()
+
+
+def _staging(data_dir: Path) -> Path:
+    parent = data_dir.absolute().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{data_dir.name}.restoring-", dir=parent))
+        os.chmod(staging, 0o700)
+    except OSError as exc:
+        raise StoreError(f"cannot create the data directory {data_dir}: {exc.strerror}") from None
+    return staging
