@@ -173,3 +173,24 @@ def test_restore_without_the_token(
     assert f"token '{label}'" in checks[0]["message"]
     assert PIN not in result.stdout + result.stderr
     assert sign(restored, "lab", tmp_path, "l.example.com").returncode == 0
+
+
+def test_restore_a_cluster_into_postgresql(
+    cli: Cli, tmp_path: Path, passphrase: Path, pg_url: str
+) -> None:
+    cli.ok("ca", "create-root", "--name", "lab", "--subject", "/CN=Lab Root")
+    backup = tmp_path / "node.bak"
+    cli.ok("backup", "create", "--out", backup, "--passphrase-file", passphrase)
+    peer = Cli(tmp_path / "peer")
+    peer.ok("backup", "restore", backup, "--passphrase-file", passphrase, "--database", pg_url)
+    assert (peer.data_dir / "cluster.json").exists()
+    assert (
+        peer.ok("ca", "cert", "--name", "lab").stdout
+        == cli.ok("ca", "cert", "--name", "lab").stdout
+    )
+    again = Cli(tmp_path / "again")
+    refused = again(
+        "backup", "restore", backup, "--passphrase-file", passphrase, "--database", pg_url
+    )
+    assert refused.exit_code == 2 and "is not empty" in refused.stderr
+    assert not again.data_dir.exists()

@@ -22,8 +22,8 @@ from certway.services.identities.model import CsrOptions
 from certway.services.local_ca import CaSettings
 from certway.services.node import Node
 from certway.store import backup as rows
-from certway.store.repositories import TokenRepository
 from certway.store.db import key_check_value
+from certway.store.repositories import TokenRepository
 from certway.store.schema import Base, ClusterRow
 
 from conftest import NOW, test_key

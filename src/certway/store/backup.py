@@ -25,7 +25,7 @@ from typing import Any
 from alembic import command
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Integer, MetaData, Table, func, inspect, select
+from sqlalchemy import Integer, MetaData, Table, func, insert, inspect, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -42,10 +42,9 @@ from certway.store.db import (
     sqlite_engine,
     write_cluster_file,
 )
-from certway.store.schema import ClusterRow
 from certway.store.repositories import _aad as _key_aad
 from certway.store.repositories import _token_aad
-from certway.store.schema import Base
+from certway.store.schema import Base, ClusterRow
 from certway.store.vault import KeyVault, create_master_key, load_master_key
 
 __all__ = [
@@ -194,10 +193,13 @@ def load(
             bound = meta.tables.get(table_name)
             if bound is not None:
                 connection.execute(bound.update().values({column: key_check_value(key)}))
-        if cluster and connection.execute(select(func.count()).select_from(ClusterRow)).scalar() == 0:
+        if (
+            cluster
+            and connection.execute(select(func.count()).select_from(ClusterRow)).scalar() == 0
+        ):
             # the backup of an embedded node becomes a cluster: its key's check value
             connection.execute(
-                ClusterRow.__table__.insert().values(
+                insert(ClusterRow).values(
                     id=1, key_check=key_check_value(key), created_at=dt.datetime.now(dt.UTC)
                 )
             )
