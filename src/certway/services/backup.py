@@ -88,7 +88,7 @@ class KdfParams:
     parallelism: int = 4
 
     def check(self) -> None:
-        if not (8 * self.parallelism <= self.memory_kib <= 4 * 1024 * 1024):
+        if not (8 * self.parallelism <= self.memory_kib <= 1024 * 1024):
             raise DecodeError("the backup's key derivation asks for an unusable amount of memory")
         if not (1 <= self.time_cost <= 64 and 1 <= self.parallelism <= 64):
             raise DecodeError("the backup's key derivation parameters are out of range")
@@ -279,6 +279,8 @@ def seal_backup(
     if progress is not None:
         progress("deriving the key from the passphrase", 0, 1)
     key, check = _derive(passphrase, salt, kdf)
+    if progress is not None:
+        progress("deriving the key from the passphrase", 1, 1)
     header = {
         "kdf": {
             "name": "argon2id",
@@ -369,6 +371,8 @@ def open_backup(data: bytes, passphrase: bytes, progress: Progress | None = None
     if progress is not None:
         progress("deriving the key from the passphrase", 0, 1)
     key, check = _derive(passphrase, salt, kdf)
+    if progress is not None:
+        progress("deriving the key from the passphrase", 1, 1)
     if not hmac.compare_digest(check, expected_check):
         raise PassphraseError("wrong passphrase for this backup")
     aead = AESGCM(key)
