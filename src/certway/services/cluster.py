@@ -11,7 +11,7 @@ from certway.clock import Clock
 from certway.services.audit import Audit, audited
 from certway.services.identities import Identities
 from certway.services.node_settings import NodeSettings
-from certway.store.db import Store
+from certway.store.db import Store, key_check_value
 from certway.store.keyexport import seal_key
 from certway.store.repositories import PeerRepository
 from certway.store.vault import load_master_key
@@ -104,4 +104,8 @@ class Cluster:
     def export_key(self, passphrase: str) -> bytes:
         """The cluster key encrypted under ``passphrase`` (memory-hard KDF, AES-GCM): what
         ``init --join`` reads. The key itself is never returned."""
-        return seal_key(load_master_key(self._store.data_dir), passphrase)
+        key = load_master_key(self._store.data_dir)
+        sealed = seal_key(key, passphrase)
+        with self._store.transaction() as session:
+            PeerRepository(session).key_exported(key_check_value(key), self._clock.now())
+        return sealed

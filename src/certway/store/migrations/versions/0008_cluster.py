@@ -53,6 +53,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("key_check", sa.String(length=64), nullable=False),
         sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("key_exported_at", sa.DateTime(), nullable=True),
         sa.PrimaryKeyConstraint("id"),
     )
     # The node that had the database so far is node 1.
