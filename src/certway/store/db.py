@@ -20,7 +20,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, event, inspect, select
+from sqlalchemy import create_engine, event, insert, inspect, select, update
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import (
     ArgumentError,
@@ -238,14 +238,12 @@ class Store:
             _migrate(engine)
             with engine.begin() as connection:
                 connection.execute(
-                    ClusterRow.__table__.insert().values(
+                    insert(ClusterRow).values(
                         id=1, key_check=key_check_value(key), created_at=dt.datetime.now(dt.UTC)
                     )
                 )
                 if fqdn:
-                    connection.execute(
-                        PeerRow.__table__.update().where(PeerRow.id == 1).values(fqdn=fqdn)
-                    )
+                    connection.execute(update(PeerRow).where(PeerRow.id == 1).values(fqdn=fqdn))
         except SQLAlchemyError as exc:
             engine.dispose()
             raise StoreError(f"cannot use the database {redact_url(url)}: {_reason(exc)}") from None
@@ -274,7 +272,7 @@ class Store:
                 if connection.execute(select(PeerRow.id).where(PeerRow.fqdn == fqdn)).first():
                     raise StoreError(f"the cluster already has a peer named {fqdn}")
                 node_id = connection.execute(
-                    PeerRow.__table__.insert()
+                    insert(PeerRow)
                     .values(fqdn=fqdn, joined_at=dt.datetime.now(dt.UTC))
                     .returning(PeerRow.id)
                 ).scalar_one()

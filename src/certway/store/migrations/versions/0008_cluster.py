@@ -7,6 +7,7 @@ Revises: 0007
 """
 
 import json
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from alembic import op
@@ -21,7 +22,7 @@ PER_PEER_SETTINGS = ("node", "zones.status", "ocsp.failures")
 NAMING = {"uq": "uq_%(table_name)s_%(column_0_name)s"}
 
 
-def _recreate() -> str:
+def _recreate() -> Literal["always", "auto"]:
     # SQLite alters a table by copying it; PostgreSQL alters in place (a copy would have to
     # drop a table other tables' foreign keys point to).
     return "always" if op.get_bind().dialect.name == "sqlite" else "auto"
@@ -52,6 +53,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("key_check", sa.String(length=64), nullable=False),
         sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("key_exported_at", sa.DateTime(), nullable=True),
         sa.PrimaryKeyConstraint("id"),
     )
     # The node that had the database so far is node 1.
@@ -82,7 +84,7 @@ def upgrade() -> None:
     )
 
 
-def _settings_columns(*, with_node: bool) -> list[sa.Column[object]]:
+def _settings_columns(*, with_node: bool) -> list[sa.Column[Any]]:
     node = [sa.Column("node_id", sa.Integer(), nullable=False)] if with_node else []
     return [
         *node,
@@ -91,7 +93,7 @@ def _settings_columns(*, with_node: bool) -> list[sa.Column[object]]:
     ]
 
 
-def _alarm_columns(*, with_node: bool) -> list[sa.Column[object]]:
+def _alarm_columns(*, with_node: bool) -> list[sa.Column[Any]]:
     node = [sa.Column("node_id", sa.Integer(), nullable=False)] if with_node else []
     return [
         *node,
@@ -100,7 +102,7 @@ def _alarm_columns(*, with_node: bool) -> list[sa.Column[object]]:
     ]
 
 
-def _rebuild(table: str, columns: list[sa.Column[object]], key: list[str], select: str) -> None:
+def _rebuild(table: str, columns: list[sa.Column[Any]], key: list[str], select: str) -> None:
     """Replace ``table`` by a new one with ``columns`` and primary key ``key``, its rows
     copied with ``SELECT <select> FROM table``."""
     new = f"_new_{table}"
