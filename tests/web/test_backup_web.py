@@ -242,3 +242,22 @@ def test_ui_page_for_read_only_accounts(client: TestClient) -> None:
     login(client, "bob")
     page = client.get("/backup").text
     assert "read-write administrators" in page and 'action="/backup/restore"' not in page
+
+
+def test_api_odd_input_is_a_clear_refusal(client: TestClient, tmp_path: Path) -> None:
+    alice = ("alice", PASSWORD)
+    lone = client.post(
+        "/api/v1/backup",
+        content=b'{"passphrase": "\\ud800 long enough passphrase"}',
+        headers={"content-type": "application/json"},
+        auth=alice,
+    )
+    assert lone.status_code == 422 and "not valid text" in lone.json()["detail"]
+    for data_dir in ("/tmp/a\u0000b", "/" + "x" * 5000):
+        answer = client.post(
+            "/api/v1/backup/restore",
+            json={"backup": "Q0VSVFdBWQ==", "passphrase": PASSPHRASE, "data_dir": data_dir},
+            auth=alice,
+        )
+        assert answer.status_code in (400, 422, 503), answer.text
+        assert "detail" in answer.json()

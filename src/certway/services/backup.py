@@ -540,6 +540,8 @@ class Backups:
                 "backup-target",
                 f"give the new data directory as an absolute path ('{data_dir}' is relative)",
             )
+        if "\0" in str(data_dir):
+            raise PolicyViolation("backup-target", "the data directory's path holds a NUL")
         if data_dir.resolve() == self._store.data_dir.resolve():
             raise PolicyViolation(
                 "backup-target", "a backup is restored into a new data directory, not this node's"

@@ -262,9 +262,15 @@ def _advance_sequences(connection: Connection, meta: MetaData) -> None:
 
 def check_new_data_dir(data_dir: Path) -> None:
     """A restore goes into a data directory that does not exist yet or is empty."""
-    if data_dir.is_symlink() or (data_dir.exists() and not data_dir.is_dir()):
-        raise StoreError(f"{data_dir} exists and is not a directory: give a new data directory")
-    if data_dir.is_dir() and any(data_dir.iterdir()):
+    if "\0" in str(data_dir):
+        raise StoreError("the data directory's path holds a NUL character")
+    try:
+        if data_dir.is_symlink() or (data_dir.exists() and not data_dir.is_dir()):
+            raise StoreError(f"{data_dir} exists and is not a directory: give a new data directory")
+        used = data_dir.is_dir() and any(data_dir.iterdir())
+    except OSError as exc:
+        raise StoreError(f"cannot use {data_dir} as a data directory: {exc.strerror}") from None
+    if used:
         raise StoreError(
             f"{data_dir} is not empty: a backup is restored into a new or empty data "
             "directory, never over a node"

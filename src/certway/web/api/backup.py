@@ -23,12 +23,12 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 
-from certway.errors import DecodeError
+from certway.errors import DecodeError, PolicyViolation
 from certway.web.api.common import Out, file_answer, node_of
 from certway.web.api.routing import ApiRoute, Writer
 from certway.web.context import as_principal
 
-__all__ = ["BackupBody", "RestoreBody", "RestoreOut", "router"]
+__all__ = ["BackupBody", "RestoreBody", "RestoreOut", "passphrase_bytes", "router"]
 
 router = APIRouter(route_class=ApiRoute, tags=["backup"])
 
@@ -61,6 +61,13 @@ class RestoreOut(Out):
     next_step: str
 
 
+def passphrase_bytes(text: str) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise PolicyViolation("backup-passphrase", "the passphrase is not valid text") from None
+
+
 def backup_filename(fqdn: str, at: dt.datetime) -> str:
     safe = re.sub(r"[^A-Za-z0-9.-]", "_", fqdn) or "node"
     return f"certway-{safe}-{at.strftime('%Y%m%dT%H%M%SZ')}.bak"
@@ -70,7 +77,7 @@ def backup_filename(fqdn: str, at: dt.datetime) -> str:
 def backup_create(request: Request, body: BackupBody, who: Writer) -> Response:
     node = node_of(request)
     with as_principal(who):
-        data = node.backups.create(body.passphrase.encode())
+        data = node.backups.create(passphrase_bytes(body.passphrase))
     name = backup_filename(node.settings.get().fqdn, node.clock.now())
     return Response(
         data,
@@ -91,7 +98,7 @@ def backup_restore(request: Request, body: RestoreBody, who: Writer) -> dict[str
     target = Path(body.data_dir)
     with as_principal(who):
         plan, checks = node_of(request).backups.restore_new_node(
-            data, body.passphrase.encode(), target
+            data, passphrase_bytes(body.passphrase), target
         )
     return restore_answer(
         target, plan.summary.node, plan.summary.created_at, plan.summary.rows, checks

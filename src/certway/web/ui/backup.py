@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 
 from certway.errors import CertwayError, PolicyViolation
-from certway.web.api.backup import backup_filename, next_step
+from certway.web.api.backup import backup_filename, next_step, passphrase_bytes
 from certway.web.ui.kit import (
     Form,
     UiRoute,
@@ -48,7 +48,7 @@ async def backup_download(request: Request) -> Response:
             passphrase = form.get("passphrase")
             if passphrase != form.get("passphrase2"):
                 raise PolicyViolation("backup-passphrase", "the two passphrases differ")
-            data = view.node.backups.create(passphrase.encode())
+            data = view.node.backups.create(passphrase_bytes(passphrase))
         except CertwayError as exc:
             view.failed(exc)
             return _backup_page(view)
