@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from alembic import command
+from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Integer, MetaData, Table, func, insert, inspect, select
@@ -36,6 +37,7 @@ from certway.store.db import (
     _alembic_config,
     _check_database_url,
     _pg_engine,
+    _pragma,
     _reason,
     key_check_value,
     redact_url,
@@ -175,37 +177,65 @@ def load(
     """Build the schema of ``revision`` in the empty database of ``engine``, insert every
     row (opened secrets sealed with the new master ``key``), then migrate to the newest
     revision. One transaction: on any error nothing stays behind."""
-    vault = KeyVault(key)
     if not known_revision(revision):
         raise StoreError(f"the backup's schema revision {revision} is unknown to this certway")
     config = _alembic_config()
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, revision)
-        meta = MetaData()
-        meta.reflect(bind=connection)
-        for table in reversed(meta.sorted_tables):  # rows the migrations seed (peer 1, …)
-            if table.name != "alembic_version":  # are the backup's to give
-                connection.execute(table.delete())
-        for rows in tables:
-            _insert(connection, meta, vault, rows, progress)
-        for table_name, column in KEY_BOUND:
-            bound = meta.tables.get(table_name)
-            if bound is not None:
-                connection.execute(bound.update().values({column: key_check_value(key)}))
-        if (
-            cluster
-            and connection.execute(select(func.count()).select_from(ClusterRow)).scalar() == 0
-        ):
-            # the backup of an embedded node becomes a cluster: its key's check value
-            connection.execute(
-                insert(ClusterRow).values(
-                    id=1, key_check=key_check_value(key), created_at=dt.datetime.now(dt.UTC)
-                )
+    sqlite_db = engine.dialect.name == "sqlite"
+    with engine.connect() as connection:
+        raw = connection.connection.dbapi_connection
+        if sqlite_db and raw is not None:
+            # as Store migrations do on SQLite: foreign keys off outside the transaction (its
+            # table changes copy tables), every reference checked before it commits
+            _pragma(raw, "PRAGMA foreign_keys=OFF")
+        try:
+            with connection.begin():
+                config.attributes["connection"] = connection
+                _load_rows(connection, config, key, revision, tables, progress, cluster=cluster)
+                if sqlite_db:
+                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise StoreError(
+                            f"the backup's rows break {len(broken)} references: nothing was "
+                            "restored"
+                        )
+        finally:
+            if sqlite_db and raw is not None:
+                _pragma(raw, "PRAGMA foreign_keys=ON")
+
+
+def _load_rows(
+    connection: Connection,
+    config: Config,
+    key: bytes,
+    revision: str,
+    tables: Sequence[TableRows],
+    progress: Progress | None,
+    *,
+    cluster: bool,
+) -> None:
+    vault = KeyVault(key)
+    command.upgrade(config, revision)
+    meta = MetaData()
+    meta.reflect(bind=connection)
+    for table in reversed(meta.sorted_tables):  # rows the migrations seed (peer 1, …)
+        if table.name != "alembic_version":  # are the backup's to give
+            connection.execute(table.delete())
+    for rows in tables:
+        _insert(connection, meta, vault, rows, progress)
+    for table_name, column in KEY_BOUND:
+        bound = meta.tables.get(table_name)
+        if bound is not None:
+            connection.execute(bound.update().values({column: key_check_value(key)}))
+    if cluster and connection.execute(select(func.count()).select_from(ClusterRow)).scalar() == 0:
+        # the backup of an embedded node becomes a cluster: its key's check value
+        connection.execute(
+            insert(ClusterRow).values(
+                id=1, key_check=key_check_value(key), created_at=dt.datetime.now(dt.UTC)
             )
-        command.upgrade(config, "head")
-        if connection.dialect.name == "postgresql":
-            _advance_sequences(connection, meta)
+        )
+    command.upgrade(config, "head")
+    if connection.dialect.name == "postgresql":
+        _advance_sequences(connection, meta)
 
 
 def _insert(
