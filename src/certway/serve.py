@@ -284,6 +284,7 @@ class NodeServer:
                 if self._acme_renewal is None or self._acme_renewal.done():
                     self._acme_renewal = asyncio.create_task(self._renew_acme_if_due())
                 await self._in_thread(self._refresh_crls)
+                await self._in_thread(self.node.cluster.heartbeat)
                 alarms = await self._in_thread(self.node.alarms.current)
                 current = {a.id for a in alarms}
                 for alarm in alarms:

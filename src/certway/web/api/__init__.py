@@ -14,6 +14,7 @@ from fastapi import APIRouter
 from certway.web.api import (
     acme,
     admin,
+    backup,
     client_cert,
     domains,
     local_ca,
@@ -48,5 +49,6 @@ for _part in (
     syslog,
     tls,
     acme,
+    backup,
 ):
     router.include_router(_part.router)

@@ -12,6 +12,7 @@ from certway.web.ui import (
     accounts,
     acme,
     admin_security,
+    backup,
     certificates,
     check,
     local_ca,
@@ -46,6 +47,7 @@ _AREAS = (
     tokens,
     syslog,
     acme,
+    backup,
 )
 router = APIRouter(include_in_schema=False)
 router.include_router(form_get_redirects(a.router for a in _AREAS))  # first: see its doc

@@ -101,6 +101,7 @@ NAV: tuple[tuple[str, str], ...] = (
     ("/syslog", "Remote syslog"),
     ("/acme", "ACME"),
     ("/audit", "Audit log"),
+    ("/backup", "Backup and restore"),
 )
 MODE_LABELS = {
     Mode.NOT_REQUIRED.value: "Not required",
