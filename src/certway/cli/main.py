@@ -259,6 +259,7 @@ def init(
 
 
 from certway.cli import (  # noqa: E402,F401  (registers the commands)
+    automation_commands,
     commands,
     node_commands,
     serve_commands,

@@ -12,6 +12,7 @@ from certway.fetch import FetchPool
 from certway.services.admin_security import AdminSecurity
 from certway.services.admins import AdminAccounts
 from certway.services.alarms import Alarms
+from certway.services.api_tokens import ApiTokens
 from certway.services.audit import Audit
 from certway.services.client_check import ClientCheck
 from certway.services.identities import Identities
@@ -87,6 +88,7 @@ class Node:
             self.sip,
         )
         self.admins = AdminAccounts(store, clock, self.audit)
+        self.api_tokens = ApiTokens(store, clock, self.audit)
         self.zones = Zones(store, clock, self.audit)
         self.admin_security = AdminSecurity(store, self.audit, self.admins, self.client_check)
 

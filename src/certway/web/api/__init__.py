@@ -13,6 +13,7 @@ from fastapi import APIRouter
 
 from certway.web.api import (
     admin,
+    api_tokens,
     client_cert,
     domains,
     local_ca,
@@ -42,5 +43,6 @@ for _part in (
     sip,
     zones,
     tls,
+    api_tokens,
 ):
     router.include_router(_part.router)

@@ -3,6 +3,7 @@ body is read, and changes need a read-write account (``Reader`` / ``Writer``, ``
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any, TypeVar
 
@@ -18,6 +19,7 @@ __all__ = [
     "Reader",
     "Writer",
     "api_principal",
+    "describe",
     "is_reads_only",
     "reads_only",
     "require_write",
@@ -68,6 +70,14 @@ def is_reads_only(endpoint: Callable[..., Any]) -> bool:
     return bool(getattr(endpoint, "__certway_reads_only__", False))
 
 
+def describe(endpoint: Callable[..., Any]) -> tuple[str, str]:
+    """An operation's summary and description in the API's description: the first paragraph
+    of the route's docstring, and the rest."""
+    text = inspect.cleandoc(endpoint.__doc__ or "")
+    summary, _, rest = text.partition("\n\n")
+    return " ".join(summary.split()), rest.strip()
+
+
 class ApiRoute(APIRoute):
     """Every API route authenticates the caller, and every POST/PUT/PATCH/DELETE route not
     marked ``reads_only`` requires a read-write account, *before* the body is read or
@@ -80,6 +90,11 @@ class ApiRoute(APIRoute):
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         kwargs["response_model_exclude_unset"] = True
+        summary, description = describe(endpoint)
+        if kwargs.get("summary") is None and summary:
+            kwargs["summary"] = summary
+        if kwargs.get("description") is None and description:
+            kwargs["description"] = description
         super().__init__(path, endpoint, **kwargs)
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:

@@ -10,6 +10,7 @@ from fastapi import APIRouter
 
 from certway.web.ui import (
     admin_security,
+    api_tokens,
     certificates,
     check,
     local_ca,
@@ -36,5 +37,6 @@ for _area in (
     admin_security,
     sip,
     local_ca,
+    api_tokens,
 ):
     router.include_router(_area.router)

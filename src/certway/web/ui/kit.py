@@ -91,6 +91,7 @@ NAV: tuple[tuple[str, str], ...] = (
     ("/certificate-auth", "Certificate-based authentication"),
     ("/sip", "SIP TLS & zones"),
     ("/local-ca", "Local CA"),
+    ("/api-tokens", "API tokens"),
     ("/audit", "Audit log"),
 )
 MODE_LABELS = {
