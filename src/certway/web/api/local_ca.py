@@ -53,7 +53,7 @@ class SignBody(BaseModel):
 
 class SignBatchBody(BaseModel):
     csrs: list[str] = Field(
-        min_length=1, max_length=MAX_BATCH, description="CSRs, each PEM or base64 of DER"
+        max_length=MAX_BATCH, description=f"1 to {MAX_BATCH} CSRs, each PEM or base64 of DER"
     )
     profile: Literal["server-client", "server", "client", "sub-ca"] = "server-client"
     days: Days = 365
