@@ -232,7 +232,6 @@ def test_batch_signs_in_one_transaction_with_an_error_per_refused_csr(
     client: TestClient, node: Node
 ) -> None:
     token = node.api_tokens.create("ci", "read-write").token
-    wildcard, _ = build_csr(test_key("ec:p256", 9), CsrForm(common_name="ok.example.com"))
     csrs = [
         csr_pem("a.example.com", 1),
         "not a CSR",
