@@ -29,6 +29,7 @@ import asyncio
 import datetime as dt
 import http.client
 import json
+import os
 import shutil
 import signal
 import socket
@@ -51,6 +52,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 CA_NAME = "bench"
+TICK = os.sysconf("SC_CLK_TCK")
 TARGET = 1.0
 
 
@@ -62,6 +64,7 @@ class Server:
     headers: dict[str, str]
     body: bytes
     kind: str  # certway | cfssl
+    pid: int
 
 
 # -- material --------------------------------------------------------------------------------
@@ -209,6 +212,7 @@ def cfssl(files: dict[str, Path]) -> Iterator[Server | None]:
             {"Content-Type": "application/json"},
             body,
             "cfssl",
+            proc.pid,
         )
     finally:
         stop(proc)
@@ -246,6 +250,7 @@ def certway(data_dir: Path, files: dict[str, Path], token: str) -> Iterator[Serv
             {"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
             body,
             "certway",
+            proc.pid,
         )
     finally:
         stop(proc)
@@ -307,14 +312,24 @@ def client(server: Server, seconds: float) -> tuple[int, int]:
     return done, errors
 
 
-def block(pool: ProcessPoolExecutor, server: Server, clients: int, seconds: float) -> float:
-    start = time.monotonic()
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (all its threads), from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def block(
+    pool: ProcessPoolExecutor, server: Server, clients: int, seconds: float
+) -> tuple[float, float]:
+    """(certificates per second, server CPU ms per certificate) of one block."""
+    start, cpu = time.monotonic(), cpu_seconds(server.pid)
     results = [f.result() for f in [pool.submit(client, server, seconds) for _ in range(clients)]]
-    wall = time.monotonic() - start
+    wall, cpu = time.monotonic() - start, cpu_seconds(server.pid) - cpu
     errors = sum(r[1] for r in results)
     if errors:
         raise RuntimeError(f"{server.label}: {errors} failed requests")
-    return sum(r[0] for r in results) / wall
+    done = sum(r[0] for r in results)
+    return done / wall, cpu * 1000 / max(done, 1)
 
 
 def main() -> None:
@@ -341,11 +356,13 @@ def main() -> None:
         for server in servers:  # warm-up: connections, caches, first CRL
             block(pool, server, 1, 0.5)
         rates: dict[tuple[str, int], list[float]] = {}
+        cpu: dict[tuple[str, int], list[float]] = {}
         for _ in range(rounds):
             for clients in (1, 4):
                 for server in servers:
-                    rate = block(pool, server, clients, seconds)
+                    rate, ms = block(pool, server, clients, seconds)
                     rates.setdefault((server.kind, clients), []).append(rate)
+                    cpu.setdefault((server.kind, clients), []).append(ms)
         for clients in (1, 4):
             ours = statistics.median(rates[("certway", clients)])
             theirs = statistics.median(rates[("cfssl", clients)]) if other else None
@@ -361,7 +378,22 @@ def main() -> None:
                     None if ratio is None else ratio >= TARGET,
                 )
             )
-    print_table("ratio = certway rate / cfssl rate (higher is better); median of the rounds")
+        for clients in (1, 4):
+            ours = statistics.median(cpu[("certway", clients)])
+            theirs = statistics.median(cpu[("cfssl", clients)]) if other else None
+            add_row(
+                Row(
+                    "REST issuance",
+                    f"server CPU ms/certificate, c={clients}",
+                    f"{ours:.2f} ms",
+                    f"cfssl {theirs:.2f} ms" if theirs else "cfssl not run",
+                    theirs / ours if theirs else None,
+                )
+            )
+    print_table(
+        "ratio = certway rate / cfssl rate, and cfssl CPU / certway CPU per certificate "
+        "(higher is better); median of the rounds"
+    )
 
 
 if __name__ == "__main__":

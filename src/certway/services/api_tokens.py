@@ -18,6 +18,8 @@ import hashlib
 import hmac
 import re
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 
 from certway.clock import Clock, utc
@@ -30,6 +32,7 @@ from certway.store.schema import ApiTokenRow
 
 __all__ = [
     "MAX_TOKEN_DAYS",
+    "RECHECK_SECONDS",
     "TOKEN_PREFIX",
     "ApiTokenInfo",
     "ApiTokens",
@@ -37,8 +40,13 @@ __all__ = [
     "TokenRefused",
 ]
 
+RECHECK_SECONDS = 1.0
+"""How long a token found valid is taken as still valid without reading the store again: a
+token revoked by another process (the CLI) is refused within this time; one revoked by this
+process, and any token past its expiry, at once."""
 TOKEN_PREFIX = "certway_"  # noqa: S105 (the public start of every token)
 MAX_TOKEN_DAYS = 3650
+_RECENT_SIZE = 1024
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 _TOKEN_RE = re.compile(r"^certway_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
 
@@ -108,6 +116,9 @@ class ApiTokens:
         self._store = store
         self._clock = clock
         self._audit = audit
+        # Tokens found valid lately: SHA-256 of the whole token → (details, monotonic time).
+        self._lock = threading.Lock()
+        self._recent: dict[str, tuple[ApiTokenInfo, float]] = {}
 
     def tokens(self) -> list[ApiTokenInfo]:
         now = self._clock.now()
@@ -167,7 +178,10 @@ class ApiTokens:
             if row.revoked_at is not None:
                 raise Conflict(f"API token '{name}' is already revoked")
             row.revoked_at = now
-            return _info(row, now)
+            info = _info(row, now)
+        with self._lock:
+            self._recent.clear()
+        return info
 
     def authenticate(self, token: str) -> ApiTokenInfo:
         """The token's details when it is valid now; ``TokenRefused`` saying why otherwise.
@@ -177,6 +191,13 @@ class ApiTokens:
             raise TokenRefused("malformed API token")
         key_id, secret = found.groups()
         now = self._clock.now()
+        whole = hashlib.sha256(token.strip().encode("ascii")).hexdigest()
+        with self._lock:
+            recent = self._recent.get(whole)
+        if recent is not None and time.monotonic() - recent[1] < RECHECK_SECONDS:
+            info = recent[0]
+            if info.expires_at is None or info.expires_at > now:
+                return info
         with self._store.reading() as session:
             row = ApiTokenRepository(session).by_key_id(key_id)
             stored = row.secret_sha256 if row is not None else _digest("")
@@ -192,4 +213,8 @@ class ApiTokens:
             raise TokenRefused(
                 f"API token '{info.name}' expired on {info.expires_at:%Y-%m-%d %H:%M} UTC"
             )
+        with self._lock:
+            if len(self._recent) >= _RECENT_SIZE:
+                self._recent.clear()
+            self._recent[whole] = (info, time.monotonic())
         return info

@@ -590,11 +590,19 @@ class LocalCA:
         profile: str = "server-client",
         days: int = 365,
     ) -> SignResult:
-        row, issuer = self._issuer(name)
         now = self._clock.now()
-        cert = issue_from_csr(issuer, csr, profile=profile, not_before=now, days=days, checked=True)
+        # One transaction: the CA is found, the certificate signed and recorded (and the
+        # audit row written) under the write lock, so a request costs a single commit.
         with self._store.transaction() as session:
-            CaRepository(session).add_issued(_issued_row(row.id, cert, profile, now))
+            repo = CaRepository(session)
+            row = repo.by_name(name)
+            if row is None:
+                raise self._not_found(name)  # rolls back: nothing was written
+            issuer = self._issuer_of(session, row)
+            cert = issue_from_csr(
+                issuer, csr, profile=profile, not_before=now, days=days, checked=True
+            )
+            repo.add_issued(_issued_row(row.id, cert, profile, now))
             self._note_issued(cert)
         return SignResult(cert, self._issued_chain(row.id, name))
 
