@@ -39,18 +39,28 @@ def api_principal(request: Request) -> Principal:
     return principal
 
 
+async def _principal(request: Request) -> Principal:
+    """``api_principal`` as a dependency: async, so that finding the principal ``ApiRoute``
+    already authenticated costs no trip to a worker thread (authenticating, which reads the
+    store, still runs in one)."""
+    known = getattr(request.state, "principal", None)
+    if isinstance(known, Principal):
+        return known
+    return await run_in_threadpool(api_principal, request)
+
+
 def require_write(principal: Principal) -> Principal:
     if not principal.can_write:
         raise HTTPException(403, f"account '{principal.name}' is read-only")
     return principal
 
 
-def writer(principal: Annotated[Principal, Depends(api_principal)]) -> Principal:
+async def writer(principal: Annotated[Principal, Depends(_principal)]) -> Principal:
     """Routes that change state: read-only accounts get 403."""
     return require_write(principal)
 
 
-Reader = Annotated[Principal, Depends(api_principal)]
+Reader = Annotated[Principal, Depends(_principal)]
 Writer = Annotated[Principal, Depends(writer)]
 
 CHANGING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
