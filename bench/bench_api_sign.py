@@ -45,11 +45,12 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchlib import Row, add_row, print_table
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from benchlib import Row, add_row, print_table
 
 CA_NAME = "bench"
 TICK = os.sysconf("SC_CLK_TCK")
@@ -121,9 +122,7 @@ def make_material(work: Path) -> dict[str, Path]:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(days=1))
         .not_valid_after(now + dt.timedelta(days=30))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False
-        )
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
     leaf_key = ec.generate_private_key(ec.SECP256R1())
@@ -191,17 +190,14 @@ def cfssl(files: dict[str, Path]) -> Iterator[Server | None]:
         yield None
         return
     port = free_port()
-    proc = subprocess.Popen(
-        [
-            binary, "serve", "-address", "127.0.0.1", "-port", str(port),
-            "-ca", str(files["ca"]), "-ca-key", str(files["ca_key"]),
-            "-config", str(files["config"]),
-            "-tls-cert", str(files["tls"]), "-tls-key", str(files["tls_key"]),
-            "-loglevel", "5",
-        ],  # fmt: skip
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    command = [
+        binary, "serve", "-address", "127.0.0.1", "-port", str(port),
+        "-ca", str(files["ca"]), "-ca-key", str(files["ca_key"]),
+        "-config", str(files["config"]),
+        "-tls-cert", str(files["tls"]), "-tls-key", str(files["tls_key"]),
+        "-loglevel", "5",
+    ]  # fmt: skip
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_port(port, proc, "cfssl serve")
         body = json.dumps({"certificate_request": files["csr"].read_text()}).encode()
