@@ -173,9 +173,12 @@ class WebContext:
             # Still through the guard: a blocked account or address stays blocked, and a
             # success clears that pair's failures as a checked password does.
             return self.logins.check(name, address, lambda: cached)
+        # The stamp is read before the password is checked: should the password change
+        # meanwhile, the remembered login carries the old stamp and is dropped at its next use.
+        stamp = admins.credential_stamp(name)
         account = self.logins.check(name, address, lambda: admins.verify(name, password))
-        if account is not None:
-            self._remember_login(key, account)
+        if account is not None and stamp is not None:
+            self._remember_login(key, account, stamp)
         if account is None:
             shown = name[:64]
             log.warning("event=login-failed account=%r source=%s via=%s", shown, address, via)
@@ -198,8 +201,7 @@ class WebContext:
             return None
         return found.account
 
-    def _remember_login(self, key: bytes, account: AdminInfo) -> None:
-        stamp = self.node.admins.credential_stamp(account.name)
+    def _remember_login(self, key: bytes, account: AdminInfo, stamp: str) -> None:
         with self._lock:
             now = time.monotonic()
             if len(self._verified) >= BASIC_CACHE_SIZE:
