@@ -252,6 +252,9 @@ def test_every_audited_change_writes_its_row_in_its_own_transaction(
     csr = build_csr(test_key("ec:p256", 7), CsrForm(common_name="peer.example.com"))[0]
     csr_pem = csr.public_bytes(serialization.Encoding.PEM)
     call("ca.sign", lambda: node.local_ca.sign("lab", csr_pem))
+    call("ca.sign-batch", lambda: node.local_ca.sign_batch("lab", [csr_pem, csr_pem]))
+    call("api-token.create", lambda: node.api_tokens.create("ci", "read-only"))
+    call("api-token.revoke", lambda: node.api_tokens.revoke("ci"))
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "x.example.com")])
     issued: list[x509.Certificate] = []
     call(

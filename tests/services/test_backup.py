@@ -60,6 +60,7 @@ def populated(data_dir: Path, clock: FixedClock) -> Node:
     node.revocation.set_sources(["http://127.0.0.1:9/ca.crl"])
     node.identities.generate_csr("server", "", CsrOptions(key_type="ec:p256"))
     node.alarms.current()
+    node.api_tokens.create("ci", "read-only")
     with node.store.transaction() as session:  # a registration whose PIN is sealed (no token)
         TokenRepository(session, node.store.vault).add(
             "hsm", "/nonexistent/libpkcs11.so", "ca-keys", "pin-2c9e71", NOW

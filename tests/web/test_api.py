@@ -250,6 +250,7 @@ PATH_VALUES = {
     "/sip/rules/{id}": "1",
     "/tokens/{name}": "hsm",
     "/syslog/{address}": "127.0.0.1:6514",
+    "/api-tokens/{name}": "ci",
 }
 
 
@@ -306,6 +307,7 @@ def test_every_changing_route_needs_a_read_write_account(
     ok(alice.post("/zones", json={"name": "core", "peers": ["127.0.0.1"], "port": 9}), 201)
     rule = {"priority": 1, "type": "exact", "pattern": "a", "action": "allow"}
     ok(alice.post("/sip/rules", json=rule), 201)
+    ok(alice.post("/api-tokens", json={"name": "ci", "access": "read-only"}), 201)
     before = store_snapshot(node.store.data_dir)
 
     operations = changing_operations(app)

@@ -15,6 +15,7 @@ from certway.services.acme_client import AcmeClient
 from certway.services.admin_security import AdminSecurity
 from certway.services.admins import AdminAccounts
 from certway.services.alarms import Alarms
+from certway.services.api_tokens import ApiTokens
 from certway.services.audit import Audit
 from certway.services.backup import Backups
 from certway.services.client_check import ClientCheck
@@ -100,6 +101,7 @@ class Node:
             acme=self.acme,
         )
         self.admins = AdminAccounts(store, clock, self.audit)
+        self.api_tokens = ApiTokens(store, clock, self.audit)
         self.zones = Zones(store, clock, self.audit)
         self.admin_security = AdminSecurity(store, self.audit, self.admins, self.client_check)
         self.backups = Backups(store, clock, self.audit, self.settings)

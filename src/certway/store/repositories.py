@@ -24,6 +24,7 @@ from certway.pki.keys import (
 from certway.store.schema import (
     AdminAccountRow,
     AlarmStateRow,
+    ApiTokenRow,
     AuditRow,
     CaRow,
     CertSlotRow,
@@ -47,6 +48,7 @@ __all__ = [
     "PER_PEER_SETTINGS",
     "AdminRepository",
     "AlarmStateRepository",
+    "ApiTokenRepository",
     "AuditRepository",
     "CaRepository",
     "HeldCrlRepository",
@@ -216,6 +218,10 @@ class CaRepository:
     # inventory
     def add_issued(self, row: IssuedRow) -> None:
         self._session.add(row)
+        self._session.flush()
+
+    def add_issued_many(self, rows: Sequence[IssuedRow]) -> None:
+        self._session.add_all(rows)
         self._session.flush()
 
     def issued(self, ca_id: int, *, search: str | None = None) -> Sequence[IssuedRow]:
@@ -701,3 +707,29 @@ class PeerRepository:
             .where(PeerRow.id == node_id)
             .values(tls_result=result, tls_checked_at=at)
         )
+
+
+class ApiTokenRepository:
+    """API tokens (the row keeps the SHA-256 of the token's secret, never the token)."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def all(self) -> Sequence[ApiTokenRow]:
+        return self._session.scalars(select(ApiTokenRow).order_by(ApiTokenRow.name)).all()
+
+    def by_name(self, name: str) -> ApiTokenRow | None:
+        return self._session.scalars(select(ApiTokenRow).where(ApiTokenRow.name == name)).first()
+
+    def by_key_id(self, key_id: str) -> ApiTokenRow | None:
+        return self._session.scalars(
+            select(ApiTokenRow).where(ApiTokenRow.key_id == key_id)
+        ).first()
+
+    def add(self, row: ApiTokenRow) -> None:
+        self._session.add(row)
+        self._session.flush()
+
+    def delete(self, row: ApiTokenRow) -> None:
+        self._session.delete(row)
+        self._session.flush()

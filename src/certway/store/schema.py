@@ -295,3 +295,19 @@ class ClusterRow(Base):
     key_check: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     key_exported_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class ApiTokenRow(Base):
+    """API tokens for automation (``Authorization: Bearer``). Only the SHA-256 of the token's
+    secret part is kept: the token itself is shown once, when it is created."""
+
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    key_id: Mapped[str] = mapped_column(String(32), unique=True)  # the token's public part
+    secret_sha256: Mapped[str] = mapped_column(String(64))
+    access: Mapped[str] = mapped_column(String(16))  # read-write | read-only
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)

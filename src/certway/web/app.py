@@ -30,6 +30,7 @@ from certway.web.context import (
     problem,
     status_for,
 )
+from certway.web.docs import describe_api
 from certway.web.docs import router as docs_router
 from certway.web.logins import LoginRefused, ThrottlePolicy
 from certway.web.ui import certificate_refused_page
@@ -199,4 +200,5 @@ def create_admin_app(
     app.include_router(api_router, prefix="/api/v1")
     app.include_router(docs_router, prefix="/api/v1")
     app.include_router(ui_router)
+    app.openapi = lambda: describe_api(app)  # type: ignore[method-assign]
     return app

@@ -14,6 +14,7 @@ from fastapi import APIRouter
 from certway.web.api import (
     acme,
     admin,
+    api_tokens,
     backup,
     client_cert,
     domains,
@@ -50,5 +51,6 @@ for _part in (
     tls,
     acme,
     backup,
+    api_tokens,
 ):
     router.include_router(_part.router)

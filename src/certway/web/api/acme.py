@@ -135,6 +135,10 @@ def acme_status(request: Request, _who: Reader) -> dict[str, Any]:
 
 @router.get("/acme/account", response_model=AccountOut)
 def acme_account(request: Request, _who: Reader) -> dict[str, Any]:
+    """The node's ACME account.
+
+    Directory, account URL, e-mail, status and key type, as last recorded (never the key).
+    """
     info = node_of(request).acme.account()
     if info is None:
         raise NotFound("no ACME account")
@@ -155,6 +159,11 @@ def acme_account_create(request: Request, body: AccountRequest, who: Writer) -> 
 
 @router.post("/acme/account/deactivate", response_model=AccountOut)
 def acme_account_deactivate(request: Request, who: Writer) -> dict[str, Any]:
+    """Deactivate the ACME account.
+
+    The ACME CA is asked to deactivate it for good; renewals stop until a new account is
+    created.
+    """
     with as_principal(who):
         return node_of(request).acme.deactivate_account().as_dict()
 
@@ -185,6 +194,10 @@ def acme_renew(request: Request, body: SlotRequest, who: Writer) -> dict[str, An
 
 @router.post("/acme/revoke", response_model=RevokeOut)
 def acme_revoke(request: Request, body: RevokeRequest, who: Writer) -> dict[str, Any]:
+    """Revoke the slot's ACME certificate.
+
+    The ACME CA revokes the certificate the slot got from it, with the reason given.
+    """
     kind, name = _slot(body)
     with as_principal(who):
         return node_of(request).acme.revoke(kind, name, reason=body.reason)
@@ -192,6 +205,10 @@ def acme_revoke(request: Request, body: RevokeRequest, who: Writer) -> dict[str,
 
 @router.get("/acme/schedule", response_model=ScheduleOut)
 def acme_schedule(request: Request, _who: Reader) -> dict[str, Any]:
+    """The renewal schedule.
+
+    The days and time of day (UTC) automatic renewals run, and whether they deploy at once.
+    """
     return node_of(request).acme.schedule().as_dict()
 
 

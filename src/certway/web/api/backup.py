@@ -75,6 +75,11 @@ def backup_filename(fqdn: str, at: dt.datetime) -> str:
 
 @router.post("/backup", **file_answer("application/octet-stream", "the encrypted backup file"))
 def backup_create(request: Request, body: BackupBody, who: Writer) -> Response:
+    """Download an encrypted backup of the node.
+
+    The whole state in one file, encrypted under a key derived from the passphrase (argon2id,
+    AES-256-GCM); the master key is never in it.
+    """
     node = node_of(request)
     with as_principal(who):
         data = node.backups.create(passphrase_bytes(body.passphrase))
@@ -91,6 +96,11 @@ def backup_create(request: Request, body: BackupBody, who: Writer) -> Response:
 
 @router.post("/backup/restore", response_model=RestoreOut)
 def backup_restore(request: Request, body: RestoreBody, who: Writer) -> dict[str, Any]:
+    """Restore a backup into a new data directory.
+
+    The running node is not changed: the backup (base64) becomes a new node in ``data_dir``
+    (absolute, new or empty), to be started with ``certway --data-dir PATH serve``.
+    """
     try:
         data = base64.b64decode("".join(body.backup.split()), validate=True)
     except (binascii.Error, ValueError):

@@ -42,7 +42,9 @@ class TlsProfilesOut(Out):
 
 @router.get("/tls", response_model=TlsProfilesOut, response_model_by_alias=True)
 def tls_profiles(request: Request, _who: Reader) -> dict[str, Any]:
-    """The TLS profile of each service: versions, TLS 1.2 cipher suites, groups."""
+    """Show the TLS profiles.
+
+    The TLS profile of each service: versions, TLS 1.2 cipher suites and groups."""
     return node_of(request).tls.policy().as_dict()
 
 
@@ -50,6 +52,9 @@ def tls_profiles(request: Request, _who: Reader) -> dict[str, Any]:
 def tls_profile_set(
     request: Request, service: TlsService, body: TlsProfileBody, who: Writer
 ) -> dict[str, object]:
-    """Select a service's TLS profile; listeners use it from their next connection."""
+    """Select a service's TLS profile.
+
+    intermediate or modern; listeners use it from their next connection, established
+    connections keep theirs."""
     with as_principal(who):
         return node_of(request).tls.set(service, body.profile).as_dict()

@@ -12,6 +12,7 @@ from certway.web.ui import (
     accounts,
     acme,
     admin_security,
+    api_tokens,
     backup,
     certificates,
     check,
@@ -48,6 +49,7 @@ _AREAS = (
     syslog,
     acme,
     backup,
+    api_tokens,
 )
 router = APIRouter(include_in_schema=False)
 router.include_router(form_get_redirects(a.router for a in _AREAS))  # first: see its doc

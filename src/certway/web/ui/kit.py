@@ -100,6 +100,7 @@ NAV: tuple[tuple[str, str], ...] = (
     ("/tokens", "PKCS#11 tokens"),
     ("/syslog", "Remote syslog"),
     ("/acme", "ACME"),
+    ("/api-tokens", "API tokens"),
     ("/audit", "Audit log"),
     ("/backup", "Backup and restore"),
 )
