@@ -154,19 +154,19 @@ def test_sign_needs_an_account_once_a_csr_is_pending(node: Node) -> None:
 
 def test_the_acme_page_shows_forms_to_writers_only(app: Any, node: Node) -> None:
     alice = login(TestClient(app), *ALICE)
-    page = alice.get("/acme")
+    page = alice.get("/acme-client")
     assert page.status_code == 200
-    assert 'href="/acme"' in page.text
-    assert 'action="/acme/account"' in page.text
-    assert 'action="/acme/schedule"' in page.text
+    assert 'href="/acme-client"' in page.text
+    assert 'action="/acme-client/account"' in page.text
+    assert 'action="/acme-client/schedule"' in page.text
     bob = login(TestClient(app), *BOB)
-    read_only = bob.get("/acme").text
-    assert 'action="/acme/account"' not in read_only
+    read_only = bob.get("/acme-client").text
+    assert 'action="/acme-client/account"' not in read_only
     assert "Automatic renewal: on, mon,tue,wed,thu,fri,sat,sun from 00:00 UTC" in read_only
     saved = alice.post(
-        "/acme/schedule",
+        "/acme-client/schedule",
         data={
-            "csrf": csrf(alice, "/acme"),
+            "csrf": csrf(alice, "/acme-client"),
             "enabled": "on",
             "days": ["mon", "wed"],
             "time": "02:15",
@@ -177,8 +177,8 @@ def test_the_acme_page_shows_forms_to_writers_only(app: Any, node: Node) -> None
     schedule = node.acme.schedule()
     assert (schedule.days, schedule.time, schedule.auto_deploy) == (("mon", "wed"), "02:15", False)
     refused = alice.post(
-        "/acme/account",
-        data={"csrf": csrf(alice, "/acme"), "directory": "ftp://x", "email": "a@b.c"},
+        "/acme-client/account",
+        data={"csrf": csrf(alice, "/acme-client"), "directory": "ftp://x", "email": "a@b.c"},
     )
     assert refused.status_code == 422
     assert "is not an https:// ACME directory URL" in messages(refused.text, "error")[0]

@@ -42,12 +42,12 @@ def _label(kind: str, name: str) -> str:
     return f"domain {name}" if kind == "domain" else "server certificate"
 
 
-@router.get("/acme")
+@router.get("/acme-client")
 def acme_page(request: Request) -> Response:
     return _acme_page(page_view(request))
 
 
-@router.post("/acme/account")
+@router.post("/acme-client/account")
 @form_action(_acme_page, keep_form="on-error")
 def acme_account_create(view: View, form: Form) -> str:
     info = view.node.acme.create_account(
@@ -56,14 +56,14 @@ def acme_account_create(view: View, form: Form) -> str:
     return f"ACME account created: {info.uri}"
 
 
-@router.post("/acme/account/deactivate")
+@router.post("/acme-client/account/deactivate")
 @form_action(_acme_page)
 def acme_account_deactivate(view: View, form: Form) -> str:
     view.node.acme.deactivate_account()
     return "ACME account deactivated"
 
 
-@router.post("/acme/sign")
+@router.post("/acme-client/sign")
 @form_action(_acme_page)
 def acme_sign(view: View, form: Form) -> str:
     kind, name = _slot(form)
@@ -73,7 +73,7 @@ def acme_sign(view: View, form: Form) -> str:
     return f"the {_label(kind, name)} was signed by {result['issuer']} ({state})"
 
 
-@router.post("/acme/deploy")
+@router.post("/acme-client/deploy")
 @form_action(_acme_page)
 def acme_deploy(view: View, form: Form) -> str:
     kind, name = _slot(form)
@@ -82,7 +82,7 @@ def acme_deploy(view: View, form: Form) -> str:
     return f"the {_label(kind, name)} is live: version {result['version']}"
 
 
-@router.post("/acme/renew")
+@router.post("/acme-client/renew")
 @form_action(_acme_page)
 def acme_renew(view: View, form: Form) -> str:
     kind, name = _slot(form)
@@ -90,7 +90,7 @@ def acme_renew(view: View, form: Form) -> str:
     return f"the {_label(kind, name)} was renewed: valid until {result['not_after']}"
 
 
-@router.post("/acme/revoke")
+@router.post("/acme-client/revoke")
 @form_action(_acme_page)
 def acme_revoke(view: View, form: Form) -> str:
     kind, name = _slot(form)
@@ -98,7 +98,7 @@ def acme_revoke(view: View, form: Form) -> str:
     return f"serial {result['serial']} revoked at the ACME CA ({result['reason']})"
 
 
-@router.post("/acme/schedule")
+@router.post("/acme-client/schedule")
 @form_action(_acme_page, keep_form="on-error")
 def acme_schedule(view: View, form: Form) -> str:
     view.node.acme.set_schedule(

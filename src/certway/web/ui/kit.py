@@ -99,7 +99,7 @@ NAV: tuple[tuple[str, str], ...] = (
     ("/local-ca", "Local CA"),
     ("/tokens", "PKCS#11 tokens"),
     ("/syslog", "Remote syslog"),
-    ("/acme", "ACME"),
+    ("/acme-client", "ACME client"),
     ("/api-tokens", "API tokens"),
     ("/audit", "Audit log"),
     ("/backup", "Backup and restore"),
