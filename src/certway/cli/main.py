@@ -259,6 +259,7 @@ def init(
 
 
 from certway.cli import (  # noqa: E402,F401  (registers the commands)
+    acme_server_commands,
     commands,
     node_commands,
     serve_commands,

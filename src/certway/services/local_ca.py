@@ -103,6 +103,7 @@ class IssuedInfo:
     status: str  # valid | expired | revoked
     revoked_at: dt.datetime | None
     reason: str | None
+    acme_account: int | None = None  # the ACME account that ordered it
 
 
 @dataclass(frozen=True, slots=True)
@@ -526,6 +527,7 @@ class LocalCA:
                         status=status,
                         revoked_at=rev.revoked_at if rev else None,
                         reason=rev.reason if rev else None,
+                        acme_account=item.acme_account,
                     )
                 )
             return result
@@ -559,12 +561,16 @@ class LocalCA:
         *,
         profile: str = "server-client",
         days: int = 365,
+        acme_account: int | None = None,
     ) -> SignResult:
+        """Sign a checked CSR; ``acme_account`` records the ACME account that ordered it."""
         row, issuer = self._issuer(name)
         now = self._clock.now()
         cert = issue_from_csr(issuer, csr, profile=profile, not_before=now, days=days, checked=True)
         with self._store.transaction() as session:
-            CaRepository(session).add_issued(_issued_row(row.id, cert, profile, now))
+            issued = _issued_row(row.id, cert, profile, now)
+            issued.acme_account = acme_account
+            CaRepository(session).add_issued(issued)
             self._note_issued(cert)
         chain = self._chains.get(row.id)
         if chain is None:  # CA certificates never change: built once per CA

@@ -9,6 +9,7 @@ from cryptography import x509
 
 from certway.clock import Clock, SystemClock
 from certway.fetch import FetchPool
+from certway.services.acme_server import AcmeServer
 from certway.services.admin_security import AdminSecurity
 from certway.services.admins import AdminAccounts
 from certway.services.alarms import Alarms
@@ -89,6 +90,7 @@ class Node:
         self.admins = AdminAccounts(store, clock, self.audit)
         self.zones = Zones(store, clock, self.audit)
         self.admin_security = AdminSecurity(store, self.audit, self.admins, self.client_check)
+        self.acme_server = AcmeServer(store, clock, self.audit, self.local_ca)
 
     def _outbound_fetcher(self, trusted: Sequence[x509.Certificate]) -> Fetcher:
         return default_fetcher(trusted, profile=self.tls.profile("outbound"))
@@ -136,6 +138,7 @@ class Node:
         )
 
     def close(self) -> None:
+        self.acme_server.close()
         self.fetch_pool.close()
         self.tokens.close()
         self.store.close()

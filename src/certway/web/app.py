@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from certway.errors import CertwayError
 from certway.services.node import Node
+from certway.web.acme import router as acme_router
 from certway.web.api import router as api_router
 from certway.web.context import (
     MAX_UPLOAD,
@@ -172,4 +173,5 @@ def create_admin_app(
     app.include_router(api_router, prefix="/api/v1")
     app.include_router(docs_router, prefix="/api/v1")
     app.include_router(ui_router)
+    app.include_router(acme_router)  # ACME server of the local CAs (JWS-authenticated)
     return app
