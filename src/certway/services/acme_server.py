@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import json
+import logging
 import secrets
 import threading
 import time
@@ -66,6 +67,8 @@ __all__ = [
     "AcmeSettings",
     "EabKey",
 ]
+
+log = logging.getLogger("certway.acme")
 
 CHALLENGE_TYPES = ("http-01", "tls-alpn-01", "dns-01")
 _ACCOUNT_ALGORITHMS = (
@@ -268,13 +271,33 @@ def _json_reply(
     return AcmeReply(status, json.dumps(value).encode(), "application/json", headers or {})
 
 
+def _problem_reply(problem: AcmeProblem) -> AcmeReply:
+    return AcmeReply(
+        problem.status,
+        json.dumps(problem.document()).encode(),
+        "application/problem+json",
+        dict(problem.headers),
+    )
+
+
+def _protected(jws: acme_jws.JWS) -> dict[str, Any]:
+    """The protected header of a parsed JWS, as JSON."""
+    try:
+        value = json.loads(jws.signature.protected)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise AcmeProblem("malformed", "the JWS protected header is not a JSON object")
+    return value
+
+
 def _jwk_of(public_key: object) -> JWK:
     """The JWK of a certificate's or CSR's public key (RSA or EC)."""
     try:
         pem = public_key.public_bytes(  # type: ignore[attr-defined]
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
-        return cast(JWK, JWK.load(pem))
+        return JWK.load(pem)
     except (ValueError, TypeError, AttributeError, DeserializationError):
         raise AcmeProblem("badPublicKey", "the key type is not supported") from None
 
@@ -414,15 +437,17 @@ class AcmeServer:
         try:
             reply = self._dispatch(request)
         except AcmeProblem as problem:
-            reply = AcmeReply(
-                problem.status,
-                json.dumps(problem.document()).encode(),
-                "application/problem+json",
-                dict(problem.headers),
+            reply = _problem_reply(problem)
+        except Exception as exc:  # a bug: the client gets a problem document, the log the rest
+            log.exception("ACME request %s %s failed", request.method, request.path)
+            reply = _problem_reply(
+                AcmeProblem("serverInternal", f"internal error ({type(exc).__name__})", 500)
             )
         reply.headers["Replay-Nonce"] = self._new_nonce()
         reply.headers.setdefault("Cache-Control", "no-store")
-        reply.headers["Link"] = f'<{request.base}/directory>;rel="index"'
+        index = f'<{request.base}/directory>;rel="index"'
+        up = reply.headers.get("Link")
+        reply.headers["Link"] = f"{up}, {index}" if up else index
         return reply
 
     def _dispatch(self, request: AcmeRequest) -> AcmeReply:
@@ -536,7 +561,7 @@ class AcmeServer:
     def _verify(self, request: AcmeRequest, ca: _Ca, *, jwk_allowed: bool) -> _Verified:
         jws = self._parse_jws(request.body, "the request body")
         header = jws.signature.combined
-        protected = json.loads(b64.b64decode(jws.signature.protected))
+        protected = _protected(jws)
         alg = protected.get("alg")
         if alg not in _ACCOUNT_ALGORITHMS:
             problem = AcmeProblem(
@@ -553,7 +578,7 @@ class AcmeServer:
         account: AcmeAccountRow | None = None
         if header.kid is not None:
             account = self._account_by_kid(request, ca, header.kid)
-            key = JWK.from_json(json.loads(account.jwk))
+            key = cast(JWK, JWK.from_json(json.loads(account.jwk)))
         else:
             if not jwk_allowed:
                 raise AcmeProblem(
@@ -666,7 +691,7 @@ class AcmeServer:
     ) -> str:
         inner = self._parse_jws(json.dumps(eab), "the external account binding")
         header = inner.signature.combined
-        protected = json.loads(b64.b64decode(inner.signature.protected))
+        protected = _protected(inner)
         alg = protected.get("alg")
         if alg not in _EAB_ALGORITHMS:
             raise AcmeProblem(
@@ -764,7 +789,7 @@ class AcmeServer:
     ) -> AcmeReply:
         inner = self._parse_jws(data, "the key change")
         header = inner.signature.combined
-        protected = json.loads(b64.b64decode(inner.signature.protected))
+        protected = _protected(inner)
         alg = protected.get("alg")
         if alg not in _ACCOUNT_ALGORITHMS:
             raise AcmeProblem("badSignatureAlgorithm", f"the algorithm '{alg}' is not accepted")
@@ -1147,7 +1172,7 @@ class AcmeServer:
             if missing:
                 detail += f"; missing: {', '.join(missing)}"
             raise AcmeProblem("badCSR", detail)
-        account_key = JWK.from_json(json.loads(account.jwk))
+        account_key = cast(JWK, JWK.from_json(json.loads(account.jwk)))
         if _jwk_of(csr.public_key()).thumbprint() == account_key.thumbprint():
             raise AcmeProblem("badCSR", "the certificate key must not be the account key")
         return csr
