@@ -10,6 +10,7 @@ import datetime as dt
 import http.server
 import json
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -32,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from certway.errors import PolicyViolation
 from certway.services.acme_server import AcmeSettings
 from certway.services.node import Node
+
 from serving import running
 
 
@@ -292,7 +294,7 @@ class Raw:
     """Signed requests built with the acme package's JWS, sent as they are."""
 
     def __init__(self, setup: Setup) -> None:
-        self.http = httpx.Client(verify=str(setup.bundle))
+        self.http = httpx.Client(verify=ssl.create_default_context(cafile=str(setup.bundle)))
         self.directory = self.http.get(setup.directory).json()
 
     def nonce(self) -> str:
