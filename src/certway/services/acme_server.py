@@ -22,6 +22,7 @@ the caller's thread and never on the event loop.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import ipaddress
 import json
@@ -31,6 +32,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, cast
 
@@ -86,6 +88,10 @@ _REVOCATION_REASONS = {
 _MAX_NONCES = 100_000
 _MAX_IDENTIFIERS = 100
 _VALIDATION_TIMEOUT = 10.0
+_SETTINGS_TTL = 1.0
+"""Seconds a CA's ACME settings are kept in memory (a change applies within that time)."""
+_ANSWER_WAIT = 0.25
+"""How long a challenge request waits for its validation before answering "processing"."""
 
 
 def _setting_key(ca_id: int) -> str:
@@ -356,6 +362,10 @@ class AcmeServer:
         self._validation_threads = validation_threads
         self._pool: ThreadPoolExecutor | None = None
         self._resolvers: dict[str | None, Resolver] = {}
+        self._ca_cache: dict[str, tuple[float, _Ca | None]] = {}
+        self._accounts: dict[int, tuple[AcmeAccountRow, JWK]] = {}
+        self._chains: dict[int, bytes] = {}
+        self._recent: OrderedDict[tuple[int, str], tuple[int, bytes]] = OrderedDict()
 
     def close(self) -> None:
         if self._pool is not None:
@@ -372,6 +382,7 @@ class AcmeServer:
                 raise NotFound(f"no CA named '{ca}'")
             SettingsRepository(session).set(_setting_key(row.id), settings.to_json())
             self._audit.note(**{k: v for k, v in settings.to_json().items() if k != "enabled"})
+        self._ca_cache.clear()
         return settings
 
     @audited("ca.acme.disable", target=lambda ca, **__: ca)
@@ -385,6 +396,7 @@ class AcmeServer:
             if not current or not current.get("enabled"):
                 raise Conflict(f"ACME is not enabled for CA '{ca}'")
             settings.set(_setting_key(row.id), {**current, "enabled": False})
+        self._ca_cache.clear()
 
     def show(self, ca: str) -> AcmeServiceInfo:
         with self._store.reading() as session:
@@ -497,12 +509,26 @@ class AcmeServer:
         raise AcmeProblem("malformed", f"no ACME resource at '{path}'", 404)
 
     def _ca(self, name: str) -> _Ca:
-        with self._store.reading() as session:
-            row = CaRepository(session).by_name(name)
-            value = SettingsRepository(session).get(_setting_key(row.id)) if row else None
-        if row is None or not value or not value.get("enabled"):
+        """The CA and its ACME settings, read from the store at most every ``_SETTINGS_TTL``
+        seconds (a change by the CLI applies within that time)."""
+        now = time.monotonic()
+        cached = self._ca_cache.get(name)
+        if cached is not None and cached[0] > now:
+            found = cached[1]
+        else:
+            with self._store.reading() as session:
+                row = CaRepository(session).by_name(name)
+                value = SettingsRepository(session).get(_setting_key(row.id)) if row else None
+            found = None
+            if row is not None and value and value.get("enabled"):
+                found = _Ca(row.id, row.name, AcmeSettings.from_json(value))
+            with self._lock:
+                if len(self._ca_cache) > 1000:
+                    self._ca_cache.clear()
+                self._ca_cache[name] = (now + _SETTINGS_TTL, found)
+        if found is None:
             raise AcmeProblem("malformed", f"no ACME service for CA '{name}'", 404)
-        return _Ca(row.id, row.name, AcmeSettings.from_json(value))
+        return found
 
     def _directory(self, request: AcmeRequest, ca: _Ca) -> AcmeReply:
         base = request.base
@@ -577,8 +603,7 @@ class AcmeServer:
             raise AcmeProblem("malformed", "the JWS must carry exactly one of 'jwk' and 'kid'")
         account: AcmeAccountRow | None = None
         if header.kid is not None:
-            account = self._account_by_kid(request, ca, header.kid)
-            key = cast(JWK, JWK.from_json(json.loads(account.jwk)))
+            account, key = self._account_by_kid(request, ca, header.kid)
         else:
             if not jwk_allowed:
                 raise AcmeProblem(
@@ -602,20 +627,37 @@ class AcmeServer:
         if not valid:
             raise AcmeProblem("malformed", "the JWS signature does not verify")
 
-    def _account_by_kid(self, request: AcmeRequest, ca: _Ca, kid: str) -> AcmeAccountRow:
+    def _remember(self, row: AcmeAccountRow) -> tuple[AcmeAccountRow, JWK]:
+        """Keep an account (detached from its session) and its parsed key in memory: only
+        this server changes accounts, and it updates this cache when it does."""
+        entry = (row, cast(JWK, JWK.from_json(json.loads(row.jwk))))
+        with self._lock:
+            self._accounts[row.id] = entry
+        return entry
+
+    def _account_by_kid(
+        self, request: AcmeRequest, ca: _Ca, kid: str
+    ) -> tuple[AcmeAccountRow, JWK]:
         prefix = f"{request.base}/acct/"
         number = kid[len(prefix) :] if kid.startswith(prefix) else ""
         row = None
+        key = None
         if number.isdigit():
-            with self._store.reading() as session:
-                row = AcmeRepository(session).account(int(number))
+            cached = self._accounts.get(int(number))
+            if cached is not None:
+                row, key = cached
+            else:
+                with self._store.reading() as session:
+                    row = AcmeRepository(session).account(int(number))
+                    if row is not None:
+                        session.expunge(row)
                 if row is not None:
-                    session.expunge(row)
-        if row is None or row.ca_id != ca.id:
+                    row, key = self._remember(row)
+        if row is None or key is None or row.ca_id != ca.id:
             raise AcmeProblem("accountDoesNotExist", f"no account '{kid}' at this server")
         if row.status != "valid":
             raise AcmeProblem("unauthorized", f"the account '{kid}' is {row.status}", 401)
-        return row
+        return row, key
 
     @staticmethod
     def _payload(data: bytes) -> dict[str, Any]:
@@ -773,6 +815,7 @@ class AcmeServer:
                 self._audit.note(status="deactivated")
             session.flush()
             session.expunge(row)
+        self._remember(row)
         return _json_reply(200, self._account_json(request, row))
 
     def _account_orders(
@@ -825,6 +868,7 @@ class AcmeServer:
             self._audit.note(thumbprint=new_thumbprint)
             session.flush()
             session.expunge(row)
+        self._remember(row)
         return _json_reply(200, self._account_json(request, row))
 
     # -- orders and authorizations ---------------------------------------------------------------
@@ -1046,9 +1090,13 @@ class AcmeServer:
                 ca.settings.tls_alpn01_port,
             )
             resolver = self._resolver(ca.settings.dns_server)
-            self._validation_pool().submit(
+            future = self._validation_pool().submit(
                 self._validate, target, resolver, authz, challenge, order
             )
+            # A quick validation is answered at once (saves the client its polls); a slow one
+            # goes on on its thread and the client sees "processing" meanwhile.
+            with contextlib.suppress(FutureTimeout):
+                future.result(timeout=_ANSWER_WAIT)
         headers = {"Link": f'<{request.base}/authz/{authz.id}>;rel="up"'}
         reply = _json_reply(200, self._challenge_json(request, challenge), headers)
         return reply
@@ -1127,9 +1175,14 @@ class AcmeServer:
             with self._lock:
                 order.status = "ready"  # the client may try again with a better CSR
             raise
+        serial = serial_hex(result.certificate.serial_number)
         with self._lock:
-            order.certificate = serial_hex(result.certificate.serial_number)
+            order.certificate = serial
             order.status = "valid"
+            # kept for the download that follows (bounded: older ones are read from the store)
+            self._recent[(ca.id, serial)] = (account.id, result.pem() + self._chain_pem(ca))
+            while len(self._recent) > 1000:
+                self._recent.popitem(last=False)
         return self._order_reply(request, order, 200)
 
     def _csr(
@@ -1182,18 +1235,29 @@ class AcmeServer:
             canonical = parse_serial(serial)
         except CertwayError:
             raise AcmeProblem("malformed", f"no certificate '{serial}'", 404) from None
+        recent = self._recent.get((ca.id, canonical))
+        if recent is not None and recent[0] == account.id:
+            return AcmeReply(200, recent[1], "application/pem-certificate-chain")
         with self._store.reading() as session:
             item = CaRepository(session).issued_by_serial(ca.id, canonical)
             owner = item.acme_account if item else None
             der = item.certificate_der if item else b""
         if not der or owner != account.id:
             raise AcmeProblem("malformed", f"no certificate '{serial}' for this account", 404)
-        chain = self._local_ca.chain(ca.name)
-        if chain and chain[-1].subject == chain[-1].issuer and len(chain) > 1:
-            chain = chain[:-1]
         pem = x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM)
-        pem += b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain)
-        return AcmeReply(200, pem, "application/pem-certificate-chain")
+        return AcmeReply(200, pem + self._chain_pem(ca), "application/pem-certificate-chain")
+
+    def _chain_pem(self, ca: _Ca) -> bytes:
+        """What follows the certificate in a download: the issuing CA and its parents, the
+        root left out unless it is the issuer itself."""
+        chain_pem = self._chains.get(ca.id)
+        if chain_pem is None:  # CA certificates never change: built once per CA
+            chain = self._local_ca.chain(ca.name)
+            if chain and chain[-1].subject == chain[-1].issuer and len(chain) > 1:
+                chain = chain[:-1]
+            chain_pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain)
+            self._chains[ca.id] = chain_pem
+        return chain_pem
 
     def _revoke(self, request: AcmeRequest, ca: _Ca) -> AcmeReply:
         signed = self._verify(request, ca, jwk_allowed=True)

@@ -170,8 +170,10 @@ def create_admin_app(
 
     app.add_middleware(SecurityHeaders)
     app.add_middleware(BodyLimit, limit=MAX_UPLOAD)  # outermost of ours: before any parsing
+    # The ACME server of the local CAs (JWS-authenticated) first: its clients poll, and
+    # their paths are matched before the long lists of API and UI routes.
+    app.include_router(acme_router)
     app.include_router(api_router, prefix="/api/v1")
     app.include_router(docs_router, prefix="/api/v1")
     app.include_router(ui_router)
-    app.include_router(acme_router)  # ACME server of the local CAs (JWS-authenticated)
     return app
