@@ -6,10 +6,11 @@
 One complete order = new order → authorization (fetched by the client) → HTTP-01 challenge
 answered → authorization polled until valid → finalize (CSR) → order polled until valid →
 certificate chain downloaded. Every order names a new host (``t<thread>-<n>.example.net``),
-so no server can reuse an earlier authorization. The client is the certbot project's ``acme`` library
-(``ClientV2``), ``THREADS`` threads, each with its own connection; polls every 5 ms (the
-library's own polling sleeps a whole second). One account per server, registered before the
-timing; the certificate key (P-256) is made once, a CSR per order.
+so no server can reuse an earlier authorization (a reused one stops the run). The client is
+the certbot project's ``acme`` library (``ClientV2``), ``THREADS`` threads, each with its own
+connection; polls every 5 ms (the library's own polling sleeps a whole second). One account
+per server, registered before the timing; the certificate key (P-256) is made once, a CSR
+per order.
 
 Both servers run as their own processes on 127.0.0.1 and validate for real, against the same
 pre-solved HTTP-01 responder (answers every token with ``token.thumbprint`` of the account
