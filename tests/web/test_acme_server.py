@@ -549,3 +549,14 @@ def test_settings_are_checked(tmp_path: Path) -> None:
             node.acme_server.show("c")
     finally:
         node.close()
+
+
+def test_oversized_body_and_wrong_content_type(raw: Raw) -> None:
+    url = raw.directory["newAccount"]
+    big = raw.post(url, b"x" * (70 * 1024))
+    assert big.status_code == 413
+    plain = raw.http.post(url, content=raw.jws(url, {}, new_key()))
+    assert (plain.status_code, problem_type(plain)) == (415, "malformed")
+    assert plain.headers["X-Content-Type-Options"] == "nosniff"
+    assert plain.headers["Cache-Control"] == "no-store"
+    assert raw.http.get(url).status_code == 405

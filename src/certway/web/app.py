@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from certway.errors import CertwayError
 from certway.services.node import Node
-from certway.web.acme import router as acme_router
+from certway.web.acme import AcmeEndpoint
 from certway.web.api import router as api_router
 from certway.web.context import (
     MAX_UPLOAD,
@@ -170,9 +170,8 @@ def create_admin_app(
 
     app.add_middleware(SecurityHeaders)
     app.add_middleware(BodyLimit, limit=MAX_UPLOAD)  # outermost of ours: before any parsing
-    # The ACME server of the local CAs (JWS-authenticated) first: its clients poll, and
-    # their paths are matched before the long lists of API and UI routes.
-    app.include_router(acme_router)
+    # /acme/<CA>/: the local CAs' ACME server (JWS-authenticated, see certway.web.acme)
+    app.add_middleware(AcmeEndpoint, server=node.acme_server, security_headers=SECURITY_HEADERS)
     app.include_router(api_router, prefix="/api/v1")
     app.include_router(docs_router, prefix="/api/v1")
     app.include_router(ui_router)
