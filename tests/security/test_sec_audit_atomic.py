@@ -33,6 +33,7 @@ from certway.clock import FixedClock
 from certway.pki.csr import CsrForm, build_csr
 from certway.pki.keys import private_key_pem
 from certway.services import audit as audit_module
+from certway.services.acme_server import AcmeSettings
 from certway.services.identities import CsrOptions
 from certway.services.node import Node
 
@@ -267,6 +268,10 @@ def test_every_audited_change_writes_its_row_in_its_own_transaction(
     )
     call("ca.revoke", lambda: node.local_ca.revoke("lab", format(issued[0].serial_number, "X")))
     call("ca.crl.publish", lambda: node.local_ca.publish_crl("lab"))
+    # the ACME server of a CA
+    call("ca.acme.enable", lambda: node.acme_server.enable("lab", AcmeSettings()))
+    call("ca.acme.eab-create", lambda: node.acme_server.create_eab_key("lab"))
+    call("ca.acme.disable", lambda: node.acme_server.disable("lab"))
     # node certificates
     call("domain.add", lambda: node.identities.add_domain("conf.example.com"))
     call(

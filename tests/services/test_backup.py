@@ -18,13 +18,14 @@ from certway.clock import FixedClock
 from certway.errors import DecodeError, PassphraseError, PolicyViolation, StoreError
 from certway.pki.csr import CsrForm, build_csr
 from certway.services import backup as backups
+from certway.services.acme_server import AcmeSettings
 from certway.services.identities.model import CsrOptions
 from certway.services.local_ca import CaSettings
 from certway.services.node import Node
 from certway.store import backup as rows
 from certway.store.db import key_check_value
 from certway.store.repositories import TokenRepository
-from certway.store.schema import Base, ClusterRow
+from certway.store.schema import AcmeAccountRow, Base, ClusterRow
 
 from conftest import NOW, test_key
 
@@ -61,6 +62,8 @@ def populated(data_dir: Path, clock: FixedClock) -> Node:
     node.identities.generate_csr("server", "", CsrOptions(key_type="ec:p256"))
     node.alarms.current()
     node.api_tokens.create("ci", "read-only")
+    node.acme_server.enable("lab", AcmeSettings(eab=True))
+    node.acme_server.create_eab_key("lab")  # its HMAC key is sealed
     with node.store.transaction() as session:  # a registration whose PIN is sealed (no token)
         TokenRepository(session, node.store.vault).add(
             "hsm", "/nonexistent/libpkcs11.so", "ca-keys", "pin-2c9e71", NOW
@@ -68,6 +71,17 @@ def populated(data_dir: Path, clock: FixedClock) -> Node:
         # the cluster key's check value (a cluster node has one; bound to the master key)
         master = (data_dir / "master.key").read_bytes()
         session.add(ClusterRow(id=1, key_check=key_check_value(master), created_at=NOW))
+        # an account of the ACME server (normally created through a signed JWS request)
+        session.add(
+            AcmeAccountRow(
+                ca_id=1,
+                thumbprint="t" * 43,
+                jwk='{"kty": "EC"}',
+                status="valid",
+                contact="[]",
+                created_at=NOW,
+            )
+        )
     return node
 
 

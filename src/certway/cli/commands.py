@@ -454,6 +454,7 @@ def ca_issued(
                     "status": i.status,
                     "revoked_at": i.revoked_at,
                     "reason": i.reason,
+                    "acme_account": i.acme_account,
                 }
                 for i in items
             ]

@@ -296,6 +296,7 @@ def init(
 
 from certway.cli import (  # noqa: E402,F401  (registers the commands)
     acme_commands,
+    acme_server_commands,
     automation_commands,
     backup_commands,
     cluster_commands,

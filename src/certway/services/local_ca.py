@@ -120,6 +120,7 @@ class IssuedInfo:
     status: str  # valid | expired | revoked
     revoked_at: dt.datetime | None
     reason: str | None
+    acme_account: int | None = None  # the ACME account that ordered it
 
 
 @dataclass(frozen=True, slots=True)
@@ -556,6 +557,7 @@ class LocalCA:
                         status=status,
                         revoked_at=rev.revoked_at if rev else None,
                         reason=rev.reason if rev else None,
+                        acme_account=item.acme_account,
                     )
                 )
             return result
@@ -589,7 +591,9 @@ class LocalCA:
         *,
         profile: str = "server-client",
         days: int = 365,
+        acme_account: int | None = None,
     ) -> SignResult:
+        """Sign a checked CSR; ``acme_account`` records the ACME account that ordered it."""
         now = self._clock.now()
         # One transaction: the CA is found, the certificate signed and recorded (and the
         # audit row written) under the write lock, so a request costs a single commit.
@@ -602,7 +606,9 @@ class LocalCA:
             cert = issue_from_csr(
                 issuer, csr, profile=profile, not_before=now, days=days, checked=True
             )
-            repo.add_issued(_issued_row(row.id, cert, profile, now))
+            issued = _issued_row(row.id, cert, profile, now)
+            issued.acme_account = acme_account
+            repo.add_issued(issued)
             self._note_issued(cert)
         return SignResult(cert, self._issued_chain(row.id, name))
 

@@ -12,6 +12,7 @@ from certway.errors import PolicyViolation
 from certway.fetch import FetchPool
 from certway.pki.names import check_fqdn
 from certway.services.acme_client import AcmeClient
+from certway.services.acme_server import AcmeServer
 from certway.services.admin_security import AdminSecurity
 from certway.services.admins import AdminAccounts
 from certway.services.alarms import Alarms
@@ -106,6 +107,7 @@ class Node:
         self.admin_security = AdminSecurity(store, self.audit, self.admins, self.client_check)
         self.backups = Backups(store, clock, self.audit, self.settings)
         self.cluster = Cluster(store, clock, self.audit, self.settings, self.identities)
+        self.acme_server = AcmeServer(store, clock, self.audit, self.local_ca)
 
     def _outbound_fetcher(self, trusted: Sequence[x509.Certificate]) -> Fetcher:
         return default_fetcher(trusted, profile=self.tls.profile("outbound"))
@@ -173,6 +175,7 @@ class Node:
         )
 
     def close(self) -> None:
+        self.acme_server.close()
         self.fetch_pool.close()
         self.tokens.close()
         self.syslog.close()

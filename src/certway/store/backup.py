@@ -31,6 +31,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from certway.errors import StoreError
+from certway.store.acme import _eab_aad
 from certway.store.db import (
     DB_FILE,
     Store,
@@ -72,6 +73,7 @@ Progress = Callable[[int], None]
 SEALED: Mapping[tuple[str, str], Callable[[Mapping[str, Any]], bytes]] = {
     ("private_keys", "sealed"): lambda row: _key_aad(str(row["id"])),
     ("tokens", "sealed_pin"): lambda row: _token_aad(str(row["name"])),
+    ("acme_eab_keys", "sealed_key"): lambda row: _eab_aad(str(row["key_id"])),
 }
 """(table, column) of each value the key vault seals, with the associated data that binds it
 to its row. A new sealed column must be listed here (tests/services/test_backup.py checks

@@ -103,6 +103,8 @@ class IssuedRow(Base):
     not_after: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
     certificate_der: Mapped[bytes] = mapped_column(LargeBinary)
     issued_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    # The ACME account (its id in acme_accounts) that ordered it, for ACME issuance.
+    acme_account: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class RevocationRow(Base):
@@ -311,3 +313,29 @@ class ApiTokenRow(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class AcmeAccountRow(Base):
+    """An ACME account of a local CA's ACME server: its public key (JWK) and status."""
+
+    __tablename__ = "acme_accounts"
+    __table_args__ = (UniqueConstraint("ca_id", "thumbprint"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ca_id: Mapped[int] = mapped_column(ForeignKey("cas.id"), index=True)
+    thumbprint: Mapped[str] = mapped_column(String(64))  # RFC 7638, base64url of SHA-256
+    jwk: Mapped[str] = mapped_column(Text)  # the public key, JSON
+    status: Mapped[str] = mapped_column(String(16))  # valid | deactivated
+    contact: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of URLs
+    eab_key_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class AcmeEabKeyRow(Base):
+    """An external account binding key (HMAC, sealed like a private key); used once."""
+
+    __tablename__ = "acme_eab_keys"
+    key_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    ca_id: Mapped[int] = mapped_column(ForeignKey("cas.id"), index=True)
+    sealed_key: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    account_id: Mapped[int | None] = mapped_column(Integer, nullable=True)

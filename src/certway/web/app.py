@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from certway.errors import CertwayError
 from certway.services.node import Node
+from certway.web.acme import AcmeEndpoint
 from certway.web.api import router as api_router
 from certway.web.context import (
     MAX_UPLOAD,
@@ -197,6 +198,8 @@ def create_admin_app(
 
     app.add_middleware(SecurityHeaders)
     app.add_middleware(BodyLimit, limit=MAX_UPLOAD)  # outermost of ours: before any parsing
+    # /acme/<CA>/: the local CAs' ACME server (JWS-authenticated, see certway.web.acme)
+    app.add_middleware(AcmeEndpoint, server=node.acme_server, security_headers=SECURITY_HEADERS)
     app.include_router(api_router, prefix="/api/v1")
     app.include_router(docs_router, prefix="/api/v1")
     app.include_router(ui_router)
