@@ -13,6 +13,7 @@ from rich.table import Table
 
 from certway.cli.main import JsonOpt, _typer, app, err, open_node, out, print_json, read_passphrase
 from certway.errors import PolicyViolation
+from certway.services.node_settings import DEFAULT_PUBLISH_PORT
 
 admin_app = _typer("Administrator accounts and admin client-certificate security.")
 app.add_typer(admin_app, name="admin")
@@ -46,7 +47,7 @@ def serve_cmd(
     )
     options = ServeOptions(
         admin=parse_listen(admin_listen, 8443),
-        publish=parse_listen(publish_listen, 8080),
+        publish=parse_listen(publish_listen, DEFAULT_PUBLISH_PORT),
         sip=parse_listen(sip_listen, 5061),
     )
     data_dir: Path = ctx.obj

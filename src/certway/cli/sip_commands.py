@@ -10,7 +10,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from certway.cli.main import JsonOpt, _typer, app, err, open_node, out, print_json, styled
+from certway.cli.main import JsonOpt, _typer, app, fail, open_node, out, print_json, styled
+from certway.errors import PolicyViolation
 from certway.services.sip_rules import AccessRule
 from certway.services.sip_settings import SipConfig
 
@@ -76,8 +77,7 @@ def sip_set(
 ) -> None:
     """Change the mutual TLS mode and/or client EKU checking."""
     if mutual_tls is None and eku_check is None:
-        err.print(styled("error:", "red", " give --mutual-tls and/or --eku-check"))
-        raise typer.Exit(2)
+        fail(PolicyViolation("usage", "give --mutual-tls and/or --eku-check"))
     with open_node(ctx) as n:
         config = n.sip.set(mutual_tls=mutual_tls, eku_check=eku_check)
     out.print(

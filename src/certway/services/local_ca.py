@@ -15,6 +15,7 @@ import datetime as dt
 import re
 import threading
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -45,6 +46,7 @@ from certway.pki.names import parse_subject, san_text
 from certway.pki.ocsp_responder import CertStatus, OcspQuery, issuer_hashes
 from certway.pki.text import fingerprint, format_name, parse_serial, serial_hex
 from certway.services.audit import Audit, audited
+from certway.services.node_settings import read_node_config
 from certway.services.tokens import Tokens
 from certway.services.trusted_cas import TRUST_VERSION
 from certway.store.db import Session, Store
@@ -69,6 +71,8 @@ class CaSettings:
 
     crl_urls: tuple[str, ...] = ()
     ocsp_url: str | None = None
+    node_urls: bool = True
+    """With no URL given: the node's publication URLs (``node set --publish-url``)."""
 
     def check(self) -> None:
         for url in (*self.crl_urls, *([self.ocsp_url] if self.ocsp_url else [])):
@@ -180,7 +184,7 @@ class LocalCA:
     ) -> CaInfo:
         """A self-signed root; with ``token``, its key is generated inside that PKCS#11
         token and never leaves it."""
-        settings = settings or CaSettings()
+        settings = self._with_node_urls(name, settings or CaSettings())
         self._check_new(name, days, settings)
         subject_name = x509.Name(parse_subject(subject))
         now = self._clock.now()
@@ -211,7 +215,7 @@ class LocalCA:
     ) -> CaInfo:
         """An intermediate signed by ``parent``; with ``token``, its key is generated
         inside that PKCS#11 token and never leaves it."""
-        settings = settings or CaSettings()
+        settings = self._with_node_urls(name, settings or CaSettings())
         self._check_new(name, days, settings)
         parent_row, parent_issuer = self._issuer(parent)
         subject_name = x509.Name(parse_subject(subject))
@@ -416,6 +420,15 @@ class LocalCA:
                 key=self._key_description(keys, key_id, in_token, cert),
             )
         return self.info(name)
+
+    def _with_node_urls(self, name: str, settings: CaSettings) -> CaSettings:
+        """A new CA given no URL publishes where the node does: its certificates then name
+        the CRL at ``<base>/crl/<name>.crl`` and the OCSP responder at ``<base>/ocsp``."""
+        if settings.crl_urls or settings.ocsp_url or not settings.node_urls:
+            return settings
+        with self._store.reading() as session:
+            base = read_node_config(SettingsRepository(session)).publication_base
+        return CaSettings(crl_urls=(f"{base}/crl/{quote(name)}.crl",), ocsp_url=f"{base}/ocsp")
 
     # -- reading --------------------------------------------------------------------------
     def cas(self) -> list[CaInfo]:
