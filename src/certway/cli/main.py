@@ -99,18 +99,20 @@ class _Argument(TyperArgument):
         return name + ("..." if self.nargs != 1 else "")
 
 
-def _humanise(command: Any) -> None:
+def _humanise(params: list[Any]) -> list[Any]:
     """Help that a person reads: no Python type names; a flag shows no value, an option its
     choices (``metavar="a|b"`` where it is declared) or a word (TEXT, N, FILE)."""
-    params = list(command.params)
-    help_option = command.get_help_option(Context(command))
-    if help_option is not None:
-        params.append(help_option)
     for param in params:
         if type(param) is TyperOption:
             param.__class__ = _Option
         elif type(param) is TyperArgument:
             param.__class__ = _Argument
+    return params
+
+
+def _humanise_command(command: Any) -> None:
+    help_option = command.get_help_option(Context(command))
+    _humanise([*command.params, *([help_option] if help_option is not None else [])])
 
 
 class _Group(TyperGroup):
@@ -119,10 +121,13 @@ class _Group(TyperGroup):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        _humanise(self)
         for command in self.commands.values():
             if not isinstance(command, _Group):
-                _humanise(command)
+                _humanise_command(command)
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        # typer adds the completion options after building the group
+        return _humanise(super().get_params(ctx))
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         if ctx.parent is None:  # the whole command line, before any parsing can fail
@@ -386,6 +391,7 @@ def init(
 
 from certway.cli import (  # noqa: E402,F401  (registers the commands)
     commands,
+    issue_commands,
     node_commands,
     serve_commands,
     sip_commands,

@@ -74,12 +74,16 @@ def sip_set(
         str | None,
         typer.Option("--eku-check", help="on (peer certificates need clientAuth) or off."),
     ] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Change the mutual TLS mode and/or client EKU checking."""
     if mutual_tls is None and eku_check is None:
         fail(PolicyViolation("usage", "give --mutual-tls and/or --eku-check"))
     with open_node(ctx) as n:
         config = n.sip.set(mutual_tls=mutual_tls, eku_check=eku_check)
+    if as_json:
+        print_json(config.as_dict())
+        return
     out.print(
         f"SIP TLS: mutual TLS {config.mutual_tls.value}, "
         f"EKU checking {'on' if config.eku_check else 'off'}"

@@ -92,6 +92,7 @@ def trust_show(
     ctx: typer.Context,
     fingerprint: str,
     pem: Annotated[bool, typer.Option("--pem", help="PEM instead of decoded text.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """One trusted CA, decoded (or PEM)."""
     from cryptography.hazmat.primitives import serialization
@@ -100,6 +101,11 @@ def trust_show(
 
     with open_node(ctx) as n:
         cert = n.trusted_cas.certificate(fingerprint)
+    if as_json:
+        from certway.pki.decode import detect
+
+        print_json(detect(cert.public_bytes(serialization.Encoding.DER)).to_dict())
+        return
     if pem:
         out.print(cert.public_bytes(serialization.Encoding.PEM).decode(), end="")
     else:
@@ -280,6 +286,7 @@ def revocation_set(
             "default) or webpki (the strict web PKI rules).",
         ),
     ] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Change a service's validation profile and revocation policy."""
     changes = {
@@ -294,6 +301,9 @@ def revocation_set(
     with open_node(ctx) as n:
         policy = n.revocation.set_policy(service, **changes)
     p = policy.as_dict()
+    if as_json:
+        print_json({"service": service, **p})
+        return
     out.print(
         f"{service}: profile {p['profile']}, mode {p['mode']}, "
         f"OCSP {'on' if p['ocsp'] else 'off'}, CRL {'on' if p['crl'] else 'off'}, "

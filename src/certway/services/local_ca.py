@@ -20,9 +20,11 @@ from urllib.parse import quote
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
 
 from certway.clock import Clock, utc
 from certway.errors import CertwayError, Conflict, NotFound, PolicyViolation, TokenError
+from certway.pki.convert import pkcs12_export
 from certway.pki.crl import (
     REASON_NAMES,
     CrlParams,
@@ -31,7 +33,7 @@ from certway.pki.crl import (
     parse_reason,
     revoked_entry,
 )
-from certway.pki.csr import check_csr
+from certway.pki.csr import CsrForm, SubjectFields, build_csr, check_csr
 from certway.pki.issue import BACKDATE, Issuer, check_days, create_root, issue_from_csr
 from certway.pki.keys import (
     PrivateKey,
@@ -40,6 +42,7 @@ from certway.pki.keys import (
     generate_key,
     key_matches,
     load_private_key,
+    private_key_pem,
 )
 from certway.pki.load import load_certificates, load_csr
 from certway.pki.names import parse_subject, san_text
@@ -117,6 +120,27 @@ class SignResult:
     def pem(self, *, with_chain: bool = False) -> bytes:
         certs = (self.certificate, *self.chain) if with_chain else (self.certificate,)
         return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedWithKey:
+    """A certificate issued for a key generated here (``LocalCA.issue_with_key``): the key
+    leaves certway only in these encodings, never stored."""
+
+    key: PrivateKey
+    certificate: x509.Certificate
+    chain: tuple[x509.Certificate, ...]  # issuing CA first, up to (not including) the root
+
+    def key_pem(self, passphrase: bytes | None = None) -> bytes:
+        """PKCS#8 PEM, encrypted when a passphrase is given."""
+        return private_key_pem(self.key, passphrase)
+
+    def pkcs12(self, passphrase: bytes, friendly_name: str | None = None) -> bytes:
+        """Key + certificate + chain in one PKCS#12 (AES-256; a passphrase is required)."""
+        return pkcs12_export(self.key, self.certificate, self.chain, passphrase, friendly_name)
+
+    def pem(self, *, with_chain: bool = False) -> bytes:
+        return SignResult(self.certificate, self.chain).pem(with_chain=with_chain)
 
 
 @dataclass(frozen=True, slots=True)
@@ -616,6 +640,44 @@ class LocalCA:
         if full and full[-1].subject == full[-1].issuer:
             full = full[:-1]
         return SignResult(cert, tuple(full))
+
+    @audited("ca.issue-with-key")
+    def issue_with_key(
+        self,
+        name: str,
+        common_name: str,
+        *,
+        alt_names: tuple[str, ...] = (),
+        subject: str = "",
+        profile: str = "server-client",
+        key_type: str = "ec:p256",
+        days: int = 365,
+    ) -> IssuedWithKey:
+        """One step to a certificate: a new key, a certificate for it from CA ``name`` with the
+        CSR name rules (the CN also in the SAN list; ``DNS:``/``IP:`` names; wildcards
+        refused), recorded in the inventory. The key is returned, never stored."""
+        extra = parse_subject(subject) if subject else []
+        if any(a.oid == NameOID.COMMON_NAME for a in extra):
+            raise PolicyViolation(
+                "subject-syntax", "give the common name on its own, not in the subject"
+            )
+        form = CsrForm(
+            common_name=common_name,
+            additional_names=alt_names,
+            subject=SubjectFields(extra=tuple(extra)),
+        )
+        self._issuer(name)  # an unknown CA is reported before a key is generated
+        check_days(days)
+        key = generate_key(key_type)
+        csr, _plan = build_csr(key, form)
+        result = self.sign_checked(name, csr, profile=profile, days=days)
+        self._audit.note(
+            subject=format_name(result.certificate.subject),
+            serial=serial_hex(result.certificate.serial_number),
+            profile=profile,
+            key=key_type,
+        )
+        return IssuedWithKey(key, result.certificate, result.chain)
 
     def records(self) -> CaRecords:
         """The CAs' revocation records as a revocation source for validation: a revocation

@@ -13,6 +13,7 @@ from certway.web.ui import (
     certificates,
     check,
     local_ca,
+    local_ca_issue,
     login,
     revocation,
     sip,
@@ -36,5 +37,6 @@ for _area in (
     admin_security,
     sip,
     local_ca,
+    local_ca_issue,
 ):
     router.include_router(_area.router)
