@@ -269,9 +269,7 @@ def test_lab_example_yields_revocable_certificates(cli: Cli, tmp_path: Path) -> 
             ).stdout)  # fmt: skip
             leaf = x509.load_pem_x509_certificates(chain.read_bytes())[0]
             cdp = leaf.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
-            assert [n.value for p in cdp for n in p.full_name or ()] == [
-                f"{base}/crl/issuing.crl"
-            ]
+            assert [n.value for p in cdp for n in p.full_name or ()] == [f"{base}/crl/issuing.crl"]
             aia = leaf.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
             assert [d.access_location.value for d in aia] == [f"{base}/ocsp"]
             assert httpx.get(f"{base}/crl/issuing.crl").status_code == 200
