@@ -3,6 +3,7 @@ printed (errors too), `ca issue` in one step, publication URLs by default."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -16,12 +17,14 @@ import httpx
 import pytest
 import typer
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from certway import __version__
 from certway.cli.main import app
 from certway.services.node import Node
 
 from conftest import Cli, store_snapshot, write
+from pkitools import Pki
 from serving import running
 
 TYPE_NAME = re.compile(r"<(bool|str|int|float|path|list\[[a-z]+\])>|\blist\[str\]")
@@ -288,3 +291,74 @@ def test_lab_example_yields_revocable_certificates(cli: Cli, tmp_path: Path) -> 
             assert check.exit_code == 1 and json.loads(check.stdout)["code"] == "revoked"
     finally:
         node.close()
+
+
+# -- errors about files say what is wrong with the file, never the parser's internals ----------
+PARSER_INTERNALS = re.compile(r"ParseError|kind:|ShortData|\{|asn1 value|Details:")
+
+
+def bad_files(tmp_path: Path, cli: Cli) -> dict[str, Path]:
+    cert_pem = cli.ok("ca", "cert", "--name", "temporary-ca").stdout_bytes
+    der = x509.load_pem_x509_certificate(cert_pem).public_bytes(serialization.Encoding.DER)
+    body = base64.encodebytes(der[: len(der) // 2]).decode()
+    return {
+        "truncated-der": write(tmp_path / "t.der", der[: len(der) // 2]),
+        "truncated-pem": write(
+            tmp_path / "t.pem",
+            f"-----BEGIN CERTIFICATE-----\n{body}-----END CERTIFICATE-----\n".encode(),
+        ),
+        "garbage-der": write(tmp_path / "g.der", b"\x30\x82\x01\x00" + b"\x02\x01\x05" * 30),
+        "garbage-pem": write(
+            tmp_path / "g.pem", b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
+        ),
+        "cut-pem": write(tmp_path / "c.pem", cert_pem[:200]),
+    }
+
+
+FILE_COMMANDS = [
+    ("decode", "{f}"),
+    ("trust", "add", "{f}"),
+    ("crl", "upload", "{f}"),
+    ("server-cert", "upload", "{f}"),
+    ("check", "{f}"),
+    ("convert", "{f}", "--to", "der", "--out", "{out}"),
+    ("ca", "sign", "--ca", "temporary-ca", "--csr", "{f}"),
+    ("csr", "create", "--key", "{f}", "--cn", "x.example.com"),
+    ("ca", "import", "--name", "imp", "--cert", "{f}", "--key", "{f}"),
+]
+
+
+@pytest.mark.parametrize("command", FILE_COMMANDS, ids=lambda c: " ".join(c[:2]))
+def test_bad_files_are_described_not_dumped(
+    cli: Cli, tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    before = store_snapshot(cli.data_dir)
+    for label, path in bad_files(tmp_path, cli).items():
+        args = [a.format(f=path, out=tmp_path / "out.der") for a in command]
+        result = cli(*args)
+        assert result.exit_code == 2, (label, result.stderr)
+        message = result.stderr.strip()
+        assert message.startswith("error: ") and "\n" not in message, (label, message)
+        assert not PARSER_INTERNALS.search(message), (label, message)
+        if label.startswith("truncated") and command[0] != "csr" and "found" not in message:
+            assert "truncated" in message, (label, message)  # (not "found a CERTIFICATE")
+    assert store_snapshot(cli.data_dir) == before
+
+
+def test_error_reason_translates_asn1_parse_errors() -> None:
+    from certway.pki.load import error_reason
+
+    whole = Pki("Polish").leaf("a.example.com").public_bytes(serialization.Encoding.DER)
+    for data, expected in (
+        (b"\x30\x82\x02\x00abc", "the data ends early: the file is truncated (509 more bytes"),
+        (whole + b"\x00", "there are extra bytes after the end of the object"),
+        (b"\x30\x03\x02\x01\x05\x00", "the data does not have the structure of this kind of "
+         "object, in the field tbs_cert"),
+        (b"\x31\x00", "the data does not have the structure"),
+    ):  # fmt: skip
+        with pytest.raises(ValueError) as info:
+            x509.load_der_x509_certificate(data)
+        assert "ParseError" in str(info.value)  # what cryptography says ...
+        reason = error_reason(info.value)  # ... and what certway says
+        assert reason.startswith(expected), reason
+        assert not PARSER_INTERNALS.search(reason), reason

@@ -38,7 +38,7 @@ from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsag
 
 from certway.clock import utc
 from certway.errors import DecodeError, PolicyViolation
-from certway.pki.load import PARSE_ERRORS
+from certway.pki.load import PARSE_ERRORS, error_reason
 from certway.pki.ocsp_responder import issuer_hashes
 from certway.pki.text import format_name, serial_hex
 
@@ -130,7 +130,9 @@ def ocsp_urls(cert: x509.Certificate) -> list[str]:
     except x509.ExtensionNotFound:
         return []
     except PARSE_ERRORS as exc:
-        raise DecodeError(f"the certificate's extensions cannot be read: {exc}") from exc
+        raise DecodeError(
+            f"the certificate's extensions cannot be read: {error_reason(exc)}"
+        ) from exc
     urls: list[str] = []
     for description in aia:
         if description.access_method != AuthorityInformationAccessOID.OCSP:

@@ -47,7 +47,10 @@ class CertificateUploads(Slots):
         try:
             certs = load_certificates(cert_data)
         except DecodeError as exc:
-            raise DecodeError(f"not a certificate: {exc}") from None
+            message = str(exc)
+            raise DecodeError(
+                message if message.startswith("not a ") else f"not a certificate: {message}"
+            ) from None
         chain_certs = load_certificates(chain_data) if chain_data else []
         check_bundle_size(len(certs) + len(chain_certs))
         ordered = chain_order(certs)
