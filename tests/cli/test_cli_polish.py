@@ -362,3 +362,36 @@ def test_error_reason_translates_asn1_parse_errors() -> None:
         reason = error_reason(info.value)  # ... and what certway says
         assert reason.startswith(expected), reason
         assert not PARSER_INTERNALS.search(reason), reason
+
+
+def test_ed25519_server_csr_comes_with_a_warning(cli: Cli) -> None:
+    made = cli.ok("server-cert", "csr", "generate", "--key-type", "ed25519")
+    assert "warning: an Ed25519 key: many SIP peers" in made.stderr
+    assert "browsers" in made.stderr
+    shown = json.loads(cli.ok("server-cert", "csr", "show", "--json").stdout)
+    assert shown["key"] == "Ed25519" and "do not accept Ed25519" in shown["warnings"][0]
+    cli.ok("server-cert", "csr", "discard")
+    ec = cli.ok("server-cert", "csr", "generate", "--key-type", "ec:p256")
+    assert "warning" not in ec.stderr
+    assert json.loads(cli.ok("server-cert", "csr", "show", "--json").stdout)["warnings"] == []
+
+
+def test_counts_agree_with_their_nouns() -> None:
+    from certway.pki.text import plural
+
+    assert plural(1, "entry") == "1 entry" and plural(0, "entry") == "0 entries"
+    assert plural(2, "CRL source") == "2 CRL sources" and plural(1, "CA") == "1 CA"
+    assert plural(3, "day") == "3 days" and plural(1, "private key") == "1 private key"
+
+
+def test_no_message_counts_with_a_fixed_plural() -> None:
+    """No `{n} entries` or `CRL(s)` left in what certway says."""
+    source = Path(__file__).resolve().parents[2] / "src" / "certway"
+    pattern = re.compile(r"\{[^}]+\} entries\b|\w\(s\)")
+    found = [
+        f"{path.relative_to(source)}:{number}: {line.strip()}"
+        for path in source.rglob("*.py")
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if pattern.search(line) and 'f"' in line
+    ]
+    assert not found, found

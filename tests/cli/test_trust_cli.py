@@ -116,7 +116,7 @@ def test_trust_add_list_show_remove_reset(cli: Cli, files: dict[str, Path], pki:
     assert [e["subject"] for e in remaining if e["origin"] == "user"] == ["CN=Cli Root"]
 
     reset = cli.ok("trust", "reset")
-    assert "reset to the factory default (1 entries)" in reset.stdout
+    assert "reset to the factory default (1 entry)" in reset.stdout
     after = json.loads(cli.ok("trust", "list", "--json").stdout)
     assert [e["fingerprint"] for e in after] == [e["fingerprint"] for e in factory]
 
@@ -377,7 +377,7 @@ def test_crl_sources_and_update_now(trusting: Cli, crl_server: LocalHttpServer) 
         refused(trusting, "crl", "sources", "set", bad, message="is not an http:// or https:// URL")
     refused(trusting, "crl", "sources", "set", good, "ftp://x", message="'ftp://x'")
 
-    assert "2 CRL source(s) set" in trusting.ok("crl", "sources", "set", good, missing).stdout
+    assert "2 CRL sources set" in trusting.ok("crl", "sources", "set", good, missing).stdout
     listed = json.loads(trusting.ok("crl", "sources", "list", "--json").stdout)["sources"]
     assert [(s["url"], s["last_attempt"]) for s in listed] == [(good, None), (missing, None)]
 

@@ -41,7 +41,7 @@ from certway.pki.keys import (
 )
 from certway.pki.load import load_certificates
 from certway.pki.names import SUBJECT_KEYS, parse_subject
-from certway.pki.text import serial_hex
+from certway.pki.text import plural, serial_hex
 from certway.services.local_ca import CaInfo, CaSettings
 
 PassFile = Annotated[
@@ -419,7 +419,7 @@ def ca_revoke(
     else:
         out.print(
             f"revoked {serial} ({reason or 'no reason given'}); CRL #{crl.number} published "
-            f"with {crl.entries} entries"
+            f"with {plural(crl.entries, 'entry')}"
         )
 
 
@@ -443,7 +443,7 @@ def ca_crl(
     write_output(out_file, crl.der if der else crl.pem)
     if out_file is not None:
         out.print(
-            f"CRL #{crl.number} with {crl.entries} entries, next update "
+            f"CRL #{crl.number} with {plural(crl.entries, 'entry')}, next update "
             f"{crl.next_update:%Y-%m-%d %H:%M} UTC -> {out_file}"
         )
 

@@ -148,6 +148,8 @@ def _print_pending(pending: PendingCsrInfo | None, *, pem: bool, as_json: bool) 
     if pem:
         out.print(pending.pem, end="")
         return
+    for warning in pending.warnings:
+        err.print(styled("warning:", "yellow", f" {warning}"))
     out.print(f"pending CSR created {pending.created_at:%Y-%m-%d %H:%M} UTC ({pending.key} key)")
     out.print(f"  common name:       {pending.common_name}")
     out.print(f"  alternative names: {', '.join(pending.alt_names)}")
@@ -197,6 +199,8 @@ def _generate(
     if as_json or pem:
         _print_pending(pending, pem=pem, as_json=as_json)
         return
+    for warning in pending.warnings:
+        err.print(styled("warning:", "yellow", f" {warning}"))
     out.print(f"CSR generated for {pending.common_name} ({pending.key} key, sealed in the store)")
     out.print(f"alternative names: {', '.join(pending.alt_names)}")
     out.print("download it with 'csr show --pem', have it signed, then upload the certificate")

@@ -21,6 +21,7 @@ from certway.cli.main import (
     styled,
 )
 from certway.errors import PolicyViolation
+from certway.pki.text import plural
 from certway.services.revocation import SERVICES
 
 trust_app = _typer("The trusted CA list.")
@@ -126,7 +127,7 @@ def trust_reset(ctx: typer.Context) -> None:
     """Restore the factory trusted CA list."""
     with open_node(ctx) as n:
         entries = n.trusted_cas.reset()
-    out.print(f"trusted CA list reset to the factory default ({len(entries)} entries)")
+    out.print(f"trusted CA list reset to the factory default ({plural(len(entries), 'entry')})")
 
 
 # -- crl -------------------------------------------------------------------------------------
@@ -145,7 +146,7 @@ def crl_remove(ctx: typer.Context) -> None:
     """Remove the manual CRL."""
     with open_node(ctx) as n:
         count = n.revocation.remove_manual()
-    out.print(f"removed {count} manual CRL(s)" if count else "there was no manual CRL")
+    out.print(f"removed {plural(count, 'manual CRL')}" if count else "there was no manual CRL")
 
 
 @crl_app.command("list")
@@ -178,7 +179,9 @@ def sources_set(ctx: typer.Context, urls: list[str]) -> None:
     """Replace the list of CRL URLs (HTTP or HTTPS)."""
     with open_node(ctx) as n:
         sources = n.revocation.set_sources(urls)
-    out.print(f"{len(sources)} CRL source(s) set; run 'certway crl update-now' to fetch them")
+    out.print(
+        f"{plural(len(sources), 'CRL source')} set; run 'certway crl update-now' to fetch them"
+    )
 
 
 @sources_app.command("list")

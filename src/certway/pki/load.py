@@ -482,7 +482,8 @@ def load_csr(data: bytes) -> x509.CertificateSigningRequest:
         blocks = pem_blocks(data)
         if len(blocks) != 1 or _PEM_KINDS.get(blocks[0].label) is not ObjectKind.CSR:
             labels = ", ".join(f"'{b.label}'" for b in blocks)
-            raise DecodeError(f"expected one CSR, found PEM block(s) {labels}")
+            found = "no PEM block" if not blocks else f"PEM block{'s' if len(blocks) > 1 else ''}"
+            raise DecodeError(f"expected one CSR, found {found} {labels}".rstrip())
         csr = _load_csr_der(blocks[0].der)
     try:
         csr.subject  # noqa: B018 - force the lazy parse

@@ -40,7 +40,7 @@ from certway.clock import utc
 from certway.errors import DecodeError, PolicyViolation
 from certway.pki.load import PARSE_ERRORS, error_reason
 from certway.pki.ocsp_responder import issuer_hashes
-from certway.pki.text import format_name, serial_hex
+from certway.pki.text import format_name, plural, serial_hex
 
 __all__ = [
     "NONCE_SIZE",
@@ -410,4 +410,4 @@ def _age_text(age: dt.timedelta) -> str:
     if seconds % 3600 == 0:
         hours = seconds // 3600
         return f"{hours} hour{'s' if hours != 1 else ''}"
-    return f"{seconds} seconds"
+    return plural(seconds, "second")

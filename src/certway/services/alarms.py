@@ -16,7 +16,7 @@ from typing import Any
 
 from certway.clock import Clock
 from certway.pki.names import common_name
-from certway.pki.text import format_name
+from certway.pki.text import format_name, plural
 from certway.services.identities import Identities
 from certway.services.local_ca import LocalCA
 from certway.services.revocation import RevocationService
@@ -109,7 +109,7 @@ def _expiry(about: str, what: str, not_after: dt.datetime, now: dt.datetime) -> 
                 AlarmKind.EXPIRING,
                 about,
                 AlarmSeverity.WARNING,
-                f"{what} expires on {not_after:%Y-%m-%d} (in {left.days} days)",
+                f"{what} expires on {not_after:%Y-%m-%d} (in {plural(left.days, 'day')})",
             )
         ]
     return []

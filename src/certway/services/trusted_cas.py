@@ -100,8 +100,7 @@ def _split_bundle(
         return load_certificates(data), []
     except DecodeError as exc:
         raise DecodeError(
-            "not a CA certificate file: expected PEM or DER certificates (or PKCS#7); "
-            f"{exc}"
+            f"not a CA certificate file: expected PEM or DER certificates (or PKCS#7); {exc}"
         ) from None
 
 

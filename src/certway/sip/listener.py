@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from cryptography import x509
 
 from certway.errors import CertwayError
-from certway.pki.text import format_name, serial_hex
+from certway.pki.text import format_name, plural, serial_hex
 from certway.services.peer_validation import ValidationState
 from certway.services.sip_rules import certificate_names, decide
 from certway.services.sip_settings import SIP_SERVICE, MutualTls, SipConfig, SipSettings
@@ -470,7 +470,7 @@ class SipListener:
                         "event=sip-closed peer=%s reason=message-timeout detail=%r",
                         peer,
                         f"a message did not complete within {limits.message_timeout:g} s "
-                        f"({framer.buffered} bytes received)",
+                        f"({plural(framer.buffered, 'byte')} received)",
                     )
                 elif spoken:
                     log.info("event=sip-closed peer=%s reason=idle", peer)

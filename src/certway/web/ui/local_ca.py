@@ -12,7 +12,7 @@ from certway.pki.crl import REASONS
 from certway.pki.decode import detect
 from certway.pki.issue import PROFILES
 from certway.pki.keys import KEY_TYPES
-from certway.pki.text import serial_hex
+from certway.pki.text import plural, serial_hex
 from certway.services.local_ca import CaSettings
 from certway.trust.identity import certificate_text
 from certway.web.context import as_principal
@@ -104,7 +104,7 @@ def local_ca_revoke(view: View, form: Form) -> str:
     crl = view.node.local_ca.revoke(form.get("ca"), form.get("serial"), reason=form.opt("reason"))
     return (
         f"revoked {form.get('serial')} ({form.get('reason') or 'no reason given'}); "
-        f"CRL #{crl.number} published with {crl.entries} entries"
+        f"CRL #{crl.number} published with {plural(crl.entries, 'entry')}"
     )
 
 

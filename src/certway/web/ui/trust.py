@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 
 from certway.errors import CertwayError, PolicyViolation
+from certway.pki.text import plural
 from certway.trust.identity import certificate_text
 from certway.web.context import as_principal
 from certway.web.ui.kit import (
@@ -101,4 +102,4 @@ def trusted_ca_remove(view: View, form: Form) -> None:
 @form_action(_trust_page)
 def trusted_ca_reset(view: View, form: Form) -> str:
     entries = view.node.trusted_cas.reset()
-    return f"trusted CA list reset to the factory list ({len(entries)} CAs)"
+    return f"trusted CA list reset to the factory list ({plural(len(entries), 'CA')})"
