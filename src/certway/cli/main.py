@@ -14,16 +14,12 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 from rich.console import Console, ConsoleDimensions
 from rich.text import Text
-from typer.core import TyperArgument, TyperGroup, TyperOption
 
-try:  # typer >= 0.20 vendors click
-    from typer._click.core import Context
-    from typer._click.exceptions import UsageError
-    from typer._click.globals import get_current_context
-except ImportError:  # pragma: no cover
-    from click.core import Context
-    from click.exceptions import UsageError
-    from click.globals import get_current_context
+# typer vendors click (and its help shows `<str>`-style type names, replaced below)
+from typer._click.core import Context
+from typer._click.exceptions import UsageError
+from typer._click.globals import get_current_context
+from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from certway import __version__
 from certway.errors import CertwayError, PolicyViolation
@@ -91,10 +87,10 @@ class _Argument(TyperArgument):
         return self.metavar if self.metavar is not None else _value_word(self)
 
     def _rich_display_name(self) -> str:
-        return self.name.upper() + ("..." if self.nargs != 1 else "")  # type: ignore[union-attr]
+        return self.name.upper() + ("..." if self.nargs != 1 else "")
 
     def _usage_display_name(self) -> str:
-        name = self.name.upper()  # type: ignore[union-attr]
+        name = self.name.upper()
         name = name if self.required else f"[{name}]"
         return name + ("..." if self.nargs != 1 else "")
 
