@@ -14,7 +14,7 @@ DATA_DIR ?= ./certway-data
 
 # Debian packages the tests drive as real peers (idempotent: only installs what is missing).
 deps-system:
-	@scripts/ensure-debian-packages.sh openssl chromium kamailio kamailio-tls-modules softhsm2
+	@scripts/ensure-debian-packages.sh openssl chromium kamailio kamailio-tls-modules softhsm2 rsyslog rsyslog-gnutls pebble pebble-challtestsrv postgresql
 
 # sslyze (tests/interop/test_sslyze.py) in an environment of its own: it pins a cryptography
 # older than certway's path validator needs.
@@ -63,6 +63,7 @@ bench: $(STAMP) deps-system
 	$(PY) bench/bench_core.py
 	$(PY) bench/bench_trust.py
 	$(PY) bench/bench_sni.py
+	$(PY) bench/bench_token.py
 
 clean:
 	rm -rf $(VENV) $(SSLYZE_VENV) .venv-sslyze.lock .pytest_cache .mypy_cache .ruff_cache

@@ -221,7 +221,7 @@ def test_check_with_username_mapping(trusting: Cli, files: dict[str, Path]) -> N
 
 def test_check_is_rejected_after_crl_upload(trusting: Cli, files: dict[str, Path]) -> None:
     stored = trusting.ok("crl", "upload", files["revoking.crl"])
-    assert stored.stdout.startswith("stored CRL #42 of CN=Cli Issuing with 1 entries")
+    assert stored.stdout.startswith("stored CRL #42 of CN=Cli Issuing with 1 entry")
 
     revoked = trusting("check", files["leaf"])
     assert revoked.exit_code == 1
@@ -242,7 +242,7 @@ def test_check_is_rejected_after_crl_upload(trusting: Cli, files: dict[str, Path
     assert [h["number"] for h in json.loads(trusting.ok("crl", "list", "--json").stdout)] == [43]
     assert trusting("check", files["leaf"]).exit_code == 0
 
-    assert trusting.ok("crl", "remove").stdout.strip() == "removed 1 manual CRL(s)"
+    assert trusting.ok("crl", "remove").stdout.strip() == "removed 1 manual CRL"
     assert trusting.ok("crl", "remove").stdout.strip() == "there was no manual CRL"
     assert trusting.ok("crl", "list").stdout.strip() == "no CRL is held"
 
@@ -308,6 +308,11 @@ def test_revocation_show_and_set(cli: Cli) -> None:
         },
         "admin-https": {
             "mode": "on", "ocsp": False, "crl": True, "cdp": False, "scope": "all",
+            "fallback": "not-revoked",
+            "profile": "rfc5280",
+        },
+        "syslog": {
+            "mode": "on", "ocsp": True, "crl": True, "cdp": True, "scope": "all",
             "fallback": "not-revoked",
             "profile": "rfc5280",
         },

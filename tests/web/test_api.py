@@ -42,7 +42,11 @@ PROBLEM = "application/problem+json"
 API = "/api/v1"
 DESCRIPTION = {f"{API}/openapi.json", f"{API}/docs"}
 """The API's own description: served like any other route, to accounts only."""
-READS_ONLY = {("POST", f"{API}/check"), ("POST", f"{API}/server-cert/csr/preview")}
+READS_ONLY = {
+    ("POST", f"{API}/check"),
+    ("POST", f"{API}/server-cert/csr/preview"),
+    ("POST", f"{API}/tokens/{{name}}/test"),
+}
 """POST routes that compute an answer and change nothing: open to read-only accounts."""
 
 
@@ -244,6 +248,8 @@ PATH_VALUES = {
     "/tls/{service}": "zones",
     "/zones/{name}": "core",
     "/sip/rules/{id}": "1",
+    "/tokens/{name}": "hsm",
+    "/syslog/{address}": "127.0.0.1:6514",
 }
 
 
@@ -786,7 +792,7 @@ def test_domains_node_crl_sources_intermediates_and_audit(node: Node, alice: Api
 # -- TLS profiles ------------------------------------------------------------------------------
 def test_tls_profiles_are_shown_and_set(alice: Api, bob: Api, node: Node) -> None:
     shown = ok(bob.get("/tls"))
-    assert set(shown) == {"admin-https", "sip-tls", "zones", "outbound"}
+    assert set(shown) == {"admin-https", "sip-tls", "zones", "outbound", "syslog"}
     assert shown["admin-https"]["profile"] == "intermediate"
     assert shown["admin-https"]["versions"] == ["TLSv1.2", "TLSv1.3"]
     assert "ECDHE-RSA-AES128-GCM-SHA256" in shown["admin-https"]["tls12_ciphers"]

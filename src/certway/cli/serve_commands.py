@@ -35,6 +35,13 @@ def serve_cmd(
     fqdn: Annotated[
         str | None, typer.Option("--fqdn", help="System FQDN for a new data directory.")
     ] = None,
+    acme_http_listen: Annotated[
+        str | None,
+        typer.Option(
+            "--acme-http-listen",
+            help="Answer ACME HTTP-01 challenges (/.well-known/acme-challenge/ only), HOST:PORT.",
+        ),
+    ] = None,
 ) -> None:
     """Run the node: HTTPS admin, CRL/OCSP publication, SIP TLS, scheduler, hot reload."""
     from certway.serve import NodeServer, ServeOptions, check_listeners, parse_listen
@@ -44,6 +51,7 @@ def serve_cmd(
         admin=parse_listen(admin_listen, 8443),
         publish=parse_listen(publish_listen, DEFAULT_PUBLISH_PORT),
         sip=parse_listen(sip_listen, 5061),
+        acme_http=parse_listen(acme_http_listen, 80) if acme_http_listen else None,
     )
     check_listeners(options)
     _configure_logging()
@@ -62,6 +70,8 @@ def serve_cmd(
             out.print(f"CRL/OCSP publication: http://{options.publish[0]}:{options.publish[1]}/")
         if options.sip:
             out.print(f"SIP over TLS: {options.sip[0]}:{options.sip[1]}")
+        if options.acme_http:
+            out.print(f"ACME HTTP-01: http://{options.acme_http[0]}:{options.acme_http[1]}/")
         server.serve_forever()
     finally:
         n.close()

@@ -752,8 +752,9 @@ class LocalCA:
                 )
             if not allow_unlisted and repo.issued_by_serial(row.id, canonical) is None:
                 raise NotFound(
-                    f"CA '{name}' has issued no certificate with serial {canonical} "
-                    "(use --allow-unlisted for certificates issued before the CA was imported)"
+                    f"CA '{name}' has issued no certificate with serial {canonical}: a "
+                    "certificate it issued before it was imported here can be revoked as an "
+                    "unlisted serial"
                 )
             repo.add_revocation(
                 row.id,
@@ -795,7 +796,9 @@ class LocalCA:
         """Sign and store a new CRL with the next CRL number (the previous CRL extended with
         the revocations made since, or built from scratch for a CA's first CRL)."""
         if next_update_days is not None and not 1 <= next_update_days <= 365:
-            raise PolicyViolation("crl-validity", "--next-update-days must be between 1 and 365")
+            raise PolicyViolation(
+                "crl-validity", "the CRL's validity (days to its next update) must be 1 to 365"
+            )
         row, issuer = self._issuer(name)
         with self._lock, self._store.transaction() as session:
             published, state = self._publish(session, row, issuer, next_update_days)

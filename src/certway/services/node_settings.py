@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from certway.clock import Clock
@@ -11,7 +12,7 @@ from certway.errors import PolicyViolation
 from certway.pki.names import check_fqdn
 from certway.services.audit import Audit, audited
 from certway.store.db import Store
-from certway.store.repositories import SettingsRepository
+from certway.store.repositories import PeerRepository, SettingsRepository
 
 __all__ = [
     "DEFAULT_PUBLISH_PORT",
@@ -74,16 +75,18 @@ class NodeConfig:
         }
 
 
-def read_node_config(settings: SettingsRepository) -> NodeConfig:
-    """The node settings as stored (defaults where unset)."""
+def read_node_config(settings: SettingsRepository, others: Sequence[str] = ()) -> NodeConfig:
+    """The node settings as stored (defaults where unset); ``others``: the cluster's other
+    peers on a shared database, added to the configured ones."""
     raw = settings.get(_KEY)
     if not isinstance(raw, dict):
-        return NodeConfig(fqdn=default_fqdn())
+        raw = {}
+    configured = tuple(raw.get("peers") or ())
     return NodeConfig(
         fqdn=str(raw.get("fqdn") or default_fqdn()),
         role=str(raw.get("role") or "edge"),
         cluster_fqdn=raw.get("cluster_fqdn") or None,
-        peers=tuple(raw.get("peers") or ()),
+        peers=tuple(dict.fromkeys([*configured, *(o for o in others if o)])),
         publish_url=raw.get("publish_url") or None,
     )
 
@@ -96,7 +99,13 @@ class NodeSettings:
 
     def get(self) -> NodeConfig:
         with self._store.reading() as session:
-            return read_node_config(SettingsRepository(session))
+            # On a shared database the other peers are the cluster's (beside any configured).
+            others = (
+                [p.fqdn for p in PeerRepository(session).all() if p.id != self._store.node_id]
+                if self._store.clustered
+                else []
+            )
+            return read_node_config(SettingsRepository(session), others)
 
     @audited("node.set", target=lambda **k: "node settings")
     def set(
@@ -135,6 +144,8 @@ class NodeSettings:
             del stored["publication_base"]
             settings.set(_KEY, stored)
             settings.bump(IDENTITY_VERSION)
+            if fqdn is not None:
+                PeerRepository(session).set_fqdn(self._store.node_id, config.fqdn)
             self._audit.note(**stored)
         return config
 

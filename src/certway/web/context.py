@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import Request
@@ -119,6 +119,9 @@ class _Session:
     csrf: str
     expires: float
     stamp: str | None  # AdminAccounts.credential_stamp when the session began
+    flashes: dict[str, Any] = field(default_factory=dict)
+    """What a form action left for the page it redirected to (by the page's path): the UI's
+    post/redirect/get. Popped by that page's next view."""
 
 
 class WebContext:

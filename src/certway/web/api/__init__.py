@@ -12,7 +12,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from certway.web.api import (
+    acme,
     admin,
+    backup,
     client_cert,
     domains,
     local_ca,
@@ -22,7 +24,9 @@ from certway.web.api import (
     server_cert,
     sip,
     status,
+    syslog,
     tls,
+    tokens,
     trust,
     zones,
 )
@@ -40,9 +44,13 @@ for _part in (
     revocation,
     local_ca,
     local_ca_issue,
+    tokens,
     admin,
     sip,
     zones,
+    syslog,
     tls,
+    acme,
+    backup,
 ):
     router.include_router(_part.router)

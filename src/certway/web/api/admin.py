@@ -84,5 +84,6 @@ def security_set(request: Request, body: SecurityBody, who: Writer) -> dict[str,
             regex=body.regex,
             fmt=body.format,
             current_certificate=peer_certificate(request),
+            guard=True,
         )
     return config.as_dict()

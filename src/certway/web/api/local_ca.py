@@ -35,6 +35,9 @@ class RootBody(BaseModel):
     days: Days = 3650
     crl_urls: list[str] = []
     ocsp_url: str | None = None
+    token: str | None = Field(
+        default=None, description="a registered PKCS#11 token that generates and keeps the key"
+    )
 
 
 class IntermediateBody(RootBody):
@@ -118,7 +121,12 @@ def ca_root(request: Request, body: RootBody, who: Writer) -> dict[str, Any]:
     settings = CaSettings(tuple(body.crl_urls), body.ocsp_url)
     with as_principal(who):
         info = node_of(request).local_ca.create_root(
-            body.name, body.subject, key_type=body.key_type, days=body.days, settings=settings
+            body.name,
+            body.subject,
+            key_type=body.key_type,
+            days=body.days,
+            settings=settings,
+            token=body.token,
         )
     return _ca(info)
 
@@ -134,6 +142,7 @@ def ca_intermediate(request: Request, body: IntermediateBody, who: Writer) -> di
             key_type=body.key_type,
             days=body.days,
             settings=settings,
+            token=body.token,
         )
     return _ca(info)
 
