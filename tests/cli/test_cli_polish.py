@@ -60,6 +60,10 @@ NO_DATA = {
     ("admin", "reset-security"), ("sip", "rule", "remove"), ("trust", "remove"),
     ("trust", "reset"), ("crl", "upload"), ("crl", "remove"), ("crl", "schedule"),
     ("crl", "sources", "set"), ("zone", "remove"),
+    # merged from other branches; each reports its action in a sentence
+    ("acme", "sign"), ("acme", "deploy"), ("acme", "renew-now"), ("acme", "revoke"),
+    ("acme", "account", "create"), ("acme", "account", "deactivate"),
+    ("cluster", "export-key"), ("syslog", "remove"),
 }  # fmt: skip
 
 

@@ -199,7 +199,7 @@ class Alarms:
                 AlarmKind.ACME_RENEWAL,
                 problem.slot,
                 AlarmSeverity.WARNING,
-                f"ACME renewal of the {problem.label} failed {problem.failures} time(s): "
+                f"ACME renewal of the {problem.label} failed {plural(problem.failures, 'time')}: "
                 f"{problem.last_error}{retry}",
             )
             if problem.not_after is not None and problem.not_after - now <= EXPIRY_WARNING:

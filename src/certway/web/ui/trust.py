@@ -90,7 +90,7 @@ def trusted_ca_add(view: View, form: Form) -> str | None:
 
 def _removal(view: View, form: Form) -> str | None:
     count = len(form.all("fingerprint"))
-    return f"Delete {count} CA certificate(s) from the trusted CA list?" if count else None
+    return f"Delete {plural(count, 'CA certificate')} from the trusted CA list?" if count else None
 
 
 @router.post("/trusted-cas/remove")
