@@ -403,7 +403,7 @@ def test_upload_of_garbage_shows_the_cli_message(alice: TestClient, node: Node) 
         files={"certificate": ("x.pem", b"hello", "application/octet-stream")},
     )
     assert response.status_code == 400
-    assert "Error:</strong> not a certificate:" in response.text
+    assert "Error:</strong> not a certificate or PKCS#7 bundle:" in response.text
     assert store_snapshot(node.store.data_dir) == before
 
 
@@ -484,7 +484,7 @@ def test_trusted_ca_upload_view_download_delete_reset(
     assert "removed CN=Web Root" in removed.text
     upload_ca(alice, pem(pki.root))
     reset = post(alice, "/trusted-cas/reset", {"confirmed": "yes"})
-    assert "reset to the factory list (1 CAs)" in reset.text
+    assert "reset to the factory list (1 CA)" in reset.text
     assert [e.origin for e in node.trusted_cas.entries()] == ["factory"]
 
 
