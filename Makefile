@@ -1,11 +1,12 @@
 # certway — the two commands a user needs:
-#   make serve   sets up .venv and runs `certway serve` on ./certway-data (SQLite, temporary CA)
+#   make serve   sets up .venv (run-time packages only), runs `certway serve` on ./certway-data
 #   make test    sets up .venv + Debian packages and runs lint, types and the whole test suite
 #   make test-quick  lint, types and the tests without real external peers or slow cases
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+RUNTIME_STAMP := $(VENV)/.installed-runtime
 
 .PHONY: serve test test-quick lint typecheck pytest pytest-quick deps-system deps-sslyze bench clean
 
@@ -24,9 +25,15 @@ $(SSLYZE_VENV)/.installed: tests/interop/sslyze-requirements.txt
 	$(SSLYZE_VENV)/bin/python -m pip install --quiet -r tests/interop/sslyze-requirements.txt
 	@cp tests/interop/sslyze-requirements.txt $@
 
-$(STAMP): pyproject.toml
+# Two stamps: `make serve` installs only what certway needs at run time; the test tools
+# (pytest, ruff, mypy, ...) come with the first `make test`.
+$(RUNTIME_STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	@touch $(RUNTIME_STAMP)
+
+$(STAMP): $(RUNTIME_STAMP) pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	@touch $(STAMP)
 
@@ -49,7 +56,7 @@ pytest-quick: $(STAMP)
 
 test-quick: lint typecheck pytest-quick
 
-serve: $(STAMP)
+serve: $(RUNTIME_STAMP)
 	$(VENV)/bin/certway --data-dir $(DATA_DIR) serve
 
 bench: $(STAMP) deps-system

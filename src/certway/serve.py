@@ -55,6 +55,53 @@ def parse_listen(text: str, default_port: int) -> tuple[str, int]:
     return host or "127.0.0.1", int(port)
 
 
+def check_listeners(options: ServeOptions) -> None:
+    """Refuse to start, saying which, when a listener's port is taken (or cannot be bound):
+    checked before anything is created or printed, so that a second ``certway serve`` on the
+    same ports stops with one clear line instead of a half-started server."""
+    import errno
+    import socket
+
+    from certway.errors import PolicyViolation
+
+    listeners = [("the HTTPS admin listener", "--admin-listen", options.admin)]
+    if options.publish is not None:
+        listeners.append(("the CRL/OCSP publication listener", "--publish-listen", options.publish))
+    if options.sip is not None:
+        listeners.append(("the SIP TLS listener", "--sip-listen", options.sip))
+    seen: dict[tuple[str, int], str] = {}
+    for what, flag, (host, port) in listeners:
+        if port != 0 and (host, port) in seen:
+            raise PolicyViolation(
+                "listen", f"{flag} {host}:{port} is also given to {seen[host, port]}"
+            )
+        seen[host, port] = flag
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        except socket.gaierror:
+            raise PolicyViolation(
+                "listen", f"{flag}: '{host}' is not an address or a name of this machine"
+            ) from None
+        family, kind, proto, _name, address = infos[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    reason = "is already in use (another certway serve, or another program)"
+                elif exc.errno == errno.EACCES:
+                    reason = "cannot be used without privileges (ports below 1024)"
+                elif exc.errno == errno.EADDRNOTAVAIL:
+                    reason = "is not on an address of this machine"
+                else:
+                    reason = f"cannot be bound ({exc.strerror})"
+                raise PolicyViolation(
+                    "listen",
+                    f"port {port} on {host} for {what} {reason}: choose another with {flag}",
+                ) from None
+
+
 def new_event_loop() -> asyncio.AbstractEventLoop:
     """The loop ``certway serve`` runs in: uvloop when installed (its TLS transport costs less
     CPU per handshake than asyncio's, see BENCHMARKS.md "TLS handshakes"), else asyncio's."""

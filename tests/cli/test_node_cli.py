@@ -69,6 +69,8 @@ def test_node_show_and_set(node_cli: Cli) -> None:
         "role": "edge",
         "cluster_fqdn": None,
         "peers": [],
+        "publish_url": None,
+        "publication_base": f"http://{FQDN}:8080",
     }
     result = node_cli.ok(
         "node", "set", "--role", "core", "--cluster-fqdn", "vcs-cluster.example.com",

@@ -72,7 +72,7 @@ def test_first_start_prints_password_once_and_sigterm_stops_cleanly(tmp_path: Pa
     try:
         text = "".join(lines)
         assert f"https://127.0.0.1:{admin}/" in text
-        match = re.search(r"log in as 'admin' with password (\S+)", text)
+        match = re.search(r"'admin' was created; its password, shown once:\s+(\S+)", text)
         assert match, text
         response = httpx.get(
             f"https://127.0.0.1:{admin}/api/v1/status",
@@ -93,3 +93,55 @@ def test_first_start_prints_password_once_and_sigterm_stops_cleanly(tmp_path: Pa
     finally:
         code, err = stop(again)
     assert code == 0, err
+
+
+def test_a_port_in_use_is_named_before_anything_is_created(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for flags, message in (
+            (["--publish-listen", f"127.0.0.1:{port}"],
+             f"port {port} on 127.0.0.1 for the CRL/OCSP publication listener is already in use"),
+            (["--admin-listen", f"127.0.0.1:{port}"],
+             f"port {port} on 127.0.0.1 for the HTTPS admin listener is already in use"),
+            (["--sip-listen", f"127.0.0.1:{free_port()}", "--publish-listen",
+              f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{port}"], "already in use"),
+            (["--sip-listen", "127.0.0.1:5999", "--publish-listen", "127.0.0.1:5999"],
+             "--sip-listen 127.0.0.1:5999 is also given to --publish-listen"),
+        ):  # fmt: skip
+            defaults = ["--admin-listen", f"127.0.0.1:{free_port()}",
+                        "--publish-listen", f"127.0.0.1:{free_port()}",
+                        "--sip-listen", f"127.0.0.1:{free_port()}"]  # fmt: skip
+            done = subprocess.run(
+                [sys.executable, "-c", "from certway.cli.main import main; main()",
+                 "--data-dir", str(tmp_path / "d"), "serve", *defaults, *flags],
+                capture_output=True, text=True, timeout=60, check=False,
+            )  # fmt: skip
+            assert done.returncode == 2, done.stderr
+            assert message in done.stderr, done.stderr
+            assert "password" not in done.stdout + done.stderr
+            assert not (tmp_path / "d").exists()  # no data directory, no admin account
+
+
+def test_make_serve_installs_only_runtime_packages(tmp_path: Path) -> None:
+    """`make serve` on a fresh checkout: the package without its test tools; `make test`
+    adds them."""
+    import shutil
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    repo = Path(__file__).resolve().parents[2]
+
+    def plan(target: str) -> str:
+        done = subprocess.run(
+            ["make", "-n", "-C", str(repo), f"VENV={tmp_path / 'venv'}", target],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    serve = plan("serve")
+    assert "pip install --quiet -e ." in serve and "[test]" not in serve
+    assert "certway --data-dir" in serve
+    assert "pip install --quiet -e '.[test]'" in plan("lint")

@@ -116,7 +116,7 @@ def test_trust_add_list_show_remove_reset(cli: Cli, files: dict[str, Path], pki:
     assert [e["subject"] for e in remaining if e["origin"] == "user"] == ["CN=Cli Root"]
 
     reset = cli.ok("trust", "reset")
-    assert "reset to the factory default (1 entries)" in reset.stdout
+    assert "reset to the factory default (1 entry)" in reset.stdout
     after = json.loads(cli.ok("trust", "list", "--json").stdout)
     assert [e["fingerprint"] for e in after] == [e["fingerprint"] for e in factory]
 
@@ -221,7 +221,7 @@ def test_check_with_username_mapping(trusting: Cli, files: dict[str, Path]) -> N
 
 def test_check_is_rejected_after_crl_upload(trusting: Cli, files: dict[str, Path]) -> None:
     stored = trusting.ok("crl", "upload", files["revoking.crl"])
-    assert stored.stdout.startswith("stored CRL #42 of CN=Cli Issuing with 1 entries")
+    assert stored.stdout.startswith("stored CRL #42 of CN=Cli Issuing with 1 entry")
 
     revoked = trusting("check", files["leaf"])
     assert revoked.exit_code == 1
@@ -242,7 +242,7 @@ def test_check_is_rejected_after_crl_upload(trusting: Cli, files: dict[str, Path
     assert [h["number"] for h in json.loads(trusting.ok("crl", "list", "--json").stdout)] == [43]
     assert trusting("check", files["leaf"]).exit_code == 0
 
-    assert trusting.ok("crl", "remove").stdout.strip() == "removed 1 manual CRL(s)"
+    assert trusting.ok("crl", "remove").stdout.strip() == "removed 1 manual CRL"
     assert trusting.ok("crl", "remove").stdout.strip() == "there was no manual CRL"
     assert trusting.ok("crl", "list").stdout.strip() == "no CRL is held"
 
@@ -382,7 +382,7 @@ def test_crl_sources_and_update_now(trusting: Cli, crl_server: LocalHttpServer) 
         refused(trusting, "crl", "sources", "set", bad, message="is not an http:// or https:// URL")
     refused(trusting, "crl", "sources", "set", good, "ftp://x", message="'ftp://x'")
 
-    assert "2 CRL source(s) set" in trusting.ok("crl", "sources", "set", good, missing).stdout
+    assert "2 CRL sources set" in trusting.ok("crl", "sources", "set", good, missing).stdout
     listed = json.loads(trusting.ok("crl", "sources", "list", "--json").stdout)["sources"]
     assert [(s["url"], s["last_attempt"]) for s in listed] == [(good, None), (missing, None)]
 

@@ -660,3 +660,13 @@ def test_audit_entries_for_changes_and_refusals_without_secrets(node: Node, pki:
     for secret in ("PRIVATE KEY", passphrase.decode(), "nope", body[:40], key_pem(pki.leaf_key)
                    .decode().splitlines()[1]):  # fmt: skip
         assert secret not in dumped
+
+
+def test_upload_without_key_or_pending_csr_says_no_key_was_given(node: Node, pki: Pki) -> None:
+    """A certificate for another key, uploaded with no key and no CSR pending: the message is
+    about the missing key, not a mismatch."""
+    assert node.identities.pending_csr("server") is None
+    with pytest.raises(PolicyViolation) as info:
+        node.identities.upload("server", "", pem(build(pki)))
+    assert info.value.code == "no-key"
+    assert "no private key was given and no CSR is pending" in str(info.value)

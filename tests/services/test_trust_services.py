@@ -162,7 +162,7 @@ def test_crl_inside_a_ca_file_goes_to_the_crl_store(node: Node, pki: Pki) -> Non
     report = node.trusted_cas.add(pem(pki.root, pki.intermediate, crl))
     assert len(report.added) == 2
     assert report.crls == [
-        f"CRL #7 of CN=Acme Issuing with 1 entries, next update "
+        f"CRL #7 of CN=Acme Issuing with 1 entry, next update "
         f"{crl.next_update_utc:%Y-%m-%d %H:%M} UTC"
     ]
     [held] = node.revocation.held()

@@ -810,3 +810,25 @@ def test_bad_tls_profile_changes_nothing(alice: Api, node: Node) -> None:
     assert alice.put("/tls/sip-tls", json={"profile": "old"}).status_code == 422
     assert alice.put("/tls/sip", json={"profile": "modern"}).status_code == 422
     assert node.tls.policy() == before
+
+
+# -- local CA: a new key and certificate as PKCS#12 -------------------------------------------
+def test_issue_returns_a_pkcs12_for_a_new_key(alice: Api, bob: Api, node: Node) -> None:
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    ok(alice.post("/local-ca/roots", json={"name": "lab", "subject": "/CN=Lab"}), 201)
+    body = {"common_name": "carol", "profile": "client", "passphrase": "p12-secret-4a2"}
+    issued = ok(alice.post("/local-ca/lab/issue", json=body))
+    bundle = pkcs12.load_pkcs12(base64.b64decode(issued["pkcs12"]), b"p12-secret-4a2")
+    assert bundle.key is not None and bundle.cert is not None
+    assert bundle.cert.certificate.subject.rfc4514_string() == "CN=carol" == issued["subject"]
+    assert f"{bundle.cert.certificate.serial_number:X}" == issued["serial"]
+    assert [i.serial for i in node.local_ca.issued("lab")] == [issued["serial"]]
+    # refusals change nothing and never echo the passphrase
+    short = {**body, "passphrase": "short"}
+    assert "at least 8 characters" in problem(alice.post("/local-ca/lab/issue", json=short), 422)
+    assert "no CA named" in problem(alice.post("/local-ca/nope/issue", json=body), 404)
+    problem(bob.post("/local-ca/lab/issue", json=body), 403)
+    assert len(node.local_ca.issued("lab")) == 1
+    for response_body in alice.seen[1:]:
+        assert "p12-secret-4a2" not in response_body and "short" not in response_body

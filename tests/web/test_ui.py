@@ -403,7 +403,7 @@ def test_upload_of_garbage_shows_the_cli_message(alice: TestClient, node: Node) 
         files={"certificate": ("x.pem", b"hello", "application/octet-stream")},
     )
     assert response.status_code == 400
-    assert "Error:</strong> not a certificate:" in response.text
+    assert "Error:</strong> not a certificate or PKCS#7 bundle:" in response.text
     assert store_snapshot(node.store.data_dir) == before
 
 
@@ -484,7 +484,7 @@ def test_trusted_ca_upload_view_download_delete_reset(
     assert "removed CN=Web Root" in removed.text
     upload_ca(alice, pem(pki.root))
     reset = post(alice, "/trusted-cas/reset", {"confirmed": "yes"})
-    assert "reset to the factory list (1 CAs)" in reset.text
+    assert "reset to the factory list (1 CA)" in reset.text
     assert [e.origin for e in node.trusted_cas.entries()] == ["factory"]
 
 
@@ -523,7 +523,7 @@ def test_manual_crl_upload_and_remove(alice: TestClient, node: Node, pki: Pki) -
         },
     )
     assert response.status_code == 200, response.text
-    assert "stored CRL #1 of CN=Web Issuing with 1 entries" in response.text
+    assert "stored CRL #1 of CN=Web Issuing with 1 entry" in response.text
     assert [h.kind for h in node.revocation.held()] == ["manual"]
     garbage = alice.post(
         "/crls/manual",
@@ -533,14 +533,14 @@ def test_manual_crl_upload_and_remove(alice: TestClient, node: Node, pki: Pki) -
     assert garbage.status_code == 400
     assert len(node.revocation.held()) == 1
     removed = post(alice, "/crls/manual/remove", {"confirmed": "yes"})
-    assert "removed 1 manual CRL(s)" in removed.text
+    assert "removed 1 manual CRL" in removed.text and "CRL(s)" not in removed.text
 
 
 def test_crl_sources_and_schedule(alice: TestClient, node: Node) -> None:
     response = post(
         alice, "/crls/sources", {"urls": "http://crl.example.com/a.crl\nhttps://b.example/c.crl\n"}
     )
-    assert "2 CRL URL(s) saved" in response.text
+    assert "2 CRL URLs saved" in response.text
     assert [s.url for s in node.revocation.sources()] == [
         "http://crl.example.com/a.crl",
         "https://b.example/c.crl",
@@ -728,3 +728,83 @@ def test_tls_profile_is_chosen_on_its_page(alice: TestClient, bob: TestClient, n
     read_only = bob.get("/tls").text
     assert 'action="/tls/admin-https"' not in read_only
     assert "TLSv1.3" in read_only
+
+
+# -- local CA: issue key + certificate → PKCS#12 download -------------------------------------
+def test_local_ca_issue_downloads_a_pkcs12_that_openssl_opens(
+    alice: TestClient, node: Node, tmp_path: Path
+) -> None:
+    import subprocess
+
+    post(alice, "/local-ca/roots", {"name": "lab", "subject": "/CN=Lab Root"})
+    assert "Issue a key and certificate" in alice.get("/local-ca").text
+    passphrase = "correct horse battery"
+    response = post(
+        alice,
+        "/local-ca/issue",
+        {"ca": "lab", "cn": "alice", "profile": "client", "key_type": "ec:p256",
+         "passphrase": passphrase, "passphrase_again": passphrase},
+    )  # fmt: skip
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/x-pkcs12"
+    assert 'filename="alice.p12"' in response.headers["content-disposition"]
+    p12 = tmp_path / "alice.p12"
+    p12.write_bytes(response.content)
+    (tmp_path / "pass").write_text(passphrase + "\n")
+    opened = subprocess.run(
+        ["openssl", "pkcs12", "-in", str(p12), "-passin", f"file:{tmp_path / 'pass'}",
+         "-nodes"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert opened.returncode == 0, opened.stderr
+    assert "BEGIN PRIVATE KEY" in opened.stdout and "subject=CN=alice" in opened.stdout.replace(
+        " = ", "="
+    )
+    leaf = x509.load_pem_x509_certificates(opened.stdout.encode())[0]
+    eku = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(eku) == [x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]
+    (tmp_path / "leaf.pem").write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "root.pem").write_bytes(pem(node.local_ca.certificate("lab")))
+    verified = subprocess.run(
+        ["openssl", "verify", "-purpose", "sslclient", "-CAfile", str(tmp_path / "root.pem"),
+         str(tmp_path / "leaf.pem")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    # in the inventory, attributed to alice; the key is nowhere in the store
+    assert [i.subject for i in node.local_ca.issued("lab")] == ["CN=alice"]
+    entry = next(e for e in node.audit.entries() if e.action == "ca.issue-with-key")
+    assert entry.actor == "alice" and passphrase not in repr(entry)
+
+
+@pytest.mark.parametrize(
+    ("fields", "error"),
+    [
+        ({"passphrase": "", "passphrase_again": ""}, "give a passphrase"),
+        ({"passphrase": "short", "passphrase_again": "short"}, "at least 8 characters"),
+        ({"passphrase": "long enough 1", "passphrase_again": "long enough 2"}, "differ"),
+        ({"ca": "nope"}, "no CA named 'nope'"),
+        ({"cn": "*.example.com"}, "wildcard"),
+    ],
+)
+def test_local_ca_issue_refusals_keep_the_form_but_not_the_passphrase(
+    alice: TestClient, node: Node, fields: dict[str, str], error: str
+) -> None:
+    post(alice, "/local-ca/roots", {"name": "lab", "subject": "/CN=Lab Root"})
+    data = {"ca": "lab", "cn": "bob.example.com", "passphrase": "pass-7c1e9a",
+            "passphrase_again": "pass-7c1e9a", **fields}  # fmt: skip
+    response = post(alice, "/local-ca/issue", data)
+    assert response.status_code in (400, 404, 422), response.text
+    assert response.headers["content-type"].startswith("text/html")
+    assert error in " ".join(messages(response.text, "error")).replace("&#39;", "'")
+    assert "pass-7c1e9a" not in response.text and "long enough" not in response.text
+    assert 'value="' + data["cn"] + '"' in response.text
+    assert node.local_ca.issued("lab") == []
+
+
+def test_local_ca_issue_is_refused_to_read_only_accounts(bob: TestClient, node: Node) -> None:
+    node.local_ca.create_root("lab", "/CN=Lab Root")
+    response = post(bob, "/local-ca/issue", {"ca": "lab", "cn": "x", "passphrase": "12345678",
+                                              "passphrase_again": "12345678"})  # fmt: skip
+    assert response.status_code == 403
+    assert node.local_ca.issued("lab") == []

@@ -126,7 +126,7 @@ class WithPeer:
         ("/domains", {"domain": "prg.example"}, "/domains", "domain prg.example added"),
         ("/node", {"fqdn": "edge1.example.com", "role": "edge"}, "/node", "node settings saved"),
         ("/tls/admin-https", {"profile": "modern"}, "/tls", "admin-https: TLS profile modern"),
-        ("/crls/sources", {"urls": "http://crl.example.com/a.crl"}, "/crls", "1 CRL URL(s)"),
+        ("/crls/sources", {"urls": "http://crl.example.com/a.crl"}, "/crls", "1 CRL URL saved"),
         ("/local-ca/roots", {"name": "lab", "subject": "/CN=Lab"}, "/local-ca?ca=lab", "created"),
         ("/server-certificate/csr", {"key_type": "ec:p256"}, "/server-certificate", "CSR gen"),
         ("/sip/settings", {"mutual_tls": "off"}, "/sip", "SIP TLS settings saved"),

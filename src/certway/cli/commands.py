@@ -10,6 +10,7 @@ from cryptography.hazmat.primitives import serialization
 from rich.table import Table
 
 from certway.cli.main import (
+    KEY_TYPE_HELP,
     ChatAliasOpt,
     JsonOpt,
     PhoneProfileOpt,
@@ -33,7 +34,6 @@ from certway.pki import convert as conv
 from certway.pki.csr import CsrForm, SubjectFields, build_csr
 from certway.pki.decode import detect
 from certway.pki.keys import (
-    KEY_TYPES,
     describe_key,
     generate_key,
     load_private_key,
@@ -41,7 +41,7 @@ from certway.pki.keys import (
 )
 from certway.pki.load import load_certificates
 from certway.pki.names import SUBJECT_KEYS, parse_subject
-from certway.pki.text import serial_hex
+from certway.pki.text import plural, serial_hex
 from certway.services.local_ca import CaInfo, CaSettings
 
 PassFile = Annotated[
@@ -61,7 +61,7 @@ OutFile = Annotated[Path | None, typer.Option("--out", "-o", help="Output file (
 @key_app.command("generate")
 def key_generate(
     key_type: Annotated[
-        str, typer.Option("--type", help=f"One of {', '.join(KEY_TYPES)}.")
+        str, typer.Option("--type", metavar="TYPE", help=KEY_TYPE_HELP)
     ] = "ec:p256",
     out_file: OutFile = None,
     passphrase_file: PassFile = None,
@@ -86,8 +86,10 @@ def csr_create(
     subject: Annotated[
         str, typer.Option("--subject", help='Other subject fields, e.g. "/C=GB/O=Acme".')
     ] = "",
-    digest: Annotated[str, typer.Option("--digest", help="sha256, sha384 or sha512.")] = "sha256",
-    role: Annotated[str, typer.Option("--role", help="edge or core (role-only fields).")] = "edge",
+    digest: Annotated[str, typer.Option("--digest", metavar="sha256|sha384|sha512")] = "sha256",
+    role: Annotated[
+        str, typer.Option("--role", metavar="edge|core", help="Role (role-only fields).")
+    ] = "edge",
     cluster_fqdn: Annotated[
         str | None, typer.Option("--cluster-fqdn", help="Cluster FQDN (added to SAN).")
     ] = None,
@@ -141,8 +143,19 @@ def csr_create(
 
 
 # -- ca --------------------------------------------------------------------------------------
-def _settings(crl_url: list[str] | None, ocsp_url: str | None) -> CaSettings:
-    return CaSettings(crl_urls=tuple(crl_url or ()), ocsp_url=ocsp_url)
+def _settings(crl_url: list[str] | None, ocsp_url: str | None, no_urls: bool = False) -> CaSettings:
+    return CaSettings(crl_urls=tuple(crl_url or ()), ocsp_url=ocsp_url, node_urls=not no_urls)
+
+
+NoUrlsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-urls",
+        help="Issue certificates without CRL/OCSP URLs (by default a CA created without "
+        "--crl-url/--ocsp-url publishes at the node's publication URL: 'certway node set "
+        "--publish-url').",
+    ),
+]
 
 
 CrlUrlOpt = Annotated[
@@ -186,10 +199,13 @@ def ca_create_root(
     ctx: typer.Context,
     name: Annotated[str, typer.Option("--name", help="Name of the CA in certway.")],
     subject: Annotated[str, typer.Option("--subject", help='e.g. "/CN=Example Root CA".')],
-    key_type: Annotated[str, typer.Option("--key-type")] = "ec:p256",
+    key_type: Annotated[
+        str, typer.Option("--key-type", metavar="TYPE", help=KEY_TYPE_HELP)
+    ] = "ec:p256",
     days: Annotated[int, typer.Option("--days")] = 3650,
     crl_url: CrlUrlOpt = None,
     ocsp_url: OcspUrlOpt = None,
+    no_urls: NoUrlsOpt = False,
     token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -200,7 +216,7 @@ def ca_create_root(
             subject,
             key_type=key_type,
             days=days,
-            settings=_settings(crl_url, ocsp_url),
+            settings=_settings(crl_url, ocsp_url, no_urls),
             token=token,
         )
     _print_ca(info, as_json, "created root")
@@ -212,10 +228,13 @@ def ca_create_intermediate(
     name: Annotated[str, typer.Option("--name")],
     parent: Annotated[str, typer.Option("--parent", help="Name of the signing CA.")],
     subject: Annotated[str, typer.Option("--subject")],
-    key_type: Annotated[str, typer.Option("--key-type")] = "ec:p256",
+    key_type: Annotated[
+        str, typer.Option("--key-type", metavar="TYPE", help=KEY_TYPE_HELP)
+    ] = "ec:p256",
     days: Annotated[int, typer.Option("--days")] = 1825,
     crl_url: CrlUrlOpt = None,
     ocsp_url: OcspUrlOpt = None,
+    no_urls: NoUrlsOpt = False,
     token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -227,7 +246,7 @@ def ca_create_intermediate(
             subject,
             key_type=key_type,
             days=days,
-            settings=_settings(crl_url, ocsp_url),
+            settings=_settings(crl_url, ocsp_url, no_urls),
             token=token,
         )
     _print_ca(info, as_json, "created intermediate")
@@ -326,7 +345,7 @@ def ca_sign(
     ca: Annotated[str, typer.Option("--ca", help="Name of the signing CA.")],
     csr: Annotated[Path, typer.Option("--csr", help="CSR file (PEM or DER).")],
     profile: Annotated[
-        str, typer.Option("--profile", help="server-client, server, client or sub-ca.")
+        str, typer.Option("--profile", metavar="server-client|server|client|sub-ca")
     ] = "server-client",
     days: Annotated[int, typer.Option("--days")] = 365,
     out_file: OutFile = None,
@@ -400,7 +419,7 @@ def ca_revoke(
     else:
         out.print(
             f"revoked {serial} ({reason or 'no reason given'}); CRL #{crl.number} published "
-            f"with {crl.entries} entries"
+            f"with {plural(crl.entries, 'entry')}"
         )
 
 
@@ -424,7 +443,7 @@ def ca_crl(
     write_output(out_file, crl.der if der else crl.pem)
     if out_file is not None:
         out.print(
-            f"CRL #{crl.number} with {crl.entries} entries, next update "
+            f"CRL #{crl.number} with {plural(crl.entries, 'entry')}, next update "
             f"{crl.next_update:%Y-%m-%d %H:%M} UTC -> {out_file}"
         )
 
@@ -503,7 +522,7 @@ def decode_cmd(
 @app.command("convert")
 def convert_cmd(
     file: Annotated[Path, typer.Argument(help="Input file (PEM, DER, PKCS#7 or PKCS#12).")],
-    to: Annotated[str, typer.Option("--to", help="pem, der, p12 or p7b.")],
+    to: Annotated[str, typer.Option("--to", metavar="pem|der|p12|p7b")],
     out_file: Annotated[Path, typer.Option("--out", "-o", help="Output file.")],
     key_file: Annotated[
         Path | None, typer.Option("--key", help="Private key for --to p12.")

@@ -9,15 +9,21 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console, ConsoleDimensions
 from rich.text import Text
-from typer.core import TyperGroup
+
+# typer vendors click (and its help shows `<str>`-style type names, replaced below)
+from typer._click.core import Context
+from typer._click.exceptions import UsageError
+from typer._click.globals import get_current_context
+from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from certway import __version__
 from certway.errors import CertwayError, PolicyViolation
+from certway.pki.keys import KEY_TYPES
 from certway.store.db import default_data_dir
 
 if TYPE_CHECKING:
@@ -55,36 +61,143 @@ def styled(label: str, style: str, rest: str = "") -> Text:
     return Text.assemble((label, style), rest)
 
 
+# What the help shows for a value, instead of the Python type names typer prints by default
+# (`<str>`, `<list[path]>`). Options with a fixed set of values give `metavar="a|b|c"`.
+_VALUE_WORDS = {"str": "TEXT", "int": "N", "float": "NUMBER", "path": "FILE"}
+
+
+def _value_word(param: Any) -> str:
+    label = str(param.display_type(None)).strip("<>")
+    if label.startswith("list[") and label.endswith("]"):
+        label = label[5:-1]
+    return _VALUE_WORDS.get(label, label)
+
+
+class _Option(TyperOption):
+    def display_type_rich(self, ctx: Any) -> str | None:
+        if self.metavar is not None:
+            return self.metavar
+        if self.is_flag or self.count or self.display_type(ctx) == "<bool>":
+            return None
+        return _value_word(self)
+
+
+class _Argument(TyperArgument):
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return self.metavar if self.metavar is not None else _value_word(self)
+
+    def _rich_display_name(self) -> str:
+        return self.name.upper() + ("..." if self.nargs != 1 else "")
+
+    def _usage_display_name(self) -> str:
+        name = self.name.upper()
+        name = name if self.required else f"[{name}]"
+        return name + ("..." if self.nargs != 1 else "")
+
+
+def _humanise(params: list[Any]) -> list[Any]:
+    """Help that a person reads: no Python type names; a flag shows no value, an option its
+    choices (``metavar="a|b"`` where it is declared) or a word (TEXT, N, FILE)."""
+    for param in params:
+        if type(param) is TyperOption:
+            param.__class__ = _Option
+        elif type(param) is TyperArgument:
+            param.__class__ = _Argument
+    return params
+
+
+def _humanise_command(command: Any) -> None:
+    help_option = command.get_help_option(Context(command))
+    _humanise([*command.params, *([help_option] if help_option is not None else [])])
+
+
 class _Group(TyperGroup):
-    """Maps certway errors and unreadable files to one clear line and exit code 2."""
+    """Maps certway errors and unreadable files to one clear line and exit code 2 (or, with
+    ``--json``, one JSON object on stderr with the same exit code)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for command in self.commands.values():
+            if not isinstance(command, _Group):
+                _humanise_command(command)
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        # typer adds the completion options after building the group
+        return _humanise(super().get_params(ctx))
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if ctx.parent is None:  # the whole command line, before any parsing can fail
+            ctx.meta[_JSON_KEY] = "--json" in args
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
-        except CertwayError as exc:
-            err.print(styled("error:", "red", f" {exc}"))
-            raise typer.Exit(2) from None
-        except InputFileError as exc:
-            err.print(styled("error:", "red", f" {exc}"))
-            raise typer.Exit(2) from None
+        except (CertwayError, InputFileError) as exc:
+            fail(exc, ctx=ctx)
+        except UsageError as exc:
+            if not ctx.meta.get(_JSON_KEY):
+                raise
+            _print_error("usage", exc.format_message(), exc.exit_code)
+            raise typer.Exit(exc.exit_code) from None
+
+
+_JSON_KEY = "certway.json"
+"""In the context's meta (shared by the whole command tree): errors are printed as JSON."""
+
+
+def _print_error(code: str, message: str, exit_code: int) -> None:
+    err.print(
+        json.dumps({"error": {"code": code, "message": message, "exit_code": exit_code}}),
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def error_code(exc: BaseException) -> str:
+    """A stable machine-readable code for an error (the ``code`` of JSON errors)."""
+    code = getattr(exc, "code", None)
+    if isinstance(code, str):
+        return code
+    if isinstance(exc, InputFileError):
+        return "input-file"
+    name = type(exc).__name__
+    return "".join(f"-{c.lower()}" if c.isupper() else c for c in name).lstrip("-")
+
+
+def fail(exc: BaseException, exit_code: int = 2, *, ctx: Any = None) -> NoReturn:
+    """Print ``exc`` as one red line (or a JSON error under ``--json``) and exit."""
+    ctx = ctx or get_current_context(silent=True)
+    if ctx is not None and ctx.meta.get(_JSON_KEY):
+        _print_error(error_code(exc), str(exc), exit_code)
+    else:
+        err.print(styled("error:", "red", f" {exc}"))
+    raise typer.Exit(exit_code)
+
+
+def _note_json(ctx: typer.Context, value: bool) -> bool:
+    if value:
+        ctx.meta[_JSON_KEY] = True
+    return value
 
 
 class InputFileError(Exception):
     pass
 
 
-def _typer(help_text: str) -> typer.Typer:
+def _typer(help_text: str, *, completion: bool = False) -> typer.Typer:
     return typer.Typer(
         cls=_Group,
         help=help_text,
         no_args_is_help=True,
-        add_completion=False,
+        add_completion=completion,
         pretty_exceptions_enable=False,
         pretty_exceptions_show_locals=False,
     )
 
 
-app = _typer("certway: certificate lifecycle for secure communications edges.")
+app = _typer("certway: certificate lifecycle for secure communications edges.", completion=True)
 key_app = _typer("Offline private keys.")
 csr_app = _typer("Offline certificate signing requests with the Expressway name rules.")
 ca_app = _typer("The local certificate authority: CAs, signing, revocation, inventory.")
@@ -92,7 +205,12 @@ app.add_typer(key_app, name="key")
 app.add_typer(csr_app, name="csr")
 app.add_typer(ca_app, name="ca")
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+KEY_TYPE_HELP = "One of " + ", ".join(KEY_TYPES) + "."
+
+JsonOpt = Annotated[
+    bool,
+    typer.Option("--json", help="Print JSON instead of text (errors too).", callback=_note_json),
+]
 
 # The Expressway name fields of a CSR (the CSR form), shared by `csr create`, `server-cert csr
 # generate` and `domain csr generate`.
@@ -120,16 +238,25 @@ def _root(
         typer.Option(
             "--data-dir",
             envvar="CERTWAY_DATA_DIR",
+            metavar="DIR",
             help="Data directory of the node (default ./certway-data).",
             show_default=False,
         ),
     ] = None,
-    version: Annotated[bool, typer.Option("--version", help="Show the version.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Show the version and exit.", is_eager=True, callback=_version
+        ),
+    ] = False,
 ) -> None:
-    if version:
+    ctx.obj = data_dir or default_data_dir()
+
+
+def _version(value: bool) -> None:
+    if value:
         out.print(f"certway {__version__}")
         raise typer.Exit(0)
-    ctx.obj = data_dir or default_data_dir()
 
 
 # -- shared helpers --------------------------------------------------------------------------
@@ -301,6 +428,7 @@ from certway.cli import (  # noqa: E402,F401  (registers the commands)
     backup_commands,
     cluster_commands,
     commands,
+    issue_commands,
     node_commands,
     serve_commands,
     sip_commands,

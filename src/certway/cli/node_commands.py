@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from certway.cli.main import (
+    KEY_TYPE_HELP,
     ChatAliasOpt,
     JsonOpt,
     PhoneProfileOpt,
@@ -61,6 +62,8 @@ def node_show(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     out.print(f"role:        {config.role}")
     out.print(f"cluster:     {config.cluster_fqdn or '(none)'}")
     out.print(f"peers:       {', '.join(config.peers) or '(none)'}")
+    default = "" if config.publish_url else " (default)"
+    out.print(f"publication: {config.publication_base}{default}")
 
 
 @node_app.command("set")
@@ -75,6 +78,17 @@ def node_set(
         list[str] | None, typer.Option("--peer", help="Peer FQDN (repeatable; replaces the list).")
     ] = None,
     no_peers: Annotated[bool, typer.Option("--no-peers", help="Clear the peer list.")] = False,
+    publish_url: Annotated[
+        str | None,
+        typer.Option(
+            "--publish-url",
+            metavar="URL",
+            help="http://HOST:PORT where relying parties reach the CRLs and OCSP responder of "
+            "local CAs created from now on without URLs of their own (default: the system "
+            "FQDN and port 8080; '' restores the default).",
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Change node settings."""
     with open_node(ctx) as n:
@@ -83,10 +97,14 @@ def node_set(
             role=role,
             cluster_fqdn=cluster_fqdn,
             peers=[] if no_peers else peer,
+            publish_url=publish_url,
         )
+    if as_json:
+        print_json(config.as_dict())
+        return
     out.print(
         f"node: {config.fqdn} ({config.role}); cluster {config.cluster_fqdn or 'none'}; "
-        f"peers {', '.join(config.peers) or 'none'}"
+        f"peers {', '.join(config.peers) or 'none'}; publication {config.publication_base}"
     )
 
 
@@ -130,6 +148,8 @@ def _print_pending(pending: PendingCsrInfo | None, *, pem: bool, as_json: bool) 
     if pem:
         out.print(pending.pem, end="")
         return
+    for warning in pending.warnings:
+        err.print(styled("warning:", "yellow", f" {warning}"))
     out.print(f"pending CSR created {pending.created_at:%Y-%m-%d %H:%M} UTC ({pending.key} key)")
     out.print(f"  common name:       {pending.common_name}")
     out.print(f"  alternative names: {', '.join(pending.alt_names)}")
@@ -179,6 +199,8 @@ def _generate(
     if as_json or pem:
         _print_pending(pending, pem=pem, as_json=as_json)
         return
+    for warning in pending.warnings:
+        err.print(styled("warning:", "yellow", f" {warning}"))
     out.print(f"CSR generated for {pending.common_name} ({pending.key} key, sealed in the store)")
     out.print(f"alternative names: {', '.join(pending.alt_names)}")
     out.print("download it with 'csr show --pem', have it signed, then upload the certificate")
@@ -187,7 +209,9 @@ def _generate(
 @server_csr_app.command("generate")
 def server_csr_generate(
     ctx: typer.Context,
-    cn: Annotated[str, typer.Option("--cn", help="node (system FQDN) or cluster.")] = "node",
+    cn: Annotated[
+        str, typer.Option("--cn", metavar="node|cluster", help="node: the system FQDN.")
+    ] = "node",
     alt_names: Annotated[
         str, typer.Option("--alt-names", help="none or cluster (cluster FQDN + peers).")
     ] = "none",
@@ -200,8 +224,10 @@ def server_csr_generate(
     xmpp_domain: XmppDomainOpt = None,
     chat_alias: ChatAliasOpt = None,
     phone_security_profile: PhoneProfileOpt = None,
-    key_type: Annotated[str, typer.Option("--key-type")] = "rsa:4096",
-    digest: Annotated[str, typer.Option("--digest")] = "sha256",
+    key_type: Annotated[
+        str, typer.Option("--key-type", metavar="TYPE", help=KEY_TYPE_HELP)
+    ] = "rsa:4096",
+    digest: Annotated[str, typer.Option("--digest", metavar="sha256|sha384|sha512")] = "sha256",
     country: Annotated[str | None, typer.Option("--country")] = None,
     state: Annotated[str | None, typer.Option("--state")] = None,
     locality: Annotated[str | None, typer.Option("--locality")] = None,
@@ -441,8 +467,10 @@ def domain_csr_generate(
     name: str,
     add_san: Annotated[list[str] | None, typer.Option("--add-san")] = None,
     chat_alias: ChatAliasOpt = None,
-    key_type: Annotated[str, typer.Option("--key-type")] = "rsa:4096",
-    digest: Annotated[str, typer.Option("--digest")] = "sha256",
+    key_type: Annotated[
+        str, typer.Option("--key-type", metavar="TYPE", help=KEY_TYPE_HELP)
+    ] = "rsa:4096",
+    digest: Annotated[str, typer.Option("--digest", metavar="sha256|sha384|sha512")] = "sha256",
     country: Annotated[str | None, typer.Option("--country")] = None,
     state: Annotated[str | None, typer.Option("--state")] = None,
     locality: Annotated[str | None, typer.Option("--locality")] = None,

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from certway.cli.main import JsonOpt, _typer, app, err, open_node, out, print_json, read_passphrase
 from certway.errors import PolicyViolation
+from certway.services.node_settings import DEFAULT_PUBLISH_PORT
 
 admin_app = _typer("Administrator accounts and admin client-certificate security.")
 app.add_typer(admin_app, name="admin")
@@ -43,20 +44,17 @@ def serve_cmd(
     ] = None,
 ) -> None:
     """Run the node: HTTPS admin, CRL/OCSP publication, SIP TLS, scheduler, hot reload."""
-    from certway.serve import NodeServer, ServeOptions, parse_listen
+    from certway.serve import NodeServer, ServeOptions, check_listeners, parse_listen
     from certway.services.node import Node
 
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
-    )
     options = ServeOptions(
         admin=parse_listen(admin_listen, 8443),
-        publish=parse_listen(publish_listen, 8080),
+        publish=parse_listen(publish_listen, DEFAULT_PUBLISH_PORT),
         sip=parse_listen(sip_listen, 5061),
         acme_http=parse_listen(acme_http_listen, 80) if acme_http_listen else None,
     )
+    check_listeners(options)
+    _configure_logging()
     data_dir: Path = ctx.obj
     new = not (data_dir / "master.key").exists()
     n = Node.init(data_dir, fqdn=fqdn if new else None)
@@ -65,14 +63,11 @@ def serve_cmd(
         server = NodeServer(n, options)
         host, port = options.admin
         fqdn_now = n.settings.get().fqdn
+        if password is not None:
+            _print_password(password)
         out.print(f"certway admin: https://{host}:{port}/ (server certificate for {fqdn_now})")
         if options.publish:
             out.print(f"CRL/OCSP publication: http://{options.publish[0]}:{options.publish[1]}/")
-        if password is not None:
-            out.print(
-                f"first start: log in as 'admin' with password {password} "
-                "(shown once; change it with 'certway admin passwd admin')"
-            )
         if options.sip:
             out.print(f"SIP over TLS: {options.sip[0]}:{options.sip[1]}")
         if options.acme_http:
@@ -81,6 +76,40 @@ def serve_cmd(
     finally:
         n.close()
     err.print("certway stopped")
+
+
+class _OneLineFormatter(logging.Formatter):
+    """Every record on one line, ``time level=… logger=… message``: messages from libraries
+    (alembic's migration docstrings, tracebacks) have their line breaks folded."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return " | ".join(line for line in super().format(record).splitlines() if line.strip())
+
+
+def _configure_logging() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        _OneLineFormatter("%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # schema steps: not for operators
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):  # through the root handler only
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+
+
+def _print_password(password: str) -> None:
+    """The one-time password on standard output, set apart from the log lines (stderr)."""
+    rule = "  " + "=" * 70
+    out.print(rule)
+    out.print("  first start: an account 'admin' was created; its password, shown once:")
+    out.print()
+    out.print(f"      {password}")
+    out.print()
+    out.print("  change it with: certway admin passwd admin")
+    out.print(rule)
 
 
 def _password(path: Path | None, prompt: str) -> str:

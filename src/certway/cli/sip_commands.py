@@ -10,7 +10,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from certway.cli.main import JsonOpt, _typer, app, err, open_node, out, print_json, styled
+from certway.cli.main import JsonOpt, _typer, app, fail, open_node, out, print_json, styled
+from certway.errors import PolicyViolation
 from certway.services.sip_rules import AccessRule
 from certway.services.sip_settings import SipConfig
 
@@ -73,13 +74,16 @@ def sip_set(
         str | None,
         typer.Option("--eku-check", help="on (peer certificates need clientAuth) or off."),
     ] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Change the mutual TLS mode and/or client EKU checking."""
     if mutual_tls is None and eku_check is None:
-        err.print(styled("error:", "red", " give --mutual-tls and/or --eku-check"))
-        raise typer.Exit(2)
+        fail(PolicyViolation("usage", "give --mutual-tls and/or --eku-check"))
     with open_node(ctx) as n:
         config = n.sip.set(mutual_tls=mutual_tls, eku_check=eku_check)
+    if as_json:
+        print_json(config.as_dict())
+        return
     out.print(
         f"SIP TLS: mutual TLS {config.mutual_tls.value}, "
         f"EKU checking {'on' if config.eku_check else 'off'}"

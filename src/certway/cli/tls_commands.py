@@ -47,8 +47,12 @@ def tls_set(
             "or modern (TLS 1.3 only).",
         ),
     ],
+    as_json: JsonOpt = False,
 ) -> None:
     """Select the TLS profile of a service; listeners use it from the next connection."""
     with open_node(ctx) as n:
         chosen = n.tls.set(service, profile)
+    if as_json:
+        print_json({"service": service, **chosen.as_dict()})
+        return
     out.print(f"{service}: TLS profile {chosen.name.value} ({', '.join(chosen.versions)})")

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from certway.cli.main import JsonOpt, _typer, app, open_node, out, print_json, read_passphrase
 from certway.errors import PolicyViolation
+from certway.pki.text import plural
 from certway.services.tokens import TokenInfo
 
 __all__ = ["token_app"]
@@ -97,7 +98,7 @@ def token_test(
     if as_json:
         print_json({"name": result.name, "ok": True, "keys": keys})
         return
-    out.print(f"token '{result.name}': logged in, {len(keys)} private key(s)")
+    out.print(f"token '{result.name}': logged in, {plural(len(keys), 'private key')}")
     if keys:
         table = Table("label", "id", "type", "CA")
         for k in keys:

@@ -21,6 +21,7 @@ from certway.cli.main import (
     styled,
 )
 from certway.errors import PolicyViolation
+from certway.pki.text import plural
 from certway.services.revocation import SERVICES
 
 trust_app = _typer("The trusted CA list.")
@@ -92,6 +93,7 @@ def trust_show(
     ctx: typer.Context,
     fingerprint: str,
     pem: Annotated[bool, typer.Option("--pem", help="PEM instead of decoded text.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """One trusted CA, decoded (or PEM)."""
     from cryptography.hazmat.primitives import serialization
@@ -100,6 +102,11 @@ def trust_show(
 
     with open_node(ctx) as n:
         cert = n.trusted_cas.certificate(fingerprint)
+    if as_json:
+        from certway.pki.decode import detect
+
+        print_json(detect(cert.public_bytes(serialization.Encoding.DER)).to_dict())
+        return
     if pem:
         out.print(cert.public_bytes(serialization.Encoding.PEM).decode(), end="")
     else:
@@ -120,7 +127,7 @@ def trust_reset(ctx: typer.Context) -> None:
     """Restore the factory trusted CA list."""
     with open_node(ctx) as n:
         entries = n.trusted_cas.reset()
-    out.print(f"trusted CA list reset to the factory default ({len(entries)} entries)")
+    out.print(f"trusted CA list reset to the factory default ({plural(len(entries), 'entry')})")
 
 
 # -- crl -------------------------------------------------------------------------------------
@@ -139,7 +146,7 @@ def crl_remove(ctx: typer.Context) -> None:
     """Remove the manual CRL."""
     with open_node(ctx) as n:
         count = n.revocation.remove_manual()
-    out.print(f"removed {count} manual CRL(s)" if count else "there was no manual CRL")
+    out.print(f"removed {plural(count, 'manual CRL')}" if count else "there was no manual CRL")
 
 
 @crl_app.command("list")
@@ -172,7 +179,9 @@ def sources_set(ctx: typer.Context, urls: list[str]) -> None:
     """Replace the list of CRL URLs (HTTP or HTTPS)."""
     with open_node(ctx) as n:
         sources = n.revocation.set_sources(urls)
-    out.print(f"{len(sources)} CRL source(s) set; run 'certway crl update-now' to fetch them")
+    out.print(
+        f"{plural(len(sources), 'CRL source')} set; run 'certway crl update-now' to fetch them"
+    )
 
 
 @sources_app.command("list")
@@ -280,6 +289,7 @@ def revocation_set(
             "default) or webpki (the strict web PKI rules).",
         ),
     ] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Change a service's validation profile and revocation policy."""
     changes = {
@@ -294,6 +304,9 @@ def revocation_set(
     with open_node(ctx) as n:
         policy = n.revocation.set_policy(service, **changes)
     p = policy.as_dict()
+    if as_json:
+        print_json({"service": service, **p})
+        return
     out.print(
         f"{service}: profile {p['profile']}, mode {p['mode']}, "
         f"OCSP {'on' if p['ocsp'] else 'off'}, CRL {'on' if p['crl'] else 'off'}, "

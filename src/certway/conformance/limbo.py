@@ -46,6 +46,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.utils import CryptographyDeprecationWarning
 
+from certway.pki.text import plural
 from certway.trust.anchors import TrustSnapshot
 from certway.trust.policy import RevocationPolicy, Scope
 from certway.trust.validate import Profile, Purpose, ValidationOptions, validate
@@ -335,7 +336,9 @@ def _evaluate(tc_id: str, testcase: Mapping[str, Any], profile: Profile) -> Outc
             tc_id, FAILURE, f"wrong-key-usage: the certificate's KeyUsage lacks {missing}"
         )
     revocation = f", {len(result.chain) - 1} checked against CRLs" if crls else ""
-    return Outcome(tc_id, SUCCESS, f"valid: chain of {len(result.chain)} certificates{revocation}")
+    return Outcome(
+        tc_id, SUCCESS, f"valid: chain of {plural(len(result.chain), 'certificate')}{revocation}"
+    )
 
 
 def _worker(testcase_json: str, profile: str | None, conn: Connection) -> None:

@@ -11,6 +11,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from certway.errors import PolicyViolation
 from certway.pki.keys import PrivateKey, key_matches
+from certway.pki.load import error_reason
 from certway.pki.names import common_name
 
 __all__ = ["USUAL_SUBJECT_OIDS", "Finding", "check_node_certificate"]
@@ -63,7 +64,9 @@ def check_node_certificate(
     try:
         extensions = list(cert.extensions)
     except (ValueError, x509.DuplicateExtension) as exc:
-        raise PolicyViolation("malformed", f"the certificate is malformed: {exc}") from None
+        raise PolicyViolation(
+            "malformed", f"the certificate is malformed: {error_reason(exc)}"
+        ) from None
     bc = next((e.value for e in extensions if isinstance(e.value, x509.BasicConstraints)), None)
     if bc is not None and bc.ca:
         raise PolicyViolation(

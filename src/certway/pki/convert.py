@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
 from certway.errors import DecodeError, PassphraseError, PolicyViolation
 from certway.pki.encoding import is_pem, pem_blocks
 from certway.pki.encoding import to_pem as _pem_encode
-from certway.pki.load import PARSE_ERRORS, load_pkcs7, load_pkcs12
+from certway.pki.load import PARSE_ERRORS, der_problem, error_reason, load_pkcs7, load_pkcs12
 from certway.pki.text import public_key_fingerprint
 
 __all__ = [
@@ -73,7 +73,7 @@ def _canonical_der(der: bytes, label: str) -> bytes:
         load_pkcs7(der)
         return der
     except PARSE_ERRORS as exc:
-        raise DecodeError(f"not a valid {_WHAT[label]}: {exc}".splitlines()[0]) from exc
+        raise DecodeError(f"not a valid {_WHAT[label]}: {error_reason(exc)}") from exc
 
 
 def _sniff_der(der: bytes) -> tuple[str, bytes]:
@@ -90,7 +90,7 @@ def _sniff_der(der: bytes) -> tuple[str, bytes]:
         except _NOT_THIS_KIND:
             continue
         return label, _canonical_der(der, label)
-    raise DecodeError("not a certificate, CSR, CRL or PKCS#7 bundle (DER parse failed)")
+    raise DecodeError(f"not a certificate, CSR, CRL or PKCS#7 bundle: {der_problem(der)}")
 
 
 def _pem_objects(data: bytes) -> list[tuple[str, bytes]]:
@@ -157,7 +157,9 @@ def pkcs12_export(
     try:
         cert_key = cert.public_key()
     except PARSE_ERRORS as exc:
-        raise DecodeError(f"the certificate's public key cannot be read: {exc}") from exc
+        raise DecodeError(
+            f"the certificate's public key cannot be read: {error_reason(exc)}"
+        ) from exc
     if public_key_fingerprint(cert_key) != public_key_fingerprint(key):
         raise PolicyViolation("key-mismatch", "the private key does not match the certificate")
     encryption = (

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from certway.errors import DecodeError, PassphraseError, PolicyViolation
+from certway.pki.load import error_reason
 
 __all__ = [
     "KEY_TYPES",
@@ -88,7 +89,7 @@ def load_private_key(data: bytes, passphrase: bytes | None = None) -> PrivateKey
             raise PassphraseError("wrong passphrase for the private key") from exc
         raise DecodeError("not a readable private key (malformed or truncated PEM/DER)") from exc
     except UnsupportedAlgorithm as exc:
-        raise DecodeError(f"unsupported private key algorithm: {exc}") from exc
+        raise DecodeError(f"unsupported private key algorithm: {error_reason(exc)}") from exc
     if not isinstance(
         key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
     ):

@@ -195,7 +195,7 @@ def _detect_der(
         pass
     if _looks_like_text(data):
         raise DecodeError(f"{_NOT_PKI} (no PEM BEGIN line, and text is not DER)")
-    raise DecodeError(f"{_NOT_PKI} (DER parse failed)")
+    raise DecodeError(f"{_NOT_PKI}: {der_problem(data)}")
 
 
 def _looks_like_text(data: bytes) -> bool:
@@ -203,10 +203,72 @@ def _looks_like_text(data: bytes) -> bool:
     return all(32 <= b < 127 or b in b"\r\n\t" for b in sample)
 
 
+# What the ASN.1 parser of `cryptography` reports (``ParseError { kind: ShortData { needed: 108
+# }, location: [...] }``), said the way an administrator can act on it.
+_PARSE_ERROR = re.compile(
+    r"ParseError \{ kind: (?P<kind>\w+)(?: \{ needed: (?P<needed>\d+) \})?"
+    r"(?:.*?location: \[(?P<location>[^\]]*)\])?",
+    re.S,
+)
+_PARSE_KINDS = {
+    "ShortData": "the data ends early: the file is truncated",
+    "ExtraData": "there are extra bytes after the end of the object",
+    "UnexpectedTag": "the data does not have the structure of this kind of object",
+    "InvalidTag": "the data is not DER (an invalid ASN.1 tag)",
+    "InvalidLength": "the data is damaged (an invalid ASN.1 length)",
+    "InvalidValue": "a field holds an invalid value",
+    "IntegerOverflow": "a number is too large",
+    "InvalidSetOrdering": "the data is not DER (a SET is not in DER order)",
+    "EncodedDefault": "the data is not DER (a default value is encoded)",
+    "OidTooLong": "an object identifier is too long",
+    "UnknownDefinedBy": "a field has an unknown type identifier",
+}
+
+
 def error_reason(exc: BaseException) -> str:
-    """The first line of an exception message, for our one-line errors."""
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    """One line saying what is wrong with the data, never the parser's internals: the first
+    line of an exception message, with `cryptography`'s ASN.1 parse errors translated."""
+    text = str(exc).strip()
+    found = _PARSE_ERROR.search(text)
+    if found is not None:
+        reason = _PARSE_KINDS.get(found["kind"], "the data is not valid DER")
+        if found["needed"]:
+            reason += f" ({found['needed']} more bytes expected)"
+        fields = [f.strip().strip('"') for f in (found["location"] or "").split(",") if f.strip()]
+        if fields:
+            reason += f", in the field {fields[-1].split('::')[-1].split(' ')[0]}"
+        return reason
+    if "Could not deserialize key data" in text:
+        return (
+            "the key cannot be read (not a key in a supported format, a wrong passphrase, or "
+            "an unsupported key type)"
+        )
+    if "Unable to load PEM file" in text:
+        return "the PEM block cannot be decoded (damaged base64 or contents)"
+    lines = text.splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def der_problem(data: bytes) -> str:
+    """Why bytes that parse as nothing might be so, from their outer DER header."""
+    if len(data) < 2 or data[0] != 0x30:
+        return "not DER: the data does not start with an ASN.1 SEQUENCE"
+    first = data[1]
+    if first < 0x80:
+        length, header = first, 2
+    else:
+        count = first & 0x7F
+        if count == 0 or count > 4 or len(data) < 2 + count:
+            return "not DER: the length of the outer SEQUENCE is invalid"
+        length, header = int.from_bytes(data[2 : 2 + count], "big"), 2 + count
+    if header + length > len(data):
+        return (
+            f"the DER data is truncated: it announces {header + length} bytes, the file has "
+            f"{len(data)}"
+        )
+    if header + length < len(data):
+        return f"{len(data) - header - length} extra bytes follow the DER data"
+    return "the DER data does not have the structure of any supported object"
 
 
 # --------------------------------------------------------------------------- loaders
@@ -272,7 +334,7 @@ def load_pkcs7(data: bytes) -> list[x509.Certificate]:
     if not is_pem(data):
         certs = _try_pkcs7_der(data)
         if certs is None:
-            raise DecodeError("not a PKCS#7 bundle (DER parse failed)")
+            raise DecodeError(f"not a PKCS#7 bundle: {der_problem(data)}")
         if not certs:
             raise DecodeError("PKCS#7 bundle holds no certificates")
     else:
@@ -295,7 +357,7 @@ def load_pkcs12(data: bytes, passphrase: bytes | None) -> pkcs12.PKCS12KeyAndCer
         raise DecodeError("not a PKCS#12 file: PKCS#12 is binary (DER) and this is PEM")
     p12 = _try_pkcs12(data, passphrase)
     if p12 is None:
-        raise DecodeError("not a PKCS#12 file (DER parse failed)")
+        raise DecodeError(f"not a PKCS#12 file: {der_problem(data)}")
     certs = [extra.certificate for extra in p12.additional_certs]
     if p12.cert is not None:
         certs.insert(0, p12.cert.certificate)
@@ -384,7 +446,9 @@ def load_certificates(data: bytes) -> list[x509.Certificate]:
         except PARSE_ERRORS:
             p7 = _try_pkcs7_der(data)
             if p7 is None:
-                raise DecodeError("not a certificate or PKCS#7 bundle (DER parse failed)") from None
+                raise DecodeError(
+                    f"not a certificate or PKCS#7 bundle: {der_problem(data)}"
+                ) from None
             certs = p7
     if not certs:
         raise DecodeError("no certificates found")
@@ -418,7 +482,8 @@ def load_csr(data: bytes) -> x509.CertificateSigningRequest:
         blocks = pem_blocks(data)
         if len(blocks) != 1 or _PEM_KINDS.get(blocks[0].label) is not ObjectKind.CSR:
             labels = ", ".join(f"'{b.label}'" for b in blocks)
-            raise DecodeError(f"expected one CSR, found PEM block(s) {labels}")
+            found = "no PEM block" if not blocks else f"PEM block{'s' if len(blocks) > 1 else ''}"
+            raise DecodeError(f"expected one CSR, found {found} {labels}".rstrip())
         csr = _load_csr_der(blocks[0].der)
     try:
         csr.subject  # noqa: B018 - force the lazy parse

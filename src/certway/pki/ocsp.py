@@ -38,9 +38,9 @@ from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsag
 
 from certway.clock import utc
 from certway.errors import DecodeError, PolicyViolation
-from certway.pki.load import PARSE_ERRORS
+from certway.pki.load import PARSE_ERRORS, error_reason
 from certway.pki.ocsp_responder import issuer_hashes
-from certway.pki.text import format_name, serial_hex
+from certway.pki.text import format_name, plural, serial_hex
 
 __all__ = [
     "NONCE_SIZE",
@@ -130,7 +130,9 @@ def ocsp_urls(cert: x509.Certificate) -> list[str]:
     except x509.ExtensionNotFound:
         return []
     except PARSE_ERRORS as exc:
-        raise DecodeError(f"the certificate's extensions cannot be read: {exc}") from exc
+        raise DecodeError(
+            f"the certificate's extensions cannot be read: {error_reason(exc)}"
+        ) from exc
     urls: list[str] = []
     for description in aia:
         if description.access_method != AuthorityInformationAccessOID.OCSP:
@@ -408,4 +410,4 @@ def _age_text(age: dt.timedelta) -> str:
     if seconds % 3600 == 0:
         hours = seconds // 3600
         return f"{hours} hour{'s' if hours != 1 else ''}"
-    return f"{seconds} seconds"
+    return plural(seconds, "second")

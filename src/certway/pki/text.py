@@ -38,6 +38,7 @@ __all__ = [
     "oid_name",
     "openssl_time",
     "parse_serial",
+    "plural",
     "public_key_fingerprint",
     "serial_hex",
 ]
@@ -196,3 +197,13 @@ def bytes_text(value: bytes) -> str:
     except UnicodeDecodeError:
         return value.hex(":")
     return text if text.isprintable() else value.hex(":")
+
+
+_PLURALS = {"entry": "entries", "key": "keys", "day": "days", "second": "seconds"}
+
+
+def plural(count: int, singular: str, plural_form: str | None = None) -> str:
+    """``1 entry``, ``2 entries``, ``0 certificates``: the count with the word agreeing."""
+    if count == 1:
+        return f"{count} {singular}"
+    return f"{count} {plural_form or _PLURALS.get(singular, singular + 's')}"

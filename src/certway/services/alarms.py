@@ -16,7 +16,7 @@ from typing import Any
 
 from certway.clock import Clock
 from certway.pki.names import common_name
-from certway.pki.text import format_name
+from certway.pki.text import format_name, plural
 from certway.services.acme_client import AcmeClient
 from certway.services.identities import Identities
 from certway.services.local_ca import LocalCA
@@ -116,7 +116,7 @@ def _expiry(about: str, what: str, not_after: dt.datetime, now: dt.datetime) -> 
                 AlarmKind.EXPIRING,
                 about,
                 AlarmSeverity.WARNING,
-                f"{what} expires on {not_after:%Y-%m-%d} (in {left.days} days)",
+                f"{what} expires on {not_after:%Y-%m-%d} (in {plural(left.days, 'day')})",
             )
         ]
     return []
@@ -199,7 +199,7 @@ class Alarms:
                 AlarmKind.ACME_RENEWAL,
                 problem.slot,
                 AlarmSeverity.WARNING,
-                f"ACME renewal of the {problem.label} failed {problem.failures} time(s): "
+                f"ACME renewal of the {problem.label} failed {plural(problem.failures, 'time')}: "
                 f"{problem.last_error}{retry}",
             )
             if problem.not_after is not None and problem.not_after - now <= EXPIRY_WARNING:

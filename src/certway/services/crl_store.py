@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from sqlalchemy.orm import Session
 
 from certway.errors import PolicyViolation
-from certway.pki.text import format_name
+from certway.pki.text import format_name, plural
 from certway.store.repositories import HeldCrlRepository
 from certway.store.schema import HeldCrlRow
 from certway.trust.revocation import IndexedCrl, index_crl, scope_label
@@ -36,9 +36,9 @@ class AcceptedCrl:
         if self.delta_base is not None:
             return (
                 f"delta CRL {number} (on base #{self.delta_base}) of {self.issuer} with "
-                f"{self.entries} entries{until}"
+                f"{plural(self.entries, 'entry')}{until}"
             )
-        return f"CRL {number} of {self.issuer} with {self.entries} entries{until}"
+        return f"CRL {number} of {self.issuer} with {plural(self.entries, 'entry')}{until}"
 
 
 def find_issuer(

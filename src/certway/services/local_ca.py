@@ -16,13 +16,16 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
 
 from certway.clock import Clock, utc
 from certway.errors import CertwayError, Conflict, NotFound, PolicyViolation, TokenError
+from certway.pki.convert import pkcs12_export
 from certway.pki.crl import (
     REASON_NAMES,
     CrlParams,
@@ -31,7 +34,7 @@ from certway.pki.crl import (
     parse_reason,
     revoked_entry,
 )
-from certway.pki.csr import check_csr
+from certway.pki.csr import CsrForm, SubjectFields, build_csr, check_csr
 from certway.pki.issue import (
     BACKDATE,
     PROFILES,
@@ -47,12 +50,14 @@ from certway.pki.keys import (
     generate_key,
     key_matches,
     load_private_key,
+    private_key_pem,
 )
 from certway.pki.load import load_certificates, load_csr
 from certway.pki.names import parse_subject, san_text
 from certway.pki.ocsp_responder import CertStatus, OcspQuery, issuer_hashes
 from certway.pki.text import fingerprint, format_name, parse_serial, serial_hex
 from certway.services.audit import Audit, audited
+from certway.services.node_settings import read_node_config
 from certway.services.tokens import Tokens
 from certway.services.trusted_cas import TRUST_VERSION
 from certway.store.db import Session, Store
@@ -86,6 +91,8 @@ class CaSettings:
 
     crl_urls: tuple[str, ...] = ()
     ocsp_url: str | None = None
+    node_urls: bool = True
+    """With no URL given: the node's publication URLs (``node set --publish-url``)."""
 
     def check(self) -> None:
         for url in (*self.crl_urls, *([self.ocsp_url] if self.ocsp_url else [])):
@@ -144,6 +151,27 @@ class BatchItem:
     index: int  # position in the batch, from 0
     result: SignResult | None
     error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedWithKey:
+    """A certificate issued for a key generated here (``LocalCA.issue_with_key``): the key
+    leaves certway only in these encodings, never stored."""
+
+    key: PrivateKey
+    certificate: x509.Certificate
+    chain: tuple[x509.Certificate, ...]  # issuing CA first, up to (not including) the root
+
+    def key_pem(self, passphrase: bytes | None = None) -> bytes:
+        """PKCS#8 PEM, encrypted when a passphrase is given."""
+        return private_key_pem(self.key, passphrase)
+
+    def pkcs12(self, passphrase: bytes, friendly_name: str | None = None) -> bytes:
+        """Key + certificate + chain in one PKCS#12 (AES-256; a passphrase is required)."""
+        return pkcs12_export(self.key, self.certificate, self.chain, passphrase, friendly_name)
+
+    def pem(self, *, with_chain: bool = False) -> bytes:
+        return SignResult(self.certificate, self.chain).pem(with_chain=with_chain)
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +239,7 @@ class LocalCA:
     ) -> CaInfo:
         """A self-signed root; with ``token``, its key is generated inside that PKCS#11
         token and never leaves it."""
-        settings = settings or CaSettings()
+        settings = self._with_node_urls(name, settings or CaSettings())
         self._check_new(name, days, settings)
         subject_name = x509.Name(parse_subject(subject))
         now = self._clock.now()
@@ -242,7 +270,7 @@ class LocalCA:
     ) -> CaInfo:
         """An intermediate signed by ``parent``; with ``token``, its key is generated
         inside that PKCS#11 token and never leaves it."""
-        settings = settings or CaSettings()
+        settings = self._with_node_urls(name, settings or CaSettings())
         self._check_new(name, days, settings)
         parent_row, parent_issuer = self._issuer(parent)
         subject_name = x509.Name(parse_subject(subject))
@@ -447,6 +475,15 @@ class LocalCA:
                 key=self._key_description(keys, key_id, in_token, cert),
             )
         return self.info(name)
+
+    def _with_node_urls(self, name: str, settings: CaSettings) -> CaSettings:
+        """A new CA given no URL publishes where the node does: its certificates then name
+        the CRL at ``<base>/crl/<name>.crl`` and the OCSP responder at ``<base>/ocsp``."""
+        if settings.crl_urls or settings.ocsp_url or not settings.node_urls:
+            return settings
+        with self._store.reading() as session:
+            base = read_node_config(SettingsRepository(session)).publication_base
+        return CaSettings(crl_urls=(f"{base}/crl/{quote(name)}.crl",), ocsp_url=f"{base}/ocsp")
 
     # -- reading --------------------------------------------------------------------------
     def cas(self) -> list[CaInfo]:
@@ -708,6 +745,44 @@ class LocalCA:
         if full and full[-1].subject == full[-1].issuer:
             full = full[:-1]
         return SignResult(cert, tuple(full))
+
+    @audited("ca.issue-with-key")
+    def issue_with_key(
+        self,
+        name: str,
+        common_name: str,
+        *,
+        alt_names: tuple[str, ...] = (),
+        subject: str = "",
+        profile: str = "server-client",
+        key_type: str = "ec:p256",
+        days: int = 365,
+    ) -> IssuedWithKey:
+        """One step to a certificate: a new key, a certificate for it from CA ``name`` with the
+        CSR name rules (the CN also in the SAN list; ``DNS:``/``IP:`` names; wildcards
+        refused), recorded in the inventory. The key is returned, never stored."""
+        extra = parse_subject(subject) if subject else []
+        if any(a.oid == NameOID.COMMON_NAME for a in extra):
+            raise PolicyViolation(
+                "subject-syntax", "give the common name on its own, not in the subject"
+            )
+        form = CsrForm(
+            common_name=common_name,
+            additional_names=alt_names,
+            subject=SubjectFields(extra=tuple(extra)),
+        )
+        self._issuer(name)  # an unknown CA is reported before a key is generated
+        check_days(days)
+        key = generate_key(key_type)
+        csr, _plan = build_csr(key, form)
+        result = self.sign_checked(name, csr, profile=profile, days=days)
+        self._audit.note(
+            subject=format_name(result.certificate.subject),
+            serial=serial_hex(result.certificate.serial_number),
+            profile=profile,
+            key=key_type,
+        )
+        return IssuedWithKey(key, result.certificate, result.chain)
 
     def records(self) -> CaRecords:
         """The CAs' revocation records as a revocation source for validation: a revocation

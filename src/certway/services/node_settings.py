@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from certway.clock import Clock
@@ -12,7 +14,18 @@ from certway.services.audit import Audit, audited
 from certway.store.db import Store
 from certway.store.repositories import PeerRepository, SettingsRepository
 
-__all__ = ["IDENTITY_VERSION", "NodeConfig", "NodeSettings", "default_fqdn"]
+__all__ = [
+    "DEFAULT_PUBLISH_PORT",
+    "IDENTITY_VERSION",
+    "NodeConfig",
+    "NodeSettings",
+    "check_publish_url",
+    "default_fqdn",
+    "read_node_config",
+]
+
+DEFAULT_PUBLISH_PORT = 8080
+"""The port of `certway serve`'s CRL/OCSP publication listener unless told otherwise."""
 
 _KEY = "node"
 IDENTITY_VERSION = "version.identity"
@@ -35,6 +48,13 @@ class NodeConfig:
     role: str = "edge"
     cluster_fqdn: str | None = None
     peers: tuple[str, ...] = ()
+    publish_url: str | None = None
+
+    @property
+    def publication_base(self) -> str:
+        """Where relying parties reach this node's CRLs (``/crl/<ca>.crl``) and OCSP
+        responder (``/ocsp``): the set URL, else the FQDN and the default publication port."""
+        return self.publish_url or f"http://{self.fqdn}:{DEFAULT_PUBLISH_PORT}"
 
     @property
     def host_label(self) -> str:
@@ -50,7 +70,25 @@ class NodeConfig:
             "role": self.role,
             "cluster_fqdn": self.cluster_fqdn,
             "peers": list(self.peers),
+            "publish_url": self.publish_url,
+            "publication_base": self.publication_base,
         }
+
+
+def read_node_config(settings: SettingsRepository, others: Sequence[str] = ()) -> NodeConfig:
+    """The node settings as stored (defaults where unset); ``others``: the cluster's other
+    peers on a shared database, added to the configured ones."""
+    raw = settings.get(_KEY)
+    if not isinstance(raw, dict):
+        raw = {}
+    configured = tuple(raw.get("peers") or ())
+    return NodeConfig(
+        fqdn=str(raw.get("fqdn") or default_fqdn()),
+        role=str(raw.get("role") or "edge"),
+        cluster_fqdn=raw.get("cluster_fqdn") or None,
+        peers=tuple(dict.fromkeys([*configured, *(o for o in others if o)])),
+        publish_url=raw.get("publish_url") or None,
+    )
 
 
 class NodeSettings:
@@ -61,22 +99,13 @@ class NodeSettings:
 
     def get(self) -> NodeConfig:
         with self._store.reading() as session:
-            raw = SettingsRepository(session).get(_KEY)
             # On a shared database the other peers are the cluster's (beside any configured).
             others = (
                 [p.fqdn for p in PeerRepository(session).all() if p.id != self._store.node_id]
                 if self._store.clustered
                 else []
             )
-        if not isinstance(raw, dict):
-            raw = {}
-        configured = tuple(raw.get("peers") or ())
-        return NodeConfig(
-            fqdn=str(raw.get("fqdn") or default_fqdn()),
-            role=str(raw.get("role") or "edge"),
-            cluster_fqdn=raw.get("cluster_fqdn") or None,
-            peers=tuple(dict.fromkeys([*configured, *(o for o in others if o)])),
-        )
+            return read_node_config(SettingsRepository(session), others)
 
     @audited("node.set", target=lambda **k: "node settings")
     def set(
@@ -86,8 +115,10 @@ class NodeSettings:
         role: str | None = None,
         cluster_fqdn: str | None = None,
         peers: list[str] | None = None,
+        publish_url: str | None = None,
     ) -> NodeConfig:
-        """Change settings; ``cluster_fqdn=""`` and ``peers=[]`` clear them."""
+        """Change settings; ``cluster_fqdn=""``, ``peers=[]`` and ``publish_url=""`` clear
+        them."""
         config = self.get()
         if fqdn is not None:
             config = replace(config, fqdn=check_fqdn(fqdn, what="system FQDN"))
@@ -105,13 +136,17 @@ class NodeSettings:
         if peers is not None:
             clean = tuple(dict.fromkeys(check_fqdn(p, what="peer FQDN") for p in peers if p))
             config = replace(config, peers=clean)
+        if publish_url is not None:
+            config = replace(config, publish_url=check_publish_url(publish_url) or None)
         with self._store.transaction() as session:
             settings = SettingsRepository(session)
-            settings.set(_KEY, config.as_dict())
+            stored = config.as_dict()
+            del stored["publication_base"]
+            settings.set(_KEY, stored)
             settings.bump(IDENTITY_VERSION)
             if fqdn is not None:
                 PeerRepository(session).set_fqdn(self._store.node_id, config.fqdn)
-            self._audit.note(**config.as_dict())
+            self._audit.note(**stored)
         return config
 
     def mutual_tls_in_use(self) -> bool:
@@ -129,3 +164,25 @@ class NodeSettings:
         if zones:
             return True
         return isinstance(sip, dict) and sip.get("mutual_tls") == "require"
+
+
+_PUBLISH_URL = re.compile(
+    r"^https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?(/[^\s?#]*)?$"
+)
+
+
+def check_publish_url(url: str) -> str:
+    """``http://HOST[:PORT][/path]`` without a trailing slash ('' stays '': no URL)."""
+    url = url.strip()
+    if not url:
+        return ""
+    match = _PUBLISH_URL.match(url)
+    if match is None:
+        raise PolicyViolation(
+            "publish-url",
+            f"publication URL '{url}' is not of the form http://HOST:PORT (e.g. "
+            "http://ca.example.com:8080)",
+        )
+    if match.group(2) and not 0 < int(match.group(2)[1:]) < 65536:
+        raise PolicyViolation("publish-url", f"publication URL '{url}' has an invalid port")
+    return url.rstrip("/")

@@ -8,13 +8,14 @@ Mutual TLS modes:
 
 - ``off``: no client certificate is asked for; any TLS client may send SIP requests.
 - ``request`` (default): a client certificate is asked for in the handshake, which completes
-  with or without one; certway then validates it (trust, validity, revocation, EKU, access
-  rules) and closes the connection of a peer that has none or a failing one, with one log
-  line saying why. This is the default because mutual TLS is what SIP TLS between an edge
-  and its neighbours is for, and because a refusal after the handshake can be explained in
-  the log (subject, serial, issuer, reason) while a failed handshake cannot.
-- ``require``: as ``request``, but a peer without a certificate fails the TLS handshake
-  itself (TLS alert ``certificate_required``), for peers that expect the strict behaviour.
+  with or without one. A peer that presents a certificate is served only if certway validates
+  it (trust, validity, revocation, EKU, access rules); a failing one is closed with one log
+  line saying why (subject, serial, issuer, reason). A peer without a certificate is served
+  without authentication (logged as ``authenticated=no``), as Expressway does for
+  non-authenticated SIP.
+- ``require``: every peer must present a valid certificate. A peer without one completes the
+  handshake and is then closed by certway with a log line naming it (``reason=no-certificate``)
+  instead of failing in OpenSSL, where it would go unlogged.
 
 EKU checking ``on`` (default) requires clientAuth in a peer certificate that has an extended
 key usage; ``off`` accepts, for instance, serverAuth-only certificates of older SIP peers.

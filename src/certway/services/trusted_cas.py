@@ -98,9 +98,9 @@ def _split_bundle(
         return cert_list, crl_list
     try:
         return load_certificates(data), []
-    except DecodeError:
+    except DecodeError as exc:
         raise DecodeError(
-            "not a CA certificate file: expected PEM or DER certificates (or PKCS#7)"
+            f"not a CA certificate file: expected PEM or DER certificates (or PKCS#7); {exc}"
         ) from None
 
 

@@ -32,6 +32,7 @@ from typing import Any
 
 from certway.clock import Clock, utc
 from certway.errors import Conflict, NotFound, PolicyViolation
+from certway.pki.text import plural
 from certway.services.audit import Audit, audited
 from certway.store.db import Store
 from certway.store.repositories import SettingsRepository
@@ -238,7 +239,11 @@ class ZoneStatus:
         good = [p for p in peers if p.active]
         if good:
             failed = len(peers) - len(good)
-            detail = good[0].detail if not failed else f"{good[0].detail}; {failed} peer(s) failed"
+            detail = (
+                good[0].detail
+                if not failed
+                else f"{good[0].detail}; {plural(failed, 'peer')} failed"
+            )
             return cls(zone, ACTIVE, None, detail, checked, tuple(peers))
         first = peers[0]
         if len(peers) == 1:

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from cryptography import x509
 
 from certway.errors import CertwayError
-from certway.pki.text import format_name, serial_hex
+from certway.pki.text import format_name, plural, serial_hex
 from certway.services.peer_validation import ValidationState
 from certway.services.sip_rules import certificate_names, decide
 from certway.services.sip_settings import SIP_SERVICE, MutualTls, SipConfig, SipSettings
@@ -81,10 +81,13 @@ __all__ = [
 
 log = logging.getLogger("certway.sip")
 K = TypeVar("K")
+# What the TLS layer asks of the peer. "require" asks like "request" does: a peer without a
+# certificate then completes the handshake and is refused by certway itself, with a log line
+# naming it (OpenSSL would drop it in the handshake, silently).
 _MODES = {
     MutualTls.OFF: ClientCertMode.NONE,
     MutualTls.REQUEST: ClientCertMode.REQUEST,
-    MutualTls.REQUIRE: ClientCertMode.REQUIRE,
+    MutualTls.REQUIRE: ClientCertMode.REQUEST,
 }
 
 
@@ -391,7 +394,15 @@ class SipListener:
                     "or fixed: " + "; ".join(r.describe() for r in config.unreadable_rules),
                 )
                 return
-            if config.mutual_tls is not MutualTls.OFF:
+            if der is None and config.mutual_tls is MutualTls.REQUEST:
+                # "request": a peer without a certificate is served, not authenticated (as
+                # Expressway does); one that presents a certificate has it checked below.
+                log.info(
+                    "event=sip-accepted peer=%s authenticated=no detail=%r",
+                    peer,
+                    "no client certificate: served without authentication (mutual TLS request)",
+                )
+            elif config.mutual_tls is not MutualTls.OFF:
                 if self._validate == self.validator.check and self.validator.can_run_inline(der):
                     verdict = self._validate(der, config)
                 else:
@@ -459,7 +470,7 @@ class SipListener:
                         "event=sip-closed peer=%s reason=message-timeout detail=%r",
                         peer,
                         f"a message did not complete within {limits.message_timeout:g} s "
-                        f"({framer.buffered} bytes received)",
+                        f"({plural(framer.buffered, 'byte')} received)",
                     )
                 elif spoken:
                     log.info("event=sip-closed peer=%s reason=idle", peer)

@@ -43,6 +43,7 @@ from cryptography.x509.oid import CRLEntryExtensionOID
 
 from certway.errors import PolicyViolation
 from certway.pki.crl import REASON_NAMES
+from certway.pki.load import error_reason
 from certway.pki.text import format_name, serial_hex
 from certway.trust.anchors import key_id
 
@@ -388,7 +389,9 @@ def _check_crl_extensions(crl: x509.CertificateRevocationList, source: str) -> N
     try:
         extensions = list(crl.extensions)
     except (ValueError, x509.DuplicateExtension) as exc:
-        raise PolicyViolation("crl-malformed", f"CRL from {source} is malformed: {exc}") from None
+        raise PolicyViolation(
+            "crl-malformed", f"CRL from {source} is malformed: {error_reason(exc)}"
+        ) from None
     by_oid = {ext.oid: ext for ext in extensions}
     number = by_oid.get(x509.CRLNumber.oid)
     if number is None:
@@ -517,7 +520,9 @@ def _scan_entries(
             for issuer in issuers:
                 by_issuer[(issuer, revoked.serial_number)] = entry
     except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as exc:
-        raise PolicyViolation("crl-malformed", f"CRL from {source} is malformed: {exc}") from None
+        raise PolicyViolation(
+            "crl-malformed", f"CRL from {source} is malformed: {error_reason(exc)}"
+        ) from None
     return by_issuer if seen_issuer else None
 
 
@@ -536,7 +541,9 @@ def parse_crl(
     try:
         by_issuer = _scan_entries(crl, authority, source) if _needs_entry_scan(der) else None
     except ValueError as exc:  # the DER walk: not a CRL after all
-        raise PolicyViolation("crl-malformed", f"CRL from {source} is malformed: {exc}") from None
+        raise PolicyViolation(
+            "crl-malformed", f"CRL from {source} is malformed: {error_reason(exc)}"
+        ) from None
     count = 0
 
     def serial_hashes() -> Iterator[int]:

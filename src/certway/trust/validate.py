@@ -34,6 +34,7 @@ from certway.errors import (
     ValidationCode,
     ValidationFailed,
 )
+from certway.pki.load import error_reason
 from certway.pki.ocsp import OcspAnswer, ocsp_urls
 from certway.pki.text import format_name, serial_hex
 from certway.trust.anchors import TrustSnapshot
@@ -317,7 +318,7 @@ def validate(
         chain = build_path(leaf, list(intermediates), trust, options, at)
     except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as exc:
         # cryptography parses extensions lazily: a malformed one surfaces here.
-        malformed = Malformed(f"the certificate is malformed: {exc}")
+        malformed = Malformed(f"the certificate is malformed: {error_reason(exc)}")
         reports = _report([leaf], {}, 0, Check("path", Outcome.FAIL, str(malformed)))
         return ValidationResult(
             False, malformed.code, str(malformed), (leaf,), reports, 0, at, malformed

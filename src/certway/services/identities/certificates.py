@@ -11,7 +11,7 @@ from cryptography.exceptions import InvalidSignature
 from certway.errors import Conflict, DecodeError, NotFound, PolicyViolation
 from certway.pki.checks import check_node_certificate
 from certway.pki.convert import chain_order
-from certway.pki.keys import load_private_key
+from certway.pki.keys import key_matches, load_private_key
 from certway.pki.load import check_bundle_size, load_certificates
 from certway.pki.text import fingerprint, format_name
 from certway.services.audit import audited
@@ -48,7 +48,12 @@ class CertificateUploads(Slots):
         try:
             certs = load_certificates(cert_data)
         except DecodeError as exc:
-            raise DecodeError(f"not a certificate: {exc}") from None
+            message = str(exc).removeprefix("not a valid certificate: ")
+            raise DecodeError(
+                message
+                if message.startswith("not a certificate")
+                else f"not a certificate: {message}"
+            ) from None
         chain_certs = load_certificates(chain_data) if chain_data else []
         check_bundle_size(len(certs) + len(chain_certs))
         ordered = chain_order(certs)
@@ -79,6 +84,13 @@ class CertificateUploads(Slots):
                         "the key with the certificate",
                     )
                 key = keys.get(current[1].key_id)
+                if not key_matches(key, leaf.public_key()):
+                    raise PolicyViolation(
+                        "no-key",
+                        "no private key was given and no CSR is pending, and this certificate "
+                        "is not for the key in use: upload its private key with it (or generate "
+                        "a CSR and have that signed)",
+                    )
         now = self._clock.now()
         need_client_auth = kind == "client" or self._node.mutual_tls_in_use()
         findings = check_node_certificate(

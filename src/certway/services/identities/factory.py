@@ -12,6 +12,7 @@ from cryptography.x509.oid import NameOID
 from certway.pki.keys import generate_key
 from certway.services.identities.model import TEMP_CA_SETTING
 from certway.services.identities.slots import Slots
+from certway.services.local_ca import CaSettings
 from certway.store.repositories import SettingsRepository
 
 TEMPORARY_CA = "temporary-ca"
@@ -39,6 +40,7 @@ class FactorySetup(Slots):
                 f"/O=certway/OU=Temporary CA/CN=certway temporary CA {suffix}",
                 key_type="ec:p256",
                 days=3650,
+                settings=CaSettings(node_urls=False),
             )
             temp = self._local_ca.certificate(info.name)
             with self._store.transaction() as session:

@@ -116,6 +116,13 @@ class PendingCsrInfo:
     pem: str
     text: str
 
+    @property
+    def warnings(self) -> list[str]:
+        """What to know before having the CSR signed."""
+        if self.key == "Ed25519":
+            return [ED25519_WARNING]
+        return []
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
@@ -125,7 +132,15 @@ class PendingCsrInfo:
             "alt_names": self.alt_names,
             "key": self.key,
             "pem": self.pem,
+            "warnings": self.warnings,
         }
+
+
+ED25519_WARNING = (
+    "an Ed25519 key: many SIP peers (Cisco endpoints, CUCM, older Expressway and kamailio "
+    "builds) and web browsers do not accept Ed25519 server certificates; choose RSA or ECDSA "
+    "unless every peer is known to support it"
+)
 
 
 @dataclass(frozen=True)

@@ -106,6 +106,7 @@ class PendingCsrOut(Out):
     alt_names: list[str]
     key: str
     pem: str
+    warnings: list[str] = Field(default=[], description="what to know before having it signed")
 
 
 class VersionOut(Out):

@@ -21,6 +21,8 @@ class NodeSettingsBody(BaseModel):
     role: Literal["edge", "core"] | None = None
     cluster_fqdn: str | None = None
     peers: list[str] | None = None
+    publish_url: str | None = None
+    """Base URL of the CRL/OCSP publication listener for new local CAs ('' clears it)."""
 
 
 class NodeOut(Out):
@@ -28,6 +30,8 @@ class NodeOut(Out):
     role: str
     cluster_fqdn: str | None
     peers: list[str]
+    publish_url: str | None = None
+    publication_base: str = ""
 
 
 @router.get("/node", response_model=NodeOut)
@@ -45,6 +49,10 @@ def node_put(request: Request, body: NodeSettingsBody, who: Writer) -> dict[str,
     Only the fields given change; the rest stay."""
     with as_principal(who):
         config = node_of(request).settings.set(
-            fqdn=body.fqdn, role=body.role, cluster_fqdn=body.cluster_fqdn, peers=body.peers
+            fqdn=body.fqdn,
+            role=body.role,
+            cluster_fqdn=body.cluster_fqdn,
+            peers=body.peers,
+            publish_url=body.publish_url,
         )
     return dict(config.as_dict())

@@ -119,6 +119,7 @@ def _csr_download(view: View, kind: IdentityKind, name: str) -> Response:
 # -- what the server and the domain pages do alike ---------------------------------------------
 def _generate(view: View, form: Form, kind: IdentityKind, name: str) -> str:
     pending = view.node.identities.generate_csr(kind, name, _csr_options(form))
+    view.notices.extend(f"Warning: {w}" for w in pending.warnings)
     return (
         f"CSR generated for {pending.common_name} ({pending.key} key, kept on this "
         "node): download it, have it signed, then upload the certificate"

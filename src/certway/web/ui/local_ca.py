@@ -14,7 +14,7 @@ from certway.pki.crl import REASONS
 from certway.pki.decode import detect
 from certway.pki.issue import PROFILES
 from certway.pki.keys import KEY_TYPES
-from certway.pki.text import serial_hex
+from certway.pki.text import plural, serial_hex
 from certway.services.local_ca import CaInfo, CaSettings
 from certway.trust.identity import certificate_text
 from certway.web.context import as_principal
@@ -173,10 +173,9 @@ def _revoke(view: View, form: Form, name: str, serial: str) -> str:
     crl = view.node.local_ca.revoke(
         name, serial, reason=form.opt("reason"), allow_unlisted=form.on("unlisted")
     )
-    entries = "1 entry" if crl.entries == 1 else f"{crl.entries} entries"
     return (
         f"revoked {serial} ({form.get('reason') or 'no reason given'}); "
-        f"CRL #{crl.number} published with {entries}"
+        f"CRL #{crl.number} published with {plural(crl.entries, 'entry')}"
     )
 
 

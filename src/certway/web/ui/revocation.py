@@ -7,6 +7,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 
 from certway.errors import PolicyViolation
+from certway.pki.text import plural
 from certway.services.revocation import SERVICES
 from certway.web.context import as_principal
 from certway.web.ui.kit import Form, UiRoute, View, form_action, page_view, when
@@ -53,14 +54,14 @@ def crl_upload(view: View, form: Form) -> None:
 @form_action(_crls_page, confirm="Remove the manually uploaded CRLs?")
 def crl_remove(view: View, form: Form) -> str:
     removed = view.node.revocation.remove_manual()
-    return f"removed {removed} manual CRL(s)"
+    return f"removed {plural(removed, 'manual CRL')}"
 
 
 @router.post("/crls/sources")
 @form_action(_crls_page, keep_form="on-error")
 def crl_sources(view: View, form: Form) -> str:
     sources = view.node.revocation.set_sources(form.raw("urls").splitlines())
-    return f"{len(sources)} CRL URL(s) saved"
+    return f"{plural(len(sources), 'CRL URL')} saved"
 
 
 @router.post("/crls/schedule")

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 
 from certway.errors import CertwayError, PolicyViolation
+from certway.pki.text import plural
 from certway.trust.identity import certificate_text
 from certway.web.context import as_principal
 from certway.web.ui.kit import (
@@ -89,7 +90,7 @@ def trusted_ca_add(view: View, form: Form) -> str | None:
 
 def _removal(view: View, form: Form) -> str | None:
     count = len(form.all("fingerprint"))
-    return f"Delete {count} CA certificate(s) from the trusted CA list?" if count else None
+    return f"Delete {plural(count, 'CA certificate')} from the trusted CA list?" if count else None
 
 
 @router.post("/trusted-cas/remove")
@@ -106,4 +107,4 @@ def trusted_ca_remove(view: View, form: Form) -> None:
 @form_action(_trust_page, confirm="Replace the trusted CA list with the factory list?")
 def trusted_ca_reset(view: View, form: Form) -> str:
     entries = view.node.trusted_cas.reset()
-    return f"trusted CA list reset to the factory list ({len(entries)} CAs)"
+    return f"trusted CA list reset to the factory list ({plural(len(entries), 'CA')})"
