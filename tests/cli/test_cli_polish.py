@@ -63,7 +63,7 @@ NO_DATA = {
     # merged from other branches; each reports its action in a sentence
     ("acme", "sign"), ("acme", "deploy"), ("acme", "renew-now"), ("acme", "revoke"),
     ("acme", "account", "create"), ("acme", "account", "deactivate"),
-    ("cluster", "export-key"), ("syslog", "remove"),
+    ("cluster", "export-key"), ("syslog", "remove"), ("ca", "acme", "disable"),
 }  # fmt: skip
 
 
