@@ -19,15 +19,10 @@ from typing import Any, TypeVar
 
 import uvicorn
 
-from certway.services.admin_security import SECURITY_VERSION
 from certway.services.node import Node
-from certway.services.node_settings import IDENTITY_VERSION
-from certway.services.revocation import CRL_VERSION
-from certway.services.tls_settings import TLS_VERSION
-from certway.services.trusted_cas import TRUST_VERSION
 from certway.sip.listener import SipListener
 from certway.sip.zones import run_pinger
-from certway.store.repositories import SettingsRepository
+from certway.store.topics import Topic, TopicListener, TopicRepository, listener_for
 from certway.tls.contexts import ClientCertMode, ServerTls, TlsState
 from certway.web.asgi_tls import TlsH11Protocol
 
@@ -68,6 +63,9 @@ class ServeOptions:
     publish: tuple[str, int] | None = ("127.0.0.1", 8080)
     sip: tuple[str, int] | None = ("127.0.0.1", 5061)
     reload_interval: float = 0.5
+    # On PostgreSQL, LISTEN for the change topics other peers commit (the poller, every
+    # reload_interval, stays as the fallback); off: polling only.
+    notify: bool = True
     scheduler_interval: float = 30.0
 
 
@@ -79,11 +77,20 @@ class _Server(uvicorn.Server):
         yield
 
 
-def change_counters(node: Node) -> tuple[int, ...]:
-    keys = (IDENTITY_VERSION, TRUST_VERSION, CRL_VERSION, SECURITY_VERSION, TLS_VERSION)
+# What the admin listener's TLS contexts depend on: its certificates, the trusted CAs (client
+# CAs), CRLs and revocation policies, the client-certificate security and the TLS profiles.
+ADMIN_TOPICS = (
+    Topic.IDENTITY,
+    Topic.TRUSTED_CAS,
+    Topic.REVOCATION,
+    Topic.ADMIN_SECURITY,
+    Topic.TLS,
+)
+
+
+def change_counters(node: Node, topics: tuple[Topic, ...] = ADMIN_TOPICS) -> tuple[int, ...]:
     with node.store.reading() as session:
-        settings = SettingsRepository(session)
-        return tuple(int(settings.get(k) or 0) for k in keys)
+        return TopicRepository(session).versions(topics)
 
 
 class NodeServer:
@@ -134,6 +141,9 @@ class NodeServer:
         if options.sip is not None:
             self.sip = SipListener(node, options.sip[0], options.sip[1], sip_settings=node.sip)
         self._stopping = asyncio.Event()
+        self._changed = asyncio.Event()  # set by the topic listener: reload now
+        self._topic_listener: TopicListener | None = None
+        self.reloads = 0  # reloads done (tests and the bench watch it)
         self._seen_alarms: set[str] = set()
         self._crl_update: asyncio.Task[None] | None = None
 
@@ -185,18 +195,50 @@ class NodeServer:
     async def _in_thread(self, fn: Callable[[], T]) -> T:
         return await asyncio.to_thread(fn)
 
+    def _start_topic_listener(self) -> None:
+        """On PostgreSQL: a thread LISTENing for the topics any peer commits; each batch
+        wakes the reload loop at once."""
+        if not self.options.notify:
+            return
+        loop = asyncio.get_running_loop()
+
+        def changed(topics: frozenset[Topic]) -> None:
+            log.debug("event=topics-notified topics=%s", ",".join(sorted(topics)))
+            loop.call_soon_threadsafe(self._changed.set)
+
+        self._topic_listener = listener_for(self.node.store.engine, changed)
+        if self._topic_listener is not None:
+            self._topic_listener.start()
+
     async def _reload_loop(self) -> None:
-        """Hot reload: pick up changes made by the API, the UI or the CLI within a second."""
+        """Hot reload: pick up changes made by the API, the UI or the CLI, on this peer or
+        another, at once when notified (PostgreSQL) and otherwise by polling the topics'
+        counters every ``reload_interval``."""
         while not self._stopping.is_set():
+            self._changed.clear()
             try:
                 if await self._in_thread(self.tls.refresh):
-                    log.info("event=reload what=tls-contexts")
+                    self.reloads += 1
+                    log.info("event=reload what=tls-contexts versions=%s", self._versions())
                 if self.sip is not None and await self._in_thread(self.sip.refresh):
                     log.info("event=reload what=sip")
             except Exception as exc:  # keep serving with the previous contexts
                 log.error("event=reload-failed error=%s", type(exc).__name__)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.options.reload_interval)
+            stop = asyncio.ensure_future(self._stopping.wait())
+            change = asyncio.ensure_future(self._changed.wait())
+            try:
+                await asyncio.wait(
+                    {stop, change},
+                    timeout=self.options.reload_interval,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            finally:
+                stop.cancel()
+                change.cancel()
+
+    def _versions(self) -> str:
+        versions = self.tls.state.versions
+        return ",".join(f"{t}:{v}" for t, v in zip(ADMIN_TOPICS, versions, strict=False))
 
     def _refresh_crls(self) -> None:
         """Each local CA's CRL is re-signed before it goes stale."""
@@ -261,6 +303,7 @@ class NodeServer:
         if self.sip is not None:
             await self.sip.start()
             self._sip_started = True
+        self._start_topic_listener()
         tasks: list[asyncio.Task[Any]] = [asyncio.create_task(s.serve()) for s in self._servers]
         tasks.append(asyncio.create_task(self._reload_loop()))
         tasks.append(asyncio.create_task(self._scheduler_loop()))
@@ -269,6 +312,8 @@ class NodeServer:
             await asyncio.gather(*tasks)
         finally:
             self.stop()
+            if self._topic_listener is not None:
+                await asyncio.to_thread(self._topic_listener.stop)
             await self._finish_crl_update()
             if self.sip is not None:
                 await self.sip.stop()

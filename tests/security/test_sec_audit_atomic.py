@@ -8,7 +8,7 @@ write transaction it commits (a SQLAlchemy ``after_commit`` listener in the chil
 parent kills it there with SIGKILL. Whatever N, every issued certificate and revocation in
 the database has its audit row (and every "ok" row its change; each revocation its CRL).
 Then every audited service method is called with separate audit writes forbidden: each
-must have written its row inside its own transaction.
+must have written its row inside its own transaction, and moved at least one change topic.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from certway.pki.keys import private_key_pem
 from certway.services import audit as audit_module
 from certway.services.identities import CsrOptions
 from certway.services.node import Node
+from certway.store.topics import TopicRepository
 
 from conftest import NOW, PIN, SoftHsm, test_key
 from pkitools import Pki
@@ -178,6 +179,11 @@ def audited_actions() -> dict[str, str]:
     return found
 
 
+def topic_versions(node: Node) -> tuple[int, ...]:
+    with node.store.reading() as session:
+        return TopicRepository(session).versions()
+
+
 @pytest.fixture
 def node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Node]:
     monkeypatch.setattr(
@@ -306,7 +312,10 @@ def test_every_audited_change_writes_its_row_in_its_own_transaction(
     assert {action for action, _ in calls} == set(declared), "every audited method is called"
     for action, run in calls:
         before = len(node.audit.entries(limit=100_000))
+        topics_before = topic_versions(node)
         run()
         rows = node.audit.entries(limit=100_000)[before:]
         mine = [r for r in rows if r.action == action]
         assert len(mine) == 1 and mine[0].outcome == "ok", (action, rows)
+        # ... and tells the caches and listeners (of every peer) what it changed
+        assert topic_versions(node) != topics_before, f"{action} bumps no change topic"

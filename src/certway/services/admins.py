@@ -15,6 +15,7 @@ from certway.errors import Conflict, NotFound, PolicyViolation
 from certway.services.audit import Audit, audited
 from certway.store.db import Store
 from certway.store.repositories import AdminRepository
+from certway.store.topics import Topic, TopicRepository
 
 __all__ = ["ACCESS_LEVELS", "AdminAccounts", "AdminInfo"]
 
@@ -82,6 +83,7 @@ class AdminAccounts:
         digest = _HASHER.hash(password)
         now = self._clock.now()
         with self._store.transaction() as session:
+            TopicRepository(session).bump(Topic.ADMINS)
             accounts = AdminRepository(session)
             if accounts.get(name) is not None:
                 raise Conflict(f"an account named '{name}' already exists")
@@ -94,6 +96,7 @@ class AdminAccounts:
         _check_password(password)
         digest = _HASHER.hash(password)
         with self._store.transaction() as session:
+            TopicRepository(session).bump(Topic.ADMINS)
             row = AdminRepository(session).get(name)
             if row is None:
                 raise NotFound(f"no account named '{name}'")
@@ -103,6 +106,7 @@ class AdminAccounts:
     @audited("admin.remove")
     def remove(self, name: str) -> None:
         with self._store.transaction() as session:
+            TopicRepository(session).bump(Topic.ADMINS)
             accounts = AdminRepository(session)
             row = accounts.get(name)
             if row is None:

@@ -46,15 +46,14 @@ from certway.pki.ocsp_responder import CertStatus, OcspQuery, issuer_hashes
 from certway.pki.text import fingerprint, format_name, parse_serial, serial_hex
 from certway.services.audit import Audit, audited
 from certway.services.tokens import Tokens
-from certway.services.trusted_cas import TRUST_VERSION
 from certway.store.db import Session, Store
 from certway.store.repositories import (
     CaRepository,
     KeyRepository,
     RevocationRecord,
-    SettingsRepository,
 )
 from certway.store.schema import CaRow, IssuedRow
+from certway.store.topics import Topic, TopicRepository
 from certway.trust.anchors import key_id as certificate_key_id
 from certway.trust.records import CaRecords, IssuerRecords, RecordedRevocation
 
@@ -139,6 +138,7 @@ class _CrlState:
 
 
 class LocalCA:
+    RECORD_TOPICS = (Topic.LOCAL_CAS, Topic.CA_RECORDS)  # what records() is built from
     """The node's certificate authorities, persisted in its store."""
 
     def __init__(
@@ -409,7 +409,7 @@ class LocalCA:
             if issued_by is not None:
                 repo.add_issued(_issued_row(issued_by, cert, "sub-ca", now))
             # Listeners re-read the node's CAs (own-CA revocation checks) when this moves.
-            SettingsRepository(session).bump(TRUST_VERSION)
+            TopicRepository(session).bump(Topic.LOCAL_CAS)
             self._audit.note(
                 subject=format_name(cert.subject),
                 fingerprint=fingerprint(cert),
@@ -566,6 +566,7 @@ class LocalCA:
         with self._store.transaction() as session:
             CaRepository(session).add_issued(_issued_row(row.id, cert, profile, now))
             self._note_issued(cert)
+            TopicRepository(session).bump(Topic.CA_RECORDS)
         chain = self._chains.get(row.id)
         if chain is None:  # CA certificates never change: built once per CA
             full = self.chain(name)
@@ -599,6 +600,7 @@ class LocalCA:
         with self._store.transaction() as session:
             CaRepository(session).add_issued(_issued_row(row.id, cert, profile, now))
             self._note_issued(cert)
+            TopicRepository(session).bump(Topic.CA_RECORDS)
         full = self.chain(name)
         if full and full[-1].subject == full[-1].issuer:
             full = full[:-1]
@@ -609,13 +611,13 @@ class LocalCA:
         counts from the moment it is recorded, by this process or another one. Costs two
         small queries when nothing changed; otherwise only new revocations are read."""
         with self._store.reading() as session:
-            trust = int(SettingsRepository(session).get(TRUST_VERSION) or 0)
+            cas, records = TopicRepository(session).versions(self.RECORD_TOPICS)
             repo = CaRepository(session)
-            version = (trust, repo.last_revocation_id())
+            version = (cas, records)
             with self._records_lock:
                 if version == self._records_version:
                     return self._records
-                if self._records_version is None or self._records_version[0] != trust:
+                if self._records_version is None or self._records_version[0] != cas:
                     self._record_cas = {
                         row.id: (
                             row.name,
@@ -731,6 +733,7 @@ class LocalCA:
         self, session: Session, row: CaRow, issuer: Issuer, next_update_days: int | None
     ) -> tuple[PublishedCrl, _CrlState]:
         """Sign and store the next CRL in ``session`` (the caller holds ``self._lock``)."""
+        TopicRepository(session).bump(Topic.CA_RECORDS)
         repo = CaRepository(session)
         number = repo.next_crl_number(row.id)
         days = next_update_days or row.crl_days

@@ -11,11 +11,11 @@ from certway.pki.names import check_fqdn
 from certway.services.audit import Audit, audited
 from certway.store.db import Store
 from certway.store.repositories import SettingsRepository
+from certway.store.topics import Topic, TopicRepository
 
-__all__ = ["IDENTITY_VERSION", "NodeConfig", "NodeSettings", "default_fqdn"]
+__all__ = ["NodeConfig", "NodeSettings", "default_fqdn"]
 
 _KEY = "node"
-IDENTITY_VERSION = "version.identity"
 """Bumped whenever an active certificate or node setting changes: listeners reload."""
 
 
@@ -101,7 +101,7 @@ class NodeSettings:
         with self._store.transaction() as session:
             settings = SettingsRepository(session)
             settings.set(_KEY, config.as_dict())
-            settings.bump(IDENTITY_VERSION)
+            TopicRepository(session).bump(Topic.IDENTITY)
             self._audit.note(**config.as_dict())
         return config
 

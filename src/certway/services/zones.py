@@ -35,6 +35,7 @@ from certway.errors import Conflict, NotFound, PolicyViolation
 from certway.services.audit import Audit, audited
 from certway.store.db import Store
 from certway.store.repositories import SettingsRepository
+from certway.store.topics import Topic, TopicRepository
 
 __all__ = [
     "DEFAULT_INTERVAL",
@@ -348,6 +349,7 @@ class Zones:
             subject = check_peer_address(verify_subject)
         zone = Zone(name, clean, port, tls_verify, subject, interval)
         with self._store.transaction() as session:
+            TopicRepository(session).bump(Topic.ZONES)
             settings = SettingsRepository(session)
             zones = _load_zones(settings)
             if name in zones:
@@ -363,6 +365,7 @@ class Zones:
     def remove(self, name: str) -> None:
         """Delete a zone and its status (its alarm clears with it)."""
         with self._store.transaction() as session:
+            TopicRepository(session).bump(Topic.ZONES)
             settings = SettingsRepository(session)
             zones = _load_zones(settings)
             if name not in zones:

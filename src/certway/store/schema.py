@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy import (
+    BigInteger,
     DateTime,
     ForeignKey,
     Integer,
@@ -194,6 +195,15 @@ class SettingRow(Base):
     __tablename__ = "settings"
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class ChangeTopicRow(Base):
+    """One counter per change topic (certway.store.topics.Topic): moved by every write
+    transaction that changes what the topic covers; caches and listeners compare them."""
+
+    __tablename__ = "change_topics"
+    topic: Mapped[str] = mapped_column(String(32), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class CertSlotRow(Base):

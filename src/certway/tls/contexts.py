@@ -159,6 +159,11 @@ class ServerTls:
             )
         return context
 
+    @property
+    def state(self) -> TlsState:
+        """The inputs the current contexts were built from."""
+        return self._state
+
     def forget_state(self) -> None:
         """Make the next ``refresh`` rebuild, e.g. after a reload that depends on it failed."""
         with self._lock:
