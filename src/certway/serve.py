@@ -19,6 +19,8 @@ from typing import Any, TypeVar
 
 import uvicorn
 
+from certway.errors import StoreError
+from certway.services.alarms import AlarmKind
 from certway.services.node import Node
 from certway.sip.listener import SipListener
 from certway.sip.zones import run_pinger
@@ -29,6 +31,7 @@ from certway.web.asgi_tls import TlsH11Protocol
 __all__ = ["NodeServer", "ServeOptions", "new_event_loop", "parse_listen"]
 
 log = logging.getLogger("certway.serve")
+_DB_ALARM = str(AlarmKind.DATABASE_UNREACHABLE)
 T = TypeVar("T")
 
 
@@ -222,8 +225,16 @@ class NodeServer:
                     log.info("event=reload what=tls-contexts versions=%s", self._versions())
                 if self.sip is not None and await self._in_thread(self.sip.refresh):
                     log.info("event=reload what=sip")
+            except StoreError as exc:  # keep serving with the previous contexts and state
+                if self.node.alarms.database_unreachable(str(exc)):
+                    log.error("event=alarm severity=critical id=%s text=%r", _DB_ALARM, str(exc))
+                    self._seen_alarms.add(_DB_ALARM)
             except Exception as exc:  # keep serving with the previous contexts
                 log.error("event=reload-failed error=%s", type(exc).__name__)
+            else:
+                if self.node.alarms.database_reachable():
+                    log.info("event=alarm-cleared id=%s", _DB_ALARM)
+                    self._seen_alarms.discard(_DB_ALARM)
             stop = asyncio.ensure_future(self._stopping.wait())
             change = asyncio.ensure_future(self._changed.wait())
             try:

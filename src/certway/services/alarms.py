@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Any
 
 from certway.clock import Clock
+from certway.errors import StoreError
 from certway.pki.names import common_name
 from certway.pki.text import format_name
 from certway.services.identities import Identities
@@ -51,6 +52,7 @@ class AlarmKind(StrEnum):
     CRL_SOURCE = "crl-source"
     OCSP_RESPONDER = "ocsp-responder"
     ZONE = "zone"
+    DATABASE_UNREACHABLE = "database-unreachable"
 
 
 _SEVERITY_ORDER = {AlarmSeverity.CRITICAL: 0, AlarmSeverity.WARNING: 1}
@@ -133,10 +135,44 @@ class Alarms:
         self._local_ca = local_ca
         self._revocation = revocation
         self._sip = sip
+        self._unreachable: tuple[dt.datetime, str] | None = None  # since, why
+
+    # -- the database itself -----------------------------------------------------------------
+    def database_unreachable(self, reason: str) -> bool:
+        """This process could not reach the database (kept in memory: the database is what
+        cannot record it). True when the alarm is new."""
+        if self._unreachable is not None:
+            return False
+        self._unreachable = (self._clock.now(), reason)
+        return True
+
+    def database_reachable(self) -> bool:
+        """The database answers again. True when that clears the alarm."""
+        was, self._unreachable = self._unreachable, None
+        return was is not None
+
+    def _database_alarm(self) -> Alarm | None:
+        if self._unreachable is None:
+            return None
+        since, reason = self._unreachable
+        text = (
+            f"the database is unreachable ({reason}): listeners keep serving with the last "
+            "state read, changes cannot be made"
+        )
+        return Alarm(str(AlarmKind.DATABASE_UNREACHABLE), AlarmSeverity.CRITICAL, text, since)
 
     def current(self) -> list[Alarm]:
-        """The alarms raised now, most severe first; records first-seen times."""
+        """The alarms raised now, most severe first; records first-seen times. While the
+        database is unreachable, only the alarm that says so."""
         now = self._clock.now()
+        try:
+            return self._from_store(now)
+        except StoreError as exc:
+            self.database_unreachable(str(exc).removeprefix("the database is unavailable: "))
+        database = self._database_alarm()
+        return [database] if database is not None else []
+
+    def _from_store(self, now: dt.datetime) -> list[Alarm]:
         causes = {c.id: c for c in self._causes(now)}
         with self._store.transaction() as session:
             state = AlarmStateRepository(session)
@@ -149,6 +185,7 @@ class Alarms:
                 seen[key] = now
         since = {alarm_id: seen[key] for alarm_id, key in keys.items()}
         alarms = [Alarm(c.id, c.severity, c.text, since[c.id]) for c in causes.values()]
+        self.database_reachable()  # it answered
         return sorted(alarms, key=lambda a: (_SEVERITY_ORDER[a.severity], a.since, a.id))
 
     def _causes(self, now: dt.datetime) -> Iterable[_Cause]:
