@@ -3,7 +3,7 @@ on-demand CDP downloads and OCSP (cached), the per-service policies, and the ind
 validation reads.
 
 Longer than most modules (about 800 lines) because these share one cache and one change
-counter (``version.crl``): splitting the online lookups from the held CRLs would spread
+topic (``Topic.REVOCATION``): splitting the online lookups from the held CRLs would spread
 that state over two objects that must move together. A split along ``OnlineRevocation``
 is the next step when either grows.
 """

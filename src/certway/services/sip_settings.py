@@ -1,8 +1,8 @@
 """SIP TLS settings: mutual TLS mode, client-EKU checking, certificate access rules.
 
-Stored as one JSON document under the setting ``sip``; every change bumps the counter
-``version.sip`` so that listeners pick it up (hot reload). Revocation checking of SIP peers is the
-``sip-tls`` policy of the revocation service (policies per service), not repeated here.
+Stored as one JSON document under the setting ``sip``; every change moves the
+``Topic.SIP`` change topic so that listeners pick it up (hot reload). Revocation checking of SIP
+peers is the ``sip-tls`` policy of the revocation service (policies per service), not repeated here.
 
 Mutual TLS modes:
 
@@ -205,7 +205,7 @@ class SipSettings:
             return TopicRepository(session).versions((Topic.SIP,))[0]
 
     def watched_versions(self) -> tuple[int, ...]:
-        """The change counters a SIP listener's TLS contexts depend on: certificates (identity),
+        """The topic versions a SIP listener's TLS contexts depend on: certificates (identity),
         trusted CAs (client CAs), CRLs and revocation policies, these settings and the TLS
         profiles."""
         with self._store.reading() as session:

@@ -1,6 +1,6 @@
 """The TLS profile of each service (``tlsconf.policy``): stored as one document under the setting
-``tls.profiles``; every change bumps ``version.tls`` so that listeners rebuild their contexts
-and outbound clients use the new profile from their next connection (no restart)."""
+``tls.profiles``; every change moves the topic ``Topic.TLS`` so that listeners rebuild their
+contexts and outbound clients use the new profile from their next connection (no restart)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from certway.tlsconf.policy import TLS_SERVICES, ProfileName, TlsPolicy, TlsProf
 
 __all__ = ["TlsSettings"]
 
-"""Bumped on every change of a TLS profile: listeners reload."""
 _KEY = "tls.profiles"
 
 

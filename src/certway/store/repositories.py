@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Integer, Text, cast, delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, undefer
 
@@ -395,7 +395,7 @@ class HeldCrlRepository:
 
 
 class SettingsRepository:
-    """JSON settings and change counters."""
+    """JSON settings (change counters are topics: certway.store.topics)."""
 
     def __init__(self, session: Session) -> None:
         self._session = session
@@ -418,25 +418,6 @@ class SettingsRepository:
             .values(key=key, value=text)
             .on_conflict_do_update(index_elements=[SettingRow.key], set_={"value": text})
         )
-
-    def bump(self, key: str) -> int:
-        """Increment a change counter (listeners reload when it moves) in one statement, so
-        two processes bumping at once both count."""
-        dialect = postgresql if self._session.get_bind().dialect.name == "postgresql" else sqlite
-        statement = (
-            dialect.insert(SettingRow)
-            .values(key=key, value="1")
-            .on_conflict_do_update(
-                index_elements=[SettingRow.key],
-                set_={"value": cast(cast(SettingRow.value, Integer) + 1, Text)},
-            )
-            .returning(SettingRow.value)
-        )
-        value = int(self._session.execute(statement).scalar_one())
-        for obj in list(self._session.identity_map.values()):
-            if isinstance(obj, SettingRow) and obj.key == key:
-                self._session.expire(obj)  # loaded before the statement: old value
-        return value
 
 
 class SlotRepository:

@@ -190,7 +190,7 @@ class CrlSourceRow(Base):
 
 
 class SettingRow(Base):
-    """Node settings as JSON values, plus change counters that listeners watch."""
+    """Node settings as JSON values."""
 
     __tablename__ = "settings"
     key: Mapped[str] = mapped_column(String(64), primary_key=True)

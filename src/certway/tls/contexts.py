@@ -2,7 +2,7 @@
 
 Every handshake goes through ``sni_callback``, which hands OpenSSL the context of the name the
 client asked for (a domain certificate, or the server certificate). Contexts are rebuilt when
-the node's change counters move, so a new certificate, trusted CA or security setting is used
+the node's change topics move, so a new certificate, trusted CA or security setting is used
 by the next handshake — no restart, and established connections keep theirs.
 
 Python's ``ssl`` loads keys only from files: the PEM goes to an anonymous in-memory file
@@ -120,7 +120,7 @@ class TlsState:
 class ServerTls:
     """The SNI-switching server context of one listener.
 
-    ``state`` returns the current inputs cheaply (change counters); ``identity_for`` maps an
+    ``state`` returns the current inputs cheaply (change topic versions); ``identity_for`` maps an
     SNI name to the identity to present; ``key_for`` opens its sealed key.
 
     A handshake does no I/O: the context chosen for an SNI name is remembered until ``refresh``

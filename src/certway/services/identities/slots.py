@@ -3,7 +3,7 @@ numbered versions, read and activated here.
 
 Activation is one database transaction (new version + active pointer + counter bump), so a
 crash leaves either the old or the new certificate active. Listeners watch the
-``version.identity`` counter and rebuild their TLS contexts when it moves.
+``Topic.IDENTITY`` change topic and rebuild their TLS contexts when it moves.
 """
 
 from __future__ import annotations
