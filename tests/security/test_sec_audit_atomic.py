@@ -241,6 +241,7 @@ def test_every_audited_change_writes_its_row_in_its_own_transaction(
     call("crl.schedule", lambda: node.revocation.set_schedule(daily_at="03:00"))
     call("revocation.set", lambda: node.revocation.set_policy("sip-tls", ocsp=False))
     call("tls.set", lambda: node.tls.set("sip-tls", "modern"))
+    call("cluster.tls-verification.set", lambda: node.cluster_tls.set_verification("enforce"))
     # local CA
     call("ca.create-root", lambda: node.local_ca.create_root("lab", "/CN=Lab Root"))
     call(

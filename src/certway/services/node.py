@@ -14,6 +14,7 @@ from certway.services.admins import AdminAccounts
 from certway.services.alarms import Alarms
 from certway.services.audit import Audit
 from certway.services.client_check import ClientCheck
+from certway.services.cluster_tls import ClusterTls
 from certway.services.identities import Identities
 from certway.services.local_ca import LocalCA
 from certway.services.node_settings import NodeSettings
@@ -89,6 +90,7 @@ class Node:
         self.admins = AdminAccounts(store, clock, self.audit)
         self.zones = Zones(store, clock, self.audit)
         self.admin_security = AdminSecurity(store, self.audit, self.admins, self.client_check)
+        self.cluster_tls = ClusterTls(store, clock, self.audit, self.client_check)
 
     def _outbound_fetcher(self, trusted: Sequence[x509.Certificate]) -> Fetcher:
         return default_fetcher(trusted, profile=self.tls.profile("outbound"))

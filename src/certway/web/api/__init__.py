@@ -17,6 +17,7 @@ from certway.web.api import (
     domains,
     local_ca,
     node,
+    peer_health,
     revocation,
     server_cert,
     sip,
@@ -42,5 +43,6 @@ for _part in (
     sip,
     zones,
     tls,
+    peer_health,
 ):
     router.include_router(_part.router)
