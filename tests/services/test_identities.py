@@ -52,8 +52,8 @@ def other() -> Pki:
 
 
 @pytest.fixture
-def node(tmp_path: Path, clock: FixedClock, pki: Pki) -> Iterator[Node]:
-    n = Node.init(tmp_path / "data", clock, fqdn=FQDN)
+def node(tmp_path: Path, clock: FixedClock, pki: Pki, node_database: str | None) -> Iterator[Node]:
+    n = Node.init(tmp_path / "data", clock, fqdn=FQDN, database=node_database)
     n.trusted_cas.add(pem(pki.root))
     try:
         yield n

@@ -110,7 +110,7 @@ def test_migration_0009_keeps_the_old_counters(tmp_path: Path) -> None:
     config = _alembic_config()
     with engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.downgrade(config, "0007")
+        command.downgrade(config, "0008")
     engine.dispose()
     with sqlite3.connect(data / DB_FILE) as db:
         old = dict(db.execute("SELECT key, value FROM settings WHERE key LIKE 'version.%'"))

@@ -8,7 +8,9 @@ from pathlib import Path
 from cryptography import x509
 
 from certway.clock import Clock, SystemClock
+from certway.errors import PolicyViolation
 from certway.fetch import FetchPool
+from certway.pki.names import check_fqdn
 from certway.services.admin_security import AdminSecurity
 from certway.services.admins import AdminAccounts
 from certway.services.alarms import Alarms
@@ -17,7 +19,7 @@ from certway.services.client_check import ClientCheck
 from certway.services.cluster_tls import ClusterTls
 from certway.services.identities import Identities
 from certway.services.local_ca import LocalCA
-from certway.services.node_settings import NodeSettings
+from certway.services.node_settings import NodeSettings, default_fqdn
 from certway.services.peer_validation import PeerValidation
 from certway.services.revocation import (
     Fetcher,
@@ -106,14 +108,32 @@ class Node:
         fqdn: str | None = None,
         role: str | None = None,
         factory: bool = True,
+        database: str | None = None,
+        join_key: bytes | None = None,
     ) -> Node:
         """Create the data directory (master key 0600, database) if needed, then open it.
 
         A new node gets its node settings and, unless ``factory=False``, the factory state
         (factory state): a temporary CA in the trusted list and a server certificate issued by it.
+
+        ``database`` (a PostgreSQL URL): a cluster node. Without ``join_key`` it creates the
+        cluster (schema and cluster key) in that empty database; with the cluster's key it
+        joins it as a new peer (``fqdn`` required: each peer has its own).
         """
+        if database is None:
+            store = Store.create(data_dir)
+        elif join_key is None:
+            store = Store.create_cluster(data_dir, database, fqdn=fqdn or default_fqdn())
+        else:
+            if not fqdn:
+                raise PolicyViolation("fqdn", "a joining peer needs its own FQDN (--fqdn)")
+            store = Store.join_cluster(
+                data_dir, database, join_key, fqdn=check_fqdn(fqdn, what="system FQDN")
+            )
+        if database is not None and fqdn is None:
+            fqdn = default_fqdn()
         node = cls(
-            Store.create(data_dir),
+            store,
             clock or SystemClock(),
             fetcher_factory,
             fetch_limits=fetch_limits,

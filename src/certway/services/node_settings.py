@@ -10,13 +10,12 @@ from certway.errors import PolicyViolation
 from certway.pki.names import check_fqdn
 from certway.services.audit import Audit, audited
 from certway.store.db import Store
-from certway.store.repositories import SettingsRepository
+from certway.store.repositories import PeerRepository, SettingsRepository
 from certway.store.topics import Topic, TopicRepository
 
 __all__ = ["NodeConfig", "NodeSettings", "default_fqdn"]
 
 _KEY = "node"
-"""Bumped whenever an active certificate or node setting changes: listeners reload."""
 
 
 def default_fqdn() -> str:
@@ -62,13 +61,20 @@ class NodeSettings:
     def get(self) -> NodeConfig:
         with self._store.reading() as session:
             raw = SettingsRepository(session).get(_KEY)
+            # On a shared database the other peers are the cluster's (beside any configured).
+            others = (
+                [p.fqdn for p in PeerRepository(session).all() if p.id != self._store.node_id]
+                if self._store.clustered
+                else []
+            )
         if not isinstance(raw, dict):
-            return NodeConfig(fqdn=default_fqdn())
+            raw = {}
+        configured = tuple(raw.get("peers") or ())
         return NodeConfig(
             fqdn=str(raw.get("fqdn") or default_fqdn()),
             role=str(raw.get("role") or "edge"),
             cluster_fqdn=raw.get("cluster_fqdn") or None,
-            peers=tuple(raw.get("peers") or ()),
+            peers=tuple(dict.fromkeys([*configured, *(o for o in others if o)])),
         )
 
     @audited("node.set", target=lambda **k: "node settings")
@@ -102,6 +108,8 @@ class NodeSettings:
             settings = SettingsRepository(session)
             settings.set(_KEY, config.as_dict())
             TopicRepository(session).bump(Topic.IDENTITY)
+            if fqdn is not None:
+                PeerRepository(session).set_fqdn(self._store.node_id, config.fqdn)
             self._audit.note(**config.as_dict())
         return config
 

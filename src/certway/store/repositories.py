@@ -32,6 +32,7 @@ from certway.store.schema import (
     CrlSourceRow,
     HeldCrlRow,
     IssuedRow,
+    PeerRow,
     PrivateKeyRow,
     RevocationRow,
     SettingRow,
@@ -42,18 +43,29 @@ from certway.store.schema import (
 from certway.store.vault import KeyVault
 
 __all__ = [
+    "PER_PEER_SETTINGS",
     "AdminRepository",
     "AlarmStateRepository",
     "AuditRepository",
     "CaRepository",
     "HeldCrlRepository",
     "KeyRepository",
+    "PeerRepository",
     "RevocationRecord",
     "SettingsRepository",
     "SlotRepository",
     "TokenRepository",
     "TrustRepository",
 ]
+
+
+# Settings that belong to one peer of a cluster; every other setting is cluster-wide.
+PER_PEER_SETTINGS = frozenset({"node", "zones.status", "ocsp.failures"})
+
+
+def node_id_of(session: Session) -> int:
+    """The id of the peer this unit of work runs on (``Store`` puts it in the session)."""
+    return int(session.info.get("node_id", 1))
 
 
 def _aad(key_id: str) -> bytes:
@@ -395,18 +407,24 @@ class HeldCrlRepository:
 
 
 class SettingsRepository:
-    """JSON settings (change counters are topics: certway.store.topics)."""
+    """JSON settings (change counters are topics: certway.store.topics): cluster-wide,
+    except ``PER_PEER_SETTINGS`` (this peer's own)."""
 
     def __init__(self, session: Session) -> None:
         self._session = session
+        self._node_id = node_id_of(session)
+
+    def _scope(self, key: str) -> int:
+        return self._node_id if key in PER_PEER_SETTINGS else 0
 
     def get(self, key: str) -> Any:
-        row = self._session.get(SettingRow, key)
+        row = self._session.get(SettingRow, (self._scope(key), key))
         return None if row is None else json.loads(row.value)
 
     def set(self, key: str, value: Any) -> None:
         text = json.dumps(value, sort_keys=True)
-        row = self._session.get(SettingRow, key)
+        scope = self._scope(key)
+        row = self._session.get(SettingRow, (scope, key))
         if row is not None:
             row.value = text
             self._session.flush()
@@ -415,33 +433,43 @@ class SettingsRepository:
         dialect = postgresql if self._session.get_bind().dialect.name == "postgresql" else sqlite
         self._session.execute(
             dialect.insert(SettingRow)
-            .values(key=key, value=text)
-            .on_conflict_do_update(index_elements=[SettingRow.key], set_={"value": text})
+            .values(node_id=scope, key=key, value=text)
+            .on_conflict_do_update(
+                index_elements=[SettingRow.node_id, SettingRow.key], set_={"value": text}
+            )
         )
 
 
 class SlotRepository:
-    """Certificate slots (server, client, domains), their versions and pending CSRs."""
+    """Certificate slots (server, client, domains), their versions and pending CSRs: each
+    peer has its own (the slots of the peer the session runs on)."""
 
     def __init__(self, session: Session) -> None:
         self._session = session
+        self._node_id = node_id_of(session)
 
     def get(self, kind: str, name: str = "") -> CertSlotRow | None:
         return self._session.scalars(
-            select(CertSlotRow).where(CertSlotRow.kind == kind, CertSlotRow.name == name)
+            select(CertSlotRow).where(
+                CertSlotRow.node_id == self._node_id,
+                CertSlotRow.kind == kind,
+                CertSlotRow.name == name,
+            )
         ).first()
 
     def get_or_create(self, kind: str, name: str, at: dt.datetime) -> CertSlotRow:
         row = self.get(kind, name)
         if row is None:
-            row = CertSlotRow(kind=kind, name=name, created_at=at)
+            row = CertSlotRow(node_id=self._node_id, kind=kind, name=name, created_at=at)
             self._session.add(row)
             self._session.flush()
         return row
 
     def of_kind(self, kind: str) -> Sequence[CertSlotRow]:
         return self._session.scalars(
-            select(CertSlotRow).where(CertSlotRow.kind == kind).order_by(CertSlotRow.name)
+            select(CertSlotRow)
+            .where(CertSlotRow.node_id == self._node_id, CertSlotRow.kind == kind)
+            .order_by(CertSlotRow.name)
         ).all()
 
     def delete(self, slot: CertSlotRow) -> None:
@@ -483,7 +511,7 @@ class SlotRepository:
         rows = self._session.execute(
             select(CertSlotRow, CertVersionRow)
             .join(CertVersionRow, CertVersionRow.id == CertSlotRow.active_version_id)
-            .where(CertSlotRow.kind == kind)
+            .where(CertSlotRow.node_id == self._node_id, CertSlotRow.kind == kind)
         ).all()
         return [(slot, version) for slot, version in rows]
 
@@ -523,18 +551,29 @@ class AdminRepository:
 
 
 class AlarmStateRepository:
-    """When each raised alarm was first seen (rows keyed by the alarm's state key)."""
+    """When each raised alarm of this peer was first seen (rows keyed by the alarm's state
+    key)."""
 
     def __init__(self, session: Session) -> None:
         self._session = session
+        self._node_id = node_id_of(session)
 
     def first_seen(self) -> dict[str, dt.datetime]:
-        return {row.alarm_id: row.since for row in self._session.scalars(select(AlarmStateRow))}
+        return {
+            row.alarm_id: row.since
+            for row in self._session.scalars(
+                select(AlarmStateRow).where(AlarmStateRow.node_id == self._node_id)
+            )
+        }
 
     def clear(self, keys: Iterable[str]) -> None:
         wanted = list(keys)
         if wanted:
-            self._session.execute(delete(AlarmStateRow).where(AlarmStateRow.alarm_id.in_(wanted)))
+            self._session.execute(
+                delete(AlarmStateRow).where(
+                    AlarmStateRow.node_id == self._node_id, AlarmStateRow.alarm_id.in_(wanted)
+                )
+            )
 
     def record(self, key: str, since: dt.datetime) -> None:
         """Insert-or-ignore: another process may record the same alarm at once (its time
@@ -542,8 +581,8 @@ class AlarmStateRepository:
         dialect = postgresql if self._session.get_bind().dialect.name == "postgresql" else sqlite
         self._session.execute(
             dialect.insert(AlarmStateRow)
-            .values(alarm_id=key, since=since)
-            .on_conflict_do_nothing(index_elements=[AlarmStateRow.alarm_id])
+            .values(node_id=self._node_id, alarm_id=key, since=since)
+            .on_conflict_do_nothing(index_elements=[AlarmStateRow.node_id, AlarmStateRow.alarm_id])
         )
 
 
@@ -568,3 +607,49 @@ class AuditRepository:
         if since is not None:
             query = query.where(AuditRow.at >= since)
         return list(reversed(self._session.scalars(query).all()))
+
+
+class PeerRepository:
+    """The peers of the cluster."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def all(self) -> Sequence[PeerRow]:
+        return self._session.scalars(select(PeerRow).order_by(PeerRow.id)).all()
+
+    def get(self, node_id: int) -> PeerRow | None:
+        return self._session.get(PeerRow, node_id)
+
+    def by_fqdn(self, fqdn: str) -> PeerRow | None:
+        return self._session.scalars(select(PeerRow).where(PeerRow.fqdn == fqdn)).first()
+
+    def add(self, fqdn: str, at: dt.datetime) -> int:
+        row = PeerRow(fqdn=fqdn, joined_at=at)
+        self._session.add(row)
+        self._session.flush()
+        return row.id
+
+    def set_fqdn(self, node_id: int, fqdn: str) -> None:
+        self._session.execute(update(PeerRow).where(PeerRow.id == node_id).values(fqdn=fqdn))
+
+    def seen(
+        self,
+        node_id: int,
+        at: dt.datetime,
+        *,
+        fqdn: str | None,
+        server_cert_not_after: dt.datetime | None,
+    ) -> None:
+        """Record that the peer is alive (and its FQDN and server certificate expiry now)."""
+        values: dict[str, Any] = {"last_seen": at, "server_cert_not_after": server_cert_not_after}
+        if fqdn is not None:
+            values["fqdn"] = fqdn
+        self._session.execute(update(PeerRow).where(PeerRow.id == node_id).values(**values))
+
+    def set_tls_result(self, node_id: int, result: str, at: dt.datetime) -> None:
+        self._session.execute(
+            update(PeerRow)
+            .where(PeerRow.id == node_id)
+            .values(tls_result=result, tls_checked_at=at)
+        )

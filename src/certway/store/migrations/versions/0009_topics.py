@@ -2,14 +2,14 @@
 ``version.*`` counters of the settings table.
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
@@ -43,9 +43,18 @@ def upgrade() -> None:
 def downgrade() -> None:
     bind = op.get_bind()
     topics = sa.table("change_topics", sa.column("topic", sa.String), sa.column("version"))
-    settings = sa.table("settings", sa.column("key", sa.String), sa.column("value", sa.Text))
+    columns = {c["name"] for c in sa.inspect(bind).get_columns("settings")}
+    settings = sa.table(
+        "settings",
+        sa.column("key", sa.String),
+        sa.column("value", sa.Text),
+        *([sa.column("node_id", sa.Integer)] if "node_id" in columns else []),
+    )
+    cluster_wide = {"node_id": 0} if "node_id" in columns else {}
     back = {topic: key for key, topic in _OLD.items()}
     for topic, version in bind.execute(sa.select(topics.c.topic, topics.c.version)).all():
         if topic in back:
-            bind.execute(settings.insert().values(key=back[topic], value=str(version)))
+            bind.execute(
+                settings.insert().values(key=back[topic], value=str(version), **cluster_wide)
+            )
     op.drop_table("change_topics")
