@@ -69,6 +69,8 @@ class ServeOptions:
     # On PostgreSQL, LISTEN for the change topics other peers commit (the poller, every
     # reload_interval, stays as the fallback); off: polling only.
     notify: bool = True
+    # Cluster peers check each other's certificates (mutual TLS health endpoint) this often.
+    peer_check_interval: float = 15.0
     scheduler_interval: float = 30.0
 
 
@@ -251,6 +253,51 @@ class NodeServer:
         versions = self.tls.state.versions
         return ",".join(f"{t}:{v}" for t, v in zip(ADMIN_TOPICS, versions, strict=False))
 
+    def _in_cluster(self) -> bool:
+        return self.node.store.engine.dialect.name == "postgresql"
+
+    async def _peer_check_loop(self) -> None:
+        """Each peer checks the others: it calls their health endpoint with its server
+        certificate and judges theirs (``tls.peer_check``); the result goes to the peers
+        table (``cluster status``) and an alarm follows a peer whose certificate fails."""
+        from certway.tls.peer_check import check_peer
+
+        if not self._in_cluster():
+            return
+        while not self.started:  # the admin port is known once it listens
+            if self._stopping.is_set():
+                return
+            await asyncio.sleep(0.05)
+        host, _port = self.options.admin
+        address = f"{host}:{self.admin_port}"
+        try:
+            await self._in_thread(lambda: self.node.cluster_tls.register_address(address))
+        except Exception as exc:
+            log.error("event=peer-register-failed error=%s", type(exc).__name__)
+        while not self._stopping.is_set():
+            try:
+                for node_id, fqdn, peer_address in await self._in_thread(
+                    self.node.cluster_tls.others
+                ):
+                    result = await self._in_thread(
+                        lambda f=fqdn, a=peer_address: check_peer(self.node, f, a)
+                    )
+                    await self._in_thread(
+                        lambda n=node_id, r=result: self.node.cluster_tls.record(n, r)
+                    )
+                    log.log(
+                        logging.INFO if result.valid and not result.refused else logging.WARNING,
+                        "event=peer-tls peer=%s valid=%s refused=%s reason=%r",
+                        fqdn,
+                        result.valid,
+                        result.refused,
+                        result.reason,
+                    )
+            except Exception as exc:
+                log.error("event=peer-check-failed error=%s", type(exc).__name__)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.options.peer_check_interval)
+
     def _refresh_crls(self) -> None:
         """Each local CA's CRL is re-signed before it goes stale."""
         for ca in self.node.local_ca.cas():
@@ -318,6 +365,7 @@ class NodeServer:
         tasks: list[asyncio.Task[Any]] = [asyncio.create_task(s.serve()) for s in self._servers]
         tasks.append(asyncio.create_task(self._reload_loop()))
         tasks.append(asyncio.create_task(self._scheduler_loop()))
+        tasks.append(asyncio.create_task(self._peer_check_loop()))
         tasks.append(asyncio.create_task(run_pinger(self.node, self.node.zones, self._stopping)))
         try:
             await asyncio.gather(*tasks)

@@ -34,6 +34,20 @@ def serve_cmd(
     fqdn: Annotated[
         str | None, typer.Option("--fqdn", help="System FQDN for a new data directory.")
     ] = None,
+    poll_only: Annotated[
+        bool,
+        typer.Option(
+            "--poll-only",
+            help="Cluster: pick up other peers' changes by polling only (no LISTEN/NOTIFY).",
+        ),
+    ] = False,
+    peer_check_interval: Annotated[
+        float,
+        typer.Option(
+            "--peer-check-interval",
+            help="Cluster: seconds between the checks of the other peers' certificates.",
+        ),
+    ] = 15.0,
 ) -> None:
     """Run the node: HTTPS admin, CRL/OCSP publication, SIP TLS, scheduler, hot reload."""
     from certway.serve import NodeServer, ServeOptions, parse_listen
@@ -48,6 +62,8 @@ def serve_cmd(
         admin=parse_listen(admin_listen, 8443),
         publish=parse_listen(publish_listen, 8080),
         sip=parse_listen(sip_listen, 5061),
+        notify=not poll_only,
+        peer_check_interval=peer_check_interval,
     )
     data_dir: Path = ctx.obj
     new = not (data_dir / "master.key").exists()

@@ -18,6 +18,7 @@ from certway.clock import Clock
 from certway.errors import StoreError
 from certway.pki.names import common_name
 from certway.pki.text import format_name
+from certway.services.cluster_tls import ClusterTls
 from certway.services.identities import Identities
 from certway.services.local_ca import LocalCA
 from certway.services.revocation import RevocationService
@@ -53,6 +54,7 @@ class AlarmKind(StrEnum):
     OCSP_RESPONDER = "ocsp-responder"
     ZONE = "zone"
     DATABASE_UNREACHABLE = "database-unreachable"
+    PEER_TLS = "peer-tls"
 
 
 _SEVERITY_ORDER = {AlarmSeverity.CRITICAL: 0, AlarmSeverity.WARNING: 1}
@@ -127,6 +129,7 @@ class Alarms:
         local_ca: LocalCA,
         revocation: RevocationService,
         sip: SipSettings | None = None,
+        cluster: ClusterTls | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -135,6 +138,7 @@ class Alarms:
         self._local_ca = local_ca
         self._revocation = revocation
         self._sip = sip
+        self._cluster = cluster
         self._unreachable: tuple[dt.datetime, str] | None = None  # since, why
 
     # -- the database itself -----------------------------------------------------------------
@@ -200,6 +204,10 @@ class Alarms:
             )
         yield from self._revocation_sources(now)
         yield from self._sip_rules()
+        if self._cluster is not None:
+            for fqdn, reason in self._cluster.failing():
+                text = f"the certificate of cluster peer {fqdn} fails verification: {reason}"
+                yield _Cause(AlarmKind.PEER_TLS, fqdn, AlarmSeverity.CRITICAL, text)
         for zone_alarm in alarms_for_zones(self._store):
             about = zone_alarm.id.removeprefix(f"{AlarmKind.ZONE}:")
             yield _Cause(AlarmKind.ZONE, about, AlarmSeverity(zone_alarm.severity), zone_alarm.text)

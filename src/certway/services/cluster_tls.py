@@ -12,6 +12,7 @@ a peer calls this node's health endpoint.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -21,7 +22,7 @@ from certway.errors import DecodeError, PolicyViolation
 from certway.services.audit import Audit, audited
 from certway.services.client_check import ClientCheck
 from certway.store.db import Store
-from certway.store.repositories import SettingsRepository
+from certway.store.repositories import PeerRepository, SettingsRepository
 from certway.store.topics import Topic, TopicRepository
 
 __all__ = ["SERVICE", "ClusterTls", "PeerJudgement", "PeerTlsResult", "Verification"]
@@ -111,3 +112,41 @@ class ClusterTls:
             return PeerJudgement(False, str(exc))
         result = report.result
         return PeerJudgement(result.valid, result.reason)
+
+    # -- the peers' checks of each other -----------------------------------------------------
+    def register_address(self, address: str) -> None:
+        """Where this peer's admin listener answers (its health endpoint), for the others."""
+        with self._store.transaction() as session:
+            PeerRepository(session).set_admin_address(self._store.node_id, address)
+
+    def others(self) -> list[tuple[int, str, str]]:
+        """(node id, FQDN, admin address) of every other peer that has said where it listens."""
+        with self._store.reading() as session:
+            rows = PeerRepository(session).all()
+            return [
+                (row.id, row.fqdn, row.admin_address)
+                for row in rows
+                if row.id != self._store.node_id and row.admin_address
+            ]
+
+    def record(self, node_id: int, result: PeerTlsResult) -> None:
+        """Keep the last check of a peer (``cluster status`` shows it, an alarm follows it)."""
+        with self._store.transaction() as session:
+            PeerRepository(session).set_tls_result(
+                node_id, json.dumps(result.as_dict(), sort_keys=True), result.checked_at
+            )
+
+    def failing(self) -> list[tuple[str, str]]:
+        """(FQDN, reason) of the other peers whose last check failed."""
+        found = []
+        with self._store.reading() as session:
+            for row in PeerRepository(session).all():
+                if row.id == self._store.node_id or not row.tls_result:
+                    continue
+                try:
+                    last = json.loads(row.tls_result)
+                except ValueError:
+                    continue
+                if isinstance(last, dict) and not last.get("valid", True):
+                    found.append((row.fqdn, str(last.get("reason", ""))))
+        return found

@@ -80,6 +80,7 @@ class Node:
             store, clock, self.audit, self.settings, self.trusted_cas, self.local_ca
         )
         self.sip = SipSettings(store, clock, self.audit)
+        self.cluster_tls = ClusterTls(store, clock, self.audit, self.client_check)
         self.alarms = Alarms(
             store,
             clock,
@@ -88,11 +89,11 @@ class Node:
             self.local_ca,
             self.revocation,
             self.sip,
+            self.cluster_tls,
         )
         self.admins = AdminAccounts(store, clock, self.audit)
         self.zones = Zones(store, clock, self.audit)
         self.admin_security = AdminSecurity(store, self.audit, self.admins, self.client_check)
-        self.cluster_tls = ClusterTls(store, clock, self.audit, self.client_check)
 
     def _outbound_fetcher(self, trusted: Sequence[x509.Certificate]) -> Fetcher:
         return default_fetcher(trusted, profile=self.tls.profile("outbound"))

@@ -647,6 +647,11 @@ class PeerRepository:
             values["fqdn"] = fqdn
         self._session.execute(update(PeerRow).where(PeerRow.id == node_id).values(**values))
 
+    def set_admin_address(self, node_id: int, address: str | None) -> None:
+        self._session.execute(
+            update(PeerRow).where(PeerRow.id == node_id).values(admin_address=address)
+        )
+
     def set_tls_result(self, node_id: int, result: str, at: dt.datetime) -> None:
         self._session.execute(
             update(PeerRow)

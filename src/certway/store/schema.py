@@ -295,6 +295,9 @@ class PeerRow(Base):
     # mutual-TLS health checks).
     tls_result: Mapped[str | None] = mapped_column(Text, nullable=True)
     tls_checked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Where the peer's admin listener (and its health endpoint) answers: HOST:PORT, set by the
+    # peer's ``certway serve`` when it starts.
+    admin_address: Mapped[str | None] = mapped_column(String(300), nullable=True)
 
 
 class ClusterRow(Base):

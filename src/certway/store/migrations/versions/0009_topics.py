@@ -1,5 +1,6 @@
 """Change topics: one counter per topic (certway.store.topics) replaces the string-keyed
-``version.*`` counters of the settings table.
+``version.*`` counters of the settings table; each peer's admin address (``peers``), where the
+other peers' mutual-TLS health checks call it.
 
 Revision ID: 0009
 Revises: 0008
@@ -38,10 +39,13 @@ def upgrade() -> None:
         table, [{"topic": _OLD[key], "version": int(value)} for key, value in values.items()]
     )
     bind.execute(settings.delete().where(settings.c.key.in_(list(_OLD))))
+    op.add_column("peers", sa.Column("admin_address", sa.String(length=300), nullable=True))
 
 
 def downgrade() -> None:
     bind = op.get_bind()
+    with op.batch_alter_table("peers") as batch:
+        batch.drop_column("admin_address")
     topics = sa.table("change_topics", sa.column("topic", sa.String), sa.column("version"))
     columns = {c["name"] for c in sa.inspect(bind).get_columns("settings")}
     settings = sa.table(
