@@ -279,12 +279,8 @@ class NodeServer:
                 for node_id, fqdn, peer_address in await self._in_thread(
                     self.node.cluster_tls.others
                 ):
-                    result = await self._in_thread(
-                        lambda f=fqdn, a=peer_address: check_peer(self.node, f, a)
-                    )
-                    await self._in_thread(
-                        lambda n=node_id, r=result: self.node.cluster_tls.record(n, r)
-                    )
+                    result = await asyncio.to_thread(check_peer, self.node, fqdn, peer_address)
+                    await asyncio.to_thread(self.node.cluster_tls.record, node_id, result)
                     log.log(
                         logging.INFO if result.valid and not result.refused else logging.WARNING,
                         "event=peer-tls peer=%s valid=%s refused=%s reason=%r",
