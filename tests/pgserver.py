@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["PgServer", "pg_server_fixture"]
+__all__ = ["PgServer", "restartable_pg_fixture"]
 
 
 def _bin(name: str) -> str | None:
@@ -39,7 +39,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class PgServer:
+class PgServer:  # (tests/pgtools.py finds or starts the shared one; this one restarts)
     """One PostgreSQL server in a temporary directory; trust authentication on 127.0.0.1."""
 
     def __init__(self) -> None:
@@ -90,8 +90,8 @@ class PgServer:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-@pytest.fixture(name="pg_server")
-def pg_server_fixture() -> Iterator[PgServer]:
+@pytest.fixture(name="restartable_pg")
+def restartable_pg_fixture() -> Iterator[PgServer]:
     """A PostgreSQL server of the test's own, started (it may stop and restart it)."""
     server = PgServer()
     try:

@@ -11,14 +11,13 @@ from pathlib import Path
 import pytest
 from alembic import command
 from sqlalchemy import create_engine
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session
 
 from certway.errors import PolicyViolation
 from certway.services.node import Node
 from certway.store.db import DB_FILE, _alembic_config
 from certway.store.topics import Topic, TopicRepository, listener_for
-from pgserver import PgServer, pg_server_fixture  # noqa: F401 (the pg_server fixture)
 from waiting import wait_for
 
 
@@ -128,10 +127,10 @@ def test_migration_0009_keeps_the_old_counters(tmp_path: Path) -> None:
 
 # -- PostgreSQL: NOTIFY at commit, heard by a listener --------------------------------------
 @pytest.fixture
-def pg_engine(pg_server: PgServer) -> Iterator[Engine]:
+def pg_engine(pg_url: str) -> Iterator[Engine]:
     from certway.store.schema import Base
 
-    engine = create_engine(pg_server.create_database())
+    engine = create_engine(make_url(pg_url).set(drivername="postgresql+psycopg"))
     Base.metadata.create_all(engine)
     yield engine
     engine.dispose()
