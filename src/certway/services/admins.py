@@ -144,5 +144,8 @@ class AdminAccounts:
         if self.accounts():
             return None
         password = secrets.token_urlsafe(15)
-        self.add("admin", "read-write", password)
+        try:
+            self.add("admin", "read-write", password)
+        except Conflict:
+            return None  # another peer of the cluster, starting at the same moment, made it
         return password

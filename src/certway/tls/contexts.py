@@ -246,6 +246,11 @@ class ServerTls:
         base.sni_callback = self._sni
         self._deferred(base)
         self._base = base
+        # The context of a handshake without SNI, ready now: a first connection made while
+        # the database cannot be read still gets the last state read.
+        context = self._context_of(identity)
+        with self._lock:
+            self._by_name.setdefault(None, context)
         return base
 
     def _sni(
