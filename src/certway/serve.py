@@ -326,6 +326,7 @@ class NodeServer:
                 if self._crl_update is None or self._crl_update.done():
                     self._crl_update = asyncio.create_task(self._update_crls_if_due())
                 await self._in_thread(self._refresh_crls)
+                await self._in_thread(self.node.cluster.heartbeat)
                 alarms = await self._in_thread(self.node.alarms.current)
                 current = {a.id for a in alarms}
                 for alarm in alarms:

@@ -295,6 +295,7 @@ def test_every_audited_change_writes_its_row_in_its_own_transaction(
     )
     call("certificate.restore", lambda: node.identities.restore("server", "", 1))
     call("client-cert.copy-server", lambda: node.identities.copy_server_to_client())
+    call("cluster.export-key", lambda: node.cluster.export_key("a long passphrase here"))
     declared = audited_actions()
     # PKCS#11 tokens: with the SoftHSM2 token of the run (skipped only without SoftHSM2)
     try:

@@ -200,18 +200,26 @@ def test_migrations_down_and_up_on_postgresql(tmp_path: Path, pg_url: str) -> No
 
 
 def test_throwaway_server_fallback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Without a server at 127.0.0.1:5432 the tests start their own (forced here)."""
+    """Without a server at 127.0.0.1:5432 the tests start their own (forced here); a server
+    that goes away is 'the database is unavailable', not a crash."""
     monkeypatch.setenv("CERTWAY_TEST_PG", "throwaway")
     server = pgtools.find_or_start_server()
     try:
         assert server.throwaway and ":5432/" not in server.admin_url
-        with server.database() as url:
-            store = Store.create_cluster(tmp_path / "a", url)
-            with store.transaction() as session:
-                SettingsRepository(session).set("k", 7)
-            with store.reading() as session:
-                assert SettingsRepository(session).get("k") == 7
-            store.close()
+        name = server.create_database()
+        store = Store.create_cluster(tmp_path / "a", server.url(name))
+        with store.transaction() as session:
+            SettingsRepository(session).set("k", 7)
+        with store.reading() as session:
+            assert SettingsRepository(session).get("k") == 7
+        server.stop()
+        unavailable = pytest.raises(StoreError, match="database is unavailable")
+        with unavailable, store.transaction() as session:
+            SettingsRepository(session).set("k", 8)
+        unavailable = pytest.raises(StoreError, match="database is unavailable")
+        with unavailable, store.reading() as session:
+            SettingsRepository(session).get("k")
+        store.close()
     finally:
         server.stop()
     assert not pgtools._answers(server.admin_url)  # stopped

@@ -16,6 +16,7 @@ from certway.services.admins import AdminAccounts
 from certway.services.alarms import Alarms
 from certway.services.audit import Audit
 from certway.services.client_check import ClientCheck
+from certway.services.cluster import Cluster
 from certway.services.cluster_tls import ClusterTls
 from certway.services.identities import Identities
 from certway.services.local_ca import LocalCA
@@ -94,6 +95,7 @@ class Node:
         self.admins = AdminAccounts(store, clock, self.audit)
         self.zones = Zones(store, clock, self.audit)
         self.admin_security = AdminSecurity(store, self.audit, self.admins, self.client_check)
+        self.cluster = Cluster(store, clock, self.audit, self.settings, self.identities)
 
     def _outbound_fetcher(self, trusted: Sequence[x509.Certificate]) -> Fetcher:
         return default_fetcher(trusted, profile=self.tls.profile("outbound"))
@@ -143,6 +145,8 @@ class Node:
             node.settings.set(fqdn=fqdn, role=role)
         if factory:
             node.identities.factory_setup()
+        if database is not None:
+            node.cluster.heartbeat()
         return node
 
     @classmethod

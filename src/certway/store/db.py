@@ -20,7 +20,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, event, inspect, select
+from sqlalchemy import create_engine, event, insert, inspect, select, update
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import (
     ArgumentError,
@@ -229,14 +229,12 @@ class Store:
             _migrate(engine)
             with engine.begin() as connection:
                 connection.execute(
-                    ClusterRow.__table__.insert().values(
+                    insert(ClusterRow).values(
                         id=1, key_check=key_check_value(key), created_at=dt.datetime.now(dt.UTC)
                     )
                 )
                 if fqdn:
-                    connection.execute(
-                        PeerRow.__table__.update().where(PeerRow.id == 1).values(fqdn=fqdn)
-                    )
+                    connection.execute(update(PeerRow).where(PeerRow.id == 1).values(fqdn=fqdn))
         except SQLAlchemyError as exc:
             engine.dispose()
             raise StoreError(f"cannot use the database {redact_url(url)}: {_reason(exc)}") from None
@@ -265,7 +263,7 @@ class Store:
                 if connection.execute(select(PeerRow.id).where(PeerRow.fqdn == fqdn)).first():
                     raise StoreError(f"the cluster already has a peer named {fqdn}")
                 node_id = connection.execute(
-                    PeerRow.__table__.insert()
+                    insert(PeerRow)
                     .values(fqdn=fqdn, joined_at=dt.datetime.now(dt.UTC))
                     .returning(PeerRow.id)
                 ).scalar_one()
@@ -521,6 +519,33 @@ def _migrate(engine: Engine) -> None:
         current = MigrationContext.configure(connection).get_current_revision()
     if current == head:
         return
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+    sqlite_db = engine.dialect.name == "sqlite"
+    with engine.connect() as connection:
+        raw = connection.connection.dbapi_connection
+        if sqlite_db and raw is not None:
+            # SQLite's way to change a table (a copy): foreign keys off outside the
+            # transaction, checked before it commits. Dropping the old copy of a table other
+            # tables point to would fail otherwise.
+            _pragma(raw, "PRAGMA foreign_keys=OFF")
+        try:
+            with connection.begin():
+                config.attributes["connection"] = connection
+                command.upgrade(config, "head")
+                if sqlite_db:
+                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise StoreError(
+                            f"the database upgrade would break {len(broken)} references: "
+                            "nothing was changed"
+                        )
+        finally:
+            if sqlite_db and raw is not None:
+                _pragma(raw, "PRAGMA foreign_keys=ON")
+
+
+def _pragma(raw: Any, statement: str) -> None:
+    cursor = raw.cursor()
+    try:
+        cursor.execute(statement)
+    finally:
+        cursor.close()

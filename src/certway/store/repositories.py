@@ -28,6 +28,7 @@ from certway.store.schema import (
     CaRow,
     CertSlotRow,
     CertVersionRow,
+    ClusterRow,
     CrlRow,
     CrlSourceRow,
     HeldCrlRow,
@@ -651,6 +652,16 @@ class PeerRepository:
         self._session.execute(
             update(PeerRow).where(PeerRow.id == node_id).values(admin_address=address)
         )
+
+    def key_exported(self, key_check: str, at: dt.datetime) -> None:
+        """Note when the cluster key was last exported (an embedded node gets its key check
+        value recorded then)."""
+        row = self._session.get(ClusterRow, 1)
+        if row is None:
+            row = ClusterRow(id=1, key_check=key_check, created_at=at)
+            self._session.add(row)
+        row.key_exported_at = at
+        self._session.flush()
 
     def set_tls_result(self, node_id: int, result: str, at: dt.datetime) -> None:
         self._session.execute(

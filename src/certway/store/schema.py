@@ -307,3 +307,4 @@ class ClusterRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     key_check: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    key_exported_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -6,6 +6,7 @@ Revises: 0005
 """
 
 import hashlib
+from typing import Literal
 
 import sqlalchemy as sa
 from alembic import op
@@ -33,7 +34,7 @@ def _scope(der: bytes) -> str:
     return f"{kind}/{hashlib.sha256(idp).hexdigest()[:16]}" if idp else kind
 
 
-def _recreate() -> str:
+def _recreate() -> Literal["always", "auto"]:
     # SQLite alters a table by copying it; PostgreSQL alters it in place.
     return "always" if op.get_bind().dialect.name == "sqlite" else "auto"
 

@@ -5,6 +5,8 @@ Revision ID: 0007
 Revises: 0006
 """
 
+from typing import Literal
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -14,7 +16,7 @@ branch_labels = None
 depends_on = None
 
 
-def _recreate() -> str:
+def _recreate() -> Literal["always", "auto"]:
     # SQLite alters a table by copying it; PostgreSQL alters in place (dropping ``cas`` would
     # need the foreign keys that point to it dropped first).
     return "always" if op.get_bind().dialect.name == "sqlite" else "auto"

@@ -7,6 +7,7 @@ Revises: 0007
 """
 
 import json
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -18,13 +19,6 @@ depends_on = None
 
 # Settings that belong to one peer (as ``certway.store.repositories.PER_PEER_SETTINGS``).
 PER_PEER_SETTINGS = ("node", "zones.status", "ocsp.failures")
-NAMING = {"uq": "uq_%(table_name)s_%(column_0_name)s"}
-
-
-def _recreate() -> str:
-    # SQLite alters a table by copying it; PostgreSQL alters in place (a copy would have to
-    # drop a table other tables' foreign keys point to).
-    return "always" if op.get_bind().dialect.name == "sqlite" else "auto"
 
 
 def _unique_name(table: str, columns: list[str]) -> str:
@@ -52,6 +46,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("key_check", sa.String(length=64), nullable=False),
         sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("key_exported_at", sa.DateTime(), nullable=True),
         sa.PrimaryKeyConstraint("id"),
     )
     # The node that had the database so far is node 1.
@@ -66,13 +61,21 @@ def upgrade() -> None:
     if bind.dialect.name == "postgresql":
         bind.execute(sa.text("SELECT setval(pg_get_serial_sequence('peers', 'id'), 1)"))
 
-    slots_unique = _unique_name("cert_slots", ["kind", "name"])
-    with op.batch_alter_table(
-        "cert_slots", naming_convention=NAMING, recreate=_recreate()
-    ) as batch:
-        batch.add_column(sa.Column("node_id", sa.Integer(), nullable=False, server_default="1"))
-        batch.drop_constraint(slots_unique, type_="unique")
-        batch.create_unique_constraint("uq_cert_slots_node", ["node_id", "kind", "name"])
+    column = sa.Column("node_id", sa.Integer(), nullable=False, server_default="1")
+    if bind.dialect.name == "sqlite":
+        # Not a table copy: cert_versions' foreign key points to cert_slots, and SQLite checks
+        # it when the old table is dropped. An embedded node is one peer, so its old
+        # UNIQUE (kind, name) stays, beside the per-peer one.
+        op.add_column("cert_slots", column)
+        op.create_index(
+            "uq_cert_slots_node", "cert_slots", ["node_id", "kind", "name"], unique=True
+        )
+    else:
+        op.add_column("cert_slots", column)
+        op.drop_constraint(
+            _unique_name("cert_slots", ["kind", "name"]), "cert_slots", type_="unique"
+        )
+        op.create_unique_constraint("uq_cert_slots_node", "cert_slots", ["node_id", "kind", "name"])
     # settings and alarm_state: node_id joins the primary key (a new table, rows copied).
     _rebuild("settings", _settings_columns(with_node=True), ["node_id", "key"], "0, key, value")
     for key in PER_PEER_SETTINGS:
@@ -82,7 +85,7 @@ def upgrade() -> None:
     )
 
 
-def _settings_columns(*, with_node: bool) -> list[sa.Column[object]]:
+def _settings_columns(*, with_node: bool) -> list[sa.Column[Any]]:
     node = [sa.Column("node_id", sa.Integer(), nullable=False)] if with_node else []
     return [
         *node,
@@ -91,7 +94,7 @@ def _settings_columns(*, with_node: bool) -> list[sa.Column[object]]:
     ]
 
 
-def _alarm_columns(*, with_node: bool) -> list[sa.Column[object]]:
+def _alarm_columns(*, with_node: bool) -> list[sa.Column[Any]]:
     node = [sa.Column("node_id", sa.Integer(), nullable=False)] if with_node else []
     return [
         *node,
@@ -100,7 +103,7 @@ def _alarm_columns(*, with_node: bool) -> list[sa.Column[object]]:
     ]
 
 
-def _rebuild(table: str, columns: list[sa.Column[object]], key: list[str], select: str) -> None:
+def _rebuild(table: str, columns: list[sa.Column[Any]], key: list[str], select: str) -> None:
     """Replace ``table`` by a new one with ``columns`` and primary key ``key``, its rows
     copied with ``SELECT <select> FROM table``."""
     new = f"_new_{table}"
@@ -119,9 +122,11 @@ def downgrade() -> None:
     bind.execute(sa.text("DELETE FROM alarm_state WHERE node_id <> 1"))
     _rebuild("settings", _settings_columns(with_node=False), ["key"], "key, value")
     _rebuild("alarm_state", _alarm_columns(with_node=False), ["alarm_id"], "alarm_id, since")
-    with op.batch_alter_table("cert_slots", recreate=_recreate()) as batch:
-        batch.drop_constraint("uq_cert_slots_node", type_="unique")
-        batch.create_unique_constraint("uq_cert_slots_kind", ["kind", "name"])
-        batch.drop_column("node_id")
+    if bind.dialect.name == "sqlite":
+        op.drop_index("uq_cert_slots_node", "cert_slots")
+    else:
+        op.drop_constraint("uq_cert_slots_node", "cert_slots", type_="unique")
+        op.create_unique_constraint("uq_cert_slots_kind", "cert_slots", ["kind", "name"])
+    op.drop_column("cert_slots", "node_id")
     op.drop_table("cluster")
     op.drop_table("peers")
