@@ -172,3 +172,5 @@ def test_peers_check_each_others_server_certificates(cluster: Cluster) -> None:
     wait_for(lambda: len(results()) == 3, "every peer checked by another", 60)
     for fqdn, result in results().items():
         assert result["valid"] and not result["refused"], (fqdn, result)
+    shown = cli(cluster.dirs[1], "cluster", "status")
+    assert shown.count("verified") == 3, shown

@@ -25,7 +25,14 @@ from certway.store.db import Store
 from certway.store.repositories import PeerRepository, SettingsRepository
 from certway.store.topics import Topic, TopicRepository
 
-__all__ = ["SERVICE", "ClusterTls", "PeerJudgement", "PeerTlsResult", "Verification"]
+__all__ = [
+    "SERVICE",
+    "ClusterTls",
+    "PeerJudgement",
+    "PeerTlsResult",
+    "Verification",
+    "describe_result",
+]
 
 SERVICE = "admin-https"  # whose profile and revocation policy judge the peers
 _KEY = "cluster.tls_verification"
@@ -62,6 +69,21 @@ class PeerTlsResult:
             "checked_at": self.checked_at.isoformat(),
             "refused": self.refused,
         }
+
+
+def describe_result(stored: str | None) -> str:
+    """A peer's last check as ``cluster status`` shows it."""
+    if not stored:
+        return "not checked"
+    try:
+        last = json.loads(stored)
+    except ValueError:
+        return stored
+    if not isinstance(last, dict):
+        return stored
+    if last.get("valid") and not last.get("refused"):
+        return "verified"
+    return f"FAILED: {last.get('reason', '')}"
 
 
 class ClusterTls:
