@@ -91,7 +91,7 @@ class TopicRepository:
 class TopicListener:
     """One connection per node that ``LISTEN``s for topic notifications (PostgreSQL only).
 
-    ``on_change(topics)`` runs on the listener's thread for each batch of notifications;
+    ``on_change(topics)`` runs on the listener's thread for each notification as it arrives;
     ``on_state(connected)`` when the connection is lost or back. A lost connection is retried
     every ``retry`` seconds; meanwhile the node's poller is what picks changes up."""
 
@@ -135,10 +135,11 @@ class TopicListener:
                     # Changes committed while we were away: let the caller re-read them all.
                     self._on_change(frozenset(Topic))
                     while not self._stop.is_set():
-                        batch = {n.payload for n in conn.notifies(timeout=0.5, stop_after=64)}
-                        topics = frozenset(Topic(p) for p in batch if p in _VALUES)
-                        if topics:
-                            self._on_change(topics)
+                        # Each notification is handed on as it arrives (the generator ends
+                        # after the timeout, to look at the stop flag and the server).
+                        for notification in conn.notifies(timeout=0.5):
+                            if notification.payload in _VALUES:
+                                self._on_change(frozenset({Topic(notification.payload)}))
                         conn.execute("SELECT 1")  # notice a dead server without a notification
             except psycopg.Error as exc:
                 self.connected.clear()
