@@ -107,3 +107,22 @@ def test_verification_is_permissive_or_enforce(peers: tuple[Node, Node]) -> None
     with pytest.raises(PolicyViolation, match="permissive or enforce"):
         a.cluster_tls.set_verification("strict")
     assert a.cluster_tls.verification() == "permissive"
+
+
+def test_a_peer_whose_certificate_fails_raises_an_alarm_until_it_passes(
+    peers: tuple[Node, Node],
+) -> None:
+    import datetime as dt
+
+    from certway.services.cluster_tls import PeerTlsResult
+    from certway.store.repositories import PeerRepository
+
+    a, _b = peers
+    with a.store.transaction() as session:
+        other = PeerRepository(session).add(B, dt.datetime.now(dt.UTC))
+    at = a.clock.now()
+    a.cluster_tls.record(other, PeerTlsResult(B, "127.0.0.1:1", False, "expired", at))
+    alarms = {alarm.id: alarm for alarm in a.alarms.current()}
+    assert f"peer-tls:{B}" in alarms and "expired" in alarms[f"peer-tls:{B}"].text
+    a.cluster_tls.record(other, PeerTlsResult(B, "127.0.0.1:1", True, "valid", at))
+    assert f"peer-tls:{B}" not in {alarm.id for alarm in a.alarms.current()}
