@@ -56,6 +56,7 @@ bench: $(STAMP) deps-system
 	$(PY) bench/bench_core.py
 	$(PY) bench/bench_trust.py
 	$(PY) bench/bench_sni.py
+	$(PY) bench/bench_cluster.py
 
 clean:
 	rm -rf $(VENV) $(SSLYZE_VENV) .venv-sslyze.lock .pytest_cache .mypy_cache .ruff_cache
