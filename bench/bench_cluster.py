@@ -93,6 +93,78 @@ def measure(dirs: list[Path], samples: int, *, poll_only: bool) -> list[float]:
     return latencies
 
 
+def delivery(url: str, n: int, samples: int) -> tuple[list[float], list[float]]:
+    """Commit → every one of ``n`` listeners told, without the rebuild: LISTEN/NOTIFY
+    (``TopicListener``, one connection each) against a 0.5 s poller of the counters (one
+    thread each), the same changes."""
+    import threading
+
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.orm import Session
+
+    from certway.store.topics import listener_for
+
+    engine = create_engine(make_url(url).set(drivername="postgresql+psycopg"))
+    heard: list[list[float]] = [[] for _ in range(n)]
+    polled: list[list[tuple[float, int]]] = [[] for _ in range(n)]
+    stop = threading.Event()
+
+    def poller(i: int) -> None:
+        last = -1
+        while not stop.is_set():
+            with Session(engine) as session:
+                (version,) = TopicRepository(session).versions((Topic.ZONES,))
+            if version != last:
+                polled[i].append((time.monotonic(), version))
+                last = version
+            stop.wait(0.5)
+
+    listeners = []
+    for i in range(n):
+        listener = listener_for(
+            engine,
+            lambda topics, i=i: (
+                heard[i].append(time.monotonic()) if Topic.ZONES in topics else None
+            ),
+        )
+        assert listener is not None
+        listener.start()
+        listeners.append(listener)
+    threads = [threading.Thread(target=poller, args=(i,), daemon=True) for i in range(n)]
+    for thread in threads:
+        thread.start()
+    for listener in listeners:
+        listener.connected.wait(30)
+    time.sleep(1)
+    notify: list[float] = []
+    poll: list[float] = []
+    try:
+        for _ in range(samples):
+            marks = [len(h) for h in heard]
+            with Session(engine) as session, session.begin():
+                TopicRepository(session).bump(Topic.ZONES)
+            committed = time.monotonic()
+            with Session(engine) as session:
+                (version,) = TopicRepository(session).versions((Topic.ZONES,))
+            deadline = committed + 10
+            while time.monotonic() < deadline and (
+                any(len(h) <= m for h, m in zip(heard, marks, strict=True))
+                or any(not p or p[-1][1] < version for p in polled)
+            ):
+                time.sleep(0.001)
+            notify.extend(h[m] - committed for h, m in zip(heard, marks, strict=True))
+            for p in polled:
+                poll.extend(at - committed for at, v in p if v == version)
+            time.sleep(random.uniform(0.05, 0.6))
+    finally:
+        stop.set()
+        for listener in listeners:
+            listener.stop()
+        engine.dispose()
+    return notify, poll
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=30)
@@ -116,6 +188,28 @@ def main() -> None:
                             dirs = build_cluster(url, Path(tmp), n)
                             results[poll_only] = measure(dirs, args.samples, poll_only=poll_only)
             notify, poll = results[False], results[True]
+            if server is not None:
+                with server.database() as url:
+                    from sqlalchemy import create_engine
+                    from sqlalchemy.engine import make_url
+
+                    from certway.store.schema import Base
+
+                    engine = create_engine(make_url(url).set(drivername="postgresql+psycopg"))
+                    Base.metadata.create_all(engine)
+                    engine.dispose()
+                    told, polled = delivery(url, n, args.samples)
+                for label, p in (("p50", 50), ("p99", 99)):
+                    mine, base = percentile(told, p), percentile(polled, p)
+                    add_row(
+                        Row(
+                            f"{n} peers",
+                            f"commit → every listener told (no rebuild), {label}",
+                            f"{mine * 1000:.1f} ms",
+                            f"{base * 1000:.0f} ms (polling)",
+                            base / mine if mine > 0 else None,
+                        )
+                    )
             for label, p in (("p50", 50), ("p99", 99)):
                 mine, base = percentile(notify, p), percentile(poll, p)
                 add_row(
