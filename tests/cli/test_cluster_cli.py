@@ -84,6 +84,10 @@ def test_a_peer_joins_and_shares_the_cluster_state(tmp_path: Path, first: Cli, p
         assert peer["last_seen"] is not None
         assert peer["server_cert_not_after"] is not None
         assert peer["tls_result"] is None  # not checked yet
+    # Each peer's node settings are its own; the other peers come from the cluster.
+    node_b = json.loads(second.ok("node", "show", "--json").stdout)
+    assert node_b["fqdn"] == "b.example.test" and node_b["peers"] == ["a.example.test"]
+    assert json.loads(first.ok("node", "show", "--json").stdout)["fqdn"] == "a.example.test"
     table = first.ok("cluster", "status").stdout
     assert "b.example.test" in table and "not checked" in table
 

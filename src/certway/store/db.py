@@ -220,7 +220,7 @@ class Store:
         _refuse_used_data_dir(data_dir)
         engine = _pg_engine(url)
         try:
-            if _has_schema(engine):
+            if _has_cluster(engine):
                 raise StoreError(
                     f"the database {redact_url(url)} already holds a certway cluster: add this "
                     "node to it with --join (the cluster key exported with 'cluster export-key')"
@@ -235,14 +235,17 @@ class Store:
                 )
                 if fqdn:
                     connection.execute(update(PeerRow).where(PeerRow.id == 1).values(fqdn=fqdn))
+                # Written before the key check commits: if the files cannot be written, the
+                # database stays without a cluster key and a new 'init' may start again.
+                _write_node_files(data_dir, key, url, node_id=1)
         except SQLAlchemyError as exc:
             engine.dispose()
+            _remove_node_files(data_dir)
             raise StoreError(f"cannot use the database {redact_url(url)}: {_reason(exc)}") from None
         except BaseException:
             engine.dispose()
             raise
         engine.dispose()
-        _write_node_files(data_dir, key, url, node_id=1)
         return cls.open(data_dir)
 
     @classmethod
@@ -252,14 +255,15 @@ class Store:
         _refuse_used_data_dir(data_dir)
         engine = _pg_engine(url)
         try:
-            if not _has_schema(engine):
+            if not _has_cluster(engine):
                 raise StoreError(
                     f"the database {redact_url(url)} holds no certway cluster: create one with "
                     "'certway --data-dir DIR init --database URL' first"
                 )
+            with engine.execution_options(**{_READ_ONLY: True}).begin() as connection:
+                _verify_key(connection, key)  # before anything changes
             _migrate(engine)
             with engine.begin() as connection:
-                _verify_key(connection, key)
                 if connection.execute(select(PeerRow.id).where(PeerRow.fqdn == fqdn)).first():
                     raise StoreError(f"the cluster already has a peer named {fqdn}")
                 node_id = connection.execute(
@@ -312,7 +316,7 @@ class Store:
         engine = _pg_engine(url)
         try:
             _migrate(engine)
-            with engine.begin() as connection:
+            with engine.execution_options(**{_READ_ONLY: True}).begin() as connection:
                 _verify_key(connection, key)
                 if (
                     connection.execute(select(PeerRow.id).where(PeerRow.id == node_id)).first()
@@ -412,6 +416,14 @@ def _reason(exc: SQLAlchemyError) -> str:
 def _has_schema(engine: Engine) -> bool:
     with engine.connect() as connection:
         return "alembic_version" in inspect(connection).get_table_names()
+
+
+def _has_cluster(engine: Engine) -> bool:
+    """Whether the database holds a cluster: its schema and the cluster key's check value."""
+    with engine.execution_options(**{_READ_ONLY: True}).connect() as connection:
+        if "cluster" not in inspect(connection).get_table_names():
+            return _has_schema(engine)  # an older certway's schema: not empty either
+        return connection.execute(select(ClusterRow.id)).first() is not None
 
 
 def _verify_key(connection: Connection, key: bytes) -> None:
