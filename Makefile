@@ -66,6 +66,7 @@ bench: $(STAMP) deps-system
 	$(PY) bench/bench_token.py
 	@scripts/ensure-debian-packages.sh golang-cfssl  # the baseline of bench_api_sign.py
 	$(PY) bench/bench_api_sign.py
+	$(PY) bench/bench_cluster.py
 
 clean:
 	rm -rf $(VENV) $(SSLYZE_VENV) .venv-sslyze.lock .pytest_cache .mypy_cache .ruff_cache

@@ -19,24 +19,20 @@ from typing import Any, TypeVar
 
 import uvicorn
 
-from certway.errors import CertwayError
+from certway.errors import CertwayError, StoreError
 from certway.outbound.syslog import SyslogSender
-from certway.services.acme_client import ACME_VERSION
-from certway.services.admin_security import SECURITY_VERSION
+from certway.services.alarms import AlarmKind
 from certway.services.node import Node
-from certway.services.node_settings import IDENTITY_VERSION
-from certway.services.revocation import CRL_VERSION
-from certway.services.tls_settings import TLS_VERSION
-from certway.services.trusted_cas import TRUST_VERSION
 from certway.sip.listener import SipListener
 from certway.sip.zones import run_pinger
-from certway.store.repositories import SettingsRepository
+from certway.store.topics import Topic, TopicListener, TopicRepository, listener_for
 from certway.tls.contexts import ClientCertMode, ServerTls, TlsState
 from certway.web.asgi_tls import TlsH11Protocol
 
 __all__ = ["NodeServer", "ServeOptions", "new_event_loop", "parse_listen"]
 
 log = logging.getLogger("certway.serve")
+_DB_ALARM = str(AlarmKind.DATABASE_UNREACHABLE)
 T = TypeVar("T")
 
 
@@ -118,6 +114,11 @@ class ServeOptions:
     publish: tuple[str, int] | None = ("127.0.0.1", 8080)
     sip: tuple[str, int] | None = ("127.0.0.1", 5061)
     reload_interval: float = 0.5
+    # On PostgreSQL, LISTEN for the change topics other peers commit (the poller, every
+    # reload_interval, stays as the fallback); off: polling only.
+    notify: bool = True
+    # Cluster peers check each other's certificates (mutual TLS health endpoint) this often.
+    peer_check_interval: float = 15.0
     scheduler_interval: float = 30.0
     syslog_retry: float = 1.0  # first pause after a failed delivery (doubles up to 60 s)
     acme_http: tuple[str, int] | None = None
@@ -132,18 +133,21 @@ class _Server(uvicorn.Server):
         yield
 
 
-def change_counters(node: Node) -> tuple[int, ...]:
-    keys = (
-        IDENTITY_VERSION,
-        TRUST_VERSION,
-        CRL_VERSION,
-        SECURITY_VERSION,
-        TLS_VERSION,
-        ACME_VERSION,
-    )
+# What the admin listener's TLS contexts depend on: its certificates, the trusted CAs (client
+# CAs), CRLs and revocation policies, the client-certificate security and the TLS profiles.
+ADMIN_TOPICS = (
+    Topic.IDENTITY,
+    Topic.TRUSTED_CAS,
+    Topic.REVOCATION,
+    Topic.ADMIN_SECURITY,
+    Topic.TLS,
+    Topic.ACME,
+)
+
+
+def change_counters(node: Node, topics: tuple[Topic, ...] = ADMIN_TOPICS) -> tuple[int, ...]:
     with node.store.reading() as session:
-        settings = SettingsRepository(session)
-        return tuple(int(settings.get(k) or 0) for k in keys)
+        return TopicRepository(session).versions(topics)
 
 
 class NodeServer:
@@ -212,6 +216,9 @@ class NodeServer:
             self.sip = SipListener(node, options.sip[0], options.sip[1], sip_settings=node.sip)
         self.syslog = SyslogSender(node, retry=options.syslog_retry)
         self._stopping = asyncio.Event()
+        self._changed = asyncio.Event()  # set by the topic listener: reload now
+        self._topic_listener: TopicListener | None = None
+        self.reloads = 0  # reloads done (tests and the bench watch it)
         self._seen_alarms: set[str] = set()
         self._crl_update: asyncio.Task[None] | None = None
         self._acme_renewal: asyncio.Task[None] | None = None
@@ -271,18 +278,99 @@ class NodeServer:
     async def _in_thread(self, fn: Callable[[], T]) -> T:
         return await asyncio.to_thread(fn)
 
+    def _start_topic_listener(self) -> None:
+        """On PostgreSQL: a thread LISTENing for the topics any peer commits; each batch
+        wakes the reload loop at once."""
+        if not self.options.notify:
+            return
+        loop = asyncio.get_running_loop()
+
+        def changed(topics: frozenset[Topic]) -> None:
+            log.debug("event=topics-notified topics=%s", ",".join(sorted(topics)))
+            loop.call_soon_threadsafe(self._changed.set)
+
+        self._topic_listener = listener_for(self.node.store.engine, changed)
+        if self._topic_listener is not None:
+            self._topic_listener.start()
+
     async def _reload_loop(self) -> None:
-        """Hot reload: pick up changes made by the API, the UI or the CLI within a second."""
+        """Hot reload: pick up changes made by the API, the UI or the CLI, on this peer or
+        another, at once when notified (PostgreSQL) and otherwise by polling the topics'
+        counters every ``reload_interval``."""
         while not self._stopping.is_set():
+            self._changed.clear()
             try:
                 if await self._in_thread(self.tls.refresh):
-                    log.info("event=reload what=tls-contexts")
+                    self.reloads += 1
+                    log.info("event=reload what=tls-contexts versions=%s", self._versions())
                 if self.sip is not None and await self._in_thread(self.sip.refresh):
                     log.info("event=reload what=sip")
+            except StoreError as exc:  # keep serving with the previous contexts and state
+                if self.node.alarms.database_unreachable(str(exc)):
+                    log.error("event=alarm severity=critical id=%s text=%r", _DB_ALARM, str(exc))
+                    self._seen_alarms.add(_DB_ALARM)
             except Exception as exc:  # keep serving with the previous contexts
                 log.error("event=reload-failed error=%s", type(exc).__name__)
+            else:
+                if self.node.alarms.database_reachable():
+                    log.info("event=alarm-cleared id=%s", _DB_ALARM)
+                    self._seen_alarms.discard(_DB_ALARM)
+            stop = asyncio.ensure_future(self._stopping.wait())
+            change = asyncio.ensure_future(self._changed.wait())
+            try:
+                await asyncio.wait(
+                    {stop, change},
+                    timeout=self.options.reload_interval,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            finally:
+                stop.cancel()
+                change.cancel()
+
+    def _versions(self) -> str:
+        versions = self.tls.state.versions
+        return ",".join(f"{t}:{v}" for t, v in zip(ADMIN_TOPICS, versions, strict=False))
+
+    def _in_cluster(self) -> bool:
+        return self.node.store.engine.dialect.name == "postgresql"
+
+    async def _peer_check_loop(self) -> None:
+        """Each peer checks the others: it calls their health endpoint with its server
+        certificate and judges theirs (``tls.peer_check``); the result goes to the peers
+        table (``cluster status``) and an alarm follows a peer whose certificate fails."""
+        from certway.tls.peer_check import check_peer
+
+        if not self._in_cluster():
+            return
+        while not self.started:  # the admin port is known once it listens
+            if self._stopping.is_set():
+                return
+            await asyncio.sleep(0.05)
+        host, _port = self.options.admin
+        address = f"{host}:{self.admin_port}"
+        try:
+            await self._in_thread(lambda: self.node.cluster_tls.register_address(address))
+        except Exception as exc:
+            log.error("event=peer-register-failed error=%s", type(exc).__name__)
+        while not self._stopping.is_set():
+            try:
+                for node_id, fqdn, peer_address in await self._in_thread(
+                    self.node.cluster_tls.others
+                ):
+                    result = await asyncio.to_thread(check_peer, self.node, fqdn, peer_address)
+                    await asyncio.to_thread(self.node.cluster_tls.record, node_id, result)
+                    log.log(
+                        logging.INFO if result.valid and not result.refused else logging.WARNING,
+                        "event=peer-tls peer=%s valid=%s refused=%s reason=%r",
+                        fqdn,
+                        result.valid,
+                        result.refused,
+                        result.reason,
+                    )
+            except Exception as exc:
+                log.error("event=peer-check-failed error=%s", type(exc).__name__)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.options.reload_interval)
+                await asyncio.wait_for(self._stopping.wait(), self.options.peer_check_interval)
 
     def _refresh_crls(self) -> None:
         """Each local CA's CRL is re-signed before it goes stale. One CA that cannot sign
@@ -366,14 +454,18 @@ class NodeServer:
         if self.sip is not None:
             await self.sip.start()
             self._sip_started = True
+        self._start_topic_listener()
         tasks: list[asyncio.Task[Any]] = [asyncio.create_task(s.serve()) for s in self._servers]
         tasks.append(asyncio.create_task(self._reload_loop()))
         tasks.append(asyncio.create_task(self._scheduler_loop()))
+        tasks.append(asyncio.create_task(self._peer_check_loop()))
         tasks.append(asyncio.create_task(run_pinger(self.node, self.node.zones, self._stopping)))
         try:
             await asyncio.gather(*tasks)
         finally:
             self.stop()
+            if self._topic_listener is not None:
+                await asyncio.to_thread(self._topic_listener.stop)
             await self._finish_crl_update()
             if self._acme_renewal is not None and not self._acme_renewal.done():
                 await asyncio.wait({self._acme_renewal}, timeout=5)

@@ -8,7 +8,7 @@ write transaction it commits (a SQLAlchemy ``after_commit`` listener in the chil
 parent kills it there with SIGKILL. Whatever N, every issued certificate and revocation in
 the database has its audit row (and every "ok" row its change; each revocation its CRL).
 Then every audited service method is called with separate audit writes forbidden: each
-must have written its row inside its own transaction.
+must have written its row inside its own transaction, and moved at least one change topic.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from certway.services import audit as audit_module
 from certway.services.acme_server import AcmeSettings
 from certway.services.identities import CsrOptions
 from certway.services.node import Node
+from certway.store.topics import TopicRepository
 
 from conftest import NOW, PIN, SoftHsm, test_key
 from pkitools import Pki
@@ -179,6 +180,11 @@ def audited_actions() -> dict[str, str]:
     return found
 
 
+def topic_versions(node: Node) -> tuple[int, ...]:
+    with node.store.reading() as session:
+        return TopicRepository(session).versions()
+
+
 @pytest.fixture
 def node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Node]:
     monkeypatch.setattr(
@@ -240,6 +246,7 @@ def test_every_audited_change_writes_its_row_in_its_own_transaction(
     call("revocation.set", lambda: node.revocation.set_policy("sip-tls", ocsp=False))
     call("tls.set", lambda: node.tls.set("sip-tls", "modern"))
     call("acme.schedule", lambda: node.acme.set_schedule(time_of_day="03:00"))
+    call("cluster.tls-verification.set", lambda: node.cluster_tls.set_verification("enforce"))
     # local CA
     call("ca.create-root", lambda: node.local_ca.create_root("lab", "/CN=Lab Root"))
     call(
@@ -254,6 +261,7 @@ def test_every_audited_change_writes_its_row_in_its_own_transaction(
     csr_pem = csr.public_bytes(serialization.Encoding.PEM)
     call("ca.sign", lambda: node.local_ca.sign("lab", csr_pem))
     call("ca.sign-batch", lambda: node.local_ca.sign_batch("lab", [csr_pem, csr_pem]))
+    call("ca.issue-with-key", lambda: node.local_ca.issue_with_key("lab", "k.example.com"))
     call("api-token.create", lambda: node.api_tokens.create("ci", "read-only"))
     call("api-token.revoke", lambda: node.api_tokens.revoke("ci"))
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "x.example.com")])
@@ -323,7 +331,10 @@ def test_every_audited_change_writes_its_row_in_its_own_transaction(
     assert {action for action, _ in calls} == set(declared), "every audited method is called"
     for action, run in calls:
         before = len(node.audit.entries(limit=100_000))
+        topics_before = topic_versions(node)
         run()
         rows = node.audit.entries(limit=100_000)[before:]
         mine = [r for r in rows if r.action == action]
         assert len(mine) == 1 and mine[0].outcome == "ok", (action, rows)
+        # ... and tells the caches and listeners (of every peer) what it changed
+        assert topic_versions(node) != topics_before, f"{action} bumps no change topic"

@@ -25,10 +25,10 @@ from cryptography.hazmat.primitives import serialization
 from certway.clock import FixedClock
 from certway.pki.csr import CsrForm, build_csr
 from certway.services.node import Node
-from certway.services.revocation import CRL_VERSION
-from certway.services.sip_settings import SIP_VERSION, SipSettings
+from certway.services.sip_settings import SipSettings
 from certway.sip.listener import SipLimits, SipListener
 from certway.store.repositories import SettingsRepository
+from certway.store.topics import Topic, TopicRepository
 
 from conftest import NOW, key_pem, test_key, write
 from pkitools import Pki
@@ -112,7 +112,7 @@ def store_raw_rules(node: Node, rules: list[Any]) -> None:
         document = dict(raw) if isinstance(raw, dict) else {"mutual_tls": "request"}
         document["rules"] = rules
         settings.set("sip", document)
-        settings.bump(SIP_VERSION)
+        TopicRepository(session).bump(Topic.SIP)
 
 
 DENY_UNREADABLE = {
@@ -188,7 +188,7 @@ def damage_held_crl(node: Node, issuer: str, damaged: bytes) -> None:
     with sqlite3.connect(node.store.data_dir / "certway.db") as db:
         db.execute("UPDATE held_crls SET crl_der = ? WHERE issuer = ?", (damaged, issuer))
     with node.store.transaction() as session:
-        SettingsRepository(session).bump(CRL_VERSION)
+        TopicRepository(session).bump(Topic.REVOCATION)
 
 
 def check(node: Node, cert: x509.Certificate) -> Any:

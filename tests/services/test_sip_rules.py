@@ -23,8 +23,9 @@ from certway.services.sip_rules import (
     decide,
     make_rule,
 )
-from certway.services.sip_settings import SIP_VERSION, MutualTls, SipSettings
+from certway.services.sip_settings import MutualTls, SipSettings
 from certway.store.repositories import SettingsRepository
+from certway.store.topics import Topic, TopicRepository
 
 from conftest import Cli
 from pkitools import Pki
@@ -211,7 +212,7 @@ def test_set_changes_modes_bumps_version_and_is_audited(node: Node, sip: SipSett
     assert entry.detail["mutual_tls"] == "require" and entry.detail["eku_check"] == "off"
     with node.store.transaction() as session:
         raw = SettingsRepository(session).get("sip")
-        assert SettingsRepository(session).get(SIP_VERSION) == before + 1
+        assert TopicRepository(session).versions((Topic.SIP,))[0] == before + 1
     assert raw["mutual_tls"] == "require"
     assert node.settings.mutual_tls_in_use()
 

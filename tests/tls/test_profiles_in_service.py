@@ -18,9 +18,8 @@ from certway.errors import PolicyViolation
 from certway.pki.csr import CsrForm, build_csr
 from certway.services.identities import TEMPORARY_CA
 from certway.services.node import Node
-from certway.services.tls_settings import TLS_VERSION
 from certway.sip.zones import ZonePinger
-from certway.store.repositories import SettingsRepository
+from certway.store.topics import Topic, TopicRepository
 from certway.tlsconf.policy import INTERMEDIATE, MODERN
 
 from conftest import Cli, store_snapshot, test_key
@@ -40,7 +39,7 @@ def node(tmp_path: Path) -> Iterator[Node]:
 
 def counter(node: Node) -> int:
     with node.store.reading() as session:
-        return int(SettingsRepository(session).get(TLS_VERSION) or 0)
+        return TopicRepository(session).versions((Topic.TLS,))[0]
 
 
 def test_profiles_are_stored_counted_and_audited(node: Node) -> None:

@@ -59,6 +59,8 @@ def cluster_status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         return
     if not clustered:
         out.print("embedded node (SQLite): a cluster of one; see 'certway db migrate --to URL'")
+    from certway.services.cluster_tls import describe_result
+
     table = Table("id", "FQDN", "last seen", "server certificate expires", "TLS verification")
     for peer in peers:
         table.add_row(
@@ -66,9 +68,23 @@ def cluster_status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
             peer.fqdn or "-",
             _when(peer.last_seen),
             _when(peer.server_cert_not_after) if peer.server_cert_not_after else "-",
-            peer.tls_result or "not checked",
+            describe_result(peer.tls_result),
         )
     out.print(table)
+
+
+@cluster_app.command("tls-verification")
+def cluster_tls_verification(
+    ctx: typer.Context,
+    mode: Annotated[
+        str | None,
+        typer.Argument(help="permissive (check and alarm) or enforce (also refuse); none: show."),
+    ] = None,
+) -> None:
+    """How peers judge each other's server certificates (mutual-TLS health checks)."""
+    with open_node(ctx) as n:
+        current = n.cluster_tls.set_verification(mode) if mode else n.cluster_tls.verification()
+    out.print(f"cluster TLS verification: {current}")
 
 
 @cluster_app.command("export-key")

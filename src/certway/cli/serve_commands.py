@@ -42,6 +42,20 @@ def serve_cmd(
             help="Answer ACME HTTP-01 challenges (/.well-known/acme-challenge/ only), HOST:PORT.",
         ),
     ] = None,
+    poll_only: Annotated[
+        bool,
+        typer.Option(
+            "--poll-only",
+            help="Cluster: pick up other peers' changes by polling only (no LISTEN/NOTIFY).",
+        ),
+    ] = False,
+    peer_check_interval: Annotated[
+        float,
+        typer.Option(
+            "--peer-check-interval",
+            help="Cluster: seconds between the checks of the other peers' certificates.",
+        ),
+    ] = 15.0,
 ) -> None:
     """Run the node: HTTPS admin, CRL/OCSP publication, SIP TLS, scheduler, hot reload."""
     from certway.serve import NodeServer, ServeOptions, check_listeners, parse_listen
@@ -52,6 +66,8 @@ def serve_cmd(
         publish=parse_listen(publish_listen, DEFAULT_PUBLISH_PORT),
         sip=parse_listen(sip_listen, 5061),
         acme_http=parse_listen(acme_http_listen, 80) if acme_http_listen else None,
+        notify=not poll_only,
+        peer_check_interval=peer_check_interval,
     )
     check_listeners(options)
     _configure_logging()

@@ -10,7 +10,7 @@ The protocol (JWS, nonces, orders, polling, ARI) is the certbot project's ``acme
 - **Signing** (``sign``): the slot's pending CSR is sent in a new order; each authorization is
   answered with HTTP-01 (``certway serve --acme-http-listen``) or TLS-ALPN-01 (the HTTPS admin
   listener, RFC 8737). The challenges travel through the store (``acme.challenges`` and the
-  ``version.acme`` counter), so a CLI run and a running server cooperate. The certificate is
+  ``acme`` change topic), so a CLI run and a running server cooperate. The certificate is
   then *staged* as the slot's pending ACME certificate after the upload checks, and deployed
   (``deploy``) by the same upload the administrator uses: hot-reloaded, no restart.
 - **Renewal** (``run_if_due``, called by the server's scheduler): once two thirds of the
@@ -68,9 +68,9 @@ from certway.services.tls_settings import TlsSettings
 from certway.services.trusted_cas import TrustedCAs
 from certway.store.db import Store
 from certway.store.repositories import KeyRepository, SettingsRepository, SlotRepository
+from certway.store.topics import Topic, TopicRepository
 
 __all__ = [
-    "ACME_VERSION",
     "ALPN_PROTOCOL",
     "CHALLENGE_TYPES",
     "DAYS",
@@ -84,7 +84,6 @@ __all__ = [
 
 log = logging.getLogger("certway.acme")
 
-ACME_VERSION = "version.acme"
 """Bumped when a challenge is published or withdrawn: the HTTPS listener reloads."""
 ALPN_PROTOCOL = "acme-tls/1"
 """The ALPN protocol of TLS-ALPN-01 (RFC 8737 §6.2)."""
@@ -565,6 +564,7 @@ class AcmeClient:
         )
         with self._store.transaction() as session:
             SettingsRepository(session).set(_SETTINGS, schedule.as_dict())
+            TopicRepository(session).bump(Topic.ACME)
             self._audit.note(**schedule.as_dict())
         return schedule
 
@@ -583,7 +583,7 @@ class AcmeClient:
             return None
         with self._store.reading() as session:
             settings = SettingsRepository(session)
-            version = int(settings.get(ACME_VERSION) or 0)
+            (version,) = TopicRepository(session).versions((Topic.ACME,))
             cached = self._alpn_cache
             if cached is not None and cached[0] == version:
                 return cached[1].get(normalise_domain(server_name))
@@ -604,7 +604,7 @@ class AcmeClient:
         with self._store.transaction() as session:
             settings = SettingsRepository(session)
             settings.set(_CHALLENGES, {"http-01": http, "tls-alpn-01": alpn})
-            settings.bump(ACME_VERSION)
+            TopicRepository(session).bump(Topic.ACME)
 
     # -- signing ----------------------------------------------------------------------------
     def _slot_csr(self, kind: IdentityKind, name: str) -> tuple[bytes, str, str | None]:

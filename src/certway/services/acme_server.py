@@ -57,6 +57,7 @@ from certway.store.acme import AcmeRepository
 from certway.store.db import Store
 from certway.store.repositories import CaRepository, SettingsRepository
 from certway.store.schema import AcmeAccountRow
+from certway.store.topics import Topic, TopicRepository
 
 __all__ = [
     "CHALLENGE_TYPES",
@@ -381,6 +382,7 @@ class AcmeServer:
             if row is None:
                 raise NotFound(f"no CA named '{ca}'")
             SettingsRepository(session).set(_setting_key(row.id), settings.to_json())
+            TopicRepository(session).bump(Topic.ACME_SERVER)
             self._audit.note(**{k: v for k, v in settings.to_json().items() if k != "enabled"})
         self._ca_cache.clear()
         return settings
@@ -396,6 +398,7 @@ class AcmeServer:
             if not current or not current.get("enabled"):
                 raise Conflict(f"ACME is not enabled for CA '{ca}'")
             settings.set(_setting_key(row.id), {**current, "enabled": False})
+            TopicRepository(session).bump(Topic.ACME_SERVER)
         self._ca_cache.clear()
 
     def show(self, ca: str) -> AcmeServiceInfo:
@@ -440,6 +443,7 @@ class AcmeServer:
             AcmeRepository(session, self._store.vault).add_eab_key(
                 row.id, key_id, hmac_key, self._clock.now()
             )
+            TopicRepository(session).bump(Topic.ACME_SERVER)
             self._audit.note(key_id=key_id)
         return key_id, b64.b64encode(hmac_key).decode()
 

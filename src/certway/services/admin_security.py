@@ -12,12 +12,12 @@ from certway.services.audit import Audit, audited
 from certway.services.client_check import CheckReport, ClientCheck
 from certway.store.db import Store
 from certway.store.repositories import SettingsRepository
+from certway.store.topics import Topic, TopicRepository
 from certway.trust.identity import DEFAULT_FORMAT, DEFAULT_REGEX, check_format, compile_regex
 
-__all__ = ["SECURITY_VERSION", "AdminSecurity", "CertAuthResult", "ClientCertSecurity", "Mode"]
+__all__ = ["AdminSecurity", "CertAuthResult", "ClientCertSecurity", "Mode"]
 
 _KEY = "admin.client_cert"
-SECURITY_VERSION = "version.security"
 
 
 class Mode(StrEnum):
@@ -116,7 +116,7 @@ class AdminSecurity:
         with self._store.transaction() as session:
             settings = SettingsRepository(session)
             settings.set(_KEY, config.as_dict())
-            settings.bump(SECURITY_VERSION)
+            TopicRepository(session).bump(Topic.ADMIN_SECURITY)
         return config
 
     def _refuse_lockout(self, config: ClientCertSecurity, certificate: bytes | None) -> None:

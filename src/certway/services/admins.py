@@ -15,6 +15,7 @@ from certway.errors import Conflict, NotFound, PolicyViolation
 from certway.services.audit import Audit, audited
 from certway.store.db import Store
 from certway.store.repositories import AdminRepository
+from certway.store.topics import Topic, TopicRepository
 
 __all__ = ["ACCESS_LEVELS", "MIN_PASSWORD", "AdminAccounts", "AdminInfo"]
 
@@ -82,6 +83,7 @@ class AdminAccounts:
         digest = _HASHER.hash(password)
         now = self._clock.now()
         with self._store.transaction() as session:
+            TopicRepository(session).bump(Topic.ADMINS)
             accounts = AdminRepository(session)
             if accounts.get(name) is not None:
                 raise Conflict(f"an account named '{name}' already exists")
@@ -94,6 +96,7 @@ class AdminAccounts:
         _check_password(password)
         digest = _HASHER.hash(password)
         with self._store.transaction() as session:
+            TopicRepository(session).bump(Topic.ADMINS)
             row = AdminRepository(session).get(name)
             if row is None:
                 raise NotFound(f"no account named '{name}'")
@@ -108,6 +111,7 @@ class AdminAccounts:
                 "access", f"access must be read-write or read-only, not '{access}'"
             )
         with self._store.transaction() as session:
+            TopicRepository(session).bump(Topic.ADMINS)
             accounts = AdminRepository(session)
             row = accounts.get(name)
             if row is None:
@@ -129,6 +133,7 @@ class AdminAccounts:
     @audited("admin.remove")
     def remove(self, name: str) -> None:
         with self._store.transaction() as session:
+            TopicRepository(session).bump(Topic.ADMINS)
             accounts = AdminRepository(session)
             row = accounts.get(name)
             if row is None:
@@ -166,5 +171,8 @@ class AdminAccounts:
         if self.accounts():
             return None
         password = secrets.token_urlsafe(15)
-        self.add("admin", "read-write", password)
+        try:
+            self.add("admin", "read-write", password)
+        except Conflict:
+            return None  # another peer of the cluster, starting at the same moment, made it
         return password

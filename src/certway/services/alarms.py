@@ -15,9 +15,11 @@ from enum import StrEnum
 from typing import Any
 
 from certway.clock import Clock
+from certway.errors import StoreError
 from certway.pki.names import common_name
 from certway.pki.text import format_name, plural
 from certway.services.acme_client import AcmeClient
+from certway.services.cluster_tls import ClusterTls
 from certway.services.identities import Identities
 from certway.services.local_ca import LocalCA
 from certway.services.revocation import RevocationService
@@ -58,6 +60,8 @@ class AlarmKind(StrEnum):
     TOKEN = "token"  # noqa: S105 (an alarm kind, not a secret)
     ACME_RENEWAL = "acme-renewal"
     ACME_RENEWAL_EXPIRING = "acme-renewal-expiring"
+    DATABASE_UNREACHABLE = "database-unreachable"
+    PEER_TLS = "peer-tls"
 
 
 _SEVERITY_ORDER = {AlarmSeverity.CRITICAL: 0, AlarmSeverity.WARNING: 1}
@@ -136,6 +140,7 @@ class Alarms:
         syslog: SyslogSettings | None = None,
         *,
         acme: AcmeClient | None = None,
+        cluster: ClusterTls | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -147,10 +152,45 @@ class Alarms:
         self._tokens = tokens
         self._syslog = syslog
         self._acme = acme
+        self._cluster = cluster
+        self._unreachable: tuple[dt.datetime, str] | None = None  # since, why
+
+    # -- the database itself -----------------------------------------------------------------
+    def database_unreachable(self, reason: str) -> bool:
+        """This process could not reach the database (kept in memory: the database is what
+        cannot record it). True when the alarm is new."""
+        if self._unreachable is not None:
+            return False
+        self._unreachable = (self._clock.now(), reason)
+        return True
+
+    def database_reachable(self) -> bool:
+        """The database answers again. True when that clears the alarm."""
+        was, self._unreachable = self._unreachable, None
+        return was is not None
+
+    def _database_alarm(self) -> Alarm | None:
+        if self._unreachable is None:
+            return None
+        since, reason = self._unreachable
+        text = (
+            f"the database is unreachable ({reason}): listeners keep serving with the last "
+            "state read, changes cannot be made"
+        )
+        return Alarm(str(AlarmKind.DATABASE_UNREACHABLE), AlarmSeverity.CRITICAL, text, since)
 
     def current(self) -> list[Alarm]:
-        """The alarms raised now, most severe first; records first-seen times."""
+        """The alarms raised now, most severe first; records first-seen times. While the
+        database is unreachable, only the alarm that says so."""
         now = self._clock.now()
+        try:
+            return self._from_store(now)
+        except StoreError as exc:
+            self.database_unreachable(str(exc).removeprefix("the database is unavailable: "))
+        database = self._database_alarm()
+        return [database] if database is not None else []
+
+    def _from_store(self, now: dt.datetime) -> list[Alarm]:
         causes = {c.id: c for c in self._causes(now)}
         with self._store.transaction() as session:
             state = AlarmStateRepository(session)
@@ -163,6 +203,7 @@ class Alarms:
                 seen[key] = now
         since = {alarm_id: seen[key] for alarm_id, key in keys.items()}
         alarms = [Alarm(c.id, c.severity, c.text, since[c.id]) for c in causes.values()]
+        self.database_reachable()  # it answered
         return sorted(alarms, key=lambda a: (_SEVERITY_ORDER[a.severity], a.since, a.id))
 
     def _causes(self, now: dt.datetime) -> Iterable[_Cause]:
@@ -179,6 +220,10 @@ class Alarms:
         yield from self._sip_rules()
         yield from self._token_faults()
         yield from self._syslog_destinations()
+        if self._cluster is not None:
+            for fqdn, reason in self._cluster.failing():
+                text = f"the certificate of cluster peer {fqdn} fails verification: {reason}"
+                yield _Cause(AlarmKind.PEER_TLS, fqdn, AlarmSeverity.CRITICAL, text)
         for zone_alarm in alarms_for_zones(self._store):
             about = zone_alarm.id.removeprefix(f"{AlarmKind.ZONE}:")
             yield _Cause(AlarmKind.ZONE, about, AlarmSeverity(zone_alarm.severity), zone_alarm.text)

@@ -29,6 +29,7 @@ from certway.services.audit import Audit, audited, current_actor
 from certway.store.db import Store
 from certway.store.repositories import ApiTokenRepository
 from certway.store.schema import ApiTokenRow
+from certway.store.topics import Topic, TopicRepository
 
 __all__ = [
     "MAX_TOKEN_DAYS",
@@ -164,6 +165,7 @@ class ApiTokens:
                     )
                 tokens.delete(existing)
             tokens.add(row)
+            TopicRepository(session).bump(Topic.API_TOKENS)
             self._audit.note(access=access, expires_at=row.expires_at)
             info = _info(row, now)
         return NewApiToken(info, f"{TOKEN_PREFIX}{key_id}_{secret}")
@@ -178,6 +180,7 @@ class ApiTokens:
             if row.revoked_at is not None:
                 raise Conflict(f"API token '{name}' is already revoked")
             row.revoked_at = now
+            TopicRepository(session).bump(Topic.API_TOKENS)
             info = _info(row, now)
         with self._lock:
             self._recent.clear()

@@ -14,6 +14,7 @@ from certway.services.node_settings import NodeSettings
 from certway.store.db import Store, key_check_value
 from certway.store.keyexport import seal_key
 from certway.store.repositories import PeerRepository
+from certway.store.topics import Topic, TopicRepository
 from certway.store.vault import load_master_key
 
 __all__ = ["Cluster", "PeerInfo"]
@@ -108,4 +109,5 @@ class Cluster:
         sealed = seal_key(key, passphrase)
         with self._store.transaction() as session:
             PeerRepository(session).key_exported(key_check_value(key), self._clock.now())
+            TopicRepository(session).bump(Topic.CLUSTER)
         return sealed

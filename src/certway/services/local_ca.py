@@ -59,7 +59,6 @@ from certway.pki.text import fingerprint, format_name, parse_serial, serial_hex
 from certway.services.audit import Audit, audited
 from certway.services.node_settings import read_node_config
 from certway.services.tokens import Tokens
-from certway.services.trusted_cas import TRUST_VERSION
 from certway.store.db import Session, Store
 from certway.store.repositories import (
     CaRepository,
@@ -68,6 +67,7 @@ from certway.store.repositories import (
     SettingsRepository,
 )
 from certway.store.schema import CaRow, IssuedRow
+from certway.store.topics import Topic, TopicRepository
 from certway.trust.anchors import key_id as certificate_key_id
 from certway.trust.records import CaRecords, IssuerRecords, RecordedRevocation
 
@@ -198,6 +198,7 @@ class _CrlState:
 
 
 class LocalCA:
+    RECORD_TOPICS = (Topic.LOCAL_CAS, Topic.CA_RECORDS)  # what records() is built from
     """The node's certificate authorities, persisted in its store."""
 
     def __init__(
@@ -468,7 +469,7 @@ class LocalCA:
             if issued_by is not None:
                 repo.add_issued(_issued_row(issued_by, cert, "sub-ca", now))
             # Listeners re-read the node's CAs (own-CA revocation checks) when this moves.
-            SettingsRepository(session).bump(TRUST_VERSION)
+            TopicRepository(session).bump(Topic.LOCAL_CAS)
             self._audit.note(
                 subject=format_name(cert.subject),
                 fingerprint=fingerprint(cert),
@@ -647,6 +648,7 @@ class LocalCA:
             issued.acme_account = acme_account
             repo.add_issued(issued)
             self._note_issued(cert)
+            TopicRepository(session).bump(Topic.CA_RECORDS)
         return SignResult(cert, self._issued_chain(row.id, name))
 
     def _issued_chain(self, ca_id: int, name: str) -> tuple[x509.Certificate, ...]:
@@ -714,6 +716,7 @@ class LocalCA:
         if rows:
             with self._store.transaction() as session:
                 CaRepository(session).add_issued_many(rows)
+                TopicRepository(session).bump(Topic.CA_RECORDS)
         return items
 
     @audited("ca.issue")
@@ -741,6 +744,7 @@ class LocalCA:
         with self._store.transaction() as session:
             CaRepository(session).add_issued(_issued_row(row.id, cert, profile, now))
             self._note_issued(cert)
+            TopicRepository(session).bump(Topic.CA_RECORDS)
         full = self.chain(name)
         if full and full[-1].subject == full[-1].issuer:
             full = full[:-1]
@@ -775,13 +779,10 @@ class LocalCA:
         check_days(days)
         key = generate_key(key_type)
         csr, _plan = build_csr(key, form)
+        # noted before the transaction that records the certificate (its serial and subject
+        # are noted in it), so the audit row is written with the change
+        self._audit.note(profile=profile, key=key_type)
         result = self.sign_checked(name, csr, profile=profile, days=days)
-        self._audit.note(
-            subject=format_name(result.certificate.subject),
-            serial=serial_hex(result.certificate.serial_number),
-            profile=profile,
-            key=key_type,
-        )
         return IssuedWithKey(key, result.certificate, result.chain)
 
     def records(self) -> CaRecords:
@@ -789,13 +790,13 @@ class LocalCA:
         counts from the moment it is recorded, by this process or another one. Costs two
         small queries when nothing changed; otherwise only new revocations are read."""
         with self._store.reading() as session:
-            trust = int(SettingsRepository(session).get(TRUST_VERSION) or 0)
+            cas, records = TopicRepository(session).versions(self.RECORD_TOPICS)
             repo = CaRepository(session)
-            version = (trust, repo.last_revocation_id())
+            version = (cas, records)
             with self._records_lock:
                 if version == self._records_version:
                     return self._records
-                if self._records_version is None or self._records_version[0] != trust:
+                if self._records_version is None or self._records_version[0] != cas:
                     self._record_cas = {
                         row.id: (
                             row.name,
@@ -914,6 +915,7 @@ class LocalCA:
         self, session: Session, row: CaRow, issuer: Issuer, next_update_days: int | None
     ) -> tuple[PublishedCrl, _CrlState]:
         """Sign and store the next CRL in ``session`` (the caller holds ``self._lock``)."""
+        TopicRepository(session).bump(Topic.CA_RECORDS)
         repo = CaRepository(session)
         number = repo.next_crl_number(row.id)
         days = next_update_days or row.crl_days

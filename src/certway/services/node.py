@@ -21,6 +21,7 @@ from certway.services.audit import Audit
 from certway.services.backup import Backups
 from certway.services.client_check import ClientCheck
 from certway.services.cluster import Cluster
+from certway.services.cluster_tls import ClusterTls
 from certway.services.identities import Identities
 from certway.services.local_ca import LocalCA
 from certway.services.node_settings import NodeSettings, default_fqdn
@@ -89,6 +90,7 @@ class Node:
         self.acme = AcmeClient(
             store, clock, self.audit, self.identities, self.trusted_cas, self.tls, self.settings
         )
+        self.cluster_tls = ClusterTls(store, clock, self.audit, self.client_check)
         self.alarms = Alarms(
             store,
             clock,
@@ -100,6 +102,7 @@ class Node:
             self.tokens,
             self.syslog,
             acme=self.acme,
+            cluster=self.cluster_tls,
         )
         self.admins = AdminAccounts(store, clock, self.audit)
         self.api_tokens = ApiTokens(store, clock, self.audit)

@@ -13,10 +13,10 @@ from certway.pki.names import check_fqdn
 from certway.services.audit import Audit, audited
 from certway.store.db import Store
 from certway.store.repositories import PeerRepository, SettingsRepository
+from certway.store.topics import Topic, TopicRepository
 
 __all__ = [
     "DEFAULT_PUBLISH_PORT",
-    "IDENTITY_VERSION",
     "NodeConfig",
     "NodeSettings",
     "check_publish_url",
@@ -28,8 +28,6 @@ DEFAULT_PUBLISH_PORT = 8080
 """The port of `certway serve`'s CRL/OCSP publication listener unless told otherwise."""
 
 _KEY = "node"
-IDENTITY_VERSION = "version.identity"
-"""Bumped whenever an active certificate or node setting changes: listeners reload."""
 
 
 def default_fqdn() -> str:
@@ -143,7 +141,7 @@ class NodeSettings:
             stored = config.as_dict()
             del stored["publication_base"]
             settings.set(_KEY, stored)
-            settings.bump(IDENTITY_VERSION)
+            TopicRepository(session).bump(Topic.IDENTITY)
             if fqdn is not None:
                 PeerRepository(session).set_fqdn(self._store.node_id, config.fqdn)
             self._audit.note(**stored)

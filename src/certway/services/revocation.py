@@ -3,7 +3,7 @@ on-demand CDP downloads and OCSP (cached), the per-service policies, and the ind
 validation reads.
 
 Longer than most modules (about 800 lines) because these share one cache and one change
-counter (``version.crl``): splitting the online lookups from the held CRLs would spread
+topic (``Topic.REVOCATION``): splitting the online lookups from the held CRLs would spread
 that state over two objects that must move together. A split along ``OnlineRevocation``
 is the next step when either grows.
 """
@@ -31,9 +31,10 @@ from certway.pki.load import load_crls
 from certway.pki.ocsp import OcspAnswer, build_request, check_response, ocsp_cache_until, ocsp_urls
 from certway.services.audit import Audit, audited
 from certway.services.crl_store import AcceptedCrl, accept_crl, store_crl, vet_crl
-from certway.services.trusted_cas import TRUST_VERSION, TrustedCAs
+from certway.services.trusted_cas import TrustedCAs
 from certway.store.db import Store
 from certway.store.repositories import HeldCrlRepository, SettingsRepository
+from certway.store.topics import Topic, TopicRepository
 from certway.tlsconf.policy import INTERMEDIATE, TlsProfile
 from certway.trust.anchors import key_id
 from certway.trust.policy import (
@@ -52,7 +53,6 @@ from certway.trust.revocation import (
 )
 
 __all__ = [
-    "CRL_VERSION",
     "SERVICES",
     "FetchLimits",
     "Fetcher",
@@ -66,7 +66,6 @@ __all__ = [
 
 log = logging.getLogger("certway.revocation")
 
-CRL_VERSION = "version.crl"
 FAILURE_MEMORY = dt.timedelta(seconds=30)
 """How long a failed OCSP responder or CDP URL is not asked again during validation."""
 OCSP_FAILURES = "ocsp.failures"
@@ -473,6 +472,7 @@ def _crl_issuers(cert: x509.Certificate) -> list[str]:
 
 
 class RevocationService:
+    INDEX_TOPICS = (Topic.REVOCATION, Topic.TRUSTED_CAS)  # what index() is built from
     """Held CRLs, URL sources, schedule and policies, persisted in the node store."""
 
     def __init__(
@@ -494,7 +494,7 @@ class RevocationService:
         self._factory = fetcher_factory
         self.limits = limits or FetchLimits()
         self.pool = pool or FetchPool(self.limits.slots)
-        self._index: tuple[tuple[int, int], RevocationIndex, tuple[UnusableCrl, ...]] | None = None
+        self._index: tuple[tuple[int, ...], RevocationIndex, tuple[UnusableCrl, ...]] | None = None
         self.online = OnlineRevocation(
             fetcher_factory,
             lambda: trusted.snapshot().certificates,
@@ -542,7 +542,7 @@ class RevocationService:
             if not all(v.is_delta for v in vetted):
                 HeldCrlRepository(session).remove_kind("manual")
             accepted = [store_crl(session, v, kind="manual", source=source, at=now) for v in vetted]
-            SettingsRepository(session).bump(CRL_VERSION)
+            TopicRepository(session).bump(Topic.REVOCATION)
             self._audit.note(crls=[a.describe() for a in accepted])
         return accepted
 
@@ -550,7 +550,7 @@ class RevocationService:
     def remove_manual(self) -> int:
         with self._store.transaction() as session:
             removed = HeldCrlRepository(session).remove_kind("manual")
-            SettingsRepository(session).bump(CRL_VERSION)
+            TopicRepository(session).bump(Topic.REVOCATION)
         return removed
 
     def held(self) -> list[HeldCrlInfo]:
@@ -584,7 +584,7 @@ class RevocationService:
             raise PolicyViolation("crl-sources", f"at most {MAX_SOURCES} CRL URLs are allowed")
         with self._store.transaction() as session:
             HeldCrlRepository(session).set_sources(clean)
-            SettingsRepository(session).bump(CRL_VERSION)
+            TopicRepository(session).bump(Topic.REVOCATION)
         return self.sources()
 
     def sources(self) -> list[SourceStatus]:
@@ -618,6 +618,7 @@ class RevocationService:
                 _SCHEDULE_KEY,
                 {**schedule.as_dict(), "last_run": self._clock.now().isoformat()},
             )
+            TopicRepository(session).bump(Topic.REVOCATION)  # the sources' status
         return self.sources()
 
     def _update_one(self, fetcher: Fetcher, url: str, trusted: list[x509.Certificate]) -> None:
@@ -640,7 +641,7 @@ class RevocationService:
                             session, crl, kind="url", source=url, trusted=trusted, at=started
                         )
                     )
-                    SettingsRepository(session).bump(CRL_VERSION)
+                    TopicRepository(session).bump(Topic.REVOCATION)
             except CertwayError as exc:
                 problems.append(str(exc))
         if problems:
@@ -684,6 +685,7 @@ class RevocationService:
                 last_run=current.last_run,
             )
             settings.set(_SCHEDULE_KEY, updated.as_dict())
+            TopicRepository(session).bump(Topic.REVOCATION)
             self._audit.note(**updated.as_dict())
         return updated
 
@@ -718,7 +720,7 @@ class RevocationService:
         with self._store.transaction() as session:
             settings = SettingsRepository(session)
             settings.set(f"policy.{service}", stored)
-            settings.bump(CRL_VERSION)
+            TopicRepository(session).bump(Topic.REVOCATION)
             self._audit.note(**updated.as_dict())
         return updated
 
@@ -749,8 +751,7 @@ class RevocationService:
 
     def _indexed(self) -> tuple[RevocationIndex, tuple[UnusableCrl, ...]]:
         with self._store.reading() as session:
-            settings = SettingsRepository(session)
-            version = (int(settings.get(CRL_VERSION) or 0), int(settings.get(TRUST_VERSION) or 0))
+            version = TopicRepository(session).versions(self.INDEX_TOPICS)
         cached = self._index
         if cached is not None and cached[0] == version:
             return cached[1], cached[2]

@@ -1,8 +1,8 @@
 """SIP TLS settings: mutual TLS mode, client-EKU checking, certificate access rules.
 
-Stored as one JSON document under the setting ``sip``; every change bumps the counter
-``version.sip`` so that listeners pick it up (hot reload). Revocation checking of SIP peers is the
-``sip-tls`` policy of the revocation service (policies per service), not repeated here.
+Stored as one JSON document under the setting ``sip``; every change moves the
+``Topic.SIP`` change topic so that listeners pick it up (hot reload). Revocation checking of SIP
+peers is the ``sip-tls`` policy of the revocation service (policies per service), not repeated here.
 
 Mutual TLS modes:
 
@@ -36,18 +36,14 @@ from typing import Any
 from certway.clock import Clock
 from certway.errors import NotFound, PolicyViolation
 from certway.services.audit import Audit, audited
-from certway.services.node_settings import IDENTITY_VERSION
-from certway.services.revocation import CRL_VERSION
 from certway.services.sip_rules import AccessRule, RuleAction, RuleType, make_rule, ordered
-from certway.services.tls_settings import TLS_VERSION
-from certway.services.trusted_cas import TRUST_VERSION
-from certway.store.db import Store
+from certway.store.db import Session, Store
 from certway.store.repositories import SettingsRepository
+from certway.store.topics import Topic, TopicRepository
 
 __all__ = [
     "MAX_RULES",
     "SIP_SERVICE",
-    "SIP_VERSION",
     "MutualTls",
     "SipConfig",
     "SipSettings",
@@ -56,7 +52,6 @@ __all__ = [
 
 SIP_SERVICE = "sip-tls"
 """The service whose profile and revocation policy SIP TLS peers (inbound and zones) get."""
-SIP_VERSION = "version.sip"
 """Bumped on every change of the SIP settings or rules: the SIP listener reloads."""
 MAX_RULES = 1000
 _KEY = "sip"
@@ -138,6 +133,10 @@ def _mode(value: str) -> MutualTls:
 
 
 class SipSettings:
+    # What a SIP listener's TLS contexts depend on: certificates (identity), trusted CAs
+    # (client CAs), CRLs and revocation policies, these settings and the TLS profiles.
+    LISTENER_TOPICS = (Topic.IDENTITY, Topic.TRUSTED_CAS, Topic.REVOCATION, Topic.SIP, Topic.TLS)
+
     def __init__(self, store: Store, clock: Clock, audit: Audit) -> None:
         self._store = store
         self._clock = clock
@@ -181,8 +180,8 @@ class SipSettings:
         return config, next_id
 
     @staticmethod
-    def _write(settings: SettingsRepository, config: SipConfig, next_id: int) -> None:
-        settings.set(
+    def _write(session: Session, config: SipConfig, next_id: int) -> None:
+        SettingsRepository(session).set(
             _KEY,
             {
                 "mutual_tls": config.mutual_tls.value,
@@ -192,7 +191,7 @@ class SipSettings:
                 "next_rule_id": next_id,
             },
         )
-        settings.bump(SIP_VERSION)
+        TopicRepository(session).bump(Topic.SIP)
 
     def get(self) -> SipConfig:
         with self._store.reading() as session:
@@ -204,16 +203,14 @@ class SipSettings:
 
     def version(self) -> int:
         with self._store.reading() as session:
-            return int(SettingsRepository(session).get(SIP_VERSION) or 0)
+            return TopicRepository(session).versions((Topic.SIP,))[0]
 
     def watched_versions(self) -> tuple[int, ...]:
-        """The change counters a SIP listener's TLS contexts depend on: certificates (identity),
+        """The topic versions a SIP listener's TLS contexts depend on: certificates (identity),
         trusted CAs (client CAs), CRLs and revocation policies, these settings and the TLS
         profiles."""
-        keys = (IDENTITY_VERSION, TRUST_VERSION, CRL_VERSION, SIP_VERSION, TLS_VERSION)
         with self._store.reading() as session:
-            settings = SettingsRepository(session)
-            return tuple(int(settings.get(k) or 0) for k in keys)
+            return TopicRepository(session).versions(self.LISTENER_TOPICS)
 
     # -- changing ---------------------------------------------------------------------------
     @audited("sip.set", target=lambda **k: "SIP TLS settings")
@@ -230,7 +227,7 @@ class SipSettings:
                 config = replace(config, mutual_tls=mode)
             if eku is not None:
                 config = replace(config, eku_check=eku)
-            self._write(settings, config, next_id)
+            self._write(session, config, next_id)
             self._audit.note(**config.as_dict())
         return config
 
@@ -248,7 +245,7 @@ class SipSettings:
                 raise PolicyViolation("rule", f"at most {MAX_RULES} access rules are allowed")
             rule = make_rule(next_id, priority=priority, type=type, pattern=pattern, action=action)
             config = replace(config, rules=tuple(ordered([*config.rules, rule])))
-            self._write(settings, config, next_id + 1)
+            self._write(session, config, next_id + 1)
             self._audit.note(**rule.as_dict())
         return rule
 
@@ -270,7 +267,7 @@ class SipSettings:
                 rules=tuple(r for r in config.rules if r.id != rule_id),
                 unreadable_rules=tuple(u for u in config.unreadable_rules if u.id != rule_id),
             )
-            self._write(settings, config, next_id)
+            self._write(session, config, next_id)
         if found is not None:
             return found
         assert broken is not None

@@ -32,11 +32,11 @@ from certway.services.audit import Audit, AuditEntry, audited
 from certway.store.db import Store
 from certway.store.repositories import SettingsRepository
 from certway.store.syslog_queue import DestinationState, SyslogQueue
+from certway.store.topics import Topic, TopicRepository
 
 __all__ = [
     "AUDIT_CURSOR",
     "SYSLOG_SERVICE",
-    "SYSLOG_VERSION",
     "Destination",
     "SyslogEvents",
     "SyslogSettings",
@@ -49,7 +49,6 @@ __all__ = [
 
 SYSLOG_SERVICE = "syslog"
 """The service name of outbound syslog over TLS (its revocation policy and TLS profile)."""
-SYSLOG_VERSION = "version.syslog"
 _KEY = "syslog.destinations"
 AUDIT_CURSOR = "audit"
 MAX_DESTINATIONS = 8
@@ -173,7 +172,7 @@ class SyslogSettings:
                 )
             stored = {"host": host, "port": port, "transport": chosen.value, "verify": added.verify}
             settings.set(_KEY, [*current, stored])
-            settings.bump(SYSLOG_VERSION)
+            TopicRepository(session).bump(Topic.SYSLOG)
             self._audit.note(address=added.address, transport=chosen.value, verify=added.verify)
         return added
 
@@ -191,7 +190,7 @@ class SyslogSettings:
                 _KEY,
                 [d for d in current if (d["host"], int(d["port"])) != (gone.host, gone.port)],
             )
-            settings.bump(SYSLOG_VERSION)
+            TopicRepository(session).bump(Topic.SYSLOG)
             self._audit.note(address=gone.address)
         self.queue.forget(gone.address)
         return gone

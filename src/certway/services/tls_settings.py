@@ -1,6 +1,6 @@
 """The TLS profile of each service (``tlsconf.policy``): stored as one document under the setting
-``tls.profiles``; every change bumps ``version.tls`` so that listeners rebuild their contexts
-and outbound clients use the new profile from their next connection (no restart)."""
+``tls.profiles``; every change moves the topic ``Topic.TLS`` so that listeners rebuild their
+contexts and outbound clients use the new profile from their next connection (no restart)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,11 @@ from certway.clock import Clock
 from certway.services.audit import Audit, audited
 from certway.store.db import Store
 from certway.store.repositories import SettingsRepository
+from certway.store.topics import Topic, TopicRepository
 from certway.tlsconf.policy import TLS_SERVICES, ProfileName, TlsPolicy, TlsProfile, check_service
 
-__all__ = ["TLS_VERSION", "TlsSettings"]
+__all__ = ["TlsSettings"]
 
-TLS_VERSION = "version.tls"
-"""Bumped on every change of a TLS profile: listeners reload."""
 _KEY = "tls.profiles"
 
 
@@ -54,7 +53,7 @@ class TlsSettings:
             settings = SettingsRepository(session)
             policy = _read(settings).with_profile(service, profile)
             settings.set(_KEY, {s: p.value for s, p in policy.profiles})
-            settings.bump(TLS_VERSION)
+            TopicRepository(session).bump(Topic.TLS)
             chosen = policy.profile(service)
             self._audit.note(service=service, profile=chosen.name.value)
         return chosen

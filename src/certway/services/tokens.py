@@ -26,6 +26,7 @@ from certway.hsm import TokenEcKey, TokenKeyInfo, TokenRsaKey, TokenSession, sam
 from certway.services.audit import Audit, audited
 from certway.store.db import Store
 from certway.store.repositories import TokenRepository
+from certway.store.topics import Topic, TopicRepository
 
 __all__ = ["SYSTEM_MODULE_DIRS", "TokenFault", "TokenInfo", "TokenTest", "Tokens"]
 
@@ -104,6 +105,7 @@ class Tokens:
         probe = TokenSession(module, token_label, pin)  # refuses a bad module, label or PIN
         try:
             with self._store.transaction() as session:
+                TopicRepository(session).bump(Topic.TOKENS)
                 repo = TokenRepository(session, self._store.vault)
                 if repo.by_name(name) is not None:
                     raise Conflict(f"a token named '{name}' already exists")

@@ -17,13 +17,12 @@ from certway.pki.text import fingerprint, format_name
 from certway.services.audit import Audit, audited
 from certway.services.crl_store import accept_crl
 from certway.store.db import Store
-from certway.store.repositories import SettingsRepository, TrustRepository
+from certway.store.repositories import TrustRepository
 from certway.store.schema import TrustedCaRow
+from certway.store.topics import Topic, TopicRepository
 from certway.trust.anchors import TrustSnapshot
 
-__all__ = ["TRUST_VERSION", "TrustAddReport", "TrustedCAs", "TrustedCaInfo"]
-
-TRUST_VERSION = "version.trust"
+__all__ = ["TrustAddReport", "TrustedCAs", "TrustedCaInfo"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +104,7 @@ def _split_bundle(
 
 
 class TrustedCAs:
+    TOPICS = (Topic.TRUSTED_CAS,)  # what snapshot() is built from
     """Trusted CA list in the store, with an in-memory snapshot refreshed on change."""
 
     def __init__(self, store: Store, clock: Clock, audit: Audit) -> None:
@@ -168,7 +168,7 @@ class TrustedCAs:
                     session, crl, kind="embedded", source="CA file", trusted=trusted, at=now
                 )
                 report.crls.append(accepted.describe())
-            SettingsRepository(session).bump(TRUST_VERSION)
+            TopicRepository(session).bump(Topic.TRUSTED_CAS)
             self._audit.note(added=[i.fingerprint for i in report.added], crls=report.crls)
         return report
 
@@ -202,7 +202,7 @@ class TrustedCAs:
             repo = TrustRepository(session)
             for row in rows:
                 repo.remove(row.fingerprint)
-            SettingsRepository(session).bump(TRUST_VERSION)
+            TopicRepository(session).bump(Topic.TRUSTED_CAS)
         return [r.subject for r in rows]
 
     @audited("trust.reset", target=lambda: "")
@@ -223,7 +223,7 @@ class TrustedCAs:
                         origin="factory",
                     )
                 )
-            SettingsRepository(session).bump(TRUST_VERSION)
+            TopicRepository(session).bump(Topic.TRUSTED_CAS)
             return [_info(r) for r in repo.all()]
 
     @audited("trust.add-factory", target=lambda cert: format_name(cert.subject))
@@ -244,12 +244,11 @@ class TrustedCAs:
                         origin="factory",
                     )
                 )
-            SettingsRepository(session).bump(TRUST_VERSION)
+            TopicRepository(session).bump(Topic.TRUSTED_CAS)
 
     def version(self) -> int:
         with self._store.reading() as session:
-            value = SettingsRepository(session).get(TRUST_VERSION)
-        return value if isinstance(value, int) else 0
+            return TopicRepository(session).versions(self.TOPICS)[0]
 
     def snapshot(self) -> TrustSnapshot:
         """The current list as a snapshot; rebuilt only when the list changed."""

@@ -36,6 +36,7 @@ from certway.pki.text import plural
 from certway.services.audit import Audit, audited
 from certway.store.db import Store
 from certway.store.repositories import SettingsRepository
+from certway.store.topics import Topic, TopicRepository
 
 __all__ = [
     "DEFAULT_INTERVAL",
@@ -353,6 +354,7 @@ class Zones:
             subject = check_peer_address(verify_subject)
         zone = Zone(name, clean, port, tls_verify, subject, interval)
         with self._store.transaction() as session:
+            TopicRepository(session).bump(Topic.ZONES)
             settings = SettingsRepository(session)
             zones = _load_zones(settings)
             if name in zones:
@@ -368,6 +370,7 @@ class Zones:
     def remove(self, name: str) -> None:
         """Delete a zone and its status (its alarm clears with it)."""
         with self._store.transaction() as session:
+            TopicRepository(session).bump(Topic.ZONES)
             settings = SettingsRepository(session)
             zones = _load_zones(settings)
             if name not in zones:

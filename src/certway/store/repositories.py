@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Integer, Text, cast, delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, undefer
 
@@ -423,8 +423,8 @@ class HeldCrlRepository:
 
 
 class SettingsRepository:
-    """JSON settings and change counters: cluster-wide, except ``PER_PEER_SETTINGS`` (this
-    peer's own)."""
+    """JSON settings (change counters are topics: certway.store.topics): cluster-wide,
+    except ``PER_PEER_SETTINGS`` (this peer's own)."""
 
     def __init__(self, session: Session) -> None:
         self._session = session
@@ -454,26 +454,6 @@ class SettingsRepository:
                 index_elements=[SettingRow.node_id, SettingRow.key], set_={"value": text}
             )
         )
-
-    def bump(self, key: str) -> int:
-        """Increment a change counter (listeners reload when it moves) in one statement, so
-        two processes bumping at once both count."""
-        scope = self._scope(key)
-        dialect = postgresql if self._session.get_bind().dialect.name == "postgresql" else sqlite
-        statement = (
-            dialect.insert(SettingRow)
-            .values(node_id=scope, key=key, value="1")
-            .on_conflict_do_update(
-                index_elements=[SettingRow.node_id, SettingRow.key],
-                set_={"value": cast(cast(SettingRow.value, Integer) + 1, Text)},
-            )
-            .returning(SettingRow.value)
-        )
-        value = int(self._session.execute(statement).scalar_one())
-        for obj in list(self._session.identity_map.values()):
-            if isinstance(obj, SettingRow) and obj.key == key and obj.node_id == scope:
-                self._session.expire(obj)  # loaded before the statement: old value
-        return value
 
 
 class SlotRepository:
@@ -690,6 +670,11 @@ class PeerRepository:
         if fqdn is not None:
             values["fqdn"] = fqdn
         self._session.execute(update(PeerRow).where(PeerRow.id == node_id).values(**values))
+
+    def set_admin_address(self, node_id: int, address: str | None) -> None:
+        self._session.execute(
+            update(PeerRow).where(PeerRow.id == node_id).values(admin_address=address)
+        )
 
     def key_exported(self, key_check: str, at: dt.datetime) -> None:
         """Note when the cluster key was last exported (an embedded node gets its key check

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy import (
+    BigInteger,
     DateTime,
     ForeignKey,
     Integer,
@@ -191,7 +192,7 @@ class CrlSourceRow(Base):
 
 
 class SettingRow(Base):
-    """Node settings as JSON values, plus change counters that listeners watch.
+    """Node settings as JSON values.
 
     ``node_id`` 0: a cluster-wide setting; a peer's id: a setting of that peer only."""
 
@@ -199,6 +200,15 @@ class SettingRow(Base):
     node_id: Mapped[int] = mapped_column(Integer, primary_key=True, default=0)
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class ChangeTopicRow(Base):
+    """One counter per change topic (certway.store.topics.Topic): moved by every write
+    transaction that changes what the topic covers; caches and listeners compare them."""
+
+    __tablename__ = "change_topics"
+    topic: Mapped[str] = mapped_column(String(32), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class CertSlotRow(Base):
@@ -287,6 +297,9 @@ class PeerRow(Base):
     # mutual-TLS health checks).
     tls_result: Mapped[str | None] = mapped_column(Text, nullable=True)
     tls_checked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Where the peer's admin listener (and its health endpoint) answers: HOST:PORT, set by the
+    # peer's ``certway serve`` when it starts.
+    admin_address: Mapped[str | None] = mapped_column(String(300), nullable=True)
 
 
 class ClusterRow(Base):

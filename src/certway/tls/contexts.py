@@ -2,7 +2,7 @@
 
 Every handshake goes through ``sni_callback``, which hands OpenSSL the context of the name the
 client asked for (a domain certificate, or the server certificate). Contexts are rebuilt when
-the node's change counters move, so a new certificate, trusted CA or security setting is used
+the node's change topics move, so a new certificate, trusted CA or security setting is used
 by the next handshake — no restart, and established connections keep theirs.
 
 Python's ``ssl`` loads keys only from files: the PEM goes to an anonymous in-memory file
@@ -136,7 +136,7 @@ class TlsState:
 class ServerTls:
     """The SNI-switching server context of one listener.
 
-    ``state`` returns the current inputs cheaply (change counters); ``identity_for`` maps an
+    ``state`` returns the current inputs cheaply (change topic versions); ``identity_for`` maps an
     SNI name to the identity to present; ``key_for`` opens its sealed key; ``challenge_for``
     (optional) gives the ACME TLS-ALPN-01 certificate of a name being validated, presented
     instead for that name until the challenge is withdrawn (the state moves then).
@@ -178,6 +178,11 @@ class ServerTls:
                 "OpenSSL: refusals in the handshake cannot explain themselves'"
             )
         return context
+
+    @property
+    def state(self) -> TlsState:
+        """The inputs the current contexts were built from."""
+        return self._state
 
     def forget_state(self) -> None:
         """Make the next ``refresh`` rebuild, e.g. after a reload that depends on it failed."""
@@ -265,6 +270,11 @@ class ServerTls:
         base.sni_callback = self._sni
         self._deferred(base)
         self._base = base
+        # The context of a handshake without SNI, ready now: a first connection made while
+        # the database cannot be read still gets the last state read.
+        context = self._context_of(identity)
+        with self._lock:
+            self._by_name.setdefault(None, context)
         return base
 
     def _sni(

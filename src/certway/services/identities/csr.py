@@ -24,6 +24,7 @@ from certway.services.identities.model import (
 )
 from certway.services.identities.slots import Slots
 from certway.store.repositories import KeyRepository, SlotRepository
+from certway.store.topics import Topic, TopicRepository
 
 __all__ = ["CsrRequests"]
 
@@ -100,6 +101,7 @@ class CsrRequests(Slots):
         csr, _plan = build_csr(key, form, digest=options.digest)
         now = self._clock.now()
         with self._store.transaction() as session:
+            TopicRepository(session).bump(Topic.IDENTITY)
             repo = SlotRepository(session)
             slot = repo.get_or_create(kind, name, now)
             if slot.pending_csr_der is not None:
@@ -143,6 +145,7 @@ class CsrRequests(Slots):
     def discard_csr(self, kind: IdentityKind, name: str = "") -> None:
         name = self._slot(kind, name)
         with self._store.transaction() as session:
+            TopicRepository(session).bump(Topic.IDENTITY)
             slot = SlotRepository(session).get(kind, name)
             if slot is None or slot.pending_csr_der is None:
                 raise NotFound(f"no CSR is pending for the {slot_label(kind, name)}")

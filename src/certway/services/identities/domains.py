@@ -7,8 +7,8 @@ from certway.pki.names import check_dns_name
 from certway.services.audit import audited
 from certway.services.identities.model import DomainInfo, normalise_domain
 from certway.services.identities.slots import Slots
-from certway.services.node_settings import IDENTITY_VERSION
-from certway.store.repositories import SettingsRepository, SlotRepository
+from certway.store.repositories import SlotRepository
+from certway.store.topics import Topic, TopicRepository
 
 __all__ = ["DomainCertificates"]
 
@@ -26,7 +26,7 @@ class DomainCertificates(Slots):
             if repo.get("domain", domain) is not None:
                 raise Conflict(f"domain '{domain}' already exists")
             repo.get_or_create("domain", domain, self._clock.now())
-            SettingsRepository(session).bump(IDENTITY_VERSION)
+            TopicRepository(session).bump(Topic.IDENTITY)
         return DomainInfo(domain, False, None, None, False)
 
     @audited("domain.remove")
@@ -38,7 +38,7 @@ class DomainCertificates(Slots):
             if slot is None:
                 raise NotFound(f"no domain '{name}'")
             repo.delete(slot)
-            SettingsRepository(session).bump(IDENTITY_VERSION)
+            TopicRepository(session).bump(Topic.IDENTITY)
 
     def domain(self, name: str) -> DomainInfo:
         """One domain, however its name is typed (case, trailing dot); NotFound if unknown."""

@@ -3,7 +3,7 @@ numbered versions, read and activated here.
 
 Activation is one database transaction (new version + active pointer + counter bump), so a
 crash leaves either the old or the new certificate active. Listeners watch the
-``version.identity`` counter and rebuild their TLS contexts when it moves.
+``Topic.IDENTITY`` change topic and rebuild their TLS contexts when it moves.
 """
 
 from __future__ import annotations
@@ -32,11 +32,12 @@ from certway.services.identities.model import (
     slot_label,
 )
 from certway.services.local_ca import LocalCA
-from certway.services.node_settings import IDENTITY_VERSION, NodeSettings
+from certway.services.node_settings import NodeSettings
 from certway.services.trusted_cas import TrustedCAs
 from certway.store.db import Store
 from certway.store.repositories import KeyRepository, SettingsRepository, SlotRepository
 from certway.store.schema import CertSlotRow, CertVersionRow
+from certway.store.topics import Topic, TopicRepository
 from certway.trust.identity import certificate_text
 
 __all__ = ["Slots"]
@@ -66,8 +67,7 @@ class Slots:
     # -- reading ------------------------------------------------------------------------------
     def version(self) -> int:
         with self._store.reading() as session:
-            value = SettingsRepository(session).get(IDENTITY_VERSION)
-        return value if isinstance(value, int) else 0
+            return TopicRepository(session).versions((Topic.IDENTITY,))[0]
 
     def _active_row(
         self, repo: SlotRepository, kind: str, name: str
@@ -222,7 +222,7 @@ class Slots:
                 slot.pending_key_id = None
                 slot.pending_form = None
                 slot.pending_created_at = None
-            SettingsRepository(session).bump(IDENTITY_VERSION)
+            TopicRepository(session).bump(Topic.IDENTITY)
             self._audit.note(version=version.version)
         return version
 
@@ -244,7 +244,7 @@ class Slots:
                     created_at=now,
                 ),
             )
-            SettingsRepository(session).bump(IDENTITY_VERSION)
+            TopicRepository(session).bump(Topic.IDENTITY)
 
     # -- slot names ---------------------------------------------------------------------------
     def _slot(self, kind: str, name: str) -> str:

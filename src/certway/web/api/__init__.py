@@ -21,6 +21,7 @@ from certway.web.api import (
     local_ca,
     local_ca_issue,
     node,
+    peer_health,
     revocation,
     server_cert,
     sip,
@@ -54,5 +55,6 @@ for _part in (
     acme,
     backup,
     api_tokens,
+    peer_health,
 ):
     router.include_router(_part.router)
