@@ -136,6 +136,7 @@ def test_cli_shows_and_sets_profiles(cli: Cli) -> None:
         "sip-tls": "intermediate",
         "zones": "intermediate",
         "outbound": "intermediate",
+        "ldap": "intermediate",
     }
     done = cli.ok("tls", "set", "--service", "outbound", "--profile", "modern")
     assert done.stdout_bytes.decode().strip() == "outbound: TLS profile modern (TLSv1.3)"

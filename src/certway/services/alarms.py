@@ -18,6 +18,7 @@ from certway.clock import Clock
 from certway.pki.names import common_name
 from certway.pki.text import format_name
 from certway.services.identities import Identities
+from certway.services.ldap_settings import RECOVERY_ACCOUNT, AuthSource, LdapSettings
 from certway.services.local_ca import LocalCA
 from certway.services.revocation import RevocationService
 from certway.services.sip_settings import MutualTls, SipSettings
@@ -51,6 +52,7 @@ class AlarmKind(StrEnum):
     CRL_SOURCE = "crl-source"
     OCSP_RESPONDER = "ocsp-responder"
     ZONE = "zone"
+    LDAP = "ldap"
 
 
 _SEVERITY_ORDER = {AlarmSeverity.CRITICAL: 0, AlarmSeverity.WARNING: 1}
@@ -125,6 +127,7 @@ class Alarms:
         local_ca: LocalCA,
         revocation: RevocationService,
         sip: SipSettings | None = None,
+        ldap: LdapSettings | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -133,6 +136,7 @@ class Alarms:
         self._local_ca = local_ca
         self._revocation = revocation
         self._sip = sip
+        self._ldap = ldap
 
     def current(self) -> list[Alarm]:
         """The alarms raised now, most severe first; records first-seen times."""
@@ -166,6 +170,22 @@ class Alarms:
         for zone_alarm in alarms_for_zones(self._store):
             about = zone_alarm.id.removeprefix(f"{AlarmKind.ZONE}:")
             yield _Cause(AlarmKind.ZONE, about, AlarmSeverity(zone_alarm.severity), zone_alarm.text)
+        yield from self._ldap_directory()
+
+    def _ldap_directory(self) -> Iterable[_Cause]:
+        if self._ldap is None or self._ldap.source() is AuthSource.LOCAL:
+            return
+        config = self._ldap.get()
+        error = self._ldap.status().error
+        if config is None or error is None:
+            return
+        yield _Cause(
+            AlarmKind.LDAP,
+            None,
+            AlarmSeverity.CRITICAL,
+            f"the LDAP server {config.url} cannot be used ({error}): LDAP accounts cannot log "
+            f"in; the local recovery account '{RECOVERY_ACCOUNT}' still can",
+        )
 
     def _node_certificates(self, now: dt.datetime) -> Iterable[_Cause]:
         server = self._identities.active("server")

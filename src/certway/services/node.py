@@ -15,6 +15,7 @@ from certway.services.alarms import Alarms
 from certway.services.audit import Audit
 from certway.services.client_check import ClientCheck
 from certway.services.identities import Identities
+from certway.services.ldap_settings import LdapSettings
 from certway.services.local_ca import LocalCA
 from certway.services.node_settings import NodeSettings
 from certway.services.peer_validation import PeerValidation
@@ -77,6 +78,7 @@ class Node:
             store, clock, self.audit, self.settings, self.trusted_cas, self.local_ca
         )
         self.sip = SipSettings(store, clock, self.audit)
+        self.ldap = LdapSettings(store, clock, self.audit)
         self.alarms = Alarms(
             store,
             clock,
@@ -85,6 +87,7 @@ class Node:
             self.local_ca,
             self.revocation,
             self.sip,
+            self.ldap,
         )
         self.admins = AdminAccounts(store, clock, self.audit)
         self.zones = Zones(store, clock, self.audit)

@@ -36,7 +36,12 @@ from certway.store.db import Store
 from certway.store.repositories import HeldCrlRepository, SettingsRepository
 from certway.tlsconf.policy import INTERMEDIATE, TlsProfile
 from certway.trust.anchors import key_id
-from certway.trust.policy import ADMIN_HTTPS_DEFAULT, SIP_TLS_DEFAULT, RevocationPolicy
+from certway.trust.policy import (
+    ADMIN_HTTPS_DEFAULT,
+    LDAP_DEFAULT,
+    SIP_TLS_DEFAULT,
+    RevocationPolicy,
+)
 from certway.trust.revocation import (
     IndexedCrl,
     RevocationIndex,
@@ -68,6 +73,7 @@ OCSP_FAILURES = "ocsp.failures"
 SERVICES: dict[str, RevocationPolicy] = {
     "sip-tls": SIP_TLS_DEFAULT,
     "admin-https": ADMIN_HTTPS_DEFAULT,
+    "ldap": LDAP_DEFAULT,
 }
 _SCHEDULE_KEY = "crl.schedule"
 MAX_SOURCES = 100

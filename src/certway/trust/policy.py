@@ -9,6 +9,7 @@ from certway.errors import PolicyViolation
 
 __all__ = [
     "ADMIN_HTTPS_DEFAULT",
+    "LDAP_DEFAULT",
     "SIP_TLS_DEFAULT",
     "Fallback",
     "Profile",
@@ -106,3 +107,7 @@ SIP_TLS_DEFAULT = RevocationPolicy()
 
 ADMIN_HTTPS_DEFAULT = RevocationPolicy(ocsp=False, cdp=False, scope=Scope.ALL)
 """Admin HTTPS client certificates: CRL checking of the whole chain; unknown = not revoked."""
+
+LDAP_DEFAULT = RevocationPolicy()
+"""LDAP servers (admin authentication): checking on, OCSP/CRLs/CDP allowed; unknown = not
+revoked."""

@@ -29,6 +29,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
+from certway.directory import Directory, DirectoryUnavailable
 from certway.errors import (
     CertwayError,
     Conflict,
@@ -44,7 +45,7 @@ from certway.errors import (
 from certway.services.admins import AdminInfo
 from certway.services.audit import Actor, acting_as
 from certway.services.node import Node
-from certway.web.logins import LoginGuard, ThrottlePolicy
+from certway.web.logins import LoginGuard, LoginRefused, ThrottlePolicy
 
 __all__ = [
     "MAX_UPLOAD",
@@ -134,6 +135,7 @@ class WebContext:
         self.node = node
         self.secure_cookies = secure_cookies
         self.logins = LoginGuard(throttle)
+        self.directory = Directory(node)
         self._sessions: dict[str, _Session] = {}
         self._lock = threading.Lock()
 
@@ -142,9 +144,20 @@ class WebContext:
         self, name: str, password: str, *, address: str, via: str
     ) -> AdminInfo | None:
         """The account when the password is right, else None (logged and audited). Raises
-        ``LoginRefused`` when the throttle does not let the attempt in."""
+        ``LoginRefused`` when the throttle does not let the attempt in, or (503) when the LDAP
+        server is needed and cannot be used."""
         admins = self.node.admins
-        account = self.logins.check(name, address, lambda: admins.verify(name, password))
+        try:
+            account = self.logins.check(
+                name, address, lambda: self.directory.verify(name, password)
+            )
+        except DirectoryUnavailable as exc:
+            log.warning("event=login-ldap-unavailable account=%r via=%s", name[:64], via)
+            raise LoginRefused(
+                503,
+                f"{exc}; the local recovery account can still log in",
+                5,
+            ) from None
         if account is None:
             shown = name[:64]
             log.warning("event=login-failed account=%r source=%s via=%s", shown, address, via)
@@ -155,7 +168,7 @@ class WebContext:
     # sessions (UI)
     def new_session(self, account: AdminInfo) -> tuple[str, str]:
         token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
-        stamp = self.node.admins.credential_stamp(account.name)
+        stamp = self._stamp(account.name)
         with self._lock:
             now = time.monotonic()
             self._sessions = {k: v for k, v in self._sessions.items() if v.expires > now}
@@ -171,10 +184,16 @@ class WebContext:
             found = self._sessions.get(token)
         if found is None or found.expires < time.monotonic():
             return None
-        if self.node.admins.credential_stamp(found.account.name) != found.stamp:
+        if self._stamp(found.account.name) != found.stamp:
             self.end_session(token)
             return None
         return found
+
+    def _stamp(self, name: str) -> str | None:
+        """The local account's credential stamp; for an LDAP account (no local one), the LDAP
+        settings' version: a session of an LDAP account ends when they change."""
+        stamp = self.node.admins.credential_stamp(name)
+        return stamp if stamp is not None else f"ldap:{self.node.ldap.version()}"
 
     def end_session(self, token: str | None) -> None:
         if token:
@@ -216,7 +235,12 @@ def authenticate(
     when ``session``, by default for ``via="ui"``)."""
     node = context.node
     address = client_address(request)
-    gate = node.admin_security.authenticate(peer_certificate(request))
+    try:
+        gate = node.admin_security.authenticate(
+            peer_certificate(request), resolve=context.directory.lookup
+        )
+    except DirectoryUnavailable as exc:
+        raise CertificateRefused(str(exc)) from None
     if not gate.allowed:
         raise CertificateRefused(gate.reason)
     if gate.account is not None:  # certificate-based authentication: password login is off
