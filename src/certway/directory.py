@@ -244,7 +244,7 @@ class Directory:
         except LDAPException as exc:
             raise self._unavailable(config, _reason(exc, tls)) from None
         finally:
-            conn.unbind()
+            _close(conn)
 
     def _service_connection(self, config: LdapConfig) -> Connection:
         marker = self._marker()
@@ -256,22 +256,19 @@ class Directory:
             _open(conn, config)
             conn.bind()
         except LDAPInvalidCredentialsResult:
-            conn.unbind()
+            _close(conn)
             raise self._unavailable(
                 config, f"the service bind as {config.bind_dn} was refused (wrong bind password?)"
             ) from None
         except LDAPException as exc:
-            conn.unbind()
+            _close(conn)
             raise self._unavailable(config, _reason(exc, tls)) from None
         self._service = (marker, conn)
         return conn
 
     def _drop(self) -> None:
         if self._service is not None:
-            try:
-                self._service[1].unbind()
-            except LDAPException:
-                pass
+            _close(self._service[1])
             self._service = None
 
     def _marker(self) -> tuple[Any, ...]:
@@ -347,6 +344,14 @@ def _open(conn: Connection, config: LdapConfig) -> None:
     conn.open(read_server_info=False)
     if config.starttls:
         conn.start_tls(read_server_info=False)
+
+
+def _close(conn: Connection) -> None:
+    """Unbind and close; a connection that broke or was refused has nothing to say."""
+    try:
+        conn.unbind()
+    except (LDAPException, OSError):
+        pass
 
 
 def _reason(exc: LDAPException, tls: _CertwayTls) -> str:
