@@ -260,6 +260,7 @@ def init(
 
 from certway.cli import (  # noqa: E402,F401  (registers the commands)
     commands,
+    ldap_commands,
     node_commands,
     serve_commands,
     sip_commands,
