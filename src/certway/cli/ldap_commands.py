@@ -7,7 +7,7 @@ The bind password is read from a file (its first line), sealed in the store and 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -15,7 +15,6 @@ from rich.table import Table
 from certway.cli.main import JsonOpt, _typer, app, open_node, out, print_json, read_passphrase
 from certway.directory import Directory
 from certway.errors import PolicyViolation
-from certway.services.node import Node
 
 __all__ = ["admin_auth_app", "ldap_app"]
 
@@ -42,16 +41,6 @@ def _text(path: Path, what: str) -> str:
         return raw.decode()
     except UnicodeDecodeError:
         raise PolicyViolation("ldap-password", f"the {what} in {path} is not UTF-8 text") from None
-
-
-def ldap_view(node: Node) -> dict[str, Any]:
-    config = node.ldap.get()
-    status = node.ldap.status()
-    return {
-        **(config.as_dict() if config else {"url": None, "groups": []}),
-        "source": node.ldap.source().value,
-        "last_error": status.error,
-    }
 
 
 @ldap_app.command("set")
@@ -93,7 +82,7 @@ def ldap_set(
             user_filter=user_filter,
             verify=_on_off(verify, "verify"),
         )
-        view = ldap_view(n)
+        view = n.ldap.view()
     if as_json:
         print_json(view)
     else:
@@ -104,7 +93,7 @@ def ldap_set(
 def ldap_show(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Show the LDAP settings and mapped groups (never the bind password)."""
     with open_node(ctx) as n:
-        view = ldap_view(n)
+        view = n.ldap.view()
     if as_json:
         print_json(view)
         return

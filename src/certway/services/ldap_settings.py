@@ -243,6 +243,27 @@ class LdapSettings:
         at = raw.get("at")
         return LdapStatus(raw.get("error"), dt.datetime.fromisoformat(at) if at else None)
 
+    def view(self) -> dict[str, Any]:
+        """The settings as shown by ``ldap show``, the API and the UI: never the password."""
+        config = self.get()
+        return {
+            **(
+                config.as_dict()
+                if config
+                else {
+                    "url": None,
+                    "starttls": False,
+                    "base_dn": None,
+                    "bind_dn": None,
+                    "user_filter": DEFAULT_USER_FILTER,
+                    "verify": True,
+                    "groups": [],
+                }
+            ),
+            "source": self.source().value,
+            "last_error": self.status().error,
+        }
+
     def access_for(self, config: LdapConfig, groups: list[str]) -> str | None:
         """The access level the groups give: read-write wins; None when no group is mapped."""
         found = {g.access for g in config.groups if any(_same_dn(g.dn, dn) for dn in groups)}

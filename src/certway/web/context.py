@@ -88,6 +88,7 @@ _STATUS: list[tuple[type[CertwayError], int, str]] = [
     (StoreError, 503, "Store unavailable"),
     (TokenError, 503, "Key token unavailable"),
     (FetchError, 502, "Fetch failed"),
+    (DirectoryUnavailable, 502, "LDAP server unavailable"),
     (ValidationFailed, 422, "Validation failed"),
     (PassphraseError, 400, "Bad passphrase"),  # a DecodeError: more specific first
     (DecodeError, 400, "Bad input"),

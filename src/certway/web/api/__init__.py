@@ -15,6 +15,7 @@ from certway.web.api import (
     admin,
     client_cert,
     domains,
+    ldap,
     local_ca,
     node,
     revocation,
@@ -42,5 +43,6 @@ for _part in (
     sip,
     zones,
     tls,
+    ldap,
 ):
     router.include_router(_part.router)

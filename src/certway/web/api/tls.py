@@ -15,7 +15,7 @@ __all__ = ["router"]
 
 router = APIRouter(route_class=ApiRoute, tags=["tls"])
 
-TlsService = Literal["admin-https", "sip-tls", "zones", "outbound"]
+TlsService = Literal["admin-https", "sip-tls", "zones", "outbound", "ldap"]
 
 
 class TlsProfileBody(BaseModel):
@@ -37,6 +37,7 @@ class TlsProfilesOut(Out):
     sip_tls: TlsProfileOut = Field(alias="sip-tls")
     zones: TlsProfileOut
     outbound: TlsProfileOut
+    ldap: TlsProfileOut
 
 
 @router.get("/tls", response_model=TlsProfilesOut, response_model_by_alias=True)
