@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -125,6 +126,12 @@ def configure(node: Node, url: str, *, starttls: bool = False, source: str = "ld
     node.ldap.add_group(ADMINS, access="read-write")
     node.ldap.add_group(AUDITORS, access="read-only")
     node.ldap.set_source(source)
+
+
+def csrf_of(page: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert found, page
+    return found.group(1)
 
 
 def basic(user: str, password: str) -> dict[str, str]:
@@ -260,6 +267,21 @@ def test_api_and_ui_logins_by_ldap_group(node: Node, slapd: Slapd) -> None:
         assert page.status_code == 303, page.text
         home = client.get("/")
         assert home.status_code == 200 and "bob" in home.text
+        page = client.get("/ldap")
+        assert page.status_code == 200 and AUDITORS in page.text
+        assert 'action="/ldap/test"' not in page.text  # read-only: no forms
+        assert BIND_PASSWORD not in page.text
+        # alice in the UI: the test form shows groups and access, never the password
+        client.post("/logout", data={"csrf": csrf_of(page.text)})
+        client.post("/login", data={"user": "alice", "password": PASSWORDS["alice"]})
+        page = client.get("/ldap")
+        tested = client.post(
+            "/ldap/test",
+            data={"csrf": csrf_of(page.text), "user": "dave", "password": PASSWORDS["dave"]},
+        )
+        assert tested.status_code == 200, tested.text
+        assert "accepted" in tested.text and ADMINS in tested.text and AUDITORS in tested.text
+        assert PASSWORDS["dave"] not in tested.text
         # the audit log names the LDAP account
         entries = node.audit.entries()
         assert any(e.actor == "alice" and e.action == "ldap.group.add" for e in entries)

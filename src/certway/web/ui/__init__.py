@@ -12,6 +12,7 @@ from certway.web.ui import (
     admin_security,
     certificates,
     check,
+    ldap,
     local_ca,
     login,
     revocation,
@@ -34,6 +35,7 @@ for _area in (
     tls,
     check,
     admin_security,
+    ldap,
     sip,
     local_ca,
 ):

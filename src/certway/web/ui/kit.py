@@ -89,6 +89,7 @@ NAV: tuple[tuple[str, str], ...] = (
     ("/tls", "TLS profiles"),
     ("/client-certificate-test", "Client certificate testing"),
     ("/certificate-auth", "Certificate-based authentication"),
+    ("/ldap", "LDAP admin authentication"),
     ("/sip", "SIP TLS & zones"),
     ("/local-ca", "Local CA"),
     ("/audit", "Audit log"),
