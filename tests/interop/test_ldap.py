@@ -349,3 +349,27 @@ def test_cli_set_show_groups_source_and_test(
     assert len(json.loads(cli.ok("ldap", "group", "list", "--json").stdout_bytes)) == 1
     everything = cli.ok("ldap", "show").stdout + cli.ok("audit", "--json").stdout
     assert BIND_PASSWORD not in everything and PASSWORDS["bob"] not in everything
+
+
+def test_certificate_mapped_username_resolves_in_ldap(node: Node, slapd: Slapd) -> None:
+    """Certificate-based authentication: the username mapped from the client certificate is
+    looked up in the directory (service bind, no password) and gets its groups' access."""
+    configure(node, slapd.ldaps_url, source="ldap")
+    node.admin_security.set(mode="certificate-based-authentication", force=True)
+    directory = Directory(node)
+    try:
+        for user, expected in (("bob", "read-only"), ("dave", "read-write")):
+            cert, _ = issue(node, CA, user, profile="client")
+            result = node.admin_security.authenticate(_pem(cert), resolve=directory.lookup)
+            assert result.allowed and result.account is not None, result.reason
+            assert result.account.access == expected
+        carol, _ = issue(node, CA, "carol", profile="client")
+        refused = node.admin_security.authenticate(_pem(carol), resolve=directory.lookup)
+        assert not refused.allowed and "has no account" in refused.reason
+        # "ops" is a local account, but with source=ldap only the recovery account is local
+        ops, _ = issue(node, CA, "ops", profile="client")
+        assert not node.admin_security.authenticate(_pem(ops), resolve=directory.lookup).allowed
+        admin, _ = issue(node, CA, "admin", profile="client")
+        assert node.admin_security.authenticate(_pem(admin), resolve=directory.lookup).allowed
+    finally:
+        directory.close()
