@@ -18,6 +18,7 @@ network step is bounded by ``timeout``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import ssl
 import threading
@@ -274,9 +275,8 @@ class Directory:
     def _marker(self) -> tuple[Any, ...]:
         with self.node.store.reading() as session:
             settings = SettingsRepository(session)
-            return tuple(settings.get(key) for key in _WATCHED) + (
-                self.node.tls.profile("ldap"),
-            )
+            counters = [settings.get(key) for key in _WATCHED]
+        return (*counters, self.node.tls.profile("ldap"))
 
     def _connection(
         self, config: LdapConfig, user: str, password: str
@@ -348,10 +348,8 @@ def _open(conn: Connection, config: LdapConfig) -> None:
 
 def _close(conn: Connection) -> None:
     """Unbind and close; a connection that broke or was refused has nothing to say."""
-    try:
+    with contextlib.suppress(LDAPException, OSError):
         conn.unbind()
-    except (LDAPException, OSError):
-        pass
 
 
 def _reason(exc: LDAPException, tls: _CertwayTls) -> str:
@@ -359,4 +357,3 @@ def _reason(exc: LDAPException, tls: _CertwayTls) -> str:
         return tls.refused
     text = str(exc) or type(exc).__name__
     return text.replace("socket ssl wrapping error: ", "TLS handshake failed: ")
-

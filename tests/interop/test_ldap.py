@@ -22,16 +22,16 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from fastapi.testclient import TestClient
 
+import ldap_server
 from certway.clock import SystemClock
 from certway.directory import Directory, DirectoryUnavailable
 from certway.pki.keys import generate_key
 from certway.pki.text import serial_hex
 from certway.services.node import Node
 from certway.web.app import create_admin_app
-
-import ldap_server
-from conftest import Cli, key_pem
 from ldap_server import ADMINS, AUDITORS, BIND_DN, BIND_PASSWORD, PASSWORDS, SUFFIX, Slapd
+
+from conftest import Cli, key_pem
 from pkitools import name
 
 pytestmark = pytest.mark.interop
@@ -219,9 +219,7 @@ def test_untrusted_server_certificate_is_refused(node: Node, tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize("starttls", [False, True], ids=["ldaps", "starttls"])
-def test_revoked_server_certificate_is_refused(
-    node: Node, tmp_path: Path, starttls: bool
-) -> None:
+def test_revoked_server_certificate_is_refused(node: Node, tmp_path: Path, starttls: bool) -> None:
     server, cert = start_slapd(node, tmp_path / "revoked")
     directory = Directory(node)
     try:
@@ -293,7 +291,9 @@ def test_api_and_ui_logins_by_ldap_group(node: Node, slapd: Slapd) -> None:
 def test_ldap_down_recovery_login_and_alarm(node: Node, slapd: Slapd) -> None:
     configure(node, slapd.ldaps_url, source="ldap")
     with TestClient(create_admin_app(node, secure_cookies=False)) as client:
-        assert client.get(f"{API}/alarms", headers=basic("bob", PASSWORDS["bob"])).status_code == 200
+        assert (
+            client.get(f"{API}/alarms", headers=basic("bob", PASSWORDS["bob"])).status_code == 200
+        )
         slapd.stop()
         down = client.get(f"{API}/alarms", headers=basic("bob", PASSWORDS["bob"]))
         assert down.status_code == 503, down.text
@@ -311,7 +311,9 @@ def test_ldap_down_recovery_login_and_alarm(node: Node, slapd: Slapd) -> None:
         )
         assert page.status_code == 503 and "cannot be used" in page.text
         slapd.start()
-        assert client.get(f"{API}/alarms", headers=basic("bob", PASSWORDS["bob"])).status_code == 200
+        assert (
+            client.get(f"{API}/alarms", headers=basic("bob", PASSWORDS["bob"])).status_code == 200
+        )
         assert not node.ldap.status().error
 
 

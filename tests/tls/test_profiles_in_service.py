@@ -56,8 +56,8 @@ def test_profiles_are_stored_counted_and_audited(node: Node) -> None:
 def test_bad_input_changes_nothing(node: Node, tmp_path: Path) -> None:
     node.tls.set("zones", "modern")
     snapshot = store_snapshot(tmp_path / "d")
-    with pytest.raises(PolicyViolation, match="unknown TLS service 'ldap'"):
-        node.tls.set("ldap", "modern")
+    with pytest.raises(PolicyViolation, match="unknown TLS service 'smtp'"):
+        node.tls.set("smtp", "modern")
     with pytest.raises(PolicyViolation, match="TLS profile must be intermediate or modern"):
         node.tls.set("zones", "old")
     assert store_snapshot(tmp_path / "d") == snapshot

@@ -66,7 +66,8 @@ def ldap_set(
         typer.Option("--user-filter", help="Finds a user: {user} is the login name (escaped)."),
     ] = None,
     verify: Annotated[
-        str | None, typer.Option("--verify", help="on (default) or off: judge the server's certificate.")
+        str | None,
+        typer.Option("--verify", help="on (default) or off: judge the server's certificate."),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:

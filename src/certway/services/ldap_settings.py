@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 _KEY = "ldap"
-_PASSWORD_KEY = "ldap.bind"
+_PASSWORD_KEY = "ldap.bind"  # noqa: S105 - a settings key, not a password
 _STATUS_KEY = "ldap.status"
 _SOURCE_KEY = "admin-auth"
 _AAD = b"certway/ldap-bind-password"
