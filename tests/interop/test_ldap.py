@@ -228,6 +228,10 @@ def test_revoked_server_certificate_is_refused(node: Node, tmp_path: Path, start
         node.local_ca.revoke(CA, serial_hex(cert.serial_number), reason="keyCompromise")
         with pytest.raises(DirectoryUnavailable, match="revoked"):
             directory.verify("alice", PASSWORDS["alice"])
+        # the ldap service's own revocation policy decides: checking off, the login works
+        node.revocation.set_policy("ldap", enabled=False)
+        assert directory.verify("alice", PASSWORDS["alice"]) is not None
+        assert node.revocation.policy("sip-tls").enabled  # other services untouched
     finally:
         directory.close()
         server.remove()

@@ -88,6 +88,7 @@ class PolicyOut(Out):
 class PoliciesOut(Out):
     sip_tls: PolicyOut = Field(alias="sip-tls")
     admin_https: PolicyOut = Field(alias="admin-https")
+    ldap: PolicyOut
 
 
 @router.get("/crls", response_model=list[HeldCrlOut])
@@ -141,13 +142,13 @@ def schedule_set(request: Request, body: ScheduleBody, who: Writer) -> dict[str,
 @router.get("/revocation", response_model=PoliciesOut, response_model_by_alias=True)
 def policies(request: Request, _who: Reader) -> dict[str, Any]:
     node = node_of(request)
-    return {name: node.revocation.policy(name).as_dict() for name in ("sip-tls", "admin-https")}
+    return {name: node.revocation.policy(name).as_dict() for name in ("sip-tls", "admin-https", "ldap")}
 
 
 @router.put("/revocation/{service}", response_model=PolicyOut)
 def policy_set(
     request: Request,
-    service: Literal["sip-tls", "admin-https"],
+    service: Literal["sip-tls", "admin-https", "ldap"],
     body: PolicyBody,
     who: Writer,
 ) -> dict[str, object]:
