@@ -235,6 +235,21 @@ def test_every_audited_change_writes_its_row_in_its_own_transaction(
     call("crl.schedule", lambda: node.revocation.set_schedule(daily_at="03:00"))
     call("revocation.set", lambda: node.revocation.set_policy("sip-tls", ocsp=False))
     call("tls.set", lambda: node.tls.set("sip-tls", "modern"))
+    # LDAP admin authentication
+    call(
+        "ldap.set",
+        lambda: node.ldap.set(
+            url="ldaps://ldap.example.com",
+            base_dn="dc=example,dc=com",
+            bind_dn="cn=bind,dc=example,dc=com",
+            bind_password="a bind password",
+        ),
+    )
+    call(
+        "ldap.group.add", lambda: node.ldap.add_group("cn=g,dc=example,dc=com", access="read-only")
+    )
+    call("ldap.group.remove", lambda: node.ldap.remove_group("cn=g,dc=example,dc=com"))
+    call("admin-auth.set", lambda: node.ldap.set_source("both"))
     # local CA
     call("ca.create-root", lambda: node.local_ca.create_root("lab", "/CN=Lab Root"))
     call(

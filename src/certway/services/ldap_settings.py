@@ -344,8 +344,8 @@ class LdapSettings:
             raise Conflict(f"group '{group.dn}' is mapped already (remove it first)")
         if len(config.groups) >= MAX_GROUPS:
             raise PolicyViolation("ldap-groups", f"at most {MAX_GROUPS} groups can be mapped")
+        self._audit.note(access=group.access)  # before the change's transaction ends
         self._save(replace(config, groups=(*config.groups, group)))
-        self._audit.note(access=group.access)
         return group
 
     @audited("ldap.group.remove", target=lambda dn, **k: dn)
