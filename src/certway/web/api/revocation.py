@@ -142,7 +142,8 @@ def schedule_set(request: Request, body: ScheduleBody, who: Writer) -> dict[str,
 @router.get("/revocation", response_model=PoliciesOut, response_model_by_alias=True)
 def policies(request: Request, _who: Reader) -> dict[str, Any]:
     node = node_of(request)
-    return {name: node.revocation.policy(name).as_dict() for name in ("sip-tls", "admin-https", "ldap")}
+    services = ("sip-tls", "admin-https", "ldap")
+    return {name: node.revocation.policy(name).as_dict() for name in services}
 
 
 @router.put("/revocation/{service}", response_model=PolicyOut)
