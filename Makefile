@@ -13,7 +13,7 @@ DATA_DIR ?= ./certway-data
 
 # Debian packages the tests drive as real peers (idempotent: only installs what is missing).
 deps-system:
-	@scripts/ensure-debian-packages.sh openssl chromium kamailio kamailio-tls-modules softhsm2 slapd ldap-utils
+	@scripts/ensure-debian-packages.sh openssl chromium kamailio kamailio-tls-modules softhsm2 rsyslog rsyslog-gnutls pebble pebble-challtestsrv postgresql slapd ldap-utils
 
 # sslyze (tests/interop/test_sslyze.py) in an environment of its own: it pins a cryptography
 # older than certway's path validator needs.
@@ -56,6 +56,9 @@ bench: $(STAMP) deps-system
 	$(PY) bench/bench_core.py
 	$(PY) bench/bench_trust.py
 	$(PY) bench/bench_sni.py
+	$(PY) bench/bench_token.py
+	@scripts/ensure-debian-packages.sh golang-cfssl  # the baseline of bench_api_sign.py
+	$(PY) bench/bench_api_sign.py
 
 clean:
 	rm -rf $(VENV) $(SSLYZE_VENV) .venv-sslyze.lock .pytest_cache .mypy_cache .ruff_cache

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives import serialization
 
 from certway.clock import FixedClock
 from certway.pki.keys import PrivateKey, generate_key
+from pgtools import PgServer, find_or_start_server
 
 NOW = dt.datetime(2026, 11, 27, 12, 0, 0, tzinfo=dt.UTC)
 
@@ -134,6 +135,7 @@ class SoftHsm:
     module: str
     label: str  # a token certway logs in to
     fresh_label: str  # a token nobody logs in to (wrong-PIN checks)
+    tokendir: Path  # SoftHSM's token directory (moved away to take the tokens out)
 
 
 @pytest.fixture(scope="session")
@@ -159,8 +161,33 @@ def softhsm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SoftHsm]:
             check=True,
             capture_output=True,
         )
-    yield SoftHsm(module, "certway-test", "certway-fresh")
+    yield SoftHsm(module, "certway-test", "certway-fresh", base / "tokens")
     if previous is None:
         os.environ.pop("SOFTHSM2_CONF", None)
     else:
         os.environ["SOFTHSM2_CONF"] = previous
+
+
+# -- PostgreSQL (cluster mode): a server per test run, a database per test (tests/pgtools.py) --
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    server = find_or_start_server()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server: PgServer) -> Iterator[str]:
+    """The URL of a new, empty PostgreSQL database, dropped after the test."""
+    with pg_server.database() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def node_database(request: pytest.FixtureRequest) -> str | None:
+    """For tests that run on both engines: None (embedded SQLite) or a PostgreSQL URL to pass
+    to ``Node.init(..., database=...)``."""
+    if request.param == "sqlite":
+        return None
+    url: str = request.getfixturevalue("pg_url")
+    return url

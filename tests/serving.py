@@ -24,6 +24,7 @@ def running(
     reload_interval: float = 0.2,
     scheduler_interval: float = 3600,
     default_workers: int | None = None,
+    acme_http: bool = False,
 ) -> Iterator[NodeServer]:
     """``default_workers`` sizes the loop's default executor (asyncio's default depends on the
     machine's CPU count)."""
@@ -33,6 +34,7 @@ def running(
         sip=("127.0.0.1", 0) if sip else None,
         reload_interval=reload_interval,
         scheduler_interval=scheduler_interval,
+        acme_http=("127.0.0.1", 0) if acme_http else None,
     )
     server = NodeServer(node, options)
     loop = asyncio.new_event_loop()

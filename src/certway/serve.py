@@ -19,6 +19,9 @@ from typing import Any, TypeVar
 
 import uvicorn
 
+from certway.errors import CertwayError
+from certway.outbound.syslog import SyslogSender
+from certway.services.acme_client import ACME_VERSION
 from certway.services.admin_security import SECURITY_VERSION
 from certway.services.node import Node
 from certway.services.node_settings import IDENTITY_VERSION
@@ -69,6 +72,9 @@ class ServeOptions:
     sip: tuple[str, int] | None = ("127.0.0.1", 5061)
     reload_interval: float = 0.5
     scheduler_interval: float = 30.0
+    syslog_retry: float = 1.0  # first pause after a failed delivery (doubles up to 60 s)
+    acme_http: tuple[str, int] | None = None
+    """Where ACME HTTP-01 challenges are answered (``/.well-known/acme-challenge/`` only)."""
 
 
 class _Server(uvicorn.Server):
@@ -80,7 +86,14 @@ class _Server(uvicorn.Server):
 
 
 def change_counters(node: Node) -> tuple[int, ...]:
-    keys = (IDENTITY_VERSION, TRUST_VERSION, CRL_VERSION, SECURITY_VERSION, TLS_VERSION)
+    keys = (
+        IDENTITY_VERSION,
+        TRUST_VERSION,
+        CRL_VERSION,
+        SECURITY_VERSION,
+        TLS_VERSION,
+        ACME_VERSION,
+    )
     with node.store.reading() as session:
         settings = SettingsRepository(session)
         return tuple(int(settings.get(k) or 0) for k in keys)
@@ -99,6 +112,7 @@ class NodeServer:
             state=self._tls_state,
             identity_for=node.identities.certificate_for_sni,
             key_for=node.identities.private_key,
+            challenge_for=node.acme.alpn_challenge,
         )
         self._servers: list[_Server] = []
         admin_host, admin_port = options.admin
@@ -129,13 +143,31 @@ class NodeServer:
                     )
                 )
             )
+        self._acme_http: _Server | None = None
+        if options.acme_http is not None:
+            from certway.web.acme_http import create_acme_http_app
+
+            host, port = options.acme_http
+            self._acme_http = _Server(
+                uvicorn.Config(
+                    create_acme_http_app(node),
+                    host=host,
+                    port=port,
+                    log_config=None,
+                    access_log=False,
+                    lifespan="off",
+                )
+            )
+            self._servers.append(self._acme_http)
         self.sip: SipListener | None = None
         self._sip_started = options.sip is None
         if options.sip is not None:
             self.sip = SipListener(node, options.sip[0], options.sip[1], sip_settings=node.sip)
+        self.syslog = SyslogSender(node, retry=options.syslog_retry)
         self._stopping = asyncio.Event()
         self._seen_alarms: set[str] = set()
         self._crl_update: asyncio.Task[None] | None = None
+        self._acme_renewal: asyncio.Task[None] | None = None
 
     def _tls_state(self) -> TlsState:
         # A client certificate is asked for (never required) in every mode, "not required"
@@ -177,6 +209,13 @@ class NodeServer:
     def publish_port(self) -> int:
         return self._port(self._servers[1])
 
+    @property
+    def acme_http_port(self) -> int:
+        """The ACME HTTP-01 port actually bound."""
+        if self._acme_http is None:
+            raise RuntimeError("no ACME HTTP-01 listener")
+        return self._port(self._acme_http)
+
     def stop(self) -> None:
         for server in self._servers:
             server.should_exit = True
@@ -199,9 +238,13 @@ class NodeServer:
                 await asyncio.wait_for(self._stopping.wait(), self.options.reload_interval)
 
     def _refresh_crls(self) -> None:
-        """Each local CA's CRL is re-signed before it goes stale."""
+        """Each local CA's CRL is re-signed before it goes stale. One CA that cannot sign
+        (its token is unavailable: an alarm says so) does not hold up the others."""
         for ca in self.node.local_ca.cas():
-            self.node.local_ca.current_crl(ca.name)
+            try:
+                self.node.local_ca.current_crl(ca.name)
+            except CertwayError as exc:
+                log.error("event=crl-refresh-failed ca=%s error=%r", ca.name, str(exc))
 
     async def _update_crls_if_due(self) -> None:
         """The daily CRL source update, on the fetch pool (each download has its deadline)."""
@@ -210,6 +253,15 @@ class NodeServer:
                 log.info("event=crl-update what=scheduled")
         except Exception as exc:  # the sources keep their last good CRLs
             log.error("event=crl-update-failed error=%s", type(exc).__name__)
+
+    async def _renew_acme_if_due(self) -> None:
+        """ACME renewals that are due, on the fetch pool (orders take seconds to minutes)."""
+        try:
+            renewed = await self.node.fetch_pool.run(self.node.acme.run_if_due)
+            for slot in renewed:
+                log.info("event=acme-renewal what=%s", slot)
+        except Exception as exc:  # failures are recorded per slot and raise alarms
+            log.error("event=acme-renewal-failed error=%s", type(exc).__name__)
 
     async def _finish_crl_update(self) -> None:
         """At stop, give a scheduled CRL update under way the time of one download to end
@@ -229,7 +281,10 @@ class NodeServer:
             try:
                 if self._crl_update is None or self._crl_update.done():
                     self._crl_update = asyncio.create_task(self._update_crls_if_due())
+                if self._acme_renewal is None or self._acme_renewal.done():
+                    self._acme_renewal = asyncio.create_task(self._renew_acme_if_due())
                 await self._in_thread(self._refresh_crls)
+                await self._in_thread(self.node.cluster.heartbeat)
                 alarms = await self._in_thread(self.node.alarms.current)
                 current = {a.id for a in alarms}
                 for alarm in alarms:
@@ -258,6 +313,9 @@ class NodeServer:
         if install_signals:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, self.stop)
+        certway_log = logging.getLogger("certway")
+        certway_log.addHandler(self.syslog.events)
+        self.syslog.start()
         if self.sip is not None:
             await self.sip.start()
             self._sip_started = True
@@ -270,8 +328,12 @@ class NodeServer:
         finally:
             self.stop()
             await self._finish_crl_update()
+            if self._acme_renewal is not None and not self._acme_renewal.done():
+                await asyncio.wait({self._acme_renewal}, timeout=5)
             if self.sip is not None:
                 await self.sip.stop()
+            await asyncio.to_thread(self.syslog.stop)
+            certway_log.removeHandler(self.syslog.events)
             if install_signals:
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     loop.remove_signal_handler(sig)

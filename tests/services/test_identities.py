@@ -52,8 +52,8 @@ def other() -> Pki:
 
 
 @pytest.fixture
-def node(tmp_path: Path, clock: FixedClock, pki: Pki) -> Iterator[Node]:
-    n = Node.init(tmp_path / "data", clock, fqdn=FQDN)
+def node(tmp_path: Path, clock: FixedClock, pki: Pki, node_database: str | None) -> Iterator[Node]:
+    n = Node.init(tmp_path / "data", clock, fqdn=FQDN, database=node_database)
     n.trusted_cas.add(pem(pki.root))
     try:
         yield n
@@ -593,7 +593,7 @@ def test_domain_csr_upload_and_sni(node: Node, pki: Pki, tmp_path: Path) -> None
 
 
 def test_domain_upload_with_key_and_unknown_domain(node: Node, pki: Pki) -> None:
-    with pytest.raises(NotFound, match=re.escape("add it with 'certway domain add example.org'")):
+    with pytest.raises(NotFound, match=re.escape("no domain 'example.org': add the domain first")):
         upload(node, build(pki, cn="example.org", sans=["example.org"]), pki, kind="domain",
                name="example.org")  # fmt: skip
     node.identities.add_domain("example.org")

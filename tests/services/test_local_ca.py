@@ -23,8 +23,8 @@ def _csr(index: int) -> bytes:
 
 
 @pytest.fixture
-def node(tmp_path: Path) -> Node:
-    n = Node.init(tmp_path / "d", FixedClock(NOW), factory=False)
+def node(tmp_path: Path, node_database: str | None) -> Node:
+    n = Node.init(tmp_path / "d", FixedClock(NOW), factory=False, database=node_database)
     n.local_ca.create_root("root", "/CN=Root", days=3650)
     return n
 

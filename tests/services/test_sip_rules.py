@@ -184,8 +184,8 @@ def test_rule_round_trips_through_dict() -> None:
 
 # -- the settings service ----------------------------------------------------------------------
 @pytest.fixture
-def node(tmp_path: Path) -> Iterator[Node]:
-    n = Node.init(tmp_path / "d", fqdn="sip.example.com")
+def node(tmp_path: Path, node_database: str | None) -> Iterator[Node]:
+    n = Node.init(tmp_path / "d", fqdn="sip.example.com", database=node_database)
     yield n
     n.close()
 

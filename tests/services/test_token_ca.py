@@ -196,7 +196,7 @@ def test_key_deleted_behind_certways_back_fails_signing_clearly(
     before = store_snapshot(cli.data_dir)
     failed = cli("ca", "sign", "--ca", "gone", "--csr", csr_file)
     assert failed.exit_code == 2
-    assert f"has no key with id {key_id}" in failed.stderr
+    assert f"key {key_id} is no longer in the token" in failed.stderr
     assert failed.stdout == ""
     assert store_snapshot(cli.data_dir) == before
 

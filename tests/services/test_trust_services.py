@@ -41,8 +41,8 @@ def other() -> Pki:
 
 
 @pytest.fixture
-def node(tmp_path: Path, clock: FixedClock) -> Iterator[Node]:
-    n = Node.init(tmp_path / "data", clock, factory=False)
+def node(tmp_path: Path, clock: FixedClock, node_database: str | None) -> Iterator[Node]:
+    n = Node.init(tmp_path / "data", clock, factory=False, database=node_database)
     try:
         yield n
     finally:

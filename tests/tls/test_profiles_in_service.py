@@ -136,6 +136,7 @@ def test_cli_shows_and_sets_profiles(cli: Cli) -> None:
         "sip-tls": "intermediate",
         "zones": "intermediate",
         "outbound": "intermediate",
+        "syslog": "intermediate",
         "ldap": "intermediate",
     }
     done = cli.ok("tls", "set", "--service", "outbound", "--profile", "modern")
@@ -143,7 +144,7 @@ def test_cli_shows_and_sets_profiles(cli: Cli) -> None:
     assert json.loads(cli.ok("tls", "show", "--json").stdout_bytes)["outbound"]["versions"] == [
         "TLSv1.3"
     ]
-    refused = cli("tls", "set", "--service", "syslog", "--profile", "modern")
+    refused = cli("tls", "set", "--service", "smtp", "--profile", "modern")
     assert refused.exit_code == 2
-    assert "unknown TLS service 'syslog'" in refused.stderr
+    assert "unknown TLS service 'smtp'" in refused.stderr
     assert "ECDHE-ECDSA-AES128-GCM-SHA256" in cli.ok("tls", "show").stdout_bytes.decode()

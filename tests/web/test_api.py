@@ -42,7 +42,11 @@ PROBLEM = "application/problem+json"
 API = "/api/v1"
 DESCRIPTION = {f"{API}/openapi.json", f"{API}/docs"}
 """The API's own description: served like any other route, to accounts only."""
-READS_ONLY = {("POST", f"{API}/check"), ("POST", f"{API}/server-cert/csr/preview")}
+READS_ONLY = {
+    ("POST", f"{API}/check"),
+    ("POST", f"{API}/server-cert/csr/preview"),
+    ("POST", f"{API}/tokens/{{name}}/test"),
+}
 """POST routes that compute an answer and change nothing: open to read-only accounts."""
 
 
@@ -244,6 +248,9 @@ PATH_VALUES = {
     "/tls/{service}": "zones",
     "/zones/{name}": "core",
     "/sip/rules/{id}": "1",
+    "/tokens/{name}": "hsm",
+    "/syslog/{address}": "127.0.0.1:6514",
+    "/api-tokens/{name}": "ci",
 }
 
 
@@ -300,6 +307,7 @@ def test_every_changing_route_needs_a_read_write_account(
     ok(alice.post("/zones", json={"name": "core", "peers": ["127.0.0.1"], "port": 9}), 201)
     rule = {"priority": 1, "type": "exact", "pattern": "a", "action": "allow"}
     ok(alice.post("/sip/rules", json=rule), 201)
+    ok(alice.post("/api-tokens", json={"name": "ci", "access": "read-only"}), 201)
     before = store_snapshot(node.store.data_dir)
 
     operations = changing_operations(app)
@@ -786,7 +794,7 @@ def test_domains_node_crl_sources_intermediates_and_audit(node: Node, alice: Api
 # -- TLS profiles ------------------------------------------------------------------------------
 def test_tls_profiles_are_shown_and_set(alice: Api, bob: Api, node: Node) -> None:
     shown = ok(bob.get("/tls"))
-    assert set(shown) == {"admin-https", "sip-tls", "zones", "outbound", "ldap"}
+    assert set(shown) == {"admin-https", "sip-tls", "zones", "outbound", "syslog", "ldap"}
     assert shown["admin-https"]["profile"] == "intermediate"
     assert shown["admin-https"]["versions"] == ["TLSv1.2", "TLSv1.3"]
     assert "ECDHE-RSA-AES128-GCM-SHA256" in shown["admin-https"]["tls12_ciphers"]

@@ -430,13 +430,13 @@ def test_ui_settings_and_rules(alice_ui: TestClient, node: Node) -> None:
         "Error: " + service_message(lambda: node.sip.set(mutual_tls="sometimes"))
     ]
 
-    response = post(alice_ui, f"/sip/rules/{rule.id}/remove")
+    response = post(alice_ui, f"/sip/rules/{rule.id}/remove", {"confirmed": "yes"})
     assert messages(response.text, "notice") == [f"access rule {rule.id} removed"]
     assert node.sip.rules() == []
-    response = post(alice_ui, f"/sip/rules/{rule.id}/remove")
+    response = post(alice_ui, f"/sip/rules/{rule.id}/remove", {"confirmed": "yes"})
     assert response.status_code == 404
     assert f"no SIP access rule has id {rule.id}" in messages(response.text, "error")[0]
-    assert post(alice_ui, "/sip/rules/abc/remove").status_code == 404
+    assert post(alice_ui, "/sip/rules/abc/remove", {"confirmed": "yes"}).status_code == 404
 
 
 def test_ui_zones_add_check_remove(alice_ui: TestClient, node: Node) -> None:
@@ -471,7 +471,7 @@ def test_ui_zones_add_check_remove(alice_ui: TestClient, node: Node) -> None:
     assert '<span class="badge critical">Failed</span>' in response.text
     assert "<strong>refused</strong>" in response.text
 
-    response = post(alice_ui, "/sip/zones/core/remove")
+    response = post(alice_ui, "/sip/zones/core/remove", {"confirmed": "yes"})
     assert messages(response.text, "notice") == ["removed zone core"]
     assert node.zones.entries() == []
     response = post(alice_ui, "/sip/zones/core/check")

@@ -342,7 +342,7 @@ def test_csr_generate_download_and_discard(alice: TestClient, node: Node) -> Non
     assert "attachment" in download.headers["content-disposition"]
     csr = x509.load_pem_x509_csr(download.content)
     assert csr.subject.rfc4514_string() == "CN=vcs.example.com,O=Example"
-    response = post(alice, "/server-certificate/csr/discard")
+    response = post(alice, "/server-certificate/csr/discard", {"confirmed": "yes"})
     assert "pending CSR discarded" in response.text
     assert node.identities.pending_csr("server") is None
     assert 'action="/server-certificate/csr"' in response.text
@@ -446,7 +446,7 @@ def test_domain_add_csr_and_remove(alice: TestClient, node: Node) -> None:
     )
     duplicate = post(alice, "/domains", {"domain": "example.org"})
     assert "domain &#39;example.org&#39; already exists" in duplicate.text
-    removed = post(alice, "/domains/example.org/remove")
+    removed = post(alice, "/domains/example.org/remove", {"confirmed": "yes"})
     assert "domain example.org removed" in removed.text
     assert node.identities.domains() == []
     assert alice.get("/domains/example.org").status_code == 404
@@ -478,10 +478,12 @@ def test_trusted_ca_upload_view_download_delete_reset(
     assert "attachment" in everything.headers["content-disposition"]
     again = upload_ca(alice, pem(pki.root))
     assert "skipped: CN=Web Root is already trusted" in again.text
-    removed = post(alice, "/trusted-cas/remove", {"fingerprint": [entry.fingerprint]})
+    removed = post(
+        alice, "/trusted-cas/remove", {"fingerprint": [entry.fingerprint], "confirmed": "yes"}
+    )
     assert "removed CN=Web Root" in removed.text
     upload_ca(alice, pem(pki.root))
-    reset = post(alice, "/trusted-cas/reset")
+    reset = post(alice, "/trusted-cas/reset", {"confirmed": "yes"})
     assert "reset to the factory list (1 CAs)" in reset.text
     assert [e.origin for e in node.trusted_cas.entries()] == ["factory"]
 
@@ -530,7 +532,7 @@ def test_manual_crl_upload_and_remove(alice: TestClient, node: Node, pki: Pki) -
     )
     assert garbage.status_code == 400
     assert len(node.revocation.held()) == 1
-    removed = post(alice, "/crls/manual/remove")
+    removed = post(alice, "/crls/manual/remove", {"confirmed": "yes"})
     assert "removed 1 manual CRL(s)" in removed.text
 
 
@@ -615,7 +617,7 @@ def test_certificate_auth_refuses_a_lock_out(alice: TestClient, node: Node) -> N
         alice,
         "/certificate-auth",
         {"mode": "certificate-based-authentication", "regex": node.admin_security.get().regex,
-         "format": "#Group1#"},
+         "format": "#Group1#", "confirmed": "yes"},
     )  # fmt: skip
     assert response.status_code == 422
     assert "certificate-based authentication turns password login off" in response.text
@@ -630,7 +632,11 @@ def test_certificate_based_authentication_from_the_browser(app: Any, node: Node,
     client = login(TestClient(WithPeer(app, pki.leaf("alice", profile="client", sans=[]))), *ALICE)
     page = client.get("/certificate-auth").text
     assert "it maps to user &#39;alice&#39;: account &#39;alice&#39; (read-write)" in page
-    switched = post(client, "/certificate-auth", {"mode": "certificate-based-authentication"})
+    switched = post(
+        client,
+        "/certificate-auth",
+        {"mode": "certificate-based-authentication", "confirmed": "yes"},
+    )
     assert switched.status_code == 200, switched.text
     assert "client certificate security: Certificate-based authentication" in switched.text
     # a new browser with the certificate is logged in without a password, and its forms work
@@ -666,9 +672,11 @@ def test_local_ca_revoke_and_crl_download(alice: TestClient, node: Node, pki: Pk
     serial = re.search(r"issued serial ([0-9A-F]+) to CN=dev.example.com", signed.text)
     assert serial is not None, signed.text
     revoked = post(alice, "/local-ca/revoke", {"ca": "lab", "serial": serial.group(1),
-                                               "reason": "keyCompromise"})  # fmt: skip
+                                               "reason": "keyCompromise", "confirmed": "yes"})  # fmt: skip
     assert f"revoked {serial.group(1)} (keyCompromise); CRL #" in revoked.text
-    again = post(alice, "/local-ca/revoke", {"ca": "lab", "serial": serial.group(1)})
+    again = post(
+        alice, "/local-ca/revoke", {"ca": "lab", "serial": serial.group(1), "confirmed": "yes"}
+    )
     assert again.status_code == 409
     assert "was already revoked" in again.text
     crl = alice.get("/local-ca/lab/crl.crl")

@@ -236,22 +236,58 @@ def init(
         str | None, typer.Option("--fqdn", help="System FQDN (default: this host's FQDN).")
     ] = None,
     role: Annotated[str | None, typer.Option("--role", help="edge (default) or core.")] = None,
+    database: Annotated[
+        str | None,
+        typer.Option(
+            "--database",
+            help="A cluster node: the shared PostgreSQL database (postgresql://user@host/db). "
+            "Without --join it must be empty: a new cluster (schema and cluster key).",
+        ),
+    ] = None,
+    join: Annotated[
+        Path | None,
+        typer.Option("--join", help="Join the cluster of --database with this exported key file."),
+    ] = None,
+    passphrase_file: Annotated[
+        Path | None,
+        typer.Option("--passphrase-file", help="File whose first line opens the --join key."),
+    ] = None,
 ) -> None:
     """Create the data directory (database, master key 0600) and the factory state: a
     temporary CA, trusted, and a server certificate issued by it."""
     from certway.services.node import Node
+    from certway.store.keyexport import open_key
 
     data_dir: Path = ctx.obj
+    join_key = None
+    if join is not None or passphrase_file is not None:
+        if database is None or join is None or passphrase_file is None:
+            raise InputFileError("joining a cluster needs --database, --join and --passphrase-file")
+        passphrase = read_passphrase(passphrase_file) or b""
+        join_key = open_key(read_input(join, "cluster key file"), passphrase.decode())
     existed = (data_dir / "master.key").exists()
-    node = Node.init(data_dir, fqdn=fqdn, role=role)
+    if database is not None and existed:
+        raise InputFileError(
+            f"{data_dir} is already a certway data directory: a cluster node needs a new one "
+            "(an embedded node moves to PostgreSQL with 'certway db migrate --to URL')"
+        )
+    node = Node.init(data_dir, fqdn=fqdn, role=role, database=database, join_key=join_key)
     try:
         server = node.identities.info("server")
+        node_id = node.cluster.node_id
     finally:
         node.close()
     if existed:
         out.print(f"data directory {data_dir} is already initialised (schema up to date)")
         return
-    out.print(f"initialised {data_dir} (master key {data_dir / 'master.key'}, mode 0600)")
+    if database is not None:
+        how = "joined the cluster" if join_key is not None else "created the cluster"
+        out.print(
+            f"initialised {data_dir}: {how} as peer {node_id} (cluster key "
+            f"{data_dir / 'master.key'}, mode 0600)"
+        )
+    else:
+        out.print(f"initialised {data_dir} (master key {data_dir / 'master.key'}, mode 0600)")
     out.print(
         f"server certificate: {server.subject}, issued by the temporary CA "
         f"({', '.join(server.alt_names)}); replace it with 'certway server-cert csr generate'"
@@ -259,11 +295,16 @@ def init(
 
 
 from certway.cli import (  # noqa: E402,F401  (registers the commands)
+    acme_commands,
+    automation_commands,
+    backup_commands,
+    cluster_commands,
     commands,
     ldap_commands,
     node_commands,
     serve_commands,
     sip_commands,
+    syslog_commands,
     tls_commands,
     token_commands,
     trust_commands,

@@ -34,6 +34,13 @@ def serve_cmd(
     fqdn: Annotated[
         str | None, typer.Option("--fqdn", help="System FQDN for a new data directory.")
     ] = None,
+    acme_http_listen: Annotated[
+        str | None,
+        typer.Option(
+            "--acme-http-listen",
+            help="Answer ACME HTTP-01 challenges (/.well-known/acme-challenge/ only), HOST:PORT.",
+        ),
+    ] = None,
 ) -> None:
     """Run the node: HTTPS admin, CRL/OCSP publication, SIP TLS, scheduler, hot reload."""
     from certway.serve import NodeServer, ServeOptions, parse_listen
@@ -48,6 +55,7 @@ def serve_cmd(
         admin=parse_listen(admin_listen, 8443),
         publish=parse_listen(publish_listen, 8080),
         sip=parse_listen(sip_listen, 5061),
+        acme_http=parse_listen(acme_http_listen, 80) if acme_http_listen else None,
     )
     data_dir: Path = ctx.obj
     new = not (data_dir / "master.key").exists()
@@ -67,6 +75,8 @@ def serve_cmd(
             )
         if options.sip:
             out.print(f"SIP over TLS: {options.sip[0]}:{options.sip[1]}")
+        if options.acme_http:
+            out.print(f"ACME HTTP-01: http://{options.acme_http[0]}:{options.acme_http[1]}/")
         server.serve_forever()
     finally:
         n.close()

@@ -76,10 +76,16 @@ class AdminSecurity:
         fmt: str | None = None,
         current_certificate: bytes | None = None,
         force: bool = False,
+        guard: bool = False,
     ) -> ClientCertSecurity:
         """Change the mode. Turning on certificate-based authentication is refused unless
         ``current_certificate`` (the admin's own browser certificate) maps to a read-write
-        account — so nobody locks themselves out — or ``force`` (CLI recovery)."""
+        account — so nobody locks themselves out — or ``force`` (CLI recovery).
+
+        ``guard``: the change comes over an admin connection that presents
+        ``current_certificate`` (None: no certificate), as from the web UI or the API; then
+        certificate validation too is refused unless that certificate is accepted, as
+        Expressway warns before it: the connection making the change would be refused."""
         config = self.get()
         if mode is not None:
             try:
@@ -92,6 +98,8 @@ class AdminSecurity:
         if fmt is not None:
             config = replace(config, format=fmt)
         check_format(config.format, compile_regex(config.regex))
+        if config.mode is Mode.VALIDATION and guard and not force:
+            self._refuse_lockout(config, current_certificate)
         if config.mode is Mode.AUTHENTICATION and not force:
             if current_certificate is None:
                 raise PolicyViolation(
@@ -111,6 +119,24 @@ class AdminSecurity:
             settings.set(_KEY, config.as_dict())
             settings.bump(SECURITY_VERSION)
         return config
+
+    def _refuse_lockout(self, config: ClientCertSecurity, certificate: bytes | None) -> None:
+        """Refuse ``config`` when it would refuse the connection asking for it."""
+        label = "certificate validation"
+        if certificate is None:
+            raise PolicyViolation(
+                "lockout",
+                f"refused: {label} would lock you out: the connection making this change "
+                "presents no client certificate. Connect with a client certificate issued by "
+                "a trusted CA (import it into the browser), then change the mode",
+            )
+        result = self.authenticate(certificate, config)
+        if not result.allowed:
+            raise PolicyViolation(
+                "lockout",
+                f"refused: {label} would lock you out: your client certificate would not be "
+                f"accepted ({result.reason})",
+            )
 
     def reset(self) -> ClientCertSecurity:
         """CLI recovery: back to 'not required'."""

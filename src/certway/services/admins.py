@@ -16,7 +16,7 @@ from certway.services.audit import Audit, audited
 from certway.store.db import Store
 from certway.store.repositories import AdminRepository
 
-__all__ = ["ACCESS_LEVELS", "AdminAccounts", "AdminInfo"]
+__all__ = ["ACCESS_LEVELS", "MIN_PASSWORD", "AdminAccounts", "AdminInfo"]
 
 ACCESS_LEVELS = ("read-write", "read-only")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
@@ -99,6 +99,32 @@ class AdminAccounts:
                 raise NotFound(f"no account named '{name}'")
             row.password_hash = digest
             row.updated_at = self._clock.now()
+
+    @audited("admin.access")
+    def set_access(self, name: str, access: str) -> AdminInfo:
+        """Change an account's access level; the last read-write account keeps its own."""
+        if access not in ACCESS_LEVELS:
+            raise PolicyViolation(
+                "access", f"access must be read-write or read-only, not '{access}'"
+            )
+        with self._store.transaction() as session:
+            accounts = AdminRepository(session)
+            row = accounts.get(name)
+            if row is None:
+                raise NotFound(f"no account named '{name}'")
+            if (
+                row.access == "read-write"
+                and access != "read-write"
+                and not accounts.another_with_access("read-write", name)
+            ):
+                raise Conflict(
+                    "this is the last read-write account: give another account read-write "
+                    "access before making it read-only"
+                )
+            row.access = access
+            row.updated_at = self._clock.now()
+            self._audit.note(access=access)
+        return AdminInfo(name, access)
 
     @audited("admin.remove")
     def remove(self, name: str) -> None:

@@ -17,11 +17,14 @@ from typing import Any
 from certway.clock import Clock
 from certway.pki.names import common_name
 from certway.pki.text import format_name
+from certway.services.acme_client import AcmeClient
 from certway.services.identities import Identities
 from certway.services.ldap_settings import RECOVERY_ACCOUNT, AuthSource, LdapSettings
 from certway.services.local_ca import LocalCA
 from certway.services.revocation import RevocationService
 from certway.services.sip_settings import MutualTls, SipSettings
+from certway.services.syslog import SyslogSettings
+from certway.services.tokens import Tokens
 from certway.services.trusted_cas import TrustedCAs
 from certway.services.zones import alarms_for_zones
 from certway.store.db import Store
@@ -52,6 +55,10 @@ class AlarmKind(StrEnum):
     CRL_SOURCE = "crl-source"
     OCSP_RESPONDER = "ocsp-responder"
     ZONE = "zone"
+    SYSLOG = "syslog"
+    TOKEN = "token"  # noqa: S105 (an alarm kind, not a secret)
+    ACME_RENEWAL = "acme-renewal"
+    ACME_RENEWAL_EXPIRING = "acme-renewal-expiring"
     LDAP = "ldap"
 
 
@@ -127,6 +134,10 @@ class Alarms:
         local_ca: LocalCA,
         revocation: RevocationService,
         sip: SipSettings | None = None,
+        tokens: Tokens | None = None,
+        syslog: SyslogSettings | None = None,
+        *,
+        acme: AcmeClient | None = None,
         ldap: LdapSettings | None = None,
     ) -> None:
         self._store = store
@@ -136,6 +147,9 @@ class Alarms:
         self._local_ca = local_ca
         self._revocation = revocation
         self._sip = sip
+        self._tokens = tokens
+        self._syslog = syslog
+        self._acme = acme
         self._ldap = ldap
 
     def current(self) -> list[Alarm]:
@@ -167,10 +181,40 @@ class Alarms:
             )
         yield from self._revocation_sources(now)
         yield from self._sip_rules()
+        yield from self._token_faults()
+        yield from self._syslog_destinations()
         for zone_alarm in alarms_for_zones(self._store):
             about = zone_alarm.id.removeprefix(f"{AlarmKind.ZONE}:")
             yield _Cause(AlarmKind.ZONE, about, AlarmSeverity(zone_alarm.severity), zone_alarm.text)
+        yield from self._acme_renewals(now)
         yield from self._ldap_directory()
+
+    def _acme_renewals(self, now: dt.datetime) -> Iterable[_Cause]:
+        """A failing ACME renewal (warning), critical once the certificate is close to
+        expiry; both clear with the next successful renewal."""
+        if self._acme is None:
+            return
+        for problem in self._acme.renewal_problems():
+            retry = (
+                f"; next attempt {problem.next_attempt:%Y-%m-%d %H:%M} UTC"
+                if problem.next_attempt is not None
+                else ""
+            )
+            yield _Cause(
+                AlarmKind.ACME_RENEWAL,
+                problem.slot,
+                AlarmSeverity.WARNING,
+                f"ACME renewal of the {problem.label} failed {problem.failures} time(s): "
+                f"{problem.last_error}{retry}",
+            )
+            if problem.not_after is not None and problem.not_after - now <= EXPIRY_WARNING:
+                yield _Cause(
+                    AlarmKind.ACME_RENEWAL_EXPIRING,
+                    problem.slot,
+                    AlarmSeverity.CRITICAL,
+                    f"the {problem.label} expires on {problem.not_after:%Y-%m-%d} and its ACME "
+                    "renewal is failing",
+                )
 
     def _ldap_directory(self) -> Iterable[_Cause]:
         if self._ldap is None or self._ldap.source() is AuthSource.LOCAL:
@@ -224,6 +268,42 @@ class Alarms:
                     domain.not_after,
                     now,
                 )
+
+    def _token_faults(self) -> Iterable[_Cause]:
+        if self._tokens is None:
+            return
+        for fault in self._tokens.faults():
+            cas = ", ".join(f"'{ca}'" for ca in fault.cas)
+            yield _Cause(
+                AlarmKind.TOKEN,
+                fault.name,
+                AlarmSeverity.CRITICAL,
+                f"PKCS#11 token '{fault.name}' cannot sign for local CA {cas} ({fault.reason}): "
+                "its certificates, CRLs and OCSP answers fail until the token is back; "
+                "certway logs in again by itself",
+            )
+
+    def _syslog_destinations(self) -> Iterable[_Cause]:
+        if self._syslog is None or not self._syslog.destinations():
+            return
+        for destination, state in self._syslog.status():
+            if state.error is None:
+                continue
+            lost = (
+                f"; {state.dropped} older message{'' if state.dropped == 1 else 's'} dropped "
+                "because the queue was full"
+                if state.dropped
+                else ""
+            )
+            waiting = f"{state.queued} message{'' if state.queued == 1 else 's'} waiting"
+            reason = f": {state.error}"
+            yield _Cause(
+                AlarmKind.SYSLOG,
+                destination.address,
+                AlarmSeverity.WARNING,
+                f"remote syslog {destination.address} ({destination.transport.value}) cannot "
+                f"take messages{reason} ({waiting}{lost})",
+            )
 
     def _sip_rules(self) -> Iterable[_Cause]:
         if self._sip is None:

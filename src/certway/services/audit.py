@@ -193,19 +193,30 @@ class Audit:
 
     def entries(self, *, since: dt.datetime | None = None, limit: int = 1000) -> list[AuditEntry]:
         with self._store.reading() as session:
-            return [
-                AuditEntry(
-                    r.at,
-                    r.actor,
-                    r.via,
-                    r.address,
-                    r.action,
-                    r.target,
-                    r.outcome,
-                    json.loads(r.detail) if r.detail else {},
-                )
-                for r in AuditRepository(session).newest(since=since, limit=limit)
-            ]
+            return [_entry(r) for r in AuditRepository(session).newest(since=since, limit=limit)]
+
+    def entries_after(self, position: int, limit: int) -> list[tuple[int, AuditEntry]]:
+        """Entries recorded after the one numbered ``position``, oldest first, with their
+        numbers (what forwards the log elsewhere keeps its place by)."""
+        with self._store.reading() as session:
+            return [(r.id, _entry(r)) for r in AuditRepository(session).after(position, limit)]
+
+    def last_position(self) -> int:
+        with self._store.reading() as session:
+            return AuditRepository(session).last_id()
+
+
+def _entry(r: AuditRow) -> AuditEntry:
+    return AuditEntry(
+        r.at,
+        r.actor,
+        r.via,
+        r.address,
+        r.action,
+        r.target,
+        r.outcome,
+        json.loads(r.detail) if r.detail else {},
+    )
 
 
 class _Audited(Protocol):

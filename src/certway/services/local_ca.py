@@ -14,6 +14,7 @@ import contextlib
 import datetime as dt
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -31,7 +32,14 @@ from certway.pki.crl import (
     revoked_entry,
 )
 from certway.pki.csr import check_csr
-from certway.pki.issue import BACKDATE, Issuer, check_days, create_root, issue_from_csr
+from certway.pki.issue import (
+    BACKDATE,
+    PROFILES,
+    Issuer,
+    check_days,
+    create_root,
+    issue_from_csr,
+)
 from certway.pki.keys import (
     PrivateKey,
     PublicKey,
@@ -58,7 +66,16 @@ from certway.store.schema import CaRow, IssuedRow
 from certway.trust.anchors import key_id as certificate_key_id
 from certway.trust.records import CaRecords, IssuerRecords, RecordedRevocation
 
-__all__ = ["CaInfo", "CaSettings", "IssuedInfo", "LocalCA", "PublishedCrl", "SignResult"]
+__all__ = [
+    "MAX_BATCH",
+    "BatchItem",
+    "CaInfo",
+    "CaSettings",
+    "IssuedInfo",
+    "LocalCA",
+    "PublishedCrl",
+    "SignResult",
+]
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -113,6 +130,19 @@ class SignResult:
     def pem(self, *, with_chain: bool = False) -> bytes:
         certs = (self.certificate, *self.chain) if with_chain else (self.certificate,)
         return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
+
+
+MAX_BATCH = 1000
+"""Most CSRs one ``sign_batch`` call takes."""
+
+
+@dataclass(frozen=True, slots=True)
+class BatchItem:
+    """One CSR of a batch: its certificate, or why it was not signed."""
+
+    index: int  # position in the batch, from 0
+    result: SignResult | None
+    error: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -560,19 +590,88 @@ class LocalCA:
         profile: str = "server-client",
         days: int = 365,
     ) -> SignResult:
-        row, issuer = self._issuer(name)
         now = self._clock.now()
-        cert = issue_from_csr(issuer, csr, profile=profile, not_before=now, days=days, checked=True)
+        # One transaction: the CA is found, the certificate signed and recorded (and the
+        # audit row written) under the write lock, so a request costs a single commit.
         with self._store.transaction() as session:
-            CaRepository(session).add_issued(_issued_row(row.id, cert, profile, now))
+            repo = CaRepository(session)
+            row = repo.by_name(name)
+            if row is None:
+                raise self._not_found(name)  # rolls back: nothing was written
+            issuer = self._issuer_of(session, row)
+            cert = issue_from_csr(
+                issuer, csr, profile=profile, not_before=now, days=days, checked=True
+            )
+            repo.add_issued(_issued_row(row.id, cert, profile, now))
             self._note_issued(cert)
-        chain = self._chains.get(row.id)
-        if chain is None:  # CA certificates never change: built once per CA
+        return SignResult(cert, self._issued_chain(row.id, name))
+
+    def _issued_chain(self, ca_id: int, name: str) -> tuple[x509.Certificate, ...]:
+        """The chain handed out with a certificate: the issuing CA up to (not including)
+        the root. CA certificates never change: built once per CA."""
+        chain = self._chains.get(ca_id)
+        if chain is None:
             full = self.chain(name)
             if full and full[-1].subject == full[-1].issuer:
                 full = full[:-1]
-            chain = self._chains[row.id] = tuple(full)
-        return SignResult(cert, chain)
+            chain = self._chains[ca_id] = tuple(full)
+        return chain
+
+    @audited("ca.sign-batch")
+    def sign_batch(
+        self,
+        name: str,
+        csrs: list[bytes],
+        *,
+        profile: str = "server-client",
+        days: int = 365,
+        progress: Callable[[int], None] | None = None,
+    ) -> list[BatchItem]:
+        """Sign many CSRs (PEM or DER each) in one transaction. A CSR that cannot be signed
+        (unreadable, bad signature, weak key, wildcard...) gets its error in its item and
+        the others are signed; an unknown CA, profile or validity refuses the whole batch.
+        ``progress`` is called with the number of CSRs done so far after each one."""
+        if not csrs:
+            raise PolicyViolation("batch-empty", "the batch holds no CSR")
+        if len(csrs) > MAX_BATCH:
+            raise PolicyViolation(
+                "batch-size", f"a batch holds at most {MAX_BATCH} CSRs, not {len(csrs)}"
+            )
+        check_days(days)
+        if profile not in PROFILES:
+            raise PolicyViolation(
+                "profile", f"unknown profile '{profile}'; choose one of {', '.join(PROFILES)}"
+            )
+        row, issuer = self._issuer(name)
+        chain = self._issued_chain(row.id, name)
+        now = self._clock.now()
+        items: list[BatchItem] = []
+        rows: list[IssuedRow] = []
+        for index, data in enumerate(csrs):
+            try:
+                csr = load_csr(data)
+                check_csr(csr)
+                cert = issue_from_csr(
+                    issuer, csr, profile=profile, not_before=now, days=days, checked=True
+                )
+            except CertwayError as exc:
+                items.append(BatchItem(index, None, str(exc)))
+                if progress is not None:
+                    progress(index + 1)
+                continue
+            rows.append(_issued_row(row.id, cert, profile, now))
+            items.append(BatchItem(index, SignResult(cert, chain), None))
+            if progress is not None:
+                progress(index + 1)
+        self._audit.note(
+            signed=len(rows),
+            refused=len(items) - len(rows),
+            serials=[r.serial for r in rows],
+        )
+        if rows:
+            with self._store.transaction() as session:
+                CaRepository(session).add_issued_many(rows)
+        return items
 
     @audited("ca.issue")
     def issue_certificate(
@@ -677,8 +776,9 @@ class LocalCA:
                 )
             if not allow_unlisted and repo.issued_by_serial(row.id, canonical) is None:
                 raise NotFound(
-                    f"CA '{name}' has issued no certificate with serial {canonical} "
-                    "(use --allow-unlisted for certificates issued before the CA was imported)"
+                    f"CA '{name}' has issued no certificate with serial {canonical}: a "
+                    "certificate it issued before it was imported here can be revoked as an "
+                    "unlisted serial"
                 )
             repo.add_revocation(
                 row.id,
@@ -720,7 +820,9 @@ class LocalCA:
         """Sign and store a new CRL with the next CRL number (the previous CRL extended with
         the revocations made since, or built from scratch for a CA's first CRL)."""
         if next_update_days is not None and not 1 <= next_update_days <= 365:
-            raise PolicyViolation("crl-validity", "--next-update-days must be between 1 and 365")
+            raise PolicyViolation(
+                "crl-validity", "the CRL's validity (days to its next update) must be 1 to 365"
+            )
         row, issuer = self._issuer(name)
         with self._lock, self._store.transaction() as session:
             published, state = self._publish(session, row, issuer, next_update_days)

@@ -8,16 +8,22 @@ from pathlib import Path
 from cryptography import x509
 
 from certway.clock import Clock, SystemClock
+from certway.errors import PolicyViolation
 from certway.fetch import FetchPool
+from certway.pki.names import check_fqdn
+from certway.services.acme_client import AcmeClient
 from certway.services.admin_security import AdminSecurity
 from certway.services.admins import AdminAccounts
 from certway.services.alarms import Alarms
+from certway.services.api_tokens import ApiTokens
 from certway.services.audit import Audit
+from certway.services.backup import Backups
 from certway.services.client_check import ClientCheck
+from certway.services.cluster import Cluster
 from certway.services.identities import Identities
 from certway.services.ldap_settings import LdapSettings
 from certway.services.local_ca import LocalCA
-from certway.services.node_settings import NodeSettings
+from certway.services.node_settings import NodeSettings, default_fqdn
 from certway.services.peer_validation import PeerValidation
 from certway.services.revocation import (
     Fetcher,
@@ -27,6 +33,7 @@ from certway.services.revocation import (
     default_fetcher,
 )
 from certway.services.sip_settings import SipSettings
+from certway.services.syslog import SyslogSettings
 from certway.services.tls_settings import TlsSettings
 from certway.services.tokens import Tokens
 from certway.services.trusted_cas import TrustedCAs
@@ -61,6 +68,7 @@ class Node:
             # HTTPS downloads use the "outbound" TLS profile in force at each fetch.
             fetcher_factory = self._outbound_fetcher
         self.tokens = Tokens(store, clock, self.audit)
+        self.syslog = SyslogSettings(store, clock, self.audit)
         self.local_ca = LocalCA(store, clock, self.audit, self.tokens)
         self.trusted_cas = TrustedCAs(store, clock, self.audit)
         self.revocation = RevocationService(
@@ -78,6 +86,9 @@ class Node:
             store, clock, self.audit, self.settings, self.trusted_cas, self.local_ca
         )
         self.sip = SipSettings(store, clock, self.audit)
+        self.acme = AcmeClient(
+            store, clock, self.audit, self.identities, self.trusted_cas, self.tls, self.settings
+        )
         self.ldap = LdapSettings(store, clock, self.audit)
         self.alarms = Alarms(
             store,
@@ -87,11 +98,17 @@ class Node:
             self.local_ca,
             self.revocation,
             self.sip,
-            self.ldap,
+            self.tokens,
+            self.syslog,
+            acme=self.acme,
+            ldap=self.ldap,
         )
         self.admins = AdminAccounts(store, clock, self.audit)
+        self.api_tokens = ApiTokens(store, clock, self.audit)
         self.zones = Zones(store, clock, self.audit)
         self.admin_security = AdminSecurity(store, self.audit, self.admins, self.client_check)
+        self.backups = Backups(store, clock, self.audit, self.settings)
+        self.cluster = Cluster(store, clock, self.audit, self.settings, self.identities)
 
     def _outbound_fetcher(self, trusted: Sequence[x509.Certificate]) -> Fetcher:
         return default_fetcher(trusted, profile=self.tls.profile("outbound"))
@@ -107,14 +124,32 @@ class Node:
         fqdn: str | None = None,
         role: str | None = None,
         factory: bool = True,
+        database: str | None = None,
+        join_key: bytes | None = None,
     ) -> Node:
         """Create the data directory (master key 0600, database) if needed, then open it.
 
         A new node gets its node settings and, unless ``factory=False``, the factory state
         (factory state): a temporary CA in the trusted list and a server certificate issued by it.
+
+        ``database`` (a PostgreSQL URL): a cluster node. Without ``join_key`` it creates the
+        cluster (schema and cluster key) in that empty database; with the cluster's key it
+        joins it as a new peer (``fqdn`` required: each peer has its own).
         """
+        if database is None:
+            store = Store.create(data_dir)
+        elif join_key is None:
+            store = Store.create_cluster(data_dir, database, fqdn=fqdn or default_fqdn())
+        else:
+            if not fqdn:
+                raise PolicyViolation("fqdn", "a joining peer needs its own FQDN (--fqdn)")
+            store = Store.join_cluster(
+                data_dir, database, join_key, fqdn=check_fqdn(fqdn, what="system FQDN")
+            )
+        if database is not None and fqdn is None:
+            fqdn = default_fqdn()
         node = cls(
-            Store.create(data_dir),
+            store,
             clock or SystemClock(),
             fetcher_factory,
             fetch_limits=fetch_limits,
@@ -123,6 +158,8 @@ class Node:
             node.settings.set(fqdn=fqdn, role=role)
         if factory:
             node.identities.factory_setup()
+        if database is not None:
+            node.cluster.heartbeat()
         return node
 
     @classmethod
@@ -141,4 +178,5 @@ class Node:
     def close(self) -> None:
         self.fetch_pool.close()
         self.tokens.close()
+        self.syslog.close()
         self.store.close()

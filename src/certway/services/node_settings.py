@@ -10,7 +10,7 @@ from certway.errors import PolicyViolation
 from certway.pki.names import check_fqdn
 from certway.services.audit import Audit, audited
 from certway.store.db import Store
-from certway.store.repositories import SettingsRepository
+from certway.store.repositories import PeerRepository, SettingsRepository
 
 __all__ = ["IDENTITY_VERSION", "NodeConfig", "NodeSettings", "default_fqdn"]
 
@@ -62,13 +62,20 @@ class NodeSettings:
     def get(self) -> NodeConfig:
         with self._store.reading() as session:
             raw = SettingsRepository(session).get(_KEY)
+            # On a shared database the other peers are the cluster's (beside any configured).
+            others = (
+                [p.fqdn for p in PeerRepository(session).all() if p.id != self._store.node_id]
+                if self._store.clustered
+                else []
+            )
         if not isinstance(raw, dict):
-            return NodeConfig(fqdn=default_fqdn())
+            raw = {}
+        configured = tuple(raw.get("peers") or ())
         return NodeConfig(
             fqdn=str(raw.get("fqdn") or default_fqdn()),
             role=str(raw.get("role") or "edge"),
             cluster_fqdn=raw.get("cluster_fqdn") or None,
-            peers=tuple(raw.get("peers") or ()),
+            peers=tuple(dict.fromkeys([*configured, *(o for o in others if o)])),
         )
 
     @audited("node.set", target=lambda **k: "node settings")
@@ -102,6 +109,8 @@ class NodeSettings:
             settings = SettingsRepository(session)
             settings.set(_KEY, config.as_dict())
             settings.bump(IDENTITY_VERSION)
+            if fqdn is not None:
+                PeerRepository(session).set_fqdn(self._store.node_id, config.fqdn)
             self._audit.note(**config.as_dict())
         return config
 

@@ -40,6 +40,7 @@ from certway.trust.policy import (
     ADMIN_HTTPS_DEFAULT,
     LDAP_DEFAULT,
     SIP_TLS_DEFAULT,
+    SYSLOG_DEFAULT,
     RevocationPolicy,
 )
 from certway.trust.revocation import (
@@ -73,6 +74,7 @@ OCSP_FAILURES = "ocsp.failures"
 SERVICES: dict[str, RevocationPolicy] = {
     "sip-tls": SIP_TLS_DEFAULT,
     "admin-https": ADMIN_HTTPS_DEFAULT,
+    "syslog": SYSLOG_DEFAULT,
     "ldap": LDAP_DEFAULT,
 }
 _SCHEDULE_KEY = "crl.schedule"

@@ -5,24 +5,45 @@ sealed with the node's master key like a private key and is never logged, printe
 an error. Registering logs in once first, so a wrong PIN, a missing module or an unknown
 token label is refused before anything is stored. Sessions are opened on first use and kept
 (one login per token, not one per signature) until the node closes.
+
+``faults`` checks every token that keeps a CA's key (logging in again where a session was
+lost, so a token that is back recovers without waiting for a signature); what fails is an
+alarm, and only that CA's operations fail meanwhile.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from dataclasses import dataclass
 
+from cryptography import x509
+
 from certway.clock import Clock
-from certway.errors import Conflict, NotFound, PolicyViolation
-from certway.hsm import TokenEcKey, TokenKeyInfo, TokenRsaKey, TokenSession
+from certway.errors import Conflict, NotFound, PolicyViolation, TokenError
+from certway.hsm import TokenEcKey, TokenKeyInfo, TokenRsaKey, TokenSession, same_public_key
 from certway.services.audit import Audit, audited
 from certway.store.db import Store
 from certway.store.repositories import TokenRepository
 
-__all__ = ["TokenInfo", "TokenTest", "Tokens"]
+__all__ = ["SYSTEM_MODULE_DIRS", "TokenFault", "TokenInfo", "TokenTest", "Tokens"]
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+SYSTEM_MODULE_DIRS: tuple[str, ...] = (
+    "/usr/lib/softhsm",
+    "/usr/lib/x86_64-linux-gnu/softhsm",
+    "/usr/lib/aarch64-linux-gnu/softhsm",
+    "/usr/lib/pkcs11",
+    "/usr/lib/x86_64-linux-gnu/pkcs11",
+    "/usr/lib/aarch64-linux-gnu/pkcs11",
+    "/usr/local/lib/pkcs11",
+)
+"""Where a token's module may be when it is registered over the network (API, UI): a
+module is a library certway loads into its own process, so a web administrator may pick a
+system PKCS#11 module (or one a registered token already uses) but not any file on disk.
+``certway token add`` on the node itself may name any module."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +63,15 @@ class TokenTest:
     used_by: dict[str, str]  # key object id (hex) → CA name
 
 
+@dataclass(frozen=True, slots=True)
+class TokenFault:
+    """A token that cannot sign now for the CAs whose key it keeps (never the PIN)."""
+
+    name: str
+    cas: tuple[str, ...]
+    reason: str
+
+
 class Tokens:
     """The node's registered PKCS#11 tokens and their open sessions."""
 
@@ -53,7 +83,13 @@ class Tokens:
         self._sessions: dict[int, TokenSession] = {}
 
     @audited("token.add")
-    def add(self, name: str, *, module: str, token_label: str, pin: str) -> TokenInfo:
+    def add(
+        self, name: str, *, module: str, token_label: str, pin: str, remote: bool = False
+    ) -> TokenInfo:
+        """Register a token; ``remote``: asked over the network, so the module must be a
+        system module or one already in use (``SYSTEM_MODULE_DIRS``)."""
+        if remote:
+            self._check_remote_module(module)
         if not _NAME_RE.match(name):
             raise PolicyViolation(
                 "token-name", f"token name '{name}' must be 1-64 letters, digits, '.', '_' or '-'"
@@ -80,6 +116,19 @@ class Tokens:
             self._sessions[token_id] = probe
         return TokenInfo(name, module, token_label, ())
 
+    def _check_remote_module(self, module: str) -> None:
+        real = os.path.realpath(module)
+        if any(os.path.dirname(real) == os.path.realpath(d) for d in SYSTEM_MODULE_DIRS):
+            return
+        if any(os.path.realpath(t.module) == real for t in self.tokens()):
+            return
+        raise PolicyViolation(
+            "token-module",
+            f"the PKCS#11 module {module} is not in a system module directory "
+            f"({', '.join(SYSTEM_MODULE_DIRS)}) nor used by a registered token: register "
+            "such a module on the node itself with 'certway token add'",
+        )
+
     def tokens(self) -> list[TokenInfo]:
         with self._store.reading() as session:
             repo = TokenRepository(session, self._store.vault)
@@ -103,6 +152,38 @@ class Tokens:
                 for ca, key_id in TokenRepository(session, self._store.vault).ca_keys(token_id)
             }
         return TokenTest(name, tuple(keys), used)
+
+    def faults(self) -> list[TokenFault]:
+        """The tokens keeping a CA's key that cannot sign now: the session cannot be
+        opened (module missing, token absent, PIN refused) or a CA's key is gone."""
+        with self._store.reading() as session:
+            repo = TokenRepository(session, self._store.vault)
+            in_use = [(row.id, row.name, repo.ca_certificates(row.id)) for row in repo.all()]
+        found = []
+        for token_id, name, ca_keys in in_use:
+            if not ca_keys:
+                continue
+            reasons = []
+            try:
+                opened = self.session(token_id)
+            except TokenError as exc:
+                reasons.append(str(exc))
+            else:
+                for ca, key_id, cert_der in ca_keys:
+                    try:
+                        key = opened.key(key_id)
+                    except TokenError as exc:
+                        reasons.append(f"CA '{ca}': {exc}")
+                        continue
+                    if not same_public_key(key, x509.load_der_x509_certificate(cert_der)):
+                        reasons.append(
+                            f"CA '{ca}': key {key_id} in the token is not the CA's key "
+                            "(its public key differs)"
+                        )
+            if reasons:
+                cas = tuple(ca for ca, _, _ in ca_keys)
+                found.append(TokenFault(name, cas, "; ".join(reasons)))
+        return found
 
     # -- for the local CA ----------------------------------------------------------------------
     def token_id(self, name: str) -> int:

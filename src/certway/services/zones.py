@@ -102,7 +102,7 @@ def check_peer_address(text: str) -> str:
     if address.count(":") == 1 and address.rsplit(":", 1)[1].isdigit():
         raise PolicyViolation(
             "zone-peer",
-            f"peer '{text}' has a port: give the address alone and the port with --port",
+            f"peer '{text}' has a port: give the address alone and the port as the zone's port",
         )
     name = address.rstrip(".").lower()
     labels = name.split(".")

@@ -48,15 +48,12 @@ from typing import TYPE_CHECKING, Any
 from cryptography import x509
 
 from certway.errors import CertwayError
-from certway.pki.keys import PrivateKey
 from certway.pki.names import common_name
 from certway.pki.text import format_name
-from certway.services.identities import ActiveIdentity
 from certway.services.sip_settings import SIP_SERVICE
 from certway.services.zones import PeerStatus, Zone, Zones, ZoneStatus
 from certway.sip.message import Keepalive, Message, SipError, SipFramer
-from certway.tls.contexts import load_identity
-from certway.tlsconf.policy import INTERMEDIATE, TlsProfile
+from certway.tls.contexts import client_context
 from certway.trust.validate import Purpose, ValidationOptions
 
 if TYPE_CHECKING:
@@ -68,7 +65,6 @@ __all__ = [
     "ZonePinger",
     "check_zone",
     "check_zone_now",
-    "client_context",
     "options_request",
     "run_pinger",
     "verify_peer_certificate",
@@ -193,22 +189,6 @@ def verify_peer_certificate(
 
 
 # -- TLS and SIP -------------------------------------------------------------------------------
-def client_context(
-    identity: ActiveIdentity | None, key: PrivateKey | None, profile: TlsProfile = INTERMEDIATE
-) -> ssl.SSLContext:
-    """A client context with the TLS ``profile`` presenting ``identity`` (certificate +
-    chain), if any.
-
-    OpenSSL does not check the server: ``verify_peer_certificate`` does, after the handshake.
-    """
-    context = profile.apply(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT))
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    if identity is not None and key is not None:
-        load_identity(context, [identity.certificate, *identity.chain], key)
-    return context
-
-
 def _host(address: str) -> str:
     return f"[{address}]" if ":" in address else address
 

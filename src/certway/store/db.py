@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import hashlib
+import hmac
+import json
 import os
 import sqlite3
 import threading
@@ -16,20 +20,52 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy import create_engine, event, insert, inspect, select, update
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    IntegrityError,
+    OperationalError,
+    SQLAlchemyError,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
 from certway.errors import Conflict, StoreError
-from certway.store.vault import MASTER_KEY_FILE, KeyVault, create_master_key, load_master_key
+from certway.store.schema import ClusterRow, PeerRow
+from certway.store.vault import (
+    MASTER_KEY_FILE,
+    KeyVault,
+    create_master_key,
+    load_master_key,
+    write_master_key,
+)
 
-__all__ = ["DB_FILE", "CommitHook", "Session", "Store", "default_data_dir"]
+__all__ = [
+    "CLUSTER_FILE",
+    "DB_FILE",
+    "CommitHook",
+    "Session",
+    "Store",
+    "default_data_dir",
+    "redact_url",
+    "sqlite_engine",
+]
 # ``Session`` is exported as the type of a unit of work: services hand it on to repositories
 # (certway.store.repositories) and never query it themselves.
 
 DB_FILE = "certway.db"
+CLUSTER_FILE = "cluster.json"  # a cluster peer: its node id and the database URL (0600)
 _READ_ONLY = "certway_read_only"
+# Every write transaction on PostgreSQL takes this transaction-level advisory lock first:
+# writers run one after the other across all peers, as SQLite's BEGIN IMMEDIATE makes them
+# within one node, so a read-modify-write never works on a stale read.
+_WRITE_LOCK = 0x63657274776179  # "certway"
+_LOCK_TIMEOUT_MS = 10_000  # as SQLite's busy_timeout
+# SQLSTATEs: serialization failure, deadlock (a clash: try again); lock timeout (busy).
+_CLASH = {"40001", "40P01"}
+_BUSY = {"55P03"}
+_READ_ONLY_REFUSED = "25006"
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -60,6 +96,71 @@ def _sqlite_begin(connection: Connection) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def sqlite_engine(db_path: Path) -> Engine:
+    """The engine of a node's SQLite database file, with certway's connection settings."""
+    engine = create_engine(f"sqlite:///{db_path}")
+    event.listen(engine, "connect", _sqlite_pragmas)
+    event.listen(engine, "begin", _sqlite_begin)
+    return engine
+
+
+def _pg_connect(dbapi_connection: Any, _record: Any) -> None:
+    with dbapi_connection.cursor() as cursor:
+        cursor.execute(f"SET lock_timeout = {_LOCK_TIMEOUT_MS}")
+        cursor.execute("SET TIME ZONE 'UTC'")
+    dbapi_connection.commit()
+
+
+def _pg_begin(connection: Connection) -> None:
+    """Readers get one snapshot and cannot write; writers queue on the cluster's write lock."""
+    if connection.get_execution_options().get(_READ_ONLY):
+        connection.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+    else:
+        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_WRITE_LOCK})")
+
+
+def redact_url(url: str) -> str:
+    """The database URL without its password (for messages)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<not a database URL>"
+
+
+def _check_database_url(url: str) -> str:
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StoreError(
+            "the database URL is not valid: expected postgresql://user@host:port/database"
+        ) from None
+    if parsed.get_backend_name() != "postgresql" or not parsed.database:
+        raise StoreError(
+            f"the database URL {redact_url(url)} is not a PostgreSQL database URL: expected "
+            "postgresql://user@host:port/database"
+        )
+    return url
+
+
+def _pg_engine(url: str) -> Engine:
+    parsed = make_url(_check_database_url(url)).set(drivername="postgresql+psycopg")
+    engine = create_engine(
+        parsed,
+        pool_pre_ping=True,
+        pool_size=5,
+        max_overflow=10,
+        connect_args={"connect_timeout": 10},
+    )
+    event.listen(engine, "connect", _pg_connect)
+    event.listen(engine, "begin", _pg_begin)
+    return engine
+
+
+def key_check_value(key: bytes) -> str:
+    """What the database keeps to tell whether a node has the cluster's key (not the key)."""
+    return hmac.new(key, b"certway/cluster-key-check", hashlib.sha256).hexdigest()
+
+
 class CommitHook(Protocol):
     """Work that joins the write transactions opened inside ``Store.hooked``."""
 
@@ -84,15 +185,28 @@ def _alembic_config() -> Config:
 class Store:
     """One node's persistent state. Build with ``Store.create`` (init) or ``Store.open``."""
 
-    def __init__(self, data_dir: Path, engine: Engine, vault: KeyVault) -> None:
+    def __init__(self, data_dir: Path, engine: Engine, vault: KeyVault, node_id: int = 1) -> None:
         self.data_dir = data_dir
         self.engine = engine
         self.vault = vault
-        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self.node_id = node_id
+        """This peer's id in the cluster (an embedded node is peer 1)."""
+        info = {"node_id": node_id}  # repositories scope per-peer state by it
+        self._sessions = sessionmaker(engine, expire_on_commit=False, info=info)
         self._writing = threading.local()
         self._read_sessions = sessionmaker(
-            engine.execution_options(**{_READ_ONLY: True}), expire_on_commit=False
+            engine.execution_options(**{_READ_ONLY: True}), expire_on_commit=False, info=info
         )
+
+    @property
+    def clustered(self) -> bool:
+        """Whether the database is a shared PostgreSQL database (not the embedded SQLite)."""
+        return self.engine.dialect.name == "postgresql"
+
+    @property
+    def database_url(self) -> str:
+        """The database, without password."""
+        return self.engine.url.render_as_string(hide_password=True)
 
     @classmethod
     def create(cls, data_dir: Path) -> Store:
@@ -108,7 +222,81 @@ class Store:
         return cls.open(data_dir)
 
     @classmethod
+    def create_cluster(cls, data_dir: Path, url: str, *, fqdn: str = "") -> Store:
+        """A new cluster in an empty PostgreSQL database: its schema, a new cluster key in
+        ``data_dir`` and this node as peer 1."""
+        _check_database_url(url)
+        _refuse_used_data_dir(data_dir)
+        engine = _pg_engine(url)
+        try:
+            if _has_cluster(engine):
+                raise StoreError(
+                    f"the database {redact_url(url)} already holds a certway cluster: add this "
+                    "node to it with --join (the cluster key exported with 'cluster export-key')"
+                )
+            key = os.urandom(32)
+            _migrate(engine)
+            with engine.begin() as connection:
+                connection.execute(
+                    insert(ClusterRow).values(
+                        id=1, key_check=key_check_value(key), created_at=dt.datetime.now(dt.UTC)
+                    )
+                )
+                if fqdn:
+                    connection.execute(update(PeerRow).where(PeerRow.id == 1).values(fqdn=fqdn))
+                # Written before the key check commits: if the files cannot be written, the
+                # database stays without a cluster key and a new 'init' may start again.
+                _write_node_files(data_dir, key, url, node_id=1)
+        except SQLAlchemyError as exc:
+            engine.dispose()
+            _remove_node_files(data_dir)
+            raise StoreError(f"cannot use the database {redact_url(url)}: {_reason(exc)}") from None
+        except BaseException:
+            engine.dispose()
+            raise
+        engine.dispose()
+        return cls.open(data_dir)
+
+    @classmethod
+    def join_cluster(cls, data_dir: Path, url: str, key: bytes, *, fqdn: str) -> Store:
+        """Add this node to the cluster in ``url`` as a new peer, with the cluster key."""
+        _check_database_url(url)
+        _refuse_used_data_dir(data_dir)
+        engine = _pg_engine(url)
+        try:
+            if not _has_cluster(engine):
+                raise StoreError(
+                    f"the database {redact_url(url)} holds no certway cluster: create one with "
+                    "'certway --data-dir DIR init --database URL' first"
+                )
+            with engine.execution_options(**{_READ_ONLY: True}).begin() as connection:
+                _verify_key(connection, key)  # before anything changes
+            _migrate(engine)
+            with engine.begin() as connection:
+                if connection.execute(select(PeerRow.id).where(PeerRow.fqdn == fqdn)).first():
+                    raise StoreError(f"the cluster already has a peer named {fqdn}")
+                node_id = connection.execute(
+                    insert(PeerRow)
+                    .values(fqdn=fqdn, joined_at=dt.datetime.now(dt.UTC))
+                    .returning(PeerRow.id)
+                ).scalar_one()
+                # The files are written inside the transaction: if they cannot be, the peer
+                # is not added either.
+                _write_node_files(data_dir, key, url, node_id=node_id)
+        except SQLAlchemyError as exc:
+            engine.dispose()
+            _remove_node_files(data_dir)
+            raise StoreError(f"cannot use the database {redact_url(url)}: {_reason(exc)}") from None
+        except BaseException:
+            engine.dispose()
+            raise
+        engine.dispose()
+        return cls.open(data_dir)
+
+    @classmethod
     def open(cls, data_dir: Path) -> Store:
+        if (data_dir / CLUSTER_FILE).exists():
+            return cls._open_cluster(data_dir)
         if not (data_dir / DB_FILE).exists() and not (data_dir / MASTER_KEY_FILE).exists():
             raise StoreError(
                 f"{data_dir} is not a certway data directory: run 'certway --data-dir "
@@ -116,9 +304,7 @@ class Store:
             )
         _refuse_lost_master_key(data_dir)
         vault = KeyVault(load_master_key(data_dir))
-        engine = create_engine(f"sqlite:///{data_dir / DB_FILE}")
-        event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "begin", _sqlite_begin)
+        engine = sqlite_engine(data_dir / DB_FILE)
         try:
             db_path = data_dir / DB_FILE
             if not db_path.exists():
@@ -129,6 +315,34 @@ class Store:
             detail = getattr(exc, "orig", None) or exc
             raise StoreError(f"cannot open the database in {data_dir}: {detail}") from None
         return cls(data_dir, engine, vault)
+
+    @classmethod
+    def _open_cluster(cls, data_dir: Path) -> Store:
+        node_id, url = read_cluster_file(data_dir)
+        key = load_master_key(data_dir)
+        engine = _pg_engine(url)
+        try:
+            _migrate(engine)
+            with engine.execution_options(**{_READ_ONLY: True}).begin() as connection:
+                _verify_key(connection, key)
+                if (
+                    connection.execute(select(PeerRow.id).where(PeerRow.id == node_id)).first()
+                    is None
+                ):
+                    raise StoreError(
+                        f"this node (peer {node_id}) is not a peer of the cluster in "
+                        f"{redact_url(url)}: it was removed, or the data directory belongs to "
+                        "another cluster"
+                    )
+        except SQLAlchemyError as exc:
+            engine.dispose()
+            raise StoreError(
+                f"cannot open the database {redact_url(url)}: {_reason(exc)}"
+            ) from None
+        except BaseException:
+            engine.dispose()
+            raise
+        return cls(data_dir, engine, KeyVault(key), node_id)
 
     @contextmanager
     def transaction(self, *, hooks: bool = True) -> Iterator[Session]:
@@ -178,13 +392,106 @@ class Store:
             raise Conflict(
                 "the change clashes with one made at the same moment: try again"
             ) from None
-        except OperationalError as exc:
-            raise StoreError(f"the database is unavailable: {exc.orig or exc}") from None
+        except DBAPIError as exc:
+            state = getattr(exc.orig, "sqlstate", None)
+            if state in _CLASH:
+                raise Conflict(
+                    "the change clashes with one made at the same moment: try again"
+                ) from None
+            if state == _READ_ONLY_REFUSED:  # a write in a reading unit is a bug: refuse it
+                raise StoreError(f"the database refused a write: {_reason(exc)}") from None
+            if state in _BUSY:
+                raise StoreError(
+                    "the database is busy: another change holds it too long; try again"
+                ) from None
+            if isinstance(exc, OperationalError) or exc.connection_invalidated:
+                raise StoreError(f"the database is unavailable: {_reason(exc)}") from None
+            raise
         finally:
             session.close()
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _reason(exc: SQLAlchemyError) -> str:
+    """The driver's message, first line (never the URL's password: psycopg leaves it out)."""
+    detail = str(getattr(exc, "orig", None) or exc).strip()
+    return detail.splitlines()[0] if detail else type(exc).__name__
+
+
+def _has_schema(engine: Engine) -> bool:
+    with engine.connect() as connection:
+        return "alembic_version" in inspect(connection).get_table_names()
+
+
+def _has_cluster(engine: Engine) -> bool:
+    """Whether the database holds a cluster: its schema and the cluster key's check value."""
+    with engine.execution_options(**{_READ_ONLY: True}).connect() as connection:
+        if "cluster" not in inspect(connection).get_table_names():
+            return _has_schema(engine)  # an older certway's schema: not empty either
+        return connection.execute(select(ClusterRow.id)).first() is not None
+
+
+def _verify_key(connection: Connection, key: bytes) -> None:
+    stored = connection.execute(select(ClusterRow.key_check).where(ClusterRow.id == 1)).scalar()
+    if stored is None:
+        raise StoreError("the database holds no cluster key check value: it is not a cluster")
+    if not hmac.compare_digest(stored, key_check_value(key)):
+        raise StoreError(
+            "this node's cluster key does not match the database's: it belongs to another "
+            "cluster, or the key file is not this cluster's"
+        )
+
+
+def _refuse_used_data_dir(data_dir: Path) -> None:
+    for name in (DB_FILE, MASTER_KEY_FILE, CLUSTER_FILE):
+        if (data_dir / name).exists():
+            raise StoreError(
+                f"{data_dir} is already a certway data directory ({name} exists): use an "
+                "empty directory for a cluster node"
+            )
+
+
+def read_cluster_file(data_dir: Path) -> tuple[int, str]:
+    """(node id, database URL) of a cluster node's data directory."""
+    path = data_dir / CLUSTER_FILE
+    try:
+        raw = json.loads(path.read_text())
+        return int(raw["node_id"]), _check_database_url(str(raw["database_url"]))
+    except OSError as exc:
+        raise StoreError(f"cannot read {path}: {exc.strerror}") from None
+    except (ValueError, KeyError, TypeError):
+        raise StoreError(f"{path} is damaged: expected node_id and database_url") from None
+
+
+def write_cluster_file(data_dir: Path, url: str, node_id: int) -> None:
+    """Write (atomically, 0600: the URL may hold a password) the node's cluster file."""
+    path = data_dir / CLUSTER_FILE
+    temporary = path.with_suffix(".tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, json.dumps({"node_id": node_id, "database_url": url}, indent=1).encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(temporary, path)
+
+
+def _write_node_files(data_dir: Path, key: bytes, url: str, *, node_id: int) -> None:
+    try:
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        write_master_key(data_dir, key)
+        write_cluster_file(data_dir, url, node_id)
+    except OSError as exc:
+        _remove_node_files(data_dir)
+        raise StoreError(f"cannot write the data directory {data_dir}: {exc.strerror}") from None
+
+
+def _remove_node_files(data_dir: Path) -> None:
+    for name in (CLUSTER_FILE, MASTER_KEY_FILE):
+        with contextlib.suppress(OSError):
+            (data_dir / name).unlink()
 
 
 def _refuse_lost_master_key(data_dir: Path) -> None:
@@ -231,6 +538,33 @@ def _migrate(engine: Engine) -> None:
         current = MigrationContext.configure(connection).get_current_revision()
     if current == head:
         return
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+    sqlite_db = engine.dialect.name == "sqlite"
+    with engine.connect() as connection:
+        raw = connection.connection.dbapi_connection
+        if sqlite_db and raw is not None:
+            # SQLite's way to change a table (a copy): foreign keys off outside the
+            # transaction, checked before it commits. Dropping the old copy of a table other
+            # tables point to would fail otherwise.
+            _pragma(raw, "PRAGMA foreign_keys=OFF")
+        try:
+            with connection.begin():
+                config.attributes["connection"] = connection
+                command.upgrade(config, "head")
+                if sqlite_db:
+                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise StoreError(
+                            f"the database upgrade would break {len(broken)} references: "
+                            "nothing was changed"
+                        )
+        finally:
+            if sqlite_db and raw is not None:
+                _pragma(raw, "PRAGMA foreign_keys=ON")
+
+
+def _pragma(raw: Any, statement: str) -> None:
+    cursor = raw.cursor()
+    try:
+        cursor.execute(statement)
+    finally:
+        cursor.close()

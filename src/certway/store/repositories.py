@@ -24,14 +24,17 @@ from certway.pki.keys import (
 from certway.store.schema import (
     AdminAccountRow,
     AlarmStateRow,
+    ApiTokenRow,
     AuditRow,
     CaRow,
     CertSlotRow,
     CertVersionRow,
+    ClusterRow,
     CrlRow,
     CrlSourceRow,
     HeldCrlRow,
     IssuedRow,
+    PeerRow,
     PrivateKeyRow,
     RevocationRow,
     SettingRow,
@@ -42,18 +45,30 @@ from certway.store.schema import (
 from certway.store.vault import KeyVault
 
 __all__ = [
+    "PER_PEER_SETTINGS",
     "AdminRepository",
     "AlarmStateRepository",
+    "ApiTokenRepository",
     "AuditRepository",
     "CaRepository",
     "HeldCrlRepository",
     "KeyRepository",
+    "PeerRepository",
     "RevocationRecord",
     "SettingsRepository",
     "SlotRepository",
     "TokenRepository",
     "TrustRepository",
 ]
+
+
+# Settings that belong to one peer of a cluster; every other setting is cluster-wide.
+PER_PEER_SETTINGS = frozenset({"node", "zones.status", "ocsp.failures"})
+
+
+def node_id_of(session: Session) -> int:
+    """The id of the peer this unit of work runs on (``Store`` puts it in the session)."""
+    return int(session.info.get("node_id", 1))
 
 
 def _aad(key_id: str) -> bytes:
@@ -131,6 +146,15 @@ class TokenRepository:
         ).all()
         return [(name, key_id or "") for name, key_id in rows]
 
+    def ca_certificates(self, token_id: int) -> list[tuple[str, str, bytes]]:
+        """(CA name, key object id, CA certificate DER) of the CAs whose key is here."""
+        rows = self._session.execute(
+            select(CaRow.name, CaRow.token_key_id, CaRow.certificate_der).where(
+                CaRow.token_id == token_id
+            )
+        ).all()
+        return [(name, key_id or "", der) for name, key_id, der in rows]
+
 
 def _token_aad(name: str) -> bytes:
     return b"certway/token-pin/" + name.encode()
@@ -194,6 +218,10 @@ class CaRepository:
     # inventory
     def add_issued(self, row: IssuedRow) -> None:
         self._session.add(row)
+        self._session.flush()
+
+    def add_issued_many(self, rows: Sequence[IssuedRow]) -> None:
+        self._session.add_all(rows)
         self._session.flush()
 
     def issued(self, ca_id: int, *, search: str | None = None) -> Sequence[IssuedRow]:
@@ -395,18 +423,24 @@ class HeldCrlRepository:
 
 
 class SettingsRepository:
-    """JSON settings and change counters."""
+    """JSON settings and change counters: cluster-wide, except ``PER_PEER_SETTINGS`` (this
+    peer's own)."""
 
     def __init__(self, session: Session) -> None:
         self._session = session
+        self._node_id = node_id_of(session)
+
+    def _scope(self, key: str) -> int:
+        return self._node_id if key in PER_PEER_SETTINGS else 0
 
     def get(self, key: str) -> Any:
-        row = self._session.get(SettingRow, key)
+        row = self._session.get(SettingRow, (self._scope(key), key))
         return None if row is None else json.loads(row.value)
 
     def set(self, key: str, value: Any) -> None:
         text = json.dumps(value, sort_keys=True)
-        row = self._session.get(SettingRow, key)
+        scope = self._scope(key)
+        row = self._session.get(SettingRow, (scope, key))
         if row is not None:
             row.value = text
             self._session.flush()
@@ -415,52 +449,63 @@ class SettingsRepository:
         dialect = postgresql if self._session.get_bind().dialect.name == "postgresql" else sqlite
         self._session.execute(
             dialect.insert(SettingRow)
-            .values(key=key, value=text)
-            .on_conflict_do_update(index_elements=[SettingRow.key], set_={"value": text})
+            .values(node_id=scope, key=key, value=text)
+            .on_conflict_do_update(
+                index_elements=[SettingRow.node_id, SettingRow.key], set_={"value": text}
+            )
         )
 
     def bump(self, key: str) -> int:
         """Increment a change counter (listeners reload when it moves) in one statement, so
         two processes bumping at once both count."""
+        scope = self._scope(key)
         dialect = postgresql if self._session.get_bind().dialect.name == "postgresql" else sqlite
         statement = (
             dialect.insert(SettingRow)
-            .values(key=key, value="1")
+            .values(node_id=scope, key=key, value="1")
             .on_conflict_do_update(
-                index_elements=[SettingRow.key],
+                index_elements=[SettingRow.node_id, SettingRow.key],
                 set_={"value": cast(cast(SettingRow.value, Integer) + 1, Text)},
             )
             .returning(SettingRow.value)
         )
         value = int(self._session.execute(statement).scalar_one())
         for obj in list(self._session.identity_map.values()):
-            if isinstance(obj, SettingRow) and obj.key == key:
+            if isinstance(obj, SettingRow) and obj.key == key and obj.node_id == scope:
                 self._session.expire(obj)  # loaded before the statement: old value
         return value
 
 
 class SlotRepository:
-    """Certificate slots (server, client, domains), their versions and pending CSRs."""
+    """Certificate slots (server, client, domains), their versions and pending CSRs: each
+    peer has its own (the slots of the peer the session runs on)."""
 
     def __init__(self, session: Session) -> None:
         self._session = session
+        self._node_id = node_id_of(session)
 
     def get(self, kind: str, name: str = "") -> CertSlotRow | None:
         return self._session.scalars(
-            select(CertSlotRow).where(CertSlotRow.kind == kind, CertSlotRow.name == name)
+            select(CertSlotRow).where(
+                CertSlotRow.node_id == self._node_id,
+                CertSlotRow.kind == kind,
+                CertSlotRow.name == name,
+            )
         ).first()
 
     def get_or_create(self, kind: str, name: str, at: dt.datetime) -> CertSlotRow:
         row = self.get(kind, name)
         if row is None:
-            row = CertSlotRow(kind=kind, name=name, created_at=at)
+            row = CertSlotRow(node_id=self._node_id, kind=kind, name=name, created_at=at)
             self._session.add(row)
             self._session.flush()
         return row
 
     def of_kind(self, kind: str) -> Sequence[CertSlotRow]:
         return self._session.scalars(
-            select(CertSlotRow).where(CertSlotRow.kind == kind).order_by(CertSlotRow.name)
+            select(CertSlotRow)
+            .where(CertSlotRow.node_id == self._node_id, CertSlotRow.kind == kind)
+            .order_by(CertSlotRow.name)
         ).all()
 
     def delete(self, slot: CertSlotRow) -> None:
@@ -502,7 +547,7 @@ class SlotRepository:
         rows = self._session.execute(
             select(CertSlotRow, CertVersionRow)
             .join(CertVersionRow, CertVersionRow.id == CertSlotRow.active_version_id)
-            .where(CertSlotRow.kind == kind)
+            .where(CertSlotRow.node_id == self._node_id, CertSlotRow.kind == kind)
         ).all()
         return [(slot, version) for slot, version in rows]
 
@@ -542,18 +587,29 @@ class AdminRepository:
 
 
 class AlarmStateRepository:
-    """When each raised alarm was first seen (rows keyed by the alarm's state key)."""
+    """When each raised alarm of this peer was first seen (rows keyed by the alarm's state
+    key)."""
 
     def __init__(self, session: Session) -> None:
         self._session = session
+        self._node_id = node_id_of(session)
 
     def first_seen(self) -> dict[str, dt.datetime]:
-        return {row.alarm_id: row.since for row in self._session.scalars(select(AlarmStateRow))}
+        return {
+            row.alarm_id: row.since
+            for row in self._session.scalars(
+                select(AlarmStateRow).where(AlarmStateRow.node_id == self._node_id)
+            )
+        }
 
     def clear(self, keys: Iterable[str]) -> None:
         wanted = list(keys)
         if wanted:
-            self._session.execute(delete(AlarmStateRow).where(AlarmStateRow.alarm_id.in_(wanted)))
+            self._session.execute(
+                delete(AlarmStateRow).where(
+                    AlarmStateRow.node_id == self._node_id, AlarmStateRow.alarm_id.in_(wanted)
+                )
+            )
 
     def record(self, key: str, since: dt.datetime) -> None:
         """Insert-or-ignore: another process may record the same alarm at once (its time
@@ -561,8 +617,8 @@ class AlarmStateRepository:
         dialect = postgresql if self._session.get_bind().dialect.name == "postgresql" else sqlite
         self._session.execute(
             dialect.insert(AlarmStateRow)
-            .values(alarm_id=key, since=since)
-            .on_conflict_do_nothing(index_elements=[AlarmStateRow.alarm_id])
+            .values(node_id=self._node_id, alarm_id=key, since=since)
+            .on_conflict_do_nothing(index_elements=[AlarmStateRow.node_id, AlarmStateRow.alarm_id])
         )
 
 
@@ -581,9 +637,99 @@ class AuditRepository:
     def get(self, row_id: int) -> AuditRow | None:
         return self._session.get(AuditRow, row_id)
 
+    def after(self, row_id: int, limit: int) -> list[AuditRow]:
+        """At most ``limit`` rows with an id above ``row_id``, oldest first."""
+        query = select(AuditRow).where(AuditRow.id > row_id).order_by(AuditRow.id).limit(limit)
+        return list(self._session.scalars(query).all())
+
+    def last_id(self) -> int:
+        return int(self._session.scalar(select(func.max(AuditRow.id))) or 0)
+
     def newest(self, *, since: dt.datetime | None, limit: int) -> list[AuditRow]:
         """At most ``limit`` rows (from ``since`` on), the newest ones, oldest first."""
         query = select(AuditRow).order_by(AuditRow.id.desc()).limit(limit)
         if since is not None:
             query = query.where(AuditRow.at >= since)
         return list(reversed(self._session.scalars(query).all()))
+
+
+class PeerRepository:
+    """The peers of the cluster."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def all(self) -> Sequence[PeerRow]:
+        return self._session.scalars(select(PeerRow).order_by(PeerRow.id)).all()
+
+    def get(self, node_id: int) -> PeerRow | None:
+        return self._session.get(PeerRow, node_id)
+
+    def by_fqdn(self, fqdn: str) -> PeerRow | None:
+        return self._session.scalars(select(PeerRow).where(PeerRow.fqdn == fqdn)).first()
+
+    def add(self, fqdn: str, at: dt.datetime) -> int:
+        row = PeerRow(fqdn=fqdn, joined_at=at)
+        self._session.add(row)
+        self._session.flush()
+        return row.id
+
+    def set_fqdn(self, node_id: int, fqdn: str) -> None:
+        self._session.execute(update(PeerRow).where(PeerRow.id == node_id).values(fqdn=fqdn))
+
+    def seen(
+        self,
+        node_id: int,
+        at: dt.datetime,
+        *,
+        fqdn: str | None,
+        server_cert_not_after: dt.datetime | None,
+    ) -> None:
+        """Record that the peer is alive (and its FQDN and server certificate expiry now)."""
+        values: dict[str, Any] = {"last_seen": at, "server_cert_not_after": server_cert_not_after}
+        if fqdn is not None:
+            values["fqdn"] = fqdn
+        self._session.execute(update(PeerRow).where(PeerRow.id == node_id).values(**values))
+
+    def key_exported(self, key_check: str, at: dt.datetime) -> None:
+        """Note when the cluster key was last exported (an embedded node gets its key check
+        value recorded then)."""
+        row = self._session.get(ClusterRow, 1)
+        if row is None:
+            row = ClusterRow(id=1, key_check=key_check, created_at=at)
+            self._session.add(row)
+        row.key_exported_at = at
+        self._session.flush()
+
+    def set_tls_result(self, node_id: int, result: str, at: dt.datetime) -> None:
+        self._session.execute(
+            update(PeerRow)
+            .where(PeerRow.id == node_id)
+            .values(tls_result=result, tls_checked_at=at)
+        )
+
+
+class ApiTokenRepository:
+    """API tokens (the row keeps the SHA-256 of the token's secret, never the token)."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def all(self) -> Sequence[ApiTokenRow]:
+        return self._session.scalars(select(ApiTokenRow).order_by(ApiTokenRow.name)).all()
+
+    def by_name(self, name: str) -> ApiTokenRow | None:
+        return self._session.scalars(select(ApiTokenRow).where(ApiTokenRow.name == name)).first()
+
+    def by_key_id(self, key_id: str) -> ApiTokenRow | None:
+        return self._session.scalars(
+            select(ApiTokenRow).where(ApiTokenRow.key_id == key_id)
+        ).first()
+
+    def add(self, row: ApiTokenRow) -> None:
+        self._session.add(row)
+        self._session.flush()
+
+    def delete(self, row: ApiTokenRow) -> None:
+        self._session.delete(row)
+        self._session.flush()

@@ -189,9 +189,12 @@ class CrlSourceRow(Base):
 
 
 class SettingRow(Base):
-    """Node settings as JSON values, plus change counters that listeners watch."""
+    """Node settings as JSON values, plus change counters that listeners watch.
+
+    ``node_id`` 0: a cluster-wide setting; a peer's id: a setting of that peer only."""
 
     __tablename__ = "settings"
+    node_id: Mapped[int] = mapped_column(Integer, primary_key=True, default=0)
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
 
@@ -203,8 +206,9 @@ class CertSlotRow(Base):
     """
 
     __tablename__ = "cert_slots"
-    __table_args__ = (UniqueConstraint("kind", "name"),)
+    __table_args__ = (UniqueConstraint("node_id", "kind", "name", name="uq_cert_slots_node"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    node_id: Mapped[int] = mapped_column(Integer, default=1, server_default="1")  # its peer
     kind: Mapped[str] = mapped_column(String(16))  # server | client | domain
     name: Mapped[str] = mapped_column(String(253), default="")
     active_version_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
@@ -252,6 +256,7 @@ class AlarmStateRow(Base):
     """When each currently raised alarm was first seen; cleared alarms are deleted."""
 
     __tablename__ = "alarm_state"
+    node_id: Mapped[int] = mapped_column(Integer, primary_key=True, default=1)  # the peer
     alarm_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     since: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
@@ -265,3 +270,44 @@ class AdminAccountRow(Base):
     password_hash: Mapped[str] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class PeerRow(Base):
+    """A peer of the cluster (an embedded node is peer 1 of a cluster of one)."""
+
+    __tablename__ = "peers"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    fqdn: Mapped[str] = mapped_column(String(253))
+    joined_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    last_seen: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    server_cert_not_after: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # How the other peers last verified this peer's certificate (filled by the cluster's
+    # mutual-TLS health checks).
+    tls_result: Mapped[str | None] = mapped_column(Text, nullable=True)
+    tls_checked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class ClusterRow(Base):
+    """One row: the check value of the cluster key (HMAC of a constant, never the key)."""
+
+    __tablename__ = "cluster"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key_check: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    key_exported_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class ApiTokenRow(Base):
+    """API tokens for automation (``Authorization: Bearer``). Only the SHA-256 of the token's
+    secret part is kept: the token itself is shown once, when it is created."""
+
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    key_id: Mapped[str] = mapped_column(String(32), unique=True)  # the token's public part
+    secret_sha256: Mapped[str] = mapped_column(String(64))
+    access: Mapped[str] = mapped_column(String(16))  # read-write | read-only
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)

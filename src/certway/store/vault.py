@@ -17,7 +17,13 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from certway.errors import StoreError
 
-__all__ = ["MASTER_KEY_FILE", "KeyVault", "create_master_key", "load_master_key"]
+__all__ = [
+    "MASTER_KEY_FILE",
+    "KeyVault",
+    "create_master_key",
+    "load_master_key",
+    "write_master_key",
+]
 
 MASTER_KEY_FILE = "master.key"
 _VERSION = b"\x01"
@@ -37,6 +43,22 @@ def create_master_key(data_dir: Path) -> Path:
     finally:
         os.close(fd)
     os.chmod(path, 0o600)  # in case the umask interfered
+    return path
+
+
+def write_master_key(data_dir: Path, key: bytes) -> Path:
+    """Write a given key (a cluster's, when a node joins) as the master key file (0600);
+    refuses to replace an existing one."""
+    if len(key) != 32:
+        raise ValueError("a master key is 32 bytes")
+    path = data_dir / MASTER_KEY_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, key)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.chmod(path, 0o600)
     return path
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "ServerTls",
     "TlsState",
     "build_context",
+    "client_context",
     "defer_verification",
     "load_identity",
 ]
@@ -107,6 +108,21 @@ def build_context(
     return context
 
 
+ChallengeLookup = Callable[[str | None], tuple[x509.Certificate, PrivateKey] | None]
+"""The ACME TLS-ALPN-01 certificate to present for an SNI name while a challenge is pending."""
+
+
+def _challenge_context(
+    cert: x509.Certificate, key: PrivateKey, *, profile: TlsProfile
+) -> ssl.SSLContext:
+    """The context answering an ACME TLS-ALPN-01 validation (RFC 8737): the challenge
+    certificate, and ``acme-tls/1`` as the only ALPN protocol."""
+    context = profile.apply(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER))
+    load_identity(context, [cert], key)
+    context.set_alpn_protocols(["acme-tls/1"])
+    return context
+
+
 @dataclass(frozen=True)
 class TlsState:
     """What the contexts are built from; when any part changes they are rebuilt."""
@@ -121,7 +137,9 @@ class ServerTls:
     """The SNI-switching server context of one listener.
 
     ``state`` returns the current inputs cheaply (change counters); ``identity_for`` maps an
-    SNI name to the identity to present; ``key_for`` opens its sealed key.
+    SNI name to the identity to present; ``key_for`` opens its sealed key; ``challenge_for``
+    (optional) gives the ACME TLS-ALPN-01 certificate of a name being validated, presented
+    instead for that name until the challenge is withdrawn (the state moves then).
 
     A handshake does no I/O: the context chosen for an SNI name is remembered until ``refresh``
     sees the state move (the identity counter is part of it), so ``identity_for`` — a database
@@ -135,8 +153,10 @@ class ServerTls:
         state: Callable[[], TlsState],
         identity_for: Callable[[str | None], ActiveIdentity | None],
         key_for: Callable[[ActiveIdentity], PrivateKey],
+        challenge_for: ChallengeLookup | None = None,
     ) -> None:
         self._defer = defer_client_verification
+        self._challenge_for = challenge_for
         self._state_fn = state
         self._identity_for = identity_for
         self._key_for = key_for
@@ -196,7 +216,11 @@ class ServerTls:
         if context is not None:
             return context
         generation = self._generation
-        context = self._context_of(self._identity_for(server_name))
+        challenge = self._challenge_for(server_name) if self._challenge_for else None
+        if challenge is not None:
+            context = _challenge_context(*challenge, profile=self._state.profile)
+        else:
+            context = self._context_of(self._identity_for(server_name))
         with self._lock:
             # Not when a refresh ran meanwhile: the identity may predate the change.
             if generation == self._generation and len(self._by_name) < _NAME_CACHE_LIMIT:
@@ -251,3 +275,20 @@ class ServerTls:
         except (ssl.SSLError, OSError, ValueError):
             return ssl.ALERT_DESCRIPTION_INTERNAL_ERROR
         return None
+
+
+def client_context(
+    identity: ActiveIdentity | None, key: PrivateKey | None, profile: TlsProfile = INTERMEDIATE
+) -> ssl.SSLContext:
+    """A client context with the TLS ``profile`` presenting ``identity`` (certificate +
+    chain), if any.
+
+    OpenSSL does not check the server: the caller does, after the handshake, through the
+    node's one validation path (zones, remote syslog).
+    """
+    context = profile.apply(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT))
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    if identity is not None and key is not None:
+        load_identity(context, [identity.certificate, *identity.chain], key)
+    return context

@@ -108,6 +108,9 @@ SIP_TLS_DEFAULT = RevocationPolicy()
 ADMIN_HTTPS_DEFAULT = RevocationPolicy(ocsp=False, cdp=False, scope=Scope.ALL)
 """Admin HTTPS client certificates: CRL checking of the whole chain; unknown = not revoked."""
 
+SYSLOG_DEFAULT = RevocationPolicy()
+"""Remote syslog receivers (TLS): checking on; OCSP, CRLs and CDP downloads allowed."""
+
 LDAP_DEFAULT = RevocationPolicy()
 """LDAP servers (admin authentication): checking on, OCSP/CRLs/CDP allowed; unknown = not
 revoked."""

@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -30,10 +30,12 @@ from certway.web.context import (
     problem,
     status_for,
 )
+from certway.web.docs import describe_api
 from certway.web.docs import router as docs_router
 from certway.web.logins import LoginRefused, ThrottlePolicy
 from certway.web.ui import certificate_refused_page
 from certway.web.ui import router as ui_router
+from certway.web.ui.kit import error_page
 
 __all__ = ["SECURITY_HEADERS", "BodyLimit", "SecurityHeaders", "create_admin_app"]
 
@@ -114,6 +116,17 @@ class BodyLimit:
             await problem(413, "Too large", str(exc.detail))(scope, receive, send)
 
 
+_UI_ERRORS = {
+    404: ("Page not found", "there is no page at this address: choose a page from the menu"),
+    405: ("Not a page", "this address takes a form, not a page view: choose a page from the menu"),
+}
+
+
+def _is_api(request: Request) -> bool:
+    """The API (and its description) answers problem+json; every other path is the UI's."""
+    return request.url.path.startswith("/api/")
+
+
 def create_admin_app(
     node: Node, *, secure_cookies: bool = True, throttle: ThrottlePolicy | None = None
 ) -> FastAPI:
@@ -127,8 +140,10 @@ def create_admin_app(
     app.state.web = WebContext(node, secure_cookies=secure_cookies, throttle=throttle)
 
     @app.exception_handler(CertwayError)
-    async def certway_error(_request: Request, exc: CertwayError) -> JSONResponse:
+    async def certway_error(request: Request, exc: CertwayError) -> Response:
         status, title = status_for(exc)
+        if not _is_api(request):
+            return error_page(request, status, title, str(exc))
         code = getattr(exc, "code", None)
         return problem(status, title, str(exc), **({"code": code} if code else {}))
 
@@ -154,22 +169,36 @@ def create_admin_app(
         return certificate_refused_page(request, exc.detail)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
         errors = [{k: v for k, v in e.items() if k in ("type", "loc", "msg")} for e in exc.errors()]
         first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
         where = ".".join(str(part) for part in first.get("loc", ()))
         detail = f"{where}: {first.get('msg')}" if where else str(first.get("msg"))
+        if not _is_api(request):
+            return error_page(request, 422, "Invalid request", detail)
         return problem(422, "Invalid request", detail, errors=jsonable_encoder(errors))
 
     @app.exception_handler(StarletteHTTPException)  # FastAPI's, and Starlette's 404/405/413
-    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        response = problem(exc.status_code, "Error", str(exc.detail))
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if _is_api(request):
+            response: Response = problem(exc.status_code, "Error", str(exc.detail))
+        else:
+            title, message = _UI_ERRORS.get(exc.status_code, ("Error", str(exc.detail)))
+            response = error_page(request, exc.status_code, title, message)
         response.headers.update(exc.headers or {})
         return response
+
+    @app.exception_handler(Exception)  # a bug: logged by the server; the user gets a page
+    async def server_error(request: Request, _exc: Exception) -> Response:
+        message = "the request failed on the server (the server log has the details)"
+        if _is_api(request):
+            return problem(500, "Internal server error", message)
+        return error_page(request, 500, "Internal server error", message)
 
     app.add_middleware(SecurityHeaders)
     app.add_middleware(BodyLimit, limit=MAX_UPLOAD)  # outermost of ours: before any parsing
     app.include_router(api_router, prefix="/api/v1")
     app.include_router(docs_router, prefix="/api/v1")
     app.include_router(ui_router)
+    app.openapi = lambda: describe_api(app)  # type: ignore[method-assign]
     return app

@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import logging
 import secrets
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import Request
@@ -43,6 +45,7 @@ from certway.errors import (
     ValidationFailed,
 )
 from certway.services.admins import AdminInfo
+from certway.services.api_tokens import TokenRefused
 from certway.services.audit import Actor, acting_as
 from certway.services.node import Node
 from certway.web.logins import LoginGuard, LoginRefused, ThrottlePolicy
@@ -67,6 +70,11 @@ MAX_UPLOAD = 8 * 1024 * 1024
 """Largest request body accepted (a big CA bundle or CRL); more is refused with 413."""
 SESSION_COOKIE = "certway_session"
 SESSION_LIFETIME = 8 * 3600
+BASIC_CACHE_SECONDS = 30.0
+"""How long a verified HTTP Basic credential is remembered (in memory, keyed by an HMAC of
+user and password under a per-process key): a script sending Basic on every request costs
+one argon2 run per ``BASIC_CACHE_SECONDS``, not one per request."""
+BASIC_CACHE_SIZE = 1024
 UNAUTHENTICATED = "(unauthenticated)"
 """The actor of a failed login in the audit log (the account named is its target)."""
 
@@ -121,6 +129,16 @@ class _Session:
     csrf: str
     expires: float
     stamp: str | None  # AdminAccounts.credential_stamp when the session began
+    flashes: dict[str, Any] = field(default_factory=dict)
+    """What a form action left for the page it redirected to (by the page's path): the UI's
+    post/redirect/get. Popped by that page's next view."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    account: AdminInfo
+    stamp: str  # WebContext._login_stamp when the password was verified
+    expires: float
 
 
 class WebContext:
@@ -139,6 +157,10 @@ class WebContext:
         self.directory = Directory(node)
         self._sessions: dict[str, _Session] = {}
         self._lock = threading.Lock()
+        # Verified HTTP Basic credentials: HMAC(key, user, password) → account. Neither the
+        # password nor an unkeyed hash of it is kept.
+        self._basic_key = secrets.token_bytes(32)
+        self._verified: dict[bytes, _Verified] = {}
 
     # password logins (API and UI)
     def password_login(
@@ -148,6 +170,19 @@ class WebContext:
         ``LoginRefused`` when the throttle does not let the attempt in, or (503) when the LDAP
         server is needed and cannot be used."""
         admins = self.node.admins
+        key = hmac.new(
+            self._basic_key,
+            name.encode("utf-8", "replace") + b"\0" + password.encode("utf-8", "replace"),
+            hashlib.sha256,
+        ).digest()
+        cached = self._cached_login(key, name)
+        if cached is not None:
+            # Still through the guard: a blocked account or address stays blocked, and a
+            # success clears that pair's failures as a checked password does.
+            return self.logins.check(name, address, lambda: cached)
+        # The stamp is read before the password is checked: should the password change
+        # meanwhile, the remembered login carries the old stamp and is dropped at its next use.
+        stamp = self._login_stamp(name)
         try:
             account = self.logins.check(
                 name, address, lambda: self.directory.verify(name, password)
@@ -159,12 +194,61 @@ class WebContext:
                 f"{exc}; the local recovery account can still log in",
                 5,
             ) from None
+        if account is not None:
+            self._remember_login(key, account, stamp)
         if account is None:
             shown = name[:64]
             log.warning("event=login-failed account=%r source=%s via=%s", shown, address, via)
             with acting_as(Actor(UNAUTHENTICATED, via, address)):
                 admins.login_failed(shown)
         return account
+
+    def _cached_login(self, key: bytes, name: str) -> AdminInfo | None:
+        """The account of a recently verified credential, if its password and access level
+        are still those verified (``credential_stamp``) and the entry is fresh."""
+        with self._lock:
+            found = self._verified.get(key)
+        if found is None:
+            return None
+        if found.expires < time.monotonic() or found.account.name != name:
+            self._forget_login(key)
+            return None
+        if self._login_stamp(name) != found.stamp:
+            self._forget_login(key)
+            return None
+        return found.account
+
+    def _login_stamp(self, name: str) -> str:
+        """What a remembered password login depends on: the local account's credential stamp
+        and the LDAP settings' version (the admin-auth source, groups, server)."""
+        return f"{self.node.admins.credential_stamp(name)}|ldap:{self.node.ldap.version()}"
+
+    def _remember_login(self, key: bytes, account: AdminInfo, stamp: str) -> None:
+        with self._lock:
+            now = time.monotonic()
+            if len(self._verified) >= BASIC_CACHE_SIZE:
+                self._verified = {k: v for k, v in self._verified.items() if v.expires > now}
+                while len(self._verified) >= BASIC_CACHE_SIZE:
+                    del self._verified[next(iter(self._verified))]
+            self._verified[key] = _Verified(account, stamp, now + BASIC_CACHE_SECONDS)
+
+    def _forget_login(self, key: bytes) -> None:
+        with self._lock:
+            self._verified.pop(key, None)
+
+    def token_login(self, token: str, *, address: str) -> Principal:
+        """The principal of an API token (``Authorization: Bearer``); a refused token is
+        logged and audited with the reason, never the token."""
+        try:
+            info = self.node.api_tokens.authenticate(token)
+        except TokenRefused as exc:
+            log.warning("event=token-refused source=%s reason=%r", address, str(exc))
+            with acting_as(Actor(UNAUTHENTICATED, "api", address)):
+                self.node.audit.record(
+                    "api-token.login", "(bearer token)", "refused", {"error": str(exc)}
+                )
+            raise AuthRequired(str(exc)) from None
+        return Principal(f"token:{info.name}", info.access, "api", address)
 
     # sessions (UI)
     def new_session(self, account: AdminInfo) -> tuple[str, str]:
@@ -258,6 +342,8 @@ def authenticate(
         if account is None:
             raise AuthRequired("wrong user name or password")
         return Principal(account.name, account.access, via, address)
+    if header.lower().startswith("bearer ") and via == "api":
+        return context.token_login(header[7:].strip(), address=address)
     # The session cookie is the UI's (its forms carry CSRF tokens); the API takes only HTTP
     # Basic or the client certificate, so a cookie cannot be replayed against it. (The API's
     # description, which only reads, takes the session too: certway.web.docs.)

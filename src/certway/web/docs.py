@@ -16,14 +16,15 @@ import importlib.resources
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
 from certway.web.context import WebContext, authenticate
 
-__all__ = ["DOCS_CSP", "router"]
+__all__ = ["DOCS_CSP", "SECURITY_SCHEMES", "TAGS", "describe_api", "router"]
 
 DOCS_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -55,6 +56,73 @@ _ASSETS: dict[str, tuple[str, str]] = {
     "swagger-ui.css": ("fastapi_offline", "text/css"),
     "certway-docs.js": ("certway.web", "text/javascript"),
 }
+
+
+DESCRIPTION = """The admin REST API of a certway node: everything the command line and the web
+UI do, with the same checks and messages. Errors are `application/problem+json` (RFC 9457).
+
+**Authentication** (any one): an API token (`Authorization: Bearer certway_…`, made with
+`certway api-token create` or `POST /api/v1/api-tokens`; the fast way for automation), HTTP
+Basic with an admin account (for people; a verified password is remembered for a short
+while), or, in certificate-based authentication mode, the TLS client certificate alone.
+Read-only accounts and tokens get 403 on every change."""
+
+TAGS: list[dict[str, str]] = [
+    {"name": "status", "description": "Alarms, node status and the audit log."},
+    {"name": "node", "description": "Node settings: FQDN, role, cluster."},
+    {"name": "server certificate", "description": "The server certificate, its CSR, history."},
+    {"name": "client certificate", "description": "The identity for outbound TLS."},
+    {"name": "domains", "description": "Per-domain certificates chosen by SNI."},
+    {"name": "trust", "description": "The trusted CA list and certificate checks."},
+    {"name": "revocation", "description": "CRLs, CRL sources and revocation policies."},
+    {"name": "local CA", "description": "The node's own CAs: create, sign, revoke, CRLs."},
+    {"name": "admin", "description": "Admin accounts and the client-certificate policy."},
+    {"name": "API tokens", "description": "Bearer tokens for automation."},
+    {"name": "SIP TLS", "description": "The SIP TLS listener and its access rules."},
+    {"name": "zones", "description": "Neighbour zones checked over SIP TLS."},
+    {"name": "tls", "description": "TLS profiles of each service."},
+    {"name": "tokens", "description": "PKCS#11 tokens (HSMs) that keep local CAs' keys."},
+    {"name": "syslog", "description": "Remote syslog receivers of audit events and alarms."},
+    {"name": "acme", "description": "The ACME client: account, signing, renewal."},
+    {"name": "backup", "description": "Encrypted backups of the node and their restore."},
+]
+
+SECURITY_SCHEMES: dict[str, dict[str, str]] = {
+    "bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API token (certway api-token create); read-only or read-write.",
+    },
+    "basic": {
+        "type": "http",
+        "scheme": "basic",
+        "description": "An admin account's name and password (off in certificate-based "
+        "authentication mode).",
+    },
+    "mutualTLS": {
+        "type": "mutualTLS",
+        "description": "A TLS client certificate: required in certificate-validation mode "
+        "(with one of the other schemes), sufficient in certificate-based authentication "
+        "mode (the certificate names the account).",
+    },
+}
+
+
+def describe_api(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI document of ``app``: its operations, the tags and the security schemes
+    (any one scheme authenticates every operation)."""
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=DESCRIPTION,
+            routes=app.routes,
+            tags=TAGS,
+        )
+        schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
+        schema["security"] = [{name: []} for name in SECURITY_SCHEMES]
+        app.openapi_schema = schema
+    return app.openapi_schema
 
 
 class DocsRoute(APIRoute):

@@ -31,7 +31,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from certway.errors import CertwayError, NotFound
+from certway.errors import CertwayError, NotFound, TokenError
 from certway.pki.ocsp_responder import DEFAULT_VALIDITY, respond, unsuccessful
 from certway.services.node import Node
 
@@ -152,6 +152,9 @@ def _ocsp_response(node: Node, der: bytes, validity: dt.timedelta) -> Response:
     at = node.clock.now()
     try:
         body = respond(der, lookup=node.local_ca.ocsp_lookup, at=at, validity=validity)
+    except TokenError as exc:  # the CA's token is unavailable for now (an alarm says so)
+        _log.error("event=ocsp-unavailable error=%r", str(exc))
+        body = unsuccessful(ocsp.OCSPResponseStatus.TRY_LATER)
     except Exception:
         _log.exception("the OCSP responder failed; answering internalError")
         body = unsuccessful(ocsp.OCSPResponseStatus.INTERNAL_ERROR)

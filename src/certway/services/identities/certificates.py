@@ -37,6 +37,7 @@ class CertificateUploads(Slots):
         chain_data: bytes | None = None,
         key_data: bytes | None = None,
         passphrase: bytes | None = None,
+        source: str = "upload",
     ) -> UploadResult:
         """Check and activate a certificate (PEM, DER or PKCS#7, with optional chain and key).
 
@@ -98,7 +99,7 @@ class CertificateUploads(Slots):
             sha256_fingerprint=fingerprint(leaf),
             warnings=warnings,
         )
-        self._activate(kind, name, leaf, chain, key, pending_key_id, "upload", warnings)
+        self._activate(kind, name, leaf, chain, key, pending_key_id, source, warnings)
         return UploadResult(self.info(kind, name), warnings)
 
     def _chain(

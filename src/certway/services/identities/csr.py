@@ -38,19 +38,26 @@ class CsrRequests(Slots):
             extra = (f"{config.host_label}.{name}", *options.add_san)
         else:
             if options.cn not in ("node", "cluster"):
-                raise PolicyViolation("csr-cn", "--cn must be 'node' or 'cluster'")
+                raise PolicyViolation(
+                    "csr-cn",
+                    f"the common name must be 'node' (the system FQDN) or 'cluster' (the "
+                    f"cluster FQDN), not '{options.cn}'",
+                )
             if options.cn == "cluster" and not config.cluster_fqdn:
                 raise PolicyViolation(
                     "csr-cn",
-                    "common name 'cluster' needs a cluster FQDN: set it with 'certway node set "
-                    "--cluster-fqdn'",
+                    "common name 'cluster' needs a cluster FQDN: set it in the node settings first",
                 )
             common = config.fqdn
             if options.cn == "cluster" and config.cluster_fqdn:
                 common = config.cluster_fqdn
             extra = options.add_san
         if options.alt_names not in ("none", "cluster"):
-            raise PolicyViolation("csr-alt-names", "--alt-names must be 'none' or 'cluster'")
+            raise PolicyViolation(
+                "csr-alt-names",
+                f"the alternative name choice must be 'none' or 'cluster', not "
+                f"'{options.alt_names}'",
+            )
         cluster = options.alt_names == "cluster"
         return CsrForm(
             common_name=common,

@@ -261,5 +261,5 @@ class Slots:
         domain = normalise_domain(name)
         with self._store.reading() as session:
             if SlotRepository(session).get("domain", domain) is None:
-                raise NotFound(f"no domain '{name}': add it with 'certway domain add {name}'")
+                raise NotFound(f"no domain '{name}': add the domain first")
         return domain

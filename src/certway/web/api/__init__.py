@@ -12,7 +12,10 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from certway.web.api import (
+    acme,
     admin,
+    api_tokens,
+    backup,
     client_cert,
     domains,
     ldap,
@@ -22,7 +25,9 @@ from certway.web.api import (
     server_cert,
     sip,
     status,
+    syslog,
     tls,
+    tokens,
     trust,
     zones,
 )
@@ -39,10 +44,15 @@ for _part in (
     trust,
     revocation,
     local_ca,
+    tokens,
     admin,
     sip,
     zones,
+    syslog,
     tls,
+    acme,
+    backup,
+    api_tokens,
     ldap,
 ):
     router.include_router(_part.router)

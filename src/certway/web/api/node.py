@@ -32,11 +32,17 @@ class NodeOut(Out):
 
 @router.get("/node", response_model=NodeOut)
 def node_get(request: Request, _who: Reader) -> dict[str, Any]:
+    """Show the node settings.
+
+    System FQDN, role, cluster FQDN and peers: the names that go into CSRs."""
     return dict(node_of(request).settings.get().as_dict())
 
 
 @router.put("/node", response_model=NodeOut)
 def node_put(request: Request, body: NodeSettingsBody, who: Writer) -> dict[str, Any]:
+    """Change the node settings.
+
+    Only the fields given change; the rest stay."""
     with as_principal(who):
         config = node_of(request).settings.set(
             fqdn=body.fqdn, role=body.role, cluster_fqdn=body.cluster_fqdn, peers=body.peers

@@ -93,11 +93,19 @@ class PoliciesOut(Out):
 
 @router.get("/crls", response_model=list[HeldCrlOut])
 def crls(request: Request, _who: Reader) -> list[dict[str, object]]:
+    """List the CRLs held.
+
+    Every CRL held for validation: manual uploads, CRLs embedded in CA files and those
+    from URL sources, with issuer, number and update times."""
     return [h.as_dict() for h in node_of(request).revocation.held()]
 
 
 @router.post("/crls/manual", response_model=list[str])
 def crl_upload(request: Request, body: Data, who: Writer) -> list[str]:
+    """Upload a manual CRL.
+
+    A CRL file (PEM or DER) that replaces the previous manual upload; the answer says
+    which CRLs were accepted."""
     with as_principal(who):
         accepted = node_of(request).revocation.upload_manual(required(body.data, "CRL"))
     return [a.describe() for a in accepted]
@@ -105,12 +113,19 @@ def crl_upload(request: Request, body: Data, who: Writer) -> list[str]:
 
 @router.delete("/crls/manual", response_model=RemovedCount)
 def crl_remove(request: Request, who: Writer) -> dict[str, int]:
+    """Remove the manual CRLs.
+
+    Deletes the manually uploaded CRLs; CRLs from other sources stay."""
     with as_principal(who):
         return {"removed": node_of(request).revocation.remove_manual()}
 
 
 @router.get("/crl-sources", response_model=SourcesOut)
 def sources(request: Request, _who: Reader) -> dict[str, Any]:
+    """Show the CRL sources.
+
+    The URLs CRLs are downloaded from, each with the status of its last attempt, and the
+    daily schedule."""
     node = node_of(request)
     return {
         "schedule": node.revocation.schedule().as_dict(),
@@ -120,18 +135,28 @@ def sources(request: Request, _who: Reader) -> dict[str, Any]:
 
 @router.put("/crl-sources", response_model=list[SourceOut])
 def sources_set(request: Request, body: SourcesBody, who: Writer) -> list[dict[str, object]]:
+    """Set the CRL sources.
+
+    Replaces the list of HTTP(S) URLs CRLs are downloaded from."""
     with as_principal(who):
         return [s.as_dict() for s in node_of(request).revocation.set_sources(body.urls)]
 
 
 @router.post("/crl-sources/update", response_model=list[SourceOut])
 def sources_update(request: Request, who: Writer) -> list[dict[str, object]]:
+    """Download the CRLs now.
+
+    Fetches every CRL source at once; a failed fetch keeps the last good CRL. The answer
+    is each source's status."""
     with as_principal(who):
         return [s.as_dict() for s in node_of(request).revocation.update_now()]
 
 
 @router.put("/crl-schedule", response_model=ScheduleOut)
 def schedule_set(request: Request, body: ScheduleBody, who: Writer) -> dict[str, object]:
+    """Set the daily CRL update.
+
+    The UTC time of day the server downloads the CRL sources, or off."""
     with as_principal(who):
         schedule = node_of(request).revocation.set_schedule(
             daily_at=body.daily_at, enabled=body.enabled
@@ -141,6 +166,11 @@ def schedule_set(request: Request, body: ScheduleBody, who: Writer) -> dict[str,
 
 @router.get("/revocation", response_model=PoliciesOut, response_model_by_alias=True)
 def policies(request: Request, _who: Reader) -> dict[str, Any]:
+    """Show the revocation policies.
+
+    For each service (SIP TLS, admin HTTPS): the validation profile, whether revocation
+    is checked, which methods (OCSP, CRLs, distribution points), the scope and the
+    fallback when nothing decides."""
     node = node_of(request)
     services = ("sip-tls", "admin-https", "ldap")
     return {name: node.revocation.policy(name).as_dict() for name in services}
@@ -153,6 +183,9 @@ def policy_set(
     body: PolicyBody,
     who: Writer,
 ) -> dict[str, object]:
+    """Change a service's revocation policy.
+
+    Only the fields given change; listeners apply the policy from their next handshake."""
     changes: dict[str, object] = {
         "enabled": None if body.mode is None else body.mode == "on",
         "ocsp": body.ocsp,

@@ -3,6 +3,7 @@ body is read, and changes need a read-write account (``Reader`` / ``Writer``, ``
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any, TypeVar
 
@@ -18,6 +19,7 @@ __all__ = [
     "Reader",
     "Writer",
     "api_principal",
+    "describe",
     "is_reads_only",
     "reads_only",
     "require_write",
@@ -37,18 +39,28 @@ def api_principal(request: Request) -> Principal:
     return principal
 
 
+async def _principal(request: Request) -> Principal:
+    """``api_principal`` as a dependency: async, so that finding the principal ``ApiRoute``
+    already authenticated costs no trip to a worker thread (authenticating, which reads the
+    store, still runs in one)."""
+    known = getattr(request.state, "principal", None)
+    if isinstance(known, Principal):
+        return known
+    return await run_in_threadpool(api_principal, request)
+
+
 def require_write(principal: Principal) -> Principal:
     if not principal.can_write:
         raise HTTPException(403, f"account '{principal.name}' is read-only")
     return principal
 
 
-def writer(principal: Annotated[Principal, Depends(api_principal)]) -> Principal:
+async def writer(principal: Annotated[Principal, Depends(_principal)]) -> Principal:
     """Routes that change state: read-only accounts get 403."""
     return require_write(principal)
 
 
-Reader = Annotated[Principal, Depends(api_principal)]
+Reader = Annotated[Principal, Depends(_principal)]
 Writer = Annotated[Principal, Depends(writer)]
 
 CHANGING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -68,6 +80,14 @@ def is_reads_only(endpoint: Callable[..., Any]) -> bool:
     return bool(getattr(endpoint, "__certway_reads_only__", False))
 
 
+def describe(endpoint: Callable[..., Any]) -> tuple[str, str]:
+    """An operation's summary and description in the API's description: the first paragraph
+    of the route's docstring, and the rest."""
+    text = inspect.cleandoc(endpoint.__doc__ or "")
+    summary, _, rest = text.partition("\n\n")
+    return " ".join(summary.split()), rest.strip()
+
+
 class ApiRoute(APIRoute):
     """Every API route authenticates the caller, and every POST/PUT/PATCH/DELETE route not
     marked ``reads_only`` requires a read-write account, *before* the body is read or
@@ -80,6 +100,11 @@ class ApiRoute(APIRoute):
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         kwargs["response_model_exclude_unset"] = True
+        summary, description = describe(endpoint)
+        if kwargs.get("summary") is None and summary:
+            kwargs["summary"] = summary
+        if kwargs.get("description") is None and description:
+            kwargs["description"] = description
         super().__init__(path, endpoint, **kwargs)
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:

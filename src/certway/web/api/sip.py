@@ -63,12 +63,18 @@ class SipOut(Out):
 
 @router.get("/sip", response_model=SipOut)
 def sip_get(request: Request, _who: Reader) -> dict[str, Any]:
-    """Mutual TLS mode, client EKU checking and the certificate access rules."""
+    """Show the SIP TLS settings.
+
+    Mutual TLS mode, client EKU checking and the certificate access rules."""
     return node_of(request).sip.get().as_dict()
 
 
 @router.put("/sip", response_model=SipOut)
 def sip_set(request: Request, body: SipBody, who: Writer) -> dict[str, Any]:
+    """Change the SIP TLS settings.
+
+    Mutual TLS mode (off, request, require) and client EKU checking; the listener
+    applies them from the next connection."""
     with as_principal(who):
         config = node_of(request).sip.set(mutual_tls=body.mutual_tls, eku_check=body.eku_check)
     return config.as_dict()
@@ -76,12 +82,18 @@ def sip_set(request: Request, body: SipBody, who: Writer) -> dict[str, Any]:
 
 @router.get("/sip/rules", response_model=list[RuleOut])
 def sip_rules(request: Request, _who: Reader) -> list[dict[str, object]]:
-    """The access rules in the order they are applied (priority, then id)."""
+    """List the SIP access rules.
+
+    The certificate access rules in the order they are applied (priority, then id)."""
     return [r.as_dict() for r in node_of(request).sip.rules()]
 
 
 @router.post("/sip/rules", status_code=201, response_model=RuleOut)
 def sip_rule_add(request: Request, body: RuleBody, who: Writer) -> dict[str, object]:
+    """Add a SIP access rule.
+
+    A rule matching the certificate's CN or any SAN (exact, prefix, suffix or regex)
+    that allows or denies; first match by priority wins."""
     with as_principal(who):
         rule = node_of(request).sip.add_rule(
             priority=body.priority, type=body.type, pattern=body.pattern, action=body.action
@@ -91,5 +103,8 @@ def sip_rule_add(request: Request, body: RuleBody, who: Writer) -> dict[str, obj
 
 @router.delete("/sip/rules/{id}", status_code=204)
 def sip_rule_remove(request: Request, id: RuleId, who: Writer) -> None:
+    """Remove a SIP access rule.
+
+    Removes the rule with this id, also one this version cannot read."""
     with as_principal(who):
         node_of(request).sip.remove_rule(id)

@@ -56,7 +56,9 @@ class AuditEntryOut(Out):
 
 @router.get("/status", response_model=StatusOut)
 def status(request: Request, who: Reader) -> dict[str, Any]:
-    """Alarms and the expiry of every node certificate."""
+    """Show the node status.
+
+    Alarms and the expiry of every node certificate, the node settings and who you are."""
     node = node_of(request)
     server = node.identities.info("server")
     return {
@@ -74,6 +76,9 @@ def status(request: Request, who: Reader) -> dict[str, Any]:
 
 @router.get("/alarms", response_model=list[AlarmOut])
 def alarms(request: Request, _who: Reader) -> list[dict[str, Any]]:
+    """List the alarms.
+
+    Alarms computed from the current state, each with the time it was first seen."""
     return [a.as_dict() for a in node_of(request).alarms.current()]
 
 
@@ -84,6 +89,10 @@ def audit(
     since: dt.datetime | None = None,
     limit: int = Query(200, ge=1, le=10_000),
 ) -> list[dict[str, Any]]:
+    """Read the audit log.
+
+    Who changed what, when, from where and the outcome, oldest first; at most limit
+    entries from since on. Never secrets."""
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=dt.UTC)
     return [e.as_dict() for e in node_of(request).audit.entries(since=since, limit=limit)]

@@ -15,7 +15,7 @@ __all__ = ["router"]
 
 router = APIRouter(route_class=ApiRoute, tags=["tls"])
 
-TlsService = Literal["admin-https", "sip-tls", "zones", "outbound", "ldap"]
+TlsService = Literal["admin-https", "sip-tls", "zones", "outbound", "syslog", "ldap"]
 
 
 class TlsProfileBody(BaseModel):
@@ -37,12 +37,15 @@ class TlsProfilesOut(Out):
     sip_tls: TlsProfileOut = Field(alias="sip-tls")
     zones: TlsProfileOut
     outbound: TlsProfileOut
+    syslog: TlsProfileOut
     ldap: TlsProfileOut
 
 
 @router.get("/tls", response_model=TlsProfilesOut, response_model_by_alias=True)
 def tls_profiles(request: Request, _who: Reader) -> dict[str, Any]:
-    """The TLS profile of each service: versions, TLS 1.2 cipher suites, groups."""
+    """Show the TLS profiles.
+
+    The TLS profile of each service: versions, TLS 1.2 cipher suites and groups."""
     return node_of(request).tls.policy().as_dict()
 
 
@@ -50,6 +53,9 @@ def tls_profiles(request: Request, _who: Reader) -> dict[str, Any]:
 def tls_profile_set(
     request: Request, service: TlsService, body: TlsProfileBody, who: Writer
 ) -> dict[str, object]:
-    """Select a service's TLS profile; listeners use it from their next connection."""
+    """Select a service's TLS profile.
+
+    intermediate or modern; listeners use it from their next connection, established
+    connections keep theirs."""
     with as_principal(who):
         return node_of(request).tls.set(service, body.profile).as_dict()

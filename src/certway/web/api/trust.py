@@ -90,11 +90,19 @@ class CheckOut(Out):
 
 @router.get("/trusted-cas", response_model=list[TrustedCaOut])
 def trusted(request: Request, _who: Reader) -> list[dict[str, object]]:
+    """List the trusted CAs.
+
+    The trusted CA list: fingerprint, subject, expiry and origin (user or factory)."""
     return [e.as_dict() for e in node_of(request).trusted_cas.entries()]
 
 
 @router.post("/trusted-cas", response_model=TrustAddOut)
 def trusted_add(request: Request, body: Data, who: Writer) -> dict[str, Any]:
+    """Add trusted CAs.
+
+    Appends the CA certificates of a file (PEM bundle, DER, PKCS#7); duplicates are
+    skipped, non-CA certificates refuse the whole file. CRLs inside are stored as
+    embedded CRLs."""
     with as_principal(who):
         report = node_of(request).trusted_cas.add(required(body.data, "CA file"))
     return {
@@ -107,6 +115,10 @@ def trusted_add(request: Request, body: Data, who: Writer) -> dict[str, Any]:
 
 @router.get("/trusted-cas/{fingerprint}", response_model=TrustedCaShown)
 def trusted_show(request: Request, fingerprint: str, _who: Reader) -> dict[str, Any]:
+    """Show a trusted CA.
+
+    The CA certificate decoded; a unique fingerprint prefix of 8 or more hex digits is
+    enough."""
     cert = node_of(request).trusted_cas.certificate(fingerprint)
     return {
         "pem": cert.public_bytes(serialization.Encoding.PEM).decode(),
@@ -116,12 +128,19 @@ def trusted_show(request: Request, fingerprint: str, _who: Reader) -> dict[str, 
 
 @router.delete("/trusted-cas/{fingerprint}", response_model=RemovedOut)
 def trusted_remove(request: Request, fingerprint: str, who: Writer) -> dict[str, Any]:
+    """Remove a trusted CA.
+
+    Removes the CA from the trusted list; listeners stop accepting what only it vouched
+    for at once."""
     with as_principal(who):
         return {"removed": node_of(request).trusted_cas.remove([fingerprint])}
 
 
 @router.post("/trusted-cas/reset", response_model=list[TrustedCaOut])
 def trusted_reset(request: Request, who: Writer) -> list[dict[str, object]]:
+    """Reset the trusted CA list.
+
+    Restores the factory list."""
     with as_principal(who):
         return [e.as_dict() for e in node_of(request).trusted_cas.reset()]
 
@@ -129,7 +148,10 @@ def trusted_reset(request: Request, who: Writer) -> list[dict[str, object]]:
 @router.post("/check", response_model=CheckOut)
 @reads_only
 def check(request: Request, body: CheckBody, _who: Reader) -> dict[str, Any]:
-    """Client certificate testing: trust, revocation per policy, username mapping."""
+    """Check a client certificate.
+
+    Validates a certificate as a service would: trust, revocation per the service's
+    policy, then the username mapping; every check is listed. Changes nothing."""
     report = node_of(request).client_check.check(
         required(body.certificate, "certificate"),
         purpose=body.purpose,

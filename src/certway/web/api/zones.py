@@ -88,7 +88,9 @@ def _zone(zone: Zone, status: ZoneStatus) -> dict[str, Any]:
 
 @router.get("/zones", response_model=list[ZoneOut])
 def zones(request: Request, _who: Reader) -> list[dict[str, Any]]:
-    """Every neighbour zone with the status of its last check."""
+    """List the neighbour zones.
+
+    Every neighbour zone with the status of its last check."""
     service = node_of(request).zones
     entries = service.entries()
     statuses = service.statuses()
@@ -97,6 +99,10 @@ def zones(request: Request, _who: Reader) -> list[dict[str, Any]]:
 
 @router.post("/zones", status_code=201, response_model=ZoneOut)
 def zone_add(request: Request, body: ZoneBody, who: Writer) -> dict[str, Any]:
+    """Add a neighbour zone.
+
+    A zone pinged with SIP OPTIONS over TLS, presenting the client certificate; its
+    peers, port and TLS verification settings."""
     with as_principal(who):
         zone = node_of(request).zones.add(
             body.name,
@@ -111,12 +117,19 @@ def zone_add(request: Request, body: ZoneBody, who: Writer) -> dict[str, Any]:
 
 @router.get("/zones/{name}", response_model=ZoneOut)
 def zone_get(request: Request, name: str, _who: Reader) -> dict[str, Any]:
+    """Show a neighbour zone.
+
+    The zone's settings and the status of its last check, with the reason when it
+    failed."""
     service = node_of(request).zones
     return _zone(service.get(name), service.status(name))
 
 
 @router.delete("/zones/{name}", status_code=204)
 def zone_remove(request: Request, name: str, who: Writer) -> None:
+    """Remove a neighbour zone.
+
+    The zone stops being checked."""
     with as_principal(who):
         node_of(request).zones.remove(name)
 

@@ -1,10 +1,28 @@
 // certway admin UI: small progressive enhancements; every page works without this file.
 "use strict";
 document.addEventListener("DOMContentLoaded", () => {
-  // Ask before destructive actions (forms marked data-confirm).
+  // Ask before irreversible actions (forms marked data-confirm). The server asks again on a
+  // page of its own unless the form says confirmed=yes, which the answer "OK" adds here.
   for (const form of document.querySelectorAll("form[data-confirm]")) {
     form.addEventListener("submit", (event) => {
-      if (!window.confirm(form.dataset.confirm)) event.preventDefault();
+      // data-confirm-field: ask only when that field leaves its current or a safe value
+      const field = form.dataset.confirmField;
+      if (field) {
+        const value = new FormData(form).get(field);
+        if (value === form.dataset.confirmCurrent || value === form.dataset.confirmSafe) return;
+      }
+      if (!window.confirm(form.dataset.confirm)) {
+        event.preventDefault();
+        return;
+      }
+      let answer = form.querySelector("input[name=confirmed]");
+      if (!answer) {
+        answer = document.createElement("input");
+        answer.type = "hidden";
+        answer.name = "confirmed";
+        form.appendChild(answer);
+      }
+      answer.value = "yes";
     });
   }
   // Live "Alternative name as it will appear" preview of the CSR forms.

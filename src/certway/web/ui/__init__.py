@@ -9,24 +9,31 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from certway.web.ui import (
+    accounts,
+    acme,
     admin_security,
+    api_tokens,
+    backup,
     certificates,
     check,
     ldap,
     local_ca,
     login,
+    node_settings,
     revocation,
     sip,
     status,
+    syslog,
     tls,
+    tokens,
     trust,
 )
+from certway.web.ui.kit import form_get_redirects
 from certway.web.ui.login import certificate_refused_page
 
 __all__ = ["certificate_refused_page", "router"]
 
-router = APIRouter(include_in_schema=False)
-for _area in (
+_AREAS = (
     login,
     status,
     certificates,
@@ -38,5 +45,15 @@ for _area in (
     ldap,
     sip,
     local_ca,
-):
+    accounts,
+    node_settings,
+    tokens,
+    syslog,
+    acme,
+    backup,
+    api_tokens,
+)
+router = APIRouter(include_in_schema=False)
+router.include_router(form_get_redirects(a.router for a in _AREAS))  # first: see its doc
+for _area in _AREAS:
     router.include_router(_area.router)

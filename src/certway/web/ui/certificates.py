@@ -62,7 +62,7 @@ def _identity_page(
 ) -> HTMLResponse:
     """The server certificate page, or one domain's page: view, CSR, upload, history."""
     node = view.node
-    csr_form = form or Form()
+    csr_form = form or view.form
     with as_principal(view.principal):
         if kind == "domain":
             try:
@@ -199,7 +199,7 @@ def server_csr_preview(view: View, form: Form) -> None:
 
 
 @router.post("/server-certificate/csr/discard")
-@form_action(_server_page)
+@form_action(_server_page, confirm="Discard the pending CSR and its private key?")
 def server_csr_discard(view: View, form: Form) -> str:
     return _discard(view, "server", "")
 
@@ -228,7 +228,7 @@ def _domains_page(view: View, form: Form | None = None) -> HTMLResponse:
         title="Domain certificates",
         domains=domains,
         config=config,
-        form=(form or Form()).values(),
+        form=(form or view.form).values(),
     )
 
 
@@ -266,7 +266,11 @@ def _domains_list(view: View, form: Form | None = None, *, name: str) -> HTMLRes
 
 
 @router.post("/domains/{name}/remove")
-@form_action(_domains_list)
+@form_action(
+    _domains_list,
+    to="/domains",
+    confirm=lambda _view, _form, name: f"Remove domain {name} and its certificate?",
+)
 def domain_remove(view: View, form: Form, name: str) -> str:
     view.node.identities.remove_domain(name)
     return f"domain {name} removed"
@@ -285,7 +289,7 @@ def domain_csr_preview(view: View, form: Form, name: str) -> None:
 
 
 @router.post("/domains/{name}/csr/discard")
-@form_action(_domain_page)
+@form_action(_domain_page, confirm="Discard the pending CSR and its private key?")
 def domain_csr_discard(view: View, form: Form, name: str) -> str:
     return _discard(view, "domain", name)
 
@@ -294,3 +298,50 @@ def domain_csr_discard(view: View, form: Form, name: str) -> str:
 @form_action(_domain_page)
 def domain_upload(view: View, form: Form, name: str) -> str:
     return _upload(view, form, "domain", name)
+
+
+# -- the client certificate (outbound TLS: zones, cluster peers) -------------------------------
+def _client_page(view: View, form: Form | None = None) -> HTMLResponse:
+    with as_principal(view.principal):
+        info = identity_info(view.node, "client")
+        history = view.node.identities.history("client")
+    return view.render(
+        "client_certificate.html",
+        title="Client certificate",
+        info=info,
+        history=history,
+        base="/client-certificate",
+    )
+
+
+@router.get("/client-certificate")
+def client_certificate(request: Request) -> Response:
+    return _client_page(page_view(request))
+
+
+@router.get("/client-certificate.pem")
+def client_certificate_pem(request: Request) -> Response:
+    view = page_view(request)
+    info = view.node.identities.info("client")
+    return download(info.pem.encode(), "client-certificate.pem", PEM_TYPE)
+
+
+@router.post("/client-certificate/upload")
+@form_action(_client_page, to="/client-certificate")
+def client_upload(view: View, form: Form) -> str:
+    return _upload(view, form, "client", "")
+
+
+@router.post("/client-certificate/copy-server")
+@form_action(_client_page, to="/client-certificate")
+def client_copy_server(view: View, form: Form) -> str:
+    info = view.node.identities.copy_server_to_client()
+    return f"the client certificate is now a copy of the server certificate: {info.subject}"
+
+
+@router.post("/client-certificate/restore")
+@form_action(_client_page, to="/client-certificate")
+def client_restore(view: View, form: Form) -> str:
+    version = form.integer("version", "the version", 0)
+    info = view.node.identities.restore("client", "", version)
+    return f"version {version} is active again (as version {info.version})"

@@ -18,7 +18,7 @@ router = APIRouter(include_in_schema=False, route_class=UiRoute)
 
 def _client_test_page(view: View, form: Form | None = None) -> HTMLResponse:
     config = view.node.admin_security.get()
-    values = {"regex": config.regex, "format": config.format, **(form or Form()).values()}
+    values = {"regex": config.regex, "format": config.format, **(form or view.form).values()}
     return view.render(
         "client_test.html",
         title="Client certificate testing",

@@ -24,13 +24,14 @@ from typing import Any, Literal, TypeVar, cast
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from fastapi import Request, Response
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 from certway.errors import CertwayError, PolicyViolation
 from certway.services.admin_security import Mode
@@ -51,6 +52,7 @@ __all__ = [
     "MODE_LABELS",
     "NAV",
     "PEM_TYPE",
+    "RECOVERY_COMMAND",
     "WEB_DIR",
     "Form",
     "Refused",
@@ -59,7 +61,9 @@ __all__ = [
     "View",
     "bare_page",
     "download",
+    "error_page",
     "form_action",
+    "form_get_redirects",
     "html",
     "page_view",
     "pem",
@@ -89,10 +93,17 @@ NAV: tuple[tuple[str, str], ...] = (
     ("/tls", "TLS profiles"),
     ("/client-certificate-test", "Client certificate testing"),
     ("/certificate-auth", "Certificate-based authentication"),
+    ("/node", "Node settings"),
+    ("/admins", "Administrator accounts"),
     ("/ldap", "LDAP admin authentication"),
     ("/sip", "SIP TLS & zones"),
     ("/local-ca", "Local CA"),
+    ("/tokens", "PKCS#11 tokens"),
+    ("/syslog", "Remote syslog"),
+    ("/acme", "ACME"),
+    ("/api-tokens", "API tokens"),
     ("/audit", "Audit log"),
+    ("/backup", "Backup and restore"),
 )
 MODE_LABELS = {
     Mode.NOT_REQUIRED.value: "Not required",
@@ -100,6 +111,10 @@ MODE_LABELS = {
     Mode.AUTHENTICATION.value: "Certificate-based authentication",
 }
 PEM_TYPE = "application/x-pem-file"
+RECOVERY_COMMAND = "certway admin reset-security"
+"""Run on the server's console: client certificate checks off, password login works again."""
+SECRET_FIELDS = frozenset({"csrf", "confirmed", "passphrase", "password", "password2", "pin"})
+"""Form fields never kept to fill a form in again (nor carried through a confirmation)."""
 
 
 class UploadTooLarge(CertwayError):
@@ -201,6 +216,8 @@ class View:
     status: int = 200
     result: Any = None
     """What a form action produced for its page to show (a signed certificate, a report)."""
+    form: Form = field(default_factory=lambda: Form())
+    """The fields a form action kept for its page to fill in again (never secrets)."""
 
     @property
     def node(self) -> Node:
@@ -237,11 +254,46 @@ def page_view(request: Request) -> View:
     principal = authenticate(request, context, via="ui")
     session = context.session(request.cookies.get(SESSION_COOKIE))
     if session is not None and session.account.name == principal.name:
-        return View(request, principal, session.csrf)
+        view = View(request, principal, session.csrf)
+        flash = session.flashes.pop(request.url.path, None)
+        if isinstance(flash, Flash):
+            flash.apply(view)
+        return view
     # Certificate-based authentication names the user without a login: open a session so
     # the forms still carry a CSRF token bound to this browser.
     token, csrf = context.new_session(AdminInfo(principal.name, principal.access))
     return View(request, principal, csrf, new_session=token)
+
+
+@dataclass
+class Flash:
+    """The outcome of a form action, kept in the session for the page it redirects to."""
+
+    notices: list[str]
+    warnings: list[str]
+    error: str | None
+    status: int
+    result: Any
+    form: Form
+
+    @classmethod
+    def of(cls, view: View, form: Form | None) -> Flash:
+        kept = form.kept() if form is not None else Form()
+        return cls(view.notices, view.warnings, view.error, view.status, view.result, kept)
+
+    def apply(self, view: View) -> None:
+        view.notices.extend(self.notices)
+        view.warnings.extend(self.warnings)
+        view.error = self.error
+        view.status = self.status
+        view.result = self.result
+        view.form = self.form
+
+
+def error_page(request: Request, status: int, title: str, message: str) -> HTMLResponse:
+    """An HTML error page of the UI (unknown URL, refused form, failed request)."""
+    context = bare_page(request, title=title, message=message, status=status)
+    return html("error.html", {**context, "nav": NAV, "csrf": _session_csrf(request)}, status)
 
 
 class Refused(Exception):
@@ -254,10 +306,7 @@ class Refused(Exception):
         self.message = message
 
     def response(self, request: Request) -> HTMLResponse:
-        context = bare_page(request, title=self.title, message=self.message, status=self.status)
-        return html(
-            "error.html", {**context, "nav": NAV, "csrf": _session_csrf(request)}, self.status
-        )
+        return error_page(request, self.status, self.title, self.message)
 
 
 class UiRoute(APIRoute):
@@ -329,7 +378,11 @@ class Form:
 
     def values(self) -> dict[str, str]:
         """First values of the text fields, to fill a form in again (never secrets)."""
-        return {k: v[0] for k, v in self.fields.items() if v and k not in {"csrf", "passphrase"}}
+        return {k: v[0] for k, v in self.fields.items() if v and k not in SECRET_FIELDS}
+
+    def kept(self) -> Form:
+        """The text fields without secrets (what a page may show again after a redirect)."""
+        return Form({k: list(v) for k, v in self.fields.items() if k not in SECRET_FIELDS})
 
 
 def _size(count: int) -> str:
@@ -391,39 +444,87 @@ async def run(view: View, work: Callable[[], T]) -> T:
     return await run_in_threadpool(call)
 
 
-# -- the form action: submit → work → message → page -------------------------------------------
+# -- the form action: submit → (confirm) → work → redirect → page ----------------------------
 Page = Callable[..., HTMLResponse]
-"""Renders a page: ``page(view, form, **path_parameters)``; ``form`` (or None) fills the
-page's form in again."""
+"""Renders a page: ``page(view, form, **path_parameters)``; ``form`` (or None: then
+``view.form``) fills the page's form in again."""
 Work = Callable[..., str | None]
 """A form action's work: ``work(view, form, **path_parameters)`` calls the services and
 returns the success message (or None, having put its messages on the view itself)."""
+Target = str | Callable[..., str] | None
+"""Where a form action sends the browser: a path, ``target(form, **path_parameters)``, or
+None for the nearest page above the form's own path (``page_url``)."""
+Question = str | Callable[..., str | None] | None
+"""What to confirm before an irreversible action: a sentence, or ``question(view, form,
+**path_parameters)`` giving one (None: nothing to confirm this time)."""
+
+_PAGES: list[re.Pattern[str]] = []
+"""Paths of the UI's pages (GET routes that are not form redirects), from ``form_get_redirects``."""
+_FORMS_ONLY: list[re.Pattern[str]] = []
+"""Paths that only take a form (POST without a page of their own)."""
+
+
+def page_url(path: str) -> str:
+    """The nearest page at or above ``path`` that is not only a form's address."""
+    parts = path.rstrip("/").split("/")
+    while len(parts) > 1:
+        candidate = "/".join(parts)
+        if not any(p.fullmatch(candidate) for p in _FORMS_ONLY) and any(
+            p.fullmatch(candidate) for p in _PAGES
+        ):
+            return candidate
+        parts.pop()
+    return "/"
+
+
+def _target(to: Target, form: Form, path: str, params: Mapping[str, Any]) -> str:
+    if to is None:
+        return page_url(path)
+    if callable(to):
+        return to(form, **params)
+    return to
 
 
 def form_action(
-    page: Page, *, keep_form: Literal["no", "on-error", "always"] = "no"
+    page: Page,
+    *,
+    keep_form: Literal["no", "on-error", "always"] = "no",
+    to: Target = None,
+    confirm: Question = None,
 ) -> Callable[[Work], Callable[..., Coroutine[Any, Any, Response]]]:
     """Turn ``work`` into the endpoint of a form that changes state.
 
     The endpoint checks the caller (read-write account, this session's CSRF token) and reads
-    the form; then, in a thread and as the caller, runs ``work`` and renders ``page`` with the
-    success message among the notices, or with the ``CertwayError`` of the work as the page's
-    error (and its status). ``keep_form`` says when the page shows the submitted values again.
-    The endpoint takes the path parameters ``work`` takes after ``view`` and ``form``."""
+    the form. With ``confirm``, an irreversible action first needs ``confirmed=yes`` in the
+    form (the page's script asks in a dialog and adds it; without the script the answer is a
+    confirmation page that posts the same form again). Then, in a thread and as the caller,
+    it runs ``work`` and redirects (303) to the page ``to`` names: post/redirect/get, so a
+    reload never submits again. That page shows the success message among the notices, or
+    the ``CertwayError`` of the work as the page's error (with its status); ``keep_form``
+    says when it shows the submitted values again (never secrets). ``page`` names the page
+    function the form belongs to: its GET route renders the outcome after the redirect (the
+    endpoint itself renders no page but the confirmation). The endpoint takes the path
+    parameters ``work`` takes after ``view`` and ``form``."""
 
     def decorate(work: Work) -> Callable[..., Coroutine[Any, Any, Response]]:
         async def endpoint(request: Request, **params: Any) -> Response:
             view, form = await submit(request)
+            target = _target(to, form, request.url.path, params)
 
-            def act() -> HTMLResponse:
+            def act() -> Response:
+                question = confirm(view, form, **params) if callable(confirm) else confirm
+                if question and form.get("confirmed") != "yes":
+                    return _confirmation(view, form, question, target)
                 try:
                     notice = work(view, form, **params)
                 except CertwayError as exc:
                     view.failed(exc)
-                    return page(view, form if keep_form != "no" else None, **params)
-                if notice:
-                    view.notices.append(notice)
-                return page(view, form if keep_form == "always" else None, **params)
+                    kept = form if keep_form != "no" else None
+                else:
+                    if notice:
+                        view.notices.append(notice)
+                    kept = form if keep_form == "always" else None
+                return _redirect(view, Flash.of(view, kept), target)
 
             return await run(view, act)
 
@@ -439,6 +540,61 @@ def form_action(
         endpoint.__qualname__ = work.__qualname__
         endpoint.__module__ = work.__module__
         endpoint.__doc__ = work.__doc__
+        endpoint.form_target = to  # type: ignore[attr-defined]  # for form_get_redirects
         return endpoint
 
     return decorate
+
+
+def _redirect(view: View, flash: Flash, target: str) -> Response:
+    """303 to ``target``, leaving ``flash`` in the session for it (a session renewed by the
+    work, e.g. after a change of the caller's own password, gets it and its cookie)."""
+    context = web_context(view.request)
+    token = view.new_session or view.request.cookies.get(SESSION_COOKIE)
+    session = context.session(token)
+    if session is not None:
+        session.flashes[target.split("?", 1)[0]] = flash
+    response = RedirectResponse(target, status_code=303)
+    if view.new_session is not None:
+        set_session_cookie(response, context, view.new_session)
+    return response
+
+
+def _confirmation(view: View, form: Form, question: str, cancel: str) -> HTMLResponse:
+    fields = [(k, v) for k, values in form.kept().fields.items() for v in values]
+    return view.render(
+        "confirm.html",
+        title="Please confirm",
+        question=question,
+        action=view.request.url.path,
+        fields=fields,
+        cancel=cancel,
+    )
+
+
+def _go(to: Target) -> Callable[[Request], Response]:
+    def go(request: Request) -> Response:
+        path = request.url.path
+        target = _target(to, Form(), path, request.path_params)
+        return RedirectResponse(target if target != path else "/", status_code=303)
+
+    return go
+
+
+def form_get_redirects(routers: Iterable[APIRouter]) -> APIRouter:
+    """Learn the UI's pages and forms from ``routers``, and answer a GET of a form's address
+    (a bookmark, a reload after an old browser's POST) with a redirect to its page instead of
+    "method not allowed". Include the result before ``routers``: a form's address can look
+    like a page's (``/local-ca/sign`` and ``/local-ca/{name}``)."""
+    redirects = APIRouter(include_in_schema=False)
+    routes = [r for router in routers for r in router.routes if isinstance(r, APIRoute)]
+    gets = {r.path for r in routes if "GET" in (r.methods or ())}
+    _PAGES.extend(compile_path(path)[0] for path in sorted(gets))
+    for route in routes:
+        if "POST" not in (route.methods or ()) or route.path in gets:
+            continue
+        _FORMS_ONLY.append(compile_path(route.path)[0])
+        go = _go(getattr(route.endpoint, "form_target", None))
+        redirects.add_api_route(route.path, go, methods=["GET"], name=f"{route.name}-page")
+        gets.add(route.path)
+    return redirects

@@ -14,6 +14,7 @@ from certway.web.context import SESSION_COOKIE, client_address, peer_certificate
 from certway.web.logins import LoginRefused
 from certway.web.ui.kit import (
     MODE_LABELS,
+    RECOVERY_COMMAND,
     WEB_DIR,
     Refused,
     UiRoute,
@@ -117,7 +118,7 @@ async def logout(request: Request) -> Response:
 def static_file(name: str) -> Response:
     media_type = _STATIC.get(name)
     if media_type is None:
-        return Response("not found", status_code=404, media_type="text/plain")
+        raise Refused(404, "Page not found", f"there is no static file '{name}'")
     data = (WEB_DIR / "static" / name).read_bytes()
     return Response(data, media_type=media_type, headers={"Cache-Control": "max-age=3600"})
 
@@ -133,5 +134,6 @@ def certificate_refused_page(request: Request, detail: str) -> HTMLResponse:
         mode=MODE_LABELS[mode.value],
         authentication=mode is Mode.AUTHENTICATION,
         sent=peer_certificate(request) is not None,
+        recovery=RECOVERY_COMMAND,
     )
     return html("refused.html", context, 403)

@@ -22,7 +22,7 @@ def _crls_page(view: View, form: Form | None = None) -> HTMLResponse:
         held = view.node.revocation.held()
         sources = view.node.revocation.sources()
         schedule = view.node.revocation.schedule()
-    values = (form or Form()).values()
+    values = (form or view.form).values()
     return view.render(
         "crls.html",
         title="CRL management",
@@ -50,7 +50,7 @@ def crl_upload(view: View, form: Form) -> None:
 
 
 @router.post("/crls/manual/remove")
-@form_action(_crls_page)
+@form_action(_crls_page, confirm="Remove the manually uploaded CRLs?")
 def crl_remove(view: View, form: Form) -> str:
     removed = view.node.revocation.remove_manual()
     return f"removed {removed} manual CRL(s)"

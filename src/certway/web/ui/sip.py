@@ -44,7 +44,7 @@ def _sip_page(view: View, form: Form | None = None, **_path: str) -> HTMLRespons
         rule_types=[(t.value, t.value.capitalize()) for t in RuleType],
         rule_actions=[(a.value, a.value.capitalize()) for a in RuleAction],
         defaults={"port": DEFAULT_PORT, "interval": DEFAULT_INTERVAL},
-        form=(form or Form()).values(),
+        form=(form or view.form).values(),
     )
 
 
@@ -79,7 +79,7 @@ def sip_rule_add(view: View, form: Form) -> str:
 
 
 @router.post("/sip/rules/{rule_id}/remove")
-@form_action(_sip_page)
+@form_action(_sip_page, confirm=lambda _v, _f, rule_id: f"Remove access rule {rule_id}?")
 def sip_rule_remove(view: View, form: Form, rule_id: str) -> str:
     if not re.fullmatch(r"\d{1,9}", rule_id):
         raise NotFound(f"no SIP access rule has id '{rule_id}'")
@@ -108,7 +108,7 @@ def zone_add(view: View, form: Form) -> str:
 
 
 @router.post("/sip/zones/{name}/remove")
-@form_action(_sip_page)
+@form_action(_sip_page, confirm=lambda _v, _f, name: f"Remove zone {name}?")
 def zone_remove(view: View, form: Form, name: str) -> str:
     view.node.zones.remove(name)
     return f"removed zone {name}"

@@ -87,8 +87,13 @@ def trusted_ca_add(view: View, form: Form) -> str | None:
     return None
 
 
+def _removal(view: View, form: Form) -> str | None:
+    count = len(form.all("fingerprint"))
+    return f"Delete {count} CA certificate(s) from the trusted CA list?" if count else None
+
+
 @router.post("/trusted-cas/remove")
-@form_action(_trust_page)
+@form_action(_trust_page, confirm=_removal)
 def trusted_ca_remove(view: View, form: Form) -> None:
     selected = form.all("fingerprint")
     if not selected:
@@ -98,7 +103,7 @@ def trusted_ca_remove(view: View, form: Form) -> None:
 
 
 @router.post("/trusted-cas/reset")
-@form_action(_trust_page)
+@form_action(_trust_page, confirm="Replace the trusted CA list with the factory list?")
 def trusted_ca_reset(view: View, form: Form) -> str:
     entries = view.node.trusted_cas.reset()
     return f"trusted CA list reset to the factory list ({len(entries)} CAs)"

@@ -6,6 +6,7 @@ Revises: 0005
 """
 
 import hashlib
+from typing import Literal
 
 import sqlalchemy as sa
 from alembic import op
@@ -33,12 +34,29 @@ def _scope(der: bytes) -> str:
     return f"{kind}/{hashlib.sha256(idp).hexdigest()[:16]}" if idp else kind
 
 
+def _recreate() -> Literal["always", "auto"]:
+    # SQLite alters a table by copying it; PostgreSQL alters it in place.
+    return "always" if op.get_bind().dialect.name == "sqlite" else "auto"
+
+
+def _old_unique() -> str:
+    """The name of 0002's unnamed UNIQUE (kind, source, issuer_key): the naming convention's
+    on SQLite, the server's own on PostgreSQL."""
+    if op.get_bind().dialect.name == "sqlite":
+        return "uq_held_crls_kind"
+    for constraint in sa.inspect(op.get_bind()).get_unique_constraints("held_crls"):
+        if constraint["column_names"] == ["kind", "source", "issuer_key"]:
+            return str(constraint["name"])
+    return "uq_held_crls_kind"
+
+
 def upgrade() -> None:
-    with op.batch_alter_table("held_crls", naming_convention=NAMING, recreate="always") as batch:
+    old_unique = _old_unique()
+    with op.batch_alter_table("held_crls", naming_convention=NAMING, recreate=_recreate()) as batch:
         batch.add_column(
             sa.Column("scope", sa.String(length=64), nullable=False, server_default="complete")
         )
-        batch.drop_constraint("uq_held_crls_kind", type_="unique")
+        batch.drop_constraint(old_unique, type_="unique")
         batch.create_unique_constraint(
             "uq_held_crls_scope", ["kind", "source", "issuer_key", "scope"]
         )
@@ -59,7 +77,7 @@ def downgrade() -> None:
             "(SELECT MAX(id) FROM held_crls GROUP BY kind, source, issuer_key)"
         )
     )
-    with op.batch_alter_table("held_crls", recreate="always") as batch:
+    with op.batch_alter_table("held_crls", recreate=_recreate()) as batch:
         batch.drop_constraint("uq_held_crls_scope", type_="unique")
         batch.drop_column("scope")
         batch.create_unique_constraint("uq_held_crls_kind", ["kind", "source", "issuer_key"])

@@ -5,6 +5,8 @@ Revision ID: 0007
 Revises: 0006
 """
 
+from typing import Literal
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -12,6 +14,12 @@ revision = "0007"
 down_revision = "0006"
 branch_labels = None
 depends_on = None
+
+
+def _recreate() -> Literal["always", "auto"]:
+    # SQLite alters a table by copying it; PostgreSQL alters in place (dropping ``cas`` would
+    # need the foreign keys that point to it dropped first).
+    return "always" if op.get_bind().dialect.name == "sqlite" else "auto"
 
 
 def upgrade() -> None:
@@ -26,7 +34,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("name"),
     )
-    with op.batch_alter_table("cas", recreate="always") as batch:
+    with op.batch_alter_table("cas", recreate=_recreate()) as batch:
         batch.alter_column("key_id", existing_type=sa.String(length=32), nullable=True)
         batch.add_column(sa.Column("token_id", sa.Integer(), nullable=True))
         batch.add_column(sa.Column("token_key_id", sa.String(length=64), nullable=True))
@@ -37,7 +45,7 @@ def downgrade() -> None:
     bind = op.get_bind()
     if bind.execute(sa.text("SELECT COUNT(*) FROM cas WHERE token_id IS NOT NULL")).scalar():
         raise RuntimeError("token-backed CAs exist: remove them before downgrading")
-    with op.batch_alter_table("cas", recreate="always") as batch:
+    with op.batch_alter_table("cas", recreate=_recreate()) as batch:
         batch.drop_constraint("fk_cas_token_id_tokens", type_="foreignkey")
         batch.drop_column("token_key_id")
         batch.drop_column("token_id")

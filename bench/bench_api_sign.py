@@ -1,0 +1,396 @@
+"""REST issuance: ``POST /api/v1/local-ca/{name}/sign`` with an API token against ``cfssl serve``
+(Debian ``golang-cfssl``), the same P-256 CA signing the same P-256 CSR, c=1 and c=4, one run.
+
+    .venv/bin/python bench/bench_api_sign.py            # 3 rounds of 5 s blocks per server
+    .venv/bin/python bench/bench_api_sign.py --quick    # 2 rounds of 2 s blocks
+
+Servers (each its own process, on 127.0.0.1 free ports, both over TLS with a P-256 server
+certificate, keep-alive):
+
+- ``certway serve`` (``NodeServer``, admin listener only, uvloop) on a fresh node whose local CA
+  ``bench`` is the bench CA imported (its key sealed in the store). Each request is
+  authenticated with a read-write API token (``Authorization: Bearer``), checked, signed
+  (profile server-client, 365 days), recorded in the CA's inventory and audited, in one
+  database transaction (SQLite, WAL).
+- ``cfssl serve -ca … -ca-key … -tls-cert … -tls-key …`` with a default signing profile
+  (365 days, server + client auth); ``POST /api/v1/cfssl/sign`` ``{"certificate_request": …}``.
+  cfssl keeps no inventory (no ``-db-config``) and asks for no authentication.
+
+Clients: ``c`` separate processes, each with one keep-alive TLS connection (``http.client``),
+posting the same CSR in a loop for the block's length and checking every answer holds a
+certificate. Blocks alternate between the servers over the rounds; the median rate per server
+and concurrency is reported, with the ratio certway / cfssl (target >= 1.0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from benchlib import Row, add_row, print_table
+
+CA_NAME = "bench"
+TICK = os.sysconf("SC_CLK_TCK")
+TARGET = 1.0
+
+
+@dataclass
+class Server:
+    label: str
+    port: int
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    kind: str  # certway | cfssl
+    pid: int
+
+
+# -- material --------------------------------------------------------------------------------
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def make_material(work: Path) -> dict[str, Path]:
+    """The bench CA (P-256, self-signed), a TLS server certificate for cfssl, and the CSR."""
+    now = dt.datetime.now(dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(_name("Bench CA"))
+        .issuer_name(_name("Bench CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    tls_key = ec.generate_private_key(ec.SECP256R1())
+    tls = (
+        x509.CertificateBuilder()
+        .subject_name(_name("localhost"))
+        .issuer_name(ca.subject)
+        .public_key(tls_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(_name("leaf.example.com"))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("leaf.example.com")]), critical=False
+        )
+        .sign(leaf_key, hashes.SHA256())
+    )
+    files = {
+        "ca": work / "ca.pem",
+        "ca_key": work / "ca-key.pem",
+        "tls": work / "tls.pem",
+        "tls_key": work / "tls-key.pem",
+        "csr": work / "leaf.csr",
+        "config": work / "cfssl.json",
+    }
+    files["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    files["ca_key"].write_bytes(_pem_key(ca_key))
+    files["tls"].write_bytes(tls.public_bytes(serialization.Encoding.PEM))
+    files["tls_key"].write_bytes(_pem_key(tls_key))
+    files["csr"].write_bytes(csr.public_bytes(serialization.Encoding.PEM))
+    profile = {"expiry": "8760h", "usages": ["digital signature", "server auth", "client auth"]}
+    files["config"].write_text(json.dumps({"signing": {"default": profile}}))
+    return files
+
+
+# -- servers ---------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], what: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"{what} did not listen on {port}")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextmanager
+def cfssl(files: dict[str, Path]) -> Iterator[Server | None]:
+    binary = shutil.which("cfssl")
+    if binary is None:
+        print("  cfssl not installed (Debian golang-cfssl; `make bench` installs it)", flush=True)
+        yield None
+        return
+    port = free_port()
+    command = [
+        binary, "serve", "-address", "127.0.0.1", "-port", str(port),
+        "-ca", str(files["ca"]), "-ca-key", str(files["ca_key"]),
+        "-config", str(files["config"]),
+        "-tls-cert", str(files["tls"]), "-tls-key", str(files["tls_key"]),
+        "-loglevel", "5",
+    ]  # fmt: skip
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port, proc, "cfssl serve")
+        body = json.dumps({"certificate_request": files["csr"].read_text()}).encode()
+        yield Server(
+            "cfssl serve",
+            port,
+            "/api/v1/cfssl/sign",
+            {"Content-Type": "application/json"},
+            body,
+            "cfssl",
+            proc.pid,
+        )
+    finally:
+        stop(proc)
+
+
+def build_node(data_dir: Path, files: dict[str, Path]) -> str:
+    """A node whose local CA ``bench`` is the bench CA; a read-write API token for it."""
+    from certway.services.node import Node
+
+    node = Node.init(data_dir, fqdn="bench.example.com")
+    try:
+        node.local_ca.import_ca(CA_NAME, files["ca"].read_bytes(), files["ca_key"].read_bytes())
+        return node.api_tokens.create("bench", "read-write").token
+    finally:
+        node.close()
+
+
+@contextmanager
+def certway(data_dir: Path, files: dict[str, Path], token: str) -> Iterator[Server]:
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--serve", str(data_dir)], stdout=subprocess.PIPE
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().decode()
+        if not line.startswith("PORT "):
+            raise RuntimeError(f"certway serve did not start ({line!r})")
+        port = int(line.split()[1])
+        wait_port(port, proc, "certway serve")
+        body = json.dumps({"csr": files["csr"].read_text()}).encode()
+        yield Server(
+            "certway serve",
+            port,
+            f"/api/v1/local-ca/{CA_NAME}/sign",
+            {"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+            body,
+            "certway",
+            proc.pid,
+        )
+    finally:
+        stop(proc)
+
+
+def serve(data_dir: Path) -> None:
+    """Child process: ``NodeServer`` with the admin listener only, until SIGTERM."""
+    import logging
+
+    from certway.serve import NodeServer, ServeOptions, new_event_loop
+    from certway.services.node import Node
+
+    logging.disable(logging.WARNING)  # no access log lines in the measurement
+    node = Node.open(data_dir)
+    server = NodeServer(
+        node, ServeOptions(admin=("127.0.0.1", 0), publish=None, sip=None, scheduler_interval=3600)
+    )
+    loop = new_event_loop()
+
+    async def announce() -> None:
+        while not server.started:
+            await asyncio.sleep(0.02)
+        print(f"PORT {server.admin_port}", flush=True)
+
+    async def main() -> None:
+        task = asyncio.create_task(announce())
+        await server.run()
+        task.cancel()
+
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
+        node.close()
+
+
+# -- clients ---------------------------------------------------------------------------------
+def client(server: Server, seconds: float) -> tuple[int, int]:
+    """Sign requests in a loop on one keep-alive connection: (certificates, errors)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    connection = http.client.HTTPSConnection("127.0.0.1", server.port, context=context)
+    done = errors = 0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        connection.request("POST", server.path, body=server.body, headers=server.headers)
+        response = connection.getresponse()
+        answer = json.loads(response.read())
+        if response.status != 200:
+            errors += 1
+            continue
+        pem = answer["pem"] if server.kind == "certway" else answer["result"]["certificate"]
+        if "BEGIN CERTIFICATE" not in pem:
+            errors += 1
+            continue
+        done += 1
+    connection.close()
+    return done, errors
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (all its threads), from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def block(
+    pool: ProcessPoolExecutor, server: Server, clients: int, seconds: float
+) -> tuple[float, float]:
+    """(certificates per second, server CPU ms per certificate) of one block."""
+    start, cpu = time.monotonic(), cpu_seconds(server.pid)
+    results = [f.result() for f in [pool.submit(client, server, seconds) for _ in range(clients)]]
+    wall, cpu = time.monotonic() - start, cpu_seconds(server.pid) - cpu
+    errors = sum(r[1] for r in results)
+    if errors:
+        raise RuntimeError(f"{server.label}: {errors} failed requests")
+    done = sum(r[0] for r in results)
+    return done / wall, cpu * 1000 / max(done, 1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--quick", action="store_true", help="2 rounds of 2 s blocks")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve is not None:
+        serve(args.serve)
+        return
+    rounds, seconds = (2, 2.0) if args.quick else (args.rounds, args.seconds)
+    print(f"REST issuance, P-256 CA signing a P-256 CSR: {rounds} rounds of {seconds:g} s blocks")
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
+        work = Path(tmp)
+        files = make_material(work)
+        token = build_node(work / "node", files)
+        servers = [stack.enter_context(certway(work / "node", files, token))]
+        other = stack.enter_context(cfssl(files))
+        if other is not None:
+            servers.append(other)
+        pool = stack.enter_context(ProcessPoolExecutor(max_workers=4))
+        for server in servers:  # warm-up: connections, caches, first CRL
+            block(pool, server, 1, 0.5)
+        rates: dict[tuple[str, int], list[float]] = {}
+        cpu: dict[tuple[str, int], list[float]] = {}
+        for _ in range(rounds):
+            for clients in (1, 4):
+                for server in servers:
+                    rate, ms = block(pool, server, clients, seconds)
+                    rates.setdefault((server.kind, clients), []).append(rate)
+                    cpu.setdefault((server.kind, clients), []).append(ms)
+        for clients in (1, 4):
+            ours = statistics.median(rates[("certway", clients)])
+            theirs = statistics.median(rates[("cfssl", clients)]) if other else None
+            ratio = ours / theirs if theirs else None
+            add_row(
+                Row(
+                    "REST issuance",
+                    f"certificates/s, c={clients}",
+                    f"{ours:.0f}/s",
+                    f"cfssl {theirs:.0f}/s" if theirs else "cfssl not run",
+                    ratio,
+                    f">= {TARGET:.1f}",
+                    None if ratio is None else ratio >= TARGET,
+                )
+            )
+        for clients in (1, 4):
+            ours = statistics.median(cpu[("certway", clients)])
+            theirs = statistics.median(cpu[("cfssl", clients)]) if other else None
+            add_row(
+                Row(
+                    "REST issuance",
+                    f"server CPU ms/certificate, c={clients}",
+                    f"{ours:.2f} ms",
+                    f"cfssl {theirs:.2f} ms" if theirs else "cfssl not run",
+                    theirs / ours if theirs else None,
+                )
+            )
+    print_table(
+        "ratio = certway rate / cfssl rate, and cfssl CPU / certway CPU per certificate "
+        "(higher is better); median of the rounds"
+    )
+
+
+if __name__ == "__main__":
+    main()

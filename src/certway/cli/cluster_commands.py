@@ -1,0 +1,140 @@
+"""Cluster commands: peers, the exported cluster key, and moving an embedded node to
+PostgreSQL (``db migrate``).
+
+``cluster_app`` and ``db_app`` register themselves on the main app, like the other command
+modules. The cluster key is only ever written encrypted under a passphrase.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, Progress, TaskID, TextColumn
+from rich.table import Table
+
+from certway.cli.main import (
+    InputFileError,
+    JsonOpt,
+    _typer,
+    app,
+    err,
+    node,
+    open_node,
+    out,
+    print_json,
+    read_passphrase,
+    write_output,
+)
+
+__all__ = ["cluster_app", "db_app"]
+
+cluster_app = _typer("The cluster: peers sharing one PostgreSQL database, the cluster key.")
+db_app = _typer("The node's database.")
+app.add_typer(cluster_app, name="cluster")
+app.add_typer(db_app, name="db")
+
+
+def _when(value: dt.datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value is not None else "never"
+
+
+@cluster_app.command("status")
+def cluster_status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """The peers: FQDN, last seen, server certificate expiry, TLS verification result."""
+    with open_node(ctx) as n:
+        peers = n.cluster.peers()
+        clustered = n.cluster.clustered
+        database = n.store.database_url
+    if as_json:
+        print_json(
+            {
+                "clustered": clustered,
+                "database": database,
+                "peers": [p.as_dict() for p in peers],
+            }
+        )
+        return
+    if not clustered:
+        out.print("embedded node (SQLite): a cluster of one; see 'certway db migrate --to URL'")
+    table = Table("id", "FQDN", "last seen", "server certificate expires", "TLS verification")
+    for peer in peers:
+        table.add_row(
+            f"{peer.id}{' (this node)' if peer.this_node else ''}",
+            peer.fqdn or "-",
+            _when(peer.last_seen),
+            _when(peer.server_cert_not_after) if peer.server_cert_not_after else "-",
+            peer.tls_result or "not checked",
+        )
+    out.print(table)
+
+
+@cluster_app.command("export-key")
+def cluster_export_key(
+    ctx: typer.Context,
+    out_file: Annotated[Path, typer.Option("--out", help="File to write (mode 0600).")],
+    passphrase_file: Annotated[
+        Path,
+        typer.Option(
+            "--passphrase-file", help="File whose first line is the passphrase (12+ characters)."
+        ),
+    ],
+) -> None:
+    """Write the cluster key encrypted under a passphrase, for 'init --join' on a new peer."""
+    passphrase = read_passphrase(passphrase_file) or b""
+    try:
+        text = passphrase.decode()
+    except UnicodeDecodeError:
+        raise InputFileError(f"passphrase file {passphrase_file} is not UTF-8 text") from None
+    with open_node(ctx) as n:
+        sealed = n.cluster.export_key(text)
+    write_output(out_file, sealed, secret=True)
+    out.print(
+        f"wrote the cluster key, encrypted under the passphrase, to {out_file} (mode 0600); "
+        "a new peer joins with 'certway --data-dir DIR init --database URL --join "
+        f"{out_file} --passphrase-file FILE --fqdn PEER-FQDN'"
+    )
+
+
+@db_app.command("migrate")
+def db_migrate(
+    ctx: typer.Context,
+    to: Annotated[
+        str, typer.Option("--to", help="An empty PostgreSQL database (postgresql://user@host/db).")
+    ],
+    as_json: JsonOpt = False,
+) -> None:
+    """Copy this embedded node into an empty PostgreSQL database (verified), then use it: the
+    node becomes peer 1 of a cluster. Stop 'certway serve' on this node first."""
+    from certway.store.transfer import MIGRATED_SUFFIX, migrate_to_postgresql
+
+    n = node(ctx)
+    try:
+        with Progress(
+            TextColumn("{task.description:<22}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            console=err,
+            disable=as_json or not err.is_terminal,
+        ) as bar:
+            tasks: dict[str, TaskID] = {}
+
+            def progress(table: str, done: int, total: int) -> None:
+                if table not in tasks:
+                    tasks[table] = bar.add_task(table, total=total or 1)
+                bar.update(tasks[table], completed=done if total else 1)
+
+            counts = migrate_to_postgresql(n.store, to, progress)
+    finally:
+        n.close()
+    if as_json:
+        print_json({"copied": counts})
+        return
+    rows = sum(counts.values())
+    out.print(
+        f"copied {rows} rows of {len(counts)} tables into PostgreSQL and verified them (row "
+        "counts, CRL bytes); this node now uses the PostgreSQL database as peer 1 of a cluster "
+        f"(the SQLite file is kept as certway.db{MIGRATED_SUFFIX})"
+    )

@@ -1,0 +1,1 @@
+"""Outbound connections to the systems around the node (remote syslog)."""

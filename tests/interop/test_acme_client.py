@@ -1,0 +1,421 @@
+"""The ACME client against Debian's ``pebble`` (the ACME CA) and ``pebble-challtestsrv`` (its
+DNS, answering 127.0.0.1 for every name).
+
+Each test runs a real ``certway serve`` (NodeServer) on free 127.0.0.1 ports, then a pebble of
+its own whose validation ports point at that server: ``httpPort`` at the HTTP-01 responder,
+``tlsPort`` at the HTTPS admin listener (TLS-ALPN-01). Pebble's own HTTPS certificate is
+issued by a test CA made here; that CA goes into certway's trusted CA list (the ACME server is
+verified against that list only). Renewal runs on the node's fixed clock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from certway.clock import FixedClock, SystemClock
+from certway.errors import FetchError, PolicyViolation
+from certway.services.identities import CsrOptions
+from certway.services.node import Node
+from waiting import wait_for
+
+from pkitools import Pki
+from serving import running
+
+pytestmark = pytest.mark.interop
+
+FQDN = "vcs.example.com"
+
+
+def free_port() -> int:
+    with contextlib.closing(socket.socket()) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def listening(port: int) -> bool:
+    with contextlib.closing(socket.socket()) as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _wait_port(port: int, proc: subprocess.Popen[bytes], what: str, log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while not listening(port):
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited: {log.read_text(errors='replace')[-2000:]}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} did not listen within 30 s")
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def challtestsrv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """pebble-challtestsrv as DNS only: every A query answers 127.0.0.1, no AAAA."""
+    binary = shutil.which("pebble-challtestsrv")
+    if binary is None:
+        pytest.skip("pebble-challtestsrv is not installed (make deps-system installs pebble)")
+    dns, management = free_port(), free_port()
+    log = tmp_path_factory.mktemp("challtestsrv") / "log"
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(
+            [
+                binary,
+                "-dns01",
+                f"127.0.0.1:{dns}",
+                "-http01",
+                "",
+                "-https01",
+                "",
+                "-tlsalpn01",
+                "",
+                "-doh",
+                "",
+                "-management",
+                f"127.0.0.1:{management}",
+                "-defaultIPv4",
+                "127.0.0.1",
+                "-defaultIPv6",
+                "",
+            ]
+            if _has_doh_flag(binary)
+            else [
+                binary,
+                "-dns01",
+                f"127.0.0.1:{dns}",
+                "-http01",
+                "",
+                "-https01",
+                "",
+                "-tlsalpn01",
+                "",
+                "-management",
+                f"127.0.0.1:{management}",
+                "-defaultIPv4",
+                "127.0.0.1",
+                "-defaultIPv6",
+                "",
+            ],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        _wait_port(management, proc, "pebble-challtestsrv", log)
+        yield dns
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+def _has_doh_flag(binary: str) -> bool:
+    run = subprocess.run([binary, "-h"], capture_output=True, text=True, check=False)
+    return "-doh" in run.stdout + run.stderr
+
+
+@pytest.fixture(scope="module")
+def pebble_tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, bytes]:
+    """Pebble's HTTPS certificate (127.0.0.1, localhost) from a test CA; the CA's PEM."""
+    pki = Pki("Pebble HTTPS", at=SystemClock().now(), index=70)
+    leaf = pki.leaf(
+        "localhost",
+        alt_names=[
+            x509.DNSName("localhost"),
+            x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1")),
+        ],
+        issuer=pki.root_issuer,
+        profile="server",
+    )
+    where = tmp_path_factory.mktemp("pebble-tls")
+    cert = where / "cert.pem"
+    key = where / "key.pem"
+    cert.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    key.write_bytes(
+        pki.leaf_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    key.chmod(0o600)
+    return cert, key, pki.root.public_bytes(serialization.Encoding.PEM)
+
+
+Pebble = Callable[..., str]
+
+
+@pytest.fixture
+def pebble(
+    tmp_path: Path, challtestsrv: int, pebble_tls: tuple[Path, Path, bytes]
+) -> Iterator[Pebble]:
+    """Start pebble validating against the given ports; returns its directory URL."""
+    binary = shutil.which("pebble")
+    if binary is None:
+        pytest.skip("pebble is not installed (make deps-system installs pebble)")
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(*, http_port: int, tls_port: int) -> str:
+        port, management = free_port(), free_port()
+        cert, key, _ca = pebble_tls
+        config = tmp_path / f"pebble-{port}.json"
+        config.write_text(
+            json.dumps(
+                {
+                    "pebble": {
+                        "listenAddress": f"127.0.0.1:{port}",
+                        "managementListenAddress": f"127.0.0.1:{management}",
+                        "certificate": str(cert),
+                        "privateKey": str(key),
+                        "httpPort": http_port,
+                        "tlsPort": tls_port,
+                        "ocspResponderURL": "",
+                        "externalAccountBindingRequired": False,
+                    }
+                }
+            )
+        )
+        log = tmp_path / f"pebble-{port}.log"
+        env = {
+            **os.environ,
+            "PEBBLE_VA_NOSLEEP": "1",
+            "PEBBLE_WFE_NONCEREJECT": "0",
+            "PEBBLE_AUTHZREUSE": "0",
+        }
+        with log.open("wb") as sink:
+            proc = subprocess.Popen(
+                [binary, "-config", str(config), "-dnsserver", f"127.0.0.1:{challtestsrv}"],
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+        procs.append(proc)
+        _wait_port(port, proc, "pebble", log)
+        return f"https://127.0.0.1:{port}/dir"
+
+    yield start
+    for proc in procs:
+        proc.kill()
+        proc.wait(10)
+
+
+@pytest.fixture
+def node(tmp_path: Path, pebble_tls: tuple[Path, Path, bytes]) -> Iterator[Node]:
+    clock = FixedClock(SystemClock().now())
+    n = Node.init(tmp_path / "node", clock, fqdn=FQDN)
+    n.trusted_cas.add(pebble_tls[2])
+    yield n
+    n.close()
+
+
+def _presented(port: int, server_name: str) -> x509.Certificate:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=server_name) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der)
+
+
+def test_http01_signs_the_server_csr_and_it_goes_live_without_restart(
+    node: Node, pebble: Pebble
+) -> None:
+    with running(node, sip=False, publish=False, acme_http=True) as server:
+        directory = pebble(http_port=server.acme_http_port, tls_port=free_port())
+        account = node.acme.create_account(directory, "admin@example.com", accept_terms=True)
+        assert account.status == "valid" and account.uri.startswith("https://127.0.0.1:")
+        assert node.acme.refresh_account().status == "valid"
+        node.identities.generate_csr("server", "", CsrOptions(key_type="ec:p256"))
+        before = node.identities.active("server")
+        assert before is not None
+
+        result = node.acme.sign("server")
+
+        assert result["deployed"] is True
+        live = node.identities.active("server")
+        assert live is not None and live.version == before.version + 1
+        assert "Pebble" in live.certificate.issuer.rfc4514_string()
+        assert node.identities.info("server").source == "acme"
+        assert node.identities.pending_csr("server") is None
+        # The running listener presents it (hot reload), and the temporary-certificate alarm
+        # is gone.
+        wait_for(
+            lambda: _presented(server.admin_port, FQDN) == live.certificate,
+            "the admin listener to present the ACME certificate",
+        )
+        assert not any(a.id == "temporary-certificate" for a in node.alarms.current())
+        # The HTTP-01 responder answers nothing else, and no challenge is left published.
+        import httpx
+
+        base = f"http://127.0.0.1:{server.acme_http_port}"
+        assert httpx.get(f"{base}/").status_code == 404
+        assert httpx.get(f"{base}/api/v1/status").status_code == 404
+        assert httpx.get(f"{base}/.well-known/acme-challenge/abc").status_code == 404
+        # Revocation at the CA, with the account key.
+        revoked = node.acme.revoke("server", reason="superseded")
+        assert revoked["serial"] == format(live.certificate.serial_number, "X")
+        with pytest.raises(FetchError, match="refused the revocation"):
+            node.acme.revoke("server")  # already revoked: pebble says so
+        deactivated = node.acme.deactivate_account()
+        assert deactivated.status == "deactivated"
+        with pytest.raises(PolicyViolation, match="deactivated"):
+            node.acme.renew_now("server")
+
+
+def test_tls_alpn01_signs_a_domain_csr_through_the_admin_listener(
+    node: Node, pebble: Pebble
+) -> None:
+    with running(node, sip=False, publish=False) as server:
+        directory = pebble(http_port=free_port(), tls_port=server.admin_port)
+        node.acme.create_account(directory, "admin@example.com", accept_terms=True)
+        node.acme.set_schedule(auto_deploy=False)
+        node.identities.add_domain("conf.example.com")
+        node.identities.generate_csr("domain", "conf.example.com", CsrOptions(key_type="ec:p256"))
+
+        result = node.acme.sign("domain", "conf.example.com", challenge="tls-alpn-01")
+
+        assert result["deployed"] is False
+        assert node.identities.active("domain", "conf.example.com") is None  # staged only
+        assert "domain:conf.example.com" in node.acme.pending()
+        deployed = node.acme.deploy("domain", "conf.example.com")
+        assert deployed["version"] == 1
+        live = node.identities.active("domain", "conf.example.com")
+        assert live is not None
+        wait_for(
+            lambda: _presented(server.admin_port, "conf.example.com") == live.certificate,
+            "the domain certificate on its SNI name",
+        )
+        assert node.acme.pending() == {}
+
+
+def test_renewal_runs_on_the_fixed_clock_and_a_failing_challenge_keeps_the_live_certificate(
+    node: Node, pebble: Pebble
+) -> None:
+    clock = node.clock
+    assert isinstance(clock, FixedClock)
+    # The server's scheduler ticks every 0.3 s: it renews by itself once the clock says so.
+    with running(node, sip=False, publish=False, acme_http=True, scheduler_interval=0.3) as server:
+        directory = pebble(http_port=server.acme_http_port, tls_port=free_port())
+        node.acme.create_account(directory, "admin@example.com", accept_terms=True)
+        node.identities.generate_csr("server", "", CsrOptions(key_type="ec:p256"))
+        node.acme.sign("server")
+        first = node.identities.active("server")
+        assert first is not None
+        assert node.acme.run_if_due() == []  # just issued: not due
+        due = node.acme.renewal_due("server", "")
+        assert due is not None
+        validity = first.certificate.not_valid_after_utc - first.certificate.not_valid_before_utc
+        assert due == first.certificate.not_valid_before_utc + validity * 2 / 3
+
+        clock.advance(due - clock.now() + dt.timedelta(minutes=1))
+        wait_for(
+            lambda: node.identities.active("server") != first,
+            "the scheduler to renew the certificate",
+            timeout=60,
+        )
+        second = node.identities.active("server")
+        assert second is not None and second.version == first.version + 1
+        assert second.certificate.serial_number != first.certificate.serial_number
+        assert second.key_id != first.key_id  # a new key for each renewal
+        assert node.acme.status()["certificates"][0]["failures"] == 0
+
+    # The HTTP-01 responder is gone: pebble cannot validate, the live certificate stays.
+    clock.advance(
+        dt.timedelta(days=(second.certificate.not_valid_after_utc - clock.now()).days - 10)
+    )
+    with pytest.raises(FetchError, match="validation failed"):
+        node.acme.renew_now("server")
+    still = node.identities.active("server")
+    assert still is not None and still.version == second.version
+    alarms = {a.id: a for a in node.alarms.current()}
+    assert "acme-renewal:server" in alarms
+    assert "failed 1 time(s)" in alarms["acme-renewal:server"].text
+    assert alarms["acme-renewal-expiring:server"].severity == "critical"
+    status = node.acme.status()["certificates"][0]
+    assert status["failures"] == 1 and status["next_attempt"] is not None
+    # The scheduler waits for the back-off before the next attempt.
+    assert node.acme.run_if_due() == []
+    assert node.acme.status()["certificates"][0]["failures"] == 1
+
+
+def test_an_acme_server_not_in_the_trusted_list_is_refused(tmp_path: Path, pebble: Pebble) -> None:
+    n = Node.init(tmp_path / "untrusting", FixedClock(SystemClock().now()), fqdn=FQDN)
+    try:
+        directory = pebble(http_port=free_port(), tls_port=free_port())
+        with pytest.raises(FetchError, match="not issued by a CA in the trusted CA list"):
+            n.acme.create_account(directory, "admin@example.com", accept_terms=True)
+        assert n.acme.account() is None
+    finally:
+        n.close()
+
+
+def test_the_cli_signs_through_a_running_server(
+    tmp_path: Path, pebble: Pebble, pebble_tls: tuple[Path, Path, bytes]
+) -> None:
+    """``certway acme …`` in one process, ``certway serve`` in another: the challenges pass
+    through the store, the served certificate changes without a restart."""
+    from conftest import Cli
+
+    cli = Cli(tmp_path / "data")
+    cli.ok("init", "--fqdn", FQDN)
+    ca = tmp_path / "pebble-https-ca.pem"
+    ca.write_bytes(pebble_tls[2])
+    cli.ok("trust", "add", ca)
+    node = Node.open(tmp_path / "data")
+    try:
+        with running(node, sip=False, publish=False, acme_http=True) as server:
+            directory = pebble(http_port=free_port(), tls_port=server.admin_port)
+            refused = cli("acme", "account", "create", "--directory", directory, "--email", "x")
+            assert refused.exit_code == 2 and "'x' is not an e-mail address" in refused.stderr
+            terms = cli(
+                "acme", "account", "create", "--directory", directory,
+                "--email", "admin@example.com",
+            )  # fmt: skip
+            assert terms.exit_code == 2 and "give --accept-terms" in terms.stderr
+            assert cli.ok("acme", "account", "show").stdout.strip() == "no ACME account"
+            created = cli.ok(
+                "acme", "account", "create", "--directory", directory,
+                "--email", "admin@example.com", "--accept-terms",
+            )  # fmt: skip
+            assert "ACME account created" in created.stdout
+            shown = json.loads(cli.ok("acme", "account", "show", "--json").stdout)
+            assert shown["status"] == "valid" and shown["key"].startswith("EC")
+            assert "PRIVATE" not in created.stdout + cli.ok("acme", "status", "--json").stdout
+            no_csr = cli("acme", "sign")
+            assert no_csr.exit_code == 2 and "no CSR is pending" in no_csr.stderr
+            cli.ok("server-cert", "csr", "generate", "--key-type", "ec:p256")
+            signed = cli.ok("acme", "sign", "--challenge", "tls-alpn-01")
+            assert "the server certificate is live" in signed.stdout
+            live = node.identities.active("server")
+            assert live is not None and "Pebble" in live.certificate.issuer.rfc4514_string()
+            wait_for(
+                lambda: _presented(server.admin_port, FQDN) == live.certificate,
+                "the admin listener to present the ACME certificate",
+            )
+            status = json.loads(cli.ok("acme", "status", "--json").stdout)
+            assert [c["slot"] for c in status["certificates"]] == ["server"]
+            assert status["certificates"][0]["challenge"] == "tls-alpn-01"
+            schedule = cli.ok("acme", "schedule", "--days", "sat,sun", "--time", "04:00")
+            assert "sat,sun from 04:00 UTC" in schedule.stdout
+            bad = cli("acme", "schedule", "--days", "someday")
+            assert bad.exit_code == 2 and "days must be some of" in bad.stderr
+            revoked = cli.ok("acme", "revoke", "--reason", "superseded")
+            assert f"revoked serial {format(live.certificate.serial_number, 'X')}" in revoked.stdout
+            assert cli.ok("acme", "account", "deactivate").exit_code == 0
+    finally:
+        node.close()

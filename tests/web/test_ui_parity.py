@@ -1,0 +1,560 @@
+"""The web UI does what the CLI does and behaves like a finished web app (in process, httpx):
+post/redirect/get after every form, a GET of a form's address leads to its page, HTML error
+pages outside the API, a confirmation step before irreversible actions, node settings,
+administrator accounts, intermediate and imported CAs, the client certificate page, a revoke
+button per issued certificate, the chosen CA kept, and no lock-out by certificate validation
+(UI and API)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from argon2 import PasswordHasher
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from fastapi.testclient import TestClient
+
+from certway.clock import FixedClock
+from certway.pki.keys import private_key_pem
+from certway.services import admins
+from certway.services.node import Node
+from certway.web.app import create_admin_app
+
+from conftest import NOW, store_snapshot, test_key
+from pkitools import Pki, name
+
+FQDN = "vcs.example.com"
+ALICE = ("alice", "a-long-password")
+BOB = ("bob", "another-long-password")
+CSRF_RE = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+@pytest.fixture(autouse=True)
+def cheap_password_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """argon2 at its minimum cost: these tests are about the UI, not the KDF's strength."""
+    monkeypatch.setattr(
+        admins, "_HASHER", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    )
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[Node]:
+    n = Node.init(tmp_path / "d", FixedClock(NOW), fqdn=FQDN, factory=True)
+    n.admins.add(ALICE[0], "read-write", ALICE[1])
+    n.admins.add(BOB[0], "read-only", BOB[1])
+    yield n
+    n.close()
+
+
+@pytest.fixture
+def app(node: Node) -> Any:
+    return create_admin_app(node, secure_cookies=False)
+
+
+def login(client: TestClient, user: str, password: str) -> TestClient:
+    response = client.post(
+        "/login", data={"user": user, "password": password}, follow_redirects=False
+    )
+    assert response.status_code == 303, response.text
+    return client
+
+
+@pytest.fixture
+def alice(app: Any) -> TestClient:
+    return login(TestClient(app), *ALICE)
+
+
+@pytest.fixture
+def bob(app: Any) -> TestClient:
+    return login(TestClient(app), *BOB)
+
+
+def csrf(client: TestClient, page: str = "/") -> str:
+    found = CSRF_RE.search(client.get(page).text)
+    assert found, f"no CSRF token on {page}"
+    return found.group(1)
+
+
+def post(client: TestClient, path: str, data: dict[str, Any] | None = None, **kw: Any) -> Any:
+    return client.post(path, data={"csrf": csrf(client), **(data or {})}, **kw)
+
+
+def messages(page: str, kind: str) -> list[str]:
+    return [
+        html.unescape(re.sub(r"<[^>]+>", "", m).strip())
+        for m in re.findall(rf'<p class="message {kind}"[^>]*>(.*?)</p>', page, re.S)
+    ]
+
+
+def pem(*certs: x509.Certificate) -> bytes:
+    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
+
+
+def csr_pem(cn: str, index: int = 40) -> str:
+    builder = x509.CertificateSigningRequestBuilder().subject_name(name(cn))
+    return (
+        builder.sign(test_key("ec:p256", index), hashes.SHA256())
+        .public_bytes(serialization.Encoding.PEM)
+        .decode()
+    )
+
+
+class WithPeer:
+    """ASGI wrapper that presents ``cert`` as the TLS client certificate (ASGI tls ext.)."""
+
+    def __init__(self, app: Any, cert: x509.Certificate) -> None:
+        self.app = app
+        self.pem = pem(cert).decode()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            extensions = {**scope.get("extensions", {}), "tls": {"client_cert_chain": [self.pem]}}
+            scope = {**scope, "extensions": extensions}
+        await self.app(scope, receive, send)
+
+
+# -- post/redirect/get -------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("path", "data", "page", "notice"),
+    [
+        ("/domains", {"domain": "prg.example"}, "/domains", "domain prg.example added"),
+        ("/node", {"fqdn": "edge1.example.com", "role": "edge"}, "/node", "node settings saved"),
+        ("/tls/admin-https", {"profile": "modern"}, "/tls", "admin-https: TLS profile modern"),
+        ("/crls/sources", {"urls": "http://crl.example.com/a.crl"}, "/crls", "1 CRL URL(s)"),
+        ("/local-ca/roots", {"name": "lab", "subject": "/CN=Lab"}, "/local-ca?ca=lab", "created"),
+        ("/server-certificate/csr", {"key_type": "ec:p256"}, "/server-certificate", "CSR gen"),
+        ("/sip/settings", {"mutual_tls": "off"}, "/sip", "SIP TLS settings saved"),
+    ],
+)
+def test_a_form_redirects_to_its_page_which_shows_the_outcome_once(
+    alice: TestClient, path: str, data: dict[str, str], page: str, notice: str
+) -> None:
+    response = post(alice, path, data, follow_redirects=False)
+    assert response.status_code == 303, response.text
+    assert response.headers["location"] == page
+    shown = alice.get(page)
+    assert shown.status_code == 200
+    assert any(m.startswith(notice) for m in messages(shown.text, "notice")), shown.text
+    # a reload of the page (a GET) shows the page again, not the message, and changes nothing
+    again = alice.get(page)
+    assert not any(m.startswith(notice) for m in messages(again.text, "notice"))
+
+
+def test_an_error_redirects_too_keeps_the_form_but_never_a_password(
+    alice: TestClient, node: Node
+) -> None:
+    response = post(
+        alice,
+        "/admins",
+        {"name": "carol", "access": "read-only", "password": "short", "password2": "short"},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303
+    page = alice.get(response.headers["location"])
+    assert page.status_code == 422  # the page shows the refusal with its status
+    assert messages(page.text, "error") == ["Error: the password must have at least 10 characters"]
+    assert 'value="carol"' in page.text
+    assert 'value="short"' not in page.text
+    assert node.admins.get("carol") is None
+
+
+def test_a_get_of_every_form_address_leads_to_a_page_not_405(alice: TestClient, app: Any) -> None:
+    from test_ui import ui_post_routes  # the route walker of the UI tests
+
+    for path in ui_post_routes(app):
+        if path in ("/login", "/logout"):
+            continue
+        response = alice.get(path, follow_redirects=False)
+        assert response.status_code in (200, 303), (path, response.status_code)
+        final = alice.get(path)
+        assert final.headers["content-type"].startswith("text/html"), path
+        assert "Method Not Allowed" not in final.text, path
+    assert alice.get("/local-ca/sign", follow_redirects=False).headers["location"] == "/local-ca"
+    assert (
+        alice.get("/domains/a.example/remove", follow_redirects=False).headers["location"]
+        == "/domains"
+    )
+    assert (
+        alice.get("/server-certificate/csr/preview", follow_redirects=False).headers["location"]
+        == "/server-certificate"
+    )
+
+
+# -- HTML errors outside the API ---------------------------------------------------------------
+def test_unknown_urls_get_an_html_page_and_the_api_keeps_json(alice: TestClient) -> None:
+    page = alice.get("/no-such-page")
+    assert page.status_code == 404
+    assert page.headers["content-type"].startswith("text/html")
+    assert "Page not found" in page.text
+    assert 'href="/local-ca"' in page.text  # the menu, to go on from there
+    anonymous = TestClient(alice.app).get("/nothing/here")
+    assert anonymous.status_code == 404
+    assert anonymous.headers["content-type"].startswith("text/html")
+    api = alice.get("/api/v1/no-such-thing")
+    assert api.status_code == 404
+    assert api.headers["content-type"] == "application/problem+json"
+
+
+def test_errors_of_ui_downloads_are_html(alice: TestClient) -> None:
+    missing = alice.get("/local-ca/temporary-ca/issued/ABCDEF.pem")
+    assert missing.status_code == 404
+    assert missing.headers["content-type"].startswith("text/html")
+    assert "ABCDEF" in missing.text
+    assert alice.get("/client-certificate.pem").status_code == 200
+
+
+# -- confirmation ------------------------------------------------------------------------------
+def test_revoke_needs_a_confirmation_and_keeps_the_chosen_ca(alice: TestClient, node: Node) -> None:
+    post(alice, "/local-ca/roots", {"name": "lab", "subject": "/CN=Lab Root"})
+    post(alice, "/local-ca/roots", {"name": "lab2", "subject": "/CN=Lab Two"})
+    signed = post(
+        alice, "/local-ca/sign", {"ca": "lab2", "csr_text": csr_pem("dev.example.com")},
+        follow_redirects=False,
+    )  # fmt: skip
+    assert signed.headers["location"] == "/local-ca?ca=lab2"
+    page = alice.get("/local-ca?ca=lab2").text
+    assert '<option value="lab2" selected>' in page  # the CA chosen stays chosen
+    serial = re.search(r"issued serial ([0-9A-F]+) to CN=dev.example.com", page)
+    assert serial is not None
+    before = store_snapshot(node.store.data_dir)
+    asked = post(
+        alice, "/local-ca/revoke", {"ca": "lab2", "serial": serial.group(1), "reason": "superseded"}
+    )
+    assert asked.status_code == 200
+    assert "Please confirm" in asked.text
+    assert (
+        f"Revoke the certificate with serial {serial.group(1)} of CA &#39;lab2&#39;" in asked.text
+    )
+    assert 'name="confirmed" value="yes"' in asked.text
+    assert f'name="serial" value="{serial.group(1)}"' in asked.text  # the same form, again
+    assert store_snapshot(node.store.data_dir) == before
+    assert node.local_ca.issued("lab2")[0].status == "valid"
+    token = CSRF_RE.search(asked.text)
+    assert token is not None
+    fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', asked.text))
+    done = alice.post("/local-ca/revoke", data=fields, follow_redirects=False)
+    assert done.headers["location"] == "/local-ca?ca=lab2"
+    shown = alice.get("/local-ca?ca=lab2").text
+    assert messages(shown, "notice")[0].startswith(f"revoked {serial.group(1)} (superseded); CRL #")
+    assert messages(shown, "notice")[0].endswith("published with 1 entry")
+    assert node.local_ca.issued("lab2")[0].status == "revoked"
+
+
+def test_each_issued_certificate_has_a_revoke_button(alice: TestClient, node: Node) -> None:
+    node.local_ca.create_root("lab", "/CN=Lab Root")
+    serial = format(node.local_ca.sign("lab", csr_pem("a.example.com").encode()).certificate
+                    .serial_number, "X")  # fmt: skip
+    detail = alice.get("/local-ca/lab").text
+    action = f'action="/local-ca/lab/issued/{serial}/revoke"'
+    assert action in detail
+    assert "data-confirm=" in detail
+    response = post(
+        alice,
+        f"/local-ca/lab/issued/{serial}/revoke",
+        {"reason": "keyCompromise", "confirmed": "yes"},
+        follow_redirects=False,
+    )
+    assert response.headers["location"] == "/local-ca/lab"
+    page = alice.get("/local-ca/lab").text
+    assert f"revoked {serial} (keyCompromise)" in messages(page, "notice")[0]
+    assert "revoked (keyCompromise" in page
+    assert action not in page  # a revoked certificate has no button any more
+    again = post(alice, f"/local-ca/lab/issued/{serial}/revoke", {"confirmed": "yes"})
+    assert again.status_code == 409
+    assert "was already revoked" in messages(again.text, "error")[0]
+
+
+def test_unlisted_serials_are_revoked_without_cli_flags_in_messages(
+    alice: TestClient, node: Node
+) -> None:
+    node.local_ca.create_root("lab", "/CN=Lab Root")
+    refused = post(alice, "/local-ca/revoke", {"ca": "lab", "serial": "0BAD", "confirmed": "yes"})
+    [error] = messages(refused.text, "error")
+    assert "has issued no certificate with serial" in error
+    assert "--" not in error
+    done = post(
+        alice,
+        "/local-ca/revoke",
+        {"ca": "lab", "serial": "0BAD", "unlisted": "on", "confirmed": "yes"},
+    )
+    assert "revoked 0BAD" in messages(done.text, "notice")[0]
+    csr = post(alice, "/server-certificate/csr", {"cn": "cluster", "key_type": "ec:p256"})
+    [error] = messages(csr.text, "error")
+    assert error == (
+        "Error: common name 'cluster' needs a cluster FQDN: set it in the node settings first"
+    )
+
+
+def test_irreversible_actions_ask_first(alice: TestClient, node: Node) -> None:
+    node.identities.add_domain("keep.example")
+    node.admins.add("carol", "read-only", "carol-password")
+    before = store_snapshot(node.store.data_dir)
+    for path, question in [
+        ("/domains/keep.example/remove", "Remove domain keep.example and its certificate?"),
+        ("/admins/carol/remove", "Delete the administrator account carol?"),
+        ("/trusted-cas/reset", "Replace the trusted CA list with the factory list?"),
+        ("/crls/manual/remove", "Remove the manually uploaded CRLs?"),
+    ]:
+        response = post(alice, path)
+        assert response.status_code == 200, path
+        assert question in response.text, path
+        assert f'action="{path}"' in response.text
+    assert store_snapshot(node.store.data_dir) == before
+
+
+# -- node settings -----------------------------------------------------------------------------
+def test_node_settings_name_the_next_csr(alice: TestClient, bob: TestClient, node: Node) -> None:
+    page = alice.get("/node")
+    assert page.status_code == 200
+    assert 'value="vcs.example.com"' in page.text
+    assert 'href="/node"' in alice.get("/").text  # linked from the status page
+    saved = post(
+        alice,
+        "/node",
+        {"fqdn": "expe.example.net", "role": "core", "cluster_fqdn": "cluster.example.net",
+         "peers": "expe.example.net, expe2.example.net"},
+    )  # fmt: skip
+    [notice] = messages(saved.text, "notice")
+    assert notice == (
+        "node settings saved: system FQDN expe.example.net, role core, cluster "
+        "cluster.example.net, peers expe.example.net, expe2.example.net"
+    )
+    [warning] = messages(saved.text, "warning")
+    assert "the server certificate in use does not name expe.example.net" in warning
+    config = node.settings.get()
+    assert (config.fqdn, config.role, config.peers) == (
+        "expe.example.net",
+        "core",
+        ("expe.example.net", "expe2.example.net"),
+    )
+    generated = post(alice, "/server-certificate/csr", {"key_type": "ec:p256"})
+    assert "CSR generated for expe.example.net" in generated.text
+    pending = node.identities.pending_csr("server")
+    assert pending is not None and pending.common_name == "expe.example.net"
+    before = node.settings.get()
+    bad = post(alice, "/node", {"fqdn": "not a name", "role": "edge"})
+    assert bad.status_code == 422
+    assert "system FQDN" in messages(bad.text, "error")[0]
+    assert 'value="not a name"' in bad.text
+    assert node.settings.get() == before
+    read_only = bob.get("/node").text
+    assert 'action="/node"' not in read_only
+    assert "expe.example.net" in read_only
+
+
+# -- administrator accounts --------------------------------------------------------------------
+def test_accounts_add_password_access_delete(app: Any, alice: TestClient, node: Node) -> None:
+    page = alice.get("/admins").text
+    assert "<td>alice <small>(you)</small></td><td>read-write</td>" in page
+    differ = post(
+        alice,
+        "/admins",
+        {"name": "carol", "access": "read-write", "password": "carol-password-1",
+         "password2": "carol-password-2"},
+    )  # fmt: skip
+    assert messages(differ.text, "error") == [
+        "Error: the two passwords differ: nothing was changed"
+    ]
+    assert node.admins.get("carol") is None
+    added = post(
+        alice,
+        "/admins",
+        {"name": "carol", "access": "read-only", "password": "carol-password-1",
+         "password2": "carol-password-1"},
+    )  # fmt: skip
+    assert messages(added.text, "notice") == ["added account carol (read-only)"]
+    changed = post(
+        alice,
+        "/admins/carol/password",
+        {"password": "carol-password-2", "password2": "carol-password-2"},
+    )
+    assert messages(changed.text, "notice") == ["password of carol changed"]
+    assert node.admins.verify("carol", "carol-password-2") is not None
+    promoted = post(alice, "/admins/carol/access", {"access": "read-write"})
+    assert messages(promoted.text, "notice") == ["carol is now read-write"]
+    assert node.admins.get("carol") == admins.AdminInfo("carol", "read-write")
+    removed = post(alice, "/admins/carol/remove", {"confirmed": "yes"})
+    assert messages(removed.text, "notice") == ["deleted account carol"]
+    assert node.admins.get("carol") is None
+    actions = [e.action for e in node.audit.entries() if e.target == "carol"]
+    assert actions == ["admin.add", "admin.passwd", "admin.access", "admin.remove"]
+    assert all("password" not in str(e.detail) for e in node.audit.entries())
+
+
+def test_own_password_change_keeps_the_browser_logged_in(
+    app: Any, alice: TestClient, node: Node
+) -> None:
+    changed = post(
+        alice,
+        "/admins/alice/password",
+        {"password": "a-new-long-password", "password2": "a-new-long-password"},
+    )
+    assert changed.status_code == 200
+    assert messages(changed.text, "notice") == ["password of alice changed"]
+    assert alice.get("/admins", follow_redirects=False).status_code == 200  # new session
+    fresh = TestClient(app)
+    refused = fresh.post("/login", data={"user": "alice", "password": ALICE[1]})
+    assert refused.status_code == 401
+    login(fresh, "alice", "a-new-long-password")
+
+
+def test_the_last_read_write_account_stays(alice: TestClient, node: Node) -> None:
+    node.admins.remove("bob")
+    before = store_snapshot(node.store.data_dir)
+    removed = post(alice, "/admins/alice/remove", {"confirmed": "yes"})
+    assert removed.status_code == 409
+    assert "this is the last read-write account" in messages(removed.text, "error")[0]
+    demoted = post(alice, "/admins/alice/access", {"access": "read-only"})
+    assert demoted.status_code == 409
+    assert "this is the last read-write account" in messages(demoted.text, "error")[0]
+    assert store_snapshot(node.store.data_dir) == before
+    assert node.admins.get("alice") == admins.AdminInfo("alice", "read-write")
+
+
+def test_read_only_sees_accounts_without_forms(bob: TestClient) -> None:
+    page = bob.get("/admins")
+    assert page.status_code == 200
+    assert "alice" in page.text
+    assert 'action="/admins"' not in page.text
+    assert "/password" not in page.text
+
+
+# -- local CA: intermediate and import ---------------------------------------------------------
+def test_intermediate_and_imported_cas_from_the_ui(alice: TestClient, node: Node) -> None:
+    post(alice, "/local-ca/roots", {"name": "root", "subject": "/CN=UI Root"})
+    created = post(
+        alice,
+        "/local-ca/intermediates",
+        {"name": "issuing", "parent": "root", "subject": "/CN=UI Issuing", "days": "900"},
+        follow_redirects=False,
+    )
+    assert created.headers["location"] == "/local-ca?ca=issuing"
+    page = alice.get(created.headers["location"]).text
+    assert "created CA &#39;issuing&#39;: CN=UI Issuing" in page
+    assert "signed by &#39;root&#39;" in page
+    info = node.local_ca.info("issuing")
+    assert (info.kind, info.parent) == ("intermediate", "root")
+    duplicate = post(
+        alice, "/local-ca/intermediates", {"name": "issuing", "parent": "root", "subject": "/CN=X"}
+    )
+    assert duplicate.status_code == 409
+
+    external = Pki("Imported", index=50)
+    wrong = alice.post(
+        "/local-ca/import",
+        data={"csrf": csrf(alice), "name": "ext"},
+        files={
+            "certificate": ("ca.pem", pem(external.root), "application/octet-stream"),
+            "key": ("ca.key", private_key_pem(external.leaf_key), "application/octet-stream"),
+        },
+    )
+    assert wrong.status_code == 422
+    assert "the private key does not match the CA certificate" in messages(wrong.text, "error")[0]
+    assert [c.name for c in node.local_ca.cas() if c.name == "ext"] == []
+    imported = alice.post(
+        "/local-ca/import",
+        data={"csrf": csrf(alice), "name": "ext"},
+        files={
+            "certificate": ("ca.pem", pem(external.root), "application/octet-stream"),
+            "key": ("ca.key", private_key_pem(external.root_key), "application/octet-stream"),
+        },
+    )
+    assert "imported CA &#39;ext&#39;: CN=Imported Root" in imported.text
+    assert node.local_ca.info("ext").kind == "imported"
+
+
+# -- client certificate ------------------------------------------------------------------------
+def test_client_certificate_page(alice: TestClient, node: Node) -> None:
+    status = alice.get("/").text
+    assert '<a href="/client-certificate">Client certificate</a>' in status
+    page = alice.get("/client-certificate")
+    assert page.status_code == 200
+    assert "server certificate (default)" in page.text
+    copied = post(alice, "/client-certificate/copy-server")
+    assert "the client certificate is now a copy of the server certificate" in copied.text
+    assert node.identities.info("client").source == "copy of server certificate"
+    server_only = Pki("Server only", index=60)
+    leaf = server_only.leaf("vcs.example.com", profile="server")
+    refused = alice.post(
+        "/client-certificate/upload",
+        data={"csrf": csrf(alice)},
+        files={
+            "certificate": ("c.pem", pem(leaf), "application/octet-stream"),
+            "key": ("c.key", private_key_pem(server_only.leaf_key), "application/octet-stream"),
+        },
+    )
+    assert refused.status_code == 422
+    assert "lacks clientAuth" in messages(refused.text, "error")[0]
+    assert node.identities.info("client").source == "copy of server certificate"
+    download = alice.get("/client-certificate.pem")
+    assert download.headers["content-type"] == "application/x-pem-file"
+
+
+# -- no lock-out -------------------------------------------------------------------------------
+def test_certificate_validation_from_a_browser_without_certificate_is_refused(
+    alice: TestClient, node: Node
+) -> None:
+    response = post(
+        alice, "/certificate-auth", {"mode": "certificate-validation", "confirmed": "yes"}
+    )
+    assert response.status_code == 422
+    [error] = messages(response.text, "error")
+    assert error == (
+        "Error: refused: certificate validation would lock you out: the connection making "
+        "this change presents no client certificate. Connect with a client certificate "
+        "issued by a trusted CA (import it into the browser), then change the mode"
+    )
+    assert node.admin_security.get().mode.value == "not-required"
+    assert "certway admin reset-security" in response.text  # how to recover, on the page
+
+
+def test_certificate_validation_with_an_untrusted_certificate_is_refused(
+    app: Any, node: Node
+) -> None:
+    stranger = Pki("Stranger", index=20)
+    client = login(TestClient(WithPeer(app, stranger.leaf("alice", profile="client"))), *ALICE)
+    response = post(
+        client, "/certificate-auth", {"mode": "certificate-validation", "confirmed": "yes"}
+    )
+    assert response.status_code == 422
+    assert "your client certificate would not be accepted (the client certificate was " \
+        "rejected" in messages(response.text, "error")[0]  # fmt: skip
+    assert node.admin_security.get().mode.value == "not-required"
+
+
+def test_certificate_validation_with_an_accepted_certificate_is_saved(app: Any, node: Node) -> None:
+    pki = Pki("Admins", index=21)
+    node.trusted_cas.add(pem(pki.root, pki.intermediate))
+    client = login(TestClient(WithPeer(app, pki.leaf("alice", profile="client"))), *ALICE)
+    asked = post(client, "/certificate-auth", {"mode": "certificate-validation"})
+    assert "Please confirm" in asked.text
+    assert "certway admin reset-security" in asked.text
+    assert node.admin_security.get().mode.value == "not-required"
+    saved = post(
+        client, "/certificate-auth", {"mode": "certificate-validation", "confirmed": "yes"}
+    )
+    assert saved.status_code == 200
+    assert "client certificate security: Certificate validation" in saved.text
+    assert node.admin_security.get().mode.value == "certificate-validation"
+    refused = TestClient(app).get("/")
+    assert refused.status_code == 403
+    assert "certway admin reset-security" in refused.text
+
+
+def test_the_api_refuses_the_lock_out_too(app: Any, node: Node) -> None:
+    basic = base64.b64encode(f"{ALICE[0]}:{ALICE[1]}".encode()).decode()
+    response = TestClient(app).put(
+        "/api/v1/admin-security",
+        json={"mode": "certificate-validation"},
+        headers={"Authorization": f"Basic {basic}"},
+    )
+    assert response.status_code == 422
+    assert response.json()["code"] == "lockout"
+    assert "presents no client certificate" in response.json()["detail"]
+    assert node.admin_security.get().mode.value == "not-required"
