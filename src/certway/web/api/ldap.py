@@ -81,12 +81,19 @@ def _context(request: Request) -> WebContext:
 
 @router.get("/ldap", response_model=LdapOut)
 def ldap_show(request: Request, _who: Reader) -> dict[str, Any]:
+    """The LDAP settings.
+
+    The server, TLS mode, base and bind DNs, user filter, mapped groups, the admin-auth source
+    and the last error met using the directory. Never the bind password."""
     return node_of(request).ldap.view()
 
 
 @router.put("/ldap", response_model=LdapOut)
 def ldap_set(request: Request, body: LdapBody, who: Writer) -> dict[str, Any]:
-    """Set the LDAP server (the first time: URL, base DN, bind DN and password)."""
+    """Set the LDAP server.
+
+    The first time needs the URL, base DN, bind DN and bind password; later calls change only
+    what they give. The bind password is stored encrypted and never returned."""
     node = node_of(request)
     with as_principal(who):
         node.ldap.set(**body.model_dump())
@@ -95,12 +102,18 @@ def ldap_set(request: Request, body: LdapBody, who: Writer) -> dict[str, Any]:
 
 @router.get("/ldap/groups", response_model=list[GroupOut])
 def ldap_groups(request: Request, _who: Reader) -> list[dict[str, str]]:
+    """The mapped LDAP groups.
+
+    Each group DN and the access level its members get (read-write wins over read-only)."""
     config = node_of(request).ldap.get()
     return [g.as_dict() for g in config.groups] if config else []
 
 
 @router.post("/ldap/groups", status_code=201, response_model=GroupOut)
 def ldap_group_add(request: Request, body: GroupBody, who: Writer) -> dict[str, str]:
+    """Map an LDAP group to an access level.
+
+    Members of the group (memberOf, or listed as member / uniqueMember) log in with it."""
     with as_principal(who):
         return node_of(request).ldap.add_group(body.dn, access=body.access).as_dict()
 
@@ -109,24 +122,35 @@ def ldap_group_add(request: Request, body: GroupBody, who: Writer) -> dict[str, 
 def ldap_group_remove(
     request: Request, who: Writer, dn: str = Query(description="the group's DN")
 ) -> None:
+    """Stop mapping an LDAP group.
+
+    Its members can no longer log in through it (other mapped groups still count)."""
     with as_principal(who):
         node_of(request).ldap.remove_group(dn)
 
 
 @router.post("/ldap/test", response_model=LdapTestOut)
 def ldap_test(request: Request, body: LdapTestBody, _who: Writer) -> dict[str, Any]:
-    """Look a user up (and bind as them when a password is given): their groups and the
-    access level. Read-write accounts only: it checks passwords."""
+    """Look an LDAP user up.
+
+    Finds the user with the service account, binds as them when a password is given, and
+    answers their groups and access level. Read-write accounts only: it checks passwords."""
     return _context(request).directory.test(body.user, body.password).as_dict()
 
 
 @router.get("/admin-auth", response_model=SourceOut)
 def admin_auth(request: Request, _who: Reader) -> dict[str, str]:
+    """Where admin logins are checked.
+
+    local, ldap or both; the local 'admin' account always logs in locally."""
     return {"source": node_of(request).ldap.source().value}
 
 
 @router.put("/admin-auth", response_model=SourceOut)
 def admin_auth_set(request: Request, body: SourceBody, who: Writer) -> dict[str, str]:
-    """Where admin logins are checked; the local 'admin' account always works."""
+    """Choose where admin logins are checked.
+
+    local, ldap (directory accounts and the local recovery account 'admin') or both (local
+    accounts first, then the directory)."""
     with as_principal(who):
         return {"source": node_of(request).ldap.set_source(body.source).value}
