@@ -14,7 +14,7 @@ DATA_DIR ?= ./certway-data
 
 # Debian packages the tests drive as real peers (idempotent: only installs what is missing).
 deps-system:
-	@scripts/ensure-debian-packages.sh openssl chromium kamailio kamailio-tls-modules softhsm2 rsyslog rsyslog-gnutls pebble lego postgresql
+	@scripts/ensure-debian-packages.sh openssl chromium kamailio kamailio-tls-modules softhsm2 rsyslog rsyslog-gnutls pebble lego postgresql slapd ldap-utils
 
 # sslyze (tests/interop/test_sslyze.py) in an environment of its own: it pins a cryptography
 # older than certway's path validator needs.

@@ -316,6 +316,11 @@ def test_revocation_show_and_set(cli: Cli) -> None:
             "fallback": "not-revoked",
             "profile": "rfc5280",
         },
+        "ldap": {
+            "mode": "on", "ocsp": True, "crl": True, "cdp": True, "scope": "all",
+            "fallback": "not-revoked",
+            "profile": "rfc5280",
+        },
     }  # fmt: skip
     changed = cli.ok(
         "revocation", "set", "--service", "sip-tls", "--ocsp", "off", "--scope", "peer",

@@ -247,6 +247,21 @@ def test_every_audited_change_writes_its_row_in_its_own_transaction(
     call("tls.set", lambda: node.tls.set("sip-tls", "modern"))
     call("acme.schedule", lambda: node.acme.set_schedule(time_of_day="03:00"))
     call("cluster.tls-verification.set", lambda: node.cluster_tls.set_verification("enforce"))
+    # LDAP admin authentication
+    call(
+        "ldap.set",
+        lambda: node.ldap.set(
+            url="ldaps://ldap.example.com",
+            base_dn="dc=example,dc=com",
+            bind_dn="cn=bind,dc=example,dc=com",
+            bind_password="a bind password",
+        ),
+    )
+    call(
+        "ldap.group.add", lambda: node.ldap.add_group("cn=g,dc=example,dc=com", access="read-only")
+    )
+    call("ldap.group.remove", lambda: node.ldap.remove_group("cn=g,dc=example,dc=com"))
+    call("admin-auth.set", lambda: node.ldap.set_source("both"))
     # local CA
     call("ca.create-root", lambda: node.local_ca.create_root("lab", "/CN=Lab Root"))
     call(

@@ -482,7 +482,11 @@ def test_policy_change_is_persisted(node: Node, clock: FixedClock) -> None:
         ("sip-tls", {"fallback": "maybe"}, "fallback must be one of not-revoked, revoked"),
         ("admin-https", {"ocsp": "yes"}, "ocsp must be on or off"),
         ("admin-https", {"colour": True}, "unknown revocation setting 'colour'"),
-        ("smtp", {"ocsp": True}, "unknown service 'smtp': use sip-tls or admin-https"),
+        (
+            "smtp",
+            {"ocsp": True},
+            "unknown service 'smtp': use sip-tls or admin-https or syslog or ldap",
+        ),
     ],
 )
 def test_invalid_policy_values_are_refused(

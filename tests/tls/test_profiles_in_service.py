@@ -55,8 +55,8 @@ def test_profiles_are_stored_counted_and_audited(node: Node) -> None:
 def test_bad_input_changes_nothing(node: Node, tmp_path: Path) -> None:
     node.tls.set("zones", "modern")
     snapshot = store_snapshot(tmp_path / "d")
-    with pytest.raises(PolicyViolation, match="unknown TLS service 'ldap'"):
-        node.tls.set("ldap", "modern")
+    with pytest.raises(PolicyViolation, match="unknown TLS service 'smtp'"):
+        node.tls.set("smtp", "modern")
     with pytest.raises(PolicyViolation, match="TLS profile must be intermediate or modern"):
         node.tls.set("zones", "old")
     assert store_snapshot(tmp_path / "d") == snapshot
@@ -136,6 +136,7 @@ def test_cli_shows_and_sets_profiles(cli: Cli) -> None:
         "zones": "intermediate",
         "outbound": "intermediate",
         "syslog": "intermediate",
+        "ldap": "intermediate",
     }
     done = cli.ok("tls", "set", "--service", "outbound", "--profile", "modern")
     assert done.stdout_bytes.decode().strip() == "outbound: TLS profile modern (TLSv1.3)"

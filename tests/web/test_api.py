@@ -794,7 +794,7 @@ def test_domains_node_crl_sources_intermediates_and_audit(node: Node, alice: Api
 # -- TLS profiles ------------------------------------------------------------------------------
 def test_tls_profiles_are_shown_and_set(alice: Api, bob: Api, node: Node) -> None:
     shown = ok(bob.get("/tls"))
-    assert set(shown) == {"admin-https", "sip-tls", "zones", "outbound", "syslog"}
+    assert set(shown) == {"admin-https", "sip-tls", "zones", "outbound", "syslog", "ldap"}
     assert shown["admin-https"]["profile"] == "intermediate"
     assert shown["admin-https"]["versions"] == ["TLSv1.2", "TLSv1.3"]
     assert "ECDHE-RSA-AES128-GCM-SHA256" in shown["admin-https"]["tls12_ciphers"]

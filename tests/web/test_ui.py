@@ -564,8 +564,8 @@ def test_revocation_policies_are_editable(alice: TestClient, node: Node) -> None
     assert "admin-https revocation policy saved" in response.text
     policy = node.revocation.policy("admin-https")
     assert (policy.scope.value, policy.fallback.value) == ("peer", "revoked")
-    unknown = post(alice, "/revocation/ldap", {"enabled": "on"})
-    assert "unknown service &#39;ldap&#39;" in unknown.text
+    unknown = post(alice, "/revocation/smtp", {"enabled": "on"})
+    assert "unknown service &#39;smtp&#39;" in unknown.text
 
 
 # -- client certificate test and certificate-based authentication ------------------------------

@@ -429,6 +429,7 @@ from certway.cli import (  # noqa: E402,F401  (registers the commands)
     cluster_commands,
     commands,
     issue_commands,
+    ldap_commands,
     node_commands,
     serve_commands,
     sip_commands,

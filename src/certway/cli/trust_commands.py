@@ -248,7 +248,7 @@ def crl_schedule(
 # -- revocation policies ---------------------------------------------------------------------
 @revocation_app.command("show")
 def revocation_show(ctx: typer.Context, as_json: JsonOpt = False) -> None:
-    """The validation profile and revocation policy of sip-tls and admin-https."""
+    """The validation profile and revocation policy of sip-tls, admin-https and ldap."""
     with open_node(ctx) as n:
         policies = {name: n.revocation.policy(name).as_dict() for name in SERVICES}
     if as_json:
@@ -272,7 +272,7 @@ def revocation_show(ctx: typer.Context, as_json: JsonOpt = False) -> None:
 @revocation_app.command("set")
 def revocation_set(
     ctx: typer.Context,
-    service: Annotated[str, typer.Option("--service", help="sip-tls or admin-https.")],
+    service: Annotated[str, typer.Option("--service", help="sip-tls, admin-https or ldap.")],
     mode: Annotated[str | None, typer.Option("--mode", help="on or off.")] = None,
     ocsp: Annotated[str | None, typer.Option("--ocsp", help="on or off.")] = None,
     crl: Annotated[str | None, typer.Option("--crl", help="on or off.")] = None,

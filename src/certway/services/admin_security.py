@@ -3,6 +3,7 @@ certificate-based authentication, with the regex + username format."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
@@ -142,9 +143,15 @@ class AdminSecurity:
         return self.set(mode=Mode.NOT_REQUIRED.value, force=True)
 
     def authenticate(
-        self, certificate_pem: bytes | None, config: ClientCertSecurity | None = None
+        self,
+        certificate_pem: bytes | None,
+        config: ClientCertSecurity | None = None,
+        *,
+        resolve: Callable[[str], AdminInfo | None] | None = None,
     ) -> CertAuthResult:
-        """Judge a connection's client certificate under ``config`` (default: current)."""
+        """Judge a connection's client certificate under ``config`` (default: current).
+        ``resolve`` finds the account of a mapped username (default: the local accounts; the
+        admin app passes the admin-auth source's, which may ask the LDAP server)."""
         config = config or self.get()
         if config.mode is Mode.NOT_REQUIRED:
             return CertAuthResult(True, "client certificates are not required")
@@ -177,7 +184,7 @@ class AdminSecurity:
             return CertAuthResult(
                 False, f"no username in the certificate: {report.username_error}", None, report
             )
-        account = self._admins.get(report.username.username)
+        account = (resolve or self._admins.get)(report.username.username)
         if account is None:
             return CertAuthResult(
                 False,

@@ -21,6 +21,7 @@ from certway.pki.text import format_name, plural
 from certway.services.acme_client import AcmeClient
 from certway.services.cluster_tls import ClusterTls
 from certway.services.identities import Identities
+from certway.services.ldap_settings import RECOVERY_ACCOUNT, AuthSource, LdapSettings
 from certway.services.local_ca import LocalCA
 from certway.services.revocation import RevocationService
 from certway.services.sip_settings import MutualTls, SipSettings
@@ -62,6 +63,7 @@ class AlarmKind(StrEnum):
     ACME_RENEWAL_EXPIRING = "acme-renewal-expiring"
     DATABASE_UNREACHABLE = "database-unreachable"
     PEER_TLS = "peer-tls"
+    LDAP = "ldap"
 
 
 _SEVERITY_ORDER = {AlarmSeverity.CRITICAL: 0, AlarmSeverity.WARNING: 1}
@@ -141,6 +143,7 @@ class Alarms:
         *,
         acme: AcmeClient | None = None,
         cluster: ClusterTls | None = None,
+        ldap: LdapSettings | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -153,6 +156,7 @@ class Alarms:
         self._syslog = syslog
         self._acme = acme
         self._cluster = cluster
+        self._ldap = ldap
         self._unreachable: tuple[dt.datetime, str] | None = None  # since, why
 
     # -- the database itself -----------------------------------------------------------------
@@ -228,6 +232,7 @@ class Alarms:
             about = zone_alarm.id.removeprefix(f"{AlarmKind.ZONE}:")
             yield _Cause(AlarmKind.ZONE, about, AlarmSeverity(zone_alarm.severity), zone_alarm.text)
         yield from self._acme_renewals(now)
+        yield from self._ldap_directory()
 
     def _acme_renewals(self, now: dt.datetime) -> Iterable[_Cause]:
         """A failing ACME renewal (warning), critical once the certificate is close to
@@ -255,6 +260,21 @@ class Alarms:
                     f"the {problem.label} expires on {problem.not_after:%Y-%m-%d} and its ACME "
                     "renewal is failing",
                 )
+
+    def _ldap_directory(self) -> Iterable[_Cause]:
+        if self._ldap is None or self._ldap.source() is AuthSource.LOCAL:
+            return
+        config = self._ldap.get()
+        error = self._ldap.status().error
+        if config is None or error is None:
+            return
+        yield _Cause(
+            AlarmKind.LDAP,
+            None,
+            AlarmSeverity.CRITICAL,
+            f"the LDAP server {config.url} cannot be used ({error}): LDAP accounts cannot log "
+            f"in; the local recovery account '{RECOVERY_ACCOUNT}' still can",
+        )
 
     def _node_certificates(self, now: dt.datetime) -> Iterable[_Cause]:
         server = self._identities.active("server")

@@ -23,6 +23,7 @@ from certway.services.client_check import ClientCheck
 from certway.services.cluster import Cluster
 from certway.services.cluster_tls import ClusterTls
 from certway.services.identities import Identities
+from certway.services.ldap_settings import LdapSettings
 from certway.services.local_ca import LocalCA
 from certway.services.node_settings import NodeSettings, default_fqdn
 from certway.services.peer_validation import PeerValidation
@@ -91,6 +92,7 @@ class Node:
             store, clock, self.audit, self.identities, self.trusted_cas, self.tls, self.settings
         )
         self.cluster_tls = ClusterTls(store, clock, self.audit, self.client_check)
+        self.ldap = LdapSettings(store, clock, self.audit)
         self.alarms = Alarms(
             store,
             clock,
@@ -103,6 +105,7 @@ class Node:
             self.syslog,
             acme=self.acme,
             cluster=self.cluster_tls,
+            ldap=self.ldap,
         )
         self.admins = AdminAccounts(store, clock, self.audit)
         self.api_tokens = ApiTokens(store, clock, self.audit)

@@ -39,6 +39,7 @@ from certway.tlsconf.policy import INTERMEDIATE, TlsProfile
 from certway.trust.anchors import key_id
 from certway.trust.policy import (
     ADMIN_HTTPS_DEFAULT,
+    LDAP_DEFAULT,
     SIP_TLS_DEFAULT,
     SYSLOG_DEFAULT,
     RevocationPolicy,
@@ -73,6 +74,7 @@ SERVICES: dict[str, RevocationPolicy] = {
     "sip-tls": SIP_TLS_DEFAULT,
     "admin-https": ADMIN_HTTPS_DEFAULT,
     "syslog": SYSLOG_DEFAULT,
+    "ldap": LDAP_DEFAULT,
 }
 _SCHEDULE_KEY = "crl.schedule"
 MAX_SOURCES = 100

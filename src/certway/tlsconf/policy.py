@@ -51,6 +51,7 @@ TLS_SERVICES: dict[str, str] = {
     "zones": "outbound SIP TLS connections to neighbour zones",
     "outbound": "outbound HTTPS: CRL and OCSP downloads",
     "syslog": "outbound syslog over TLS to remote receivers",
+    "ldap": "outbound LDAPS and StartTLS connections to LDAP servers (admin authentication)",
 }
 """The services with a TLS profile of their own, and what each covers."""
 

@@ -9,6 +9,7 @@ from certway.errors import PolicyViolation
 
 __all__ = [
     "ADMIN_HTTPS_DEFAULT",
+    "LDAP_DEFAULT",
     "SIP_TLS_DEFAULT",
     "Fallback",
     "Profile",
@@ -109,3 +110,7 @@ ADMIN_HTTPS_DEFAULT = RevocationPolicy(ocsp=False, cdp=False, scope=Scope.ALL)
 
 SYSLOG_DEFAULT = RevocationPolicy()
 """Remote syslog receivers (TLS): checking on; OCSP, CRLs and CDP downloads allowed."""
+
+LDAP_DEFAULT = RevocationPolicy()
+"""LDAP servers (admin authentication): checking on, OCSP/CRLs/CDP allowed; unknown = not
+revoked."""

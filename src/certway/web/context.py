@@ -31,6 +31,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
+from certway.directory import Directory, DirectoryUnavailable
 from certway.errors import (
     CertwayError,
     Conflict,
@@ -47,7 +48,7 @@ from certway.services.admins import AdminInfo
 from certway.services.api_tokens import TokenRefused
 from certway.services.audit import Actor, acting_as
 from certway.services.node import Node
-from certway.web.logins import LoginGuard, ThrottlePolicy
+from certway.web.logins import LoginGuard, LoginRefused, ThrottlePolicy
 
 __all__ = [
     "MAX_UPLOAD",
@@ -95,6 +96,7 @@ _STATUS: list[tuple[type[CertwayError], int, str]] = [
     (StoreError, 503, "Store unavailable"),
     (TokenError, 503, "Key token unavailable"),
     (FetchError, 502, "Fetch failed"),
+    (DirectoryUnavailable, 502, "LDAP server unavailable"),
     (ValidationFailed, 422, "Validation failed"),
     (PassphraseError, 400, "Bad passphrase"),  # a DecodeError: more specific first
     (DecodeError, 400, "Bad input"),
@@ -135,7 +137,7 @@ class _Session:
 @dataclass(frozen=True, slots=True)
 class _Verified:
     account: AdminInfo
-    stamp: str | None  # AdminAccounts.credential_stamp when the password was verified
+    stamp: str  # WebContext._login_stamp when the password was verified
     expires: float
 
 
@@ -152,6 +154,7 @@ class WebContext:
         self.node = node
         self.secure_cookies = secure_cookies
         self.logins = LoginGuard(throttle)
+        self.directory = Directory(node)
         self._sessions: dict[str, _Session] = {}
         self._lock = threading.Lock()
         # Verified HTTP Basic credentials: HMAC(key, user, password) → account. Neither the
@@ -164,7 +167,8 @@ class WebContext:
         self, name: str, password: str, *, address: str, via: str
     ) -> AdminInfo | None:
         """The account when the password is right, else None (logged and audited). Raises
-        ``LoginRefused`` when the throttle does not let the attempt in."""
+        ``LoginRefused`` when the throttle does not let the attempt in, or (503) when the LDAP
+        server is needed and cannot be used."""
         admins = self.node.admins
         key = hmac.new(
             self._basic_key,
@@ -178,9 +182,19 @@ class WebContext:
             return self.logins.check(name, address, lambda: cached)
         # The stamp is read before the password is checked: should the password change
         # meanwhile, the remembered login carries the old stamp and is dropped at its next use.
-        stamp = admins.credential_stamp(name)
-        account = self.logins.check(name, address, lambda: admins.verify(name, password))
-        if account is not None and stamp is not None:
+        stamp = self._login_stamp(name)
+        try:
+            account = self.logins.check(
+                name, address, lambda: self.directory.verify(name, password)
+            )
+        except DirectoryUnavailable as exc:
+            log.warning("event=login-ldap-unavailable account=%r via=%s", name[:64], via)
+            raise LoginRefused(
+                503,
+                f"{exc}; the local recovery account can still log in",
+                5,
+            ) from None
+        if account is not None:
             self._remember_login(key, account, stamp)
         if account is None:
             shown = name[:64]
@@ -199,10 +213,15 @@ class WebContext:
         if found.expires < time.monotonic() or found.account.name != name:
             self._forget_login(key)
             return None
-        if self.node.admins.credential_stamp(name) != found.stamp:
+        if self._login_stamp(name) != found.stamp:
             self._forget_login(key)
             return None
         return found.account
+
+    def _login_stamp(self, name: str) -> str:
+        """What a remembered password login depends on: the local account's credential stamp
+        and the LDAP settings' version (the admin-auth source, groups, server)."""
+        return f"{self.node.admins.credential_stamp(name)}|ldap:{self.node.ldap.version()}"
 
     def _remember_login(self, key: bytes, account: AdminInfo, stamp: str) -> None:
         with self._lock:
@@ -234,7 +253,7 @@ class WebContext:
     # sessions (UI)
     def new_session(self, account: AdminInfo) -> tuple[str, str]:
         token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
-        stamp = self.node.admins.credential_stamp(account.name)
+        stamp = self._stamp(account.name)
         with self._lock:
             now = time.monotonic()
             self._sessions = {k: v for k, v in self._sessions.items() if v.expires > now}
@@ -250,10 +269,16 @@ class WebContext:
             found = self._sessions.get(token)
         if found is None or found.expires < time.monotonic():
             return None
-        if self.node.admins.credential_stamp(found.account.name) != found.stamp:
+        if self._stamp(found.account.name) != found.stamp:
             self.end_session(token)
             return None
         return found
+
+    def _stamp(self, name: str) -> str | None:
+        """The local account's credential stamp; for an LDAP account (no local one), the LDAP
+        settings' version: a session of an LDAP account ends when they change."""
+        stamp = self.node.admins.credential_stamp(name)
+        return stamp if stamp is not None else f"ldap:{self.node.ldap.version()}"
 
     def end_session(self, token: str | None) -> None:
         if token:
@@ -295,7 +320,12 @@ def authenticate(
     when ``session``, by default for ``via="ui"``)."""
     node = context.node
     address = client_address(request)
-    gate = node.admin_security.authenticate(peer_certificate(request))
+    try:
+        gate = node.admin_security.authenticate(
+            peer_certificate(request), resolve=context.directory.lookup
+        )
+    except DirectoryUnavailable as exc:
+        raise CertificateRefused(str(exc)) from None
     if not gate.allowed:
         raise CertificateRefused(gate.reason)
     if gate.account is not None:  # certificate-based authentication: password login is off

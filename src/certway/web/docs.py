@@ -83,6 +83,7 @@ TAGS: list[dict[str, str]] = [
     {"name": "tls", "description": "TLS profiles of each service."},
     {"name": "tokens", "description": "PKCS#11 tokens (HSMs) that keep local CAs' keys."},
     {"name": "syslog", "description": "Remote syslog receivers of audit events and alarms."},
+    {"name": "ldap", "description": "LDAP admin authentication: directory, groups, source."},
     {"name": "acme", "description": "The ACME client: account, signing, renewal."},
     {"name": "backup", "description": "Encrypted backups of the node and their restore."},
 ]

@@ -18,6 +18,7 @@ from certway.web.api import (
     backup,
     client_cert,
     domains,
+    ldap,
     local_ca,
     local_ca_issue,
     node,
@@ -56,5 +57,6 @@ for _part in (
     backup,
     api_tokens,
     peer_health,
+    ldap,
 ):
     router.include_router(_part.router)

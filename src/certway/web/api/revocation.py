@@ -88,6 +88,7 @@ class PolicyOut(Out):
 class PoliciesOut(Out):
     sip_tls: PolicyOut = Field(alias="sip-tls")
     admin_https: PolicyOut = Field(alias="admin-https")
+    ldap: PolicyOut
 
 
 @router.get("/crls", response_model=list[HeldCrlOut])
@@ -171,13 +172,14 @@ def policies(request: Request, _who: Reader) -> dict[str, Any]:
     is checked, which methods (OCSP, CRLs, distribution points), the scope and the
     fallback when nothing decides."""
     node = node_of(request)
-    return {name: node.revocation.policy(name).as_dict() for name in ("sip-tls", "admin-https")}
+    services = ("sip-tls", "admin-https", "ldap")
+    return {name: node.revocation.policy(name).as_dict() for name in services}
 
 
 @router.put("/revocation/{service}", response_model=PolicyOut)
 def policy_set(
     request: Request,
-    service: Literal["sip-tls", "admin-https"],
+    service: Literal["sip-tls", "admin-https", "ldap"],
     body: PolicyBody,
     who: Writer,
 ) -> dict[str, object]:

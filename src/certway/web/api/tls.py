@@ -15,7 +15,7 @@ __all__ = ["router"]
 
 router = APIRouter(route_class=ApiRoute, tags=["tls"])
 
-TlsService = Literal["admin-https", "sip-tls", "zones", "outbound", "syslog"]
+TlsService = Literal["admin-https", "sip-tls", "zones", "outbound", "syslog", "ldap"]
 
 
 class TlsProfileBody(BaseModel):
@@ -38,6 +38,7 @@ class TlsProfilesOut(Out):
     zones: TlsProfileOut
     outbound: TlsProfileOut
     syslog: TlsProfileOut
+    ldap: TlsProfileOut
 
 
 @router.get("/tls", response_model=TlsProfilesOut, response_model_by_alias=True)

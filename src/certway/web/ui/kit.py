@@ -95,6 +95,7 @@ NAV: tuple[tuple[str, str], ...] = (
     ("/certificate-auth", "Certificate-based authentication"),
     ("/node", "Node settings"),
     ("/admins", "Administrator accounts"),
+    ("/ldap", "LDAP admin authentication"),
     ("/sip", "SIP TLS & zones"),
     ("/local-ca", "Local CA"),
     ("/tokens", "PKCS#11 tokens"),
