@@ -67,6 +67,7 @@ bench: $(STAMP) deps-system
 	@scripts/ensure-debian-packages.sh golang-cfssl  # the baseline of bench_api_sign.py
 	$(PY) bench/bench_api_sign.py
 	$(PY) bench/bench_cluster.py
+	$(PY) bench/bench_acme_server.py
 
 clean:
 	rm -rf $(VENV) $(SSLYZE_VENV) .venv-sslyze.lock .pytest_cache .mypy_cache .ruff_cache
