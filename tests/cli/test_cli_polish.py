@@ -64,6 +64,7 @@ NO_DATA = {
     ("acme", "sign"), ("acme", "deploy"), ("acme", "renew-now"), ("acme", "revoke"),
     ("acme", "account", "create"), ("acme", "account", "deactivate"),
     ("cluster", "export-key"), ("syslog", "remove"), ("ca", "acme", "disable"),
+    ("ldap", "group", "add"), ("ldap", "group", "remove"),
 }  # fmt: skip
 
 

@@ -80,11 +80,15 @@ def cluster_tls_verification(
         str | None,
         typer.Argument(help="permissive (check and alarm) or enforce (also refuse); none: show."),
     ] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """How peers judge each other's server certificates (mutual-TLS health checks)."""
     with open_node(ctx) as n:
         current = n.cluster_tls.set_verification(mode) if mode else n.cluster_tls.verification()
-    out.print(f"cluster TLS verification: {current}")
+    if as_json:
+        print_json({"verification": str(current)})
+    else:
+        out.print(f"cluster TLS verification: {current}")
 
 
 @cluster_app.command("export-key")

@@ -197,15 +197,23 @@ def group_remove(
 def admin_auth_set(
     ctx: typer.Context,
     source: Annotated[str, typer.Option("--source", help="local, ldap or both.")],
+    as_json: JsonOpt = False,
 ) -> None:
     """Choose where admin logins are checked. The local 'admin' account always works."""
     with open_node(ctx) as n:
         chosen = n.ldap.set_source(source)
-    out.print(f"admin authentication: {chosen.value}")
+    if as_json:
+        print_json({"source": chosen.value})
+    else:
+        out.print(f"admin authentication: {chosen.value}")
 
 
 @admin_auth_app.command("show")
-def admin_auth_show(ctx: typer.Context) -> None:
+def admin_auth_show(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Show where admin logins are checked."""
     with open_node(ctx) as n:
-        out.print(f"admin authentication: {n.ldap.source().value}")
+        source = n.ldap.source().value
+    if as_json:
+        print_json({"source": source})
+    else:
+        out.print(f"admin authentication: {source}")

@@ -86,6 +86,7 @@ TAGS: list[dict[str, str]] = [
     {"name": "ldap", "description": "LDAP admin authentication: directory, groups, source."},
     {"name": "acme", "description": "The ACME client: account, signing, renewal."},
     {"name": "backup", "description": "Encrypted backups of the node and their restore."},
+    {"name": "cluster", "description": "Cluster peers: TLS verification and health checks."},
 ]
 
 SECURITY_SCHEMES: dict[str, dict[str, str]] = {

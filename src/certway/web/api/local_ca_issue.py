@@ -47,6 +47,11 @@ class IssuedOut(Out):
     summary="Issue a new key and certificate as PKCS#12",
 )
 def ca_issue(request: Request, name: str, body: IssueBody, who: Writer) -> dict[str, Any]:
+    """Issue a new key and certificate as PKCS#12.
+
+    The key is generated here and leaves certway only inside the PKCS#12, encrypted under
+    the passphrase given; it is never stored.
+    """
     passphrase = body.passphrase.encode()
     if len(passphrase) < MIN_PASSPHRASE:
         raise PolicyViolation(

@@ -22,7 +22,7 @@ __all__ = ["router"]
 router = APIRouter(route_class=ApiRoute, tags=["cluster"])
 # The health endpoint authenticates by the caller's certificate alone (not an account): the
 # plain route class, not ApiRoute's account login. Included in ``router`` below.
-_health = APIRouter(tags=["cluster"])
+_health = APIRouter()
 
 Mode = Literal["permissive", "enforce"]
 
@@ -42,7 +42,13 @@ class VerificationBody(BaseModel):
     verification: Mode
 
 
-@_health.get("/cluster/health", response_model=PeerHealthOut)
+@_health.get(
+    "/cluster/health",
+    response_model=PeerHealthOut,
+    summary="A cluster peer's health check.",
+    description="Mutual TLS: the caller is another peer, authenticated by its server "
+    "certificate alone (no account); under 'enforce' a certificate that fails is refused.",
+)
 def peer_health(request: Request) -> dict[str, Any]:
     """A peer's health check: authenticated by the caller's certificate only."""
     node = node_of(request)
