@@ -54,7 +54,8 @@ def reloaded(peer: Peer, version: int, since: int) -> float | None:
     """When ``peer`` logged its reload to TLS version ``version`` (log lines from ``since``)."""
     marker = f"tls:{version}"
     for at, line in peer.lines[since:]:
-        if "event=reload what=tls-contexts" in line and line.rstrip().endswith(marker):
+        versions = line.rstrip().rpartition("versions=")[2].split(",")
+        if "event=reload what=tls-contexts" in line and marker in versions:
             return at
     return None
 
