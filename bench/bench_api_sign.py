@@ -25,7 +25,6 @@ and concurrency is reported, with the ratio certway / cfssl (target >= 1.0).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime as dt
 import http.client
 import json
@@ -50,7 +49,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from benchlib import Row, add_row, print_table
+from benchlib import Row, add_row, print_table, serve_announcing_port
 
 CA_NAME = "bench"
 TICK = os.sysconf("SC_CLK_TCK")
@@ -266,21 +265,7 @@ def serve(data_dir: Path) -> None:
     )
     loop = new_event_loop()
 
-    async def announce() -> None:
-        while not server.started:
-            await asyncio.sleep(0.02)
-        print(f"PORT {server.admin_port}", flush=True)
-
-    async def main() -> None:
-        task = asyncio.create_task(announce())
-        await server.run()
-        task.cancel()
-
-    try:
-        loop.run_until_complete(main())
-    finally:
-        loop.close()
-        node.close()
+    serve_announcing_port(server, loop, lambda: server.admin_port, node)
 
 
 # -- clients ---------------------------------------------------------------------------------

@@ -77,7 +77,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from benchlib import Row, add_row, print_table, rate
+from benchlib import Row, add_row, print_table, rate, serve_announcing_port
 
 FQDN = "edge1.example.com"
 TARGET = 0.50
@@ -462,7 +462,6 @@ def certway(data_dir: Path) -> Iterator[tuple[int, int]]:
 
 def serve(data_dir: Path) -> None:
     """Child process: what ``certway serve`` runs (uvloop), SIP listener on a free port."""
-    import asyncio
     import logging
 
     from certway.serve import NodeServer, ServeOptions, new_event_loop
@@ -478,21 +477,7 @@ def serve(data_dir: Path) -> None:
     )
     loop = new_event_loop()
 
-    async def announce() -> None:
-        while not server.started:
-            await asyncio.sleep(0.02)
-        print(f"PORT {server.sip_port}", flush=True)
-
-    async def main() -> None:
-        task = asyncio.create_task(announce())
-        await server.run()
-        task.cancel()
-
-    try:
-        loop.run_until_complete(main())
-    finally:
-        loop.close()
-        node.close()
+    serve_announcing_port(server, loop, lambda: server.sip_port, node)
 
 
 # -- clients -------------------------------------------------------------------------------

@@ -53,6 +53,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from benchlib import serve_announcing_port
+
 FQDN = "edge1.example.com"
 HOST_LABEL = "edge1"
 TARGET_VS_NGINX = 0.60
@@ -321,21 +323,7 @@ def serve(data_dir: Path, loop_name: str) -> None:
     # "uvloop": what ``certway serve`` runs in (``certway.serve.new_event_loop``).
     loop = new_event_loop() if loop_name == "uvloop" else asyncio.new_event_loop()
 
-    async def announce() -> None:
-        while not server.started:
-            await asyncio.sleep(0.02)
-        print(f"PORT {server.admin_port}", flush=True)
-
-    async def main() -> None:
-        task = asyncio.create_task(announce())
-        await server.run()
-        task.cancel()
-
-    try:
-        loop.run_until_complete(main())
-    finally:
-        loop.close()
-        node.close()
+    serve_announcing_port(server, loop, lambda: server.admin_port, node)
 
 
 # -- clients -------------------------------------------------------------------------------

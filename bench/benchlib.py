@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass
@@ -81,3 +83,26 @@ def per_op(fn: Callable[[], object], n: int) -> float:
     for _ in range(n):
         fn()
     return (time.perf_counter() - start) / n
+
+
+def serve_announcing_port(
+    server: Any, loop: asyncio.AbstractEventLoop, port: Callable[[], int], node: Any
+) -> None:
+    """Run a ``NodeServer`` in ``loop`` until it stops, printing ``PORT n`` (``port()``) once
+    it listens, for the parent process of a bench; closes the loop and the node after."""
+
+    async def announce() -> None:
+        while not server.started:
+            await asyncio.sleep(0.02)
+        print(f"PORT {port()}", flush=True)
+
+    async def main() -> None:
+        task = asyncio.create_task(announce())
+        await server.run()
+        task.cancel()
+
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
+        node.close()

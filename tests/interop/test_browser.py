@@ -23,30 +23,15 @@ from cryptography.x509.oid import NameOID
 from certway.serve import NodeServer
 from certway.services.node import Node
 
+from browsing import ARTIFACTS, launch, playwright_api
 from conftest import key_pem, write
 from pkitools import Pki
 from serving import running
 
 pytestmark = pytest.mark.interop
 
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
 PASSWORD = "correct horse battery"
 FQDN = "vcs.example.com"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--ignore-certificate-errors",  # the temporary CA is not in the browser's store
-]
-
-playwright_api = pytest.importorskip("playwright.sync_api")
-if not Path(CHROMIUM).exists():  # pragma: no cover - make test installs it
-    pytest.skip("Debian chromium is not installed (make test installs it)", allow_module_level=True)
 
 
 @pytest.fixture
@@ -65,9 +50,8 @@ def server(node: Node) -> Iterator[NodeServer]:
 
 @pytest.fixture
 def page(server: NodeServer) -> Iterator[object]:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = launch(p)
         context = browser.new_context(ignore_https_errors=True, base_url=base(server))
         page = context.new_page()
         page.set_default_timeout(15_000)

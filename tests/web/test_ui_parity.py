@@ -19,6 +19,7 @@ from argon2 import PasswordHasher
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from fastapi.testclient import TestClient
+from test_ui import CSRF_RE, csrf, login, post  # the UI tests' helpers
 
 from certway.clock import FixedClock
 from certway.pki.keys import private_key_pem
@@ -32,7 +33,6 @@ from pkitools import Pki, name
 FQDN = "vcs.example.com"
 ALICE = ("alice", "a-long-password")
 BOB = ("bob", "another-long-password")
-CSRF_RE = re.compile(r'name="csrf" value="([^"]+)"')
 
 
 @pytest.fixture(autouse=True)
@@ -57,14 +57,6 @@ def app(node: Node) -> Any:
     return create_admin_app(node, secure_cookies=False)
 
 
-def login(client: TestClient, user: str, password: str) -> TestClient:
-    response = client.post(
-        "/login", data={"user": user, "password": password}, follow_redirects=False
-    )
-    assert response.status_code == 303, response.text
-    return client
-
-
 @pytest.fixture
 def alice(app: Any) -> TestClient:
     return login(TestClient(app), *ALICE)
@@ -73,16 +65,6 @@ def alice(app: Any) -> TestClient:
 @pytest.fixture
 def bob(app: Any) -> TestClient:
     return login(TestClient(app), *BOB)
-
-
-def csrf(client: TestClient, page: str = "/") -> str:
-    found = CSRF_RE.search(client.get(page).text)
-    assert found, f"no CSRF token on {page}"
-    return found.group(1)
-
-
-def post(client: TestClient, path: str, data: dict[str, Any] | None = None, **kw: Any) -> Any:
-    return client.post(path, data={"csrf": csrf(client), **(data or {})}, **kw)
 
 
 def messages(page: str, kind: str) -> list[str]:
