@@ -461,8 +461,14 @@ def _not_extractable() -> NoReturn:
 
 
 class _InToken:
-    """What every token key shares: its private half never leaves the token, and a copy of
-    the key object is the same object (it holds the token session)."""
+    """What every token key shares: its session and object id, its private half never leaves
+    the token, and a copy of the key object is the same object (it holds the token session)."""
+
+    def _bind(self, session: TokenSession, private: Any, id_hex: str) -> None:
+        self._session = session
+        self._private = private  # the handle in session generation ``_generation``
+        self._generation = session.generation
+        self.token_id = id_hex
 
     def private_bytes(
         self,
@@ -485,11 +491,8 @@ class TokenEcKey(_InToken, ec.EllipticCurvePrivateKey):
     def __init__(
         self, session: TokenSession, private: Any, public: ec.EllipticCurvePublicKey, id_hex: str
     ) -> None:
-        self._session = session
-        self._private = private  # the handle in session generation ``_generation``
-        self._generation = session.generation
+        self._bind(session, private, id_hex)
         self._public = public
-        self.token_id = id_hex
 
     def sign(self, data: Buffer, signature_algorithm: ec.EllipticCurveSignatureAlgorithm) -> bytes:
         if not isinstance(signature_algorithm, ec.ECDSA):
@@ -531,11 +534,8 @@ class TokenRsaKey(_InToken, rsa.RSAPrivateKey):
     def __init__(
         self, session: TokenSession, private: Any, public: rsa.RSAPublicKey, id_hex: str
     ) -> None:
-        self._session = session
-        self._private = private  # the handle in session generation ``_generation``
-        self._generation = session.generation
+        self._bind(session, private, id_hex)
         self._public = public
-        self.token_id = id_hex
 
     def sign(
         self,

@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from certway.cli.main import JsonOpt, _typer, app, err, open_node, out, print_json, styled
-from certway.outbound.syslog import DeliveryError, send_test
+from certway.outbound.syslog import send_tests
 from certway.services.syslog import Destination, Transport
 from certway.store.syslog_queue import DestinationState
 
@@ -104,15 +104,8 @@ def syslog_remove(
 @syslog_app.command("test")
 def syslog_test(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Send one test message to every destination now; exit code 1 if one cannot take it."""
-    results: list[tuple[Destination, str | None]] = []
     with open_node(ctx) as n:
-        destinations = n.syslog.destinations()
-        for destination in destinations:
-            try:
-                send_test(n, destination)
-                results.append((destination, None))
-            except DeliveryError as exc:
-                results.append((destination, str(exc)))
+        results = send_tests(n)
     if as_json:
         print_json([{**_as_dict(d), "ok": e is None, "error": e} for d, e in results])
     elif not results:

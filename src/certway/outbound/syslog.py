@@ -39,7 +39,7 @@ from certway.services.syslog import (
 from certway.tls.contexts import client_context
 from certway.trust.validate import Purpose, ValidationOptions
 
-__all__ = ["DeliveryError", "SyslogSender", "connect", "send_test"]
+__all__ = ["DeliveryError", "SyslogSender", "connect", "send_test", "send_tests"]
 
 log = logging.getLogger("certway.syslog")
 
@@ -154,6 +154,18 @@ def send_test(node: Node, destination: Destination) -> None:
         _send(sock, destination, [body])
     finally:
         sock.close()
+
+
+def send_tests(node: Node) -> list[tuple[Destination, str | None]]:
+    """A test message to every destination now: each with None, or why it could not go."""
+    results: list[tuple[Destination, str | None]] = []
+    for destination in node.syslog.destinations():
+        try:
+            send_test(node, destination)
+            results.append((destination, None))
+        except DeliveryError as exc:
+            results.append((destination, str(exc)))
+    return results
 
 
 @dataclass

@@ -38,10 +38,10 @@ from certway.store.db import (
     _alembic_config,
     _check_database_url,
     _pg_engine,
-    _pragma,
     _reason,
     key_check_value,
     redact_url,
+    schema_transaction,
     sqlite_engine,
     write_cluster_file,
 )
@@ -182,27 +182,11 @@ def load(
     if not known_revision(revision):
         raise StoreError(f"the backup's schema revision {revision} is unknown to this certway")
     config = _alembic_config()
-    sqlite_db = engine.dialect.name == "sqlite"
-    with engine.connect() as connection:
-        raw = connection.connection.dbapi_connection
-        if sqlite_db and raw is not None:
-            # as Store migrations do on SQLite: foreign keys off outside the transaction (its
-            # table changes copy tables), every reference checked before it commits
-            _pragma(raw, "PRAGMA foreign_keys=OFF")
-        try:
-            with connection.begin():
-                config.attributes["connection"] = connection
-                _load_rows(connection, config, key, revision, tables, progress, cluster=cluster)
-                if sqlite_db:
-                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
-                    if broken:
-                        raise StoreError(
-                            f"the backup's rows break {len(broken)} references: nothing was "
-                            "restored"
-                        )
-        finally:
-            if sqlite_db and raw is not None:
-                _pragma(raw, "PRAGMA foreign_keys=ON")
+    with schema_transaction(
+        engine, "the backup's rows break {} references: nothing was restored"
+    ) as connection:
+        config.attributes["connection"] = connection
+        _load_rows(connection, config, key, revision, tables, progress, cluster=cluster)
 
 
 def _load_rows(

@@ -538,25 +538,32 @@ def _migrate(engine: Engine) -> None:
         current = MigrationContext.configure(connection).get_current_revision()
     if current == head:
         return
+    with schema_transaction(
+        engine, "the database upgrade would break {} references: nothing was changed"
+    ) as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+@contextmanager
+def schema_transaction(engine: Engine, broken_references: str) -> Iterator[Connection]:
+    """One transaction that may change tables (migrations, loading a backup). On SQLite, whose
+    way to change a table is a copy, foreign keys are off outside the transaction (dropping
+    the old copy of a table others point to would fail otherwise) and every reference is
+    checked before it commits: ``broken_references`` (with ``{}`` for the count) is the
+    error when one is broken, and nothing is committed."""
     sqlite_db = engine.dialect.name == "sqlite"
     with engine.connect() as connection:
         raw = connection.connection.dbapi_connection
         if sqlite_db and raw is not None:
-            # SQLite's way to change a table (a copy): foreign keys off outside the
-            # transaction, checked before it commits. Dropping the old copy of a table other
-            # tables point to would fail otherwise.
             _pragma(raw, "PRAGMA foreign_keys=OFF")
         try:
             with connection.begin():
-                config.attributes["connection"] = connection
-                command.upgrade(config, "head")
+                yield connection
                 if sqlite_db:
                     broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
                     if broken:
-                        raise StoreError(
-                            f"the database upgrade would break {len(broken)} references: "
-                            "nothing was changed"
-                        )
+                        raise StoreError(broken_references.format(len(broken)))
         finally:
             if sqlite_db and raw is not None:
                 _pragma(raw, "PRAGMA foreign_keys=ON")

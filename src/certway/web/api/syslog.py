@@ -8,7 +8,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
-from certway.outbound.syslog import DeliveryError, send_test
+from certway.outbound.syslog import send_tests
 from certway.services.syslog import Destination
 from certway.store.syslog_queue import DestinationState
 from certway.web.api.common import Out, node_of
@@ -84,12 +84,7 @@ def remove(request: Request, address: str, who: Writer) -> None:
 @router.post("/syslog/test", response_model=list[SyslogTestOut])
 def test(request: Request, _who: Writer) -> list[dict[str, Any]]:
     """Send one test message to every receiver now."""
-    node = node_of(request)
-    results = []
-    for destination in node.syslog.destinations():
-        try:
-            send_test(node, destination)
-            results.append({"address": destination.address, "ok": True, "error": None})
-        except DeliveryError as exc:
-            results.append({"address": destination.address, "ok": False, "error": str(exc)})
-    return results
+    return [
+        {"address": destination.address, "ok": error is None, "error": error}
+        for destination, error in send_tests(node_of(request))
+    ]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 
-from certway.outbound.syslog import DeliveryError, send_test
+from certway.outbound.syslog import send_tests
 from certway.web.ui.kit import Form, UiRoute, View, form_action, page_view
 
 __all__ = ["router"]
@@ -54,11 +54,5 @@ def syslog_remove(view: View, form: Form) -> str:
 @router.post("/syslog/test")
 @form_action(_syslog_page)
 def syslog_test(view: View, form: Form) -> str:
-    results = []
-    for destination in view.node.syslog.destinations():
-        try:
-            send_test(view.node, destination)
-            results.append(f"{destination.address}: sent")
-        except DeliveryError as exc:
-            results.append(f"{destination.address}: {exc}")
+    results = [f"{d.address}: {error or 'sent'}" for d, error in send_tests(view.node)]
     return "test message: " + ("; ".join(results) or "no receiver configured")
