@@ -27,7 +27,7 @@ from certway.sip.listener import SipListener
 from certway.sip.zones import run_pinger
 from certway.store.topics import Topic, TopicListener, TopicRepository, listener_for
 from certway.tls.contexts import ClientCertMode, ServerTls, TlsState
-from certway.web.asgi_tls import TlsH11Protocol
+from certway.web.asgi_tls import TlsHttpToolsProtocol
 
 __all__ = ["NodeServer", "ServeOptions", "new_event_loop", "parse_listen"]
 
@@ -171,7 +171,7 @@ class NodeServer:
             create_admin_app(node),
             host=admin_host,
             port=admin_port,
-            http=TlsH11Protocol,
+            http=TlsHttpToolsProtocol,
             ssl_context_factory=lambda _config, _default: self.tls.server_context(),
             log_config=None,
             access_log=False,

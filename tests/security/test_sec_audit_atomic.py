@@ -53,23 +53,28 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from sqlalchemy import event
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 from certway.pki.text import serial_hex
 from certway.services.node import Node
 
 data_dir, ca, stop_at, loops = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 commits = 0
+wrote = False
 
 
-@event.listens_for(Session, "after_flush")
-def wrote(session, _context):
-    session.info["wrote"] = True
+@event.listens_for(Engine, "before_cursor_execute")
+def writing(_conn, _cursor, statement, *_args):
+    # ORM flushes and Core statements alike (issuance inserts without the ORM)
+    global wrote
+    wrote = wrote or statement.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE"))
 
 
 @event.listens_for(Session, "after_commit")
 def committed(session):
-    global commits
-    if session.info.pop("wrote", False):
+    global commits, wrote
+    if wrote:
+        wrote = False
         commits += 1
         if commits == stop_at:
             print("stopped", flush=True)

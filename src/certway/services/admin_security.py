@@ -3,12 +3,14 @@ certificate-based authentication, with the regex + username format."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from certway.errors import PolicyViolation
 from certway.services.admins import AdminAccounts, AdminInfo
+from certway.services.api_tokens import RECHECK_SECONDS
 from certway.services.audit import Audit, audited
 from certway.services.client_check import CheckReport, ClientCheck
 from certway.store.db import Store
@@ -55,17 +57,27 @@ class AdminSecurity:
         self._audit = audit
         self._admins = admins
         self._check = check
+        self._cached: tuple[ClientCertSecurity, float] | None = None  # settings, read at
 
     def get(self) -> ClientCertSecurity:
+        """The settings; every admin request asks, so they are read again at most
+        ``RECHECK_SECONDS`` after the last read: a change made here applies at once, one made
+        by another process (the CLI, a cluster peer) within that time."""
+        cached = self._cached
+        if cached is not None and time.monotonic() - cached[1] < RECHECK_SECONDS:
+            return cached[0]
+        read_at = time.monotonic()
         with self._store.reading() as session:
             raw = SettingsRepository(session).get(_KEY)
-        if not isinstance(raw, dict):
-            return ClientCertSecurity()
-        return ClientCertSecurity(
-            Mode(raw.get("mode", Mode.NOT_REQUIRED.value)),
-            str(raw.get("regex", DEFAULT_REGEX)),
-            str(raw.get("format", DEFAULT_FORMAT)),
-        )
+        config = ClientCertSecurity()
+        if isinstance(raw, dict):
+            config = ClientCertSecurity(
+                Mode(raw.get("mode", Mode.NOT_REQUIRED.value)),
+                str(raw.get("regex", DEFAULT_REGEX)),
+                str(raw.get("format", DEFAULT_FORMAT)),
+            )
+        self._cached = (config, read_at)
+        return config
 
     @audited("admin-security.set", target=lambda *a, **k: "client certificate security")
     def set(
@@ -114,10 +126,12 @@ class AdminSecurity:
                     "refused: your certificate would not log you in as a read-write "
                     f"administrator ({result.reason})",
                 )
+        self._cached = None
         with self._store.transaction() as session:
             settings = SettingsRepository(session)
             settings.set(_KEY, config.as_dict())
             TopicRepository(session).bump(Topic.ADMIN_SECURITY)
+        self._cached = None
         return config
 
     def _refuse_lockout(self, config: ClientCertSecurity, certificate: bytes | None) -> None:

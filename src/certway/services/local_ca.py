@@ -60,6 +60,7 @@ from certway.services.audit import Audit, audited
 from certway.services.node_settings import read_node_config
 from certway.services.tokens import Tokens
 from certway.store.db import Session, Store
+from certway.store.group import GroupCommit
 from certway.store.repositories import (
     CaRepository,
     KeyRepository,
@@ -210,6 +211,10 @@ class LocalCA:
         self._audit = audit
         self._lock = threading.Lock()
         self._issuers: dict[int, Issuer] = {}
+        self._signing: dict[str, _SigningCa] = {}
+        self._issuance: GroupCommit[None] = GroupCommit(
+            store, finish=lambda session: TopicRepository(session).bump(Topic.CA_RECORDS)
+        )
         self._chains: dict[int, tuple[x509.Certificate, ...]] = {}
         self._crl_state: dict[int, _CrlState] = {}
         # OCSP: (hash algorithm, issuerNameHash, issuerKeyHash) → CA id, and per hash
@@ -632,24 +637,28 @@ class LocalCA:
         acme_account: int | None = None,
     ) -> SignResult:
         """Sign a checked CSR; ``acme_account`` records the ACME account that ordered it."""
+        ca = self._signing_ca(name)
         now = self._clock.now()
-        # One transaction: the CA is found, the certificate signed and recorded (and the
-        # audit row written) under the write lock, so a request costs a single commit.
-        with self._store.transaction() as session:
-            repo = CaRepository(session)
-            row = repo.by_name(name)
-            if row is None:
-                raise self._not_found(name)  # rolls back: nothing was written
-            issuer = self._issuer_of(session, row)
-            cert = issue_from_csr(
-                issuer, csr, profile=profile, not_before=now, days=days, checked=True
-            )
-            issued = _issued_row(row.id, cert, profile, now)
-            issued.acme_account = acme_account
-            repo.add_issued(issued)
-            self._note_issued(cert)
-            TopicRepository(session).bump(Topic.CA_RECORDS)
-        return SignResult(cert, self._issued_chain(row.id, name))
+        cert = issue_from_csr(
+            ca.issuer, csr, profile=profile, not_before=now, days=days, checked=True
+        )
+        issued = _issued_row(ca.id, cert, profile, now)
+        issued.acme_account = acme_account
+        self._note_issued(cert)  # the audit row commits with the inventory row
+        # Requests signed at the same moment share one commit (certway.store.group).
+        self._issuance.run(lambda session: CaRepository(session).add_issued(issued))
+        return SignResult(cert, ca.chain)
+
+    def _signing_ca(self, name: str) -> _SigningCa:
+        """The CA ``name`` as issuance needs it, cached: a CA's row, certificate and key
+        never change once it exists (no CA is renamed, replaced or deleted), so only an
+        unknown name costs a look-up (and one created since is found then)."""
+        found = self._signing.get(name)
+        if found is None:
+            row, issuer = self._issuer(name)
+            found = _SigningCa(row.id, issuer, self._issued_chain(row.id, name))
+            self._signing[name] = found
+        return found
 
     def _issued_chain(self, ca_id: int, name: str) -> tuple[x509.Certificate, ...]:
         """The chain handed out with a certificate: the issuing CA up to (not including)
@@ -1032,6 +1041,13 @@ class LocalCA:
             names = [row.name for row in CaRepository(session).all()]
         known = f"; known CAs: {', '.join(names)}" if names else "; no CA exists yet"
         return NotFound(f"no CA named '{name}'{known}")
+
+
+@dataclass(frozen=True, slots=True)
+class _SigningCa:
+    id: int
+    issuer: Issuer
+    chain: tuple[x509.Certificate, ...]  # handed out with its certificates (no root)
 
 
 def _issued_row(ca_id: int, cert: x509.Certificate, profile: str, at: dt.datetime) -> IssuedRow:

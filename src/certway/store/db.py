@@ -10,7 +10,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
@@ -57,6 +57,7 @@ __all__ = [
 DB_FILE = "certway.db"
 CLUSTER_FILE = "cluster.json"  # a cluster peer: its node id and the database URL (0600)
 _READ_ONLY = "certway_read_only"
+_QUERY_ONLY = "certway_query_only"  # the pooled connection's PRAGMA query_only, as last set
 # Every write transaction on PostgreSQL takes this transaction-level advisory lock first:
 # writers run one after the other across all peers, as SQLite's BEGIN IMMEDIATE makes them
 # within one node, so a read-modify-write never works on a stale read.
@@ -88,12 +89,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def _sqlite_begin(connection: Connection) -> None:
     """Writers take SQLite's write lock when they start, so a read-modify-write in one
     process waits for another's instead of overwriting it; readers get one snapshot."""
-    if connection.get_execution_options().get(_READ_ONLY):
-        connection.exec_driver_sql("PRAGMA query_only=ON")  # a write here is a bug: refuse it
-        connection.exec_driver_sql("BEGIN")
-    else:
-        connection.exec_driver_sql("PRAGMA query_only=OFF")
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    read_only = bool(connection.get_execution_options().get(_READ_ONLY))
+    if connection.info.get(_QUERY_ONLY) is not read_only:
+        # a write in a reading unit is a bug: refuse it (the pooled connection keeps the
+        # setting: sent only when it changes)
+        connection.exec_driver_sql(f"PRAGMA query_only={'ON' if read_only else 'OFF'}")
+        connection.info[_QUERY_ONLY] = read_only
+    connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def sqlite_engine(db_path: Path) -> Engine:
@@ -345,15 +347,16 @@ class Store:
         return cls(data_dir, engine, KeyVault(key), node_id)
 
     @contextmanager
-    def transaction(self, *, hooks: bool = True) -> Iterator[Session]:
+    def transaction(self, *, hooks: bool | Sequence[CommitHook] = True) -> Iterator[Session]:
         """A unit of work: committed when the block ends, rolled back if it raises. It holds
         the database's write lock from the start (other writers wait, readers do not).
-        The hooks of the enclosing ``hooked`` blocks join it (unless ``hooks=False``)."""
-        if getattr(self._writing, "active", False):
-            # SQLite has one write lock: a second writer in the same thread would wait for
-            # itself until busy_timeout. Callers pass the open session down instead.
-            raise RuntimeError("a write transaction is already open in this thread")
-        joining = [hook for store, hook in _HOOKS.get() if store is self] if hooks else []
+        The hooks of the enclosing ``hooked`` blocks join it (``hooks=False``: none; a
+        sequence: those, gathered by ``joining_hooks`` where the work comes from)."""
+        self.check_not_writing()
+        if isinstance(hooks, bool):
+            joining = list(self.joining_hooks()) if hooks else []
+        else:
+            joining = list(hooks)
         self._writing.active = True
         try:
             with self._unit(self._sessions()) as session:
@@ -364,6 +367,18 @@ class Store:
             self._writing.active = False
         for hook in joining:
             hook.committed()
+
+    def check_not_writing(self) -> None:
+        """Refuse a second write transaction in a thread that holds one open."""
+        if getattr(self._writing, "active", False):
+            # SQLite has one write lock: a second writer in the same thread would wait for
+            # itself until busy_timeout. Callers pass the open session down instead.
+            raise RuntimeError("a write transaction is already open in this thread")
+
+    def joining_hooks(self) -> tuple[CommitHook, ...]:
+        """The hooks that join a write transaction opened here (of the enclosing ``hooked``
+        blocks, in this thread or task)."""
+        return tuple(hook for store, hook in _HOOKS.get() if store is self)
 
     @contextmanager
     def hooked(self, hook: CommitHook) -> Iterator[None]:

@@ -13,15 +13,17 @@ Each cache or listener declares the topics it depends on (a tuple of ``Topic``) 
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable, Iterable
 from enum import StrEnum
 
-from sqlalchemy import func, select
+from sqlalchemy import String, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.expression import Executable
 
 from certway.store.schema import ChangeTopicRow
 
@@ -53,6 +55,24 @@ class Topic(StrEnum):
     LDAP = "ldap"  # LDAP admin authentication settings
 
 
+@functools.cache
+def _statements(dialect: str) -> tuple[Executable, Executable | None]:
+    """The upsert that moves a topic's counter (and PostgreSQL's notification), built once:
+    every change runs it, and building the statement costs more than running it."""
+    topic = bindparam("topic", type_=String)
+    upsert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    bump = (
+        upsert(ChangeTopicRow)
+        .values(topic=topic, version=1)
+        .on_conflict_do_update(
+            index_elements=[ChangeTopicRow.topic],
+            set_={"version": ChangeTopicRow.version + 1},
+        )
+    )
+    notify = select(func.pg_notify(CHANNEL, topic)) if dialect == "postgresql" else None
+    return bump, notify
+
+
 class TopicRepository:
     """The counters of the change topics."""
 
@@ -63,20 +83,12 @@ class TopicRepository:
         """Record that this transaction changed ``topics``: each counter moves by one in one
         statement (two processes bumping at once both count); on PostgreSQL a notification
         per topic leaves when the transaction commits, not before, and never if it rolls back."""
-        postgres = self._session.get_bind().dialect.name == "postgresql"
-        dialect = postgresql if postgres else sqlite
+        connection = self._session.connection()
+        bump, notify = _statements(connection.dialect.name)
         for topic in dict.fromkeys(topics):
-            self._session.execute(
-                dialect.insert(ChangeTopicRow)
-                .values(topic=topic.value, version=1)
-                .on_conflict_do_update(
-                    index_elements=[ChangeTopicRow.topic],
-                    set_={"version": ChangeTopicRow.version + 1},
-                )
-            )
-            if postgres:
-                # delivered at commit
-                self._session.execute(select(func.pg_notify(CHANNEL, topic.value)))
+            connection.execute(bump, {"topic": topic.value})
+            if notify is not None:  # delivered at commit
+                connection.execute(notify, {"topic": topic.value})
         for obj in list(self._session.identity_map.values()):
             if isinstance(obj, ChangeTopicRow):
                 self._session.expire(obj)  # loaded before the statement: old value

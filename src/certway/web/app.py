@@ -23,6 +23,7 @@ from certway.errors import CertwayError
 from certway.services.node import Node
 from certway.web.acme import AcmeEndpoint
 from certway.web.api import router as api_router
+from certway.web.api.sign_endpoint import SignEndpoint
 from certway.web.context import (
     MAX_UPLOAD,
     AuthRequired,
@@ -30,6 +31,7 @@ from certway.web.context import (
     WebContext,
     problem,
     status_for,
+    too_large,
 )
 from certway.web.docs import describe_api
 from certway.web.docs import router as docs_router
@@ -39,10 +41,6 @@ from certway.web.ui import router as ui_router
 from certway.web.ui.kit import error_page
 
 __all__ = ["SECURITY_HEADERS", "BodyLimit", "SecurityHeaders", "create_admin_app"]
-
-
-def _too_large(limit: int) -> StarletteHTTPException:
-    return StarletteHTTPException(413, f"request bodies are limited to {limit} bytes")
 
 
 SECURITY_HEADERS = {
@@ -89,7 +87,7 @@ class BodyLimit:
             return
         length = Headers(scope=scope).get("content-length")
         if length is not None and (not length.isdigit() or int(length) > self.limit):
-            detail = str(_too_large(self.limit).detail)
+            detail = str(too_large(self.limit).detail)
             await problem(413, "Too large", detail)(scope, receive, send)
             return
         received = 0
@@ -101,7 +99,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.limit:
-                    raise _too_large(self.limit)
+                    raise too_large(self.limit)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -200,6 +198,10 @@ def create_admin_app(
     app.add_middleware(BodyLimit, limit=MAX_UPLOAD)  # outermost of ours: before any parsing
     # /acme/<CA>/: the local CAs' ACME server (JWS-authenticated, see certway.web.acme)
     app.add_middleware(AcmeEndpoint, server=node.acme_server, security_headers=SECURITY_HEADERS)
+    # POST /api/v1/local-ca/{name}/sign: the automation hot path (certway.web.api.sign_endpoint)
+    app.add_middleware(
+        SignEndpoint, handlers=app.exception_handlers, headers=SecurityHeaders, limit=MAX_UPLOAD
+    )
     app.include_router(api_router, prefix="/api/v1")
     app.include_router(docs_router, prefix="/api/v1")
     app.include_router(ui_router)

@@ -1,8 +1,9 @@
 """Expose the TLS connection to the ASGI app: ``scope["extensions"]["tls"]``.
 
-uvicorn does not fill the ASGI TLS extension; this H11 protocol subclass does, once per
-connection, with the peer's certificate (Python 3.11 exposes only the leaf: the chain is rebuilt
-from the trusted list by the trust engine), the SNI name and the TLS version.
+uvicorn does not fill the ASGI TLS extension; this subclass of uvicorn's httptools protocol
+(its compiled HTTP/1.1 parser) does, once per connection, with the peer's certificate (Python
+3.11 exposes only the leaf: the chain is rebuilt from the trusted list by the trust engine),
+the SNI name and the TLS version.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-__all__ = ["TlsH11Protocol", "tls_info"]
+__all__ = ["TlsHttpToolsProtocol", "tls_info"]
 
 _TLS_VERSIONS = {"TLSv1.2": 0x0303, "TLSv1.3": 0x0304}
 
@@ -41,8 +42,9 @@ def tls_info(ssl_object: ssl.SSLObject | None) -> dict[str, Any] | None:
     }
 
 
-class TlsH11Protocol(H11Protocol):
-    """``H11Protocol`` that adds the TLS extension to every request scope of a connection."""
+class TlsHttpToolsProtocol(HttpToolsProtocol):
+    """``HttpToolsProtocol`` that adds the TLS extension to every request scope of a
+    connection."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)

@@ -30,6 +30,7 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from certway.directory import Directory, DirectoryUnavailable
 from certway.errors import (
@@ -64,6 +65,7 @@ __all__ = [
     "peer_certificate",
     "problem",
     "status_for",
+    "too_large",
 ]
 
 MAX_UPLOAD = 8 * 1024 * 1024
@@ -79,6 +81,11 @@ UNAUTHENTICATED = "(unauthenticated)"
 """The actor of a failed login in the audit log (the account named is its target)."""
 
 log = logging.getLogger("certway.web")
+
+
+def too_large(limit: int) -> StarletteHTTPException:
+    """What a request body over ``limit`` bytes gets (413)."""
+    return StarletteHTTPException(413, f"request bodies are limited to {limit} bytes")
 
 
 def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:

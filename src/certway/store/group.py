@@ -1,0 +1,135 @@
+"""Group commit: the writes of many threads committed in one transaction.
+
+Issuing a certificate writes two small rows (the inventory row and the audit row); on its own
+that costs a whole write transaction (the write lock, the statements, the commit: on
+PostgreSQL a round trip and a flush to disk). When several requests arrive together,
+``GroupCommit.run`` lets them share one: the first caller becomes the *leader*, takes every
+write queued so far (its own first), runs them in one ``Store.transaction`` and commits; the
+callers that queued meanwhile wait and get their own result (or error) once it has committed.
+Should writes be waiting when the leader is done, the first of their callers leads the next
+group (no caller serves the others for long). A caller alone pays what a transaction of its
+own costs, nothing more.
+
+Each write keeps the guarantees of a transaction of its own:
+
+- it returns only after its transaction committed;
+- the commit hooks of its caller (``Store.hooked``: the audit row of an audited change) run in
+  the same transaction, just before the commit;
+- if any write of a group raises, or the commit fails, the group is rolled back and each of
+  its writes runs again in a transaction of its own, so a failing write fails alone, with its
+  own error. A write must therefore change nothing but the database through its session.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
+
+from certway.store.db import CommitHook, Session, Store
+
+__all__ = ["GroupCommit"]
+
+T = TypeVar("T")
+log = logging.getLogger("certway.store")
+
+MAX_GROUP = 64
+"""Most writes committed together (a larger group only makes its first callers wait)."""
+
+
+class _Write(Generic[T]):
+    __slots__ = ("done", "error", "hooks", "lead", "result", "write")
+
+    def __init__(self, write: Callable[[Session], T], hooks: Sequence[CommitHook]) -> None:
+        self.write = write
+        self.hooks = hooks
+        self.done = threading.Event()
+        self.lead = False  # woken to lead the next group, not because it is done
+        self.result: T | None = None
+        self.error: BaseException | None = None
+
+    def outcome(self) -> T:
+        if self.error is not None:
+            raise self.error
+        return self.result  # type: ignore[return-value]
+
+
+class GroupCommit(Generic[T]):
+    """Writes of one kind (``write(session) -> T``) committed in groups on ``store``;
+    ``finish(session)`` runs once per transaction after its writes (a change topic's bump)."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        finish: Callable[[Session], None] = lambda _session: None,
+        limit: int = MAX_GROUP,
+    ) -> None:
+        self._store = store
+        self._finish = finish
+        self._limit = limit
+        self._lock = threading.Lock()
+        self._queue: list[_Write[T]] = []
+        self._leading = False
+
+    def run(self, write: Callable[[Session], T]) -> T:
+        """Run ``write`` in a write transaction, possibly shared with other threads' writes;
+        its result once committed (see the module docstring)."""
+        self._store.check_not_writing()  # a leader would wait for this thread's own lock
+        job: _Write[T] = _Write(write, self._store.joining_hooks())
+        with self._lock:
+            self._queue.append(job)
+            lead = not self._leading
+            self._leading = True
+        if not lead:
+            job.done.wait()
+            if not job.lead:
+                return job.outcome()
+            job.done.clear()
+        self._lead()
+        return job.outcome()
+
+    def _lead(self) -> None:
+        """Commit the next group, then hand the lead to the first waiting caller."""
+        with self._lock:
+            group = self._queue[: self._limit]
+            del self._queue[: self._limit]
+        try:
+            self._commit(group)
+        finally:
+            for job in group:  # the leader was interrupted: nobody waits for ever
+                if not job.done.is_set():
+                    job.error = job.error or RuntimeError("the write was interrupted")
+                    job.done.set()
+            with self._lock:
+                if self._queue:
+                    following = self._queue[0]
+                    following.lead = True
+                    following.done.set()
+                else:
+                    self._leading = False
+
+    def _commit(self, group: list[_Write[T]]) -> None:
+        if len(group) > 1:
+            results: list[T] = []
+            try:
+                hooks = [hook for job in group for hook in job.hooks]
+                with self._store.transaction(hooks=hooks) as session:
+                    results.extend(job.write(session) for job in group)
+                    self._finish(session)
+            except Exception as exc:  # each write again on its own, to get its own error
+                log.debug("group of %d writes rolled back (%s): one by one", len(group), exc)
+            else:
+                for job, result in zip(group, results, strict=True):
+                    job.result = result
+                    job.done.set()
+                return
+        for job in group:
+            try:
+                with self._store.transaction(hooks=job.hooks) as session:
+                    job.result = job.write(session)
+                    self._finish(session)
+            except BaseException as exc:  # handed to the caller, raised there
+                job.error = exc
+            job.done.set()

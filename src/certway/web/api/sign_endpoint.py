@@ -1,0 +1,131 @@
+"""``POST /api/v1/local-ca/{name}/sign`` answered ahead of the admin app's routing.
+
+Automation signs certificates one request after another, and for this request the admin app's
+machinery (a dozen middleware layers, matching the path against every route, solving the
+dependencies, two trips to a worker thread) cost more than the signature itself.
+``SignEndpoint`` is an ASGI layer in front of the admin app, like the ACME server's: it reads
+the body (at most ``MAX_UPLOAD`` bytes) and does in one worker thread exactly what the route
+does, with the same functions:
+
+- the caller is authenticated by ``api_principal`` (client certificate policy, API token or
+  HTTP Basic) and must have read-write access (``require_write``), before the body is read;
+- the body is validated by the route's own model (``SignBody``), the CSR signed by
+  ``LocalCA.sign`` through the route's own function, the answer shaped by ``SignedOut``;
+- every error is answered by the admin app's own exception handlers (problem+json), and
+  every answer carries its security headers (its ``SecurityHeaders``).
+
+The route stays declared in the app (``certway.web.api.local_ca.ca_sign``) for the API's
+description, and answers the same should a request ever reach it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from anyio import to_thread
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from starlette.datastructures import Headers
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from certway.web.api.common import node_of
+from certway.web.api.local_ca import SignBody, SignedOut, sign_answer
+from certway.web.api.routing import api_principal, require_write
+from certway.web.context import too_large
+
+__all__ = ["PATH", "SignEndpoint"]
+
+PATH = re.compile(r"/api/v1/local-ca/(?P<name>[^/]+)/sign")
+"""The path answered here (``{name}`` is one path segment, as in the route)."""
+
+log = logging.getLogger("certway.web")
+
+Handler = Callable[[Request, Exception], Awaitable[Response] | Response]
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class SignEndpoint:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        handlers: Mapping[Any, Handler],
+        headers: Callable[[ASGIApp], ASGIApp],
+        limit: int,
+    ) -> None:
+        self.app = app
+        self.handlers = handlers  # the admin app's exception handlers (read at each error)
+        self.headers = headers  # the admin app's security headers
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        found = (
+            PATH.fullmatch(scope["path"])
+            if scope["type"] == "http" and scope["method"] == "POST"
+            else None
+        )
+        if found is None:
+            await self.app(scope, receive, send)
+            return
+        scope.setdefault("path_params", {})["name"] = found["name"]
+        request = Request(scope, receive)
+        try:
+            body = await self._body(scope, receive)
+            answer = await to_thread.run_sync(self._answer, request, found["name"], body)
+        except Exception as exc:  # answered as the admin app answers it
+            answer = await self._error(request, exc)
+        await self.headers(answer)(scope, receive, send)
+
+    async def _body(self, scope: Scope, receive: Receive) -> bytes:
+        length = Headers(scope=scope).get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.limit):
+            raise _TooLarge
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                raise ConnectionAbortedError("the client closed the connection")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                raise _TooLarge
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        return b"".join(chunks)
+
+    @staticmethod
+    def _answer(request: Request, name: str, body: bytes) -> Response:
+        """On a worker thread: who calls, the body, the signature, the answer."""
+        who = require_write(api_principal(request))
+        try:
+            parsed = SignBody.model_validate_json(body)
+        except ValidationError as exc:
+            raise RequestValidationError(
+                [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
+            ) from None
+        answer = sign_answer(node_of(request), name, parsed, who)
+        out = SignedOut.model_validate(answer).model_dump(mode="json", exclude_unset=True)
+        return JSONResponse(out)
+
+    async def _error(self, request: Request, exc: Exception) -> Response:
+        if isinstance(exc, _TooLarge):
+            exc = too_large(self.limit)
+        handler = next(
+            (self.handlers[kind] for kind in type(exc).__mro__ if kind in self.handlers), None
+        )
+        if handler is None or isinstance(exc, ConnectionAbortedError):
+            raise exc
+        if handler is self.handlers.get(Exception):  # a bug: the server log has it
+            log.error("event=request-failed path=%s", request.url.path, exc_info=exc)
+        result = handler(request, exc)
+        return await result if isinstance(result, Awaitable) else result
