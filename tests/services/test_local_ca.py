@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from pathlib import Path
 
 import pytest
@@ -10,8 +11,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from certway.clock import FixedClock
-from certway.errors import Conflict, PolicyViolation
+from certway.errors import CertwayError, Conflict, PolicyViolation
 from certway.pki.csr import CsrForm, build_csr
+from certway.services.audit import Actor, acting_as
 from certway.services.node import Node
 
 from conftest import NOW, test_key
@@ -101,3 +103,36 @@ def test_sign_chain_excludes_root(node: Node) -> None:
     node.local_ca.create_intermediate("sub", "root", "/CN=Sub", days=100)
     result = node.local_ca.sign("sub", _csr(3), days=30)
     assert [c.subject.rfc4514_string() for c in result.chain] == ["CN=Sub"]
+
+
+def test_concurrent_signatures_each_commit_with_their_own_audit_row(node: Node) -> None:
+    """Signatures at the same moment share commits (certway.store.group): each certificate is
+    in the inventory with its one audit row, written as its own caller, and a refused CSR
+    among them fails alone."""
+    csrs = [_csr(40 + n) for n in range(4)]
+    signed: dict[str, str] = {}  # serial → actor
+    refused: list[str] = []
+
+    def caller(n: int) -> None:
+        with acting_as(Actor(f"caller-{n}", "api", "127.0.0.1")):
+            for round_ in range(6):
+                if n == 0 and round_ == 3:
+                    try:
+                        node.local_ca.sign("root", b"not a CSR")
+                    except CertwayError as exc:
+                        refused.append(str(exc))
+                    continue
+                result = node.local_ca.sign("root", csrs[n])
+                signed[format(result.certificate.serial_number, "X")] = f"caller-{n}"
+
+    threads = [threading.Thread(target=caller, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(signed) == 23 and len(refused) == 1
+    assert {i.serial for i in node.local_ca.issued("root")} == set(signed)
+    rows = [e for e in node.audit.entries(limit=1000) if e.action == "ca.sign"]
+    ok = {e.detail["serial"]: e.actor for e in rows if e.outcome == "ok"}
+    assert ok == signed
+    assert [e.actor for e in rows if e.outcome == "refused"] == ["caller-0"]

@@ -32,6 +32,7 @@ from certway.web.context import (
     problem,
     status_for,
     too_large,
+    too_large_problem,
 )
 from certway.web.docs import describe_api
 from certway.web.docs import router as docs_router
@@ -87,8 +88,7 @@ class BodyLimit:
             return
         length = Headers(scope=scope).get("content-length")
         if length is not None and (not length.isdigit() or int(length) > self.limit):
-            detail = str(too_large(self.limit).detail)
-            await problem(413, "Too large", detail)(scope, receive, send)
+            await too_large_problem(self.limit)(scope, receive, send)
             return
         received = 0
         started = False
@@ -112,7 +112,7 @@ class BodyLimit:
         except StarletteHTTPException as exc:  # read outside a route (a middleware): answer here
             if exc.status_code != 413 or started:
                 raise
-            await problem(413, "Too large", str(exc.detail))(scope, receive, send)
+            await too_large_problem(self.limit)(scope, receive, send)
 
 
 _UI_ERRORS = {
@@ -194,8 +194,8 @@ def create_admin_app(
             return problem(500, "Internal server error", message)
         return error_page(request, 500, "Internal server error", message)
 
-    app.add_middleware(SecurityHeaders)
-    app.add_middleware(BodyLimit, limit=MAX_UPLOAD)  # outermost of ours: before any parsing
+    app.add_middleware(BodyLimit, limit=MAX_UPLOAD)  # before any parsing
+    app.add_middleware(SecurityHeaders)  # on every answer, a refused upload's included
     # /acme/<CA>/: the local CAs' ACME server (JWS-authenticated, see certway.web.acme)
     app.add_middleware(AcmeEndpoint, server=node.acme_server, security_headers=SECURITY_HEADERS)
     # POST /api/v1/local-ca/{name}/sign: the automation hot path (certway.web.api.sign_endpoint)

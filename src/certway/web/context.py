@@ -66,6 +66,7 @@ __all__ = [
     "problem",
     "status_for",
     "too_large",
+    "too_large_problem",
 ]
 
 MAX_UPLOAD = 8 * 1024 * 1024
@@ -84,8 +85,13 @@ log = logging.getLogger("certway.web")
 
 
 def too_large(limit: int) -> StarletteHTTPException:
-    """What a request body over ``limit`` bytes gets (413)."""
+    """What a request body over ``limit`` bytes raises while it is read (answered with 413)."""
     return StarletteHTTPException(413, f"request bodies are limited to {limit} bytes")
+
+
+def too_large_problem(limit: int) -> JSONResponse:
+    """The answer to a request body over ``limit`` bytes refused before the app reads it."""
+    return problem(413, "Too large", str(too_large(limit).detail))
 
 
 def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:

@@ -20,6 +20,7 @@ description, and answers the same should a request ever reach it.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
@@ -36,7 +37,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from certway.web.api.common import node_of
 from certway.web.api.local_ca import SignBody, SignedOut, sign_answer
 from certway.web.api.routing import api_principal, require_write
-from certway.web.context import too_large
+from certway.web.context import too_large_problem
 
 __all__ = ["PATH", "SignEndpoint"]
 
@@ -50,6 +51,41 @@ Handler = Callable[[Request, Exception], Awaitable[Response] | Response]
 
 class _TooLarge(Exception):
     pass
+
+
+def _is_json(content_type: str | None) -> bool:
+    """A JSON media type (``application/json``, ``application/*+json``), as FastAPI reads it."""
+    if not content_type:
+        return False
+    media = content_type.partition(";")[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
+def _validated(body: bytes) -> SignBody:
+    """The body as the route's model, or the route's 422 (same error types and locations as
+    FastAPI gives: missing body, JSON decode error, model errors under ``body``)."""
+    if not body:
+        raise RequestValidationError(
+            [{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}]
+        )
+    try:
+        data = json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise RequestValidationError(
+            [{"type": "json_invalid", "loc": ("body", exc.pos), "msg": "JSON decode error"}]
+        ) from None
+    except UnicodeDecodeError:
+        raise RequestValidationError(
+            [{"type": "json_invalid", "loc": ("body", 0), "msg": "JSON decode error"}]
+        ) from None
+    try:
+        return SignBody.model_validate(data, from_attributes=True)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
+        ) from None
 
 
 class SignEndpoint:
@@ -72,7 +108,8 @@ class SignEndpoint:
             if scope["type"] == "http" and scope["method"] == "POST"
             else None
         )
-        if found is None:
+        if found is None or not _is_json(Headers(scope=scope).get("content-type")):
+            # other content types: the route says what it says of them
             await self.app(scope, receive, send)
             return
         scope.setdefault("path_params", {})["name"] = found["name"]
@@ -80,6 +117,8 @@ class SignEndpoint:
         try:
             body = await self._body(scope, receive)
             answer = await to_thread.run_sync(self._answer, request, found["name"], body)
+        except _TooLarge:
+            answer = too_large_problem(self.limit)
         except Exception as exc:  # answered as the admin app answers it
             answer = await self._error(request, exc)
         await self.headers(answer)(scope, receive, send)
@@ -107,19 +146,12 @@ class SignEndpoint:
     def _answer(request: Request, name: str, body: bytes) -> Response:
         """On a worker thread: who calls, the body, the signature, the answer."""
         who = require_write(api_principal(request))
-        try:
-            parsed = SignBody.model_validate_json(body)
-        except ValidationError as exc:
-            raise RequestValidationError(
-                [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
-            ) from None
+        parsed = _validated(body)
         answer = sign_answer(node_of(request), name, parsed, who)
         out = SignedOut.model_validate(answer).model_dump(mode="json", exclude_unset=True)
         return JSONResponse(out)
 
     async def _error(self, request: Request, exc: Exception) -> Response:
-        if isinstance(exc, _TooLarge):
-            exc = too_large(self.limit)
         handler = next(
             (self.handlers[kind] for kind in type(exc).__mro__ if kind in self.handlers), None
         )

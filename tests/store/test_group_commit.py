@@ -1,0 +1,151 @@
+"""Group commit: writes of several threads share one transaction, each keeps its own result,
+error and commit hooks (certway.store.group)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from certway.store.db import Session, Store
+from certway.store.group import GroupCommit
+from certway.store.repositories import AuditRepository
+from certway.store.schema import AuditRow
+from waiting import wait_for
+
+from conftest import NOW
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = Store.create(tmp_path / "d")
+    yield s
+    s.close()
+
+
+def row(action: str) -> AuditRow:
+    return AuditRow(at=NOW, actor="test", via="cli", action=action, outcome="ok")
+
+
+def add(action: str) -> Callable[[Session], int]:
+    return lambda session: AuditRepository(session).add(row(action))
+
+
+def actions(store: Store) -> list[str]:
+    with store.reading() as session:
+        return [r.action for r in AuditRepository(session).newest(since=None, limit=100)]
+
+
+class Run(threading.Thread):
+    """``group.run(write)`` on a thread of its own, keeping the result or the error."""
+
+    def __init__(self, group: GroupCommit[int], write: Callable[[Session], int]) -> None:
+        super().__init__()
+        self.group, self.write = group, write
+        self.result: int | None = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.result = self.group.run(self.write)
+        except BaseException as exc:
+            self.error = exc
+
+
+def behind_a_busy_leader(group: GroupCommit[int], followers: list[Run]) -> Run:
+    """A leader whose write waits until ``followers`` all queued behind it; all finished."""
+    entered, release = threading.Event(), threading.Event()
+
+    def slow(session: Session) -> int:
+        entered.set()
+        release.wait(30)
+        return add("leader")(session)
+
+    leader = Run(group, slow)
+    leader.start()
+    entered.wait(30)
+    for follower in followers:
+        follower.start()
+    wait_for(lambda: len(group._queue) == len(followers), "the writes queued behind the leader")
+    release.set()
+    for thread in (leader, *followers):
+        thread.join(30)
+    return leader
+
+
+def test_writes_queued_meanwhile_share_one_transaction(store: Store) -> None:
+    transactions: list[int] = []
+    group: GroupCommit[int] = GroupCommit(store, finish=lambda _s: transactions.append(1))
+    followers = [Run(group, add(f"w{n}")) for n in range(3)]
+    leader = behind_a_busy_leader(group, followers)
+    assert leader.error is None and all(f.error is None for f in followers)
+    ids = [leader.result, *(f.result for f in followers)]
+    assert len(set(ids)) == 4 and None not in ids  # each got its own row's id
+    assert len(transactions) == 2  # the leader's, then one for the three queued behind it
+    assert sorted(actions(store)) == ["leader", "w0", "w1", "w2"]
+
+
+def test_a_failing_write_fails_alone_and_the_others_commit(store: Store) -> None:
+    def bad(_session: Session) -> int:
+        raise ValueError("this write is refused")
+
+    group: GroupCommit[int] = GroupCommit(store)
+    first, failing, last = (Run(group, write) for write in (add("a"), bad, add("b")))
+    behind_a_busy_leader(group, [first, failing, last])
+    assert first.error is None and last.error is None
+    assert isinstance(failing.error, ValueError) and str(failing.error) == "this write is refused"
+    assert sorted(actions(store)) == ["a", "b", "leader"]
+
+
+class Hook:
+    """A commit hook that writes a row of its own, as the audit's does."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.committed_calls = 0
+
+    def before_commit(self, session: Session) -> None:
+        AuditRepository(session).add(row(f"hook-{self.name}"))
+
+    def committed(self) -> None:
+        self.committed_calls += 1
+
+
+def test_each_callers_commit_hooks_join_the_shared_transaction(store: Store) -> None:
+    group: GroupCommit[int] = GroupCommit(store)
+    hooks = [Hook(str(n)) for n in range(3)]
+
+    # the hooks are those of the submitting thread: store.hooked around each run
+    class HookedRun(Run):
+        def __init__(self, hook: Hook) -> None:
+            super().__init__(group, add(f"w{hook.name}"))
+            self.hook = hook
+
+        def run(self) -> None:
+            with store.hooked(self.hook):
+                super().run()
+
+    followers = [HookedRun(h) for h in hooks]
+    behind_a_busy_leader(group, list(followers))
+    assert all(f.error is None for f in followers)
+    assert [h.committed_calls for h in hooks] == [1, 1, 1]
+    assert sorted(actions(store)) == sorted(
+        ["leader", "w0", "w1", "w2", "hook-0", "hook-1", "hook-2"]
+    )
+
+
+def test_a_thread_holding_a_write_transaction_is_refused(store: Store) -> None:
+    group: GroupCommit[int] = GroupCommit(store)
+    with store.transaction(), pytest.raises(RuntimeError, match="already open"):
+        group.run(add("inner"))
+    assert actions(store) == []
+
+
+def test_one_caller_alone_commits_at_once(store: Store) -> None:
+    transactions: list[int] = []
+    group: GroupCommit[int] = GroupCommit(store, finish=lambda _s: transactions.append(1))
+    first, second = group.run(add("one")), group.run(add("two"))
+    assert first != second and len(transactions) == 2
+    assert sorted(actions(store)) == ["one", "two"]

@@ -1,0 +1,212 @@
+"""``POST /api/v1/local-ca/{name}/sign`` is answered ahead of the admin app's routing
+(certway.web.api.sign_endpoint): every answer, refusals included, must be the one the routed
+API gives. Each request is sent to the app as shipped and to the same app without that layer
+(the route then answers), on two nodes in the same state, and the answers compared."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from argon2 import PasswordHasher
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from starlette.types import ASGIApp
+
+from certway.clock import FixedClock
+from certway.pki.csr import CsrForm, build_csr
+from certway.services.node import Node
+from certway.web import app as app_module
+from certway.web.api.sign_endpoint import SignEndpoint
+from certway.web.context import MAX_UPLOAD
+
+from conftest import NOW, test_key
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(autouse=True)
+def quick_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(
+        "certway.services.admins._HASHER",
+        PasswordHasher(time_cost=1, memory_cost=8, parallelism=1),
+    )
+
+
+class Side:
+    """One node and its admin app: with the sign layer (as shipped) or without (routed)."""
+
+    def __init__(self, data_dir: Path, *, routed: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.node = Node.init(data_dir, FixedClock(NOW), fqdn="vcs.example.com")
+        self.node.admins.add("alice", "read-write", PASSWORD)
+        self.node.admins.add("bob", "read-only", PASSWORD)
+        self.node.local_ca.create_root("lab", "CN=Lab Root")
+        self.rw = self.node.api_tokens.create("rw", "read-write").token
+        self.ro = self.node.api_tokens.create("ro", "read-only").token
+        self.set_up = len(self.node.audit.entries())
+        with monkeypatch.context() as patch:
+            if routed:  # the layer lets every request through to the app
+                patch.setattr(app_module, "SignEndpoint", passing)
+            self.app: FastAPI = app_module.create_admin_app(self.node, secure_cookies=False)
+        self.client = TestClient(self.app)
+
+
+def passing(app: ASGIApp, **_options: Any) -> ASGIApp:
+    return app
+
+
+@pytest.fixture
+def sides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Side, Side]]:
+    layer = Side(tmp_path / "layer", routed=False, monkeypatch=monkeypatch)
+    routed = Side(tmp_path / "routed", routed=True, monkeypatch=monkeypatch)
+    assert any(m.cls is SignEndpoint for m in layer.app.user_middleware)
+    assert not any(m.cls is SignEndpoint for m in routed.app.user_middleware)
+    yield layer, routed
+    for side in (layer, routed):
+        side.client.close()
+        side.node.close()
+
+
+CSR = (
+    build_csr(test_key("ec:p256", 3), CsrForm(common_name="peer.example.com"))[0]
+    .public_bytes(serialization.Encoding.PEM)
+    .decode()
+)
+BAD_SIGNATURE = CSR.replace(CSR.splitlines()[5], CSR.splitlines()[5][:-4] + "AAAA")
+
+
+def basic(user: str, password: str = PASSWORD) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+# (what, path, headers (with the side's tokens), body)
+Request = tuple[str, str, Callable[[Side], dict[str, str]], bytes]
+JSON = {"Content-Type": "application/json"}
+BODY = json.dumps({"csr": CSR}).encode()
+CASES: list[Request] = [
+    ("token", "/api/v1/local-ca/lab/sign", lambda s: {**JSON, "Authorization": f"Bearer {s.rw}"}, BODY),
+    ("basic", "/api/v1/local-ca/lab/sign", lambda s: {**JSON, "Authorization": basic("alice")}, BODY),
+    (
+        "with chain, profile, days",
+        "/api/v1/local-ca/lab/sign",
+        lambda s: {**JSON, "Authorization": f"Bearer {s.rw}"},
+        json.dumps({"csr": CSR, "chain": True, "profile": "server", "days": 30}).encode(),
+    ),
+    ("no credentials", "/api/v1/local-ca/lab/sign", lambda s: JSON, BODY),
+    ("wrong password", "/api/v1/local-ca/lab/sign", lambda s: {**JSON, "Authorization": basic("alice", "nope")}, BODY),
+    ("unknown token", "/api/v1/local-ca/lab/sign", lambda s: {**JSON, "Authorization": "Bearer certway_x_y"}, BODY),
+    ("malformed Basic", "/api/v1/local-ca/lab/sign", lambda s: {**JSON, "Authorization": "Basic !!"}, BODY),
+    ("read-only token", "/api/v1/local-ca/lab/sign", lambda s: {**JSON, "Authorization": f"Bearer {s.ro}"}, BODY),
+    ("read-only account", "/api/v1/local-ca/lab/sign", lambda s: {**JSON, "Authorization": basic("bob")}, BODY),
+    ("read-only, bad body", "/api/v1/local-ca/lab/sign", lambda s: {**JSON, "Authorization": f"Bearer {s.ro}"}, b"{"),
+    ("unknown CA", "/api/v1/local-ca/nope/sign", lambda s: {**JSON, "Authorization": f"Bearer {s.rw}"}, BODY),
+    ("not JSON", "/api/v1/local-ca/lab/sign", lambda s: {**JSON, "Authorization": f"Bearer {s.rw}"}, b"{csr"),
+    ("empty body", "/api/v1/local-ca/lab/sign", lambda s: {**JSON, "Authorization": f"Bearer {s.rw}"}, b""),
+    ("not UTF-8", "/api/v1/local-ca/lab/sign", lambda s: {**JSON, "Authorization": f"Bearer {s.rw}"}, b"\xff\xfe"),
+    ("JSON array", "/api/v1/local-ca/lab/sign", lambda s: {**JSON, "Authorization": f"Bearer {s.rw}"}, b"[1]"),
+    ("no content type", "/api/v1/local-ca/lab/sign", lambda s: {"Authorization": f"Bearer {s.rw}"}, BODY),
+    (
+        "problem+json content type",
+        "/api/v1/local-ca/lab/sign",
+        lambda s: {"Content-Type": "application/merge-patch+json; charset=utf-8", "Authorization": f"Bearer {s.rw}"},
+        BODY,
+    ),
+    ("no csr", "/api/v1/local-ca/lab/sign", lambda s: {**JSON, "Authorization": f"Bearer {s.rw}"}, b"{}"),
+    (
+        "unknown profile",
+        "/api/v1/local-ca/lab/sign",
+        lambda s: {**JSON, "Authorization": f"Bearer {s.rw}"},
+        json.dumps({"csr": CSR, "profile": "root"}).encode(),
+    ),
+    (
+        "too many days",
+        "/api/v1/local-ca/lab/sign",
+        lambda s: {**JSON, "Authorization": f"Bearer {s.rw}"},
+        json.dumps({"csr": CSR, "days": 10**6}).encode(),
+    ),
+    (
+        "empty CSR",
+        "/api/v1/local-ca/lab/sign",
+        lambda s: {**JSON, "Authorization": f"Bearer {s.rw}"},
+        json.dumps({"csr": ""}).encode(),
+    ),
+    (
+        "garbage CSR",
+        "/api/v1/local-ca/lab/sign",
+        lambda s: {**JSON, "Authorization": f"Bearer {s.rw}"},
+        json.dumps({"csr": "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n"}).encode(),
+    ),
+    (
+        "CSR with a bad signature",
+        "/api/v1/local-ca/lab/sign",
+        lambda s: {**JSON, "Authorization": f"Bearer {s.rw}"},
+        json.dumps({"csr": BAD_SIGNATURE}).encode(),
+    ),
+    (
+        "too large",
+        "/api/v1/local-ca/lab/sign",
+        lambda s: {**JSON, "Authorization": f"Bearer {s.rw}"},
+        b" " * (MAX_UPLOAD + 1),
+    ),
+]  # fmt: skip
+
+COMPARED_HEADERS = (
+    "content-type",
+    "www-authenticate",
+    "x-content-type-options",
+    "x-frame-options",
+    "referrer-policy",
+    "strict-transport-security",
+)
+
+
+def answer(side: Side, case: Request) -> tuple[int, dict[str, str | None], Any]:
+    _what, path, headers, body = case
+    response = side.client.post(path, headers=headers(side), content=body)
+    shown = {h: response.headers.get(h) for h in COMPARED_HEADERS}
+    data = response.json() if response.content else None
+    if response.status_code == 200:  # a new certificate each time: compare what it says
+        cert = x509.load_pem_x509_certificate(data["pem"].encode())
+        data = {
+            "keys": sorted(data),
+            "serial matches": data["serial"] == format(cert.serial_number, "X"),
+            "subject": cert.subject.rfc4514_string(),
+            "not_after": data["not_after"],
+            "certificates": data["pem"].count("BEGIN CERTIFICATE"),
+        }
+    return response.status_code, shown, data
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_the_layer_answers_as_the_routed_api(sides: tuple[Side, Side], case: Request) -> None:
+    layer, routed = sides
+    assert answer(layer, case) == answer(routed, case)
+    # ... and records the same: the inventory and the audit log
+    records = [
+        (
+            [(i.subject, i.profile) for i in side.node.local_ca.issued("lab")],
+            [
+                (e.actor, e.via, e.action, e.target, e.outcome, sorted(e.detail))
+                for e in side.node.audit.entries()[side.set_up :]
+            ],
+        )
+        for side in (layer, routed)
+    ]
+    assert records[0] == records[1]
+
+
+def test_other_requests_go_on_to_the_app(sides: tuple[Side, Side]) -> None:
+    layer, _routed = sides
+    headers = {"Authorization": f"Bearer {layer.rw}"}
+    assert layer.client.get("/api/v1/local-ca/lab/sign", headers=headers).status_code == 405
+    batch = layer.client.post(
+        "/api/v1/local-ca/lab/sign-batch", headers=headers, json={"csrs": [CSR]}
+    )
+    assert batch.status_code == 200 and batch.json()["signed"] == 1
+    assert layer.client.post("/api/v1/local-ca/lab/x/sign", headers=headers).status_code == 404
