@@ -149,3 +149,60 @@ def test_one_caller_alone_commits_at_once(store: Store) -> None:
     first, second = group.run(add("one")), group.run(add("two"))
     assert first != second and len(transactions) == 2
     assert sorted(actions(store)) == ["one", "two"]
+
+
+def test_a_leader_waits_for_an_announced_write_and_commits_it_too(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A caller that announced a write (``coming``: it is still signing) is waited for, so
+    writes prepared together share one commit."""
+    monkeypatch.setattr("certway.store.group.MAX_WAIT", 30.0)
+    transactions: list[int] = []
+    group: GroupCommit[int] = GroupCommit(store, finish=lambda _s: transactions.append(1))
+    announced, go_on = threading.Event(), threading.Event()
+    results: dict[str, int] = {}
+
+    def slow_signer() -> None:
+        with group.coming():
+            announced.set()
+            go_on.wait(30)  # its own work (a signature) before its write
+            results["announced"] = group.run(add("announced"))
+
+    signer = threading.Thread(target=slow_signer)
+    signer.start()
+    announced.wait(30)
+    leader = Run(group, add("leader"))
+    leader.start()
+    wait_for(lambda: len(group._queue) == 1, "the leader's write queued")
+    go_on.set()
+    for t in (signer, leader):
+        t.join(30)
+    assert leader.error is None and leader.result is not None and "announced" in results
+    assert transactions == [1]  # one commit for both
+    assert sorted(actions(store)) == ["announced", "leader"]
+
+
+def test_an_announcement_given_up_releases_the_leader(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("certway.store.group.MAX_WAIT", 3600.0)
+    group: GroupCommit[int] = GroupCommit(store)
+    announced, fail = threading.Event(), threading.Event()
+
+    def failing_signer() -> None:
+        with pytest.raises(ValueError), group.coming():
+            announced.set()
+            fail.wait(30)
+            raise ValueError("the CSR was refused: no write")
+
+    signer = threading.Thread(target=failing_signer)
+    signer.start()
+    announced.wait(30)
+    leader = Run(group, add("leader"))
+    leader.start()
+    wait_for(lambda: len(group._queue) == 1, "the leader's write queued")
+    fail.set()
+    leader.join(30)  # an hour's wait otherwise
+    assert not leader.is_alive() and leader.error is None
+    assert actions(store) == ["leader"]
+    signer.join(30)

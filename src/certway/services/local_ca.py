@@ -623,9 +623,11 @@ class LocalCA:
         self, name: str, csr_data: bytes, *, profile: str = "server-client", days: int = 365
     ) -> SignResult:
         """Check and sign a CSR (PEM or DER); record it in the inventory."""
-        csr = load_csr(csr_data)
-        check_csr(csr)
-        return self.sign_checked(name, csr, profile=profile, days=days)
+        # announced: a signature prepared meanwhile by another request commits with this one
+        with self._issuance.coming():
+            csr = load_csr(csr_data)
+            check_csr(csr)
+            return self.sign_checked(name, csr, profile=profile, days=days)
 
     def sign_checked(
         self,

@@ -24,8 +24,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
-from typing import Generic, TypeVar
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, Generic, TypeVar
 
 from certway.store.db import CommitHook, Session, Store
 
@@ -36,6 +39,12 @@ log = logging.getLogger("certway.store")
 
 MAX_GROUP = 64
 """Most writes committed together (a larger group only makes its first callers wait)."""
+MAX_WAIT = 0.002
+"""Longest a leader waits for announced writes (``GroupCommit.coming``) before committing."""
+
+_ANNOUNCED: ContextVar[GroupCommit[Any] | None] = ContextVar(
+    "certway_group_announced", default=None
+)
 
 
 class _Write(Generic[T]):
@@ -70,16 +79,46 @@ class GroupCommit(Generic[T]):
         self._finish = finish
         self._limit = limit
         self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)  # a write queued, or a caller gave up
         self._queue: list[_Write[T]] = []
         self._leading = False
+        self._coming = 0  # callers that announced a write (``coming``) and have not run it yet
+
+    @contextmanager
+    def coming(self) -> Iterator[None]:
+        """Announce a write this thread will ``run`` before the block ends, after work of its
+        own (a signature): a leader about to commit waits for it, up to ``MAX_WAIT``
+        seconds, so that writes prepared together commit together. A block left without a
+        ``run`` (an error) withdraws the announcement."""
+        with self._lock:
+            self._coming += 1
+        token = _ANNOUNCED.set(self)
+        try:
+            yield
+        finally:
+            pending = _ANNOUNCED.get() is self
+            _ANNOUNCED.reset(token)
+            if pending:
+                self._arrive()
+
+    def _arrive(self) -> None:
+        with self._lock:
+            self._coming -= 1
+            self._arrived.notify_all()
 
     def run(self, write: Callable[[Session], T]) -> T:
         """Run ``write`` in a write transaction, possibly shared with other threads' writes;
         its result once committed (see the module docstring)."""
         self._store.check_not_writing()  # a leader would wait for this thread's own lock
         job: _Write[T] = _Write(write, self._store.joining_hooks())
+        announced = _ANNOUNCED.get() is self
+        if announced:
+            _ANNOUNCED.set(None)
         with self._lock:
             self._queue.append(job)
+            if announced:
+                self._coming -= 1
+                self._arrived.notify_all()
             lead = not self._leading
             self._leading = True
         if not lead:
@@ -93,6 +132,12 @@ class GroupCommit(Generic[T]):
     def _lead(self) -> None:
         """Commit the next group, then hand the lead to the first waiting caller."""
         with self._lock:
+            deadline = time.monotonic() + MAX_WAIT
+            while self._coming and len(self._queue) < self._limit:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._arrived.wait(left)
             group = self._queue[: self._limit]
             del self._queue[: self._limit]
         try:
