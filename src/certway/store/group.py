@@ -10,6 +10,11 @@ Should writes be waiting when the leader is done, the first of their callers lea
 group (no caller serves the others for long). A caller alone pays what a transaction of its
 own costs, nothing more.
 
+Requests rarely finish their own work (checking and signing a CSR) at the same instant, so a
+caller may announce its write before that work (``GroupCommit.coming``): a leader about to
+commit waits for the announced writes, at most ``MAX_WAIT`` (2 ms), and commits them with its
+own. Under concurrent load groups then form; a caller alone never waits.
+
 Each write keeps the guarantees of a transaction of its own:
 
 - it returns only after its transaction committed;
