@@ -5,6 +5,7 @@ API gives. Each request is sent to the app as shipped and to the same app withou
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from collections.abc import Callable, Iterator
@@ -210,3 +211,32 @@ def test_other_requests_go_on_to_the_app(sides: tuple[Side, Side]) -> None:
     )
     assert batch.status_code == 200 and batch.json()["signed"] == 1
     assert layer.client.post("/api/v1/local-ca/lab/x/sign", headers=headers).status_code == 404
+
+
+def test_a_client_gone_before_its_body_is_read_gets_no_answer(sides: tuple[Side, Side]) -> None:
+    layer, _routed = sides
+    sent: list[Any] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "https",
+        "path": "/api/v1/local-ca/lab/sign",
+        "raw_path": b"/api/v1/local-ca/lab/sign",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 443),
+    }
+    asyncio.run(layer.app(scope, receive, send))
+    assert sent == []
+    assert layer.node.local_ca.issued("lab") == []

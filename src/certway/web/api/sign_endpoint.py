@@ -53,6 +53,10 @@ class _TooLarge(Exception):
     pass
 
 
+class _Gone(Exception):
+    pass
+
+
 def _is_json(content_type: str | None) -> bool:
     """A JSON media type (``application/json``, ``application/*+json``), as FastAPI reads it."""
     if not content_type:
@@ -119,6 +123,8 @@ class SignEndpoint:
             answer = await to_thread.run_sync(self._answer, request, found["name"], body)
         except _TooLarge:
             answer = too_large_problem(self.limit)
+        except _Gone:
+            return  # the client closed the connection before its request was read: no answer
         except Exception as exc:  # answered as the admin app answers it
             answer = await self._error(request, exc)
         await self.headers(answer)(scope, receive, send)
@@ -133,7 +139,7 @@ class SignEndpoint:
         while more:
             message = await receive()
             if message["type"] != "http.request":  # the client went away
-                raise ConnectionAbortedError("the client closed the connection")
+                raise _Gone
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.limit:
@@ -155,7 +161,7 @@ class SignEndpoint:
         handler = next(
             (self.handlers[kind] for kind in type(exc).__mro__ if kind in self.handlers), None
         )
-        if handler is None or isinstance(exc, ConnectionAbortedError):
+        if handler is None:
             raise exc
         if handler is self.handlers.get(Exception):  # a bug: the server log has it
             log.error("event=request-failed path=%s", request.url.path, exc_info=exc)
