@@ -3,9 +3,10 @@
 The attack (well, the accident): SIGKILL during 20 revocations left 2 committed revocations
 with no audit row, because the row was written in a transaction of its own after the change.
 
-A child process issues and revokes certificates in a loop; it stops right after the N-th
-write transaction it commits (a SQLAlchemy ``after_commit`` listener in the child), and the
-parent kills it there with SIGKILL. Whatever N, every issued certificate and revocation in
+A child process issues, revokes and signs (from a CSR) certificates in a loop; it stops right
+after the N-th write transaction it commits (a SQLAlchemy ``after_commit`` listener, and one
+around the direct transactions of issuance, in the child), and the parent kills it there
+with SIGKILL. Whatever N, every issued certificate and revocation in
 the database has its audit row (and every "ok" row its change; each revocation its CRL).
 Then every audited service method is called with separate audit writes forbidden: each
 must have written its row inside its own transaction, and moved at least one change topic.
@@ -47,7 +48,7 @@ CA = "lab"
 LOOPS = 6
 
 CHILD = """
-import sys, time
+import contextlib, sys, time
 from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -55,8 +56,10 @@ from cryptography.x509.oid import NameOID
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
+from cryptography.hazmat.primitives import hashes, serialization
 from certway.pki.text import serial_hex
 from certway.services.node import Node
+from certway.store.db import Store
 
 data_dir, ca, stop_at, loops = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 commits = 0
@@ -70,23 +73,47 @@ def writing(_conn, _cursor, statement, *_args):
     wrote = wrote or statement.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE"))
 
 
+def after_write():
+    global commits
+    commits += 1
+    if commits == stop_at:
+        print("stopped", flush=True)
+        time.sleep(120)  # killed here, right after this commit
+
+
 @event.listens_for(Session, "after_commit")
 def committed(session):
-    global commits, wrote
+    global wrote
     if wrote:
         wrote = False
-        commits += 1
-        if commits == stop_at:
-            print("stopped", flush=True)
-            time.sleep(120)  # killed here, right after this commit
+        after_write()
+
+
+direct = Store.direct_transaction
+
+
+@contextlib.contextmanager
+def direct_then_stop(self):
+    # issuance's writes run on the driver's cursor (certway.store.direct): no Session commit
+    global wrote
+    with direct(self) as connection:
+        yield connection
+    wrote = False
+    after_write()
+
+
+Store.direct_transaction = direct_then_stop
 
 
 node = Node.open(Path(data_dir))
-key = ec.generate_private_key(ec.SECP256R1()).public_key()
+private = ec.generate_private_key(ec.SECP256R1())
+key = private.public_key()
 for i in range(loops):
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"peer{i}.example.com")])
     issued = node.local_ca.issue_certificate(ca, key, name, alt_names=[], days=30)
     node.local_ca.revoke(ca, serial_hex(issued.certificate.serial_number), reason="superseded")
+    csr = x509.CertificateSigningRequestBuilder().subject_name(name).sign(private, hashes.SHA256())
+    node.local_ca.sign(ca, csr.public_bytes(serialization.Encoding.PEM))
 print("done", commits, flush=True)
 """
 
@@ -139,7 +166,11 @@ def check_every_change_has_its_row(data_dir: Path) -> tuple[int, int]:
         rows = db.execute("SELECT action, target, outcome, detail FROM audit_log").fetchall()
         covered = db.execute("SELECT MAX(covers_revocation_id) FROM crls").fetchone()[0]
         last_revocation = db.execute("SELECT MAX(id) FROM revocations").fetchone()[0]
-    issue_rows = {json.loads(d)["serial"] for a, _t, o, d in rows if a == "ca.issue" and o == "ok"}
+    issue_rows = {
+        json.loads(d)["serial"]
+        for a, _t, o, d in rows
+        if a in ("ca.issue", "ca.sign") and o == "ok"
+    }
     revoke_rows = {
         t.removeprefix(f"{CA} serial ") for a, t, o, _d in rows if a == "ca.revoke" and o == "ok"
     }
@@ -154,7 +185,7 @@ def test_sigkill_in_a_loop_of_revocations_leaves_every_change_with_its_row(
     data_dir: Path,
 ) -> None:
     per_loop = commits_per_loop(data_dir)
-    assert check_every_change_has_its_row(data_dir) == (1, 1)
+    assert check_every_change_has_its_row(data_dir) == (2, 1)  # issued + signed, revoked
     # Kill right after each commit of the second loop in turn: after an issue, after a
     # revocation, and after any other transaction a loop may take.
     for stop_at in range(per_loop + 1, 2 * per_loop + 1):

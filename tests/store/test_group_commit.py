@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from certway.store.db import Session, Store
+from certway.store.direct import AUDIT, DirectUnit
 from certway.store.group import GroupCommit
-from certway.store.repositories import AuditRepository
+from certway.store.repositories import AuditRepository, column_values
 from certway.store.schema import AuditRow
 from waiting import wait_for
 
@@ -29,8 +30,9 @@ def row(action: str) -> AuditRow:
     return AuditRow(at=NOW, actor="test", via="cli", action=action, outcome="ok")
 
 
-def add(action: str) -> Callable[[Session], int]:
-    return lambda session: AuditRepository(session).add(row(action))
+def add(action: str) -> Callable[[DirectUnit], int]:
+    """A write inserting an audit row named ``action``: its id."""
+    return lambda unit: int(unit.execute(AUDIT, column_values(AuditRow, row(action))))
 
 
 def actions(store: Store) -> list[str]:
@@ -41,7 +43,7 @@ def actions(store: Store) -> list[str]:
 class Run(threading.Thread):
     """``group.run(write)`` on a thread of its own, keeping the result or the error."""
 
-    def __init__(self, group: GroupCommit[int], write: Callable[[Session], int]) -> None:
+    def __init__(self, group: GroupCommit[int], write: Callable[[DirectUnit], int]) -> None:
         super().__init__()
         self.group, self.write = group, write
         self.result: int | None = None
@@ -58,10 +60,10 @@ def behind_a_busy_leader(group: GroupCommit[int], followers: list[Run]) -> Run:
     """A leader whose write waits until ``followers`` all queued behind it; all finished."""
     entered, release = threading.Event(), threading.Event()
 
-    def slow(session: Session) -> int:
+    def slow(unit: DirectUnit) -> int:
         entered.set()
         release.wait(30)
-        return add("leader")(session)
+        return add("leader")(unit)
 
     leader = Run(group, slow)
     leader.start()
@@ -88,7 +90,7 @@ def test_writes_queued_meanwhile_share_one_transaction(store: Store) -> None:
 
 
 def test_a_failing_write_fails_alone_and_the_others_commit(store: Store) -> None:
-    def bad(_session: Session) -> int:
+    def bad(_unit: DirectUnit) -> int:
         raise ValueError("this write is refused")
 
     group: GroupCommit[int] = GroupCommit(store)

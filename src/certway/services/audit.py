@@ -33,7 +33,15 @@ from certway.store.db import Session, Store
 from certway.store.repositories import AuditRepository
 from certway.store.schema import AuditRow
 
-__all__ = ["Actor", "Audit", "AuditEntry", "acting_as", "audited", "current_actor"]
+__all__ = [
+    "Actor",
+    "Audit",
+    "AuditEntry",
+    "acting_as",
+    "audited",
+    "audited_by_its_write",
+    "current_actor",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,16 +177,26 @@ class Audit:
             )
 
     def _row(self, action: str, target: str, outcome: str, detail: str, actor: Actor) -> AuditRow:
-        return AuditRow(
-            at=self._clock.now(),
-            actor=actor.name,
-            via=actor.via,
-            address=actor.address,
-            action=action,
-            target=target,
-            outcome=outcome,
-            detail=detail,
-        )
+        return AuditRow(**self._values(action, target, outcome, detail, actor))
+
+    def values(self, action: str, target: str, detail: dict[str, Any]) -> dict[str, Any]:
+        """The columns of the "ok" row of ``action`` by the current actor, now: for a change
+        that inserts its own row with it (``audited_by_its_write``)."""
+        return self._values(action, target, "ok", _json(detail), current_actor())
+
+    def _values(
+        self, action: str, target: str, outcome: str, detail: str, actor: Actor
+    ) -> dict[str, Any]:
+        return {
+            "at": self._clock.now(),
+            "actor": actor.name,
+            "via": actor.via,
+            "address": actor.address,
+            "action": action,
+            "target": target,
+            "outcome": outcome,
+            "detail": detail,
+        }
 
     def _settle(self, scope: _Scope, outcome: str, detail: dict[str, Any]) -> None:
         """The action's final outcome: its committed row updated, or a row of its own."""
@@ -245,6 +263,36 @@ def audited(
                 what = str(args[0]) if args else ""
             with self._audit.action(action, what):
                 return method(self, *args, **kwargs)
+
+        inner.__certway_audited__ = action  # type: ignore[attr-defined]
+        return inner
+
+    return wrap
+
+
+def audited_by_its_write(
+    action: str,
+) -> Callable[[Callable[Concatenate[S, P], R]], Callable[Concatenate[S, P], R]]:
+    """Like ``audited``, for a hot method whose write inserts its own "ok" row in the change's
+    transaction (``Audit.values``: certway.services.local_ca's ``sign``). Here only the other
+    outcomes are recorded: a refusal or a failure gets its row on its own, as ``audited``
+    records them. The target is the first argument."""
+
+    def wrap(method: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S, P], R]:
+        @functools.wraps(method)
+        def inner(self: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return method(self, *args, **kwargs)
+            except CertwayError as exc:
+                self._audit.record(
+                    action, str(args[0]) if args else "", "refused", {"error": str(exc)}
+                )
+                raise
+            except Exception as exc:
+                self._audit.record(
+                    action, str(args[0]) if args else "", "failed", {"error": type(exc).__name__}
+                )
+                raise
 
         inner.__certway_audited__ = action  # type: ignore[attr-defined]
         return inner

@@ -56,16 +56,18 @@ from certway.pki.load import load_certificates, load_csr
 from certway.pki.names import parse_subject, san_text
 from certway.pki.ocsp_responder import CertStatus, OcspQuery, issuer_hashes
 from certway.pki.text import fingerprint, format_name, parse_serial, serial_hex
-from certway.services.audit import Audit, audited
+from certway.services.audit import Audit, audited, audited_by_its_write
 from certway.services.node_settings import read_node_config
 from certway.services.tokens import Tokens
 from certway.store.db import Session, Store
+from certway.store.direct import AUDIT, ISSUED, DirectUnit
 from certway.store.group import GroupCommit
 from certway.store.repositories import (
     CaRepository,
     KeyRepository,
     RevocationRecord,
     SettingsRepository,
+    column_values,
 )
 from certway.store.schema import CaRow, IssuedRow
 from certway.store.topics import Topic, TopicRepository
@@ -213,7 +215,7 @@ class LocalCA:
         self._issuers: dict[int, Issuer] = {}
         self._signing: dict[str, _SigningCa] = {}
         self._issuance: GroupCommit[None] = GroupCommit(
-            store, finish=lambda session: TopicRepository(session).bump(Topic.CA_RECORDS)
+            store, finish=lambda unit: unit.bump(Topic.CA_RECORDS)
         )
         self._chains: dict[int, tuple[x509.Certificate, ...]] = {}
         self._crl_state: dict[int, _CrlState] = {}
@@ -618,16 +620,17 @@ class LocalCA:
             return x509.load_der_x509_certificate(item.certificate_der)
 
     # -- signing --------------------------------------------------------------------------
-    @audited("ca.sign")
+    @audited_by_its_write("ca.sign")
     def sign(
         self, name: str, csr_data: bytes, *, profile: str = "server-client", days: int = 365
     ) -> SignResult:
-        """Check and sign a CSR (PEM or DER); record it in the inventory."""
+        """Check and sign a CSR (PEM or DER); record it in the inventory. The audit row is
+        inserted with the inventory row (a refusal is audited on its own)."""
         # announced: a signature prepared meanwhile by another request commits with this one
         with self._issuance.coming():
             csr = load_csr(csr_data)
             check_csr(csr)
-            return self.sign_checked(name, csr, profile=profile, days=days)
+            return self._issue(name, csr, profile=profile, days=days, audit="ca.sign")
 
     def sign_checked(
         self,
@@ -638,7 +641,24 @@ class LocalCA:
         days: int = 365,
         acme_account: int | None = None,
     ) -> SignResult:
-        """Sign a checked CSR; ``acme_account`` records the ACME account that ordered it."""
+        """Sign a checked CSR; ``acme_account`` records the ACME account that ordered it.
+        The caller's audited action (ACME finalize, ``issue_with_key``) notes the serial and
+        writes its row in the same transaction."""
+        return self._issue(name, csr, profile=profile, days=days, acme_account=acme_account)
+
+    def _issue(
+        self,
+        name: str,
+        csr: x509.CertificateSigningRequest,
+        *,
+        profile: str,
+        days: int,
+        acme_account: int | None = None,
+        audit: str | None = None,
+    ) -> SignResult:
+        """Sign, then record the certificate (and with ``audit``, that action's "ok" row) in
+        one transaction, shared with the signatures made at the same moment
+        (certway.store.group); an enclosing audited action's row joins it."""
         ca = self._signing_ca(name)
         now = self._clock.now()
         cert = issue_from_csr(
@@ -646,9 +666,17 @@ class LocalCA:
         )
         issued = _issued_row(ca.id, cert, profile, now)
         issued.acme_account = acme_account
-        self._note_issued(cert)  # the audit row commits with the inventory row
-        # Requests signed at the same moment share one commit (certway.store.group).
-        self._issuance.run(lambda session: CaRepository(session).add_issued(issued))
+        row = column_values(IssuedRow, issued)
+        noted = {"serial": issued.serial, "subject": issued.subject}
+        self._audit.note(**noted)
+        audited = self._audit.values(audit, name, noted) if audit else None
+
+        def record(unit: DirectUnit) -> None:
+            unit.execute(ISSUED, row)
+            if audited is not None:
+                unit.execute(AUDIT, audited)
+
+        self._issuance.run(record)
         return SignResult(cert, ca.chain)
 
     def _signing_ca(self, name: str) -> _SigningCa:

@@ -196,6 +196,7 @@ class Store:
         info = {"node_id": node_id}  # repositories scope per-peer state by it
         self._sessions = sessionmaker(engine, expire_on_commit=False, info=info)
         self._writing = threading.local()
+        self._direct: Connection | None = None  # direct_transaction's connection
         self._read_sessions = sessionmaker(
             engine.execution_options(**{_READ_ONLY: True}), expire_on_commit=False, info=info
         )
@@ -401,32 +402,70 @@ class Store:
     @contextmanager
     def _unit(self, session: Session) -> Iterator[Session]:
         try:
-            with session.begin():
+            with store_errors(), session.begin():
                 yield session
-        except IntegrityError:
-            raise Conflict(
-                "the change clashes with one made at the same moment: try again"
-            ) from None
-        except DBAPIError as exc:
-            state = getattr(exc.orig, "sqlstate", None)
-            if state in _CLASH:
-                raise Conflict(
-                    "the change clashes with one made at the same moment: try again"
-                ) from None
-            if state == _READ_ONLY_REFUSED:  # a write in a reading unit is a bug: refuse it
-                raise StoreError(f"the database refused a write: {_reason(exc)}") from None
-            if state in _BUSY:
-                raise StoreError(
-                    "the database is busy: another change holds it too long; try again"
-                ) from None
-            if isinstance(exc, OperationalError) or exc.connection_invalidated:
-                raise StoreError(f"the database is unavailable: {_reason(exc)}") from None
-            raise
         finally:
             session.close()
 
+    @contextmanager
+    def direct_transaction(self) -> Iterator[Connection]:
+        """A write transaction on this store's direct-write connection, for the few hot
+        writes that run their statements on its DBAPI cursor (``certway.store.direct``): the
+        same write lock as ``transaction`` (the begin events take it) and the same errors.
+        One thread at a time (the caller serialises: ``certway.store.group``)."""
+        self.check_not_writing()
+        self._writing.active = True
+        try:
+            connection = self._direct_connection()
+            try:
+                with store_errors(), connection.begin():
+                    yield connection
+            except BaseException:
+                self._drop_direct()  # whatever broke, the next transaction starts afresh
+                raise
+        finally:
+            self._writing.active = False
+
+    def _direct_connection(self) -> Connection:
+        if self._direct is None or self._direct.closed or self._direct.invalidated:
+            self._drop_direct()
+            self._direct = self.engine.connect()
+        return self._direct
+
+    def _drop_direct(self) -> None:
+        if self._direct is not None:
+            with contextlib.suppress(SQLAlchemyError):
+                self._direct.close()
+            self._direct = None
+
     def close(self) -> None:
+        self._drop_direct()
         self.engine.dispose()
+
+
+@contextmanager
+def store_errors() -> Iterator[None]:
+    """The database's errors as certway's: a clash is a ``Conflict`` (try again), a busy or
+    unreachable database a ``StoreError`` saying so."""
+    try:
+        yield
+    except IntegrityError:
+        raise Conflict("the change clashes with one made at the same moment: try again") from None
+    except DBAPIError as exc:
+        state = getattr(exc.orig, "sqlstate", None)
+        if state in _CLASH:
+            raise Conflict(
+                "the change clashes with one made at the same moment: try again"
+            ) from None
+        if state == _READ_ONLY_REFUSED:  # a write in a reading unit is a bug: refuse it
+            raise StoreError(f"the database refused a write: {_reason(exc)}") from None
+        if state in _BUSY:
+            raise StoreError(
+                "the database is busy: another change holds it too long; try again"
+            ) from None
+        if isinstance(exc, OperationalError) or exc.connection_invalidated:
+            raise StoreError(f"the database is unavailable: {_reason(exc)}") from None
+        raise
 
 
 def _reason(exc: SQLAlchemyError) -> str:

@@ -4,7 +4,7 @@ Issuing a certificate writes two small rows (the inventory row and the audit row
 that costs a whole write transaction (the write lock, the statements, the commit: on
 PostgreSQL a round trip and a flush to disk). When several requests arrive together,
 ``GroupCommit.run`` lets them share one: the first caller becomes the *leader*, takes every
-write queued so far (its own first), runs them in one ``Store.transaction`` and commits; the
+write queued so far (its own first), runs them in one transaction and commits; the
 callers that queued meanwhile wait and get their own result (or error) once it has committed.
 Should writes be waiting when the leader is done, the first of their callers leads the next
 group (no caller serves the others for long). A caller alone pays what a transaction of its
@@ -35,7 +35,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, Generic, TypeVar
 
-from certway.store.db import CommitHook, Session, Store
+from certway.store.db import CommitHook, Store
+from certway.store.direct import DirectUnit
 
 __all__ = ["GroupCommit"]
 
@@ -55,7 +56,7 @@ _ANNOUNCED: ContextVar[GroupCommit[Any] | None] = ContextVar(
 class _Write(Generic[T]):
     __slots__ = ("done", "error", "hooks", "lead", "result", "write")
 
-    def __init__(self, write: Callable[[Session], T], hooks: Sequence[CommitHook]) -> None:
+    def __init__(self, write: Callable[[DirectUnit], T], hooks: Sequence[CommitHook]) -> None:
         self.write = write
         self.hooks = hooks
         self.done = threading.Event()
@@ -70,14 +71,15 @@ class _Write(Generic[T]):
 
 
 class GroupCommit(Generic[T]):
-    """Writes of one kind (``write(session) -> T``) committed in groups on ``store``;
-    ``finish(session)`` runs once per transaction after its writes (a change topic's bump)."""
+    """Writes of one kind (``write(unit) -> T``, ``unit`` a ``DirectUnit``) committed in
+    groups on ``store``; ``finish(unit)`` runs once per transaction after its writes (a change
+    topic's bump)."""
 
     def __init__(
         self,
         store: Store,
         *,
-        finish: Callable[[Session], None] = lambda _session: None,
+        finish: Callable[[DirectUnit], None] = lambda _unit: None,
         limit: int = MAX_GROUP,
     ) -> None:
         self._store = store
@@ -111,7 +113,7 @@ class GroupCommit(Generic[T]):
             self._coming -= 1
             self._arrived.notify_all()
 
-    def run(self, write: Callable[[Session], T]) -> T:
+    def run(self, write: Callable[[DirectUnit], T]) -> T:
         """Run ``write`` in a write transaction, possibly shared with other threads' writes;
         its result once committed (see the module docstring)."""
         self._store.check_not_writing()  # a leader would wait for this thread's own lock
@@ -162,12 +164,8 @@ class GroupCommit(Generic[T]):
 
     def _commit(self, group: list[_Write[T]]) -> None:
         if len(group) > 1:
-            results: list[T] = []
             try:
-                hooks = [hook for job in group for hook in job.hooks]
-                with self._store.transaction(hooks=hooks) as session:
-                    results.extend(job.write(session) for job in group)
-                    self._finish(session)
+                results = self._transaction(group)
             except Exception as exc:  # each write again on its own, to get its own error
                 log.debug("group of %d writes rolled back (%s): one by one", len(group), exc)
             else:
@@ -177,9 +175,24 @@ class GroupCommit(Generic[T]):
                 return
         for job in group:
             try:
-                with self._store.transaction(hooks=job.hooks) as session:
-                    job.result = job.write(session)
-                    self._finish(session)
+                (job.result,) = self._transaction([job])
             except BaseException as exc:  # handed to the caller, raised there
                 job.error = exc
             job.done.set()
+
+    def _transaction(self, group: list[_Write[T]]) -> list[T]:
+        """The writes of ``group`` and their callers' commit hooks, in one transaction."""
+        hooks = [hook for job in group for hook in job.hooks]
+        with self._store.direct_transaction() as connection:
+            unit = DirectUnit(connection, self._store.node_id)
+            try:
+                results = [job.write(unit) for job in group]
+                self._finish(unit)
+                for hook in hooks:
+                    hook.before_commit(unit.session)
+                unit.flush()
+            finally:
+                unit.close()
+        for hook in hooks:
+            hook.committed()
+        return results

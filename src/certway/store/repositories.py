@@ -223,7 +223,7 @@ class CaRepository:
         """Insert inventory rows in one statement (no unit of work: issuance is a hot path)."""
         if rows:
             self._session.connection().execute(
-                _ISSUED_INSERT, [_columns(IssuedRow, r) for r in rows]
+                _ISSUED_INSERT, [column_values(IssuedRow, r) for r in rows]
             )
 
     def issued(self, ca_id: int, *, search: str | None = None) -> Sequence[IssuedRow]:
@@ -612,7 +612,7 @@ class AuditRepository:
 
     def add(self, row: AuditRow) -> int:
         """Insert ``row`` (one statement, no unit of work: every change writes one); its id."""
-        result = self._session.connection().execute(_AUDIT_INSERT, _columns(AuditRow, row))
+        result = self._session.connection().execute(_AUDIT_INSERT, column_values(AuditRow, row))
         (row_id,) = result.inserted_primary_key or (None,)
         assert row_id is not None
         return int(row_id)
@@ -728,7 +728,7 @@ _ISSUED_INSERT = insert(cast(Table, IssuedRow.__table__))
 _AUDIT_INSERT = insert(cast(Table, AuditRow.__table__))
 
 
-def _columns(model: Any, row: Any) -> dict[str, Any]:
+def column_values(model: Any, row: Any) -> dict[str, Any]:
     """The column values of a new (not added) ORM row for an insert statement: an unset
     column gets its scalar default as the ORM would give it, an unset primary key is left to
     the database; every row of a model gets the same keys (one executemany)."""

@@ -18,16 +18,25 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import String, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.expression import Executable
+from sqlalchemy.sql.dml import Insert
+from sqlalchemy.sql.selectable import Select
 
 from certway.store.schema import ChangeTopicRow
 
-__all__ = ["CHANNEL", "Topic", "TopicListener", "TopicRepository", "listener_for"]
+__all__ = [
+    "CHANNEL",
+    "Topic",
+    "TopicListener",
+    "TopicRepository",
+    "listener_for",
+    "topic_statements",
+]
 
 CHANNEL = "certway_topics"
 log = logging.getLogger("certway.topics")
@@ -56,7 +65,7 @@ class Topic(StrEnum):
 
 
 @functools.cache
-def _statements(dialect: str) -> tuple[Executable, Executable | None]:
+def topic_statements(dialect: str) -> tuple[Insert, Select[Any] | None]:
     """The upsert that moves a topic's counter (and PostgreSQL's notification), built once:
     every change runs it, and building the statement costs more than running it."""
     topic = bindparam("topic", type_=String)
@@ -84,7 +93,7 @@ class TopicRepository:
         statement (two processes bumping at once both count); on PostgreSQL a notification
         per topic leaves when the transaction commits, not before, and never if it rolls back."""
         connection = self._session.connection()
-        bump, notify = _statements(connection.dialect.name)
+        bump, notify = topic_statements(connection.dialect.name)
         for topic in dict.fromkeys(topics):
             connection.execute(bump, {"topic": topic.value})
             if notify is not None:  # delivered at commit
