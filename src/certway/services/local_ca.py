@@ -16,6 +16,7 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote
 
 from cryptography import x509
@@ -67,7 +68,6 @@ from certway.store.repositories import (
     KeyRepository,
     RevocationRecord,
     SettingsRepository,
-    column_values,
 )
 from certway.store.schema import CaRow, IssuedRow
 from certway.store.topics import Topic, TopicRepository
@@ -664,10 +664,8 @@ class LocalCA:
         cert = issue_from_csr(
             ca.issuer, csr, profile=profile, not_before=now, days=days, checked=True
         )
-        issued = _issued_row(ca.id, cert, profile, now)
-        issued.acme_account = acme_account
-        row = column_values(IssuedRow, issued)
-        noted = {"serial": issued.serial, "subject": issued.subject}
+        row = _issued_values(ca.id, cert, profile, now, acme_account)
+        noted = {"serial": row["serial"], "subject": row["subject"]}
         self._audit.note(**noted)
         audited = self._audit.values(audit, name, noted) if audit else None
 
@@ -1081,22 +1079,34 @@ class _SigningCa:
 
 
 def _issued_row(ca_id: int, cert: x509.Certificate, profile: str, at: dt.datetime) -> IssuedRow:
+    return IssuedRow(**_issued_values(ca_id, cert, profile, at))
+
+
+def _issued_values(
+    ca_id: int,
+    cert: x509.Certificate,
+    profile: str,
+    at: dt.datetime,
+    acme_account: int | None = None,
+) -> dict[str, Any]:
+    """The inventory columns of ``cert`` (every one but the id)."""
     try:
         sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         alt_names = ", ".join(san_text(n) for n in sans)
     except x509.ExtensionNotFound:
         alt_names = ""
-    return IssuedRow(
-        ca_id=ca_id,
-        serial=serial_hex(cert.serial_number),
-        subject=format_name(cert.subject),
-        alt_names=alt_names,
-        profile=profile,
-        not_before=cert.not_valid_before_utc,
-        not_after=cert.not_valid_after_utc,
-        certificate_der=cert.public_bytes(serialization.Encoding.DER),
-        issued_at=at,
-    )
+    return {
+        "ca_id": ca_id,
+        "serial": serial_hex(cert.serial_number),
+        "subject": format_name(cert.subject),
+        "alt_names": alt_names,
+        "profile": profile,
+        "not_before": cert.not_valid_before_utc,
+        "not_after": cert.not_valid_after_utc,
+        "certificate_der": cert.public_bytes(serialization.Encoding.DER),
+        "issued_at": at,
+        "acme_account": acme_account,
+    }
 
 
 def _stored_state(repo: CaRepository, ca_id: int) -> _CrlState | None:

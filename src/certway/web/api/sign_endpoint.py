@@ -112,14 +112,15 @@ class SignEndpoint:
             if scope["type"] == "http" and scope["method"] == "POST"
             else None
         )
-        if found is None or not _is_json(Headers(scope=scope).get("content-type")):
+        headers = Headers(scope=scope) if found is not None else None
+        if headers is None or found is None or not _is_json(headers.get("content-type")):
             # other content types: the route says what it says of them
             await self.app(scope, receive, send)
             return
         scope.setdefault("path_params", {})["name"] = found["name"]
         request = Request(scope, receive)
         try:
-            body = await self._body(scope, receive)
+            body = await self._body(headers, receive)
             answer = await to_thread.run_sync(self._answer, request, found["name"], body)
         except _TooLarge:
             answer = too_large_problem(self.limit)
@@ -129,8 +130,8 @@ class SignEndpoint:
             answer = await self._error(request, exc)
         await self.headers(answer)(scope, receive, send)
 
-    async def _body(self, scope: Scope, receive: Receive) -> bytes:
-        length = Headers(scope=scope).get("content-length")
+    async def _body(self, headers: Headers, receive: Receive) -> bytes:
+        length = headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > self.limit):
             raise _TooLarge
         chunks: list[bytes] = []
