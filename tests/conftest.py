@@ -191,3 +191,15 @@ def node_database(request: pytest.FixtureRequest) -> str | None:
         return None
     url: str = request.getfixturevalue("pg_url")
     return url
+
+
+@pytest.fixture
+def quick_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """argon2id with test-strength parameters: the same hash format and verify path, but
+    ~0.1 ms instead of ~150 ms for each password check (``usefixtures("quick_hashes")``)."""
+    from argon2 import PasswordHasher
+
+    monkeypatch.setattr(
+        "certway.services.admins._HASHER",
+        PasswordHasher(time_cost=1, memory_cost=8, parallelism=1),
+    )

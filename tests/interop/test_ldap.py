@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from argon2 import PasswordHasher
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from fastapi.testclient import TestClient
@@ -34,20 +33,12 @@ from ldap_server import ADMINS, AUDITORS, BIND_DN, BIND_PASSWORD, PASSWORDS, SUF
 from conftest import Cli, key_pem
 from pkitools import name
 
-pytestmark = pytest.mark.interop
+pytestmark = [pytest.mark.interop, pytest.mark.usefixtures("quick_hashes")]
 
 CA = "ldap-ca"
 STRANGER = "stranger"
 LOCAL_PASSWORD = "local admin password"
 API = "/api/v1"
-
-
-@pytest.fixture(autouse=True)
-def quick_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(
-        "certway.services.admins._HASHER",
-        PasswordHasher(time_cost=1, memory_cost=8, parallelism=1),
-    )
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from argon2 import PasswordHasher
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
@@ -30,16 +29,11 @@ from certway.web.app import create_admin_app
 from conftest import NOW
 from pkitools import Pki
 
+pytestmark = pytest.mark.usefixtures("quick_hashes")  # argon2 at test strength
+
 PASSWORD = "correct horse battery"
 LONG = "a" * 10_000
 NO_MATCH = "the regex does not match the certificate's subject or subject alternative names"
-
-
-@pytest.fixture(autouse=True)
-def quick_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(
-        "certway.services.admins._HASHER", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
-    )
 
 
 @pytest.fixture(scope="module")
@@ -246,6 +240,7 @@ def test_catastrophic_sip_access_rule(node: Node, pki: Pki) -> None:
 def test_what_the_engine_cannot_run_is_refused_and_changes_nothing(
     node: Node, pki: Pki, pattern: str, message: str
 ) -> None:
+
     before = node.admin_security.get()
     with pytest.raises(PolicyViolation) as info:
         node.admin_security.set(regex=pattern)

@@ -153,6 +153,30 @@ def test_one_caller_alone_commits_at_once(store: Store) -> None:
     assert sorted(actions(store)) == ["one", "two"]
 
 
+def leader_with_an_announced_signer(
+    group: GroupCommit[int], signer: Callable[[threading.Event], None]
+) -> tuple[Run, threading.Thread]:
+    """``signer(go_on)`` announces a write (``coming``) and waits for ``go_on``; a leader's
+    write queues meanwhile, then ``go_on`` is set. Both returned once finished."""
+    announced, go_on = threading.Event(), threading.Event()
+
+    def announcing() -> None:
+        with group.coming():
+            announced.set()
+            signer(go_on)
+
+    thread = threading.Thread(target=announcing)
+    thread.start()
+    announced.wait(30)
+    leader = Run(group, add("leader"))
+    leader.start()
+    wait_for(lambda: len(group._queue) == 1, "the leader's write queued")
+    go_on.set()
+    leader.join(30)  # MAX_WAIT is patched long: a leader that waited for ever fails here
+    thread.join(30)
+    return leader, thread
+
+
 def test_a_leader_waits_for_an_announced_write_and_commits_it_too(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -161,24 +185,13 @@ def test_a_leader_waits_for_an_announced_write_and_commits_it_too(
     monkeypatch.setattr("certway.store.group.MAX_WAIT", 30.0)
     transactions: list[int] = []
     group: GroupCommit[int] = GroupCommit(store, finish=lambda _s: transactions.append(1))
-    announced, go_on = threading.Event(), threading.Event()
     results: dict[str, int] = {}
 
-    def slow_signer() -> None:
-        with group.coming():
-            announced.set()
-            go_on.wait(30)  # its own work (a signature) before its write
-            results["announced"] = group.run(add("announced"))
+    def slow_signer(go_on: threading.Event) -> None:
+        go_on.wait(30)  # its own work (a signature) before its write
+        results["announced"] = group.run(add("announced"))
 
-    signer = threading.Thread(target=slow_signer)
-    signer.start()
-    announced.wait(30)
-    leader = Run(group, add("leader"))
-    leader.start()
-    wait_for(lambda: len(group._queue) == 1, "the leader's write queued")
-    go_on.set()
-    for t in (signer, leader):
-        t.join(30)
+    leader, _signer = leader_with_an_announced_signer(group, slow_signer)
     assert leader.error is None and leader.result is not None and "announced" in results
     assert transactions == [1]  # one commit for both
     assert sorted(actions(store)) == ["announced", "leader"]
@@ -189,22 +202,12 @@ def test_an_announcement_given_up_releases_the_leader(
 ) -> None:
     monkeypatch.setattr("certway.store.group.MAX_WAIT", 3600.0)
     group: GroupCommit[int] = GroupCommit(store)
-    announced, fail = threading.Event(), threading.Event()
+    refused: list[str] = []
 
-    def failing_signer() -> None:
-        with pytest.raises(ValueError), group.coming():
-            announced.set()
-            fail.wait(30)
-            raise ValueError("the CSR was refused: no write")
+    def failing_signer(go_on: threading.Event) -> None:
+        go_on.wait(30)
+        refused.append("the CSR was refused: no write")  # leaves ``coming`` without a write
 
-    signer = threading.Thread(target=failing_signer)
-    signer.start()
-    announced.wait(30)
-    leader = Run(group, add("leader"))
-    leader.start()
-    wait_for(lambda: len(group._queue) == 1, "the leader's write queued")
-    fail.set()
-    leader.join(30)  # an hour's wait otherwise
-    assert not leader.is_alive() and leader.error is None
-    assert actions(store) == ["leader"]
-    signer.join(30)
+    leader, _signer = leader_with_an_announced_signer(group, failing_signer)
+    assert not leader.is_alive() and leader.error is None  # an hour's wait otherwise
+    assert refused and actions(store) == ["leader"]

@@ -13,7 +13,6 @@ from typing import Any
 
 import httpx
 import pytest
-from argon2 import PasswordHasher
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -36,6 +35,8 @@ from certway.web.context import MAX_UPLOAD, WebContext
 from conftest import NOW, store_snapshot, test_key
 from pkitools import Pki
 
+pytestmark = pytest.mark.usefixtures("quick_hashes")  # argon2 at test strength
+
 PASSWORD = "correct horse battery"
 FQDN = "vcs.example.com"
 PROBLEM = "application/problem+json"
@@ -51,16 +52,6 @@ READS_ONLY = {
 
 
 # -- fixtures and helpers ---------------------------------------------------------------------
-@pytest.fixture(autouse=True)
-def quick_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
-    """argon2id with test-strength parameters: the same hash format and verify path, but
-    ~0.1 ms instead of ~150 ms for each authenticated request."""
-    monkeypatch.setattr(
-        "certway.services.admins._HASHER",
-        PasswordHasher(time_cost=1, memory_cost=8, parallelism=1),
-    )
-
-
 @pytest.fixture
 def node(tmp_path: Path) -> Iterator[Node]:
     n = Node.init(tmp_path / "d", FixedClock(NOW), fqdn=FQDN)
@@ -622,6 +613,7 @@ def test_admin_accounts(node: Node, alice: Api, client: TestClient) -> None:
 def test_certificate_based_authentication_needs_a_mapped_client_certificate(
     node: Node, alice: Api
 ) -> None:
+
     before = store_snapshot(node.store.data_dir)
     response = alice.put("/admin-security", json={"mode": "certificate-based-authentication"})
     detail = problem(response, 422)

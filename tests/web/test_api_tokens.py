@@ -13,7 +13,6 @@ from typing import Any
 
 import httpx
 import pytest
-from argon2 import PasswordHasher
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from fastapi import FastAPI
@@ -26,17 +25,11 @@ from certway.web.app import create_admin_app
 
 from conftest import NOW, test_key
 
+pytestmark = pytest.mark.usefixtures("quick_hashes")  # argon2 at test strength
+
 PASSWORD = "correct horse battery"
 API = "/api/v1"
 CSRF_RE = re.compile(r'name="csrf" value="([^"]+)"')
-
-
-@pytest.fixture(autouse=True)
-def quick_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(
-        "certway.services.admins._HASHER",
-        PasswordHasher(time_cost=1, memory_cost=8, parallelism=1),
-    )
 
 
 @pytest.fixture
@@ -231,6 +224,7 @@ def test_a_blocked_account_stays_blocked_for_cached_credentials(
 def test_batch_signs_in_one_transaction_with_an_error_per_refused_csr(
     client: TestClient, node: Node
 ) -> None:
+
     token = node.api_tokens.create("ci", "read-write").token
     csrs = [
         csr_pem("a.example.com", 1),

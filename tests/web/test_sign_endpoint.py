@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from argon2 import PasswordHasher
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from fastapi import FastAPI
@@ -29,15 +28,9 @@ from certway.web.context import MAX_UPLOAD
 
 from conftest import NOW, test_key
 
+pytestmark = pytest.mark.usefixtures("quick_hashes")  # argon2 at test strength
+
 PASSWORD = "correct horse battery"
-
-
-@pytest.fixture(autouse=True)
-def quick_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(
-        "certway.services.admins._HASHER",
-        PasswordHasher(time_cost=1, memory_cost=8, parallelism=1),
-    )
 
 
 class Side:

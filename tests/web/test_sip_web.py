@@ -15,7 +15,6 @@ from typing import Any
 
 import httpx
 import pytest
-from argon2 import PasswordHasher
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -28,6 +27,8 @@ from certway.web.ui import sip as ui
 
 from conftest import NOW, store_snapshot
 
+pytestmark = pytest.mark.usefixtures("quick_hashes")  # argon2 at test strength
+
 PASSWORD = "correct horse battery"
 FQDN = "vcs.example.com"
 API = "/api/v1"
@@ -36,15 +37,6 @@ CSRF_RE = re.compile(r'name="csrf" value="([^"]+)"')
 
 
 # -- fixtures and helpers ---------------------------------------------------------------------
-@pytest.fixture(autouse=True)
-def quick_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
-    """argon2id at test strength: each authenticated request stays fast."""
-    monkeypatch.setattr(
-        "certway.services.admins._HASHER",
-        PasswordHasher(time_cost=1, memory_cost=8, parallelism=1),
-    )
-
-
 @pytest.fixture
 def node(tmp_path: Path) -> Iterator[Node]:
     n = Node.init(tmp_path / "d", FixedClock(NOW), fqdn=FQDN, factory=True)
@@ -518,6 +510,7 @@ def test_ui_read_only_sees_no_forms_and_is_refused(
 def test_ui_check_timeout_is_short(
     alice_ui: TestClient, node: Node, silent_peer: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+
     monkeypatch.setattr(ui, "ZONE_CHECK_TIMEOUT", 0.3)
     node.zones.add("mute", peers=["127.0.0.1"], port=silent_peer, tls_verify=False)
     response = post(alice_ui, "/sip/zones/mute/check")
