@@ -197,6 +197,7 @@ class Store:
         self._sessions = sessionmaker(engine, expire_on_commit=False, info=info)
         self._writing = threading.local()
         self._direct: Connection | None = None  # direct_transaction's connection
+        self._direct_lock = threading.Lock()
         self._read_sessions = sessionmaker(
             engine.execution_options(**{_READ_ONLY: True}), expire_on_commit=False, info=info
         )
@@ -412,17 +413,18 @@ class Store:
         """A write transaction on this store's direct-write connection, for the few hot
         writes that run their statements on its DBAPI cursor (``certway.store.direct``): the
         same write lock as ``transaction`` (the begin events take it) and the same errors.
-        One thread at a time (the caller serialises: ``certway.store.group``)."""
+        One transaction at a time: others wait for the connection."""
         self.check_not_writing()
         self._writing.active = True
         try:
-            connection = self._direct_connection()
-            try:
-                with store_errors(), connection.begin():
-                    yield connection
-            except BaseException:
-                self._drop_direct()  # whatever broke, the next transaction starts afresh
-                raise
+            with self._direct_lock:
+                connection = self._direct_connection()
+                try:
+                    with store_errors(), connection.begin():
+                        yield connection
+                except BaseException:
+                    self._drop_direct()  # whatever broke, the next transaction starts afresh
+                    raise
         finally:
             self._writing.active = False
 
@@ -439,7 +441,8 @@ class Store:
             self._direct = None
 
     def close(self) -> None:
-        self._drop_direct()
+        with self._direct_lock:
+            self._drop_direct()
         self.engine.dispose()
 
 
