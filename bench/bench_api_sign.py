@@ -68,7 +68,7 @@ class Server:
     path: str
     headers: dict[str, str]
     body: bytes
-    kind: str  # certway | cfssl | cfssl-db
+    kind: str  # certway | cfssl | cfssl-db, and with --postgres certway-pg | cfssl-pg
     pid: int
 
 
@@ -224,8 +224,37 @@ def recorded_by_cfssl(database: Path) -> int:
         return int(db.execute("SELECT COUNT(*) FROM certificates").fetchone()[0])
 
 
+# the same table in cfssl's certdb/pg migration
+CFSSL_CERTDB_PG_SCHEMA = CFSSL_CERTDB_SCHEMA.replace("blob", "bytea").replace(
+    "timestamp", "timestamptz"
+)
+
+
+def cfssl_certdb_pg(work: Path, url: str) -> Path:
+    """cfssl's certificate tables in the PostgreSQL database ``url``; its ``-db-config``."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as connection:
+        for statement in CFSSL_CERTDB_PG_SCHEMA.split(";"):
+            if statement.strip():
+                connection.execute(statement)
+    config = work / "cfssl-pg.json"
+    config.write_text(json.dumps({"driver": "postgres", "data_source": f"{url}?sslmode=disable"}))
+    return config
+
+
+def recorded_by_cfssl_pg(url: str) -> int:
+    import psycopg
+
+    with psycopg.connect(url) as connection:
+        row = connection.execute("SELECT COUNT(*) FROM certificates").fetchone()
+        return int(row[0]) if row else 0
+
+
 @contextmanager
-def cfssl(files: dict[str, Path], *, db_config: Path | None = None) -> Iterator[Server | None]:
+def cfssl(
+    files: dict[str, Path], *, db_config: Path | None = None, kind: str = "cfssl"
+) -> Iterator[Server | None]:
     binary = shutil.which("cfssl")
     if binary is None:
         print("  cfssl not installed (Debian golang-cfssl; `make bench` installs it)", flush=True)
@@ -246,23 +275,24 @@ def cfssl(files: dict[str, Path], *, db_config: Path | None = None) -> Iterator[
         wait_port(port, proc, "cfssl serve")
         body = json.dumps({"certificate_request": files["csr"].read_text()}).encode()
         yield Server(
-            "cfssl serve" + (" + certdb" if db_config else ""),
+            f"cfssl serve ({kind})",
             port,
             "/api/v1/cfssl/sign",
             {"Content-Type": "application/json"},
             body,
-            "cfssl-db" if db_config else "cfssl",
+            kind,
             proc.pid,
         )
     finally:
         stop(proc)
 
 
-def build_node(data_dir: Path, files: dict[str, Path]) -> str:
-    """A node whose local CA ``bench`` is the bench CA; a read-write API token for it."""
+def build_node(data_dir: Path, files: dict[str, Path], database: str | None = None) -> str:
+    """A node whose local CA ``bench`` is the bench CA (on ``database``: PostgreSQL; default
+    SQLite); a read-write API token for it."""
     from certway.services.node import Node
 
-    node = Node.init(data_dir, fqdn="bench.example.com")
+    node = Node.init(data_dir, fqdn="bench.example.com", database=database)
     try:
         node.local_ca.import_ca(CA_NAME, files["ca"].read_bytes(), files["ca_key"].read_bytes())
         return node.api_tokens.create("bench", "read-write").token
@@ -271,7 +301,9 @@ def build_node(data_dir: Path, files: dict[str, Path]) -> str:
 
 
 @contextmanager
-def certway(data_dir: Path, files: dict[str, Path], token: str) -> Iterator[Server]:
+def certway(
+    data_dir: Path, files: dict[str, Path], token: str, kind: str = "certway"
+) -> Iterator[Server]:
     proc = subprocess.Popen(
         [sys.executable, __file__, "--serve", str(data_dir)], stdout=subprocess.PIPE
     )
@@ -284,16 +316,31 @@ def certway(data_dir: Path, files: dict[str, Path], token: str) -> Iterator[Serv
         wait_port(port, proc, "certway serve")
         body = json.dumps({"csr": files["csr"].read_text()}).encode()
         yield Server(
-            "certway serve",
+            f"certway serve ({kind})",
             port,
             f"/api/v1/local-ca/{CA_NAME}/sign",
             {"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
             body,
-            "certway",
+            kind,
             proc.pid,
         )
     finally:
         stop(proc)
+
+
+@contextmanager
+def postgres_databases() -> Iterator[tuple[str, str]]:
+    """Two new databases (certway's, cfssl's) on the machine's PostgreSQL server, or on a
+    throwaway one (tests/pgtools.py); dropped, and the server stopped, at the end."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from pgtools import find_or_start_server
+
+    server = find_or_start_server()
+    try:
+        with server.database() as ours, server.database() as theirs:
+            yield ours, theirs
+    finally:
+        server.stop()
 
 
 def serve(data_dir: Path) -> None:
@@ -329,7 +376,9 @@ def client(server: Server, seconds: float) -> tuple[int, int]:
         if response.status != 200:
             errors += 1
             continue
-        pem = answer["pem"] if server.kind == "certway" else answer["result"]["certificate"]
+        pem = (
+            answer["pem"] if server.kind.startswith("certway") else answer["result"]["certificate"]
+        )
         if "BEGIN CERTIFICATE" not in pem:
             errors += 1
             continue
@@ -363,6 +412,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="2 rounds of 2 s blocks")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="also both on PostgreSQL (127.0.0.1:5432 when it answers, else a throwaway server)",
+    )
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve is not None:
@@ -376,8 +430,19 @@ def main() -> None:
         token = build_node(work / "node", files)
         certdb, db_config = cfssl_certdb(work)
         servers = [stack.enter_context(certway(work / "node", files, token))]
-        for config in (None, db_config):
-            other = stack.enter_context(cfssl(files, db_config=config))
+        for config, kind in ((None, "cfssl"), (db_config, "cfssl-db")):
+            other = stack.enter_context(cfssl(files, db_config=config, kind=kind))
+            if other is not None:
+                servers.append(other)
+        pg_urls: tuple[str, str] | None = None
+        if args.postgres:
+            pg_urls = stack.enter_context(postgres_databases())
+            pg_token = build_node(work / "node-pg", files, database=pg_urls[0])
+            servers.append(
+                stack.enter_context(certway(work / "node-pg", files, pg_token, kind="certway-pg"))
+            )
+            pg_config = cfssl_certdb_pg(work, pg_urls[1])
+            other = stack.enter_context(cfssl(files, db_config=pg_config, kind="cfssl-pg"))
             if other is not None:
                 servers.append(other)
         pool = stack.enter_context(ProcessPoolExecutor(max_workers=4))
@@ -391,11 +456,19 @@ def main() -> None:
                     rate, ms = block(pool, server, clients, seconds)
                     rates.setdefault((server.kind, clients), []).append(rate)
                     cpu.setdefault((server.kind, clients), []).append(ms)
-        if len(servers) > 1 and recorded_by_cfssl(certdb) == 0:
+        kinds = {server.kind for server in servers}
+        if "cfssl-db" in kinds and recorded_by_cfssl(certdb) == 0:
             raise RuntimeError("cfssl recorded nothing in its certificate database")
-        for kind, label in (("cfssl", "cfssl"), ("cfssl-db", "cfssl+certdb")):
+        if pg_urls is not None and "cfssl-pg" in kinds and recorded_by_cfssl_pg(pg_urls[1]) == 0:
+            raise RuntimeError("cfssl recorded nothing in its PostgreSQL certificate database")
+        comparisons = [
+            ("certway", "cfssl", "cfssl"),
+            ("certway", "cfssl-db", "cfssl+certdb"),
+            *([("certway-pg", "cfssl-pg", "cfssl+certdb, both PostgreSQL")] if pg_urls else []),
+        ]
+        for ours_kind, kind, label in comparisons:
             for clients in (1, 4):
-                ours = statistics.median(rates[("certway", clients)])
+                ours = statistics.median(rates[(ours_kind, clients)])
                 found = rates.get((kind, clients))
                 theirs = statistics.median(found) if found else None
                 ratio = ours / theirs if theirs else None
@@ -411,8 +484,8 @@ def main() -> None:
                     )
                 )
         for clients in (1, 4):
-            ours = statistics.median(cpu[("certway", clients)])
-            for kind, label in (("cfssl", "cfssl"), ("cfssl-db", "cfssl+certdb")):
+            for ours_kind, kind, label in comparisons:
+                ours = statistics.median(cpu[(ours_kind, clients)])
                 found = cpu.get((kind, clients))
                 theirs = statistics.median(found) if found else None
                 add_row(

@@ -22,7 +22,9 @@ import uvicorn
 from certway.errors import CertwayError, StoreError
 from certway.outbound.syslog import SyslogSender
 from certway.services.alarms import AlarmKind
+from certway.services.local_ca import LocalCA
 from certway.services.node import Node
+from certway.services.sip_settings import SipSettings
 from certway.sip.listener import SipListener
 from certway.sip.zones import run_pinger
 from certway.store.topics import Topic, TopicListener, TopicRepository, listener_for
@@ -143,6 +145,21 @@ ADMIN_TOPICS = (
     Topic.TLS,
     Topic.ACME,
 )
+
+
+# What the reload loop re-reads: the admin listener's contexts, the SIP listener's contexts,
+# settings and the local CAs' revocation records. Other changes (a certificate issued, an
+# audit entry) wake nothing: issuance would otherwise cost every peer a reload per certificate.
+RELOAD_TOPICS = (
+    frozenset(ADMIN_TOPICS)
+    | frozenset(SipSettings.LISTENER_TOPICS)
+    | frozenset(LocalCA.RECORD_TOPICS)
+)
+
+
+def wakes_reload(topics: frozenset[Topic]) -> bool:
+    """Whether notified ``topics`` concern what the reload loop re-reads."""
+    return bool(topics & RELOAD_TOPICS)
 
 
 def change_counters(node: Node, topics: tuple[Topic, ...] = ADMIN_TOPICS) -> tuple[int, ...]:
@@ -287,7 +304,8 @@ class NodeServer:
 
         def changed(topics: frozenset[Topic]) -> None:
             log.debug("event=topics-notified topics=%s", ",".join(sorted(topics)))
-            loop.call_soon_threadsafe(self._changed.set)
+            if wakes_reload(topics):
+                loop.call_soon_threadsafe(self._changed.set)
 
         self._topic_listener = listener_for(self.node.store.engine, changed)
         if self._topic_listener is not None:

@@ -143,7 +143,11 @@ def snapshot(url: str) -> dict[str, object]:
         audit = db.execute("SELECT action, target, outcome FROM audit_log").fetchall()
         covered = db.execute("SELECT MAX(covers_revocation_id) FROM crls").fetchone()
         last = db.execute("SELECT MAX(id) FROM revocations").fetchone()
-        topic = db.execute("SELECT version FROM change_topics WHERE topic = 'ca-records'")
+        # issuance moves ca-issued, a revocation ca-records
+        topic = db.execute(
+            "SELECT COALESCE(SUM(version), 0) FROM change_topics"
+            " WHERE topic IN ('ca-records', 'ca-issued')"
+        )
         records = topic.fetchone()
     return {
         "issued": issued,

@@ -400,3 +400,18 @@ def test_trusted_self_signed_peer_certificate_logs_in_and_checks_valid(
         "the SIP listener to accept the trusted self-signed certificate",
     )
     node.admin_security.reset()
+
+
+def test_only_notifications_of_what_the_reload_reads_wake_it() -> None:
+    """On PostgreSQL each commit notifies its topics to every peer. A certificate issued
+    must not wake the reload loop (a reload per certificate on every peer); a revocation,
+    a TLS or SIP change must, and so must a reconnection (every topic)."""
+    from certway.serve import ADMIN_TOPICS, wakes_reload
+    from certway.services.local_ca import LocalCA
+    from certway.services.sip_settings import SipSettings
+    from certway.store.topics import Topic
+
+    assert not wakes_reload(frozenset({Topic.CA_ISSUED}))
+    for topic in (*ADMIN_TOPICS, *SipSettings.LISTENER_TOPICS, *LocalCA.RECORD_TOPICS):
+        assert wakes_reload(frozenset({topic})), topic
+    assert wakes_reload(frozenset(Topic))

@@ -215,7 +215,7 @@ class LocalCA:
         self._issuers: dict[int, Issuer] = {}
         self._signing: dict[str, _SigningCa] = {}
         self._issuance: GroupCommit[None] = GroupCommit(
-            store, finish=lambda unit: unit.bump(Topic.CA_RECORDS)
+            store, finish=lambda unit: unit.bump(Topic.CA_ISSUED)
         )
         self._chains: dict[int, tuple[x509.Certificate, ...]] = {}
         self._crl_state: dict[int, _CrlState] = {}
@@ -753,7 +753,7 @@ class LocalCA:
         if rows:
             with self._store.transaction() as session:
                 CaRepository(session).add_issued_many(rows)
-                TopicRepository(session).bump(Topic.CA_RECORDS)
+                TopicRepository(session).bump(Topic.CA_ISSUED)
         return items
 
     @audited("ca.issue")
@@ -781,7 +781,7 @@ class LocalCA:
         with self._store.transaction() as session:
             CaRepository(session).add_issued(_issued_row(row.id, cert, profile, now))
             self._note_issued(cert)
-            TopicRepository(session).bump(Topic.CA_RECORDS)
+            TopicRepository(session).bump(Topic.CA_ISSUED)
         full = self.chain(name)
         if full and full[-1].subject == full[-1].issuer:
             full = full[:-1]

@@ -128,11 +128,9 @@ class DirectUnit:
     def bump(self, *topics: Topic) -> None:
         """As ``TopicRepository.bump``: each topic's counter moves by one (and on PostgreSQL
         its notification leaves at commit)."""
-        bump, notify = _topic_statements(self._dialect.name)
+        bump = _topic_statement(self._dialect.name)
         for topic in dict.fromkeys(topics):
             self.execute(bump, {"topic": topic.value})
-            if notify is not None:
-                self.execute(notify, {"topic": topic.value})
 
     @property
     def session(self) -> Session:
@@ -155,18 +153,13 @@ class DirectUnit:
             self._session.close()
 
 
-_TOPICS: dict[str, tuple[Prepared, Prepared | None]] = {}
+_TOPICS: dict[str, Prepared] = {}
 
 
-def _topic_statements(dialect: str) -> tuple[Prepared, Prepared | None]:
+def _topic_statement(dialect: str) -> Prepared:
     found = _TOPICS.get(dialect)
     if found is None:
-        bump, notify = topic_statements(dialect)
-        found = (
-            Prepared(bump, None, ("topic",)),
-            Prepared(notify, None, ("topic",)) if notify is not None else None,
-        )
-        _TOPICS[dialect] = found
+        found = _TOPICS[dialect] = Prepared(topic_statements(dialect), None, ("topic",))
     return found
 
 

@@ -24,8 +24,7 @@ from sqlalchemy import String, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.dml import Insert
-from sqlalchemy.sql.selectable import Select
+from sqlalchemy.sql.dml import Insert, ReturningInsert
 
 from certway.store.schema import ChangeTopicRow
 
@@ -48,7 +47,8 @@ class Topic(StrEnum):
     TRUSTED_CAS = "trusted-cas"  # the trusted CA list
     REVOCATION = "revocation"  # CRLs held, CRL sources and schedule, revocation policies
     LOCAL_CAS = "local-cas"  # the local CAs themselves (created, imported)
-    CA_RECORDS = "ca-records"  # certificates the local CAs issued and revoked, their CRLs
+    CA_RECORDS = "ca-records"  # the local CAs' revocations and their CRLs
+    CA_ISSUED = "ca-issued"  # certificates the local CAs issued (their inventory)
     IDENTITY = "identity"  # server, client and domain certificates, CSRs, node settings
     SIP = "sip"  # SIP TLS settings and access rules
     ADMIN_SECURITY = "admin-security"  # client-certificate security of the admin listener
@@ -65,9 +65,10 @@ class Topic(StrEnum):
 
 
 @functools.cache
-def topic_statements(dialect: str) -> tuple[Insert, Select[Any] | None]:
-    """The upsert that moves a topic's counter (and PostgreSQL's notification), built once:
-    every change runs it, and building the statement costs more than running it."""
+def topic_statements(dialect: str) -> Insert | ReturningInsert[Any]:
+    """The upsert that moves a topic's counter, built once: every change runs it, and building
+    the statement costs more than running it. On PostgreSQL the same statement sends the
+    topic's notification (``RETURNING pg_notify(...)``: one round trip, not two)."""
     topic = bindparam("topic", type_=String)
     upsert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     bump = (
@@ -78,8 +79,9 @@ def topic_statements(dialect: str) -> tuple[Insert, Select[Any] | None]:
             set_={"version": ChangeTopicRow.version + 1},
         )
     )
-    notify = select(func.pg_notify(CHANNEL, topic)) if dialect == "postgresql" else None
-    return bump, notify
+    if dialect == "postgresql":
+        return bump.returning(func.pg_notify(CHANNEL, ChangeTopicRow.topic))
+    return bump
 
 
 class TopicRepository:
@@ -93,11 +95,9 @@ class TopicRepository:
         statement (two processes bumping at once both count); on PostgreSQL a notification
         per topic leaves when the transaction commits, not before, and never if it rolls back."""
         connection = self._session.connection()
-        bump, notify = topic_statements(connection.dialect.name)
+        bump = topic_statements(connection.dialect.name)
         for topic in dict.fromkeys(topics):
-            connection.execute(bump, {"topic": topic.value})
-            if notify is not None:  # delivered at commit
-                connection.execute(notify, {"topic": topic.value})
+            connection.execute(bump, {"topic": topic.value})  # PostgreSQL: notified at commit
         for obj in list(self._session.identity_map.values()):
             if isinstance(obj, ChangeTopicRow):
                 self._session.expire(obj)  # loaded before the statement: old value
