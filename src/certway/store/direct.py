@@ -1,7 +1,7 @@
 """Direct writes: the hot inserts of issuance run on the DBAPI cursor, in one transaction.
 
 Signing a certificate writes three small things (the inventory row, the audit row, the
-``ca-records`` change topic). Through the ORM session and SQLAlchemy's statement execution
+``ca-issued`` change topic). Through the ORM session and SQLAlchemy's statement execution
 that cost three times the signature itself; the SQL is the same either way. Here SQLAlchemy
 still writes every statement (``Prepared``: a Core statement compiled once per dialect, its
 values put through the columns' own bind processors, so they are stored exactly as the ORM
