@@ -23,7 +23,7 @@ from certway.clock import FixedClock
 from certway.pki.csr import CsrForm, build_csr
 from certway.services.node import Node
 from certway.web import app as app_module
-from certway.web.api.sign_endpoint import SignEndpoint
+from certway.web.api.sign_endpoint import MAX_BODY, SignEndpoint
 from certway.web.context import MAX_UPLOAD
 
 from conftest import NOW, test_key
@@ -143,6 +143,12 @@ CASES: list[Request] = [
         json.dumps({"csr": BAD_SIGNATURE}).encode(),
     ),
     (
+        "over the layer's 64 KB: the route answers",
+        "/api/v1/local-ca/lab/sign",
+        lambda s: {**JSON, "Authorization": f"Bearer {s.rw}"},
+        json.dumps({"csr": CSR, "note": "x" * (MAX_BODY + 1)}).encode(),
+    ),
+    (
         "too large",
         "/api/v1/local-ca/lab/sign",
         lambda s: {**JSON, "Authorization": f"Bearer {s.rw}"},
@@ -226,7 +232,7 @@ def test_a_client_gone_before_its_body_is_read_gets_no_answer(sides: tuple[Side,
         "raw_path": b"/api/v1/local-ca/lab/sign",
         "root_path": "",
         "query_string": b"",
-        "headers": [(b"content-type", b"application/json")],
+        "headers": [(b"content-type", b"application/json"), (b"content-length", b"100")],
         "client": ("127.0.0.1", 50000),
         "server": ("127.0.0.1", 443),
     }

@@ -22,7 +22,7 @@ Each write keeps the guarantees of a transaction of its own:
   the same transaction, just before the commit;
 - if any write of a group raises, or the commit fails, the group is rolled back and each of
   its writes runs again in a transaction of its own, so a failing write fails alone, with its
-  own error. A write must therefore change nothing but the database through its session.
+  own error. A write must therefore change nothing but the database through its unit.
 """
 
 from __future__ import annotations

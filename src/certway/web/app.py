@@ -199,9 +199,7 @@ def create_admin_app(
     # /acme/<CA>/: the local CAs' ACME server (JWS-authenticated, see certway.web.acme)
     app.add_middleware(AcmeEndpoint, server=node.acme_server, security_headers=SECURITY_HEADERS)
     # POST /api/v1/local-ca/{name}/sign: the automation hot path (certway.web.api.sign_endpoint)
-    app.add_middleware(
-        SignEndpoint, handlers=app.exception_handlers, headers=SecurityHeaders, limit=MAX_UPLOAD
-    )
+    app.add_middleware(SignEndpoint, handlers=app.exception_handlers, headers=SecurityHeaders)
     app.include_router(api_router, prefix="/api/v1")
     app.include_router(docs_router, prefix="/api/v1")
     app.include_router(ui_router)

@@ -3,12 +3,14 @@
 Automation signs certificates one request after another, and for this request the admin app's
 machinery (a dozen middleware layers, matching the path against every route, solving the
 dependencies, two trips to a worker thread) cost more than the signature itself.
-``SignEndpoint`` is an ASGI layer in front of the admin app, like the ACME server's: it reads
-the body (at most ``MAX_UPLOAD`` bytes) and does in one worker thread exactly what the route
-does, with the same functions:
+``SignEndpoint`` is an ASGI layer in front of the admin app, like the ACME server's: for a
+JSON request of at most ``MAX_BODY`` bytes (a CSR is one or two) it reads the body and does in
+one worker thread exactly what the route does, with the same functions; any other request
+(larger, chunked, another content type) goes on to the route itself, so no more than
+``MAX_BODY`` bytes are ever held for a caller not yet authenticated:
 
 - the caller is authenticated by ``api_principal`` (client certificate policy, API token or
-  HTTP Basic) and must have read-write access (``require_write``), before the body is read;
+  HTTP Basic) and must have read-write access (``require_write``) before the body is parsed;
 - the body is validated by the route's own model (``SignBody``), the CSR signed by
   ``LocalCA.sign`` through the route's own function, the answer shaped by ``SignedOut``;
 - every error is answered by the admin app's own exception handlers (problem+json), and
@@ -37,24 +39,33 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from certway.web.api.common import node_of
 from certway.web.api.local_ca import SignBody, SignedOut, sign_answer
 from certway.web.api.routing import api_principal, require_write
-from certway.web.context import too_large_problem
 
-__all__ = ["PATH", "SignEndpoint"]
+__all__ = ["MAX_BODY", "PATH", "SignEndpoint"]
 
 PATH = re.compile(r"/api/v1/local-ca/(?P<name>[^/]+)/sign")
 """The path answered here (``{name}`` is one path segment, as in the route)."""
+
+MAX_BODY = 64 * 1024
+"""Largest body answered here (one CSR is a few KB); larger ones go to the route."""
 
 log = logging.getLogger("certway.web")
 
 Handler = Callable[[Request, Exception], Awaitable[Response] | Response]
 
 
-class _TooLarge(Exception):
-    pass
-
-
 class _Gone(Exception):
     pass
+
+
+def _answered_here(headers: Headers) -> bool:
+    """A JSON body whose Content-Length is given and at most ``MAX_BODY``."""
+    length = headers.get("content-length")
+    return (
+        length is not None
+        and length.isdigit()
+        and int(length) <= MAX_BODY
+        and _is_json(headers.get("content-type"))
+    )
 
 
 def _is_json(content_type: str | None) -> bool:
@@ -99,12 +110,10 @@ class SignEndpoint:
         *,
         handlers: Mapping[Any, Handler],
         headers: Callable[[ASGIApp], ASGIApp],
-        limit: int,
     ) -> None:
         self.app = app
         self.handlers = handlers  # the admin app's exception handlers (read at each error)
         self.headers = headers  # the admin app's security headers
-        self.limit = limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         found = (
@@ -113,39 +122,31 @@ class SignEndpoint:
             else None
         )
         headers = Headers(scope=scope) if found is not None else None
-        if headers is None or found is None or not _is_json(headers.get("content-type")):
-            # other content types: the route says what it says of them
+        if headers is None or found is None or not _answered_here(headers):
+            # other content types, chunked or larger bodies: the route answers them
             await self.app(scope, receive, send)
             return
         scope.setdefault("path_params", {})["name"] = found["name"]
         request = Request(scope, receive)
         try:
-            body = await self._body(headers, receive)
+            body = await self._body(receive)
             answer = await to_thread.run_sync(self._answer, request, found["name"], body)
-        except _TooLarge:
-            answer = too_large_problem(self.limit)
         except _Gone:
             return  # the client closed the connection before its request was read: no answer
         except Exception as exc:  # answered as the admin app answers it
             answer = await self._error(request, exc)
         await self.headers(answer)(scope, receive, send)
 
-    async def _body(self, headers: Headers, receive: Receive) -> bytes:
-        length = headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.limit):
-            raise _TooLarge
+    @staticmethod
+    async def _body(receive: Receive) -> bytes:
+        """The body (the server holds it to the Content-Length ``_answered_here`` accepted)."""
         chunks: list[bytes] = []
-        size = 0
         more = True
         while more:
             message = await receive()
             if message["type"] != "http.request":  # the client went away
                 raise _Gone
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.limit:
-                raise _TooLarge
-            chunks.append(chunk)
+            chunks.append(message.get("body", b""))
             more = message.get("more_body", False)
         return b"".join(chunks)
 
