@@ -59,17 +59,11 @@ from cryptography.x509.oid import NameOID
 
 from certway.services.node import Node
 
-from benchlib import ROWS, Row, add_row, print_table, rate
+from benchlib import ROWS, Row, add_row, free_port, print_table, rate
 
 THREADS = 4
 POLL = 0.005
 CERTWAY = str(Path(sys.executable).parent / "certway")
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_until(check: Any, what: str, timeout: float = 60) -> None:

@@ -32,10 +32,7 @@ import argparse
 import datetime as dt
 import http.client
 import json
-import os
 import shutil
-import signal
-import socket
 import sqlite3
 import ssl
 import statistics
@@ -54,10 +51,18 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from benchlib import Row, add_row, print_table, serve_announcing_port
+from benchlib import (
+    Row,
+    add_row,
+    cpu_seconds,
+    free_port,
+    print_table,
+    serve_announcing_port,
+    stop,
+    wait_port,
+)
 
 CA_NAME = "bench"
-TICK = os.sysconf("SC_CLK_TCK")
 TARGET = 1.0
 
 
@@ -157,35 +162,6 @@ def make_material(work: Path) -> dict[str, Path]:
 
 
 # -- servers ---------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, proc: subprocess.Popen[bytes], what: str) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with {proc.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"{what} did not listen on {port}")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 # cfssl's certificate database for SQLite, as its certdb/sqlite goose migration creates it
 # (the schema of Debian's 1.2.0 release)
 CFSSL_CERTDB_SCHEMA = """
@@ -385,12 +361,6 @@ def client(server: Server, seconds: float) -> tuple[int, int]:
         done += 1
     connection.close()
     return done, errors
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (all its threads), from /proc/<pid>/stat."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 def block(

@@ -77,11 +77,21 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from benchlib import Row, add_row, print_table, rate, serve_announcing_port
+from benchlib import (
+    Row,
+    add_row,
+    cpu_seconds,
+    free_port,
+    print_table,
+    rate,
+    serve_announcing_port,
+    stop,
+    system_busy,
+    wait_port,
+)
 
 FQDN = "edge1.example.com"
 TARGET = 0.50
-TICK = os.sysconf("SC_CLK_TCK")
 REASON = x509.ReasonFlags.key_compromise
 
 
@@ -259,22 +269,6 @@ def build_node(work: Path, crl_size: int) -> Files:
 
 
 # -- servers -------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def cpu_seconds(pids: Sequence[int]) -> float:
-    """utime + stime of processes (all their threads), from /proc/<pid>/stat."""
-    total = 0
-    for pid in pids:
-        with suppress(FileNotFoundError):
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-    return total / TICK
-
-
 def descendants(pid: int) -> list[int]:
     found, todo = [pid], [pid]
     while todo:
@@ -285,25 +279,6 @@ def descendants(pid: int) -> list[int]:
                     found.append(int(child))
                     todo.append(int(child))
     return found
-
-
-def system_busy() -> tuple[float, float]:
-    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = values[3] + values[4]
-    return sum(values) - idle, sum(values)
-
-
-def wait_port(port: int, proc: subprocess.Popen[bytes], what: str) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with {proc.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"{what} did not listen on {port}")
 
 
 @dataclass
@@ -451,13 +426,7 @@ def certway(data_dir: Path) -> Iterator[tuple[int, int]]:
         wait_port(port, proc, "certway")
         yield port, proc.pid
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop(proc)
 
 
 def serve(data_dir: Path) -> None:
@@ -553,10 +522,10 @@ def client(port: int, cert: tuple[Path, Path], seconds: float) -> tuple[int, int
 
 def block(pool: ProcessPoolExecutor, server: Server, files: Files, n: int, secs: float) -> None:
     cert = files.clients[server.client]
-    cpu0, busy0, wall0 = cpu_seconds(server.pids), system_busy(), time.monotonic()
+    cpu0, busy0, wall0 = cpu_seconds(*server.pids), system_busy(), time.monotonic()
     results = [f.result() for f in [pool.submit(client, server.port, cert, secs) for _ in range(n)]]
     wall = time.monotonic() - wall0
-    cpu1, busy1 = cpu_seconds(server.pids), system_busy()
+    cpu1, busy1 = cpu_seconds(*server.pids), system_busy()
     count, errors = sum(r[0] for r in results), sum(r[1] for r in results)
     bad = next((r[2] for r in results if r[2]), "")
     if errors > count // 100:

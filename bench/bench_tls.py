@@ -33,7 +33,6 @@ import importlib.metadata
 import os
 import platform
 import shutil
-import signal
 import socket
 import ssl
 import statistics
@@ -53,13 +52,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from benchlib import serve_announcing_port
+from benchlib import cpu_seconds, free_port, serve_announcing_port, stop, system_busy, wait_port
 
 FQDN = "edge1.example.com"
 HOST_LABEL = "edge1"
 TARGET_VS_NGINX = 0.60
 TARGET_DOMAINS = 0.10
-TICK = os.sysconf("SC_CLK_TCK")
 
 
 # -- certificates --------------------------------------------------------------------------
@@ -165,38 +163,6 @@ def build_node(data_dir: Path, pki: Pki, server_pem: bytes, domains: int) -> Non
 
 
 # -- servers -------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (all its threads), from /proc/<pid>/stat."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
-def system_busy() -> tuple[float, float]:
-    """(busy, total) jiffies of all CPUs, from /proc/stat."""
-    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = values[3] + values[4]
-    return sum(values) - idle, sum(values)
-
-
-def wait_port(port: int, proc: subprocess.Popen[bytes], what: str) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with {proc.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"{what} did not listen on {port}")
-
-
 @dataclass
 class Server:
     label: str
@@ -219,16 +185,6 @@ class Server:
 
     def busy(self) -> float:
         return statistics.median(b for *_x, b in self.blocks)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @contextmanager
@@ -318,7 +274,8 @@ def serve(data_dir: Path, loop_name: str) -> None:
 
     node = Node.open(data_dir)
     server = NodeServer(
-        node, ServeOptions(admin=("127.0.0.1", 0), publish=None, scheduler_interval=3600)
+        node,
+        ServeOptions(admin=("127.0.0.1", 0), publish=None, sip=None, scheduler_interval=3600),
     )
     # "uvloop": what ``certway serve`` runs in (``certway.serve.new_event_loop``).
     loop = new_event_loop() if loop_name == "uvloop" else asyncio.new_event_loop()

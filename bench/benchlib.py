@@ -1,12 +1,19 @@
-"""What the bench scripts share: result rows, the summary table, units, timing helpers."""
+"""What the bench scripts share: result rows, the summary table, units, timing helpers, the
+servers' ports and processes, CPU accounting from /proc."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import resource
+import signal
+import socket
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 
@@ -106,3 +113,57 @@ def serve_announcing_port(
     finally:
         loop.close()
         node.close()
+
+
+# -- servers and CPU accounting ------------------------------------------------------------
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    """A free port of 127.0.0.1 (TCP, or UDP with ``socket.SOCK_DGRAM``)."""
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], what: str) -> None:
+    """Return once ``port`` accepts connections; fail if ``proc`` exits first."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"{what} did not listen on {port}")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL after 15 s."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def cpu_seconds(*pids: int) -> float:
+    """utime + stime of processes (all their threads), from /proc/<pid>/stat; a process
+    gone meanwhile counts nothing."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(FileNotFoundError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / TICK
+
+
+def system_busy() -> tuple[float, float]:
+    """(busy, total) jiffies of all CPUs, from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]
+    return sum(values) - idle, sum(values)

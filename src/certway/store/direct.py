@@ -16,7 +16,7 @@ to the same connection and transaction (``DirectUnit.session``), created only wh
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -120,10 +120,6 @@ class DirectUnit:
         finally:
             cursor.close()
         return row[0] if row else None
-
-    def insert(self, prepared: Prepared, rows: Iterable[Mapping[str, Any]]) -> None:
-        for values in rows:
-            self.execute(prepared, values)
 
     def bump(self, *topics: Topic) -> None:
         """As ``TopicRepository.bump``: each topic's counter moves by one (and on PostgreSQL
