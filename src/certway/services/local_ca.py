@@ -670,9 +670,9 @@ class LocalCA:
         audited = self._audit.values(audit, name, noted) if audit else None
 
         def record(unit: DirectUnit) -> None:
-            unit.execute(ISSUED, row)
+            unit.add(ISSUED, row)
             if audited is not None:
-                unit.execute(AUDIT, audited)
+                unit.add(AUDIT, audited)
 
         self._issuance.run(record)
         return SignResult(cert, ca.chain)

@@ -20,7 +20,17 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, event, insert, inspect, select, update
+from sqlalchemy import (
+    BigInteger,
+    create_engine,
+    event,
+    func,
+    insert,
+    inspect,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import (
     ArgumentError,
@@ -30,6 +40,7 @@ from sqlalchemy.exc import (
     SQLAlchemyError,
 )
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql import Select
 
 from certway.errors import Conflict, StoreError
 from certway.store.schema import ClusterRow, PeerRow
@@ -48,6 +59,7 @@ __all__ = [
     "Session",
     "Store",
     "default_data_dir",
+    "pg_write_lock",
     "redact_url",
     "sqlite_engine",
 ]
@@ -119,6 +131,13 @@ def _pg_begin(connection: Connection) -> None:
         connection.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
     else:
         connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_WRITE_LOCK})")
+
+
+def pg_write_lock() -> Select[Any]:
+    """What ``_pg_begin`` runs for a writer, as a query: for a write made of one statement
+    in autocommit mode (``Store.direct_statement``), which must take the lock itself, before
+    its first row (every insert of it selects from this query)."""
+    return select(func.pg_advisory_xact_lock(literal(_WRITE_LOCK, BigInteger)).label("locked"))
 
 
 def redact_url(url: str) -> str:
@@ -424,6 +443,32 @@ class Store:
                         yield connection
                 except BaseException:
                     self._drop_direct()  # whatever broke, the next transaction starts afresh
+                    raise
+        finally:
+            self._writing.active = False
+
+    @contextmanager
+    def direct_statement(self) -> Iterator[Any]:
+        """The direct-write connection's DBAPI connection in autocommit mode (PostgreSQL), for
+        a write made of one statement, which is then its own transaction: one round trip
+        where ``direct_transaction`` takes six (begin, lock, statements, commit). The
+        statement takes the write lock itself (``pg_write_lock``). Errors as
+        ``direct_transaction``'s, once the caller wrapped the driver's in ``DBAPIError``."""
+        if not self.clustered:
+            raise RuntimeError("a direct statement needs PostgreSQL (SQLite: direct_transaction)")
+        self.check_not_writing()
+        self._writing.active = True
+        try:
+            with self._direct_lock:
+                dbapi = self._direct_connection().connection.dbapi_connection
+                assert dbapi is not None
+                try:
+                    with store_errors():
+                        dbapi.autocommit = True
+                        yield dbapi
+                        dbapi.autocommit = False  # for direct_transaction's next begin
+                except BaseException:  # the connection is dropped, whatever its mode
+                    self._drop_direct()
                     raise
         finally:
             self._writing.active = False

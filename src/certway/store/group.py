@@ -183,16 +183,10 @@ class GroupCommit(Generic[T]):
     def _transaction(self, group: list[_Write[T]]) -> list[T]:
         """The writes of ``group`` and their callers' commit hooks, in one transaction."""
         hooks = [hook for job in group for hook in job.hooks]
-        with self._store.direct_transaction() as connection:
-            unit = DirectUnit(connection, self._store.node_id)
-            try:
-                results = [job.write(unit) for job in group]
-                self._finish(unit)
-                for hook in hooks:
-                    hook.before_commit(unit.session)
-                unit.flush()
-            finally:
-                unit.close()
+        unit = DirectUnit()
+        results = [job.write(unit) for job in group]
+        self._finish(unit)
+        unit.commit(self._store, hooks)
         for hook in hooks:
             hook.committed()
         return results

@@ -18,12 +18,13 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import String, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import Select
 from sqlalchemy.sql.dml import Insert, ReturningInsert
 
 from certway.store.schema import ChangeTopicRow
@@ -34,6 +35,7 @@ __all__ = [
     "TopicListener",
     "TopicRepository",
     "listener_for",
+    "topic_bump_from",
     "topic_statements",
 ]
 
@@ -69,19 +71,31 @@ def topic_statements(dialect: str) -> Insert | ReturningInsert[Any]:
     """The upsert that moves a topic's counter, built once: every change runs it, and building
     the statement costs more than running it. On PostgreSQL the same statement sends the
     topic's notification (``RETURNING pg_notify(...)``: one round trip, not two)."""
-    topic = bindparam("topic", type_=String)
     upsert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    bump = (
-        upsert(ChangeTopicRow)
-        .values(topic=topic, version=1)
-        .on_conflict_do_update(
-            index_elements=[ChangeTopicRow.topic],
-            set_={"version": ChangeTopicRow.version + 1},
-        )
+    return _counting(
+        dialect, upsert(ChangeTopicRow).values(topic=bindparam("topic", type_=String), version=1)
+    )
+
+
+def topic_bump_from(rows: Select[str, int]) -> Insert | ReturningInsert[Any]:
+    """``topic_statements("postgresql")`` with the topic and the first version (1) selected
+    by ``rows``, for a write made of one statement (certway.store.direct: the topic CTE
+    selects from the write lock's query)."""
+    return _counting(
+        "postgresql", postgresql.insert(ChangeTopicRow).from_select(["topic", "version"], rows)
+    )
+
+
+def _counting(dialect: str, insert: Any) -> Insert | ReturningInsert[Any]:
+    bump = insert.on_conflict_do_update(
+        index_elements=[ChangeTopicRow.topic],
+        set_={"version": ChangeTopicRow.version + 1},
     )
     if dialect == "postgresql":
-        return bump.returning(func.pg_notify(CHANNEL, ChangeTopicRow.topic))
-    return bump
+        return cast(
+            ReturningInsert[Any], bump.returning(func.pg_notify(CHANNEL, ChangeTopicRow.topic))
+        )
+    return cast(Insert, bump)
 
 
 class TopicRepository:
