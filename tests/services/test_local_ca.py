@@ -136,3 +136,29 @@ def test_concurrent_signatures_each_commit_with_their_own_audit_row(node: Node) 
     ok = {e.detail["serial"]: e.actor for e in rows if e.outcome == "ok"}
     assert ok == signed
     assert [e.actor for e in rows if e.outcome == "refused"] == ["caller-0"]
+
+
+def test_issuance_inside_an_audited_action_commits_with_its_audit_row(node: Node) -> None:
+    """``issue_with_key`` signs through the same group commit, but its audit row comes from
+    the enclosing action (a commit hook): that write takes a transaction (on PostgreSQL, not
+    the one-statement path), and both rows are there, also when plain signatures run at the
+    same moment."""
+    errors: list[BaseException] = []
+
+    def plain() -> None:
+        try:
+            for n in range(4):
+                node.local_ca.sign("root", _csr(60 + n))
+        except BaseException as exc:
+            errors.append(exc)
+
+    signer = threading.Thread(target=plain)
+    signer.start()
+    issued = [node.local_ca.issue_with_key("root", f"h{n}.example.com") for n in range(3)]
+    signer.join(60)
+    assert errors == []
+    serials = {format(i.certificate.serial_number, "X") for i in issued}
+    inventory = {i.serial for i in node.local_ca.issued("root")}
+    assert serials <= inventory and len(inventory) == 7
+    rows = [e for e in node.audit.entries(limit=100) if e.action == "ca.issue-with-key"]
+    assert {e.detail["serial"] for e in rows if e.outcome == "ok"} == serials

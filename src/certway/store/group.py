@@ -1,14 +1,14 @@
 """Group commit: the writes of many threads committed in one transaction.
 
 Issuing a certificate writes two small rows (the inventory row and the audit row); on its own
-that costs a whole write transaction (the write lock, the statements, the commit: on
-PostgreSQL a round trip and a flush to disk). When several requests arrive together,
-``GroupCommit.run`` lets them share one: the first caller becomes the *leader*, takes every
-write queued so far (its own first), runs them in one transaction and commits; the
-callers that queued meanwhile wait and get their own result (or error) once it has committed.
-Should writes be waiting when the leader is done, the first of their callers leads the next
-group (no caller serves the others for long). A caller alone pays what a transaction of its
-own costs, nothing more.
+that costs a whole write transaction (the write lock, the statements, the commit and its
+flush to disk). When several requests arrive together, ``GroupCommit.run`` lets them share
+one: the first caller becomes the *leader*, takes every write queued so far (its own first),
+queues their rows in one ``DirectUnit`` and commits it (certway.store.direct: on PostgreSQL
+one statement for the whole group); the callers that queued meanwhile wait and get their own
+result (or error) once it has committed. Should writes be waiting when the leader is done,
+the first of their callers leads the next group (no caller serves the others for long). A
+caller alone pays what a transaction of its own costs, nothing more.
 
 Requests rarely finish their own work (checking and signing a CSR) at the same instant, so a
 caller may announce its write before that work (``GroupCommit.coming``): a leader about to
@@ -22,7 +22,8 @@ Each write keeps the guarantees of a transaction of its own:
   the same transaction, just before the commit;
 - if any write of a group raises, or the commit fails, the group is rolled back and each of
   its writes runs again in a transaction of its own, so a failing write fails alone, with its
-  own error. A write must therefore change nothing but the database through its unit.
+  own error. A write must therefore change nothing but the database through its unit (it
+  queues rows there: they are written at the commit).
 """
 
 from __future__ import annotations
