@@ -112,6 +112,7 @@ def _bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str | Path], str]]:
     pem = csr_pem()
     files = {
         "garbage": write(tmp_path / "garbage.csr", b"\x00\x01garbage\xff" * 10),
+        "text": write(tmp_path / "text.csr", b"hello world, this is not a csr at all\n"),
         "truncated-pem": write(tmp_path / "trunc.csr", pem[: len(pem) // 2]),
         "truncated-der": write(
             tmp_path / "trunc.der", good.public_bytes(serialization.Encoding.DER)[:80]
@@ -123,6 +124,7 @@ def _bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str | Path], str]]:
     sign = ["ca", "sign", "--ca", "issuing", "--csr"]
     return {
         "garbage": ([*sign, files["garbage"]], "not"),
+        "text": ([*sign, files["text"]], "not a CSR: no PEM BEGIN line, and text is not DER"),
         "truncated-pem": ([*sign, files["truncated-pem"]], "truncated"),
         "truncated-der": ([*sign, files["truncated-der"]], "CSR"),
         "bad-signature": ([*sign, files["bad-signature"]], "signature is invalid"),

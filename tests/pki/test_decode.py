@@ -9,6 +9,7 @@ import ipaddress
 import json
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,15 @@ from hypothesis import strategies as st
 
 from certway.errors import DecodeError, PassphraseError
 from certway.pki.decode import Decoded, detect
-from certway.pki.load import ObjectKind, load_certificates, load_crls, load_csr, load_pkcs12
+from certway.pki.keys import load_private_key
+from certway.pki.load import (
+    ObjectKind,
+    load_certificates,
+    load_crls,
+    load_csr,
+    load_pkcs7,
+    load_pkcs12,
+)
 from certway.pki.text import fingerprint, format_name
 
 UNKNOWN_OID = x509.ObjectIdentifier("1.3.6.1.4.1.55555.1")
@@ -649,6 +658,42 @@ def test_load_csr() -> None:
         load_csr(CSR.public_bytes(PEM) * 2)
     with pytest.raises(DecodeError):
         load_csr(LEAF_CERT.public_bytes(DER))
+
+
+TEXT = b"hello world, this is not a csr at all\n"
+
+
+@pytest.mark.parametrize(
+    "load",
+    [load_csr, load_crls, load_certificates, load_pkcs7, load_private_key, detect],
+    ids=["csr", "crl", "certificates", "pkcs7", "private-key", "decode"],
+)
+def test_text_that_is_not_pem_is_said_to_be_text_by_every_loader(
+    load: Callable[[bytes], object],
+) -> None:
+    # not "the file is truncated (65 more bytes expected)": what a DER parser makes of letters
+    with pytest.raises(DecodeError) as info:
+        load(TEXT)
+    assert "no PEM BEGIN line, and text is not DER" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("load", "what"),
+    [
+        (load_csr, "not a CSR: "),
+        (load_crls, "not a CRL: "),
+        (load_private_key, "not a private key: "),
+    ],
+    ids=["csr", "crl", "private-key"],
+)
+def test_text_refusals_name_the_expected_kind(load: Callable[[bytes], object], what: str) -> None:
+    with pytest.raises(DecodeError, match=f"^{what}no PEM BEGIN line"):
+        load(b"junk")
+
+
+def test_truncated_der_csr_is_still_reported_as_truncated() -> None:
+    with pytest.raises(DecodeError, match="truncated"):
+        load_csr(CSR.public_bytes(DER)[:-20])
 
 
 def test_fingerprint_is_uppercase_sha256_with_colons() -> None:

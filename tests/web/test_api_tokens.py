@@ -244,6 +244,8 @@ def test_batch_signs_in_one_transaction_with_an_error_per_refused_csr(
     assert [r["index"] for r in results] == [0, 1, 2, 3]
     assert "error" not in results[0] and "error" not in results[2]
     assert results[1]["error"] and results[3]["error"] and "pem" not in results[1]
+    # text is reported as text, as `certway decode` and `certway ca sign` do
+    assert results[1]["error"] == "not a CSR: no PEM BEGIN line, and text is not DER"
     root = node.local_ca.certificate("lab")
     for item in (results[0], results[2]):
         cert = x509.load_pem_x509_certificate(item["pem"].encode())

@@ -14,7 +14,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from certway.errors import DecodeError, PassphraseError, PolicyViolation
-from certway.pki.load import error_reason
+from certway.pki.encoding import is_pem as has_pem_block
+from certway.pki.load import error_reason, refuse_text
 
 __all__ = [
     "KEY_TYPES",
@@ -73,6 +74,8 @@ def load_private_key(data: bytes, passphrase: bytes | None = None) -> PrivateKey
     is_pem = stripped.startswith(b"-----BEGIN")
     if is_pem and b"PRIVATE KEY-----" not in stripped:
         raise DecodeError("not a private key: the PEM block is not a PRIVATE KEY")
+    if not has_pem_block(data):
+        refuse_text(data, "a private key")
     loader = serialization.load_pem_private_key if is_pem else serialization.load_der_private_key
     try:
         key = loader(stripped if is_pem else data, password=passphrase or None)

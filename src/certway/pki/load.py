@@ -32,6 +32,7 @@ from certway.pki.encoding import PemBlock, is_pem, pem_blocks
 __all__ = [
     "MAX_BUNDLE_CERTIFICATES",
     "PARSE_ERRORS",
+    "TEXT_NOT_DER",
     "DecodedObject",
     "ObjectKind",
     "check_bundle_size",
@@ -43,6 +44,8 @@ __all__ = [
     "load_csr",
     "load_pkcs7",
     "load_pkcs12",
+    "looks_like_text",
+    "refuse_text",
 ]
 
 #: Everything ``cryptography`` raises for bytes it cannot parse (or lazily-parsed parts
@@ -113,6 +116,9 @@ _RAW_PEM_RE = re.compile(
 _BER_WARNING = "PKCS#7 certificates could not be parsed as DER"
 
 _NOT_PKI = "not a certificate, CSR, CRL, PKCS#7, PKCS#12 or key"
+
+#: Why text that is not PEM is refused: no DER object is printable text either.
+TEXT_NOT_DER = "no PEM BEGIN line, and text is not DER"
 
 
 # --------------------------------------------------------------------------- detect
@@ -193,14 +199,23 @@ def _detect_der(
         return ObjectKind.PUBLIC_KEY, (serialization.load_der_public_key(data),), "DER"
     except PARSE_ERRORS:
         pass
-    if _looks_like_text(data):
-        raise DecodeError(f"{_NOT_PKI} (no PEM BEGIN line, and text is not DER)")
+    if looks_like_text(data):
+        raise DecodeError(f"{_NOT_PKI} ({TEXT_NOT_DER})")
     raise DecodeError(f"{_NOT_PKI}: {der_problem(data)}")
 
 
-def _looks_like_text(data: bytes) -> bool:
+def looks_like_text(data: bytes) -> bool:
+    """Whether ``data`` (not PEM) is printable text: no DER object is, so the reason to give
+    is :data:`TEXT_NOT_DER` rather than what a DER parser makes of the letters."""
     sample = data[:512]
     return all(32 <= b < 127 or b in b"\r\n\t" for b in sample)
+
+
+def refuse_text(data: bytes, what: str) -> None:
+    """Raise ``DecodeError("not <what>: no PEM BEGIN line, ...")`` when ``data`` (not PEM)
+    is text: the check every loader makes before parsing DER."""
+    if looks_like_text(data):
+        raise DecodeError(f"not {what}: {TEXT_NOT_DER}")
 
 
 # What the ASN.1 parser of `cryptography` reports (``ParseError { kind: ShortData { needed: 108
@@ -250,7 +265,10 @@ def error_reason(exc: BaseException) -> str:
 
 
 def der_problem(data: bytes) -> str:
-    """Why bytes that parse as nothing might be so, from their outer DER header."""
+    """Why bytes that parse as nothing might be so, from their outer DER header (or because
+    they are text)."""
+    if looks_like_text(data):
+        return TEXT_NOT_DER
     if len(data) < 2 or data[0] != 0x30:
         return "not DER: the data does not start with an ASN.1 SEQUENCE"
     first = data[1]
@@ -463,6 +481,7 @@ def load_crls(data: bytes) -> list[x509.CertificateRevocationList]:
     if not data.strip():
         raise DecodeError("empty input: no CRL")
     if not is_pem(data):
+        refuse_text(data, "a CRL")
         return [load_crl_der(data)]
     crls: list[x509.CertificateRevocationList] = []
     for block in pem_blocks(data):
@@ -477,6 +496,7 @@ def load_csr(data: bytes) -> x509.CertificateSigningRequest:
     if not data.strip():
         raise DecodeError("empty input: no CSR")
     if not is_pem(data):
+        refuse_text(data, "a CSR")
         csr = _load_csr_der(data)
     else:
         blocks = pem_blocks(data)
