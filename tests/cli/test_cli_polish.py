@@ -119,6 +119,73 @@ def test_shell_completion(tmp_path: Path) -> None:
         assert done.stdout.split() == expected, done.stdout
 
 
+def _complete(words: str, cword: int, cwd: Path) -> list[str]:
+    """What bash completion offers for the word ``cword`` of ``words`` (``certway`` of this
+    environment, in a process of its own, as the shell runs it)."""
+    certway = str(Path(sys.executable).parent / "certway")
+    env = {**os.environ, "_CERTWAY_COMPLETE": "complete_bash", "COMP_WORDS": words,
+           "COMP_CWORD": str(cword)}  # fmt: skip
+    done = subprocess.run([certway], capture_output=True, text=True, env=env, check=False, cwd=cwd)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
+@pytest.mark.parametrize(
+    ("words", "cword", "expected"),
+    [
+        ("certway ca sign --profile ser", 4, ["server-client", "server"]),
+        ("certway ca issue --profile ", 4, ["server-client", "server", "client"]),
+        ("certway ca create-root --key-type ec", 4, ["ec:p256", "ec:p384", "ec:p521"]),
+        ("certway domain csr generate d --key-type ed", 6, ["ed25519"]),
+        ("certway convert f --to p", 4, ["pem", "p12", "p7b"]),
+        ("certway api-token create ci --access read-", 5, ["read-write", "read-only"]),
+        ("certway ca revoke --reason key", 4, ["keyCompromise"]),
+        ("certway node set --role ", 4, ["edge", "core"]),
+        ("certway revocation set --service ", 4, ["sip-tls", "admin-https", "syslog", "ldap"]),
+        ("certway cluster tls-verification ", 3, ["permissive", "enforce"]),
+        ("certway acme schedule --days mon,t", 4, ["mon,tue", "mon,thu"]),
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
+def test_shell_completion_of_option_values(
+    words: str, cword: int, expected: list[str], tmp_path: Path
+) -> None:
+    assert _complete(words, cword, tmp_path) == expected
+
+
+def test_help_lists_the_values_of_choice_options(tmp_path: Path) -> None:
+    def help_of(*path: str) -> str:
+        return " ".join(Cli(tmp_path)(*path, "--help").stdout.replace("│", " ").split())
+
+    assert "keyCompromise, cACompromise, affiliationChanged, superseded" in help_of("ca", "revoke")
+    assert "removeFromCRL" not in help_of("ca", "revoke")  # not a reason to revoke with
+    assert "--access read-write|read-only" in help_of("api-token", "create")
+    assert "--access read-write|read-only" in help_of("ldap", "group", "add")
+    assert "--role edge|core" in help_of("node", "set")
+    assert "--to pem|der|p12|p7b" in help_of("convert")
+    assert "--profile PROFILE" in help_of("ca", "sign-batch")  # too long a list for a metavar
+    assert "One of server-client, server, client, sub-ca." in help_of("ca", "sign-batch")
+    assert "One of server-client, server, client." in help_of("ca", "issue")
+    assert "--mutual-tls off|request|require" in help_of("sip", "set")
+    assert "--purpose server|client" in help_of("check")
+
+
+def test_number_options_are_refused_in_our_words(cli: Cli) -> None:
+    for args, message in (
+        (("audit", "--limit", "abc"), "Invalid value for '--limit': 'abc' is not a whole number"),
+        (("audit", "--limit", "2.5"), "'2.5' is not a whole number"),
+        (("zone", "check", "z", "--timeout", "soon"), "'soon' is not a number"),
+        (("zone", "check", "z", "--timeout", "nan"), "'nan' is not a finite number"),
+        (("server-cert", "restore", "two"), "'two' is not a whole number"),
+    ):
+        result = cli(*args)
+        assert result.exit_code == 2, (args, result.stderr)
+        text = " ".join(result.stderr.replace("│", " ").split())
+        assert message in text, (args, text)
+        assert "Input should be" not in text and "parse string" not in text
+    assert cli.ok("audit", "--limit", " 3 ", "--json").stdout  # a number with spaces is one
+
+
 def test_json_errors_keep_the_exit_code(cli: Cli, tmp_path: Path) -> None:
     cases = [
         (("ca", "list", "--json", "--bogus"), "usage", "No such option: --bogus"),

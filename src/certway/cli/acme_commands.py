@@ -7,8 +7,17 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from certway.cli.main import JsonOpt, _typer, app, open_node, out, print_json
-from certway.services.acme_client import CHALLENGE_TYPES, REVOCATION_REASONS
+from certway.cli.main import (
+    JsonOpt,
+    _typer,
+    app,
+    choice,
+    complete_list_from,
+    open_node,
+    out,
+    print_json,
+)
+from certway.services.acme_client import CHALLENGE_TYPES, DAYS, REVOCATION_REASONS
 
 __all__ = ["acme_app"]
 
@@ -87,7 +96,7 @@ def acme_sign(
     ctx: typer.Context,
     domain: DomainOpt = None,
     challenge: Annotated[
-        str, typer.Option("--challenge", help=f"One of {', '.join(CHALLENGE_TYPES)}.")
+        str, choice("--challenge", values=CHALLENGE_TYPES, help="How the CA checks the name.")
     ] = "http-01",
 ) -> None:
     """Have the pending CSR signed by the ACME CA; the certificate becomes the pending ACME
@@ -131,7 +140,8 @@ def acme_revoke(
     ctx: typer.Context,
     domain: DomainOpt = None,
     reason: Annotated[
-        str, typer.Option("--reason", help=f"One of {', '.join(REVOCATION_REASONS)}.")
+        str,
+        choice("--reason", values=REVOCATION_REASONS, metavar="REASON", help="Why it is revoked."),
     ] = "unspecified",
 ) -> None:
     """Revoke the live certificate at the ACME CA."""
@@ -145,7 +155,13 @@ def acme_revoke(
 def acme_schedule(
     ctx: typer.Context,
     days: Annotated[
-        str | None, typer.Option("--days", help="Days renewals may run: mon,tue,…,sun.")
+        str | None,
+        typer.Option(
+            "--days",
+            metavar="DAY,...",
+            help=f"Days renewals may run, comma separated: {', '.join(DAYS)}.",
+            autocompletion=complete_list_from(DAYS),
+        ),
     ] = None,
     at: Annotated[
         str | None, typer.Option("--time", help="Time of day (UTC) from which they run, HH:MM.")

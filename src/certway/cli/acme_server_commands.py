@@ -11,8 +11,22 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from certway.cli.main import JsonOpt, _typer, ca_app, open_node, out, print_json
-from certway.services.acme_server import CHALLENGE_TYPES, AcmeServiceInfo, AcmeSettings
+from certway.cli.main import (
+    JsonOpt,
+    _typer,
+    ca_app,
+    choice,
+    complete_list_from,
+    open_node,
+    out,
+    print_json,
+)
+from certway.services.acme_server import (
+    ACME_PROFILES,
+    CHALLENGE_TYPES,
+    AcmeServiceInfo,
+    AcmeSettings,
+)
 
 __all__ = ["acme_server_app"]
 
@@ -28,7 +42,12 @@ def acme_enable(
     ca: CaOpt,
     challenges: Annotated[
         str,
-        typer.Option("--challenges", help="Challenge types offered, comma separated."),
+        typer.Option(
+            "--challenges",
+            metavar="TYPE,...",
+            help=f"Challenge types offered, comma separated: {', '.join(CHALLENGE_TYPES)}.",
+            autocompletion=complete_list_from(CHALLENGE_TYPES),
+        ),
     ] = ",".join(CHALLENGE_TYPES),
     allow: Annotated[
         str,
@@ -41,7 +60,7 @@ def acme_enable(
     ] = False,
     days: Annotated[int, typer.Option("--days", help="Validity of issued certificates.")] = 90,
     profile: Annotated[
-        str, typer.Option("--profile", help="Certificate profile: server or server-client.")
+        str, choice("--profile", values=ACME_PROFILES, help="Profile of issued certificates.")
     ] = "server",
     eab: Annotated[
         bool,

@@ -20,6 +20,7 @@ from certway.cli.main import (
     _typer,
     app,
     ca_app,
+    choice,
     err,
     open_node,
     out,
@@ -29,7 +30,9 @@ from certway.cli.main import (
     write_output,
 )
 from certway.errors import PolicyViolation
+from certway.pki.issue import PROFILES
 from certway.pki.text import serial_hex
+from certway.services.admins import ACCESS_LEVELS
 from certway.services.api_tokens import ApiTokenInfo
 from certway.services.local_ca import MAX_BATCH
 
@@ -48,7 +51,8 @@ def api_token_create(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Name of the token (1-64 letters, digits, . _ @ -).")],
     access: Annotated[
-        str, typer.Option("--access", help="read-only or read-write.", show_default=False)
+        str,
+        choice("--access", values=ACCESS_LEVELS, help="What the token may do.", show_default=False),
     ],
     expires: Annotated[
         int | None,
@@ -114,7 +118,7 @@ def ca_sign_batch(
         Path, typer.Option("--out-dir", help="Directory for the certificates (NAME.pem).")
     ],
     profile: Annotated[
-        str, typer.Option("--profile", help="server-client, server, client or sub-ca.")
+        str, choice("--profile", values=PROFILES, help="What the certificates may be used for.")
     ] = "server-client",
     days: Annotated[int, typer.Option("--days", help="Validity in days.")] = 365,
     chain: Annotated[bool, typer.Option("--chain", help="Append the CA chain.")] = False,

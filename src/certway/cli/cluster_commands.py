@@ -20,6 +20,7 @@ from certway.cli.main import (
     JsonOpt,
     _typer,
     app,
+    choice_argument,
     err,
     node,
     open_node,
@@ -28,6 +29,7 @@ from certway.cli.main import (
     read_passphrase,
     write_output,
 )
+from certway.services.cluster_tls import Verification
 
 __all__ = ["cluster_app", "db_app"]
 
@@ -78,7 +80,11 @@ def cluster_tls_verification(
     ctx: typer.Context,
     mode: Annotated[
         str | None,
-        typer.Argument(help="permissive (check and alarm) or enforce (also refuse); none: show."),
+        choice_argument(
+            values=Verification,
+            metavar="MODE",
+            help="permissive: check and alarm; enforce: also refuse; none: show the mode.",
+        ),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:

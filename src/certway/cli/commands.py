@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, get_args
 
 import typer
 from cryptography.hazmat.primitives import serialization
 from rich.table import Table
 
 from certway.cli.main import (
-    KEY_TYPE_HELP,
     ChatAliasOpt,
+    DigestOpt,
     JsonOpt,
+    KeyTypeOpt,
     PhoneProfileOpt,
     UcmDomainOpt,
     UcmFormatOpt,
     XmppDomainOpt,
     app,
     ca_app,
+    choice,
     csr_app,
     key_app,
     open_node,
@@ -31,9 +33,12 @@ from certway.cli.main import (
 )
 from certway.errors import DecodeError, PassphraseError, PolicyViolation
 from certway.pki import convert as conv
-from certway.pki.csr import CsrForm, SubjectFields, build_csr
+from certway.pki.crl import REASONS
+from certway.pki.csr import CsrForm, Role, SubjectFields, build_csr
 from certway.pki.decode import detect
+from certway.pki.issue import PROFILES
 from certway.pki.keys import (
+    KEY_TYPES,
     describe_key,
     generate_key,
     load_private_key,
@@ -43,6 +48,9 @@ from certway.pki.load import load_certificates
 from certway.pki.names import SUBJECT_KEYS, parse_subject
 from certway.pki.text import plural, serial_hex
 from certway.services.local_ca import CaInfo, CaSettings
+
+CONVERT_TARGETS = ("pem", "der", "p12", "p7b")
+"""What ``certway convert --to`` writes."""
 
 PassFile = Annotated[
     Path | None,
@@ -61,7 +69,7 @@ OutFile = Annotated[Path | None, typer.Option("--out", "-o", help="Output file (
 @key_app.command("generate")
 def key_generate(
     key_type: Annotated[
-        str, typer.Option("--type", metavar="TYPE", help=KEY_TYPE_HELP)
+        str, choice("--type", values=KEY_TYPES, metavar="TYPE", help="Type of the key.")
     ] = "ec:p256",
     out_file: OutFile = None,
     passphrase_file: PassFile = None,
@@ -86,9 +94,9 @@ def csr_create(
     subject: Annotated[
         str, typer.Option("--subject", help='Other subject fields, e.g. "/C=GB/O=Acme".')
     ] = "",
-    digest: Annotated[str, typer.Option("--digest", metavar="sha256|sha384|sha512")] = "sha256",
+    digest: DigestOpt = "sha256",
     role: Annotated[
-        str, typer.Option("--role", metavar="edge|core", help="Role (role-only fields).")
+        str, choice("--role", values=get_args(Role), help="Role (role-only fields).")
     ] = "edge",
     cluster_fqdn: Annotated[
         str | None, typer.Option("--cluster-fqdn", help="Cluster FQDN (added to SAN).")
@@ -199,9 +207,7 @@ def ca_create_root(
     ctx: typer.Context,
     name: Annotated[str, typer.Option("--name", help="Name of the CA in certway.")],
     subject: Annotated[str, typer.Option("--subject", help='e.g. "/CN=Example Root CA".')],
-    key_type: Annotated[
-        str, typer.Option("--key-type", metavar="TYPE", help=KEY_TYPE_HELP)
-    ] = "ec:p256",
+    key_type: KeyTypeOpt = "ec:p256",
     days: Annotated[int, typer.Option("--days")] = 3650,
     crl_url: CrlUrlOpt = None,
     ocsp_url: OcspUrlOpt = None,
@@ -228,9 +234,7 @@ def ca_create_intermediate(
     name: Annotated[str, typer.Option("--name")],
     parent: Annotated[str, typer.Option("--parent", help="Name of the signing CA.")],
     subject: Annotated[str, typer.Option("--subject")],
-    key_type: Annotated[
-        str, typer.Option("--key-type", metavar="TYPE", help=KEY_TYPE_HELP)
-    ] = "ec:p256",
+    key_type: KeyTypeOpt = "ec:p256",
     days: Annotated[int, typer.Option("--days")] = 1825,
     crl_url: CrlUrlOpt = None,
     ocsp_url: OcspUrlOpt = None,
@@ -345,7 +349,7 @@ def ca_sign(
     ca: Annotated[str, typer.Option("--ca", help="Name of the signing CA.")],
     csr: Annotated[Path, typer.Option("--csr", help="CSR file (PEM or DER).")],
     profile: Annotated[
-        str, typer.Option("--profile", metavar="server-client|server|client|sub-ca")
+        str, choice("--profile", values=PROFILES, help="What the certificate may be used for.")
     ] = "server-client",
     days: Annotated[int, typer.Option("--days")] = 365,
     out_file: OutFile = None,
@@ -388,7 +392,8 @@ def ca_revoke(
     ca: Annotated[str, typer.Option("--ca")],
     serial: Annotated[str, typer.Option("--serial", help="Serial number in hex.")],
     reason: Annotated[
-        str | None, typer.Option("--reason", help="e.g. keyCompromise, superseded.")
+        str | None,
+        choice("--reason", values=REASONS, metavar="REASON", help="Why it is revoked."),
     ] = None,
     date: Annotated[
         str | None, typer.Option("--date", help="Revocation date (ISO 8601, default now).")
@@ -522,7 +527,7 @@ def decode_cmd(
 @app.command("convert")
 def convert_cmd(
     file: Annotated[Path, typer.Argument(help="Input file (PEM, DER, PKCS#7 or PKCS#12).")],
-    to: Annotated[str, typer.Option("--to", metavar="pem|der|p12|p7b")],
+    to: Annotated[str, choice("--to", values=CONVERT_TARGETS, help="Output format.")],
     out_file: Annotated[Path, typer.Option("--out", "-o", help="Output file.")],
     key_file: Annotated[
         Path | None, typer.Option("--key", help="Private key for --to p12.")
@@ -536,8 +541,8 @@ def convert_cmd(
     data = read_input(file)
     passphrase = read_passphrase(passphrase_file)
     target = to.lower()
-    if target not in {"pem", "der", "p12", "p7b"}:
-        raise PolicyViolation("convert", f"unknown target '{to}': use pem, der, p12 or p7b")
+    if target not in CONVERT_TARGETS:
+        raise PolicyViolation("convert", f"unknown target '{to}': use {', '.join(CONVERT_TARGETS)}")
     secret = False
     if target == "p12":
         if key_file is None:

@@ -8,10 +8,11 @@ from typing import Annotated
 import typer
 
 from certway.cli.main import (
-    KEY_TYPE_HELP,
     InputFileError,
     JsonOpt,
+    KeyTypeOpt,
     ca_app,
+    choice,
     err,
     open_node,
     out,
@@ -19,6 +20,7 @@ from certway.cli.main import (
     read_passphrase,
     write_output,
 )
+from certway.pki.issue import PROFILES
 from certway.pki.text import serial_hex
 
 
@@ -35,11 +37,15 @@ def ca_issue(
         str, typer.Option("--subject", help='Other subject fields, e.g. "/C=GB/O=Acme".')
     ] = "",
     profile: Annotated[
-        str, typer.Option("--profile", metavar="server-client|server|client")
+        str,
+        choice(
+            "--profile",
+            # a new key is an end entity's: no sub-CA profile here
+            values=[name for name, spec in PROFILES.items() if not spec.ca],
+            help="What the certificate may be used for.",
+        ),
     ] = "server-client",
-    key_type: Annotated[
-        str, typer.Option("--key-type", metavar="TYPE", help=KEY_TYPE_HELP)
-    ] = "ec:p256",
+    key_type: KeyTypeOpt = "ec:p256",
     days: Annotated[int, typer.Option("--days", help="Validity in days.")] = 365,
     out_cert: Annotated[
         Path | None,

@@ -12,9 +12,21 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from certway.cli.main import JsonOpt, _typer, app, open_node, out, print_json, read_passphrase
+from certway.cli.main import (
+    ON_OFF,
+    JsonOpt,
+    _typer,
+    app,
+    choice,
+    open_node,
+    out,
+    print_json,
+    read_passphrase,
+)
 from certway.directory import Directory
 from certway.errors import PolicyViolation
+from certway.services.admins import ACCESS_LEVELS
+from certway.services.ldap_settings import AuthSource
 
 __all__ = ["admin_auth_app", "ldap_app"]
 
@@ -67,7 +79,7 @@ def ldap_set(
     ] = None,
     verify: Annotated[
         str | None,
-        typer.Option("--verify", help="on (default) or off: judge the server's certificate."),
+        choice("--verify", values=ON_OFF, help="Judge the server's certificate (default on)."),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -157,7 +169,9 @@ def ldap_test(
 def group_add(
     ctx: typer.Context,
     dn: Annotated[str, typer.Argument(help="The group's DN.")],
-    access: Annotated[str, typer.Option("--access", help="read-only or read-write.")],
+    access: Annotated[
+        str, choice("--access", values=ACCESS_LEVELS, help="What its members may do.")
+    ],
 ) -> None:
     """Give the members of an LDAP group an access level."""
     with open_node(ctx) as n:
@@ -196,7 +210,9 @@ def group_remove(
 @admin_auth_app.command("set")
 def admin_auth_set(
     ctx: typer.Context,
-    source: Annotated[str, typer.Option("--source", help="local, ldap or both.")],
+    source: Annotated[
+        str, choice("--source", values=AuthSource, help="Where admin accounts are checked.")
+    ],
     as_json: JsonOpt = False,
 ) -> None:
     """Choose where admin logins are checked. The local 'admin' account always works."""

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, get_args
 
 import typer
 from rich.console import Console, ConsoleDimensions
@@ -17,12 +18,13 @@ from rich.text import Text
 
 # typer vendors click (and its help shows `<str>`-style type names, replaced below)
 from typer._click.core import Context
-from typer._click.exceptions import UsageError
+from typer._click.exceptions import BadParameter, UsageError
 from typer._click.globals import get_current_context
 from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from certway import __version__
 from certway.errors import CertwayError, PolicyViolation
+from certway.pki.csr import DIGESTS, Role, UcmFormat
 from certway.pki.keys import KEY_TYPES
 from certway.store.db import default_data_dir
 
@@ -73,7 +75,29 @@ def _value_word(param: Any) -> str:
     return _VALUE_WORDS.get(label, label)
 
 
+def _number(param: Any, ctx: Any, value: Any) -> Any:
+    """A number option's text as a number, refused in the product's words ("'abc' is not a
+    whole number") rather than the parser library's."""
+    kind = param.type_descriptor.annotation
+    if not isinstance(value, str) or kind not in (int, float):
+        return value
+    text = value.strip()
+    try:
+        if kind is int:
+            return int(text, 10)
+        number = float(text)
+    except ValueError:
+        what = "a whole number" if kind is int else "a number"
+        raise BadParameter(f"'{value}' is not {what}", ctx=ctx, param=param) from None
+    if not math.isfinite(number):
+        raise BadParameter(f"'{value}' is not a finite number", ctx=ctx, param=param)
+    return number
+
+
 class _Option(TyperOption):
+    def process_value(self, ctx: Any, value: Any) -> Any:
+        return super().process_value(ctx, _number(self, ctx, value))
+
     def display_type_rich(self, ctx: Any) -> str | None:
         if self.metavar is not None:
             return self.metavar
@@ -83,6 +107,9 @@ class _Option(TyperOption):
 
 
 class _Argument(TyperArgument):
+    def process_value(self, ctx: Any, value: Any) -> Any:
+        return super().process_value(ctx, _number(self, ctx, value))
+
     def display_type_rich(self, ctx: Any) -> str | None:
         return self.metavar if self.metavar is not None else _value_word(self)
 
@@ -205,7 +232,86 @@ app.add_typer(key_app, name="key")
 app.add_typer(csr_app, name="csr")
 app.add_typer(ca_app, name="ca")
 
-KEY_TYPE_HELP = "One of " + ", ".join(KEY_TYPES) + "."
+# -- options with a fixed set of values ---------------------------------------------------------
+ON_OFF = ("on", "off")
+"""The values of the CLI's on/off switches."""
+
+
+def complete_from(values: Iterable[str]) -> Callable[[str], list[str]]:
+    """Shell completion of an option's values: those of ``values`` that start with what is
+    typed (``values`` is the product's own list, so completion follows it)."""
+    choices = tuple(str(v) for v in values)
+
+    def complete(incomplete: str) -> list[str]:
+        return [value for value in choices if value.startswith(incomplete)]
+
+    return complete
+
+
+def complete_list_from(values: Iterable[str]) -> Callable[[str], list[str]]:
+    """Shell completion of a comma-separated list of ``values`` (``mon,tu`` → ``mon,tue``):
+    the last item is completed, the ones before it are kept."""
+    choices = tuple(str(v) for v in values)
+
+    def complete(incomplete: str) -> list[str]:
+        done, _, last = incomplete.rpartition(",")
+        prefix = f"{done}," if done else ""
+        given = set(done.split(","))
+        return [prefix + v for v in choices if v.startswith(last) and v not in given]
+
+    return complete
+
+
+_MAX_CHOICE_METAVAR = 24
+"""Longer lists of values go into the help text: a help table of 80 columns would break
+them in the middle of a word."""
+
+
+def _choice_help(
+    values: tuple[str, ...], help_text: str, metavar: str | None, param_decls: tuple[str, ...]
+) -> tuple[str, str | None]:
+    """(metavar, help) of an option taking one of ``values``."""
+    joined = "|".join(values)
+    if metavar is None and len(joined) <= _MAX_CHOICE_METAVAR:
+        return joined, help_text or None  # the values are the metavar: `--to pem|der|p12|p7b`
+    if metavar is None:  # `--profile PROFILE ... One of server-client, server, client.`
+        longest = max(param_decls, key=len, default="value")
+        metavar = longest.lstrip("-").upper()
+    listed = f"One of {', '.join(values)}."
+    return metavar, f"{help_text} {listed}".strip()
+
+
+def choice(
+    *param_decls: str,
+    values: Iterable[str],
+    help: str = "",
+    metavar: str | None = None,
+    **kwargs: Any,
+) -> Any:
+    """``typer.Option`` for an option taking one of ``values``: the shell completes them and
+    --help lists them (as the metavar ``a|b|c``, or after the help text when a ``metavar``
+    word such as ``TYPE`` is given). Checking a value stays with the service that uses it,
+    so a wrong one gets the service's message."""
+    names = tuple(str(v) for v in values)
+    shown, text = _choice_help(names, help, metavar, param_decls)
+    return typer.Option(
+        *param_decls, metavar=shown, help=text, autocompletion=complete_from(names), **kwargs
+    )
+
+
+def choice_argument(
+    *, values: Iterable[str], help: str = "", metavar: str | None = None, **kwargs: Any
+) -> Any:
+    """``typer.Argument`` taking one of ``values``, as :func:`choice`."""
+    names = tuple(str(v) for v in values)
+    shown, text = _choice_help(names, help, metavar, ())
+    return typer.Argument(metavar=shown, help=text, autocompletion=complete_from(names), **kwargs)
+
+
+KeyTypeOpt = Annotated[
+    str, choice("--key-type", values=KEY_TYPES, metavar="TYPE", help="Type of the new key.")
+]
+DigestOpt = Annotated[str, choice("--digest", values=DIGESTS, help="Signature hash.")]
 
 JsonOpt = Annotated[
     bool,
@@ -217,7 +323,14 @@ JsonOpt = Annotated[
 UcmDomainOpt = Annotated[
     list[str] | None, typer.Option("--ucm-domain", help="UCM registration domain (edge role).")
 ]
-UcmFormatOpt = Annotated[str, typer.Option("--ucm-domain-format", help="dns or collab-edge.")]
+UcmFormatOpt = Annotated[
+    str,
+    choice(
+        "--ucm-domain-format",
+        values=get_args(UcmFormat),
+        help="How UCM registration domains are written.",
+    ),
+]
 XmppDomainOpt = Annotated[
     list[str] | None, typer.Option("--xmpp-domain", help="XMPP federation domain (edge role).")
 ]
@@ -362,7 +475,9 @@ def init(
     fqdn: Annotated[
         str | None, typer.Option("--fqdn", help="System FQDN (default: this host's FQDN).")
     ] = None,
-    role: Annotated[str | None, typer.Option("--role", help="edge (default) or core.")] = None,
+    role: Annotated[
+        str | None, choice("--role", values=get_args(Role), help="The node's role (default edge).")
+    ] = None,
     database: Annotated[
         str | None,
         typer.Option(

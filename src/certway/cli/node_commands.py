@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, get_args
 
 import typer
 from rich.table import Table
 
 from certway.cli.main import (
-    KEY_TYPE_HELP,
     ChatAliasOpt,
+    DigestOpt,
     JsonOpt,
+    KeyTypeOpt,
     PhoneProfileOpt,
     UcmDomainOpt,
     UcmFormatOpt,
     XmppDomainOpt,
     _typer,
     app,
+    choice,
     err,
     open_node,
     out,
@@ -27,8 +29,15 @@ from certway.cli.main import (
     read_passphrase,
     styled,
 )
-from certway.pki.csr import SubjectFields
-from certway.services.identities import CsrOptions, IdentityInfo, IdentityKind, PendingCsrInfo
+from certway.pki.csr import Role, SubjectFields
+from certway.services.identities import (
+    CSR_ALT_NAMES,
+    CSR_COMMON_NAMES,
+    CsrOptions,
+    IdentityInfo,
+    IdentityKind,
+    PendingCsrInfo,
+)
 
 node_app = _typer("Node settings: system FQDN, role, cluster.")
 server_app = _typer("The server certificate: view, CSR, upload, chain.")
@@ -70,7 +79,9 @@ def node_show(ctx: typer.Context, as_json: JsonOpt = False) -> None:
 def node_set(
     ctx: typer.Context,
     fqdn: Annotated[str | None, typer.Option("--fqdn", help="System FQDN.")] = None,
-    role: Annotated[str | None, typer.Option("--role", help="edge or core.")] = None,
+    role: Annotated[
+        str | None, choice("--role", values=get_args(Role), help="The node's role.")
+    ] = None,
     cluster_fqdn: Annotated[
         str | None, typer.Option("--cluster-fqdn", help="Cluster FQDN ('' clears it).")
     ] = None,
@@ -210,10 +221,16 @@ def _generate(
 def server_csr_generate(
     ctx: typer.Context,
     cn: Annotated[
-        str, typer.Option("--cn", metavar="node|cluster", help="node: the system FQDN.")
+        str,
+        choice(
+            "--cn",
+            values=CSR_COMMON_NAMES,
+            help="node: the system FQDN; cluster: the cluster FQDN.",
+        ),
     ] = "node",
     alt_names: Annotated[
-        str, typer.Option("--alt-names", help="none or cluster (cluster FQDN + peers).")
+        str,
+        choice("--alt-names", values=CSR_ALT_NAMES, help="cluster: the cluster FQDN and peers."),
     ] = "none",
     add_san: Annotated[
         list[str] | None,
@@ -224,10 +241,8 @@ def server_csr_generate(
     xmpp_domain: XmppDomainOpt = None,
     chat_alias: ChatAliasOpt = None,
     phone_security_profile: PhoneProfileOpt = None,
-    key_type: Annotated[
-        str, typer.Option("--key-type", metavar="TYPE", help=KEY_TYPE_HELP)
-    ] = "rsa:4096",
-    digest: Annotated[str, typer.Option("--digest", metavar="sha256|sha384|sha512")] = "sha256",
+    key_type: KeyTypeOpt = "rsa:4096",
+    digest: DigestOpt = "sha256",
     country: Annotated[str | None, typer.Option("--country")] = None,
     state: Annotated[str | None, typer.Option("--state")] = None,
     locality: Annotated[str | None, typer.Option("--locality")] = None,
@@ -467,10 +482,8 @@ def domain_csr_generate(
     name: str,
     add_san: Annotated[list[str] | None, typer.Option("--add-san")] = None,
     chat_alias: ChatAliasOpt = None,
-    key_type: Annotated[
-        str, typer.Option("--key-type", metavar="TYPE", help=KEY_TYPE_HELP)
-    ] = "rsa:4096",
-    digest: Annotated[str, typer.Option("--digest", metavar="sha256|sha384|sha512")] = "sha256",
+    key_type: KeyTypeOpt = "rsa:4096",
+    digest: DigestOpt = "sha256",
     country: Annotated[str | None, typer.Option("--country")] = None,
     state: Annotated[str | None, typer.Option("--state")] = None,
     locality: Annotated[str | None, typer.Option("--locality")] = None,

@@ -11,8 +11,19 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from certway.cli.main import JsonOpt, _typer, app, err, open_node, out, print_json, read_passphrase
+from certway.cli.main import (
+    JsonOpt,
+    _typer,
+    app,
+    choice,
+    err,
+    open_node,
+    out,
+    print_json,
+    read_passphrase,
+)
 from certway.errors import PolicyViolation
+from certway.services.admins import ACCESS_LEVELS
 from certway.services.node_settings import DEFAULT_PUBLISH_PORT
 
 admin_app = _typer("Administrator accounts and admin client-certificate security.")
@@ -150,7 +161,9 @@ PasswordFile = Annotated[
 def admin_add(
     ctx: typer.Context,
     name: str,
-    access: Annotated[str, typer.Option("--access", help="read-write or read-only.")],
+    access: Annotated[
+        str, choice("--access", values=ACCESS_LEVELS, help="What the administrator may do.")
+    ],
     password_file: PasswordFile = None,
 ) -> None:
     """Add an administrator account."""

@@ -10,10 +10,21 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from certway.cli.main import JsonOpt, _typer, app, fail, open_node, out, print_json, styled
+from certway.cli.main import (
+    ON_OFF,
+    JsonOpt,
+    _typer,
+    app,
+    choice,
+    fail,
+    open_node,
+    out,
+    print_json,
+    styled,
+)
 from certway.errors import PolicyViolation
-from certway.services.sip_rules import AccessRule
-from certway.services.sip_settings import SipConfig
+from certway.services.sip_rules import AccessRule, RuleAction, RuleType
+from certway.services.sip_settings import MutualTls, SipConfig
 
 __all__ = ["sip_app"]
 
@@ -68,11 +79,15 @@ def sip_set(
     ctx: typer.Context,
     mutual_tls: Annotated[
         str | None,
-        typer.Option("--mutual-tls", help="off, request (ask for a certificate) or require."),
+        choice(
+            "--mutual-tls",
+            values=MutualTls,
+            help="request: ask peers for a certificate; require: refuse peers without one.",
+        ),
     ] = None,
     eku_check: Annotated[
         str | None,
-        typer.Option("--eku-check", help="on (peer certificates need clientAuth) or off."),
+        choice("--eku-check", values=ON_OFF, help="on: peer certificates need clientAuth."),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -95,10 +110,13 @@ def rule_add(
     ctx: typer.Context,
     priority: Annotated[int, typer.Option("--priority", help="Lower numbers are tried first.")],
     rule_type: Annotated[
-        str, typer.Option("--type", help="exact, prefix, suffix or regex (whole name, any case).")
+        str,
+        choice("--type", values=RuleType, help="How the pattern matches (whole name, any case)."),
     ],
     pattern: Annotated[str, typer.Option("--pattern", help="Matched against the CN and SANs.")],
-    action: Annotated[str, typer.Option("--action", help="allow or deny.")],
+    action: Annotated[
+        str, choice("--action", values=RuleAction, help="What a match does with the peer.")
+    ],
     as_json: JsonOpt = False,
 ) -> None:
     """Add a certificate access rule."""

@@ -11,7 +11,18 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from certway.cli.main import JsonOpt, _typer, app, err, open_node, out, print_json, styled
+from certway.cli.main import (
+    ON_OFF,
+    JsonOpt,
+    _typer,
+    app,
+    choice,
+    err,
+    open_node,
+    out,
+    print_json,
+    styled,
+)
 from certway.outbound.syslog import send_tests
 from certway.services.syslog import Destination, Transport
 from certway.store.syslog_queue import DestinationState
@@ -46,15 +57,16 @@ def syslog_add(
     ] = Transport.TLS,
     verify: Annotated[
         str,
-        typer.Option(
+        choice(
             "--verify",
+            values=ON_OFF,
             help="on: the receiver's certificate must be trusted, unrevoked and name HOST.",
         ),
     ] = "on",
     as_json: JsonOpt = False,
 ) -> None:
     """Send the audit log, alarms and TLS refusals to a syslog receiver."""
-    if verify not in ("on", "off"):
+    if verify not in ON_OFF:
         raise typer.BadParameter("use on or off", param_hint="--verify")
     with open_node(ctx) as n:
         added = n.syslog.add(address, transport=transport.value, verify=verify == "on")

@@ -7,8 +7,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from certway.cli.main import JsonOpt, _typer, app, open_node, out, print_json
-from certway.tlsconf.policy import TLS_SERVICES
+from certway.cli.main import JsonOpt, _typer, app, choice, open_node, out, print_json
+from certway.tlsconf.policy import TLS_SERVICES, ProfileName
 
 tls_app = _typer("TLS profiles of the listeners and outbound clients.")
 app.add_typer(tls_app, name="tls")
@@ -38,11 +38,14 @@ def tls_show(ctx: typer.Context, as_json: JsonOpt = False) -> None:
 @tls_app.command("set")
 def tls_set(
     ctx: typer.Context,
-    service: Annotated[str, typer.Option("--service", help=" | ".join(TLS_SERVICES) + ".")],
+    service: Annotated[
+        str, choice("--service", values=TLS_SERVICES, metavar="SERVICE", help="The service.")
+    ],
     profile: Annotated[
         str,
-        typer.Option(
+        choice(
             "--profile",
+            values=ProfileName,
             help="intermediate (TLS 1.2 with ECDHE and AEAD ciphers, and TLS 1.3; the default) "
             "or modern (TLS 1.3 only).",
         ),

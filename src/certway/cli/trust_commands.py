@@ -10,9 +10,11 @@ from rich.table import Table
 from rich.text import Text
 
 from certway.cli.main import (
+    ON_OFF,
     JsonOpt,
     _typer,
     app,
+    choice,
     err,
     open_node,
     out,
@@ -23,6 +25,8 @@ from certway.cli.main import (
 from certway.errors import PolicyViolation
 from certway.pki.text import plural
 from certway.services.revocation import SERVICES
+from certway.trust.path import Purpose
+from certway.trust.policy import Fallback, Profile, Scope
 
 trust_app = _typer("The trusted CA list.")
 crl_app = _typer("CRLs: manual upload, URL sources, schedule.")
@@ -272,19 +276,35 @@ def revocation_show(ctx: typer.Context, as_json: JsonOpt = False) -> None:
 @revocation_app.command("set")
 def revocation_set(
     ctx: typer.Context,
-    service: Annotated[str, typer.Option("--service", help="sip-tls, admin-https or ldap.")],
-    mode: Annotated[str | None, typer.Option("--mode", help="on or off.")] = None,
-    ocsp: Annotated[str | None, typer.Option("--ocsp", help="on or off.")] = None,
-    crl: Annotated[str | None, typer.Option("--crl", help="on or off.")] = None,
-    cdp: Annotated[str | None, typer.Option("--cdp", help="on or off.")] = None,
-    scope: Annotated[str | None, typer.Option("--scope", help="peer or all.")] = None,
+    service: Annotated[
+        str, choice("--service", values=SERVICES, help="The service whose policy changes.")
+    ],
+    mode: Annotated[
+        str | None, choice("--mode", values=ON_OFF, help="Revocation checking.")
+    ] = None,
+    ocsp: Annotated[
+        str | None, choice("--ocsp", values=ON_OFF, help="Ask OCSP responders.")
+    ] = None,
+    crl: Annotated[str | None, choice("--crl", values=ON_OFF, help="Use CRLs.")] = None,
+    cdp: Annotated[
+        str | None,
+        choice("--cdp", values=ON_OFF, help="Download CRLs from distribution points."),
+    ] = None,
+    scope: Annotated[
+        str | None,
+        choice("--scope", values=Scope, help="peer: the presented certificate; all: the chain."),
+    ] = None,
     fallback: Annotated[
-        str | None, typer.Option("--fallback", help="not-revoked or revoked.")
+        str | None,
+        choice(
+            "--fallback", values=Fallback, help="How a certificate of unknown status is treated."
+        ),
     ] = None,
     profile: Annotated[
         str | None,
-        typer.Option(
+        choice(
             "--profile",
+            values=Profile,
             help="How certificate paths are judged: rfc5280 (enterprise and UC PKIs, the "
             "default) or webpki (the strict web PKI rules).",
         ),
@@ -320,12 +340,14 @@ def revocation_set(
 def check_cmd(
     ctx: typer.Context,
     cert: Annotated[Path, typer.Argument(help="Certificate: PEM, DER or pasted text ('-').")],
-    purpose: Annotated[str, typer.Option("--purpose", help="client or server.")] = "client",
+    purpose: Annotated[
+        str, choice("--purpose", values=Purpose, help="What the certificate is checked for.")
+    ] = "client",
     name: Annotated[
         str | None, typer.Option("--name", help="DNS name / IP the certificate must carry.")
     ] = None,
     service: Annotated[
-        str, typer.Option("--service", help="Policy to apply: admin-https or sip-tls.")
+        str, choice("--service", values=SERVICES, help="Whose policy to apply.")
     ] = "admin-https",
     chain: Annotated[
         Path | None, typer.Option("--chain", help="Intermediate CA certificates.")

@@ -13,7 +13,18 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from certway.cli.main import JsonOpt, _typer, app, err, open_node, out, print_json, styled
+from certway.cli.main import (
+    ON_OFF,
+    JsonOpt,
+    _typer,
+    app,
+    choice,
+    err,
+    open_node,
+    out,
+    print_json,
+    styled,
+)
 from certway.errors import PolicyViolation
 from certway.services.zones import DEFAULT_INTERVAL, DEFAULT_PORT, Zone, ZoneStatus
 from certway.sip.zones import DEFAULT_TIMEOUT, check_zone_now
@@ -82,8 +93,9 @@ def zone_add(
     port: Annotated[int, typer.Option("--port", help="Peer SIP/TLS port.")] = DEFAULT_PORT,
     tls_verify: Annotated[
         str,
-        typer.Option(
+        choice(
             "--tls-verify",
+            values=ON_OFF,
             help="on: the peer certificate must chain to the trusted CA list, be unrevoked "
             "and name the peer address (or the verify subject name); off: not checked.",
         ),

@@ -60,6 +60,7 @@ from certway.store.schema import AcmeAccountRow
 from certway.store.topics import Topic, TopicRepository
 
 __all__ = [
+    "ACME_PROFILES",
     "CHALLENGE_TYPES",
     "AcmeAccountInfo",
     "AcmeProblem",
@@ -74,6 +75,8 @@ __all__ = [
 log = logging.getLogger("certway.acme")
 
 CHALLENGE_TYPES = ("http-01", "tls-alpn-01", "dns-01")
+ACME_PROFILES = ("server", "server-client")
+"""The certificate profiles ACME may issue with (TLS servers)."""
 _ACCOUNT_ALGORITHMS = (
     *("RS256", "RS384", "RS512", "PS256", "PS384", "PS512"),
     *("ES256", "ES384", "ES512"),
@@ -127,7 +130,7 @@ class AcmeSettings:
                 )
         compile_admin_regex(self.allow, code="acme-allow")
         check_days(self.days)
-        if self.profile not in ("server", "server-client"):
+        if self.profile not in ACME_PROFILES:
             raise PolicyViolation("profile", "the ACME profile is 'server' or 'server-client'")
         for what, port in (
             ("--http-01-port", self.http01_port),

@@ -24,6 +24,8 @@ from certway.services.identities.csr import CsrRequests
 from certway.services.identities.domains import DomainCertificates
 from certway.services.identities.factory import TEMPORARY_CA, FactorySetup
 from certway.services.identities.model import (
+    CSR_ALT_NAMES,
+    CSR_COMMON_NAMES,
     ActiveIdentity,
     CsrOptions,
     DomainInfo,
@@ -37,6 +39,8 @@ from certway.services.identities.model import (
 from certway.services.identities.sni import SniLookup
 
 __all__ = [
+    "CSR_ALT_NAMES",
+    "CSR_COMMON_NAMES",
     "TEMPORARY_CA",
     "ActiveIdentity",
     "CsrOptions",

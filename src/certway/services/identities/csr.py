@@ -16,6 +16,8 @@ from certway.pki.load import ObjectKind
 from certway.pki.names import common_name
 from certway.services.audit import audited
 from certway.services.identities.model import (
+    CSR_ALT_NAMES,
+    CSR_COMMON_NAMES,
     CsrOptions,
     IdentityKind,
     PendingCsrInfo,
@@ -38,7 +40,7 @@ class CsrRequests(Slots):
             common = name
             extra = (f"{config.host_label}.{name}", *options.add_san)
         else:
-            if options.cn not in ("node", "cluster"):
+            if options.cn not in CSR_COMMON_NAMES:
                 raise PolicyViolation(
                     "csr-cn",
                     f"the common name must be 'node' (the system FQDN) or 'cluster' (the "
@@ -53,7 +55,7 @@ class CsrRequests(Slots):
             if options.cn == "cluster" and config.cluster_fqdn:
                 common = config.cluster_fqdn
             extra = options.add_san
-        if options.alt_names not in ("none", "cluster"):
+        if options.alt_names not in CSR_ALT_NAMES:
             raise PolicyViolation(
                 "csr-alt-names",
                 f"the alternative name choice must be 'none' or 'cluster', not "

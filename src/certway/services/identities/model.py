@@ -187,6 +187,12 @@ class DomainInfo:
         }
 
 
+CSR_COMMON_NAMES = ("node", "cluster")
+"""The common name of the server's CSR: the system FQDN or the cluster FQDN."""
+CSR_ALT_NAMES = ("none", "cluster")
+"""The alternative names of the server's CSR: none, or the cluster FQDN and the peers."""
+
+
 @dataclass(frozen=True, slots=True)
 class CsrOptions:
     """The CSR form: which names go where, key and digest, subject fields."""
