@@ -110,3 +110,10 @@ def test_sign_batch_bad_input_signs_nothing(cli: Cli, tmp_path: Path) -> None:
         assert result.exit_code == 2 and message in result.stderr, (args, result.stderr)
     assert store_snapshot(cli.data_dir) == before
     assert not (tmp_path / "out").exists()
+
+
+def test_sign_batch_counts_one_csr_in_the_singular(cli: Cli, tmp_path: Path) -> None:
+    cli.ok("ca", "create-root", "--name", "lab", "--subject", "/CN=Lab Root")
+    csr = write(tmp_path / "solo.csr", csr_pem("solo.example.com", 1))
+    done = cli.ok("ca", "sign-batch", "--ca", "lab", csr, "--out-dir", tmp_path / "out")
+    assert f"signed 1 of 1 CSR with CA 'lab' -> {tmp_path / 'out'}" in done.stdout

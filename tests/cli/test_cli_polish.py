@@ -448,6 +448,21 @@ def test_ed25519_server_csr_comes_with_a_warning(cli: Cli) -> None:
     assert json.loads(cli.ok("server-cert", "csr", "show", "--json").stdout)["warnings"] == []
 
 
+def test_key_generation_notice_names_the_key_type(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from certway.cli import node_commands
+
+    cli.ok("domain", "add", "example.com")
+    fast = cli.ok("domain", "csr", "generate", "example.com", "--key-type", "ed25519")
+    assert "generating" not in fast.stderr  # an Ed25519 key takes no time worth announcing
+    cli.ok("domain", "csr", "discard", "example.com")
+    # what is said before a slow (RSA 3072/4096) key, shown here with a fast one
+    monkeypatch.setattr(node_commands, "SLOW_KEY_TYPES", ("ec:p256",))
+    slow = cli.ok("domain", "csr", "generate", "example.com", "--key-type", "ec:p256")
+    assert "generating an ECDSA P-256 key (this can take a few seconds)" in slow.stderr
+
+
 def test_counts_agree_with_their_nouns() -> None:
     from certway.pki.text import plural
 

@@ -21,6 +21,7 @@ from certway.cli.main import (
     out,
     print_json,
 )
+from certway.pki.text import plural
 from certway.services.acme_server import (
     ACME_PROFILES,
     CHALLENGE_TYPES,
@@ -153,7 +154,7 @@ def acme_show(ctx: typer.Context, ca: CaOpt, as_json: JsonOpt = False) -> None:
     out.print(f"directory:    https://<admin listener>{info.directory_path}")
     out.print(f"challenges:   {', '.join(s.challenges)}")
     out.print(f"allow:        {s.allow}" + (" (and IP addresses)" if s.allow_ip else ""))
-    out.print(f"certificates: {s.days} days, profile {s.profile}")
+    out.print(f"certificates: {plural(s.days, 'day')}, profile {s.profile}")
     out.print(f"external account binding: {'required' if s.eab else 'not required'}")
     out.print(
         f"validation:   DNS {s.dns_server or 'system resolver'}, HTTP-01 port {s.http01_port}, "

@@ -31,7 +31,7 @@ from certway.cli.main import (
 )
 from certway.errors import PolicyViolation
 from certway.pki.issue import PROFILES
-from certway.pki.text import serial_hex
+from certway.pki.text import plural, serial_hex
 from certway.services.admins import ACCESS_LEVELS
 from certway.services.api_tokens import ApiTokenInfo
 from certway.services.local_ca import MAX_BATCH
@@ -185,6 +185,6 @@ def ca_sign_batch(
     if as_json:
         print_json(results)
     else:
-        out.print(f"signed {signed} of {len(items)} CSRs with CA '{ca}' -> {out_dir}")
+        out.print(f"signed {signed} of {plural(len(items), 'CSR')} with CA '{ca}' -> {out_dir}")
     if signed < len(items):
         raise typer.Exit(1)

@@ -26,6 +26,7 @@ from certway.cli.main import (
     read_passphrase,
     write_output,
 )
+from certway.pki.text import plural
 from certway.services import backup as backups
 
 __all__ = ["backup_app"]
@@ -147,7 +148,7 @@ def backup_restore(
         return
     out.print(
         f"restored {summary.node} (backup of {summary.created_at.isoformat()}, "
-        f"{summary.rows} rows) into {data_dir} with a new master key"
+        f"{plural(summary.rows, 'row')}) into {data_dir} with a new master key"
     )
     for check in checks:
         if check.ok:

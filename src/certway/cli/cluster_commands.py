@@ -29,6 +29,7 @@ from certway.cli.main import (
     read_passphrase,
     write_output,
 )
+from certway.pki.text import plural
 from certway.services.cluster_tls import Verification
 
 __all__ = ["cluster_app", "db_app"]
@@ -158,9 +159,9 @@ def db_migrate(
     if as_json:
         print_json({"copied": counts})
         return
-    rows = sum(counts.values())
+    rows = plural(sum(counts.values()), "row")
     out.print(
-        f"copied {rows} rows of {len(counts)} tables into PostgreSQL and verified them (row "
+        f"copied {rows} of {plural(len(counts), 'table')} into PostgreSQL and verified them (row "
         "counts, CRL bytes); this node now uses the PostgreSQL database as peer 1 of a cluster "
         f"(the SQLite file is kept as certway.db{MIGRATED_SUFFIX})"
     )

@@ -30,6 +30,7 @@ from certway.cli.main import (
     styled,
 )
 from certway.pki.csr import Role, SubjectFields
+from certway.pki.keys import key_type_label
 from certway.services.identities import (
     CSR_ALT_NAMES,
     CSR_COMMON_NAMES,
@@ -51,6 +52,9 @@ server_app.add_typer(server_csr_app, name="csr")
 app.add_typer(client_app, name="client-cert")
 app.add_typer(domain_app, name="domain")
 domain_app.add_typer(domain_csr_app, name="csr")
+
+SLOW_KEY_TYPES = ("rsa:3072", "rsa:4096")
+"""Key types whose generation takes long enough to say so first."""
 
 PassFile = Annotated[
     Path | None,
@@ -204,8 +208,10 @@ def _generate(
     ctx: typer.Context, kind: IdentityKind, name: str, options: CsrOptions, pem: bool, as_json: bool
 ) -> None:
     with open_node(ctx) as n:
-        if kind == "domain" or options.key_type.startswith("rsa:4096"):
-            err.print(f"generating a {options.key_type} key (this can take a few seconds) ...")
+        if options.key_type in SLOW_KEY_TYPES:
+            # "an": every key type's label (RSA, ECDSA, Ed25519) starts with a vowel sound
+            label = key_type_label(options.key_type)
+            err.print(f"generating an {label} key (this can take a few seconds) ...")
         pending = n.identities.generate_csr(kind, name, options)
     if as_json or pem:
         _print_pending(pending, pem=pem, as_json=as_json)

@@ -25,6 +25,7 @@ __all__ = [
     "describe_key",
     "generate_key",
     "key_matches",
+    "key_type_label",
     "load_private_key",
     "private_key_der",
     "private_key_pem",
@@ -132,6 +133,21 @@ def describe_key(key: PrivateKey | PublicKey) -> str:
         return f"RSA {key.key_size}"
     if isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey):
         return f"ECDSA {_CURVE_LABELS.get(key.curve.name, key.curve.name)}"
+    return "Ed25519"
+
+
+def key_type_label(key_type: str) -> str:
+    """What :func:`describe_key` says of a key of ``key_type`` (one of ``KEY_TYPES``), before
+    it is generated: ``rsa:4096`` is ``RSA 4096``, ``ec:p256`` ``ECDSA P-256``."""
+    if key_type not in KEY_TYPES:
+        raise PolicyViolation(
+            "key-type", f"unknown key type '{key_type}'; choose one of {', '.join(KEY_TYPES)}"
+        )
+    family, _, param = key_type.partition(":")
+    if family == "rsa":
+        return f"RSA {param}"
+    if family == "ec":
+        return f"ECDSA {_CURVE_LABELS[_CURVES[param]().name]}"
     return "Ed25519"
 
 
