@@ -112,6 +112,36 @@ def test_sign_batch_bad_input_signs_nothing(cli: Cli, tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+def test_sign_batch_refuses_to_overwrite_certificates_without_force(
+    cli: Cli, tmp_path: Path
+) -> None:
+    cli.ok("ca", "create-root", "--name", "lab", "--subject", "/CN=Lab Root")
+    files = [write(tmp_path / f"h{i}.csr", csr_pem(f"h{i}.example.com", i)) for i in range(3)]
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    kept = {name: write(out_dir / name, f"keep {name}".encode()) for name in ("h0.pem", "h2.pem")}
+    before = store_snapshot(cli.data_dir)
+    refused = cli("ca", "sign-batch", "--ca", "lab", *files, "--out-dir", out_dir)
+    assert refused.exit_code == 2, refused.stderr
+    assert (
+        f"2 files exist: {kept['h0.pem']}, {kept['h2.pem']}; give --force to overwrite them"
+        in refused.stderr
+    )
+    one = cli("ca", "sign-batch", "--ca", "lab", files[0], "--out-dir", out_dir)
+    assert one.exit_code == 2
+    assert f"{kept['h0.pem']} exists; give --force to overwrite it" in one.stderr
+    # refused before signing: no certificate issued, no file written or changed
+    assert store_snapshot(cli.data_dir) == before
+    assert sorted(p.name for p in out_dir.iterdir()) == ["h0.pem", "h2.pem"]
+    assert all(path.read_bytes() == f"keep {name}".encode() for name, path in kept.items())
+
+    forced = cli.ok("ca", "sign-batch", "--ca", "lab", *files, "--out-dir", out_dir, "--force")
+    assert "signed 3 of 3 CSRs" in forced.stdout
+    for i in range(3):
+        cert = x509.load_pem_x509_certificate((out_dir / f"h{i}.pem").read_bytes())
+        assert cert.subject.rfc4514_string() == f"CN=h{i}.example.com"
+
+
 def test_sign_batch_counts_one_csr_in_the_singular(cli: Cli, tmp_path: Path) -> None:
     cli.ok("ca", "create-root", "--name", "lab", "--subject", "/CN=Lab Root")
     csr = write(tmp_path / "solo.csr", csr_pem("solo.example.com", 1))

@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from certway.cli.main import (
+    InputFileError,
     JsonOpt,
     _typer,
     app,
@@ -109,6 +110,23 @@ def api_token_revoke(
     out.print(f"revoked API token '{info.name}'")
 
 
+def _check_targets(targets: list[Path], *, force: bool) -> None:
+    """Refuse, before anything is signed, to write over files (without ``force``) or
+    directories (ever)."""
+    for target in targets:
+        if target.is_dir():
+            raise InputFileError(f"cannot write {target}: it is a directory")
+    existing = [target for target in targets if target.exists()]
+    if not existing or force:
+        return
+    if len(existing) == 1:
+        raise InputFileError(f"{existing[0]} exists; give --force to overwrite it")
+    raise InputFileError(
+        f"{plural(len(existing), 'file')} exist: {', '.join(str(p) for p in existing)}; "
+        "give --force to overwrite them"
+    )
+
+
 @ca_app.command("sign-batch")
 def ca_sign_batch(
     ctx: typer.Context,
@@ -122,10 +140,14 @@ def ca_sign_batch(
     ] = "server-client",
     days: Annotated[int, typer.Option("--days", help="Validity in days.")] = 365,
     chain: Annotated[bool, typer.Option("--chain", help="Append the CA chain.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite certificates already in OUT_DIR.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Sign many CSRs in one transaction; each certificate goes to OUT_DIR/<CSR name>.pem.
-    A CSR that cannot be signed is reported and the others are signed (exit code 1)."""
+    """Sign many CSRs in one transaction; each certificate goes to OUT_DIR/<CSR name>.pem
+    (existing files are not overwritten without --force). A CSR that cannot be signed is
+    reported and the others are signed (exit code 1)."""
     if len(csrs) > MAX_BATCH:
         raise PolicyViolation(
             "batch-size", f"a batch holds at most {MAX_BATCH} CSRs, not {len(csrs)}"
@@ -142,6 +164,7 @@ def ca_sign_batch(
     data = [read_input(path, "CSR file") for path in csrs]
     if out_dir.exists() and not out_dir.is_dir():
         raise PolicyViolation("out-dir", f"{out_dir} is not a directory")
+    _check_targets([out_dir / f"{stem}.pem" for stem in targets], force=force)
     with (
         open_node(ctx) as n,
         Progress(
