@@ -448,6 +448,14 @@ def test_ed25519_server_csr_comes_with_a_warning(cli: Cli) -> None:
     assert json.loads(cli.ok("server-cert", "csr", "show", "--json").stdout)["warnings"] == []
 
 
+def test_ed25519_warning_only_when_the_csr_is_generated(cli: Cli) -> None:
+    cli.ok("server-cert", "csr", "generate", "--key-type", "ec:p256")
+    refused = cli("server-cert", "csr", "generate", "--key-type", "ed25519")
+    assert refused.exit_code == 2
+    assert refused.stderr.startswith("error: a CSR is already pending"), refused.stderr
+    assert "warning" not in refused.stderr and "Ed25519" not in refused.stderr
+
+
 def test_key_generation_notice_names_the_key_type(
     cli: Cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
