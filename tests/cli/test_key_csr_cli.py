@@ -31,7 +31,8 @@ def test_key_generate_types(cli: Cli, tmp_path: Path, key_type: str) -> None:
 def test_key_generate_encrypted(cli: Cli, tmp_path: Path) -> None:
     pw = write(tmp_path / "pw", b"correct horse\n")
     out = tmp_path / "k.pem"
-    cli.ok("key", "generate", "--type", "ec:p384", "--out", out, "--passphrase-file", pw)
+    made = cli.ok("key", "generate", "--type", "ec:p384", "--out", out, "--passphrase-file", pw)
+    assert f"wrote an ECDSA P-384 private key to {out} (encrypted)" in made.stdout
     assert b"ENCRYPTED PRIVATE KEY" in out.read_bytes()
     load_private_key(out.read_bytes(), b"correct horse")
 

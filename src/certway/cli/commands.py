@@ -80,7 +80,8 @@ def key_generate(
     write_output(out_file, private_key_pem(key, passphrase), secret=True)
     if out_file is not None:
         protected = "encrypted" if passphrase else "unencrypted, mode 0600"
-        out.print(f"wrote {describe_key(key)} private key to {out_file} ({protected})")
+        # "an": every key's description (RSA, ECDSA, Ed25519) starts with a vowel sound
+        out.print(f"wrote an {describe_key(key)} private key to {out_file} ({protected})")
 
 
 # -- csr -------------------------------------------------------------------------------------
