@@ -540,3 +540,70 @@ def test_the_api_refuses_the_lock_out_too(app: Any, node: Node) -> None:
     assert response.json()["code"] == "lockout"
     assert "presents no client certificate" in response.json()["detail"]
     assert node.admin_security.get().mode.value == "not-required"
+
+
+# -- messages name settings, not command-line options -----------------------------------------
+@pytest.mark.parametrize(
+    ("fields", "error"),
+    [
+        (
+            {"url": "ldaps://ldap.example.com"},
+            "a first LDAP configuration needs the base DN, the bind DN and the bind password",
+        ),
+        (
+            {"url": "ldap://ldap.example.com", "starttls": "off"},
+            "passwords are never sent in clear: use an ldaps:// URL, or an ldap:// URL with "
+            "StartTLS",
+        ),
+        (
+            {"url": "ldaps://ldap.example.com", "starttls": "on"},
+            "ldaps:// is TLS from the start: StartTLS is for ldap:// URLs",
+        ),
+    ],
+)
+def test_ldap_refusals_name_the_settings_of_the_page(
+    alice: TestClient, node: Node, fields: dict[str, str], error: str
+) -> None:
+    complete = {
+        "base_dn": "dc=example,dc=com",
+        "bind_dn": "cn=svc,dc=example,dc=com",
+        "bind_password": "bind-secret-5a2c",
+        "verify": "on",
+    }
+    data = fields if len(fields) == 1 else {**complete, **fields}
+    response = post(alice, "/ldap", data, follow_redirects=False)
+    assert (response.status_code, response.headers["location"]) == (303, "/ldap")
+    page = alice.get("/ldap")
+    assert page.status_code == 422
+    assert messages(page.text, "error") == [f"Error: {error}"]
+    assert "--" not in messages(page.text, "error")[0]
+    assert "bind-secret-5a2c" not in page.text
+    assert node.ldap.get() is None
+
+
+def test_acme_terms_refusal_names_no_option(
+    alice: TestClient, node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from acme import messages as acme_messages
+
+    from certway.services import acme_client
+
+    directory = acme_messages.Directory.from_json(
+        {
+            "newNonce": "https://acme.example/nonce",
+            "newAccount": "https://acme.example/account",
+            "newOrder": "https://acme.example/order",
+            "meta": {"termsOfService": "https://acme.example/terms"},
+        }
+    )
+    monkeypatch.setattr(
+        acme_client.ClientV2, "get_directory", classmethod(lambda cls, url, net: directory)
+    )
+    data = {"directory": "https://acme.example/directory", "email": "admin@example.com"}
+    page = post(alice, "/acme-client/account", data)
+    assert page.status_code == 422
+    assert messages(page.text, "error") == [
+        "Error: the ACME server's terms of service (https://acme.example/terms) must be "
+        "accepted: accept the terms of service to create the account"
+    ]
+    assert node.acme.account() is None

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from certway.cli.main import JsonOpt, _typer, ca_app, open_node, out, print_json
+from certway.cli.main import JsonOpt, _typer, ca_app, cli_hints, open_node, out, print_json
 from certway.services.acme_server import CHALLENGE_TYPES, AcmeServiceInfo, AcmeSettings
 
 __all__ = ["acme_server_app"]
@@ -81,7 +81,13 @@ def acme_enable(
         order_minutes=order_minutes,
         orders_per_hour=orders_per_hour,
     )
-    with open_node(ctx) as n:
+    hints = {
+        "port": "(--http-01-port, --tls-alpn-01-port)",
+        "dns-server": "(--dns-server)",
+        "order-minutes": "(--order-minutes)",
+        "rate-limit": "(--orders-per-hour)",
+    }
+    with cli_hints(hints), open_node(ctx) as n:
         n.acme_server.enable(ca, settings)
     if as_json:
         print_json({"ca": ca, "directory": f"/acme/{ca}/directory", **settings.to_json()})

@@ -12,7 +12,16 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from certway.cli.main import JsonOpt, _typer, app, open_node, out, print_json, read_passphrase
+from certway.cli.main import (
+    JsonOpt,
+    _typer,
+    app,
+    cli_hints,
+    open_node,
+    out,
+    print_json,
+    read_passphrase,
+)
 from certway.directory import Directory
 from certway.errors import PolicyViolation
 
@@ -73,7 +82,11 @@ def ldap_set(
 ) -> None:
     """Set the LDAP server (the first time: URL, base DN, bind DN and password)."""
     password = _text(bind_password_file, "bind password") if bind_password_file else None
-    with open_node(ctx) as n:
+    hints = {
+        "ldap-missing": "(--url, --base-dn, --bind-dn, --bind-password-file)",
+        "ldap-tls": "(--starttls)",
+    }
+    with cli_hints(hints), open_node(ctx) as n:
         n.ldap.set(
             url=url,
             starttls=starttls,

@@ -78,6 +78,7 @@ __all__ = [
     "AcmeAccountInfo",
     "AcmeClient",
     "AcmeSchedule",
+    "NoAcmeAccount",
     "RenewalProblem",
     "challenge_certificate",
 ]
@@ -226,6 +227,12 @@ def _acme_errors(action: str) -> Iterator[None]:
         ValueError,
     ) as exc:
         raise FetchError(f"{action}: {_problem_text(exc)}") from None
+
+
+class NoAcmeAccount(NotFound):
+    """There is no ACME account yet (the command line names the command that creates one)."""
+
+    code = "not-found"
 
 
 # -- values -------------------------------------------------------------------------------------
@@ -395,10 +402,7 @@ class AcmeClient:
     def _account_row(self) -> dict[str, Any]:
         account = self._dict(_ACCOUNT)
         if not account:
-            raise NotFound(
-                "no ACME account: create one with 'certway acme account create --directory URL "
-                "--email E --accept-terms'"
-            )
+            raise NoAcmeAccount("no ACME account: create one first")
         return account
 
     def _client(self) -> tuple[ClientV2, JWK, dict[str, Any]]:
@@ -455,8 +459,8 @@ class AcmeClient:
             if terms and not accept_terms:
                 raise PolicyViolation(
                     "acme-terms",
-                    f"the ACME server's terms of service ({terms}) must be accepted: "
-                    "give --accept-terms",
+                    f"the ACME server's terms of service ({terms}) must be accepted: accept "
+                    "the terms of service to create the account",
                 )
             client = ClientV2(directory_obj, net)
             with _acme_errors("the ACME server refused the new account"):

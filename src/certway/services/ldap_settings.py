@@ -184,6 +184,11 @@ def _check_access(access: str) -> str:
     return access
 
 
+def _and(words: list[str]) -> str:
+    """``the URL``, ``the URL and the bind DN``, ``the URL, the bind DN and the bind password``."""
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
+
+
 def _same_dn(a: str, b: str) -> bool:
     return _dn_key(a) == _dn_key(b)
 
@@ -290,16 +295,16 @@ class LdapSettings:
             missing = [
                 what
                 for what, value in (
-                    ("--url", url),
-                    ("--base-dn", base_dn),
-                    ("--bind-dn", bind_dn),
-                    ("--bind-password-file", bind_password),
+                    ("the URL", url),
+                    ("the base DN", base_dn),
+                    ("the bind DN", bind_dn),
+                    ("the bind password", bind_password),
                 )
                 if value is None
             ]
             if missing:
                 raise PolicyViolation(
-                    "ldap-missing", f"a first LDAP configuration needs {', '.join(missing)}"
+                    "ldap-missing", f"a first LDAP configuration needs {_and(missing)}"
                 )
             current = LdapConfig(url="ldaps://x", starttls=False, base_dn="", bind_dn="")
         config = replace(
@@ -315,15 +320,16 @@ class LdapSettings:
         )
         if config.ldaps and config.starttls:
             raise PolicyViolation(
-                "ldap-tls", "ldaps:// is TLS from the start: --starttls is for ldap:// URLs"
+                "ldap-tls", "ldaps:// is TLS from the start: StartTLS is for ldap:// URLs"
             )
         if not config.ldaps and not config.starttls:
             raise PolicyViolation(
                 "ldap-tls",
-                "passwords are never sent in clear: use an ldaps:// URL or ldap:// with --starttls",
+                "passwords are never sent in clear: use an ldaps:// URL, or an ldap:// URL with "
+                "StartTLS",
             )
         if bind_password is not None and not bind_password:
-            raise PolicyViolation("ldap-password", "the bind password file is empty")
+            raise PolicyViolation("ldap-password", "the bind password is empty")
         with self._store.transaction() as session:
             settings = SettingsRepository(session)
             settings.set(_KEY, config.as_dict())
