@@ -607,3 +607,38 @@ def test_acme_terms_refusal_names_no_option(
         "accepted: accept the terms of service to create the account"
     ]
     assert node.acme.account() is None
+
+
+# -- local CA: the PKCS#12 form, the chosen CA, parents ----------------------------------------
+@pytest.mark.parametrize(
+    ("fields", "status", "error"),
+    [
+        ({"passphrase_again": "pass-7c1e9a-other"}, 422, "the two passphrases differ"),
+        ({"passphrase": "q-7c1e", "passphrase_again": "q-7c1e"}, 422, "at least 8 characters"),
+        ({"cn": "alice@example.com"}, 422, "is not a valid DNS name"),
+        ({"days": "0"}, 422, "validity must be between 1 and"),
+        ({"days": "a year"}, 422, "the validity in days must be a whole number"),
+    ],
+)
+def test_a_refused_pkcs12_redirects_to_its_ca_and_shows_the_error_once(
+    alice: TestClient, node: Node, fields: dict[str, str], status: int, error: str
+) -> None:
+    node.local_ca.create_root("lab", "/CN=Lab Root")
+    node.local_ca.create_root("lab2", "/CN=Lab Two")
+    data = {"ca": "lab2", "cn": "alice", "profile": "client", "key_type": "ec:p256",
+            "passphrase": "pass-7c1e9a", "passphrase_again": "pass-7c1e9a", **fields}  # fmt: skip
+    response = post(alice, "/local-ca/issue", data, follow_redirects=False)
+    assert response.status_code == 303
+    assert response.headers["location"] == "/local-ca?ca=lab2"
+    page = alice.get("/local-ca?ca=lab2")
+    assert page.status_code == status
+    [shown] = messages(page.text, "error")
+    assert error in shown
+    assert f'value="{data["cn"]}"' in page.text  # the form is filled in again...
+    assert "pass-7c1e9a" not in page.text and "q-7c1e" not in page.text  # ...no passphrase
+    issuing = re.search(r'<select id="issue-ca" name="ca">(.*?)</select>', page.text)
+    assert issuing is not None and '<option value="lab2" selected>' in issuing.group(1)
+    again = alice.get("/local-ca?ca=lab2")  # a reload: the page, without the message
+    assert again.status_code == 200
+    assert messages(again.text, "error") == []
+    assert node.local_ca.issued("lab2") == [] and node.local_ca.issued("lab") == []

@@ -68,6 +68,7 @@ __all__ = [
     "page_view",
     "pem",
     "read_form",
+    "redirect_after",
     "run",
     "set_session_cookie",
     "submit",
@@ -113,7 +114,9 @@ MODE_LABELS = {
 PEM_TYPE = "application/x-pem-file"
 RECOVERY_COMMAND = "certway admin reset-security"
 """Run on the server's console: client certificate checks off, password login works again."""
-SECRET_FIELDS = frozenset({"csrf", "confirmed", "passphrase", "password", "password2", "pin"})
+SECRET_FIELDS = frozenset(
+    {"csrf", "confirmed", "passphrase", "passphrase_again", "password", "password2", "pin"}
+)
 """Form fields never kept to fill a form in again (nor carried through a confirmation)."""
 
 
@@ -544,6 +547,13 @@ def form_action(
         return endpoint
 
     return decorate
+
+
+def redirect_after(view: View, target: str, form: Form | None = None) -> Response:
+    """Post/redirect/get for a form that does not fit ``form_action`` (one whose success is
+    a download): 303 to ``target``, whose page shows the view's messages once and ``form``'s
+    fields again (never secrets)."""
+    return _redirect(view, Flash.of(view, form), target)
 
 
 def _redirect(view: View, flash: Flash, target: str) -> Response:

@@ -30,7 +30,7 @@ from certway.web.ui.kit import (
     pem,
 )
 
-__all__ = ["router"]
+__all__ = ["router", "with_ca"]
 
 router = APIRouter(include_in_schema=False, route_class=UiRoute)
 
@@ -60,14 +60,14 @@ def local_ca_page(request: Request) -> Response:
     return _local_ca_page(page_view(request))
 
 
-def _with_ca(form: Form, field: str = "ca") -> str:
+def with_ca(form: Form, field: str = "ca") -> str:
     """Back to the Local CA page with the CA of the form still chosen."""
     chosen = form.get(field)
     return f"/local-ca?ca={quote(chosen, safe='')}" if chosen else "/local-ca"
 
 
 def _new_ca(form: Form) -> str:
-    return _with_ca(form, "name")
+    return with_ca(form, "name")
 
 
 def _settings(form: Form) -> CaSettings:
@@ -133,7 +133,7 @@ def local_ca_import(view: View, form: Form) -> str:
 
 
 @router.post("/local-ca/sign")
-@form_action(_local_ca_page, keep_form="on-error", to=_with_ca)
+@form_action(_local_ca_page, keep_form="on-error", to=with_ca)
 def local_ca_sign(view: View, form: Form) -> str:
     data = form.file("csr", "CSR file")
     if data is None and form.get("csr_text"):
@@ -180,7 +180,7 @@ def _revoke(view: View, form: Form, name: str, serial: str) -> str:
 
 
 @router.post("/local-ca/revoke")
-@form_action(_local_ca_page, keep_form="on-error", to=_with_ca, confirm=_revocation_question)
+@form_action(_local_ca_page, keep_form="on-error", to=with_ca, confirm=_revocation_question)
 def local_ca_revoke(view: View, form: Form) -> str:
     return _revoke(view, form, form.get("ca"), form.get("serial"))
 
