@@ -642,3 +642,41 @@ def test_a_refused_pkcs12_redirects_to_its_ca_and_shows_the_error_once(
     assert again.status_code == 200
     assert messages(again.text, "error") == []
     assert node.local_ca.issued("lab2") == [] and node.local_ca.issued("lab") == []
+
+
+def test_a_refused_new_ca_keeps_the_ca_chosen_before(alice: TestClient, node: Node) -> None:
+    node.local_ca.create_root("lab", "/CN=Lab Root")
+    node.local_ca.create_root("lab2", "/CN=Lab Two")
+    page = alice.get("/local-ca?ca=lab2").text
+    assert page.count('<input type="hidden" name="ca" value="lab2">') == 3  # root, sub-CA, import
+    external = Pki("Imported", index=50)
+    refusals: list[tuple[str, dict[str, str], dict[str, Any]]] = [
+        ("/local-ca/roots", {"name": "no spaces please", "subject": "/CN=X"}, {}),
+        ("/local-ca/intermediates", {"name": "sub-x", "parent": "nope", "subject": "/CN=X"}, {}),
+        ("/local-ca/import", {"name": "ext"}, {
+            "certificate": ("ca.pem", pem(external.root), "application/octet-stream"),
+            "key": ("ca.key", private_key_pem(external.leaf_key), "application/octet-stream"),
+        }),
+    ]  # fmt: skip
+    for path, fields, files in refusals:
+        response = alice.post(
+            path,
+            data={"csrf": csrf(alice), "ca": "lab2", **fields},
+            files=files or None,
+            follow_redirects=False,
+        )
+        assert response.headers["location"] == "/local-ca?ca=lab2", path
+        shown = alice.get("/local-ca?ca=lab2").text
+        assert len(messages(shown, "error")) == 1, path
+        signing = re.search(r'<select id="sign-ca" name="ca">(.*?)</select>', shown)
+        assert signing is not None and '<option value="lab2" selected>' in signing.group(1), path
+        assert f'value="{fields["name"]}"' in shown  # the refused form, filled in again
+    assert not {"no spaces please", "sub-x", "ext"} & {c.name for c in node.local_ca.cas()}
+    # no CA chosen before: none chosen after
+    unchosen = post(alice, "/local-ca/roots", {"name": "no spaces", "subject": "/CN=X", "ca": ""},
+                    follow_redirects=False)  # fmt: skip
+    assert unchosen.headers["location"] == "/local-ca"
+    # created: the new CA is the one chosen
+    created = post(alice, "/local-ca/roots", {"name": "lab3", "subject": "/CN=Lab 3", "ca": "lab2"},
+                   follow_redirects=False)  # fmt: skip
+    assert created.headers["location"] == "/local-ca?ca=lab3"

@@ -493,6 +493,7 @@ def form_action(
     *,
     keep_form: Literal["no", "on-error", "always"] = "no",
     to: Target = None,
+    on_error: Target = None,
     confirm: Question = None,
 ) -> Callable[[Work], Callable[..., Coroutine[Any, Any, Response]]]:
     """Turn ``work`` into the endpoint of a form that changes state.
@@ -504,10 +505,12 @@ def form_action(
     it runs ``work`` and redirects (303) to the page ``to`` names: post/redirect/get, so a
     reload never submits again. That page shows the success message among the notices, or
     the ``CertwayError`` of the work as the page's error (with its status); ``keep_form``
-    says when it shows the submitted values again (never secrets). ``page`` names the page
-    function the form belongs to: its GET route renders the outcome after the redirect (the
-    endpoint itself renders no page but the confirmation). The endpoint takes the path
-    parameters ``work`` takes after ``view`` and ``form``."""
+    says when it shows the submitted values again (never secrets). ``on_error``, if given,
+    is where a failed action goes instead (a refused new CA's name is no CA to choose on
+    its page). ``page`` names the page function the form belongs to: its GET route renders
+    the outcome after the redirect (the endpoint itself renders no page but the
+    confirmation). The endpoint takes the path parameters ``work`` takes after ``view`` and
+    ``form``."""
 
     def decorate(work: Work) -> Callable[..., Coroutine[Any, Any, Response]]:
         async def endpoint(request: Request, **params: Any) -> Response:
@@ -523,6 +526,12 @@ def form_action(
                 except CertwayError as exc:
                     view.failed(exc)
                     kept = form if keep_form != "no" else None
+                    if on_error is not None:
+                        return _redirect(
+                            view,
+                            Flash.of(view, kept),
+                            _target(on_error, form, request.url.path, params),
+                        )
                 else:
                     if notice:
                         view.notices.append(notice)

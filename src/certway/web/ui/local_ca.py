@@ -67,6 +67,8 @@ def with_ca(form: Form, field: str = "ca") -> str:
 
 
 def _new_ca(form: Form) -> str:
+    """A CA just created or imported: chosen on the page. (Refused, the page goes back to
+    the CA chosen before, which the forms carry as ``ca``.)"""
     return with_ca(form, "name")
 
 
@@ -82,7 +84,7 @@ def _created(info: CaInfo) -> str:
 
 
 @router.post("/local-ca/roots")
-@form_action(_local_ca_page, keep_form="on-error", to=_new_ca)
+@form_action(_local_ca_page, keep_form="on-error", to=_new_ca, on_error=with_ca)
 def local_ca_create_root(view: View, form: Form) -> str:
     info = view.node.local_ca.create_root(
         form.get("name"),
@@ -96,7 +98,7 @@ def local_ca_create_root(view: View, form: Form) -> str:
 
 
 @router.post("/local-ca/intermediates")
-@form_action(_local_ca_page, keep_form="on-error", to=_new_ca)
+@form_action(_local_ca_page, keep_form="on-error", to=_new_ca, on_error=with_ca)
 def local_ca_create_intermediate(view: View, form: Form) -> str:
     if not form.get("parent"):
         raise PolicyViolation("input", "choose the parent CA that signs the intermediate")
@@ -112,7 +114,7 @@ def local_ca_create_intermediate(view: View, form: Form) -> str:
 
 
 @router.post("/local-ca/import")
-@form_action(_local_ca_page, keep_form="on-error", to=_new_ca)
+@form_action(_local_ca_page, keep_form="on-error", to=_new_ca, on_error=with_ca)
 def local_ca_import(view: View, form: Form) -> str:
     cert = form.file("certificate", "CA certificate file")
     key = form.file("key", "CA key file")
