@@ -680,3 +680,45 @@ def test_a_refused_new_ca_keeps_the_ca_chosen_before(alice: TestClient, node: No
     created = post(alice, "/local-ca/roots", {"name": "lab3", "subject": "/CN=Lab 3", "ca": "lab2"},
                    follow_redirects=False)  # fmt: skip
     assert created.headers["location"] == "/local-ca?ca=lab3"
+
+
+def test_only_cas_that_may_sign_a_sub_ca_are_offered_as_parents(
+    alice: TestClient, node: Node
+) -> None:
+    node.local_ca.create_root("root", "/CN=Root")
+    node.local_ca.create_intermediate("issuing", "root", "/CN=Issuing")
+    assert node.local_ca.info("issuing").path_length == 0
+    assert node.local_ca.info("root").can_sign_ca and not node.local_ca.info("issuing").can_sign_ca
+    page = alice.get("/local-ca?ca=issuing").text
+    parent = re.search(r'<select id="int-parent" name="parent">(.*?)</select>', page)
+    assert parent is not None
+    offered = re.findall(r'<option value="([^"]+)"', parent.group(1))
+    assert "root" in offered and "issuing" not in offered
+    signing = re.search(r'<select id="sign-ca" name="ca">(.*?)</select>', page)
+    assert signing is not None and '<option value="issuing" selected>' in signing.group(1)
+    # a form sent anyway is still refused by the service
+    refused = post(
+        alice, "/local-ca/intermediates", {"name": "sub", "parent": "issuing", "subject": "/CN=Sub"}
+    )
+    assert refused.status_code == 422
+    assert (
+        "can't create a child CA: this CA's path length is 0" in messages(refused.text, "error")[0]
+    )
+    assert [c.name for c in node.local_ca.cas() if c.name == "sub"] == []
+
+
+def test_without_a_ca_that_may_sign_a_sub_ca_the_page_says_so(tmp_path: Path) -> None:
+    node = Node.init(tmp_path / "bare", FixedClock(NOW), fqdn=FQDN, factory=False)
+    try:
+        node.admins.add(ALICE[0], "read-write", ALICE[1])
+        client = login(TestClient(create_admin_app(node, secure_cookies=False)), *ALICE)
+        assert "create or import a root CA first" in client.get("/local-ca").text
+        external = Pki("Imported", index=50)
+        node.local_ca.import_ca(
+            "issuing", pem(external.intermediate), private_key_pem(external.int_key)
+        )
+        page = client.get("/local-ca").text
+        assert 'action="/local-ca/intermediates"' not in page
+        assert "None of these CAs can sign an intermediate: each has path length 0" in page
+    finally:
+        node.close()

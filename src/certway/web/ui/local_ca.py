@@ -45,6 +45,7 @@ def _local_ca_page(view: View, form: Form | None = None) -> HTMLResponse:
         "local_ca.html",
         title="Local CA",
         cas=cas,
+        parents=[ca for ca in cas if ca.can_sign_ca],
         selected=values.get("ca") or view.request.query_params.get("ca", ""),
         form=values,
         key_types=KEY_TYPES,
