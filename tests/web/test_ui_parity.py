@@ -305,7 +305,8 @@ def test_node_settings_name_the_next_csr(alice: TestClient, bob: TestClient, nod
     [notice] = messages(saved.text, "notice")
     assert notice == (
         "node settings saved: system FQDN expe.example.net, role core, cluster "
-        "cluster.example.net, peers expe.example.net, expe2.example.net"
+        "cluster.example.net, peers expe.example.net, expe2.example.net, publication URL "
+        "http://expe.example.net:8080 (default)"
     )
     [warning] = messages(saved.text, "warning")
     assert "the server certificate in use does not name expe.example.net" in warning
@@ -722,3 +723,53 @@ def test_without_a_ca_that_may_sign_a_sub_ca_the_page_says_so(tmp_path: Path) ->
         assert "None of these CAs can sign an intermediate: each has path length 0" in page
     finally:
         node.close()
+
+
+# -- node settings: the publication URL --------------------------------------------------------
+def test_node_settings_set_and_clear_the_publication_url(
+    alice: TestClient, bob: TestClient, node: Node
+) -> None:
+    page = alice.get("/node").text
+    assert "http://vcs.example.com:8080 (default: the system FQDN, port 8080)" in page
+    assert (
+        'id="publish_url" name="publish_url" placeholder="http://vcs.example.com:8080" value=""'
+        in page
+    )
+    settings = {"fqdn": FQDN, "role": "edge", "cluster_fqdn": "", "peers": ""}
+    saved = post(alice, "/node", {**settings, "publish_url": "http://ca.example.com:8081/"})
+    [notice] = messages(saved.text, "notice")
+    assert notice.endswith("publication URL http://ca.example.com:8081")
+    assert node.settings.get().publish_url == "http://ca.example.com:8081"
+    assert (
+        'name="publish_url" placeholder="http://vcs.example.com:8080" value="http://ca.example.com:8081"'
+        in saved.text
+    )
+    [entry] = [
+        e
+        for e in node.audit.entries()
+        if e.action == "node.set" and e.detail.get("publish_url") == "http://ca.example.com:8081"
+    ]
+    assert entry.actor == "alice"
+    # a CA created from now on without URLs of its own publishes there
+    post(alice, "/local-ca/roots", {"name": "lab", "subject": "/CN=Lab"})
+    lab = node.local_ca.info("lab")
+    assert lab.crl_urls == ("http://ca.example.com:8081/crl/lab.crl",)
+    assert lab.ocsp_url == "http://ca.example.com:8081/ocsp"
+    # the same validation as the command line; nothing changed
+    bad = post(alice, "/node", {**settings, "publish_url": "ftp://ca.example.com"})
+    assert bad.status_code == 422
+    assert messages(bad.text, "error") == [
+        "Error: publication URL 'ftp://ca.example.com' is not of the form http://HOST:PORT "
+        "(e.g. http://ca.example.com:8080)"
+    ]
+    assert 'value="ftp://ca.example.com"' in bad.text
+    assert node.settings.get().publish_url == "http://ca.example.com:8081"
+    # empty: back to the default
+    cleared = post(alice, "/node", {**settings, "publish_url": ""})
+    assert messages(cleared.text, "notice")[0].endswith(
+        "publication URL http://vcs.example.com:8080 (default)"
+    )
+    assert node.settings.get().publish_url is None
+    read_only = bob.get("/node").text
+    assert "http://vcs.example.com:8080 (default" in read_only
+    assert 'name="publish_url"' not in read_only
