@@ -645,6 +645,26 @@ def test_a_refused_pkcs12_redirects_to_its_ca_and_shows_the_error_once(
     assert node.local_ca.issued("lab2") == [] and node.local_ca.issued("lab") == []
 
 
+def test_the_pkcs12_form_suggests_only_accepted_names(alice: TestClient, node: Node) -> None:
+    node.local_ca.create_root("lab", "/CN=Lab Root")
+    page = alice.get("/local-ca").text
+    placeholder = re.search(r'id="issue-cn" name="cn" placeholder="([^"]+)"', page)
+    assert placeholder is not None and placeholder.group(1) == "alice or host.example.com"
+    for cn in ("alice", "host.example.com"):
+        data = {
+            "ca": "lab",
+            "cn": cn,
+            "passphrase": "pass-7c1e9a",
+            "passphrase_again": "pass-7c1e9a",
+        }
+        response = post(alice, "/local-ca/issue", data)
+        assert response.headers["content-type"] == "application/x-pkcs12", response.text
+    assert sorted(i.subject for i in node.local_ca.issued("lab")) == [
+        "CN=alice",
+        "CN=host.example.com",
+    ]
+
+
 def test_a_refused_new_ca_keeps_the_ca_chosen_before(alice: TestClient, node: Node) -> None:
     node.local_ca.create_root("lab", "/CN=Lab Root")
     node.local_ca.create_root("lab2", "/CN=Lab Two")
