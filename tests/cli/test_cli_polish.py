@@ -426,6 +426,8 @@ def test_service_errors_get_the_options_of_the_command_line(cli: Cli, tmp_path: 
     port = cli("ca", "acme", "enable", "--ca", "acme", "--http-01-port", "0")
     assert port.exit_code == 2
     assert "the HTTP-01 port must be between 1 and 65535 (--http-01-port" in port.stderr
+    source = cli("admin-auth", "set", "--source", "ldap")
+    assert source.stderr.strip() == "error: configure the LDAP server first (certway ldap set)"
     # an error without a hint is printed as the service says it
     url = cli(
         "ldap", "set", "--url", "http://ldap.example.com", "--base-dn", "dc=example,dc=com",

@@ -582,6 +582,14 @@ def test_ldap_refusals_name_the_settings_of_the_page(
     assert node.ldap.get() is None
 
 
+def test_ldap_source_without_a_server_names_no_command(alice: TestClient, node: Node) -> None:
+    page = post(alice, "/admin-auth", {"source": "ldap"})
+    assert page.status_code == 422
+    assert messages(page.text, "error") == ["Error: configure the LDAP server first"]
+    tested = post(alice, "/ldap/test", {"user": "carol"})
+    assert messages(tested.text, "error") == ["Error: no LDAP server is configured"]
+
+
 def test_acme_terms_refusal_names_no_option(
     alice: TestClient, node: Node, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -32,6 +32,10 @@ DomainOpt = Annotated[
 _HINTS: dict[str | type[CertwayError], str] = {
     NoAcmeAccount: "(certway acme account create --directory URL --email E --accept-terms)",
     "acme-terms": "(--accept-terms)",
+    "acme-no-csr": "(certway server-cert csr generate, or for a domain: certway domain csr "
+    "generate)",
+    "acme-not-managed": "(certway acme sign)",
+    "acme-trust": "(certway trust add)",
 }
 """This command line's options, added to the services' errors (see ``cli_hints``)."""
 
@@ -62,7 +66,7 @@ def account_create(
 ) -> None:
     """Register an account with the ACME CA (its HTTPS certificate is checked against the
     trusted CA list); the account key is sealed in the store."""
-    with _acme_node(ctx) as n:
+    with cli_hints({"conflict": "(certway acme account deactivate)"}), _acme_node(ctx) as n:
         info = n.acme.create_account(directory, email, accept_terms=accept_terms)
     out.print(f"ACME account created: {info.uri} ({info.email})")
 

@@ -213,7 +213,7 @@ def admin_auth_set(
     as_json: JsonOpt = False,
 ) -> None:
     """Choose where admin logins are checked. The local 'admin' account always works."""
-    with open_node(ctx) as n:
+    with cli_hints({"ldap-not-configured": "(certway ldap set)"}), open_node(ctx) as n:
         chosen = n.ldap.set_source(source)
     if as_json:
         print_json({"source": chosen.value})

@@ -215,7 +215,7 @@ class LdapSettings:
     def require(self) -> LdapConfig:
         config = self.get()
         if config is None:
-            raise NotFound("no LDAP server is configured (see 'certway ldap set')")
+            raise NotFound("no LDAP server is configured")
         return config
 
     def bind_password(self) -> str:
@@ -223,7 +223,7 @@ class LdapSettings:
         with self._store.reading() as session:
             raw = SettingsRepository(session).get(_PASSWORD_KEY)
         if not isinstance(raw, str):
-            raise NotFound("no LDAP bind password is stored (see 'certway ldap set')")
+            raise NotFound("no LDAP bind password is stored")
         return self._store.vault.open(base64.b64decode(raw), _AAD).decode()
 
     def source(self) -> AuthSource:
@@ -370,9 +370,7 @@ class LdapSettings:
                 "admin-auth", f"the source must be local, ldap or both, not '{source}'"
             ) from None
         if chosen is not AuthSource.LOCAL and self.get() is None:
-            raise PolicyViolation(
-                "admin-auth", "configure the LDAP server first (see 'certway ldap set')"
-            )
+            raise PolicyViolation("ldap-not-configured", "configure the LDAP server first")
         with self._store.transaction() as session:
             settings = SettingsRepository(session)
             settings.set(_SOURCE_KEY, {"source": chosen.value})
