@@ -29,7 +29,7 @@ DomainOpt = Annotated[
 ]
 
 
-_HINTS: dict[str | type[CertwayError], str] = {
+_ACME_HINTS: dict[str | type[CertwayError], str] = {
     NoAcmeAccount: "(certway acme account create --directory URL --email E --accept-terms)",
     "acme-terms": "(--accept-terms)",
     "acme-no-csr": "(certway server-cert csr generate, or for a domain: certway domain csr "
@@ -43,7 +43,7 @@ _HINTS: dict[str | type[CertwayError], str] = {
 @contextmanager
 def _acme_node(ctx: typer.Context) -> Iterator[Node]:
     """``open_node`` whose errors name this command line's options."""
-    with cli_hints(_HINTS), open_node(ctx) as n:
+    with cli_hints(_ACME_HINTS), open_node(ctx) as n:
         yield n
 
 
