@@ -490,3 +490,37 @@ def test_no_message_counts_with_a_fixed_plural() -> None:
         if pattern.search(line) and 'f"' in line
     ]
     assert not found, found
+
+
+def test_service_errors_get_the_options_of_the_command_line(cli: Cli, tmp_path: Path) -> None:
+    """The services name settings ("StartTLS"); the command line adds its options."""
+    missing = cli("ldap", "set", "--url", "ldaps://ldap.example.com")
+    assert missing.exit_code == 2
+    assert missing.stderr.strip() == (
+        "error: a first LDAP configuration needs the base DN, the bind DN and the bind "
+        "password (--url, --base-dn, --bind-dn, --bind-password-file)"
+    )
+    password = write(tmp_path / "bind", b"bind-secret-93f1\n")
+    clear = cli(
+        "ldap", "set", "--url", "ldap://ldap.example.com", "--base-dn", "dc=example,dc=com",
+        "--bind-dn", "cn=svc,dc=example,dc=com", "--bind-password-file", password, "--json",
+    )  # fmt: skip
+    error = json.loads(clear.stderr)["error"]
+    assert (error["code"], clear.exit_code) == ("ldap-tls", 2)
+    assert error["message"] == (
+        "passwords are never sent in clear: use an ldaps:// URL, or an ldap:// URL with "
+        "StartTLS (--starttls)"
+    )
+    assert "bind-secret" not in clear.stderr
+    cli.ok("ca", "create-root", "--name", "acme", "--subject", "/CN=ACME Root")
+    port = cli("ca", "acme", "enable", "--ca", "acme", "--http-01-port", "0")
+    assert port.exit_code == 2
+    assert "the HTTP-01 port must be between 1 and 65535 (--http-01-port" in port.stderr
+    source = cli("admin-auth", "set", "--source", "ldap")
+    assert source.stderr.strip() == "error: configure the LDAP server first (certway ldap set)"
+    # an error without a hint is printed as the service says it
+    url = cli(
+        "ldap", "set", "--url", "http://ldap.example.com", "--base-dn", "dc=example,dc=com",
+        "--bind-dn", "cn=svc,dc=example,dc=com", "--bind-password-file", password,
+    )  # fmt: skip
+    assert url.exit_code == 2 and "is not an LDAP URL" in url.stderr and "(--" not in url.stderr

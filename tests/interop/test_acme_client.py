@@ -386,7 +386,8 @@ def test_the_cli_signs_through_a_running_server(
                 "acme", "account", "create", "--directory", directory,
                 "--email", "admin@example.com",
             )  # fmt: skip
-            assert terms.exit_code == 2 and "give --accept-terms" in terms.stderr
+            assert terms.exit_code == 2 and "accept the terms of service" in terms.stderr
+            assert "(--accept-terms)" in terms.stderr
             assert cli.ok("acme", "account", "show").stdout.strip() == "no ACME account"
             created = cli.ok(
                 "acme", "account", "create", "--directory", directory,

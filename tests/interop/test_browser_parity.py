@@ -4,10 +4,12 @@ Chromium against a real ``certway serve`` on 127.0.0.1. Screenshots go to
 
 Node settings name the next CSR; administrator accounts (add, password, delete behind a real
 confirm dialog); intermediate CA, signing and the revoke button of an issued certificate;
-post/redirect/get (a reload does not submit again); HTML 404 page; the audit log fits a
-1366 px window; and no lock-out: certificate validation is refused from a browser without a
-certificate, accepted from one whose certificate is valid, and a browser without one then
-gets the 403 page with the recovery command.
+post/redirect/get (a reload does not submit again), also for a refused PKCS#12 or new CA,
+which keep the chosen CA; parents of a sub-CA; the publication URL in the node settings;
+HTML 404 page; the audit log fits a 1366 px window; and no lock-out: certificate
+validation is refused from a browser without a certificate, accepted from one whose
+certificate is valid, and a browser without one then gets the 403 page with the recovery
+command.
 """
 
 from __future__ import annotations
@@ -219,6 +221,52 @@ def test_new_pages_prg_confirmation_and_errors(
     )
     assert widths[0] <= widths[1], widths
     shot(page, "26-audit-1366")
+
+
+def test_local_ca_forms_keep_the_chosen_ca_and_node_publication_url(
+    browser: Any, server: NodeServer, node: Node
+) -> None:
+    node.local_ca.create_root("root", "/CN=Browser Root")
+    node.local_ca.create_intermediate("issuing", "root", "/CN=Browser Issuing")
+    page = new_page(browser, server)
+    log_in(page)
+    page.goto("/local-ca?ca=issuing")
+    # Only a CA whose path length allows it is offered as a parent.
+    parents = page.locator("#int-parent option").all_inner_texts()
+    assert "root" in parents and "issuing" not in parents
+
+    # A refused PKCS#12: back on the page of the chosen CA, the message once, no passphrase.
+    page.fill("#issue-cn", "alice")
+    page.fill("#issue-passphrase", "passphrase-one")
+    page.fill("#issue-passphrase-again", "passphrase-two")
+    submit(page, "form[action='/local-ca/issue']")
+    assert page.url.endswith("/local-ca?ca=issuing")
+    assert errors(page) == ["Error: the two passphrases differ"]
+    assert page.input_value("#issue-ca") == "issuing"
+    assert page.input_value("#issue-cn") == "alice"
+    assert page.input_value("#issue-passphrase") == ""
+    shot(page, "30-local-ca-p12-refused")
+    page.reload()  # a GET: nothing is sent again, the message is gone
+    assert errors(page) == []
+    assert node.local_ca.issued("issuing") == []
+
+    # A refused new CA: the CA chosen before stays chosen.
+    page.fill("#ca-name", "not a name")
+    page.fill("#subject", "/CN=Refused")
+    submit(page, "form[action='/local-ca/roots']")
+    assert page.url.endswith("/local-ca?ca=issuing")
+    assert len(errors(page)) == 1
+    assert page.input_value("#sign-ca") == "issuing"
+
+    # Node settings: the publication URL of new CAs' CRLs and OCSP.
+    page.goto("/node")
+    assert f"http://{FQDN}:8080 (default" in page.inner_text("main")
+    page.fill("#publish_url", "http://ca.example.org:8081")
+    submit(page, "form[action='/node']")
+    assert notices(page)[0].endswith("publication URL http://ca.example.org:8081")
+    assert page.input_value("#publish_url") == "http://ca.example.org:8081"
+    assert node.settings.get().publish_url == "http://ca.example.org:8081"
+    shot(page, "31-node-publication-url")
 
 
 def client_certificate(node: Node, tmp_path: Path) -> tuple[Path, Path]:

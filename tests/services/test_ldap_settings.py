@@ -63,14 +63,14 @@ def test_set_show_and_the_sealed_password(node: Node) -> None:
         ({"url": "http://ldap.example.com"}, "is not an LDAP URL"),
         ({"url": "ldaps://ldap.example.com/dc=x"}, "give only the scheme, host and port"),
         ({"url": "ldap://ldap.example.com"}, "passwords are never sent in clear"),
-        ({"starttls": True}, "--starttls is for ldap:// URLs"),
+        ({"starttls": True}, "StartTLS is for ldap:// URLs"),
         ({"base_dn": "not a dn"}, "is not a DN"),
         ({"bind_dn": ""}, "the bind DN is empty"),
         ({"user_filter": "(uid=alice)"}, "must contain {user}"),
         ({"user_filter": "uid={user}"}, "enclosed in parentheses"),
         ({"user_filter": "(uid={user}"}, "enclosed in parentheses"),
         ({"user_filter": "(&(uid={user})"}, "is not an LDAP filter"),
-        ({"bind_password": ""}, "the bind password file is empty"),
+        ({"bind_password": ""}, "the bind password is empty"),
     ],
 )
 def test_bad_settings_are_refused_and_change_nothing(
@@ -84,7 +84,9 @@ def test_bad_settings_are_refused_and_change_nothing(
 
 
 def test_first_set_needs_everything(node: Node) -> None:
-    with pytest.raises(PolicyViolation, match="--base-dn, --bind-dn, --bind-password-file"):
+    with pytest.raises(
+        PolicyViolation, match=r"needs the base DN, the bind DN and the bind password$"
+    ):
         node.ldap.set(url="ldaps://ldap.example.com")
     assert node.ldap.get() is None
 

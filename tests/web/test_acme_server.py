@@ -541,7 +541,7 @@ def test_settings_are_checked(tmp_path: Path) -> None:
             (AcmeSettings(allow="(?=a)"), "lookahead"),
             (AcmeSettings(days=0), "validity"),
             (AcmeSettings(dns_server="dns.example:53"), "IP address"),
-            (AcmeSettings(http01_port=0), "--http-01-port"),
+            (AcmeSettings(http01_port=0), "the HTTP-01 port"),
         ):
             with pytest.raises(PolicyViolation, match=fragment):
                 node.acme_server.enable("c", bad)

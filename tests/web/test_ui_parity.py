@@ -305,7 +305,8 @@ def test_node_settings_name_the_next_csr(alice: TestClient, bob: TestClient, nod
     [notice] = messages(saved.text, "notice")
     assert notice == (
         "node settings saved: system FQDN expe.example.net, role core, cluster "
-        "cluster.example.net, peers expe.example.net, expe2.example.net"
+        "cluster.example.net, peers expe.example.net, expe2.example.net, publication URL "
+        "http://expe.example.net:8080 (default)"
     )
     [warning] = messages(saved.text, "warning")
     assert "the server certificate in use does not name expe.example.net" in warning
@@ -540,3 +541,263 @@ def test_the_api_refuses_the_lock_out_too(app: Any, node: Node) -> None:
     assert response.json()["code"] == "lockout"
     assert "presents no client certificate" in response.json()["detail"]
     assert node.admin_security.get().mode.value == "not-required"
+
+
+# -- messages name settings, not command-line options -----------------------------------------
+@pytest.mark.parametrize(
+    ("fields", "error"),
+    [
+        (
+            {"url": "ldaps://ldap.example.com"},
+            "a first LDAP configuration needs the base DN, the bind DN and the bind password",
+        ),
+        (
+            {"url": "ldap://ldap.example.com", "starttls": "off"},
+            "passwords are never sent in clear: use an ldaps:// URL, or an ldap:// URL with "
+            "StartTLS",
+        ),
+        (
+            {"url": "ldaps://ldap.example.com", "starttls": "on"},
+            "ldaps:// is TLS from the start: StartTLS is for ldap:// URLs",
+        ),
+    ],
+)
+def test_ldap_refusals_name_the_settings_of_the_page(
+    alice: TestClient, node: Node, fields: dict[str, str], error: str
+) -> None:
+    complete = {
+        "base_dn": "dc=example,dc=com",
+        "bind_dn": "cn=svc,dc=example,dc=com",
+        "bind_password": "bind-secret-5a2c",
+        "verify": "on",
+    }
+    data = fields if len(fields) == 1 else {**complete, **fields}
+    response = post(alice, "/ldap", data, follow_redirects=False)
+    assert (response.status_code, response.headers["location"]) == (303, "/ldap")
+    page = alice.get("/ldap")
+    assert page.status_code == 422
+    assert messages(page.text, "error") == [f"Error: {error}"]
+    assert "--" not in messages(page.text, "error")[0]
+    assert "bind-secret-5a2c" not in page.text
+    assert node.ldap.get() is None
+
+
+def test_ldap_source_without_a_server_names_no_command(alice: TestClient, node: Node) -> None:
+    page = post(alice, "/admin-auth", {"source": "ldap"})
+    assert page.status_code == 422
+    assert messages(page.text, "error") == ["Error: configure the LDAP server first"]
+    tested = post(alice, "/ldap/test", {"user": "carol"})
+    assert messages(tested.text, "error") == ["Error: no LDAP server is configured"]
+
+
+def test_acme_terms_refusal_names_no_option(
+    alice: TestClient, node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from acme import messages as acme_messages
+
+    from certway.services import acme_client
+
+    directory = acme_messages.Directory.from_json(
+        {
+            "newNonce": "https://acme.example/nonce",
+            "newAccount": "https://acme.example/account",
+            "newOrder": "https://acme.example/order",
+            "meta": {"termsOfService": "https://acme.example/terms"},
+        }
+    )
+    monkeypatch.setattr(
+        acme_client.ClientV2, "get_directory", classmethod(lambda cls, url, net: directory)
+    )
+    data = {"directory": "https://acme.example/directory", "email": "admin@example.com"}
+    page = post(alice, "/acme-client/account", data)
+    assert page.status_code == 422
+    assert messages(page.text, "error") == [
+        "Error: the ACME server's terms of service (https://acme.example/terms) must be "
+        "accepted: accept the terms of service to create the account"
+    ]
+    assert node.acme.account() is None
+
+
+# -- local CA: the PKCS#12 form, the chosen CA, parents ----------------------------------------
+@pytest.mark.parametrize(
+    ("fields", "status", "error"),
+    [
+        ({"passphrase_again": "pass-7c1e9a-other"}, 422, "the two passphrases differ"),
+        ({"passphrase": "q-7c1e", "passphrase_again": "q-7c1e"}, 422, "at least 8 characters"),
+        ({"cn": "alice@example.com"}, 422, "is not a valid DNS name"),
+        ({"days": "0"}, 422, "validity must be between 1 and"),
+        ({"days": "a year"}, 422, "the validity in days must be a whole number"),
+    ],
+)
+def test_a_refused_pkcs12_redirects_to_its_ca_and_shows_the_error_once(
+    alice: TestClient, node: Node, fields: dict[str, str], status: int, error: str
+) -> None:
+    node.local_ca.create_root("lab", "/CN=Lab Root")
+    node.local_ca.create_root("lab2", "/CN=Lab Two")
+    data = {"ca": "lab2", "cn": "alice", "profile": "client", "key_type": "ec:p256",
+            "passphrase": "pass-7c1e9a", "passphrase_again": "pass-7c1e9a", **fields}  # fmt: skip
+    response = post(alice, "/local-ca/issue", data, follow_redirects=False)
+    assert response.status_code == 303
+    assert response.headers["location"] == "/local-ca?ca=lab2"
+    page = alice.get("/local-ca?ca=lab2")
+    assert page.status_code == status
+    [shown] = messages(page.text, "error")
+    assert error in shown
+    assert f'value="{data["cn"]}"' in page.text  # the form is filled in again...
+    assert "pass-7c1e9a" not in page.text and "q-7c1e" not in page.text  # ...no passphrase
+    issuing = re.search(r'<select id="issue-ca" name="ca">(.*?)</select>', page.text)
+    assert issuing is not None and '<option value="lab2" selected>' in issuing.group(1)
+    again = alice.get("/local-ca?ca=lab2")  # a reload: the page, without the message
+    assert again.status_code == 200
+    assert messages(again.text, "error") == []
+    assert node.local_ca.issued("lab2") == [] and node.local_ca.issued("lab") == []
+
+
+def test_the_pkcs12_form_suggests_only_accepted_names(alice: TestClient, node: Node) -> None:
+    node.local_ca.create_root("lab", "/CN=Lab Root")
+    page = alice.get("/local-ca").text
+    placeholder = re.search(r'id="issue-cn" name="cn" placeholder="([^"]+)"', page)
+    assert placeholder is not None and placeholder.group(1) == "alice or host.example.com"
+    for cn in ("alice", "host.example.com"):
+        data = {
+            "ca": "lab",
+            "cn": cn,
+            "passphrase": "pass-7c1e9a",
+            "passphrase_again": "pass-7c1e9a",
+        }
+        response = post(alice, "/local-ca/issue", data)
+        assert response.headers["content-type"] == "application/x-pkcs12", response.text
+    assert sorted(i.subject for i in node.local_ca.issued("lab")) == [
+        "CN=alice",
+        "CN=host.example.com",
+    ]
+
+
+def test_a_refused_new_ca_keeps_the_ca_chosen_before(alice: TestClient, node: Node) -> None:
+    node.local_ca.create_root("lab", "/CN=Lab Root")
+    node.local_ca.create_root("lab2", "/CN=Lab Two")
+    page = alice.get("/local-ca?ca=lab2").text
+    assert page.count('<input type="hidden" name="ca" value="lab2">') == 3  # root, sub-CA, import
+    external = Pki("Imported", index=50)
+    refusals: list[tuple[str, dict[str, str], dict[str, Any]]] = [
+        ("/local-ca/roots", {"name": "no spaces please", "subject": "/CN=X"}, {}),
+        ("/local-ca/intermediates", {"name": "sub-x", "parent": "nope", "subject": "/CN=X"}, {}),
+        ("/local-ca/import", {"name": "ext"}, {
+            "certificate": ("ca.pem", pem(external.root), "application/octet-stream"),
+            "key": ("ca.key", private_key_pem(external.leaf_key), "application/octet-stream"),
+        }),
+    ]  # fmt: skip
+    for path, fields, files in refusals:
+        response = alice.post(
+            path,
+            data={"csrf": csrf(alice), "ca": "lab2", **fields},
+            files=files or None,
+            follow_redirects=False,
+        )
+        assert response.headers["location"] == "/local-ca?ca=lab2", path
+        shown = alice.get("/local-ca?ca=lab2").text
+        assert len(messages(shown, "error")) == 1, path
+        signing = re.search(r'<select id="sign-ca" name="ca">(.*?)</select>', shown)
+        assert signing is not None and '<option value="lab2" selected>' in signing.group(1), path
+        assert f'value="{fields["name"]}"' in shown  # the refused form, filled in again
+    assert not {"no spaces please", "sub-x", "ext"} & {c.name for c in node.local_ca.cas()}
+    # no CA chosen before: none chosen after
+    unchosen = post(alice, "/local-ca/roots", {"name": "no spaces", "subject": "/CN=X", "ca": ""},
+                    follow_redirects=False)  # fmt: skip
+    assert unchosen.headers["location"] == "/local-ca"
+    # created: the new CA is the one chosen
+    created = post(alice, "/local-ca/roots", {"name": "lab3", "subject": "/CN=Lab 3", "ca": "lab2"},
+                   follow_redirects=False)  # fmt: skip
+    assert created.headers["location"] == "/local-ca?ca=lab3"
+
+
+def test_only_cas_that_may_sign_a_sub_ca_are_offered_as_parents(
+    alice: TestClient, node: Node
+) -> None:
+    node.local_ca.create_root("root", "/CN=Root")
+    node.local_ca.create_intermediate("issuing", "root", "/CN=Issuing")
+    assert node.local_ca.info("issuing").path_length == 0
+    assert node.local_ca.info("root").can_sign_ca and not node.local_ca.info("issuing").can_sign_ca
+    page = alice.get("/local-ca?ca=issuing").text
+    parent = re.search(r'<select id="int-parent" name="parent">(.*?)</select>', page)
+    assert parent is not None
+    offered = re.findall(r'<option value="([^"]+)"', parent.group(1))
+    assert "root" in offered and "issuing" not in offered
+    signing = re.search(r'<select id="sign-ca" name="ca">(.*?)</select>', page)
+    assert signing is not None and '<option value="issuing" selected>' in signing.group(1)
+    # a form sent anyway is still refused by the service
+    refused = post(
+        alice, "/local-ca/intermediates", {"name": "sub", "parent": "issuing", "subject": "/CN=Sub"}
+    )
+    assert refused.status_code == 422
+    assert (
+        "can't create a child CA: this CA's path length is 0" in messages(refused.text, "error")[0]
+    )
+    assert [c.name for c in node.local_ca.cas() if c.name == "sub"] == []
+
+
+def test_without_a_ca_that_may_sign_a_sub_ca_the_page_says_so(tmp_path: Path) -> None:
+    node = Node.init(tmp_path / "bare", FixedClock(NOW), fqdn=FQDN, factory=False)
+    try:
+        node.admins.add(ALICE[0], "read-write", ALICE[1])
+        client = login(TestClient(create_admin_app(node, secure_cookies=False)), *ALICE)
+        assert "create or import a root CA first" in client.get("/local-ca").text
+        external = Pki("Imported", index=50)
+        node.local_ca.import_ca(
+            "issuing", pem(external.intermediate), private_key_pem(external.int_key)
+        )
+        page = client.get("/local-ca").text
+        assert 'action="/local-ca/intermediates"' not in page
+        assert "None of these CAs can sign an intermediate: each has path length 0" in page
+    finally:
+        node.close()
+
+
+# -- node settings: the publication URL --------------------------------------------------------
+def test_node_settings_set_and_clear_the_publication_url(
+    alice: TestClient, bob: TestClient, node: Node
+) -> None:
+    page = alice.get("/node").text
+    assert "http://vcs.example.com:8080 (default: the system FQDN, port 8080)" in page
+    assert (
+        'id="publish_url" name="publish_url" placeholder="http://vcs.example.com:8080" value=""'
+        in page
+    )
+    settings = {"fqdn": FQDN, "role": "edge", "cluster_fqdn": "", "peers": ""}
+    saved = post(alice, "/node", {**settings, "publish_url": "http://ca.example.com:8081/"})
+    [notice] = messages(saved.text, "notice")
+    assert notice.endswith("publication URL http://ca.example.com:8081")
+    assert node.settings.get().publish_url == "http://ca.example.com:8081"
+    assert (
+        'name="publish_url" placeholder="http://vcs.example.com:8080" value="http://ca.example.com:8081"'
+        in saved.text
+    )
+    [entry] = [
+        e
+        for e in node.audit.entries()
+        if e.action == "node.set" and e.detail.get("publish_url") == "http://ca.example.com:8081"
+    ]
+    assert entry.actor == "alice"
+    # a CA created from now on without URLs of its own publishes there
+    post(alice, "/local-ca/roots", {"name": "lab", "subject": "/CN=Lab"})
+    lab = node.local_ca.info("lab")
+    assert lab.crl_urls == ("http://ca.example.com:8081/crl/lab.crl",)
+    assert lab.ocsp_url == "http://ca.example.com:8081/ocsp"
+    # the same validation as the command line; nothing changed
+    bad = post(alice, "/node", {**settings, "publish_url": "ftp://ca.example.com"})
+    assert bad.status_code == 422
+    assert messages(bad.text, "error") == [
+        "Error: publication URL 'ftp://ca.example.com' is not of the form http://HOST:PORT "
+        "(e.g. http://ca.example.com:8080)"
+    ]
+    assert 'value="ftp://ca.example.com"' in bad.text
+    assert node.settings.get().publish_url == "http://ca.example.com:8081"
+    # empty: back to the default
+    cleared = post(alice, "/node", {**settings, "publish_url": ""})
+    assert messages(cleared.text, "notice")[0].endswith(
+        "publication URL http://vcs.example.com:8080 (default)"
+    )
+    assert node.settings.get().publish_url is None
+    read_only = bob.get("/node").text
+    assert "http://vcs.example.com:8080 (default" in read_only
+    assert 'name="publish_url"' not in read_only

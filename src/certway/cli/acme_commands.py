@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -12,12 +14,22 @@ from certway.cli.main import (
     _typer,
     app,
     choice,
+    cli_hints,
     complete_list_from,
     open_node,
     out,
     print_json,
 )
-from certway.services.acme_client import CHALLENGE_TYPES, DAYS, REVOCATION_REASONS
+from certway.errors import CertwayError
+from certway.services.acme_client import (
+    CHALLENGE_TYPES,
+    DAYS,
+    REVOCATION_REASONS,
+    NoAcmeAccount,
+)
+
+if TYPE_CHECKING:
+    from certway.services.node import Node
 
 __all__ = ["acme_app"]
 
@@ -30,6 +42,24 @@ DomainOpt = Annotated[
     str | None,
     typer.Option("--domain", help="A domain certificate instead of the server certificate."),
 ]
+
+
+_ACME_HINTS: dict[str | type[CertwayError], str] = {
+    NoAcmeAccount: "(certway acme account create --directory URL --email E --accept-terms)",
+    "acme-terms": "(--accept-terms)",
+    "acme-no-csr": "(certway server-cert csr generate, or for a domain: certway domain csr "
+    "generate)",
+    "acme-not-managed": "(certway acme sign)",
+    "acme-trust": "(certway trust add)",
+}
+"""This command line's options, added to the services' errors (see ``cli_hints``)."""
+
+
+@contextmanager
+def _acme_node(ctx: typer.Context) -> Iterator[Node]:
+    """``open_node`` whose errors name this command line's options."""
+    with cli_hints(_ACME_HINTS), open_node(ctx) as n:
+        yield n
 
 
 def _slot(domain: str | None) -> tuple[str, str]:
@@ -51,7 +81,7 @@ def account_create(
 ) -> None:
     """Register an account with the ACME CA (its HTTPS certificate is checked against the
     trusted CA list); the account key is sealed in the store."""
-    with open_node(ctx) as n:
+    with cli_hints({"conflict": "(certway acme account deactivate)"}), _acme_node(ctx) as n:
         info = n.acme.create_account(directory, email, accept_terms=accept_terms)
     out.print(f"ACME account created: {info.uri} ({info.email})")
 
@@ -65,7 +95,7 @@ def account_show(
     as_json: JsonOpt = False,
 ) -> None:
     """The ACME account."""
-    with open_node(ctx) as n:
+    with _acme_node(ctx) as n:
         info = n.acme.refresh_account() if refresh else n.acme.account()
     if as_json:
         print_json(info.as_dict() if info else None)
@@ -86,7 +116,7 @@ def account_show(
 @account_app.command("deactivate")
 def account_deactivate(ctx: typer.Context) -> None:
     """Deactivate the ACME account at the CA (it cannot be used again)."""
-    with open_node(ctx) as n:
+    with _acme_node(ctx) as n:
         n.acme.deactivate_account()
     out.print("ACME account deactivated")
 
@@ -102,7 +132,7 @@ def acme_sign(
     """Have the pending CSR signed by the ACME CA; the certificate becomes the pending ACME
     certificate (deployed at once unless the schedule's auto-deploy is off)."""
     kind, name = _slot(domain)
-    with open_node(ctx) as n:
+    with _acme_node(ctx) as n:
         result = n.acme.sign(kind, name, challenge=challenge)
     out.print(f"signed by {result['issuer']}: {result['subject']} (serial {result['serial']})")
     for warning in result["warnings"]:
@@ -118,7 +148,7 @@ def acme_sign(
 def acme_deploy(ctx: typer.Context, domain: DomainOpt = None) -> None:
     """Put the pending ACME certificate live (checked as an upload; no restart)."""
     kind, name = _slot(domain)
-    with open_node(ctx) as n:
+    with _acme_node(ctx) as n:
         result = n.acme.deploy(kind, name)
     out.print(f"the {_label(domain)} is live: version {result['version']}")
     for warning in result["warnings"]:
@@ -129,7 +159,7 @@ def acme_deploy(ctx: typer.Context, domain: DomainOpt = None) -> None:
 def acme_renew_now(ctx: typer.Context, domain: DomainOpt = None) -> None:
     """Renew now, whatever the schedule (a new key and CSR, the same names)."""
     kind, name = _slot(domain)
-    with open_node(ctx) as n:
+    with _acme_node(ctx) as n:
         result = n.acme.renew_now(kind, name)
     state = "live" if result["deployed"] else "pending deployment"
     out.print(f"renewed: serial {result['serial']}, valid until {result['not_after']} ({state})")
@@ -146,7 +176,7 @@ def acme_revoke(
 ) -> None:
     """Revoke the live certificate at the ACME CA."""
     kind, name = _slot(domain)
-    with open_node(ctx) as n:
+    with _acme_node(ctx) as n:
         result = n.acme.revoke(kind, name, reason=reason)
     out.print(f"revoked serial {result['serial']} ({result['reason']})")
 
@@ -176,7 +206,7 @@ def acme_schedule(
     as_json: JsonOpt = False,
 ) -> None:
     """Show or change when automatic renewals run."""
-    with open_node(ctx) as n:
+    with _acme_node(ctx) as n:
         if days is None and at is None and auto_deploy is None and enabled is None:
             schedule = n.acme.schedule()
         else:
@@ -200,7 +230,7 @@ def acme_schedule(
 @acme_app.command("status")
 def acme_status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Account, schedule, and each ACME certificate: expiry, next renewal, failures."""
-    with open_node(ctx) as n:
+    with _acme_node(ctx) as n:
         status: dict[str, Any] = n.acme.status()
     if as_json:
         print_json(status)

@@ -16,6 +16,7 @@ from certway.cli.main import (
     _typer,
     ca_app,
     choice,
+    cli_hints,
     complete_list_from,
     open_node,
     out,
@@ -101,7 +102,13 @@ def acme_enable(
         order_minutes=order_minutes,
         orders_per_hour=orders_per_hour,
     )
-    with open_node(ctx) as n:
+    hints = {
+        "port": "(--http-01-port, --tls-alpn-01-port)",
+        "dns-server": "(--dns-server)",
+        "order-minutes": "(--order-minutes)",
+        "rate-limit": "(--orders-per-hour)",
+    }
+    with cli_hints(hints), open_node(ctx) as n:
         n.acme_server.enable(ca, settings)
     if as_json:
         print_json({"ca": ca, "directory": f"/acme/{ca}/directory", **settings.to_json()})

@@ -19,6 +19,7 @@ from certway.cli.main import (
     JsonOpt,
     _typer,
     app,
+    cli_hints,
     err,
     open_node,
     out,
@@ -126,7 +127,7 @@ def backup_restore(
     check_new_data_dir(data_dir)  # before the slow part
     data = _read_backup(backup_file)
     passphrase = _passphrase(passphrase_file)
-    with _progress(as_json) as progress:
+    with cli_hints({"backup-target": "(--database URL)"}), _progress(as_json) as progress:
         plan = backups.open_backup(data, passphrase, progress)
         checks = plan.restore_into(
             data_dir, SystemClock(), database=database, source=str(backup_file), progress=progress

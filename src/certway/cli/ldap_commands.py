@@ -18,6 +18,7 @@ from certway.cli.main import (
     _typer,
     app,
     choice,
+    cli_hints,
     open_node,
     out,
     print_json,
@@ -85,7 +86,11 @@ def ldap_set(
 ) -> None:
     """Set the LDAP server (the first time: URL, base DN, bind DN and password)."""
     password = _text(bind_password_file, "bind password") if bind_password_file else None
-    with open_node(ctx) as n:
+    hints = {
+        "ldap-missing": "(--url, --base-dn, --bind-dn, --bind-password-file)",
+        "ldap-tls": "(--starttls)",
+    }
+    with cli_hints(hints), open_node(ctx) as n:
         n.ldap.set(
             url=url,
             starttls=starttls,
@@ -216,7 +221,7 @@ def admin_auth_set(
     as_json: JsonOpt = False,
 ) -> None:
     """Choose where admin logins are checked. The local 'admin' account always works."""
-    with open_node(ctx) as n:
+    with cli_hints({"ldap-not-configured": "(certway ldap set)"}), open_node(ctx) as n:
         chosen = n.ldap.set_source(source)
     if as_json:
         print_json({"source": chosen.value})

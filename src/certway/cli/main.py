@@ -7,7 +7,7 @@ import json
 import math
 import os
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, get_args
@@ -194,13 +194,43 @@ def error_code(exc: BaseException) -> str:
 
 
 def fail(exc: BaseException, exit_code: int = 2, *, ctx: Any = None) -> NoReturn:
-    """Print ``exc`` as one red line (or a JSON error under ``--json``) and exit."""
+    """Print ``exc`` as one red line (or a JSON error under ``--json``) and exit; the line
+    ends with the command line's hint that ``cli_hints`` added, if any."""
     ctx = ctx or get_current_context(silent=True)
+    message = str(exc) + "".join(f" {hint}" for hint in getattr(exc, _HINTS, ()))
     if ctx is not None and ctx.meta.get(_JSON_KEY):
-        _print_error(error_code(exc), str(exc), exit_code)
+        _print_error(error_code(exc), message, exit_code)
     else:
-        err.print(styled("error:", "red", f" {exc}"))
+        err.print(styled("error:", "red", f" {message}"))
     raise typer.Exit(exit_code)
+
+
+_HINTS = "certway_cli_hints"
+"""Attribute of an error: the command line's words added to its message by ``cli_hints``."""
+
+
+@contextmanager
+def cli_hints(
+    hints: Mapping[str, str] | Mapping[str | type[CertwayError], str],
+) -> Iterator[None]:
+    """Add the command line's own words to a service's error. The services name a setting as
+    every interface knows it ("StartTLS", "the bind DN"); a command adds the option that
+    gives it (``(--starttls)``). ``hints`` maps an error's code (``error_code``), or an error
+    class, to the words printed after its message."""
+    try:
+        yield
+    except CertwayError as exc:
+        hint = hints.get(error_code(exc)) or next(
+            (
+                words
+                for kind, words in hints.items()
+                if isinstance(kind, type) and isinstance(exc, kind)
+            ),
+            None,
+        )
+        if hint is not None:
+            setattr(exc, _HINTS, (*getattr(exc, _HINTS, ()), hint))
+        raise
 
 
 def _note_json(ctx: typer.Context, value: bool) -> bool:
@@ -513,7 +543,8 @@ def init(
             f"{data_dir} is already a certway data directory: a cluster node needs a new one "
             "(an embedded node moves to PostgreSQL with 'certway db migrate --to URL')"
         )
-    node = Node.init(data_dir, fqdn=fqdn, role=role, database=database, join_key=join_key)
+    with cli_hints({"fqdn": "(--fqdn)"}):
+        node = Node.init(data_dir, fqdn=fqdn, role=role, database=database, join_key=join_key)
     try:
         server = node.identities.info("server")
         node_id = node.cluster.node_id

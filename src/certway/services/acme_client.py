@@ -78,6 +78,7 @@ __all__ = [
     "AcmeAccountInfo",
     "AcmeClient",
     "AcmeSchedule",
+    "NoAcmeAccount",
     "RenewalProblem",
     "challenge_certificate",
 ]
@@ -190,7 +191,7 @@ def _problem_text(exc: BaseException) -> str:
         if "CERTIFICATE_VERIFY_FAILED" in text:
             return (
                 "the ACME server's HTTPS certificate is not issued by a CA in the trusted CA "
-                "list (add its CA with 'certway trust add')"
+                "list (add its CA to the list)"
             )
         return "TLS handshake with the ACME server failed"
     if isinstance(exc, requests.exceptions.ConnectionError):
@@ -226,6 +227,12 @@ def _acme_errors(action: str) -> Iterator[None]:
         ValueError,
     ) as exc:
         raise FetchError(f"{action}: {_problem_text(exc)}") from None
+
+
+class NoAcmeAccount(NotFound):
+    """There is no ACME account yet (the command line names the command that creates one)."""
+
+    code = "not-found"
 
 
 # -- values -------------------------------------------------------------------------------------
@@ -360,7 +367,7 @@ class AcmeClient:
             raise PolicyViolation(
                 "acme-trust",
                 "the trusted CA list is empty: add the CA of the ACME server's HTTPS "
-                "certificate with 'certway trust add'",
+                "certificate to it",
             )
         return tls_context_for(list(trusted), profile=self._tls.profile("outbound"))
 
@@ -395,10 +402,7 @@ class AcmeClient:
     def _account_row(self) -> dict[str, Any]:
         account = self._dict(_ACCOUNT)
         if not account:
-            raise NotFound(
-                "no ACME account: create one with 'certway acme account create --directory URL "
-                "--email E --accept-terms'"
-            )
+            raise NoAcmeAccount("no ACME account: create one first")
         return account
 
     def _client(self) -> tuple[ClientV2, JWK, dict[str, Any]]:
@@ -443,10 +447,7 @@ class AcmeClient:
                 raise PolicyViolation("acme-email", f"'{email}' is not an e-mail address")
             existing = self._dict(_ACCOUNT)
             if existing.get("status") == "valid":
-                raise Conflict(
-                    "an ACME account exists already: deactivate it first "
-                    "('certway acme account deactivate')"
-                )
+                raise Conflict("an ACME account exists already: deactivate it first")
             key = ec.generate_private_key(ec.SECP256R1())
             net = self._network(key)
             with _acme_errors(f"cannot read the ACME directory {url}"):
@@ -455,8 +456,8 @@ class AcmeClient:
             if terms and not accept_terms:
                 raise PolicyViolation(
                     "acme-terms",
-                    f"the ACME server's terms of service ({terms}) must be accepted: "
-                    "give --accept-terms",
+                    f"the ACME server's terms of service ({terms}) must be accepted: accept "
+                    "the terms of service to create the account",
                 )
             client = ClientV2(directory_obj, net)
             with _acme_errors("the ACME server refused the new account"):
@@ -613,8 +614,7 @@ class AcmeClient:
         if pending is None:
             raise PolicyViolation(
                 "acme-no-csr",
-                f"no CSR is pending for the {slot_label(kind, name)}: generate one first "
-                f"('certway {'server-cert' if kind == 'server' else 'domain'} csr generate')",
+                f"no CSR is pending for the {slot_label(kind, name)}: generate one first",
             )
         with self._store.reading() as session:
             slot = SlotRepository(session).get(kind, name)
@@ -915,7 +915,7 @@ class AcmeClient:
             raise PolicyViolation(
                 "acme-not-managed",
                 f"the {slot_label(slot_kind, slot_name)} was never signed by the ACME CA: "
-                "use 'certway acme sign' first",
+                "have it signed first",
             )
         return self._renew(slot_kind, slot_name, "manual")
 

@@ -133,8 +133,8 @@ class AcmeSettings:
         if self.profile not in ACME_PROFILES:
             raise PolicyViolation("profile", "the ACME profile is 'server' or 'server-client'")
         for what, port in (
-            ("--http-01-port", self.http01_port),
-            ("--tls-alpn-01-port", self.tls_alpn01_port),
+            ("the HTTP-01 port", self.http01_port),
+            ("the TLS-ALPN-01 port", self.tls_alpn01_port),
         ):
             if not 1 <= port <= 65535:
                 raise PolicyViolation("port", f"{what} must be between 1 and 65535")
@@ -142,18 +142,18 @@ class AcmeSettings:
             host, sep, dns_port = self.dns_server.rpartition(":")
             if not sep or not host or not dns_port.isdigit() or not 1 <= int(dns_port) <= 65535:
                 raise PolicyViolation(
-                    "dns-server", f"--dns-server '{self.dns_server}' is not HOST:PORT"
+                    "dns-server", f"the DNS server '{self.dns_server}' is not HOST:PORT"
                 )
             try:
                 ipaddress.ip_address(host.strip("[]"))
             except ValueError:
                 raise PolicyViolation(
-                    "dns-server", f"--dns-server needs an IP address, not '{host}'"
+                    "dns-server", f"the DNS server needs an IP address, not '{host}'"
                 ) from None
         if not 1 <= self.order_minutes <= 7 * 24 * 60:
-            raise PolicyViolation("order-minutes", "--order-minutes must be 1 to 10080")
+            raise PolicyViolation("order-minutes", "the order lifetime must be 1 to 10080 minutes")
         if not 1 <= self.orders_per_hour <= 1_000_000:
-            raise PolicyViolation("rate-limit", "--orders-per-hour must be 1 to 1000000")
+            raise PolicyViolation("rate-limit", "the orders per hour must be 1 to 1000000")
 
     def to_json(self) -> dict[str, Any]:
         value = asdict(self)

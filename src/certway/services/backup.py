@@ -152,7 +152,7 @@ class RestorePlan:
             raise PolicyViolation(
                 "backup-target",
                 f"this backup was made on peer {self.summary.node_id} of a cluster: restore it "
-                "into an empty PostgreSQL database (--database URL)",
+                "into an empty PostgreSQL database",
             )
         total = self.summary.rows
         done = [0]

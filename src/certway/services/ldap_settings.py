@@ -184,6 +184,11 @@ def _check_access(access: str) -> str:
     return access
 
 
+def _and(words: list[str]) -> str:
+    """``the URL``, ``the URL and the bind DN``, ``the URL, the bind DN and the bind password``."""
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
+
+
 def _same_dn(a: str, b: str) -> bool:
     return _dn_key(a) == _dn_key(b)
 
@@ -210,7 +215,7 @@ class LdapSettings:
     def require(self) -> LdapConfig:
         config = self.get()
         if config is None:
-            raise NotFound("no LDAP server is configured (see 'certway ldap set')")
+            raise NotFound("no LDAP server is configured")
         return config
 
     def bind_password(self) -> str:
@@ -218,7 +223,7 @@ class LdapSettings:
         with self._store.reading() as session:
             raw = SettingsRepository(session).get(_PASSWORD_KEY)
         if not isinstance(raw, str):
-            raise NotFound("no LDAP bind password is stored (see 'certway ldap set')")
+            raise NotFound("no LDAP bind password is stored")
         return self._store.vault.open(base64.b64decode(raw), _AAD).decode()
 
     def source(self) -> AuthSource:
@@ -290,16 +295,16 @@ class LdapSettings:
             missing = [
                 what
                 for what, value in (
-                    ("--url", url),
-                    ("--base-dn", base_dn),
-                    ("--bind-dn", bind_dn),
-                    ("--bind-password-file", bind_password),
+                    ("the URL", url),
+                    ("the base DN", base_dn),
+                    ("the bind DN", bind_dn),
+                    ("the bind password", bind_password),
                 )
                 if value is None
             ]
             if missing:
                 raise PolicyViolation(
-                    "ldap-missing", f"a first LDAP configuration needs {', '.join(missing)}"
+                    "ldap-missing", f"a first LDAP configuration needs {_and(missing)}"
                 )
             current = LdapConfig(url="ldaps://x", starttls=False, base_dn="", bind_dn="")
         config = replace(
@@ -315,15 +320,16 @@ class LdapSettings:
         )
         if config.ldaps and config.starttls:
             raise PolicyViolation(
-                "ldap-tls", "ldaps:// is TLS from the start: --starttls is for ldap:// URLs"
+                "ldap-tls", "ldaps:// is TLS from the start: StartTLS is for ldap:// URLs"
             )
         if not config.ldaps and not config.starttls:
             raise PolicyViolation(
                 "ldap-tls",
-                "passwords are never sent in clear: use an ldaps:// URL or ldap:// with --starttls",
+                "passwords are never sent in clear: use an ldaps:// URL, or an ldap:// URL with "
+                "StartTLS",
             )
         if bind_password is not None and not bind_password:
-            raise PolicyViolation("ldap-password", "the bind password file is empty")
+            raise PolicyViolation("ldap-password", "the bind password is empty")
         with self._store.transaction() as session:
             settings = SettingsRepository(session)
             settings.set(_KEY, config.as_dict())
@@ -364,9 +370,7 @@ class LdapSettings:
                 "admin-auth", f"the source must be local, ldap or both, not '{source}'"
             ) from None
         if chosen is not AuthSource.LOCAL and self.get() is None:
-            raise PolicyViolation(
-                "admin-auth", "configure the LDAP server first (see 'certway ldap set')"
-            )
+            raise PolicyViolation("ldap-not-configured", "configure the LDAP server first")
         with self._store.transaction() as session:
             settings = SettingsRepository(session)
             settings.set(_SOURCE_KEY, {"source": chosen.value})

@@ -117,6 +117,13 @@ class CaInfo:
     issued: int
     revoked: int
     crl_number: int
+    path_length: int | None
+    """Its BasicConstraints path length (None: no limit)."""
+
+    @property
+    def can_sign_ca(self) -> bool:
+        """Whether it may sign an intermediate CA (a path length of 0 forbids it)."""
+        return self.path_length != 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -558,6 +565,7 @@ class LocalCA:
             issued=issued,
             revoked=revoked,
             crl_number=row.last_crl_number,
+            path_length=_path_length(cert),
         )
 
     def certificate(self, name: str) -> x509.Certificate:
@@ -1076,6 +1084,14 @@ class _SigningCa:
     id: int
     issuer: Issuer
     chain: tuple[x509.Certificate, ...]  # handed out with its certificates (no root)
+
+
+def _path_length(cert: x509.Certificate) -> int | None:
+    """The path length of a CA certificate's BasicConstraints (None: no limit)."""
+    try:
+        return cert.extensions.get_extension_for_class(x509.BasicConstraints).value.path_length
+    except x509.ExtensionNotFound:  # not stored: a CA certificate always has one
+        return None
 
 
 def _issued_row(ca_id: int, cert: x509.Certificate, profile: str, at: dt.datetime) -> IssuedRow:

@@ -147,7 +147,7 @@ class Node:
             store = Store.create_cluster(data_dir, database, fqdn=fqdn or default_fqdn())
         else:
             if not fqdn:
-                raise PolicyViolation("fqdn", "a joining peer needs its own FQDN (--fqdn)")
+                raise PolicyViolation("fqdn", "a joining peer needs its own FQDN")
             store = Store.join_cluster(
                 data_dir, database, join_key, fqdn=check_fqdn(fqdn, what="system FQDN")
             )

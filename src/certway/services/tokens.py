@@ -195,7 +195,7 @@ class Tokens:
             if row is None:
                 names = [r.name for r in repo.all()]
                 known = f"; known tokens: {', '.join(names)}" if names else "; none registered"
-                raise NotFound(f"no token named '{name}'{known} (see 'certway token add')")
+                raise NotFound(f"no token named '{name}'{known}")
             return row.id
 
     def name(self, token_id: int) -> str:

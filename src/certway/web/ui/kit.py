@@ -68,6 +68,7 @@ __all__ = [
     "page_view",
     "pem",
     "read_form",
+    "redirect_after",
     "run",
     "set_session_cookie",
     "submit",
@@ -113,7 +114,9 @@ MODE_LABELS = {
 PEM_TYPE = "application/x-pem-file"
 RECOVERY_COMMAND = "certway admin reset-security"
 """Run on the server's console: client certificate checks off, password login works again."""
-SECRET_FIELDS = frozenset({"csrf", "confirmed", "passphrase", "password", "password2", "pin"})
+SECRET_FIELDS = frozenset(
+    {"csrf", "confirmed", "passphrase", "passphrase_again", "password", "password2", "pin"}
+)
 """Form fields never kept to fill a form in again (nor carried through a confirmation)."""
 
 
@@ -490,6 +493,7 @@ def form_action(
     *,
     keep_form: Literal["no", "on-error", "always"] = "no",
     to: Target = None,
+    on_error: Target = None,
     confirm: Question = None,
 ) -> Callable[[Work], Callable[..., Coroutine[Any, Any, Response]]]:
     """Turn ``work`` into the endpoint of a form that changes state.
@@ -501,10 +505,12 @@ def form_action(
     it runs ``work`` and redirects (303) to the page ``to`` names: post/redirect/get, so a
     reload never submits again. That page shows the success message among the notices, or
     the ``CertwayError`` of the work as the page's error (with its status); ``keep_form``
-    says when it shows the submitted values again (never secrets). ``page`` names the page
-    function the form belongs to: its GET route renders the outcome after the redirect (the
-    endpoint itself renders no page but the confirmation). The endpoint takes the path
-    parameters ``work`` takes after ``view`` and ``form``."""
+    says when it shows the submitted values again (never secrets). ``on_error``, if given,
+    is where a failed action goes instead (a refused new CA's name is no CA to choose on
+    its page). ``page`` names the page function the form belongs to: its GET route renders
+    the outcome after the redirect (the endpoint itself renders no page but the
+    confirmation). The endpoint takes the path parameters ``work`` takes after ``view`` and
+    ``form``."""
 
     def decorate(work: Work) -> Callable[..., Coroutine[Any, Any, Response]]:
         async def endpoint(request: Request, **params: Any) -> Response:
@@ -520,6 +526,12 @@ def form_action(
                 except CertwayError as exc:
                     view.failed(exc)
                     kept = form if keep_form != "no" else None
+                    if on_error is not None:
+                        return _redirect(
+                            view,
+                            Flash.of(view, kept),
+                            _target(on_error, form, request.url.path, params),
+                        )
                 else:
                     if notice:
                         view.notices.append(notice)
@@ -544,6 +556,13 @@ def form_action(
         return endpoint
 
     return decorate
+
+
+def redirect_after(view: View, target: str, form: Form | None = None) -> Response:
+    """Post/redirect/get for a form that does not fit ``form_action`` (one whose success is
+    a download): 303 to ``target``, whose page shows the view's messages once and ``form``'s
+    fields again (never secrets)."""
+    return _redirect(view, Flash.of(view, form), target)
 
 
 def _redirect(view: View, flash: Flash, target: str) -> Response:

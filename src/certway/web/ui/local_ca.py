@@ -30,7 +30,7 @@ from certway.web.ui.kit import (
     pem,
 )
 
-__all__ = ["router"]
+__all__ = ["router", "with_ca"]
 
 router = APIRouter(include_in_schema=False, route_class=UiRoute)
 
@@ -45,6 +45,7 @@ def _local_ca_page(view: View, form: Form | None = None) -> HTMLResponse:
         "local_ca.html",
         title="Local CA",
         cas=cas,
+        parents=[ca for ca in cas if ca.can_sign_ca],
         selected=values.get("ca") or view.request.query_params.get("ca", ""),
         form=values,
         key_types=KEY_TYPES,
@@ -60,14 +61,16 @@ def local_ca_page(request: Request) -> Response:
     return _local_ca_page(page_view(request))
 
 
-def _with_ca(form: Form, field: str = "ca") -> str:
+def with_ca(form: Form, field: str = "ca") -> str:
     """Back to the Local CA page with the CA of the form still chosen."""
     chosen = form.get(field)
     return f"/local-ca?ca={quote(chosen, safe='')}" if chosen else "/local-ca"
 
 
 def _new_ca(form: Form) -> str:
-    return _with_ca(form, "name")
+    """A CA just created or imported: chosen on the page. (Refused, the page goes back to
+    the CA chosen before, which the forms carry as ``ca``.)"""
+    return with_ca(form, "name")
 
 
 def _settings(form: Form) -> CaSettings:
@@ -82,7 +85,7 @@ def _created(info: CaInfo) -> str:
 
 
 @router.post("/local-ca/roots")
-@form_action(_local_ca_page, keep_form="on-error", to=_new_ca)
+@form_action(_local_ca_page, keep_form="on-error", to=_new_ca, on_error=with_ca)
 def local_ca_create_root(view: View, form: Form) -> str:
     info = view.node.local_ca.create_root(
         form.get("name"),
@@ -96,7 +99,7 @@ def local_ca_create_root(view: View, form: Form) -> str:
 
 
 @router.post("/local-ca/intermediates")
-@form_action(_local_ca_page, keep_form="on-error", to=_new_ca)
+@form_action(_local_ca_page, keep_form="on-error", to=_new_ca, on_error=with_ca)
 def local_ca_create_intermediate(view: View, form: Form) -> str:
     if not form.get("parent"):
         raise PolicyViolation("input", "choose the parent CA that signs the intermediate")
@@ -112,7 +115,7 @@ def local_ca_create_intermediate(view: View, form: Form) -> str:
 
 
 @router.post("/local-ca/import")
-@form_action(_local_ca_page, keep_form="on-error", to=_new_ca)
+@form_action(_local_ca_page, keep_form="on-error", to=_new_ca, on_error=with_ca)
 def local_ca_import(view: View, form: Form) -> str:
     cert = form.file("certificate", "CA certificate file")
     key = form.file("key", "CA key file")
@@ -133,7 +136,7 @@ def local_ca_import(view: View, form: Form) -> str:
 
 
 @router.post("/local-ca/sign")
-@form_action(_local_ca_page, keep_form="on-error", to=_with_ca)
+@form_action(_local_ca_page, keep_form="on-error", to=with_ca)
 def local_ca_sign(view: View, form: Form) -> str:
     data = form.file("csr", "CSR file")
     if data is None and form.get("csr_text"):
@@ -180,7 +183,7 @@ def _revoke(view: View, form: Form, name: str, serial: str) -> str:
 
 
 @router.post("/local-ca/revoke")
-@form_action(_local_ca_page, keep_form="on-error", to=_with_ca, confirm=_revocation_question)
+@form_action(_local_ca_page, keep_form="on-error", to=with_ca, confirm=_revocation_question)
 def local_ca_revoke(view: View, form: Form) -> str:
     return _revoke(view, form, form.get("ca"), form.get("serial"))
 

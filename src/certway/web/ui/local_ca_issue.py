@@ -7,8 +7,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from certway.errors import CertwayError, PolicyViolation
-from certway.web.ui.kit import Form, UiRoute, View, download, run, submit
-from certway.web.ui.local_ca import _local_ca_page
+from certway.web.ui.kit import Form, UiRoute, View, download, redirect_after, run, submit
+from certway.web.ui.local_ca import with_ca
 
 __all__ = ["MIN_PASSPHRASE", "P12_TYPE", "router"]
 
@@ -51,24 +51,17 @@ def _issue(view: View, form: Form, passphrase: bytes) -> tuple[bytes, str]:
 
 @router.post("/local-ca/issue")
 async def local_ca_issue(request: Request) -> Response:
-    """Issue a new key and certificate: the answer is the .p12 download, or on an error the
-    page with the message and the form (never the passphrase) filled in again."""
+    """Issue a new key and certificate: the answer is the .p12 download; on an error, a
+    redirect to the Local CA page with the issuing CA still chosen, which shows the message
+    once and the form (never the passphrases) filled in again."""
     view, form = await submit(request)
-    try:
-        passphrase: bytes | None = _passphrase(form)
-        error: CertwayError | None = None
-    except CertwayError as exc:
-        passphrase, error = None, exc
 
     def act() -> Response:
         try:
-            if error is not None:
-                raise error
-            assert passphrase is not None
-            p12, cn = _issue(view, form, passphrase)
+            p12, cn = _issue(view, form, _passphrase(form))
         except CertwayError as exc:
             view.failed(exc)
-            return _local_ca_page(view, form)
+            return redirect_after(view, with_ca(form), form)
         return download(p12, f"{cn}.p12", P12_TYPE)
 
     return await run(view, act)

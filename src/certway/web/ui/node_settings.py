@@ -1,12 +1,13 @@
 """Node settings: the system FQDN (the common name of the server certificate's CSR), the
-role (which Expressway-style CSR fields apply) and the cluster FQDN and peers."""
+role (which Expressway-style CSR fields apply), the cluster FQDN and peers, and the
+publication URL (the default CRL and OCSP URLs of new local CAs)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 
-from certway.services.node_settings import NodeConfig
+from certway.services.node_settings import DEFAULT_PUBLISH_PORT, NodeConfig
 from certway.web.context import as_principal
 from certway.web.ui.kit import Form, UiRoute, View, form_action, page_view
 from certway.web.ui.status import identity_info
@@ -30,6 +31,7 @@ def _node_page(view: View, form: Form | None = None) -> HTMLResponse:
         "role": config.role,
         "cluster_fqdn": config.cluster_fqdn or "",
         "peers": ", ".join(config.peers),
+        "publish_url": config.publish_url or "",
         **(form or view.form).values(),
     }
     return view.render(
@@ -39,6 +41,8 @@ def _node_page(view: View, form: Form | None = None) -> HTMLResponse:
         form=values,
         roles=ROLES,
         server=server,
+        default_publication=f"http://{config.fqdn}:{DEFAULT_PUBLISH_PORT}",
+        default_port=DEFAULT_PUBLISH_PORT,
     )
 
 
@@ -62,6 +66,7 @@ def node_set(view: View, form: Form) -> str:
         role=form.get("role"),
         cluster_fqdn=form.get("cluster_fqdn"),
         peers=list(form.split("peers")),
+        publish_url=form.get("publish_url"),
     )
     if not _names_server_certificate(view, config):
         view.warnings.append(
@@ -69,7 +74,8 @@ def node_set(view: View, form: Form) -> str:
             "on the Server certificate page and upload its certificate"
         )
     cluster = config.cluster_fqdn or "none"
+    publication = config.publication_base + ("" if config.publish_url else " (default)")
     return (
         f"node settings saved: system FQDN {config.fqdn}, role {config.role}, cluster "
-        f"{cluster}, peers {', '.join(config.peers) or 'none'}"
+        f"{cluster}, peers {', '.join(config.peers) or 'none'}, publication URL {publication}"
     )
