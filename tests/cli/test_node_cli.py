@@ -148,6 +148,11 @@ def test_server_certificate_lifecycle(node_cli: Cli, pki: Pki, tmp_path: Path) -
     signed = sign(pki, csr_pem, tmp_path)
     other_key = write(tmp_path / "other.key", key_pem(pki.leaf_key))
     refused(node_cli, "server-cert", "upload", signed, "--key", other_key, message="CSR is pending")
+    elsewhere = write(tmp_path / "elsewhere.pem", pem(pki.leaf(FQDN), pki.intermediate))
+    result = refused(
+        node_cli, "server-cert", "upload", elsewhere, message="does not match the pending CSR"
+    )
+    assert "private key does not match" not in result.stderr  # no key was given
 
     uploaded = json.loads(node_cli.ok("server-cert", "upload", signed, "--json").stdout)
     assert uploaded["version"] == 2 and uploaded["warnings"] == []
@@ -294,6 +299,11 @@ def test_domains(node_cli: Cli, pki: Pki, tmp_path: Path) -> None:
         }
     ]
     csr_pem = node_cli.ok("domain", "csr", "show", "example.org", "--pem").stdout_bytes
+    elsewhere = write(tmp_path / "elsewhere.pem", pem(pki.leaf("example.org")))
+    refused(
+        node_cli, "domain", "upload", "example.org", elsewhere,
+        message="the certificate does not match the pending CSR (its public key is not the CSR's)",
+    )  # fmt: skip
     signed = sign(pki, csr_pem, tmp_path, "domain.pem")
     result = node_cli.ok("domain", "upload", "EXAMPLE.org.", signed)
     assert "activated version 1: CN=example.org" in result.stdout

@@ -372,6 +372,14 @@ def test_server_certificate_from_csr_signed_by_an_external_ca(node: Node, alice:
     external = Pki(root_cn="Acme Issuing CA", index=503)
     ok(alice.post("/trusted-cas", json={"data": pem(external.root)}))
     signed = external.sign_csr(pending["pem"], issuer=external.root_issuer)
+    # made elsewhere (not from the CSR), no key: refused as the CLI refuses it
+    elsewhere = pem(external.leaf(FQDN, issuer=external.root_issuer))
+    refused = alice.post("/server-cert", json={"certificate": elsewhere})
+    assert problem(refused, 422) == service_message(
+        lambda: node.identities.upload("server", "", elsewhere.encode())
+    )
+    assert refused.json()["code"] == "csr-mismatch"
+    assert "does not match the pending CSR" in refused.json()["detail"]
     uploaded = ok(alice.post("/server-cert", json={"certificate": pem(signed)}))
     assert uploaded["issuer"] == "CN=Acme Issuing CA"
     assert uploaded["warnings"] == []
