@@ -746,6 +746,23 @@ def test_openapi_describes_what_every_route_answers(bob: Api) -> None:
     assert components["TrustedCaOut"]["properties"]["not_after"]["format"] == "date-time"
 
 
+def test_schema_names_are_model_names_not_module_paths(bob: Api) -> None:
+    """Two models of one name in two modules get names like certway__web__api__x__Y."""
+    components = json.loads(bob.get("/openapi.json").content)["components"]["schemas"]
+    assert [name for name in components if "__" in name] == []
+
+
+def test_every_operation_has_a_description_beyond_its_summary(bob: Api) -> None:
+    document = json.loads(bob.get("/openapi.json").content)
+    bare = [
+        (method.upper(), path)
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+        if operation.get("description", "").strip() in ("", operation.get("summary", "").strip())
+    ]
+    assert bare == []
+
+
 def test_domains_node_crl_sources_intermediates_and_audit(node: Node, alice: Api, bob: Api) -> None:
     ok(alice.post("/domains", json={"name": "conf.example.com"}), 201)
     assert [d["name"] for d in ok(alice.get("/domains"))] == ["conf.example.com"]

@@ -69,13 +69,20 @@ def peer_health(request: Request) -> dict[str, Any]:
 
 @router.get("/cluster/tls-verification", response_model=VerificationOut)
 def verification(request: Request, _who: Reader) -> dict[str, Any]:
-    """How peers judge each other's certificates: permissive (report) or enforce (refuse)."""
+    """Show the cluster TLS verification.
+
+    Any account may read it. How the cluster peers judge each other's certificates:
+    permissive (a certificate that fails is reported) or enforce (it is refused)."""
     return {"verification": node_of(request).cluster_tls.verification().value}
 
 
 @router.put("/cluster/tls-verification", response_model=VerificationOut)
 def verification_set(request: Request, body: VerificationBody, who: Writer) -> dict[str, Any]:
-    """Set the cluster TLS verification."""
+    """Set the cluster TLS verification.
+
+    Needs a read-write account. Permissive reports a peer whose certificate fails, enforce
+    refuses it (check the peers first: an enforced failure cuts the peer off). Answers the
+    mode now in force."""
     with as_principal(who):
         return {"verification": node_of(request).cluster_tls.set_verification(body.verification)}
 
