@@ -763,6 +763,81 @@ def test_every_operation_has_a_description_beyond_its_summary(bob: Api) -> None:
     assert bare == []
 
 
+def test_every_operation_describes_its_errors_as_problems(bob: Api) -> None:
+    """Errors are problem+json in the shape the app sends (never FastAPI's validation
+    error as application/json): 401 and 403 everywhere, 422 for every change, the rest
+    under ``default``."""
+    document = json.loads(bob.get("/openapi.json").content)
+    components = document["components"]["schemas"]
+    assert "HTTPValidationError" not in components and "ValidationError" not in components
+    assert components["Problem"]["required"] == ["type", "title", "status", "detail"]
+    problem_only = {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    wrong = []
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            errors = {s: a for s, a in operation["responses"].items() if not s.startswith("2")}
+            needed = {"401", "403", "default"} | ({"422"} if method != "get" else set())
+            if not needed <= set(errors) or any(
+                a["content"] != problem_only or not a["description"] for a in errors.values()
+            ):
+                wrong.append((method.upper(), path, sorted(errors)))
+    assert wrong == []
+
+
+REAL_ERRORS = [
+    # who, method, path, path parameters, body, status
+    (None, "GET", "/status", {}, None, 401),
+    ("bob", "POST", "/domains", {}, {"name": "example.org"}, 403),
+    ("alice", "GET", "/domains/{name}", {"name": "unknown.example.org"}, None, 404),
+    ("alice", "POST", "/domains", {}, {"name": "conf.example.com"}, 409),
+    ("alice", "POST", "/domains", {}, {"nam": "example.org"}, 422),  # invalid request
+    ("alice", "POST", "/domains", {}, {"name": "nodot"}, 422),  # refused by a rule
+    ("alice", "POST", "/trusted-cas", {}, {"data": "garbage"}, 400),
+]
+
+
+@pytest.mark.parametrize(("who", "method", "path", "parameters", "body", "status"), REAL_ERRORS)
+def test_real_error_answers_match_the_description(
+    app: FastAPI,
+    node: Node,
+    who: str | None,
+    method: str,
+    path: str,
+    parameters: dict[str, str],
+    body: dict[str, str] | None,
+    status: int,
+) -> None:
+    """The description is checked against what the server answers (schemathesis: status,
+    media type and body against the documented schema)."""
+    import schemathesis
+    from schemathesis.specs.openapi.checks import (
+        content_type_conformance,
+        response_schema_conformance,
+        status_code_conformance,
+    )
+
+    node.identities.add_domain("conf.example.com")
+    schema = schemathesis.openapi.from_asgi(
+        f"{API}/openapi.json", app, headers={"Authorization": basic("bob")}
+    )
+    headers = {"Authorization": basic(who)} if who else {}
+    extra: dict[str, Any] = {"body": body} if body is not None else {}
+    case = schema[API + path][method].Case(path_parameters=parameters, headers=headers, **extra)
+    response = case.call()
+    assert response.status_code == status, response.text
+    documented = schema.raw_schema["paths"][API + path][method.lower()]["responses"]
+    assert list(documented[str(status)]["content"]) == [PROBLEM]
+    assert response.headers["content-type"] == [PROBLEM]
+    case.validate_response(
+        response,
+        checks=[status_code_conformance, content_type_conformance, response_schema_conformance],
+    )
+    problem_schema = schema.raw_schema["components"]["schemas"]["Problem"]
+    answer = response.json()
+    assert set(problem_schema["required"]) <= set(answer) <= set(problem_schema["properties"])
+    assert answer["status"] == status
+
+
 def test_domains_node_crl_sources_intermediates_and_audit(node: Node, alice: Api, bob: Api) -> None:
     ok(alice.post("/domains", json={"name": "conf.example.com"}), 201)
     assert [d["name"] for d in ok(alice.get("/domains"))] == ["conf.example.com"]

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
 from certway.web.api.common import Out, node_of
-from certway.web.api.routing import ApiRoute, Reader, Writer
+from certway.web.api.routing import PEER_ERRORS, ApiRoute, Reader, Writer
 from certway.web.context import AuthRequired, CertificateRefused, as_principal, peer_certificate
 
 __all__ = ["router"]
@@ -45,6 +45,7 @@ class VerificationBody(BaseModel):
 @_health.get(
     "/cluster/health",
     response_model=PeerHealthOut,
+    responses=PEER_ERRORS,
     summary="A cluster peer's health check.",
     description="Mutual TLS: the caller is another peer, authenticated by its server "
     "certificate alone (no account); under 'enforce' a certificate that fails is refused.",
