@@ -23,7 +23,7 @@ from certway.errors import PolicyViolation
 from certway.pki.csr import CsrForm, build_csr
 from certway.pki.keys import private_key_pem
 from certway.serve import NodeServer
-from certway.services.audit import AuditEntry
+from certway.services.audit import SYSTEM, Actor, AuditEntry, current_actor
 from certway.services.node import Node
 from waiting import wait_for
 
@@ -461,3 +461,28 @@ def test_the_servers_own_work_is_audited_as_the_system(tmp_path: Path) -> None:
         assert created is not None and (created.actor, created.via) == (getpass.getuser(), "cli")
     finally:
         node.close()
+
+
+def test_every_scheduled_job_acts_as_the_system(
+    node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each job of the scheduler's round (on the fetch pool or a worker thread) runs as the
+    system: ACME renewals, the CRL source update, the local CRLs, the cluster heartbeat, the
+    alarms."""
+    seen: dict[str, Actor] = {}
+
+    def recording(name: str, answer: object) -> object:
+        def job(*_args: object) -> object:
+            seen[name] = current_actor()
+            return answer
+
+        return job
+
+    monkeypatch.setattr(node.acme, "run_if_due", recording("acme renewals", []))
+    monkeypatch.setattr(node.revocation, "run_if_due", recording("CRL update", False))
+    monkeypatch.setattr(node.local_ca, "cas", recording("local CRLs", []))
+    monkeypatch.setattr(node.cluster, "heartbeat", recording("heartbeat", None))
+    monkeypatch.setattr(node.alarms, "current", recording("alarms", []))
+    with running(node, publish=False, sip=False):
+        wait_for(lambda: len(seen) == 5, "a round of the scheduler")
+    assert seen == dict.fromkeys(seen, SYSTEM)
