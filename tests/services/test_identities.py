@@ -483,6 +483,10 @@ def test_certificate_not_made_from_the_pending_csr_is_refused_as_such(
     assert (caught.value.code, str(caught.value)) == ("csr-mismatch", CSR_MISMATCH)
     assert store_snapshot(node.store.data_dir) == before
     assert node.identities.pending_csr(kind, name) is not None  # type: ignore[arg-type]
+    # the checks before the key's keep their own message: a CA certificate is one
+    with pytest.raises(PolicyViolation) as caught:
+        node.identities.upload(kind, name, pem(build(pki, ca=True)))  # type: ignore[arg-type]
+    assert caught.value.code == "is-ca"
 
 
 # --------------------------------------------------------------------------- history, restore

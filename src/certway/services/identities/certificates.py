@@ -74,14 +74,6 @@ class CertificateUploads(Slots):
                 assert slot.pending_key_id is not None
                 pending_key_id = slot.pending_key_id
                 key = keys.get(pending_key_id)
-                if not key_matches(key, leaf.public_key()):
-                    raise PolicyViolation(
-                        "csr-mismatch",
-                        "the certificate does not match the pending CSR (its public key is not "
-                        "the CSR's): upload the certificate signed from that CSR, or, if the "
-                        "certificate was made elsewhere, discard the CSR and upload the "
-                        "certificate with its private key",
-                    )
             elif key_data is not None:
                 key = load_private_key(key_data, passphrase)
             else:
@@ -93,13 +85,18 @@ class CertificateUploads(Slots):
                     raise PolicyViolation("no-key", _no_key(kind, in_use=True))
         now = self._clock.now()
         need_client_auth = kind == "client" or self._node.mutual_tls_in_use()
-        findings = check_node_certificate(
-            leaf,
-            key,
-            at=now,
-            require_client_auth=need_client_auth,
-            require_server_auth=kind != "client",
-        )
+        try:
+            findings = check_node_certificate(
+                leaf,
+                key,
+                at=now,
+                require_client_auth=need_client_auth,
+                require_server_auth=kind != "client",
+            )
+        except PolicyViolation as exc:
+            if exc.code == "key-mismatch" and pending_key_id is not None:  # no key was given
+                raise PolicyViolation("csr-mismatch", _CSR_MISMATCH) from None
+            raise
         if kind == "client":
             require_client_auth(leaf)
         chain, chain_warning = self._chain(leaf, extra, now)
@@ -161,6 +158,13 @@ class CertificateUploads(Slots):
             )
         self._activate_existing(kind, name, old, f"restore of version {version}")
         return self.info(kind, name)
+
+
+_CSR_MISMATCH = (
+    "the certificate does not match the pending CSR (its public key is not the CSR's): upload "
+    "the certificate signed from that CSR, or, if the certificate was made elsewhere, discard "
+    "the CSR and upload the certificate with its private key"
+)
 
 
 def _no_key(kind: IdentityKind, *, in_use: bool) -> str:
