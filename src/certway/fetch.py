@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import io
 import socket
@@ -381,9 +382,11 @@ class FetchPool:
             return self._executor
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """``fn(*args)`` on the pool's executor, awaited from the event loop."""
+        """``fn(*args)`` on the pool's executor, awaited from the event loop, in a copy of the
+        caller's context (as ``asyncio.to_thread``): it acts as whoever the caller acts as."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, functools.partial(fn, *args))
+        context = contextvars.copy_context()
+        return await loop.run_in_executor(self.executor, functools.partial(context.run, fn, *args))
 
     def close(self) -> None:
         """Stop the executor's threads once their current work is done (not waited for)."""

@@ -5,6 +5,11 @@ The poller and the scheduler run their (short) blocking work on asyncio's defaul
 Anything that fetches over the network runs on the node's fetch pool instead (SIP peer
 validations, the scheduled CRL update), so slow revocation servers never hold them up; the
 scheduled CRL update runs in the background while the scheduler keeps ticking.
+
+Everything the server does on its own is audited as the system (``audit.SYSTEM``): ``run``
+sets that actor, which the tasks it starts inherit with their context (as do
+``asyncio.to_thread`` and the fetch pool's ``run``), and the threads it starts set it
+themselves. A request acts as its authenticated caller (``web.context``), never as the system.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import uvicorn
 from certway.errors import CertwayError, StoreError
 from certway.outbound.syslog import SyslogSender
 from certway.services.alarms import AlarmKind
+from certway.services.audit import SYSTEM, acting_as
 from certway.services.local_ca import LocalCA
 from certway.services.node import Node
 from certway.services.sip_settings import SipSettings
@@ -462,6 +468,11 @@ class NodeServer:
             runner.run(self.run())
 
     async def run(self, *, install_signals: bool = True) -> None:
+        """Serve until ``stop``; everything started here acts as the system (module docstring)."""
+        with acting_as(SYSTEM):
+            await self._run(install_signals)
+
+    async def _run(self, install_signals: bool) -> None:
         loop = asyncio.get_running_loop()
         if install_signals:
             for sig in (signal.SIGINT, signal.SIGTERM):

@@ -148,6 +148,11 @@ def test_server_certificate_lifecycle(node_cli: Cli, pki: Pki, tmp_path: Path) -
     signed = sign(pki, csr_pem, tmp_path)
     other_key = write(tmp_path / "other.key", key_pem(pki.leaf_key))
     refused(node_cli, "server-cert", "upload", signed, "--key", other_key, message="CSR is pending")
+    elsewhere = write(tmp_path / "elsewhere.pem", pem(pki.leaf(FQDN), pki.intermediate))
+    result = refused(
+        node_cli, "server-cert", "upload", elsewhere, message="does not match the pending CSR"
+    )
+    assert "private key does not match" not in result.stderr  # no key was given
 
     uploaded = json.loads(node_cli.ok("server-cert", "upload", signed, "--json").stdout)
     assert uploaded["version"] == 2 and uploaded["warnings"] == []
@@ -275,7 +280,16 @@ def test_domains(node_cli: Cli, pki: Pki, tmp_path: Path) -> None:
     refused(node_cli, "domain", "add", "nodot", message="not a domain")
     refused(node_cli, "domain", "add", "*.example.net", message="domain")
     refused(node_cli, "domain", "show", "example.net", message="no domain 'example.net'")
-    refused(node_cli, "domain", "show", "example.org", message="has no certificate yet")
+    # a domain with no certificate yet is shown as such, with what comes next
+    shown_text = node_cli.ok("domain", "show", "example.org").stdout
+    assert "domain example.org: no certificate yet" in shown_text
+    assert "no CSR is pending" in shown_text
+    assert json.loads(node_cli.ok("domain", "show", "example.org", "--json").stdout) == {
+        "kind": "domain",
+        "name": "example.org",
+        "has_certificate": False,
+        "pending_csr": None,
+    }
 
     pending = json.loads(
         node_cli.ok(
@@ -284,6 +298,21 @@ def test_domains(node_cli: Cli, pki: Pki, tmp_path: Path) -> None:
     )
     assert pending["common_name"] == "example.org"
     assert pending["alt_names"] == ["DNS:example.org", "DNS:vcs.example.org"]
+    shown_text = node_cli.ok("domain", "show", "example.org").stdout
+    assert "domain example.org: no certificate yet" in shown_text
+    assert "pending CSR created" in shown_text and "(ECDSA P-256 key)" in shown_text
+    assert "alternative names: DNS:example.org, DNS:vcs.example.org" in shown_text
+    shown_json = json.loads(node_cli.ok("domain", "show", "example.org", "--json").stdout)
+    assert shown_json == {
+        "kind": "domain",
+        "name": "example.org",
+        "has_certificate": False,
+        "pending_csr": pending,
+    }
+    refused(
+        node_cli, "domain", "show", "example.org", "--pem",
+        message="the domain example.org has no certificate yet, so there is no PEM to show",
+    )  # fmt: skip
     assert json.loads(node_cli.ok("domain", "list", "--json").stdout) == [
         {
             "name": "example.org",
@@ -294,16 +323,24 @@ def test_domains(node_cli: Cli, pki: Pki, tmp_path: Path) -> None:
         }
     ]
     csr_pem = node_cli.ok("domain", "csr", "show", "example.org", "--pem").stdout_bytes
+    elsewhere = write(tmp_path / "elsewhere.pem", pem(pki.leaf("example.org")))
+    refused(
+        node_cli, "domain", "upload", "example.org", elsewhere,
+        message="the certificate does not match the pending CSR (its public key is not the CSR's)",
+    )  # fmt: skip
     signed = sign(pki, csr_pem, tmp_path, "domain.pem")
     result = node_cli.ok("domain", "upload", "EXAMPLE.org.", signed)
     assert "activated version 1: CN=example.org" in result.stdout
     shown = json.loads(node_cli.ok("domain", "show", "Example.ORG.", "--json").stdout)
     assert shown["kind"] == "domain" and shown["name"] == "example.org"
     assert shown["chain"] == ["CN=Cli Issuing"]
+    assert shown["has_certificate"] is True and shown["pending_csr"] is None
     listed = node_cli.ok("domain", "list").stdout
     assert "example.org" in listed and "CN=example.org" in listed
 
     node_cli.ok("domain", "csr", "generate", "example.org", "--key-type", "ec:p256")
+    renewal = node_cli.ok("domain", "show", "example.org").stdout
+    assert "version 1 (upload)" in renewal and "pending:   a CSR created" in renewal
     node_cli.ok("domain", "csr", "discard", "example.org")
     refused(node_cli, "domain", "csr", "discard", "example.org", message="no CSR is pending")
     node_cli.ok("domain", "remove", "example.org")

@@ -21,7 +21,7 @@ from certway.clock import SystemClock
 from certway.errors import NotFound, PolicyViolation
 from certway.outbound.syslog import DeliveryError, SyslogSender, send_test
 from certway.services.alarms import AlarmKind
-from certway.services.audit import Actor, acting_as
+from certway.services.audit import SYSTEM, Actor, acting_as, current_actor
 from certway.services.node import Node
 from certway.services.syslog import Transport, format_message, frame, parse_address
 from waiting import wait_for
@@ -77,6 +77,24 @@ def test_addresses(text: str, transport: Transport, expected: tuple[str, int]) -
 def test_bad_addresses_are_refused(text: str) -> None:
     with pytest.raises(PolicyViolation):
         parse_address(text, Transport.TLS)
+
+
+def test_the_senders_thread_acts_as_the_system(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sender's thread (started by certway serve) starts with no actor of its own: what
+    it does is the system's, not the local OS user's."""
+    node = Node.init(tmp_path / "d", factory=False)
+    sender = SyslogSender(node, interval=0.05)
+    seen: list[Actor] = []
+    monkeypatch.setattr(sender, "pass_once", lambda: seen.append(current_actor()))
+    try:
+        sender.start()
+        wait_for(lambda: seen, "a pass of the sender")
+    finally:
+        sender.stop()
+        node.close()
+    assert seen[0] == SYSTEM
 
 
 def test_destinations_are_audited_and_bad_ones_change_nothing(tmp_path: Path) -> None:

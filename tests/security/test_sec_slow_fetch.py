@@ -9,6 +9,7 @@ the last good CRL stays in use, and fetches hold a bounded number of slots of th
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import datetime as dt
 import ipaddress
@@ -30,6 +31,7 @@ from certway.clock import FixedClock
 from certway.errors import FetchError
 from certway.fetch import FetchPool, FetchPoolBusy, HttpFetcher, tls_context_for
 from certway.pki.issue import create_root
+from certway.services.audit import SYSTEM, Actor, acting_as, current_actor
 from certway.services.node import Node
 from certway.services.revocation import FetchLimits
 
@@ -144,6 +146,21 @@ def test_the_fetch_pool_refuses_instead_of_queueing() -> None:
         )
     with pool.slot("http://b.example/ocsp"):  # free again
         pass
+
+
+def test_work_on_the_fetch_pool_acts_as_its_caller() -> None:
+    """The scheduler's work on the pool (CRL source update, ACME renewals) is audited as
+    the caller's actor (the system), not as the local OS user a thread falls back to."""
+    pool = FetchPool(slots=1)
+
+    async def as_system() -> Actor:
+        with acting_as(SYSTEM):
+            return await pool.run(current_actor)
+
+    try:
+        assert asyncio.run(as_system()) == Actor("certway", "system")
+    finally:
+        pool.close()
 
 
 # --------------------------------------------------------------------------- services

@@ -267,9 +267,13 @@ def test_key_upload_refused_while_a_csr_is_pending(node: Node, pki: Pki) -> None
 
 
 def test_no_key_at_all_is_refused(node: Node, pki: Pki) -> None:
+    """The client certificate has no CSR: without a key the refusal asks for the key."""
     with pytest.raises(PolicyViolation) as caught:
         node.identities.upload("client", "", pem(build(pki)))
     assert caught.value.code == "no-key"
+    assert str(caught.value) == (
+        "no private key was given: upload the certificate with its private key"
+    )
 
 
 def test_wrong_passphrase_and_garbage_chain_refused(node: Node, pki: Pki, tmp_path: Path) -> None:
@@ -458,13 +462,31 @@ def test_csr_key_sealed_and_used_by_the_upload(node: Node, pki: Pki) -> None:
     assert node.identities.info("server").temporary is False
 
 
-def test_certificate_for_another_key_refused_while_csr_pending(node: Node, pki: Pki) -> None:
-    node.identities.generate_csr("server", "", EC)
+CSR_MISMATCH = (
+    "the certificate does not match the pending CSR (its public key is not the CSR's): upload "
+    "the certificate signed from that CSR, or, if the certificate was made elsewhere, discard "
+    "the CSR and upload the certificate with its private key"
+)
+
+
+@pytest.mark.parametrize(("kind", "name"), [("server", ""), ("domain", "example.org")])
+def test_certificate_not_made_from_the_pending_csr_is_refused_as_such(
+    node: Node, pki: Pki, kind: str, name: str
+) -> None:
+    """No key was given: the refusal speaks of the pending CSR, not of a private key."""
+    if kind == "domain":
+        node.identities.add_domain(name)
+    node.identities.generate_csr(kind, name, EC)  # type: ignore[arg-type]
     before = store_snapshot(node.store.data_dir)
     with pytest.raises(PolicyViolation) as caught:
-        node.identities.upload("server", "", pem(build(pki)))
-    assert caught.value.code == "key-mismatch"
+        node.identities.upload(kind, name, pem(build(pki)))  # type: ignore[arg-type]
+    assert (caught.value.code, str(caught.value)) == ("csr-mismatch", CSR_MISMATCH)
     assert store_snapshot(node.store.data_dir) == before
+    assert node.identities.pending_csr(kind, name) is not None  # type: ignore[arg-type]
+    # the checks before the key's keep their own message: a CA certificate is one
+    with pytest.raises(PolicyViolation) as caught:
+        node.identities.upload(kind, name, pem(build(pki, ca=True)))  # type: ignore[arg-type]
+    assert caught.value.code == "is-ca"
 
 
 # --------------------------------------------------------------------------- history, restore

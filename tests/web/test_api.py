@@ -372,6 +372,14 @@ def test_server_certificate_from_csr_signed_by_an_external_ca(node: Node, alice:
     external = Pki(root_cn="Acme Issuing CA", index=503)
     ok(alice.post("/trusted-cas", json={"data": pem(external.root)}))
     signed = external.sign_csr(pending["pem"], issuer=external.root_issuer)
+    # made elsewhere (not from the CSR), no key: refused as the CLI refuses it
+    elsewhere = pem(external.leaf(FQDN, issuer=external.root_issuer))
+    refused = alice.post("/server-cert", json={"certificate": elsewhere})
+    assert problem(refused, 422) == service_message(
+        lambda: node.identities.upload("server", "", elsewhere.encode())
+    )
+    assert refused.json()["code"] == "csr-mismatch"
+    assert "does not match the pending CSR" in refused.json()["detail"]
     uploaded = ok(alice.post("/server-cert", json={"certificate": pem(signed)}))
     assert uploaded["issuer"] == "CN=Acme Issuing CA"
     assert uploaded["warnings"] == []
@@ -736,6 +744,98 @@ def test_openapi_describes_what_every_route_answers(bob: Api) -> None:
     zone = components["ZoneOut"]["properties"]
     assert zone["status"] == {"$ref": "#/components/schemas/ZoneStatusOut"}
     assert components["TrustedCaOut"]["properties"]["not_after"]["format"] == "date-time"
+
+
+def test_schema_names_are_model_names_not_module_paths(bob: Api) -> None:
+    """Two models of one name in two modules get names like certway__web__api__x__Y."""
+    components = json.loads(bob.get("/openapi.json").content)["components"]["schemas"]
+    assert [name for name in components if "__" in name] == []
+
+
+def test_every_operation_has_a_description_beyond_its_summary(bob: Api) -> None:
+    document = json.loads(bob.get("/openapi.json").content)
+    bare = [
+        (method.upper(), path)
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+        if operation.get("description", "").strip() in ("", operation.get("summary", "").strip())
+    ]
+    assert bare == []
+
+
+def test_every_operation_describes_its_errors_as_problems(bob: Api) -> None:
+    """Errors are problem+json in the shape the app sends (never FastAPI's validation
+    error as application/json): 401 and 403 everywhere, 422 for every change, the rest
+    under ``default``."""
+    document = json.loads(bob.get("/openapi.json").content)
+    components = document["components"]["schemas"]
+    assert "HTTPValidationError" not in components and "ValidationError" not in components
+    assert components["Problem"]["required"] == ["type", "title", "status", "detail"]
+    problem_only = {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    wrong = []
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            errors = {s: a for s, a in operation["responses"].items() if not s.startswith("2")}
+            needed = {"401", "403", "default"} | ({"422"} if method != "get" else set())
+            if not needed <= set(errors) or any(
+                a["content"] != problem_only or not a["description"] for a in errors.values()
+            ):
+                wrong.append((method.upper(), path, sorted(errors)))
+    assert wrong == []
+
+
+REAL_ERRORS = [
+    # who, method, path, path parameters, body, status
+    (None, "GET", "/status", {}, None, 401),
+    ("bob", "POST", "/domains", {}, {"name": "example.org"}, 403),
+    ("alice", "GET", "/domains/{name}", {"name": "unknown.example.org"}, None, 404),
+    ("alice", "POST", "/domains", {}, {"name": "conf.example.com"}, 409),
+    ("alice", "POST", "/domains", {}, {"nam": "example.org"}, 422),  # invalid request
+    ("alice", "POST", "/domains", {}, {"name": "nodot"}, 422),  # refused by a rule
+    ("alice", "POST", "/trusted-cas", {}, {"data": "garbage"}, 400),
+]
+
+
+@pytest.mark.parametrize(("who", "method", "path", "parameters", "body", "status"), REAL_ERRORS)
+def test_real_error_answers_match_the_description(
+    app: FastAPI,
+    node: Node,
+    who: str | None,
+    method: str,
+    path: str,
+    parameters: dict[str, str],
+    body: dict[str, str] | None,
+    status: int,
+) -> None:
+    """The description is checked against what the server answers (schemathesis: status,
+    media type and body against the documented schema)."""
+    import schemathesis
+    from schemathesis.specs.openapi.checks import (
+        content_type_conformance,
+        response_schema_conformance,
+        status_code_conformance,
+    )
+
+    node.identities.add_domain("conf.example.com")
+    schema = schemathesis.openapi.from_asgi(
+        f"{API}/openapi.json", app, headers={"Authorization": basic("bob")}
+    )
+    headers = {"Authorization": basic(who)} if who else {}
+    extra: dict[str, Any] = {"body": body} if body is not None else {}
+    case = schema[API + path][method].Case(path_parameters=parameters, headers=headers, **extra)
+    response = case.call()
+    assert response.status_code == status, response.text
+    documented = schema.raw_schema["paths"][API + path][method.lower()]["responses"]
+    assert list(documented[str(status)]["content"]) == [PROBLEM]
+    assert response.headers["content-type"] == [PROBLEM]
+    case.validate_response(
+        response,
+        checks=[status_code_conformance, content_type_conformance, response_schema_conformance],
+    )
+    problem_schema = schema.raw_schema["components"]["schemas"]["Problem"]
+    answer = response.json()
+    assert set(problem_schema["required"]) <= set(answer) <= set(problem_schema["properties"])
+    assert answer["status"] == status
 
 
 def test_domains_node_crl_sources_intermediates_and_audit(node: Node, alice: Api, bob: Api) -> None:

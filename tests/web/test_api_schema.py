@@ -1,5 +1,7 @@
 """Property-based test of the REST API against its own OpenAPI document (schemathesis): any
-request the schema allows — and requests it forbids — must never give a server error (5xx).
+request the schema allows — and requests it forbids — must never give a server error (5xx),
+and every answer, errors included, must be as described: a documented status, media type
+and body.
 
 The app is built per test (a fresh node in ``tmp_path``) and its schema loaded in the test
 from ``/api/v1/openapi.json``. ``schemathesis.pytest.from_fixture`` would be the usual way,
@@ -22,6 +24,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from certway.clock import FixedClock
 from certway.services.node import Node
@@ -70,6 +77,14 @@ def known_parameters(path: str, node_fingerprint: str) -> dict[str, object] | No
     return None
 
 
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
+
+
 @pytest.mark.slow
 def test_no_server_errors(app: FastAPI, subtests: Any) -> None:
     schema = schemathesis.openapi.from_asgi("/api/v1/openapi.json", app, headers=AUTH)
@@ -95,7 +110,7 @@ def test_no_server_errors(app: FastAPI, subtests: Any) -> None:
             suppress_health_check=list(HealthCheck),
         )
         def no_server_error(case: Any) -> None:
-            case.call_and_validate(headers=AUTH, checks=[not_a_server_error])
+            case.call_and_validate(headers=AUTH, checks=CHECKS)
 
         with subtests.test(msg=operation.label):
             no_server_error()

@@ -4,6 +4,8 @@ openssl binary."""
 
 from __future__ import annotations
 
+import datetime as dt
+import getpass
 import socket
 import ssl
 import subprocess
@@ -21,11 +23,14 @@ from certway.errors import PolicyViolation
 from certway.pki.csr import CsrForm, build_csr
 from certway.pki.keys import private_key_pem
 from certway.serve import NodeServer
+from certway.services.audit import SYSTEM, Actor, AuditEntry, current_actor
 from certway.services.node import Node
 from waiting import wait_for
 
 from conftest import test_key
-from pkitools import cucm_certificate
+from pkitools import Pki, cucm_certificate
+from revocation_servers import LocalHttpServer, der
+from revocation_servers import pem as pem_of
 from serving import running
 
 PASSWORD = "correct horse battery"
@@ -415,3 +420,69 @@ def test_only_notifications_of_what_the_reload_reads_wake_it() -> None:
     for topic in (*ADMIN_TOPICS, *SipSettings.LISTENER_TOPICS, *LocalCA.RECORD_TOPICS):
         assert wakes_reload(frozenset({topic})), topic
     assert wakes_reload(frozenset(Topic))
+
+
+def test_the_servers_own_work_is_audited_as_the_system(tmp_path: Path) -> None:
+    """What certway serve does on its own is audited as the system, never as the OS user who
+    started it (the command line's actor): the scheduler's first CRL of a CA created before
+    the start, the scheduled CRL source update (on the fetch pool) and a CRL re-signed for a
+    reader of the publication listener. The CLI's own changes stay the OS user's."""
+    now = dt.datetime.now(dt.UTC)  # the server runs on the real clock
+    source_pki = Pki("Scheduled Source", at=now, index=960)
+    node = Node.init(tmp_path / "d", fqdn=FQDN)
+    try:
+        node.local_ca.create_root("lab", "/CN=Lab Root")  # no CRL yet: the scheduler signs it
+        node.trusted_cas.add(pem_of(source_pki.root, source_pki.intermediate))
+        with LocalHttpServer({"/source.crl": der(source_pki.crl(days=30))}) as http:
+            node.revocation.set_sources([f"{http.url}/source.crl"])
+            node.revocation.set_schedule(daily_at="00:00", enabled=True)  # due at once
+
+            def audited(action: str, target: str) -> AuditEntry | None:
+                found = [
+                    e for e in node.audit.entries() if (e.action, e.target) == (action, target)
+                ]
+                return found[-1] if found else None
+
+            with running(node) as server:
+                wait_for(lambda: audited("ca.crl.publish", "lab"), "the scheduler's first CRL")
+                wait_for(lambda: audited("crl.update", "CRL sources"), "the scheduled update")
+                node.local_ca.create_root("late", "/CN=Late Root")  # after the scheduler's round
+                url = f"http://127.0.0.1:{server.publish_port}/crl/late.crl"
+                assert httpx.get(url).status_code == 200
+        entries = [
+            audited("ca.crl.publish", "lab"),
+            audited("crl.update", "CRL sources"),
+            audited("ca.crl.publish", "late"),
+        ]
+        assert [(e.actor, e.via, e.outcome) if e else None for e in entries] == [
+            ("certway", "system", "ok")
+        ] * 3
+        created = audited("ca.create-root", "late")
+        assert created is not None and (created.actor, created.via) == (getpass.getuser(), "cli")
+    finally:
+        node.close()
+
+
+def test_every_scheduled_job_acts_as_the_system(
+    node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each job of the scheduler's round (on the fetch pool or a worker thread) runs as the
+    system: ACME renewals, the CRL source update, the local CRLs, the cluster heartbeat, the
+    alarms."""
+    seen: dict[str, Actor] = {}
+
+    def recording(name: str, answer: object) -> object:
+        def job(*_args: object) -> object:
+            seen[name] = current_actor()
+            return answer
+
+        return job
+
+    monkeypatch.setattr(node.acme, "run_if_due", recording("acme renewals", []))
+    monkeypatch.setattr(node.revocation, "run_if_due", recording("CRL update", False))
+    monkeypatch.setattr(node.local_ca, "cas", recording("local CRLs", []))
+    monkeypatch.setattr(node.cluster, "heartbeat", recording("heartbeat", None))
+    monkeypatch.setattr(node.alarms, "current", recording("alarms", []))
+    with running(node, publish=False, sip=False):
+        wait_for(lambda: len(seen) == 5, "a round of the scheduler")
+    assert seen == dict.fromkeys(seen, SYSTEM)

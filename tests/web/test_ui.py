@@ -4,6 +4,7 @@ certificate testing, certificate-based authentication) with the services' own me
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -362,9 +363,18 @@ def test_csr_error_is_the_service_message_and_keeps_the_form(alice: TestClient, 
 
 
 def test_csr_sign_with_local_ca_and_upload_replaces_the_temporary_certificate(
-    alice: TestClient, node: Node
+    alice: TestClient, node: Node, pki: Pki
 ) -> None:
     post(alice, "/server-certificate/csr", {"key_type": "ec:p256"})
+    # a certificate made elsewhere (not from the CSR), with no key: the CSR is what it misses
+    foreign = alice.post(
+        "/server-certificate/upload",
+        data={"csrf": csrf(alice)},
+        files={"certificate": ("other.crt", pem(pki.leaf(FQDN)), "application/octet-stream")},
+    )
+    assert foreign.status_code == 422
+    (error,) = messages(html.unescape(foreign.text), "error")
+    assert error.startswith("Error: the certificate does not match the pending CSR (its public")
     csr_pem = alice.get("/server-certificate/csr.pem").content
     created = post(
         alice, "/local-ca/roots", {"name": "lab", "subject": "/O=Lab/CN=Lab Root", "days": "3650"}

@@ -29,6 +29,7 @@ from certway.cli.main import (
     read_passphrase,
     styled,
 )
+from certway.errors import PolicyViolation
 from certway.pki.csr import Role, SubjectFields
 from certway.pki.keys import key_type_label
 from certway.services.identities import (
@@ -124,7 +125,9 @@ def node_set(
 
 
 # -- shared printing -------------------------------------------------------------------------
-def _print_identity(info: IdentityInfo, *, pem: bool, as_json: bool) -> None:
+def _print_identity(
+    info: IdentityInfo, *, pem: bool, as_json: bool, pending: PendingCsrInfo | None = None
+) -> None:
     if as_json:
         print_json(info.as_dict(with_text=True))
         return
@@ -140,6 +143,14 @@ def _print_identity(info: IdentityInfo, *, pem: bool, as_json: bool) -> None:
     out.print(f"  SHA-256:   {info.fingerprint}")
     if info.chain:
         out.print(f"  chain:     {' -> '.join(info.chain)}")
+    if pending is not None:
+        command = (
+            f"domain csr show {info.name}" if info.kind == "domain" else "server-cert csr show"
+        )
+        out.print(
+            f"  pending:   a CSR created {pending.created_at:%Y-%m-%d %H:%M} UTC "
+            f"('certway {command}')"
+        )
     if info.temporary:
         err.print(
             styled("warning:", "yellow", " this is the temporary certificate of the factory CA")
@@ -462,10 +473,48 @@ def domain_show(
     pem: Annotated[bool, typer.Option("--pem")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """A domain's certificate."""
+    """A domain: its certificate, or that it has none yet, and its pending CSR if any."""
     with open_node(ctx) as n:
-        info = n.identities.info("domain", name)
-    _print_identity(info, pem=pem, as_json=as_json)
+        domain = n.identities.domain(name)  # an unknown domain: the one error
+        info = n.identities.info("domain", name) if domain.has_certificate else None
+        pending = n.identities.pending_csr("domain", name) if domain.pending_csr else None
+    if as_json:
+        # the certificate's fields when it has one (as server-cert show), and always these two
+        shown = info.as_dict(with_text=True) if info else {"kind": "domain", "name": domain.name}
+        print_json(
+            {
+                **shown,
+                "has_certificate": info is not None,
+                "pending_csr": pending.as_dict() if pending else None,
+            }
+        )
+        return
+    if pem and info is None:
+        raise PolicyViolation(
+            "no-certificate",
+            f"the domain {domain.name} has no certificate yet, so there is no PEM to show"
+            + (
+                f": its pending CSR is shown by 'certway domain csr show {domain.name} --pem'"
+                if pending
+                else ""
+            ),
+        )
+    if info is not None:
+        _print_identity(info, pem=pem, as_json=False, pending=pending)
+        return
+    out.print(f"domain {domain.name}: no certificate yet (the server certificate is served for it)")
+    if pending is None:
+        out.print(
+            f"no CSR is pending: generate one with 'certway domain csr generate {domain.name}'"
+        )
+        return
+    out.print(
+        f"pending CSR created {pending.created_at:%Y-%m-%d %H:%M} UTC ({pending.key} key): have "
+        f"it signed, then 'certway domain upload {domain.name} CERT'"
+    )
+    out.print(f"  common name:       {pending.common_name}")
+    out.print(f"  alternative names: {', '.join(pending.alt_names)}")
+    out.print(f"  the CSR:           'certway domain csr show {domain.name} --pem'")
 
 
 @domain_app.command("upload")

@@ -26,6 +26,7 @@ from cryptography import x509
 
 from certway.errors import CertwayError
 from certway.pki.text import format_name
+from certway.services.audit import SYSTEM, acting_as
 from certway.services.node import Node
 from certway.services.syslog import (
     SYSLOG_SERVICE,
@@ -204,6 +205,10 @@ class SyslogSender:
             self._drop(link)
 
     def _run(self) -> None:
+        with acting_as(SYSTEM):  # a new thread: it inherits no actor
+            self._forward()
+
+    def _forward(self) -> None:
         while not self._stop.is_set():
             try:
                 self.pass_once()

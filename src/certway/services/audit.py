@@ -34,6 +34,7 @@ from certway.store.repositories import AuditRepository
 from certway.store.schema import AuditRow
 
 __all__ = [
+    "SYSTEM",
     "Actor",
     "Audit",
     "AuditEntry",
@@ -47,8 +48,14 @@ __all__ = [
 @dataclass(frozen=True, slots=True)
 class Actor:
     name: str
-    via: str = "cli"  # cli | api | ui | system
+    via: str = "cli"  # cli | api | ui | acme | system
     address: str | None = None
+
+
+SYSTEM = Actor("certway", "system")
+"""The server itself: what ``certway serve`` does on its own (the scheduler's CRL re-signing
+and source updates, ACME renewals, publication, cluster and syslog work), never the local
+OS user the fallback of ``current_actor`` names."""
 
 
 def _local_user() -> str:
@@ -62,6 +69,9 @@ _ACTOR: ContextVar[Actor | None] = ContextVar("certway_actor", default=None)
 
 
 def current_actor() -> Actor:
+    """Who is acting here: the actor set by ``acting_as``, else the local OS user through
+    the command line (the CLI sets no actor). Anything that runs without a user of its own
+    (``certway serve``'s jobs) must set ``SYSTEM``; new threads start with no actor set."""
     return _ACTOR.get() or Actor(_local_user(), "cli")
 
 

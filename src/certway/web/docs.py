@@ -24,7 +24,14 @@ from starlette.concurrency import run_in_threadpool
 
 from certway.web.context import WebContext, authenticate
 
-__all__ = ["DOCS_CSP", "SECURITY_SCHEMES", "TAGS", "describe_api", "router"]
+__all__ = [
+    "DOCS_CSP",
+    "PROBLEM_SCHEMAS",
+    "SECURITY_SCHEMES",
+    "TAGS",
+    "describe_api",
+    "router",
+]
 
 DOCS_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -110,9 +117,73 @@ SECURITY_SCHEMES: dict[str, dict[str, str]] = {
 }
 
 
+PROBLEM_SCHEMAS: dict[str, dict[str, Any]] = {
+    "Problem": {
+        "title": "Problem",
+        "description": "An error answer (RFC 9457 problem details): what the server sends "
+        "for every refused or failed request.",
+        "type": "object",
+        "properties": {
+            "type": {"type": "string", "enum": ["about:blank"]},
+            "title": {
+                "type": "string",
+                "description": "the kind of error: Unauthorized, Refused, Not found, Conflict…",
+            },
+            "status": {"type": "integer", "description": "the HTTP status of the answer"},
+            "detail": {
+                "type": "string",
+                "description": "what went wrong and, where it helps, what to do (the message "
+                "the command line prints for the same request)",
+            },
+            "code": {
+                "type": "string",
+                "description": "the name of the rule a refused request broke, when it has one "
+                "(csr-mismatch, expired, wildcard…)",
+            },
+            "errors": {
+                "type": "array",
+                "items": {"$ref": "#/components/schemas/ProblemField"},
+                "description": "an invalid request (422): each part that does not match "
+                "this description",
+            },
+        },
+        "required": ["type", "title", "status", "detail"],
+        "additionalProperties": False,
+    },
+    "ProblemField": {
+        "title": "ProblemField",
+        "description": "A part of an invalid request and what is wrong with it.",
+        "type": "object",
+        "properties": {
+            "type": {"type": "string", "description": "the kind of mistake (missing, …)"},
+            "loc": {
+                "type": "array",
+                "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+                "description": "where: body, query or path, then the field",
+            },
+            "msg": {"type": "string"},
+        },
+        "required": ["type", "loc", "msg"],
+        "additionalProperties": False,
+    },
+}
+"""The error answer's schema, in the document's components (FastAPI's own
+HTTPValidationError describes an answer this API never sends)."""
+
+
+def _describe_errors(schema: dict[str, Any]) -> None:
+    """The error answers' schema (``PROBLEM_SCHEMAS``), which every operation's error answers
+    refer to (``routing.ApiRoute``), in place of FastAPI's validation error."""
+    schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+    schemas.pop("HTTPValidationError", None)
+    schemas.pop("ValidationError", None)
+    schemas.update(PROBLEM_SCHEMAS)
+
+
 def describe_api(app: FastAPI) -> dict[str, Any]:
-    """The OpenAPI document of ``app``: its operations, the tags and the security schemes
-    (any one scheme authenticates every operation)."""
+    """The OpenAPI document of ``app``: its operations with their answers, errors included
+    (problem+json, ``routing.error_responses``), the tags and the security schemes (any one
+    scheme authenticates every operation)."""
     if app.openapi_schema is None:
         schema = get_openapi(
             title=app.title,
@@ -121,7 +192,8 @@ def describe_api(app: FastAPI) -> dict[str, Any]:
             routes=app.routes,
             tags=TAGS,
         )
-        schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
+        _describe_errors(schema)
+        schema["components"]["securitySchemes"] = SECURITY_SCHEMES
         schema["security"] = [{name: []} for name in SECURITY_SCHEMES]
         app.openapi_schema = schema
     return app.openapi_schema

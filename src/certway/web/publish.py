@@ -33,6 +33,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from certway.errors import CertwayError, NotFound, TokenError
 from certway.pki.ocsp_responder import DEFAULT_VALIDITY, respond, unsuccessful
+from certway.services.audit import SYSTEM, acting_as
 from certway.services.node import Node
 
 __all__ = ["MAX_OCSP_REQUEST", "OCSP_REQUEST_TYPE", "OCSP_RESPONSE_TYPE", "create_publish_app"]
@@ -94,7 +95,8 @@ def create_publish_app(node: Node, *, ocsp_validity: dt.timedelta = DEFAULT_VALI
 
 def _crl_response(node: Node, name: str, request: Request, *, pem: bool) -> Response:
     try:
-        crl = node.local_ca.current_crl(name)
+        with acting_as(SYSTEM):  # re-signing a stale CRL for anyone: the server's own work
+            crl = node.local_ca.current_crl(name)
     except NotFound:
         # A public endpoint: say what is missing, not which CAs exist.
         return _problem(404, f"no CRL is published for '{name}'")

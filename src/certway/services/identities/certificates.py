@@ -41,8 +41,9 @@ class CertificateUploads(Slots):
     ) -> UploadResult:
         """Check and activate a certificate (PEM, DER or PKCS#7, with optional chain and key).
 
-        The key is the pending CSR's when one is pending (uploading a key then is refused),
-        else the uploaded key, else the active key when the certificate matches it.
+        The key is the pending CSR's when one is pending (uploading a key then is refused, and
+        so is a certificate not made from that CSR), else the uploaded key, else the active key
+        when the certificate matches it.
         """
         name = self._slot(kind, name)
         try:
@@ -78,28 +79,24 @@ class CertificateUploads(Slots):
             else:
                 current = self._active_row(SlotRepository(session), kind, name)
                 if current is None:
-                    raise PolicyViolation(
-                        "no-key",
-                        "no private key for this certificate: generate a CSR first, or upload "
-                        "the key with the certificate",
-                    )
+                    raise PolicyViolation("no-key", _no_key(kind, in_use=False))
                 key = keys.get(current[1].key_id)
                 if not key_matches(key, leaf.public_key()):
-                    raise PolicyViolation(
-                        "no-key",
-                        "no private key was given and no CSR is pending, and this certificate "
-                        "is not for the key in use: upload its private key with it (or generate "
-                        "a CSR and have that signed)",
-                    )
+                    raise PolicyViolation("no-key", _no_key(kind, in_use=True))
         now = self._clock.now()
         need_client_auth = kind == "client" or self._node.mutual_tls_in_use()
-        findings = check_node_certificate(
-            leaf,
-            key,
-            at=now,
-            require_client_auth=need_client_auth,
-            require_server_auth=kind != "client",
-        )
+        try:
+            findings = check_node_certificate(
+                leaf,
+                key,
+                at=now,
+                require_client_auth=need_client_auth,
+                require_server_auth=kind != "client",
+            )
+        except PolicyViolation as exc:
+            if exc.code == "key-mismatch" and pending_key_id is not None:  # no key was given
+                raise PolicyViolation("csr-mismatch", _CSR_MISMATCH) from None
+            raise
         if kind == "client":
             require_client_auth(leaf)
         chain, chain_warning = self._chain(leaf, extra, now)
@@ -161,6 +158,30 @@ class CertificateUploads(Slots):
             )
         self._activate_existing(kind, name, old, f"restore of version {version}")
         return self.info(kind, name)
+
+
+_CSR_MISMATCH = (
+    "the certificate does not match the pending CSR (its public key is not the CSR's): upload "
+    "the certificate signed from that CSR, or, if the certificate was made elsewhere, discard "
+    "the CSR and upload the certificate with its private key"
+)
+
+
+def _no_key(kind: IdentityKind, *, in_use: bool) -> str:
+    """Why a certificate uploaded without a key (and no CSR pending) has none, and what to do
+    (``in_use``: the slot has a key, not this certificate's)."""
+    if kind == "client":  # the client certificate has no CSR
+        why = "no private key was given"
+        if in_use:
+            why += " and this certificate is not for the key in use"
+        return f"{why}: upload the certificate with its private key"
+    why = "no private key was given and no CSR is pending"
+    if in_use:
+        why += ", and this certificate is not for the key in use"
+    return (
+        f"{why}: upload the certificate with its private key, or generate a CSR and upload "
+        "the certificate signed from it"
+    )
 
 
 def _served_chain(

@@ -61,7 +61,7 @@ class AccountOut(Out):
     terms_of_service: str | None
 
 
-class ScheduleOut(Out):
+class AcmeScheduleOut(Out):
     days: list[str]
     time: str
     auto_deploy: bool
@@ -118,7 +118,7 @@ class PendingAcmeOut(Out):
 
 class AcmeStatusOut(Out):
     account: AccountOut | None
-    schedule: ScheduleOut
+    schedule: AcmeScheduleOut
     certificates: list[AcmeCertificateOut]
     pending: list[PendingAcmeOut]
 
@@ -129,7 +129,11 @@ def _slot(body: SlotRequest) -> tuple[str, str]:
 
 @router.get("/acme", response_model=AcmeStatusOut)
 def acme_status(request: Request, _who: Reader) -> dict[str, Any]:
-    """Account, schedule, each ACME certificate (expiry, renewal, failures), pending ones."""
+    """Show the ACME client's status.
+
+    Any account may read it. The account (null when none is registered), the renewal
+    schedule, each certificate signed by the ACME CA with its expiry, renewal due date,
+    failures and next attempt, and the certificates obtained but not yet deployed."""
     return node_of(request).acme.status()
 
 
@@ -170,7 +174,12 @@ def acme_account_deactivate(request: Request, who: Writer) -> dict[str, Any]:
 
 @router.post("/acme/sign", response_model=SignOut)
 def acme_sign(request: Request, body: SignRequest, who: Writer) -> dict[str, Any]:
-    """Have the pending CSR signed by the ACME CA (deployed at once with auto-deploy)."""
+    """Have the pending CSR signed by the ACME CA.
+
+    Needs a read-write account and a registered account. The server's (or the domain's)
+    pending CSR is sent to the ACME CA, which validates the names by the challenge chosen;
+    the certificate is deployed at once when the schedule deploys automatically, else kept
+    pending for the deploy operation. Answers the certificate obtained."""
     kind, name = _slot(body)
     with as_principal(who):
         return node_of(request).acme.sign(kind, name, challenge=body.challenge)
@@ -178,7 +187,11 @@ def acme_sign(request: Request, body: SignRequest, who: Writer) -> dict[str, Any
 
 @router.post("/acme/deploy", response_model=DeployOut)
 def acme_deploy(request: Request, body: SlotRequest, who: Writer) -> dict[str, Any]:
-    """Put the pending ACME certificate live (checked as an upload; no restart)."""
+    """Deploy the pending ACME certificate.
+
+    Needs a read-write account. The certificate obtained from the ACME CA goes through the
+    checks of an upload and becomes the slot's active certificate at once, without a
+    restart. Answers the new version and any warnings."""
     kind, name = _slot(body)
     with as_principal(who):
         return node_of(request).acme.deploy(kind, name)
@@ -186,7 +199,11 @@ def acme_deploy(request: Request, body: SlotRequest, who: Writer) -> dict[str, A
 
 @router.post("/acme/renew", response_model=SignOut)
 def acme_renew(request: Request, body: SlotRequest, who: Writer) -> dict[str, Any]:
-    """Renew now, whatever the schedule."""
+    """Renew an ACME certificate now.
+
+    Needs a read-write account. The slot's certificate is renewed at once, whatever the
+    schedule (a new CSR is made when none is pending). Answers the certificate obtained,
+    deployed or kept pending as the schedule says."""
     kind, name = _slot(body)
     with as_principal(who):
         return node_of(request).acme.renew_now(kind, name)
@@ -203,7 +220,7 @@ def acme_revoke(request: Request, body: RevokeRequest, who: Writer) -> dict[str,
         return node_of(request).acme.revoke(kind, name, reason=body.reason)
 
 
-@router.get("/acme/schedule", response_model=ScheduleOut)
+@router.get("/acme/schedule", response_model=AcmeScheduleOut)
 def acme_schedule(request: Request, _who: Reader) -> dict[str, Any]:
     """The renewal schedule.
 
@@ -212,9 +229,13 @@ def acme_schedule(request: Request, _who: Reader) -> dict[str, Any]:
     return node_of(request).acme.schedule().as_dict()
 
 
-@router.put("/acme/schedule", response_model=ScheduleOut)
+@router.put("/acme/schedule", response_model=AcmeScheduleOut)
 def acme_schedule_set(request: Request, body: ScheduleRequest, who: Writer) -> dict[str, Any]:
-    """When automatic renewals run (days, time of day UTC) and whether they deploy at once."""
+    """Set the renewal schedule.
+
+    Needs a read-write account. The days and time of day (UTC) automatic renewals run,
+    whether they deploy at once and whether they run at all; fields left out keep their
+    value. Answers the schedule as stored."""
     with as_principal(who):
         return (
             node_of(request)

@@ -45,7 +45,7 @@ class RestoreBody(BaseModel):
     )
 
 
-class TokenKeyOut(Out):
+class RestoredTokenKeyOut(Out):
     ca: str
     token: str
     ok: bool
@@ -57,7 +57,7 @@ class RestoreOut(Out):
     node: str
     created_at: str
     rows: int
-    token_keys: list[TokenKeyOut]
+    token_keys: list[RestoredTokenKeyOut]
     next_step: str
 
 

@@ -62,7 +62,7 @@ class LdapOut(Out):
     last_error: str | None = Field(description="why the LDAP server last could not be used")
 
 
-class SourceOut(Out):
+class AdminAuthSourceOut(Out):
     source: str
 
 
@@ -138,7 +138,7 @@ def ldap_test(request: Request, body: LdapTestBody, _who: Writer) -> dict[str, A
     return _context(request).directory.test(body.user, body.password).as_dict()
 
 
-@router.get("/admin-auth", response_model=SourceOut)
+@router.get("/admin-auth", response_model=AdminAuthSourceOut)
 def admin_auth(request: Request, _who: Reader) -> dict[str, str]:
     """Where admin logins are checked.
 
@@ -146,7 +146,7 @@ def admin_auth(request: Request, _who: Reader) -> dict[str, str]:
     return {"source": node_of(request).ldap.source().value}
 
 
-@router.put("/admin-auth", response_model=SourceOut)
+@router.put("/admin-auth", response_model=AdminAuthSourceOut)
 def admin_auth_set(request: Request, body: SourceBody, who: Writer) -> dict[str, str]:
     """Choose where admin logins are checked.
 

@@ -110,7 +110,7 @@ class RevokedOut(Out):
     entries: int
 
 
-class IssuedOut(Out):
+class IssuedCertificateOut(Out):
     serial: str
     subject: str
     alt_names: str
@@ -278,7 +278,7 @@ def ca_revoke(request: Request, name: str, body: RevokeBody, who: Writer) -> dic
     return {"crl_number": crl.number, "entries": crl.entries}
 
 
-@router.get("/local-ca/{name}/issued", response_model=list[IssuedOut])
+@router.get("/local-ca/{name}/issued", response_model=list[IssuedCertificateOut])
 def ca_issued(
     request: Request, name: str, _who: Reader, search: str | None = None
 ) -> list[dict[str, Any]]:

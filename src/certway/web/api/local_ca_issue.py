@@ -16,7 +16,7 @@ from certway.web.api.common import Days, Out, Timestamp, node_of
 from certway.web.api.routing import ApiRoute, Writer
 from certway.web.context import as_principal
 
-__all__ = ["IssueBody", "IssuedOut", "router"]
+__all__ = ["IssueBody", "IssuedPkcs12Out", "router"]
 
 router = APIRouter(route_class=ApiRoute, tags=["local CA"])
 
@@ -33,7 +33,7 @@ class IssueBody(BaseModel):
     passphrase: str = Field(description="protects the PKCS#12 (8 characters or more)")
 
 
-class IssuedOut(Out):
+class IssuedPkcs12Out(Out):
     serial: str = Field(description="hexadecimal")
     subject: str
     not_after: Timestamp
@@ -43,7 +43,7 @@ class IssuedOut(Out):
 
 @router.post(
     "/local-ca/{name}/issue",
-    response_model=IssuedOut,
+    response_model=IssuedPkcs12Out,
     summary="Issue a new key and certificate as PKCS#12",
 )
 def ca_issue(request: Request, name: str, body: IssueBody, who: Writer) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
 from certway.web.api.common import Out, node_of
-from certway.web.api.routing import ApiRoute, Reader, Writer
+from certway.web.api.routing import PEER_ERRORS, ApiRoute, Reader, Writer
 from certway.web.context import AuthRequired, CertificateRefused, as_principal, peer_certificate
 
 __all__ = ["router"]
@@ -45,6 +45,7 @@ class VerificationBody(BaseModel):
 @_health.get(
     "/cluster/health",
     response_model=PeerHealthOut,
+    responses=PEER_ERRORS,
     summary="A cluster peer's health check.",
     description="Mutual TLS: the caller is another peer, authenticated by its server "
     "certificate alone (no account); under 'enforce' a certificate that fails is refused.",
@@ -69,13 +70,20 @@ def peer_health(request: Request) -> dict[str, Any]:
 
 @router.get("/cluster/tls-verification", response_model=VerificationOut)
 def verification(request: Request, _who: Reader) -> dict[str, Any]:
-    """How peers judge each other's certificates: permissive (report) or enforce (refuse)."""
+    """Show the cluster TLS verification.
+
+    Any account may read it. How the cluster peers judge each other's certificates:
+    permissive (a certificate that fails is reported) or enforce (it is refused)."""
     return {"verification": node_of(request).cluster_tls.verification().value}
 
 
 @router.put("/cluster/tls-verification", response_model=VerificationOut)
 def verification_set(request: Request, body: VerificationBody, who: Writer) -> dict[str, Any]:
-    """Set the cluster TLS verification."""
+    """Set the cluster TLS verification.
+
+    Needs a read-write account. Permissive reports a peer whose certificate fails, enforce
+    refuses it (check the peers first: an enforced failure cuts the peer off). Answers the
+    mode now in force."""
     with as_principal(who):
         return {"verification": node_of(request).cluster_tls.set_verification(body.verification)}
 

@@ -55,7 +55,7 @@ class RemovedCount(Out):
     removed: int
 
 
-class SourceOut(Out):
+class CrlSourceOut(Out):
     url: str
     last_attempt: Timestamp | None
     last_success: Timestamp | None
@@ -64,15 +64,15 @@ class SourceOut(Out):
     next_update: Timestamp | None
 
 
-class ScheduleOut(Out):
+class CrlScheduleOut(Out):
     enabled: bool
     daily_at: str = Field(description="HH:MM, UTC")
     last_run: Timestamp | None
 
 
 class SourcesOut(Out):
-    schedule: ScheduleOut
-    sources: list[SourceOut]
+    schedule: CrlScheduleOut
+    sources: list[CrlSourceOut]
 
 
 class PolicyOut(Out):
@@ -133,7 +133,7 @@ def sources(request: Request, _who: Reader) -> dict[str, Any]:
     }
 
 
-@router.put("/crl-sources", response_model=list[SourceOut])
+@router.put("/crl-sources", response_model=list[CrlSourceOut])
 def sources_set(request: Request, body: SourcesBody, who: Writer) -> list[dict[str, object]]:
     """Set the CRL sources.
 
@@ -142,7 +142,7 @@ def sources_set(request: Request, body: SourcesBody, who: Writer) -> list[dict[s
         return [s.as_dict() for s in node_of(request).revocation.set_sources(body.urls)]
 
 
-@router.post("/crl-sources/update", response_model=list[SourceOut])
+@router.post("/crl-sources/update", response_model=list[CrlSourceOut])
 def sources_update(request: Request, who: Writer) -> list[dict[str, object]]:
     """Download the CRLs now.
 
@@ -152,7 +152,7 @@ def sources_update(request: Request, who: Writer) -> list[dict[str, object]]:
         return [s.as_dict() for s in node_of(request).revocation.update_now()]
 
 
-@router.put("/crl-schedule", response_model=ScheduleOut)
+@router.put("/crl-schedule", response_model=CrlScheduleOut)
 def schedule_set(request: Request, body: ScheduleBody, who: Writer) -> dict[str, object]:
     """Set the daily CRL update.
 

@@ -61,13 +61,21 @@ def _out(destination: Destination, state: DestinationState) -> dict[str, Any]:
 
 @router.get("/syslog", response_model=list[SyslogOut])
 def destinations(request: Request, _who: Reader) -> list[dict[str, Any]]:
-    """The receivers and how delivery to each goes."""
+    """List the syslog receivers.
+
+    Any account may read it. Each receiver of the audit log, alarms and TLS refusals with
+    its transport and verification, and how delivery goes: messages queued, sent and
+    dropped, and the current error, if any."""
     return [_out(d, s) for d, s in node_of(request).syslog.status()]
 
 
 @router.post("/syslog", status_code=201, response_model=SyslogOut)
 def add(request: Request, body: SyslogBody, who: Writer) -> dict[str, Any]:
-    """Send the audit log, alarms and TLS refusals to a receiver."""
+    """Add a syslog receiver.
+
+    Needs a read-write account. From then on the audit log, alarms and TLS refusals are
+    sent to it as RFC 5424 messages (TLS by default, its certificate checked against the
+    trusted CA list). Answers the receiver and its delivery state (201)."""
     syslog = node_of(request).syslog
     with as_principal(who):
         added = syslog.add(body.address, transport=body.transport, verify=body.verify)
@@ -76,14 +84,20 @@ def add(request: Request, body: SyslogBody, who: Writer) -> dict[str, Any]:
 
 @router.delete("/syslog/{address}", status_code=204)
 def remove(request: Request, address: str, who: Writer) -> None:
-    """Stop sending to a receiver (its queued messages are discarded)."""
+    """Remove a syslog receiver.
+
+    Needs a read-write account. Nothing more is sent to it and the messages still queued
+    for it are discarded. Answers 204 with no body."""
     with as_principal(who):
         node_of(request).syslog.remove(address)
 
 
 @router.post("/syslog/test", response_model=list[SyslogTestOut])
 def test(request: Request, _who: Writer) -> list[dict[str, Any]]:
-    """Send one test message to every receiver now."""
+    """Send a test message to every receiver.
+
+    Needs a read-write account. One test message goes to each receiver now; the answer
+    says for each whether it was delivered, or why not."""
     return [
         {"address": destination.address, "ok": error is None, "error": error}
         for destination, error in send_tests(node_of(request))

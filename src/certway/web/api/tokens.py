@@ -57,13 +57,21 @@ def _token(info: TokenInfo) -> dict[str, Any]:
 
 @router.get("/tokens", response_model=list[TokenOut])
 def tokens(request: Request, _who: Reader) -> list[dict[str, Any]]:
-    """The registered tokens and the CAs whose key each keeps."""
+    """List the PKCS#11 tokens.
+
+    Any account may read it. Each registered token (HSM) with its module, its token label
+    and the local CAs whose signing key it keeps; the PIN is never answered back."""
     return [_token(t) for t in node_of(request).tokens.tokens()]
 
 
 @router.post("/tokens", status_code=201, response_model=TokenOut)
 def token_add(request: Request, body: TokenBody, who: Writer) -> dict[str, Any]:
-    """Register a token: certway logs in once to check the module, label and PIN."""
+    """Register a PKCS#11 token.
+
+    Needs a read-write account. The module must be a system PKCS#11 module; certway logs in
+    to the token once with the PIN to check module, label and PIN together, then stores the
+    PIN encrypted. Answers the registered token (201); a module, label or PIN that does not
+    work is refused and nothing is stored."""
     with as_principal(who):
         info = node_of(request).tokens.add(
             body.name,
@@ -78,7 +86,10 @@ def token_add(request: Request, body: TokenBody, who: Writer) -> dict[str, Any]:
 @router.post("/tokens/{name}/test", response_model=TokenTestOut)
 @reads_only
 def token_test(request: Request, name: str, _who: Reader) -> dict[str, Any]:
-    """Log in (or reuse the session) and list the token's private keys."""
+    """Test a token and list its keys.
+
+    Any account may call it (it changes nothing). Logs in to the token (or reuses the open
+    session) and answers its private keys: label, id, type and the local CA using each."""
     result = node_of(request).tokens.test(name)
     return {
         "name": result.name,
