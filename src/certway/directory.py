@@ -43,6 +43,7 @@ from certway.services.node import Node
 from certway.store.topics import Topic, TopicRepository
 from certway.tls.contexts import load_identity
 from certway.trust.path import Purpose, ValidationOptions
+from certway.waiting import check_may_wait
 
 __all__ = ["DEFAULT_TIMEOUT", "Directory", "DirectoryTest", "DirectoryUnavailable"]
 
@@ -279,6 +280,7 @@ class Directory:
     def _connection(
         self, config: LdapConfig, user: str, password: str
     ) -> tuple[Connection, _CertwayTls]:
+        check_may_wait("the LDAP server")
         tls = _CertwayTls(self._context(), lambda der: self._judge(config, der))
         server = Server(
             config.host,

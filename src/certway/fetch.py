@@ -52,6 +52,7 @@ from certway.errors import DecodeError, FetchError, PolicyViolation
 from certway.pki.encoding import is_pem
 from certway.pki.load import load_crl_der, load_crls
 from certway.tlsconf.policy import INTERMEDIATE, TlsProfile
+from certway.waiting import check_may_wait
 
 __all__ = [
     "MAX_REDIRECTS",
@@ -244,6 +245,7 @@ class HttpFetcher:
         deadline: float | None,
     ) -> bytes:
         _check_url(url)
+        check_may_wait("a network fetch")
         seconds = self.deadline if deadline is None else deadline
         if seconds <= 0:
             raise ValueError("deadline must be positive")
@@ -359,6 +361,8 @@ class FetchPool:
     @contextlib.contextmanager
     def slot(self, url: str, *, wait: float = 0.0) -> Iterator[None]:
         """Hold one of the fetch slots while fetching ``url``."""
+        if wait > 0:
+            check_may_wait("a revocation fetch slot")
         acquired = self._free.acquire(timeout=wait) if wait > 0 else self._free.acquire(False)
         if not acquired:
             waited = f" (waited {wait:.3g} s)" if wait > 0 else ""

@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.padding import AsymmetricPadding,
 from cryptography.utils import Buffer
 
 from certway.errors import PolicyViolation, TokenError
+from certway.waiting import check_may_wait
 
 __all__ = [
     "TOKEN_KEY_TYPES",
@@ -245,6 +246,7 @@ class TokenSession:
         pkcs11 = _pkcs11()
         if self._login is None:
             raise TokenError(f"{what}: the session on the token was closed")
+        check_may_wait("the PKCS#11 token")
         with self._lock:
             for attempt in (1, 2):
                 try:

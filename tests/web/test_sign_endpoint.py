@@ -8,6 +8,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
+import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,9 +25,11 @@ from starlette.types import ASGIApp
 from certway.clock import FixedClock
 from certway.pki.csr import CsrForm, build_csr
 from certway.services.node import Node
+from certway.store.db import DB_FILE
 from certway.web import app as app_module
 from certway.web.api.sign_endpoint import MAX_BODY, SignEndpoint
 from certway.web.context import MAX_UPLOAD
+from waiting import wait_for
 
 from conftest import NOW, test_key
 
@@ -239,3 +244,67 @@ def test_a_client_gone_before_its_body_is_read_gets_no_answer(sides: tuple[Side,
     asyncio.run(layer.app(scope, receive, send))
     assert sent == []
     assert layer.node.local_ca.issued("lab") == []
+
+
+# -- answered on the event loop, or on a worker thread when something would wait ------------
+def worker_thread_reasons(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "sign-on-worker-thread" in r.getMessage()]
+
+
+def test_a_signature_waiting_for_the_write_lock_leaves_the_event_loop_free(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    side = Side(tmp_path / "n", routed=False, monkeypatch=monkeypatch)
+    caplog.set_level(logging.DEBUG, logger="certway.web")
+    token = {"Authorization": f"Bearer {side.rw}"}
+    # another writer (another process) holds SQLite's write lock
+    other = sqlite3.connect(side.node.store.data_dir / DB_FILE, check_same_thread=False)
+    other.isolation_level = None
+    other.execute("BEGIN IMMEDIATE")
+    answers: dict[str, Any] = {}
+    try:
+        with TestClient(side.app) as client:  # one event loop for every request
+            signing = threading.Thread(
+                target=lambda: answers.update(
+                    sign=client.post("/api/v1/local-ca/lab/sign", headers=token, json={"csr": CSR})
+                )
+            )
+            signing.start()
+            wait_for(lambda: worker_thread_reasons(caplog), "the signature handed to a thread")
+            # the event loop answers others meanwhile: the signature waits on its thread
+            assert client.get("/api/v1/local-ca", headers=token).status_code == 200
+            assert signing.is_alive()
+            other.execute("ROLLBACK")
+            signing.join(30)
+    finally:
+        other.close()
+        side.node.close()
+    assert answers["sign"].status_code == 200
+    assert worker_thread_reasons(caplog) == [
+        'event=sign-on-worker-thread reason="the database\'s write lock, held by another writer"'
+    ]
+    assert len(side.node.local_ca.issued("lab")) == 1
+    signed = [e for e in side.node.audit.entries() if e.action == "ca.sign"]
+    assert [e.outcome for e in signed] == ["ok"]  # audited once, not also as a failure
+
+
+def test_a_password_is_checked_on_a_worker_thread_then_remembered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    side = Side(tmp_path / "n", routed=False, monkeypatch=monkeypatch)
+    caplog.set_level(logging.DEBUG, logger="certway.web")
+    try:
+        for _ in range(2):
+            answered = side.client.post(
+                "/api/v1/local-ca/lab/sign",
+                headers={"Authorization": basic("alice")},
+                json={"csr": CSR},
+            )
+            assert answered.status_code == 200
+    finally:
+        side.client.close()
+        side.node.close()
+    # the first request's password hash ran on a thread; the second was answered on the loop
+    assert worker_thread_reasons(caplog) == [
+        "event=sign-on-worker-thread reason='a password check'"
+    ]

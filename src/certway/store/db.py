@@ -40,6 +40,7 @@ from sqlalchemy.exc import (
     SQLAlchemyError,
 )
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import QueuePool
 from sqlalchemy.sql import Select
 
 from certway.errors import Conflict, StoreError
@@ -51,6 +52,7 @@ from certway.store.vault import (
     load_master_key,
     write_master_key,
 )
+from certway.waiting import WouldWait, may_wait
 
 __all__ = [
     "CLUSTER_FILE",
@@ -75,6 +77,11 @@ _QUERY_ONLY = "certway_query_only"  # the pooled connection's PRAGMA query_only,
 # within one node, so a read-modify-write never works on a stale read.
 _WRITE_LOCK = 0x63657274776179  # "certway"
 _LOCK_TIMEOUT_MS = 10_000  # as SQLite's busy_timeout
+_BUSY_TIMEOUT_MS = 10_000  # SQLite: how long a writer waits for another's write lock
+# Connections per engine: at most this many units of work run at once (others wait, which a
+# unit tried without waiting does not: certway.waiting).
+_POOL_SIZE = 5
+_POOL_OVERFLOW = 10
 # SQLSTATEs: serialization failure, deadlock (a clash: try again); lock timeout (busy).
 _CLASH = {"40001", "40P01"}
 _BUSY = {"55P03"}
@@ -91,7 +98,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
     cursor.close()
     # SQLAlchemy emits BEGIN itself (below): the driver's implicit BEGIN would start a
     # transaction only at the first write, leaving earlier reads outside it.
@@ -107,12 +114,26 @@ def _sqlite_begin(connection: Connection) -> None:
         # setting: sent only when it changes)
         connection.exec_driver_sql(f"PRAGMA query_only={'ON' if read_only else 'OFF'}")
         connection.info[_QUERY_ONLY] = read_only
-    connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+    if read_only or may_wait():
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+        return
+    # Tried without waiting (certway.waiting): the write lock now, or WouldWait.
+    connection.exec_driver_sql("PRAGMA busy_timeout=0")
+    try:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    except OperationalError as exc:
+        if getattr(exc.orig, "sqlite_errorcode", None) != sqlite3.SQLITE_BUSY:
+            raise
+        raise WouldWait("the database's write lock, held by another writer") from None
+    finally:
+        connection.exec_driver_sql(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
 
 
 def sqlite_engine(db_path: Path) -> Engine:
     """The engine of a node's SQLite database file, with certway's connection settings."""
-    engine = create_engine(f"sqlite:///{db_path}")
+    engine = create_engine(
+        f"sqlite:///{db_path}", pool_size=_POOL_SIZE, max_overflow=_POOL_OVERFLOW
+    )
     event.listen(engine, "connect", _sqlite_pragmas)
     event.listen(engine, "begin", _sqlite_begin)
     return engine
@@ -168,8 +189,8 @@ def _pg_engine(url: str) -> Engine:
     engine = create_engine(
         parsed,
         pool_pre_ping=True,
-        pool_size=5,
-        max_overflow=10,
+        pool_size=_POOL_SIZE,
+        max_overflow=_POOL_OVERFLOW,
         connect_args={"connect_timeout": 10},
     )
     event.listen(engine, "connect", _pg_connect)
@@ -374,6 +395,7 @@ class Store:
         The hooks of the enclosing ``hooked`` blocks join it (``hooks=False``: none; a
         sequence: those, gathered by ``joining_hooks`` where the work comes from)."""
         self.check_not_writing()
+        self._check_may_start()
         if isinstance(hooks, bool):
             joining = list(self.joining_hooks()) if hooks else []
         else:
@@ -396,6 +418,28 @@ class Store:
             # itself until busy_timeout. Callers pass the open session down instead.
             raise RuntimeError("a write transaction is already open in this thread")
 
+    def _check_may_start(self) -> None:
+        """Tried without waiting (certway.waiting): refuse a unit of work that would wait to
+        start, or whose every statement would (a PostgreSQL server is a network round trip
+        away; SQLite's file is here, and its readers never wait for a writer)."""
+        if may_wait():
+            return
+        if self.clustered:
+            raise WouldWait("the PostgreSQL database")
+        pool = self.engine.pool
+        if isinstance(pool, QueuePool) and pool.checkedout() >= _POOL_SIZE + _POOL_OVERFLOW:
+            raise WouldWait("a free database connection")
+
+    @contextmanager
+    def _direct_held(self) -> Iterator[None]:
+        """The direct-write connection's lock (without waiting: now, or ``WouldWait``)."""
+        if not self._direct_lock.acquire(blocking=may_wait()):
+            raise WouldWait("the direct-write connection, in use by another writer")
+        try:
+            yield
+        finally:
+            self._direct_lock.release()
+
     def joining_hooks(self) -> tuple[CommitHook, ...]:
         """The hooks that join a write transaction opened here (of the enclosing ``hooked``
         blocks, in this thread or task)."""
@@ -416,6 +460,7 @@ class Store:
     def reading(self) -> Iterator[Session]:
         """A read-only unit of work: one consistent snapshot, no write lock, so hot paths
         (handshakes, OCSP answers, the reload poller) never wait for a writer."""
+        self._check_may_start()
         with self._unit(self._read_sessions()) as session:
             yield session
 
@@ -434,9 +479,10 @@ class Store:
         same write lock as ``transaction`` (the begin events take it) and the same errors.
         One transaction at a time: others wait for the connection."""
         self.check_not_writing()
+        self._check_may_start()
         self._writing.active = True
         try:
-            with self._direct_lock:
+            with self._direct_held():
                 connection = self._direct_connection()
                 try:
                     with store_errors(), connection.begin():
@@ -457,9 +503,10 @@ class Store:
         if not self.clustered:
             raise RuntimeError("a direct statement needs PostgreSQL (SQLite: direct_transaction)")
         self.check_not_writing()
+        self._check_may_start()
         self._writing.active = True
         try:
-            with self._direct_lock:
+            with self._direct_held():
                 dbapi = self._direct_connection().connection.dbapi_connection
                 assert dbapi is not None
                 try:

@@ -24,6 +24,10 @@ Each write keeps the guarantees of a transaction of its own:
   its writes runs again in a transaction of its own, so a failing write fails alone, with its
   own error. A write must therefore change nothing but the database through its unit (it
   queues rows there: they are written at the commit).
+
+Tried without waiting (certway.waiting: a request answered on the event loop), a write runs
+only when no other leads, as a group of its own, and its leader waits for no announced write;
+otherwise ``WouldWait`` before anything is queued.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from typing import Any, Generic, TypeVar
 
 from certway.store.db import CommitHook, Store
 from certway.store.direct import DirectUnit
+from certway.waiting import WouldWait, may_wait
 
 __all__ = ["GroupCommit"]
 
@@ -120,9 +125,12 @@ class GroupCommit(Generic[T]):
         self._store.check_not_writing()  # a leader would wait for this thread's own lock
         job: _Write[T] = _Write(write, self._store.joining_hooks())
         announced = _ANNOUNCED.get() is self
-        if announced:
-            _ANNOUNCED.set(None)
+        waits = may_wait()
         with self._lock:
+            if not waits and self._leading:
+                raise WouldWait("a group commit led by another thread")
+            if announced:
+                _ANNOUNCED.set(None)
             self._queue.append(job)
             if announced:
                 self._coming -= 1
@@ -138,16 +146,18 @@ class GroupCommit(Generic[T]):
         return job.outcome()
 
     def _lead(self) -> None:
-        """Commit the next group, then hand the lead to the first waiting caller."""
+        """Commit the next group, then hand the lead to the first waiting caller (tried
+        without waiting: its own write alone, now)."""
+        limit = self._limit if may_wait() else 1
         with self._lock:
             deadline = time.monotonic() + MAX_WAIT
-            while self._coming and len(self._queue) < self._limit:
+            while limit > 1 and self._coming and len(self._queue) < limit:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
                 self._arrived.wait(left)
-            group = self._queue[: self._limit]
-            del self._queue[: self._limit]
+            group = self._queue[:limit]
+            del self._queue[:limit]
         try:
             self._commit(group)
         finally:

@@ -49,6 +49,7 @@ from certway.services.admins import AdminInfo
 from certway.services.api_tokens import TokenRefused
 from certway.services.audit import Actor, acting_as
 from certway.services.node import Node
+from certway.waiting import check_may_wait
 from certway.web.logins import LoginGuard, LoginRefused, ThrottlePolicy
 
 __all__ = [
@@ -193,6 +194,7 @@ class WebContext:
             # Still through the guard: a blocked account or address stays blocked, and a
             # success clears that pair's failures as a checked password does.
             return self.logins.check(name, address, lambda: cached)
+        check_may_wait("a password check")
         # The stamp is read before the password is checked: should the password change
         # meanwhile, the remembered login carries the old stamp and is dropped at its next use.
         stamp = self._login_stamp(name)

@@ -32,6 +32,8 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from certway.waiting import check_may_wait
+
 __all__ = [
     "MAX_ACCOUNT_KEY",
     "LoginGuard",
@@ -145,6 +147,7 @@ class LoginGuard:
                 return
             if self._waiting >= policy.max_waiting:
                 raise _busy()
+            check_may_wait("a password check's turn")
             self._waiting += 1
             try:
                 while True:

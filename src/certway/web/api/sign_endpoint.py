@@ -5,9 +5,18 @@ machinery (a dozen middleware layers, matching the path against every route, sol
 dependencies, two trips to a worker thread) cost more than the signature itself.
 ``SignEndpoint`` is an ASGI layer in front of the admin app, like the ACME server's: for a
 JSON request of at most ``MAX_BODY`` bytes (a CSR is one or two) it reads the body and does in
-one worker thread exactly what the route does, with the same functions; any other request
-(larger, chunked, another content type) goes on to the route itself, so no more than
-``MAX_BODY`` bytes are ever held for a caller not yet authenticated:
+one go exactly what the route does, with the same functions; any other request (larger,
+chunked, another content type) goes on to the route itself, so no more than ``MAX_BODY``
+bytes are ever held for a caller not yet authenticated.
+
+On the embedded database (SQLite) the request is first tried on the event loop itself,
+without waiting (certway.waiting): the two thread switches of a worker thread are a large
+share of its cost. If any step would wait (the write lock held by another writer, a password
+to hash, the network), it stops before changing anything and the request is answered from
+the start on a worker thread, as it always is on PostgreSQL (every statement a network round
+trip). What stays on the event loop is work of this process alone: checking and signing the
+CSR, and a SQLite write without a busy timeout (WAL mode, no flush at commit; a checkpoint
+now and then flushes the log):
 
 - the caller is authenticated by ``api_principal`` (client certificate policy, API token or
   HTTP Basic) and must have read-write access (``require_write``) before the body is parsed;
@@ -26,6 +35,7 @@ import json
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
+from contextvars import copy_context
 from typing import Any
 
 from anyio import to_thread
@@ -36,6 +46,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from certway.waiting import WouldWait, without_waiting
 from certway.web.api.common import node_of
 from certway.web.api.local_ca import SignBody, SignedOut, sign_answer
 from certway.web.api.routing import api_principal, require_write
@@ -130,7 +141,7 @@ class SignEndpoint:
         request = Request(scope, receive)
         try:
             body = await self._body(receive)
-            answer = await to_thread.run_sync(self._answer, request, found["name"], body)
+            answer = await self._answered(request, found["name"], body)
         except _Gone:
             return  # the client closed the connection before its request was read: no answer
         except Exception as exc:  # answered as the admin app answers it
@@ -150,9 +161,24 @@ class SignEndpoint:
             more = message.get("more_body", False)
         return b"".join(chunks)
 
+    async def _answered(self, request: Request, name: str, body: bytes) -> Response:
+        """The answer: on the event loop if nothing waits on the way, else on a worker
+        thread. The try runs in a copy of the context, so the thread starts afresh."""
+        if not node_of(request).store.clustered:
+            try:
+                return copy_context().run(self._answer_here, request, name, body)
+            except WouldWait as wait:
+                log.debug("event=sign-on-worker-thread reason=%r", str(wait))
+        return await to_thread.run_sync(self._answer, request, name, body)
+
+    @classmethod
+    def _answer_here(cls, request: Request, name: str, body: bytes) -> Response:
+        with without_waiting():
+            return cls._answer(request, name, body)
+
     @staticmethod
     def _answer(request: Request, name: str, body: bytes) -> Response:
-        """On a worker thread: who calls, the body, the signature, the answer."""
+        """Who calls, the body, the signature, the answer."""
         who = require_write(api_principal(request))
         parsed = _validated(body)
         answer = sign_answer(node_of(request), name, parsed, who)
