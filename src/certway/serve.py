@@ -502,6 +502,7 @@ class NodeServer:
                 await self.sip.stop()
             await asyncio.to_thread(self.syslog.stop)
             certway_log.removeHandler(self.syslog.events)
+            await self.node.store.close_on_loop()
             if install_signals:
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     loop.remove_signal_handler(sig)

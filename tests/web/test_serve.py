@@ -486,3 +486,11 @@ def test_every_scheduled_job_acts_as_the_system(
     with running(node, publish=False, sip=False):
         wait_for(lambda: len(seen) == 5, "a round of the scheduler")
     assert seen == dict.fromkeys(seen, SYSTEM)
+
+
+def test_no_quiet_topic_is_one_the_reload_loop_needs() -> None:
+    from certway.serve import RELOAD_TOPICS
+    from certway.store.topics import QUIET_TOPICS
+
+    # a quiet topic sends no notification on PostgreSQL: only polling would see it move
+    assert not (QUIET_TOPICS & RELOAD_TOPICS)

@@ -23,9 +23,10 @@ from fastapi.testclient import TestClient
 from starlette.types import ASGIApp
 
 from certway.clock import FixedClock
+from certway.errors import StoreError
 from certway.pki.csr import CsrForm, build_csr
 from certway.services.node import Node
-from certway.store.db import DB_FILE
+from certway.store.db import DB_FILE, Store
 from certway.web import app as app_module
 from certway.web.api.sign_endpoint import MAX_BODY, SignEndpoint
 from certway.web.context import MAX_UPLOAD
@@ -41,8 +42,15 @@ PASSWORD = "correct horse battery"
 class Side:
     """One node and its admin app: with the sign layer (as shipped) or without (routed)."""
 
-    def __init__(self, data_dir: Path, *, routed: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.node = Node.init(data_dir, FixedClock(NOW), fqdn="vcs.example.com")
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        routed: bool,
+        monkeypatch: pytest.MonkeyPatch,
+        database: str | None = None,
+    ) -> None:
+        self.node = Node.init(data_dir, FixedClock(NOW), fqdn="vcs.example.com", database=database)
         self.node.admins.add("alice", "read-write", PASSWORD)
         self.node.admins.add("bob", "read-only", PASSWORD)
         self.node.local_ca.create_root("lab", "CN=Lab Root")
@@ -308,3 +316,70 @@ def test_a_password_is_checked_on_a_worker_thread_then_remembered(
     assert worker_thread_reasons(caplog) == [
         "event=sign-on-worker-thread reason='a password check'"
     ]
+
+
+# -- PostgreSQL: the write awaited on the event loop -----------------------------------------
+@pytest.fixture
+def pg_side(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pg_url: str
+) -> Iterator[tuple[Side, list[int]]]:
+    """A node on PostgreSQL, and the statements sent on its event loop's connection."""
+    side = Side(tmp_path / "pg", routed=False, monkeypatch=monkeypatch, database=pg_url)
+    sent: list[int] = []
+    original = Store.statement_on_loop
+
+    async def counted(store: Store, sql: str, parameters: Any) -> None:
+        sent.append(1)
+        await original(store, sql, parameters)
+
+    monkeypatch.setattr(Store, "statement_on_loop", counted)
+    yield side, sent
+    side.node.close()
+
+
+def test_on_postgresql_the_write_is_awaited_on_the_event_loop(
+    pg_side: tuple[Side, list[int]], caplog: pytest.LogCaptureFixture
+) -> None:
+    side, sent = pg_side
+    caplog.set_level(logging.DEBUG, logger="certway.web")
+    token = {"Authorization": f"Bearer {side.rw}"}
+    with TestClient(side.app) as client:
+        answers = [
+            client.post("/api/v1/local-ca/lab/sign", headers=token, json={"csr": CSR})
+            for _ in range(3)
+        ]
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    # the first request read the token and the CA (PostgreSQL: on a worker thread); the
+    # others found both known and only wrote, awaited on the loop
+    assert worker_thread_reasons(caplog) == [
+        "event=sign-on-worker-thread reason='the PostgreSQL database'"
+    ]
+    assert sent == [1, 1]
+    serials = {a.json()["serial"] for a in answers}
+    assert {i.serial for i in side.node.local_ca.issued("lab")} == serials
+    signed = [e for e in side.node.audit.entries() if e.action == "ca.sign"]
+    assert [(e.actor, e.via, e.outcome) for e in signed] == [("token:rw", "api", "ok")] * 3
+
+
+def test_on_postgresql_a_failed_write_is_an_error_and_audited_once(
+    pg_side: tuple[Side, list[int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    side, _sent = pg_side
+    token = {"Authorization": f"Bearer {side.rw}"}
+    with TestClient(side.app) as client:
+        assert (
+            client.post("/api/v1/local-ca/lab/sign", headers=token, json={"csr": CSR}).status_code
+            == 200
+        )  # token and CA known from now on
+
+        async def lost(store: Store, sql: str, parameters: Any) -> None:
+            raise StoreError("the database is unavailable: connection lost")
+
+        monkeypatch.setattr(Store, "statement_on_loop", lost)
+        failed = client.post("/api/v1/local-ca/lab/sign", headers=token, json={"csr": CSR})
+    assert failed.status_code == 503
+    assert "connection lost" in failed.json()["detail"]
+    assert len(side.node.local_ca.issued("lab")) == 1
+    signed = [e for e in side.node.audit.entries() if e.action == "ca.sign"]
+    assert [(e.actor, e.outcome) for e in signed] == [("token:rw", "ok"), ("token:rw", "refused")]
+    assert signed[1].detail == {"error": "the database is unavailable: connection lost"}

@@ -186,6 +186,14 @@ class Audit:
                 self._row(action, target, outcome, _json(detail), current_actor())
             )
 
+    def record_failure(self, action: str, target: str, exc: Exception) -> None:
+        """The row of an action that did not happen, as ``audited`` records it: "refused" with
+        the message of a ``CertwayError``, else "failed" with the error's type only."""
+        if isinstance(exc, CertwayError):
+            self.record(action, target, "refused", {"error": str(exc)})
+        else:
+            self.record(action, target, "failed", {"error": type(exc).__name__})
+
     def _row(self, action: str, target: str, outcome: str, detail: str, actor: Actor) -> AuditRow:
         return AuditRow(**self._values(action, target, outcome, detail, actor))
 
@@ -293,15 +301,8 @@ def audited_by_its_write(
         def inner(self: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
             try:
                 return method(self, *args, **kwargs)
-            except CertwayError as exc:
-                self._audit.record(
-                    action, str(args[0]) if args else "", "refused", {"error": str(exc)}
-                )
-                raise
             except Exception as exc:
-                self._audit.record(
-                    action, str(args[0]) if args else "", "failed", {"error": type(exc).__name__}
-                )
+                self._audit.record_failure(action, str(args[0]) if args else "", exc)
                 raise
 
         inner.__certway_audited__ = action  # type: ignore[attr-defined]

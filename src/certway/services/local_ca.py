@@ -10,6 +10,7 @@ one class so that state has one owner.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import re
@@ -81,6 +82,7 @@ __all__ = [
     "CaSettings",
     "IssuedInfo",
     "LocalCA",
+    "PreparedSignature",
     "PublishedCrl",
     "SignResult",
 ]
@@ -150,8 +152,21 @@ class SignResult:
         return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
 
 
+@dataclass(frozen=True)
+class PreparedSignature:
+    """A CSR checked and signed, not yet recorded (``LocalCA.prepare_sign``): hand the
+    certificate out only once ``LocalCA.record_on_loop`` wrote its rows."""
+
+    ca: str
+    result: SignResult
+    unit: DirectUnit  # the inventory row, the "ok" audit row and the change topic
+
+
 MAX_BATCH = 1000
 """Most CSRs one ``sign_batch`` call takes."""
+
+_ISSUED_TOPIC = Topic.CA_ISSUED
+"""What an issuance moves: it wakes no peer's reload (the inventory is read when shown)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,7 +237,7 @@ class LocalCA:
         self._issuers: dict[int, Issuer] = {}
         self._signing: dict[str, _SigningCa] = {}
         self._issuance: GroupCommit[None] = GroupCommit(
-            store, finish=lambda unit: unit.bump(Topic.CA_ISSUED)
+            store, finish=lambda unit: unit.bump(_ISSUED_TOPIC)
         )
         self._chains: dict[int, tuple[x509.Certificate, ...]] = {}
         self._crl_state: dict[int, _CrlState] = {}
@@ -640,6 +655,31 @@ class LocalCA:
             check_csr(csr)
             return self._issue(name, csr, profile=profile, days=days, audit="ca.sign")
 
+    @audited_by_its_write("ca.sign")
+    def prepare_sign(
+        self, name: str, csr_data: bytes, *, profile: str = "server-client", days: int = 365
+    ) -> PreparedSignature:
+        """``sign`` up to the write: the CSR checked and signed (a refusal audited as ``sign``
+        audits it), its rows queued in a unit for ``record_on_loop``."""
+        csr = load_csr(csr_data)
+        check_csr(csr)
+        record, result = self._prepared(name, csr, profile=profile, days=days, audit="ca.sign")
+        unit = DirectUnit()
+        record(unit)
+        unit.bump(_ISSUED_TOPIC)
+        return PreparedSignature(name, result, unit)
+
+    async def record_on_loop(self, prepared: PreparedSignature) -> SignResult:
+        """Write a prepared signature's rows in one statement awaited on the event loop
+        (PostgreSQL: ``DirectUnit.commit_on_loop``), then hand the certificate out. A failed
+        write is audited as ``sign`` audits it (its row written on a worker thread)."""
+        try:
+            await prepared.unit.commit_on_loop(self._store)
+        except Exception as exc:
+            await asyncio.to_thread(self._audit.record_failure, "ca.sign", prepared.ca, exc)
+            raise
+        return prepared.result
+
     def sign_checked(
         self,
         name: str,
@@ -667,6 +707,24 @@ class LocalCA:
         """Sign, then record the certificate (and with ``audit``, that action's "ok" row) in
         one transaction, shared with the signatures made at the same moment
         (certway.store.group); an enclosing audited action's row joins it."""
+        record, result = self._prepared(
+            name, csr, profile=profile, days=days, acme_account=acme_account, audit=audit
+        )
+        self._issuance.run(record)
+        return result
+
+    def _prepared(
+        self,
+        name: str,
+        csr: x509.CertificateSigningRequest,
+        *,
+        profile: str,
+        days: int,
+        acme_account: int | None = None,
+        audit: str | None = None,
+    ) -> tuple[Callable[[DirectUnit], None], SignResult]:
+        """The certificate signed, and the write that records it (queues its rows in a
+        unit); nothing is written yet."""
         ca = self._signing_ca(name)
         now = self._clock.now()
         cert = issue_from_csr(
@@ -682,8 +740,7 @@ class LocalCA:
             if audited is not None:
                 unit.add(AUDIT, audited)
 
-        self._issuance.run(record)
-        return SignResult(cert, ca.chain)
+        return record, SignResult(cert, ca.chain)
 
     def _signing_ca(self, name: str) -> _SigningCa:
         """The CA ``name`` as issuance needs it, cached: a CA's row, certificate and key

@@ -44,6 +44,7 @@ from sqlalchemy.pool import QueuePool
 from sqlalchemy.sql import Select
 
 from certway.errors import Conflict, StoreError
+from certway.store.on_loop import LoopConnection
 from certway.store.schema import ClusterRow, PeerRow
 from certway.store.vault import (
     MASTER_KEY_FILE,
@@ -139,10 +140,14 @@ def sqlite_engine(db_path: Path) -> Engine:
     return engine
 
 
+_PG_SETUP = (f"SET lock_timeout = {_LOCK_TIMEOUT_MS}", "SET TIME ZONE 'UTC'")
+_PG_CONNECT_TIMEOUT = 10  # seconds
+
+
 def _pg_connect(dbapi_connection: Any, _record: Any) -> None:
     with dbapi_connection.cursor() as cursor:
-        cursor.execute(f"SET lock_timeout = {_LOCK_TIMEOUT_MS}")
-        cursor.execute("SET TIME ZONE 'UTC'")
+        for statement in _PG_SETUP:
+            cursor.execute(statement)
     dbapi_connection.commit()
 
 
@@ -191,7 +196,7 @@ def _pg_engine(url: str) -> Engine:
         pool_pre_ping=True,
         pool_size=_POOL_SIZE,
         max_overflow=_POOL_OVERFLOW,
-        connect_args={"connect_timeout": 10},
+        connect_args={"connect_timeout": _PG_CONNECT_TIMEOUT},
     )
     event.listen(engine, "connect", _pg_connect)
     event.listen(engine, "begin", _pg_begin)
@@ -238,6 +243,7 @@ class Store:
         self._writing = threading.local()
         self._direct: Connection | None = None  # direct_transaction's connection
         self._direct_lock = threading.Lock()
+        self._on_loop: LoopConnection | None = None  # statement_on_loop's connection
         self._read_sessions = sessionmaker(
             engine.execution_options(**{_READ_ONLY: True}), expire_on_commit=False, info=info
         )
@@ -520,6 +526,25 @@ class Store:
         finally:
             self._writing.active = False
 
+    async def statement_on_loop(self, sql: str, parameters: Any) -> None:
+        """A write made of one statement (as ``direct_statement`` runs it) awaited on the event
+        loop, on PostgreSQL (certway.store.on_loop): the loop serves others meanwhile and no
+        thread is involved. The statement takes the write lock itself. Errors as
+        ``direct_statement``'s."""
+        if not self.clustered:
+            raise RuntimeError("a statement on the event loop needs PostgreSQL")
+        if self._on_loop is None:
+            self._on_loop = LoopConnection(
+                self.engine.url, setup=_PG_SETUP, connect_timeout=_PG_CONNECT_TIMEOUT
+            )
+        with store_errors():
+            await self._on_loop.run(sql, parameters)
+
+    async def close_on_loop(self) -> None:
+        """Close ``statement_on_loop``'s connection, on its event loop (``serve`` stopping)."""
+        if self._on_loop is not None:
+            await self._on_loop.close()
+
     def _direct_connection(self) -> Connection:
         if self._direct is None or self._direct.closed or self._direct.invalidated:
             self._drop_direct()
@@ -535,6 +560,8 @@ class Store:
     def close(self) -> None:
         with self._direct_lock:
             self._drop_direct()
+        if self._on_loop is not None:
+            self._on_loop.close_now()
         self.engine.dispose()
 
 

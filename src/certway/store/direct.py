@@ -22,11 +22,18 @@ unit writes them all when it commits (``DirectUnit.commit``):
   ``Store.direct_transaction``: the engine's begin events take the write lock.
 
 Either way the same error mapping applies (``store_errors``).
+
+A request answered on the event loop (certway.waiting) awaits its unit instead
+(``DirectUnit.commit_on_loop``, PostgreSQL): the same one statement, on the loop's own
+connection (certway.store.on_loop), the units that arrive meanwhile grouped as the threads'
+are (``_LoopGroups``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -43,7 +50,9 @@ from certway.store.db import CommitHook, Session, Store, pg_write_lock
 from certway.store.schema import AuditRow, IssuedRow
 from certway.store.topics import Topic, topic_bump_from, topic_statements
 
-__all__ = ["AUDIT", "ISSUED", "DirectUnit", "Prepared"]
+__all__ = ["AUDIT", "ISSUED", "LOOP_GROUP", "DirectUnit", "Prepared"]
+
+log = logging.getLogger("certway.store")
 
 
 class Prepared:
@@ -154,10 +163,9 @@ class DirectUnit:
         """Write what was queued in one transaction of ``store``, with ``hooks``'
         ``before_commit`` last (``committed`` is the caller's to call)."""
         if store.clustered and not hooks:
-            shape = (tuple(prepared for prepared, _ in self._writes), tuple(self._topics))
+            statement = self._one_statement(store)
             with store.direct_statement() as dbapi:
-                compiled = _one_statement(shape, store.engine.dialect)
-                _run(dbapi, store.engine.dialect, *compiled.parameters(self._values()))
+                _run(dbapi, store.engine.dialect, *statement)
             return
         with store.direct_transaction() as connection:
             dbapi = connection.connection.dbapi_connection
@@ -181,8 +189,100 @@ class DirectUnit:
                 finally:
                     session.close()
 
+    async def commit_on_loop(self, store: Store) -> None:
+        """``commit`` awaited on the event loop, on PostgreSQL and without hooks: one statement
+        on the loop's own connection (``Store.statement_on_loop``), shared with the units
+        that arrive while the previous statement is on its way (``_LoopGroups``)."""
+        await _LOOP_GROUPS.commit(store, self)
+
+    def _one_statement(self, store: Store) -> tuple[str, Any]:
+        """The SQL and parameters of the one statement writing this unit (PostgreSQL)."""
+        shape = (tuple(prepared for prepared, _ in self._writes), tuple(self._topics))
+        return _one_statement(shape, store.engine.dialect).parameters(self._values())
+
     def _values(self) -> list[Mapping[str, Any]]:
         return [values for _, values in self._writes]
+
+
+class _LoopGroups:
+    """Group commit on the event loop, as certway.store.group's on threads: a unit arriving
+    while a statement of its store is on its way waits, and the units waiting when it
+    returns are written together, as one statement (at most ``LOOP_GROUP`` units). If that
+    statement fails, each of its units is written again on its own, so a failing unit fails
+    alone with its own error. The statements are sent by a task of their own, so a request
+    that goes away (cancelled) leaves the others' writes running."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[tuple[int, int], list[_Waiting]] = {}
+        self._writers: dict[tuple[int, int], asyncio.Task[None]] = {}
+
+    async def commit(self, store: Store, unit: DirectUnit) -> None:
+        loop = asyncio.get_running_loop()
+        key = (id(store), id(loop))
+        done: asyncio.Future[None] = loop.create_future()
+        self._waiting.setdefault(key, []).append((unit, done))
+        if key not in self._writers:
+            self._writers[key] = loop.create_task(self._write(store, key))
+        await asyncio.shield(done)
+
+    async def _write(self, store: Store, key: tuple[int, int]) -> None:
+        waiting = self._waiting[key]
+        group: list[_Waiting] = []
+        try:
+            while waiting:
+                group = waiting[:LOOP_GROUP]
+                del waiting[:LOOP_GROUP]
+                await self._commit(store, group)
+        except BaseException as exc:  # stopped (the loop is closing): nobody waits for ever
+            for _, done in (*group, *waiting):
+                if not done.done():
+                    done.set_exception(RuntimeError(f"the write was interrupted ({exc!r})"))
+            waiting.clear()
+            raise
+        finally:
+            del self._writers[key]
+            if not waiting:
+                del self._waiting[key]
+
+    @staticmethod
+    async def _commit(store: Store, group: list[_Waiting]) -> None:
+        if len(group) > 1:
+            merged = DirectUnit()
+            for unit, _ in group:
+                merged._writes.extend(unit._writes)
+                merged._topics.update(unit._topics)
+            try:
+                await store.statement_on_loop(*merged._one_statement(store))
+            except Exception as exc:  # each again on its own, to get its own error
+                log.debug("group of %d writes failed (%s): one by one", len(group), exc)
+            else:
+                for _, done in group:
+                    _settle(done, None)
+                return
+        for unit, done in group:
+            try:
+                await store.statement_on_loop(*unit._one_statement(store))
+            except Exception as exc:
+                _settle(done, exc)
+            else:
+                _settle(done, None)
+
+
+_Waiting = tuple["DirectUnit", "asyncio.Future[None]"]
+
+
+def _settle(done: asyncio.Future[None], error: Exception | None) -> None:
+    if done.done():  # its request went away: nothing to tell
+        return
+    if error is None:
+        done.set_result(None)
+    else:
+        done.set_exception(error)
+
+
+LOOP_GROUP = 64
+"""Most units written together by one statement on the event loop."""
+_LOOP_GROUPS = _LoopGroups()
 
 
 def _run(dbapi: Any, dialect: Dialect, sql: str, parameters: Any) -> None:

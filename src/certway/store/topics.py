@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from enum import StrEnum
 from typing import Any, cast
 
-from sqlalchemy import String, bindparam, func, select
+from sqlalchemy import String, bindparam, case, func, literal, null, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
@@ -31,6 +31,7 @@ from certway.store.schema import ChangeTopicRow
 
 __all__ = [
     "CHANNEL",
+    "QUIET_TOPICS",
     "Topic",
     "TopicListener",
     "TopicRepository",
@@ -66,11 +67,18 @@ class Topic(StrEnum):
     LDAP = "ldap"  # LDAP admin authentication settings
 
 
+QUIET_TOPICS = frozenset({Topic.CA_ISSUED})
+"""Topics counted but not announced: nothing reloads on them, so on PostgreSQL their change
+sends no notification (every peer's listener would wake for it: once per certificate issued
+anywhere in the cluster). Their counters move all the same."""
+
+
 @functools.cache
 def topic_statements(dialect: str) -> Insert | ReturningInsert[Any]:
     """The upsert that moves a topic's counter, built once: every change runs it, and building
     the statement costs more than running it. On PostgreSQL the same statement sends the
-    topic's notification (``RETURNING pg_notify(...)``: one round trip, not two)."""
+    topic's notification (``RETURNING pg_notify(...)``: one round trip, not two), unless the
+    topic is quiet (``QUIET_TOPICS``)."""
     upsert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     return _counting(
         dialect, upsert(ChangeTopicRow).values(topic=bindparam("topic", type_=String), version=1)
@@ -92,9 +100,12 @@ def _counting(dialect: str, insert: Any) -> Insert | ReturningInsert[Any]:
         set_={"version": ChangeTopicRow.version + 1},
     )
     if dialect == "postgresql":
-        return cast(
-            ReturningInsert[Any], bump.returning(func.pg_notify(CHANNEL, ChangeTopicRow.topic))
+        topic = ChangeTopicRow.topic
+        notify = case(
+            (topic.in_([literal(t.value) for t in sorted(QUIET_TOPICS)]), null()),
+            else_=func.pg_notify(CHANNEL, topic),
         )
+        return cast(ReturningInsert[Any], bump.returning(notify))
     return cast(Insert, bump)
 
 

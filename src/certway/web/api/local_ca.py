@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from certway.errors import DecodeError
 from certway.pki.text import serial_hex
-from certway.services.local_ca import MAX_BATCH, CaInfo, CaSettings
+from certway.services.local_ca import MAX_BATCH, CaInfo, CaSettings, SignResult
 from certway.services.node import Node
 from certway.web.api.common import (
     PEM_FILE,
@@ -211,6 +211,11 @@ def sign_answer(node: Node, name: str, body: SignBody, who: Principal) -> dict[s
         result = node.local_ca.sign(
             name, required(body.csr, "CSR"), profile=body.profile, days=body.days
         )
+    return signed_answer(result, body)
+
+
+def signed_answer(result: SignResult, body: SignBody) -> dict[str, Any]:
+    """The answer to a sign request ``body`` that was signed as ``result``."""
     cert = result.certificate
     return {
         "serial": serial_hex(cert.serial_number),

@@ -9,14 +9,18 @@ one go exactly what the route does, with the same functions; any other request (
 chunked, another content type) goes on to the route itself, so no more than ``MAX_BODY``
 bytes are ever held for a caller not yet authenticated.
 
-On the embedded database (SQLite) the request is first tried on the event loop itself,
-without waiting (certway.waiting): the two thread switches of a worker thread are a large
-share of its cost. If any step would wait (the write lock held by another writer, a password
-to hash, the network), it stops before changing anything and the request is answered from
-the start on a worker thread, as it always is on PostgreSQL (every statement a network round
-trip). What stays on the event loop is work of this process alone: checking and signing the
-CSR, and a SQLite write without a busy timeout (WAL mode, no flush at commit; a checkpoint
-now and then flushes the log):
+The request is first tried on the event loop itself, without waiting (certway.waiting): the
+two thread switches of a worker thread are a large share of its cost. What runs on the loop
+is work of this process alone (checking and signing the CSR) and the write:
+
+- on the embedded database (SQLite), a write without a busy timeout (WAL mode, no flush at
+  commit; a checkpoint now and then flushes the log);
+- on PostgreSQL, the write is one statement *awaited* on the loop's own connection
+  (``LocalCA.record_on_loop``): the loop serves others until its answer arrives.
+
+If any step would wait (the write lock held by another writer, a password to hash, a
+PostgreSQL read, the network), it stops before changing anything and the request is answered
+from the start on a worker thread:
 
 - the caller is authenticated by ``api_principal`` (client certificate policy, API token or
   HTTP Basic) and must have read-write access (``require_write``) before the body is parsed;
@@ -46,10 +50,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from certway.services.local_ca import PreparedSignature
 from certway.waiting import WouldWait, without_waiting
-from certway.web.api.common import node_of
-from certway.web.api.local_ca import SignBody, SignedOut, sign_answer
+from certway.web.api.common import node_of, required
+from certway.web.api.local_ca import SignBody, SignedOut, sign_answer, signed_answer
 from certway.web.api.routing import api_principal, require_write
+from certway.web.context import Principal, as_principal
 
 __all__ = ["MAX_BODY", "PATH", "SignEndpoint"]
 
@@ -164,12 +170,16 @@ class SignEndpoint:
     async def _answered(self, request: Request, name: str, body: bytes) -> Response:
         """The answer: on the event loop if nothing waits on the way, else on a worker
         thread. The try runs in a copy of the context, so the thread starts afresh."""
-        if not node_of(request).store.clustered:
-            try:
+        try:
+            if not node_of(request).store.clustered:
                 return copy_context().run(self._answer_here, request, name, body)
-            except WouldWait as wait:
-                log.debug("event=sign-on-worker-thread reason=%r", str(wait))
-        return await to_thread.run_sync(self._answer, request, name, body)
+            who, parsed, prepared = copy_context().run(self._prepare_here, request, name, body)
+        except WouldWait as wait:
+            log.debug("event=sign-on-worker-thread reason=%r", str(wait))
+            return await to_thread.run_sync(self._answer, request, name, body)
+        with as_principal(who):  # a failed write is audited as this caller's
+            result = await node_of(request).local_ca.record_on_loop(prepared)
+        return self._response(signed_answer(result, parsed))
 
     @classmethod
     def _answer_here(cls, request: Request, name: str, body: bytes) -> Response:
@@ -177,13 +187,30 @@ class SignEndpoint:
             return cls._answer(request, name, body)
 
     @staticmethod
+    def _prepare_here(
+        request: Request, name: str, body: bytes
+    ) -> tuple[Principal, SignBody, PreparedSignature]:
+        """PostgreSQL: who calls, the body, the signature, all but its write."""
+        with without_waiting():
+            who = require_write(api_principal(request))
+            parsed = _validated(body)
+            with as_principal(who):
+                prepared = node_of(request).local_ca.prepare_sign(
+                    name, required(parsed.csr, "CSR"), profile=parsed.profile, days=parsed.days
+                )
+            return who, parsed, prepared
+
+    @staticmethod
+    def _response(answer: dict[str, Any]) -> Response:
+        out = SignedOut.model_validate(answer).model_dump(mode="json", exclude_unset=True)
+        return JSONResponse(out)
+
+    @staticmethod
     def _answer(request: Request, name: str, body: bytes) -> Response:
         """Who calls, the body, the signature, the answer."""
         who = require_write(api_principal(request))
         parsed = _validated(body)
-        answer = sign_answer(node_of(request), name, parsed, who)
-        out = SignedOut.model_validate(answer).model_dump(mode="json", exclude_unset=True)
-        return JSONResponse(out)
+        return SignEndpoint._response(sign_answer(node_of(request), name, parsed, who))
 
     async def _error(self, request: Request, exc: Exception) -> Response:
         handler = next(
