@@ -5,7 +5,7 @@ Chromium against a real ``certway serve`` on 127.0.0.1. Screenshots go to
 Node settings name the next CSR; administrator accounts (add, password, delete behind a real
 confirm dialog); intermediate CA, signing and the revoke button of an issued certificate;
 post/redirect/get (a reload does not submit again), also for a refused PKCS#12 or new CA,
-which keep the chosen CA; parents of a sub-CA; the publication URL in the node settings;
+which keep the chosen CA and fill in again the refused form only; parents of a sub-CA; the publication URL in the node settings;
 HTML 404 page; the audit log fits a 1366 px window; and no lock-out: certificate
 validation is refused from a browser without a certificate, accepted from one whose
 certificate is valid, and a browser without one then gets the 403 page with the recovery
@@ -237,6 +237,7 @@ def test_local_ca_forms_keep_the_chosen_ca_and_node_publication_url(
 
     # A refused PKCS#12: back on the page of the chosen CA, the message once, no passphrase.
     page.fill("#issue-cn", "alice")
+    page.fill("#issue-days", "400")
     page.fill("#issue-passphrase", "passphrase-one")
     page.fill("#issue-passphrase-again", "passphrase-two")
     submit(page, "form[action='/local-ca/issue']")
@@ -245,6 +246,8 @@ def test_local_ca_forms_keep_the_chosen_ca_and_node_publication_url(
     assert page.input_value("#issue-ca") == "issuing"
     assert page.input_value("#issue-cn") == "alice"
     assert page.input_value("#issue-passphrase") == ""
+    assert page.input_value("#issue-days") == "400"  # its own values; not the other forms'
+    assert (page.input_value("#sign-days"), page.input_value("#int-days")) == ("365", "1825")
     shot(page, "30-local-ca-p12-refused")
     page.reload()  # a GET: nothing is sent again, the message is gone
     assert errors(page) == []
@@ -257,6 +260,12 @@ def test_local_ca_forms_keep_the_chosen_ca_and_node_publication_url(
     assert page.url.endswith("/local-ca?ca=issuing")
     assert len(errors(page)) == 1
     assert page.input_value("#sign-ca") == "issuing"
+    assert (page.input_value("#ca-name"), page.input_value("#subject")) == (
+        "not a name",
+        "/CN=Refused",
+    )
+    for other in ("#int-name", "#int-subject", "#imp-name", "#issue-cn"):
+        assert page.input_value(other) == "", other
 
     # Node settings: the publication URL of new CAs' CRLs and OCSP.
     page.goto("/node")

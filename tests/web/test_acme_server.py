@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from certway.errors import PolicyViolation
 from certway.services.acme_server import AcmeSettings
+from certway.services.audit import VIA
 from certway.services.node import Node
 
 from serving import running
@@ -224,6 +225,10 @@ def test_order_is_issued_into_the_inventory_with_its_account(setup: Setup) -> No
     assert issued[0].acme_account == info.accounts[0].id
     assert info.accounts[0].issued == 1
     assert issued[0].profile == "server"
+    # the audit log: the account and the issuance, both from the ACME server
+    rows = [e for e in setup.node.audit.entries() if e.actor.startswith("acme-")]
+    assert {e.action for e in rows} >= {"acme.account.create", "acme.issue"}, rows
+    assert {e.via for e in rows} == {"acme"} and "acme" in VIA
 
 
 def test_revocation_by_account_is_the_ca_record_and_in_the_crl(setup: Setup) -> None:

@@ -673,6 +673,80 @@ def test_the_pkcs12_form_suggests_only_accepted_names(alice: TestClient, node: N
     ]
 
 
+LOCAL_CA_FORMS = (
+    "/local-ca/sign",
+    "/local-ca/issue",
+    "/local-ca/revoke",
+    "/local-ca/roots",
+    "/local-ca/intermediates",
+    "/local-ca/import",
+)
+
+
+def form_posting_to(page: str, action: str) -> str:
+    """The HTML of the page's form that posts to ``action``."""
+    found = re.search(rf'<form method="post" action="{re.escape(action)}".*?</form>', page, re.S)
+    assert found is not None, f"no form posting to {action}"
+    return found.group(0)
+
+
+@pytest.mark.parametrize(
+    ("action", "data", "typed"),
+    [
+        (
+            "/local-ca/roots",
+            {"name": "typed-root", "subject": "/CN=Typed Root", "days": "4321000",
+             "crl_urls": "http://typed.example/root.crl"},
+            ['value="typed-root"', 'value="/CN=Typed Root"', 'value="4321000"',
+             'value="http://typed.example/root.crl"'],
+        ),
+        (
+            "/local-ca/intermediates",
+            {"name": "typed-sub", "parent": "lab", "subject": "/CN=Typed Sub", "days": "4321000",
+             "ocsp_url": "http://typed.example/ocsp"},
+            ['value="typed-sub"', 'value="/CN=Typed Sub"', 'value="4321000"',
+             'value="http://typed.example/ocsp"'],
+        ),
+        (
+            "/local-ca/import",
+            {"name": "typed-import", "crl_urls": "http://typed.example/imported.crl"},
+            ['value="typed-import"', 'value="http://typed.example/imported.crl"'],
+        ),
+        (
+            "/local-ca/sign",
+            {"ca": "lab", "csr_text": "typed, not a CSR", "days": "4321"},
+            [">typed, not a CSR</textarea>", 'value="4321"'],
+        ),
+        (
+            "/local-ca/issue",
+            {"ca": "lab", "cn": "typed.example.com", "sans": "DNS:alt.typed.example",
+             "days": "4321", "passphrase": "short", "passphrase_again": "short"},
+            ['value="typed.example.com"', 'value="DNS:alt.typed.example"', 'value="4321"'],
+        ),
+        (
+            "/local-ca/revoke",
+            {"ca": "lab", "serial": "0BADF00D", "confirmed": "yes"},
+            ['value="0BADF00D"'],
+        ),
+    ],
+)  # fmt: skip
+def test_a_refused_local_ca_form_is_filled_in_again_and_no_other_form(
+    alice: TestClient, node: Node, action: str, data: dict[str, str], typed: list[str]
+) -> None:
+    node.local_ca.create_root("lab", "/CN=Lab Root")
+    cas = node.local_ca.cas()
+    response = post(alice, action, data, follow_redirects=False)
+    assert response.status_code == 303
+    page = alice.get(response.headers["location"])
+    assert page.status_code in (400, 404, 422), page.text
+    assert len(messages(page.text, "error")) == 1  # the refusal, shown once above the forms
+    for other in LOCAL_CA_FORMS:
+        shown = [value for value in typed if value in form_posting_to(page.text, other)]
+        assert shown == (typed if other == action else []), other
+    assert node.local_ca.cas() == cas
+    assert node.local_ca.issued("lab") == []
+
+
 def test_a_refused_new_ca_keeps_the_ca_chosen_before(alice: TestClient, node: Node) -> None:
     node.local_ca.create_root("lab", "/CN=Lab Root")
     node.local_ca.create_root("lab2", "/CN=Lab Two")

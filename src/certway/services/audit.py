@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
+from typing import Any, Concatenate, Literal, ParamSpec, Protocol, TypeVar
 
 from certway.clock import Clock
 from certway.errors import CertwayError
@@ -35,9 +35,11 @@ from certway.store.schema import AuditRow
 
 __all__ = [
     "SYSTEM",
+    "VIA",
     "Actor",
     "Audit",
     "AuditEntry",
+    "Via",
     "acting_as",
     "audited",
     "audited_by_its_write",
@@ -45,10 +47,23 @@ __all__ = [
 ]
 
 
+Via = Literal["cli", "api", "ui", "acme", "system"]
+"""Where a change came from: the ``via`` of its audit row (one of ``VIA``)."""
+VIA: dict[Via, str] = {
+    "cli": "the command line, as the local OS user",
+    "api": "the REST API, as an administrator account or API token",
+    "ui": "the web admin UI, as an administrator account",
+    "acme": "an ACME client's request to certway's ACME server, as its ACME account",
+    "system": "the server on its own: scheduled work, renewals, publication, cluster sync",
+}
+"""Every ``via`` of the audit log and what it means (the README's audit section says the
+same)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Actor:
     name: str
-    via: str = "cli"  # cli | api | ui | acme | system
+    via: Via = "cli"
     address: str | None = None
 
 

@@ -256,7 +256,7 @@ class AuditRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
     actor: Mapped[str] = mapped_column(String(128))
-    via: Mapped[str] = mapped_column(String(16))  # cli | api | ui | system
+    via: Mapped[str] = mapped_column(String(16))  # cli | api | ui | acme | system
     address: Mapped[str | None] = mapped_column(String(64), nullable=True)
     action: Mapped[str] = mapped_column(String(64))
     target: Mapped[str] = mapped_column(Text, default="")

@@ -47,7 +47,7 @@ from certway.errors import (
 )
 from certway.services.admins import AdminInfo
 from certway.services.api_tokens import TokenRefused
-from certway.services.audit import Actor, acting_as
+from certway.services.audit import Actor, Via, acting_as
 from certway.services.node import Node
 from certway.waiting import check_may_wait
 from certway.web.logins import LoginGuard, LoginRefused, ThrottlePolicy
@@ -129,7 +129,7 @@ def status_for(exc: CertwayError) -> tuple[int, str]:
 class Principal:
     name: str
     access: str
-    via: str  # api | ui
+    via: Via  # api | ui
     address: str | None
 
     @property
@@ -178,7 +178,7 @@ class WebContext:
 
     # password logins (API and UI)
     def password_login(
-        self, name: str, password: str, *, address: str, via: str
+        self, name: str, password: str, *, address: str, via: Via
     ) -> AdminInfo | None:
         """The account when the password is right, else None (logged and audited). Raises
         ``LoginRefused`` when the throttle does not let the attempt in, or (503) when the LDAP
@@ -329,7 +329,7 @@ class CertificateRefused(Exception):
 
 
 def authenticate(
-    request: Request, context: WebContext, *, via: str, session: bool | None = None
+    request: Request, context: WebContext, *, via: Via, session: bool | None = None
 ) -> Principal:
     """Who is calling: certificate policy first, then HTTP Basic, then the UI session (taken
     when ``session``, by default for ``via="ui"``)."""

@@ -19,7 +19,6 @@ def _acme_page(view: View, form: Form | None = None) -> HTMLResponse:
     with as_principal(view.principal):
         status = view.node.acme.status()
         domains = [d.name for d in view.node.identities.domains()]
-    values = (form or view.form).values()
     return view.render(
         "acme.html",
         title="ACME",
@@ -27,7 +26,7 @@ def _acme_page(view: View, form: Form | None = None) -> HTMLResponse:
         domains=domains,
         days=DAYS,
         reasons=[(r, r) for r in REVOCATION_REASONS],
-        values=values,
+        refill=(form or view.form).values_for,
     )
 
 

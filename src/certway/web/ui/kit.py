@@ -220,7 +220,8 @@ class View:
     result: Any = None
     """What a form action produced for its page to show (a signed certificate, a report)."""
     form: Form = field(default_factory=lambda: Form())
-    """The fields a form action kept for its page to fill in again (never secrets)."""
+    """The fields a form action kept for its page to fill in again (never secrets), with the
+    address the form was posted to: a page with several forms fills in only that one."""
 
     @property
     def node(self) -> Node:
@@ -231,6 +232,8 @@ class View:
         self.status = 413 if isinstance(exc, UploadTooLarge) else status_for(exc)[0]
 
     def render(self, template: str, **context: Any) -> HTMLResponse:
+        """Render ``template`` with the page's messages; ``refill(action)`` in it gives the
+        values kept from the form posted to ``action``, and none if another form was sent."""
         response = html(
             template,
             {
@@ -242,6 +245,7 @@ class View:
                 "notices": self.notices,
                 "warnings": self.warnings,
                 "error": self.error,
+                "refill": self.form.values_for,
                 **context,
             },
             self.status,
@@ -335,6 +339,8 @@ class Form:
     fields: dict[str, list[str]] = field(default_factory=dict)
     files: dict[str, bytes] = field(default_factory=dict)
     oversize: set[str] = field(default_factory=set)
+    action: str = ""
+    """The path the form was posted to (``submit`` sets it): which of a page's forms it is."""
 
     @classmethod
     def of_query(cls, params: Iterable[tuple[str, str]]) -> Form:
@@ -383,9 +389,16 @@ class Form:
         """First values of the text fields, to fill a form in again (never secrets)."""
         return {k: v[0] for k, v in self.fields.items() if v and k not in SECRET_FIELDS}
 
+    def values_for(self, action: str) -> dict[str, str]:
+        """``values()`` if this form was posted to ``action``, else none: on a page with
+        several forms, each is filled in again with its own values only, never with those
+        of another form sent from the page."""
+        return self.values() if self.action and self.action == action else {}
+
     def kept(self) -> Form:
         """The text fields without secrets (what a page may show again after a redirect)."""
-        return Form({k: list(v) for k, v in self.fields.items() if k not in SECRET_FIELDS})
+        fields = {k: list(v) for k, v in self.fields.items() if k not in SECRET_FIELDS}
+        return Form(fields, action=self.action)
 
 
 def _size(count: int) -> str:
@@ -425,6 +438,7 @@ async def submit(request: Request) -> tuple[View, Form]:
             "anything",
         )
     form = await read_form(request)
+    form.action = request.url.path
     session = context.session(request.cookies.get(SESSION_COOKIE))
     sent = form.raw("csrf")
     if session is None or not sent or not secrets.compare_digest(session.csrf, sent):
@@ -505,7 +519,8 @@ def form_action(
     it runs ``work`` and redirects (303) to the page ``to`` names: post/redirect/get, so a
     reload never submits again. That page shows the success message among the notices, or
     the ``CertwayError`` of the work as the page's error (with its status); ``keep_form``
-    says when it shows the submitted values again (never secrets). ``on_error``, if given,
+    says when it shows the submitted values again (never secrets), in this form only: a
+    page with several forms fills each in with ``refill(its action)``. ``on_error``, if given,
     is where a failed action goes instead (a refused new CA's name is no CA to choose on
     its page). ``page`` names the page function the form belongs to: its GET route renders
     the outcome after the redirect (the endpoint itself renders no page but the

@@ -37,17 +37,18 @@ router = APIRouter(include_in_schema=False, route_class=UiRoute)
 
 def _local_ca_page(view: View, form: Form | None = None) -> HTMLResponse:
     """The CA list and its forms; ``view.result``: a certificate just signed. The CA chosen
-    last (``?ca=``, kept by every action) stays selected in the forms."""
+    last (``?ca=``, kept by every action) stays selected in the forms; a refused form is
+    filled in again with its own values, the others are not (``refill``)."""
     with as_principal(view.principal):
         cas = view.node.local_ca.cas()
-    values = (form or view.form).values()
+    kept = form or view.form
     return view.render(
         "local_ca.html",
         title="Local CA",
         cas=cas,
         parents=[ca for ca in cas if ca.can_sign_ca],
-        selected=values.get("ca") or view.request.query_params.get("ca", ""),
-        form=values,
+        selected=kept.values().get("ca") or view.request.query_params.get("ca", ""),
+        refill=kept.values_for,
         key_types=KEY_TYPES,
         tokens=[t.name for t in view.node.tokens.tokens()],
         profiles=tuple(PROFILES),

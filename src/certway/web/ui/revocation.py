@@ -23,15 +23,15 @@ def _crls_page(view: View, form: Form | None = None) -> HTMLResponse:
         held = view.node.revocation.held()
         sources = view.node.revocation.sources()
         schedule = view.node.revocation.schedule()
-    values = (form or view.form).values()
+    kept = form or view.form
     return view.render(
         "crls.html",
         title="CRL management",
         held=held,
         sources=sources,
         schedule=schedule,
-        urls=values.get("urls", "\n".join(s.url for s in sources)),
-        daily_at=values.get("daily_at", schedule.daily_at),
+        urls=kept.values_for("/crls/sources").get("urls", "\n".join(s.url for s in sources)),
+        daily_at=kept.values_for("/crls/schedule").get("daily_at", schedule.daily_at),
     )
 
 

@@ -44,7 +44,7 @@ def _sip_page(view: View, form: Form | None = None, **_path: str) -> HTMLRespons
         rule_types=[(t.value, t.value.capitalize()) for t in RuleType],
         rule_actions=[(a.value, a.value.capitalize()) for a in RuleAction],
         defaults={"port": DEFAULT_PORT, "interval": DEFAULT_INTERVAL},
-        form=(form or view.form).values(),
+        refill=(form or view.form).values_for,
     )
 
 
