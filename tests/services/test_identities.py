@@ -614,6 +614,33 @@ def test_domain_csr_upload_and_sni(node: Node, pki: Pki, tmp_path: Path) -> None
         second.close()
 
 
+def test_domain_detail_before_and_after_its_certificate(node: Node, pki: Pki) -> None:
+    node.identities.add_domain("example.org")
+    fresh = node.identities.domain_detail("Example.ORG.")
+    assert (fresh.name, fresh.certificate, fresh.pending_csr) == ("example.org", None, None)
+    assert fresh.as_dict() == {
+        "kind": "domain", "name": "example.org", "has_certificate": False, "pending_csr": None,
+    }  # fmt: skip
+    pending = node.identities.generate_csr("domain", "example.org", EC)
+    waiting = node.identities.domain_detail("example.org")
+    assert not waiting.has_certificate and waiting.pending_csr == pending
+    assert waiting.as_dict(with_text=True)["pending_csr"] == pending.as_dict()
+
+    node.identities.upload("domain", "example.org", pem(sign_csr(pki, pending.pem)))
+    issued = node.identities.domain_detail("example.org")
+    info = node.identities.info("domain", "example.org")
+    assert issued.certificate == info and issued.pending_csr is None
+    assert issued.as_dict() == {**info.as_dict(), "has_certificate": True, "pending_csr": None}
+    assert issued.as_dict(with_text=True)["text"] == info.text
+
+    renewal = node.identities.generate_csr("domain", "example.org", EC)
+    renewing = node.identities.domain_detail("example.org")
+    assert renewing.certificate == info and renewing.pending_csr == renewal
+    node.identities.remove_domain("example.org")
+    with pytest.raises(NotFound, match=re.escape("no domain 'example.org': add the domain first")):
+        node.identities.domain_detail("example.org")
+
+
 def test_domain_upload_with_key_and_unknown_domain(node: Node, pki: Pki) -> None:
     with pytest.raises(NotFound, match=re.escape("no domain 'example.org': add the domain first")):
         upload(node, build(pki, cn="example.org", sans=["example.org"]), pki, kind="domain",

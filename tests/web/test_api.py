@@ -401,6 +401,89 @@ def test_server_certificate_from_csr_signed_by_an_external_ca(node: Node, alice:
     alice.assert_never_echoed(PASSWORD)
 
 
+def test_a_domain_is_shown_before_its_certificate(app: FastAPI, node: Node, alice: Api) -> None:
+    """A domain made with the CSR flow (added, CSR generated, the signed certificate not yet
+    uploaded) is shown, not 404: no certificate yet and its pending CSR, the body of
+    ``certway domain show --json``; its certificate once uploaded, and a renewal CSR beside
+    it. Every answer is as the API's description says; only an unknown domain is 404."""
+    import schemathesis
+    from schemathesis.specs.openapi.checks import (
+        content_type_conformance,
+        response_schema_conformance,
+        status_code_conformance,
+    )
+
+    schema = schemathesis.openapi.from_asgi(
+        f"{API}/openapi.json", app, headers={"Authorization": basic("bob")}
+    )
+
+    def shown(name: str) -> Any:
+        """GET /domains/{name} as bob (read-only), checked against the description."""
+        case = schema[f"{API}/domains/{{name}}"]["GET"].Case(
+            path_parameters={"name": name}, headers={"Authorization": basic("bob")}
+        )
+        response = case.call()
+        case.validate_response(
+            response,
+            checks=[status_code_conformance, content_type_conformance, response_schema_conformance],
+        )
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def service(name: str) -> dict[str, Any]:
+        return node.identities.domain_detail(name).as_dict(with_text=True)
+
+    ok(alice.post("/domains", json={"name": "conf.example.com"}), 201)
+    fresh = {"kind": "domain", "name": "conf.example.com", "has_certificate": False}
+    assert shown("conf.example.com") == {**fresh, "pending_csr": None}
+
+    csr = ok(alice.post("/domains/conf.example.com/csr", json={"key_type": "ec:p256"}))
+    waiting = shown("Conf.Example.COM.")  # found however it is typed, as the CLI finds it
+    assert waiting == {**fresh, "pending_csr": csr} == service("conf.example.com")
+    assert waiting["pending_csr"] == ok(alice.get("/domains/conf.example.com/csr"))
+    assert ok(alice.get("/domains")) == [
+        {
+            "name": "conf.example.com",
+            "has_certificate": False,
+            "not_after": None,
+            "subject": None,
+            "pending_csr": True,
+        }
+    ]
+
+    external = Pki(root_cn="Domain Issuing CA", index=521)
+    ok(alice.post("/trusted-cas", json={"data": pem(external.root)}))
+    signed = external.sign_csr(csr["pem"], issuer=external.root_issuer)
+    uploaded = ok(
+        alice.post("/domains/conf.example.com/certificate", json={"certificate": pem(signed)})
+    )
+    issued = shown("conf.example.com")
+    assert issued == service("conf.example.com")
+    assert issued["has_certificate"] is True and issued["pending_csr"] is None
+    assert issued["serial"] == uploaded["serial"] == serial_hex(signed.serial_number)
+    assert issued["issuer"] == "CN=Domain Issuing CA" and "text" in issued
+    [listed] = ok(alice.get("/domains"))
+    assert listed == {
+        "name": "conf.example.com",
+        "has_certificate": True,
+        "not_after": issued["not_after"],
+        "subject": issued["subject"],
+        "pending_csr": False,
+    }
+
+    renewal = ok(alice.post("/domains/conf.example.com/csr", json={"key_type": "ec:p256"}))
+    renewing = shown("conf.example.com")
+    assert renewing == {**issued, "pending_csr": renewal} == service("conf.example.com")
+    assert ok(alice.get("/domains"))[0]["pending_csr"] is True
+
+    # only a domain that does not exist is not found: never added, or removed
+    detail = problem(alice.get("/domains/unknown.example.com"), 404)
+    assert detail == service_message(lambda: node.identities.domain_detail("unknown.example.com"))
+    assert detail == "no domain 'unknown.example.com': add the domain first"
+    ok(alice.delete("/domains/conf.example.com"), 204)
+    assert "no domain 'conf.example.com'" in problem(alice.get("/domains/conf.example.com"), 404)
+
+
 def test_trusted_cas_add_refuse_leaf_and_delete(node: Node, alice: Api) -> None:
     external = Pki(root_cn="Partner Root", index=506)
     added = ok(alice.post("/trusted-cas", json={"data": pem(external.root)}))["added"]
@@ -659,7 +742,7 @@ def test_client_certificate_upload_never_echoes_key_or_passphrase(node: Node, al
 # -- errors and limits ------------------------------------------------------------------------
 def test_errors_are_problems_with_the_services_message(node: Node, alice: Api) -> None:
     detail = problem(alice.get("/domains/nowhere.example.com"), 404)
-    assert detail == service_message(lambda: node.identities.info("domain", "nowhere.example.com"))
+    assert detail == service_message(lambda: node.identities.domain_detail("nowhere.example.com"))
     detail = problem(alice.post("/domains", json={"name": "not a domain"}), 422)
     assert detail == service_message(lambda: node.identities.add_domain("not a domain"))
     ok(alice.post("/domains", json={"name": "conf.example.com"}), 201)

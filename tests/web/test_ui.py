@@ -454,6 +454,14 @@ def test_domain_add_csr_and_remove(alice: TestClient, node: Node) -> None:
     assert alice.get("/domains/example.org/csr.pem").content.startswith(
         b"-----BEGIN CERTIFICATE REQUEST"
     )
+    # a CSR and no certificate yet: the domain's page and the list say so
+    page = alice.get("/domains/example.org")
+    assert page.status_code == 200
+    assert "No certificate yet" in page.text and "A CSR is pending since" in page.text
+    listed = alice.get("/domains").text
+    row = re.search(r"example\.org</a></td>(.*?)</tr>", listed, re.S)
+    assert row is not None
+    assert re.findall(r"<td>([^<]*)</td>", row[1]) == ["none yet", "—", "pending"]
     duplicate = post(alice, "/domains", {"domain": "example.org"})
     assert "domain &#39;example.org&#39; already exists" in duplicate.text
     removed = post(alice, "/domains/example.org/remove", {"confirmed": "yes"})

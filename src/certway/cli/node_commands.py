@@ -475,19 +475,12 @@ def domain_show(
 ) -> None:
     """A domain: its certificate, or that it has none yet, and its pending CSR if any."""
     with open_node(ctx) as n:
-        domain = n.identities.domain(name)  # an unknown domain: the one error
-        info = n.identities.info("domain", name) if domain.has_certificate else None
-        pending = n.identities.pending_csr("domain", name) if domain.pending_csr else None
+        domain = n.identities.domain_detail(name)  # an unknown domain: the one error
+    info, pending = domain.certificate, domain.pending_csr
     if as_json:
-        # the certificate's fields when it has one (as server-cert show), and always these two
-        shown = info.as_dict(with_text=True) if info else {"kind": "domain", "name": domain.name}
-        print_json(
-            {
-                **shown,
-                "has_certificate": info is not None,
-                "pending_csr": pending.as_dict() if pending else None,
-            }
-        )
+        # the certificate's fields when it has one (as server-cert show), and always
+        # has_certificate and pending_csr: the body of GET /api/v1/domains/{name}
+        print_json(domain.as_dict(with_text=True))
         return
     if pem and info is None:
         raise PolicyViolation(

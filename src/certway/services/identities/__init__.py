@@ -8,7 +8,7 @@ One module per use case, on the storage they share (``slots``) and the values th
 - ``csr``: the CSR form, its preview, the pending CSR of a slot;
 - ``certificates``: uploading a certificate and restoring an earlier version;
 - ``client``: the client certificate, a copy of the server certificate;
-- ``domains``: domain slots;
+- ``domains``: domain slots, and one domain shown with its certificate and pending CSR;
 - ``factory``: the temporary CA and the first server certificate;
 - ``sni``: the certificate for a TLS ClientHello's server name.
 
@@ -28,6 +28,7 @@ from certway.services.identities.model import (
     CSR_COMMON_NAMES,
     ActiveIdentity,
     CsrOptions,
+    DomainDetail,
     DomainInfo,
     IdentityInfo,
     IdentityKind,
@@ -44,6 +45,7 @@ __all__ = [
     "TEMPORARY_CA",
     "ActiveIdentity",
     "CsrOptions",
+    "DomainDetail",
     "DomainInfo",
     "Identities",
     "IdentityInfo",
@@ -56,10 +58,10 @@ __all__ = [
 
 
 class Identities(
+    DomainCertificates,  # before CsrRequests: it shows a domain's pending CSR
     CsrRequests,
     CertificateUploads,
     ClientCertificate,
-    DomainCertificates,
     FactorySetup,
     SniLookup,
 ):

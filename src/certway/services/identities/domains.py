@@ -5,16 +5,16 @@ from __future__ import annotations
 from certway.errors import Conflict, NotFound, PolicyViolation
 from certway.pki.names import check_dns_name
 from certway.services.audit import audited
-from certway.services.identities.model import DomainInfo, normalise_domain
-from certway.services.identities.slots import Slots
+from certway.services.identities.csr import CsrRequests
+from certway.services.identities.model import DomainDetail, DomainInfo, normalise_domain
 from certway.store.repositories import SlotRepository
 from certway.store.topics import Topic, TopicRepository
 
 __all__ = ["DomainCertificates"]
 
 
-class DomainCertificates(Slots):
-    """Add, list and remove domains."""
+class DomainCertificates(CsrRequests):
+    """Add, list, show and remove domains."""
 
     @audited("domain.add")
     def add_domain(self, name: str) -> DomainInfo:
@@ -47,6 +47,15 @@ class DomainCertificates(Slots):
         if found is None:  # removed meanwhile
             raise NotFound(f"no domain '{name}'")
         return found
+
+    def domain_detail(self, name: str) -> DomainDetail:
+        """One domain as shown on its own: its certificate once it has one, its pending CSR
+        if any. A domain without a certificate (just added, or waiting for its CSR to be
+        signed) is shown as such; only an unknown domain is NotFound."""
+        domain = self.domain(name)
+        info = self.info("domain", domain.name) if domain.has_certificate else None
+        pending = self.pending_csr("domain", domain.name) if domain.pending_csr else None
+        return DomainDetail(domain.name, info, pending)
 
     def domains(self) -> list[DomainInfo]:
         with self._store.reading() as session:

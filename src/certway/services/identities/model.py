@@ -18,6 +18,7 @@ __all__ = [
     "TEMP_CA_SETTING",
     "ActiveIdentity",
     "CsrOptions",
+    "DomainDetail",
     "DomainInfo",
     "IdentityInfo",
     "IdentityKind",
@@ -184,6 +185,35 @@ class DomainInfo:
             "not_after": self.not_after.isoformat() if self.not_after else None,
             "subject": self.subject,
             "pending_csr": self.pending_csr,
+        }
+
+
+@dataclass(frozen=True)
+class DomainDetail:
+    """One domain as it is shown on its own: its active certificate once it has one, and its
+    pending CSR if any (a domain made with the CSR flow has a CSR and no certificate yet)."""
+
+    name: str
+    certificate: IdentityInfo | None
+    pending_csr: PendingCsrInfo | None
+
+    @property
+    def has_certificate(self) -> bool:
+        return self.certificate is not None
+
+    def as_dict(self, *, with_text: bool = False) -> dict[str, Any]:
+        """The certificate's fields when it has one (as ``IdentityInfo.as_dict``), only kind
+        and name until then, and always ``has_certificate`` and ``pending_csr`` (the pending
+        CSR's description, or None)."""
+        shown = (
+            self.certificate.as_dict(with_text=with_text)
+            if self.certificate is not None
+            else {"kind": "domain", "name": self.name}
+        )
+        return {
+            **shown,
+            "has_certificate": self.has_certificate,
+            "pending_csr": self.pending_csr.as_dict() if self.pending_csr else None,
         }
 
 
