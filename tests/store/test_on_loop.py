@@ -150,8 +150,10 @@ def test_a_lost_connection_is_an_error_then_made_again(pg_node: Node) -> None:
     async def main() -> None:
         await audit_unit("first").commit_on_loop(pg_node.store)
         loop_connection = pg_node.store._on_loop
-        assert loop_connection is not None and loop_connection._connection is not None
-        pid = loop_connection._connection.info.backend_pid
+        assert loop_connection is not None
+        connection = loop_connection._loops[asyncio.get_running_loop()].connection
+        assert connection is not None
+        pid = connection.info.backend_pid
         url = pg_node.store.engine.url.set(drivername="postgresql")
         with psycopg.connect(url.render_as_string(hide_password=False), autocommit=True) as c:
             c.execute("SELECT pg_terminate_backend(%s)", (pid,))

@@ -14,14 +14,15 @@ blocks, and no thread is involved.
 - Any error drops the connection (the next statement connects afresh) and is raised as the
   store's errors are (``store_errors``: a clash is a ``Conflict``, an unreachable database a
   ``StoreError``).
-- A connection belongs to the event loop that made it: a statement from another loop (a new
-  ``certway serve`` in the same process, a test) closes it and makes its own.
+- A connection belongs to the event loop that made it: each loop using the store (a second
+  ``certway serve`` in the same process, a test's) gets its own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import weakref
 from typing import Any
 
 import psycopg
@@ -38,27 +39,27 @@ class LoopConnection:
         self._conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
         self._setup = setup
         self._connect_timeout = connect_timeout
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._lock: asyncio.Lock | None = None
-        self._connection: psycopg.AsyncConnection[Any] | None = None
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _OfLoop] = (
+            weakref.WeakKeyDictionary()
+        )
 
     async def run(self, sql: str, parameters: Any) -> None:
         """``sql`` with ``parameters`` (a driver statement: ``certway.store.direct``), awaited;
         the driver's errors as SQLAlchemy's (which ``store_errors`` maps)."""
         loop = asyncio.get_running_loop()
-        if self._loop is not loop:  # a connection of another (finished) loop is no use here
-            self.close_now()
-            self._loop, self._lock = loop, asyncio.Lock()
-        assert self._lock is not None
-        async with self._lock:
+        mine = self._loops.get(loop)
+        if mine is None:
+            mine = self._loops[loop] = _OfLoop()
+        async with mine.lock:
             try:
-                connection = self._connection or await self._connect()
-                await connection.execute(sql, parameters)
+                if mine.connection is None:
+                    mine.connection = await self._connect()
+                await mine.connection.execute(sql, parameters)
             except psycopg.Error as exc:
-                self.close_now()
+                mine.close_now()
                 raise DBAPIError.instance(sql, parameters, exc, psycopg.Error) from exc
             except BaseException:  # cancelled mid-statement: its state is unknown
-                self.close_now()
+                mine.close_now()
                 raise
 
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
@@ -71,19 +72,32 @@ class LoopConnection:
         except BaseException:
             await connection.close()
             raise
-        self._connection = connection
         return connection
 
     async def close(self) -> None:
-        """Close the connection (on its own loop: ``certway serve`` stopping)."""
-        connection, self._connection = self._connection, None
-        if connection is not None:
+        """Close the running loop's connection (``certway serve`` stopping)."""
+        mine = self._loops.pop(asyncio.get_running_loop(), None)
+        if mine is not None and mine.connection is not None:
+            connection, mine.connection = mine.connection, None
             with contextlib.suppress(psycopg.Error):
                 await connection.close()
 
     def close_now(self) -> None:
-        """Close the connection from anywhere (its loop may be gone): the socket is closed
-        without a goodbye to the server, which ends the session all the same."""
-        connection, self._connection = self._connection, None
+        """Close every loop's connection from anywhere (their loops may be gone): the socket
+        is closed without a goodbye to the server, which ends the session all the same."""
+        for mine in list(self._loops.values()):
+            mine.close_now()
+        self._loops.clear()
+
+
+class _OfLoop:
+    """One event loop's connection, and its turn."""
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.connection: psycopg.AsyncConnection[Any] | None = None
+
+    def close_now(self) -> None:
+        connection, self.connection = self.connection, None
         if connection is not None:
             connection.pgconn.finish()
