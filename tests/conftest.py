@@ -203,3 +203,20 @@ def quick_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
         "certway.services.admins._HASHER",
         PasswordHasher(time_cost=1, memory_cost=8, parallelism=1),
     )
+
+
+@pytest.fixture
+def loop_statements(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """One item per statement sent on an event loop's own PostgreSQL connection
+    (``Store.statement_on_loop``), counted as it is sent."""
+    from certway.store.db import Store
+
+    sent: list[int] = []
+    original = Store.statement_on_loop
+
+    async def counted(store: Store, sql: str, parameters: object) -> None:
+        sent.append(1)
+        await original(store, sql, parameters)
+
+    monkeypatch.setattr(Store, "statement_on_loop", counted)
+    return sent

@@ -8,7 +8,6 @@ import asyncio
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
@@ -16,7 +15,6 @@ import pytest
 from certway.clock import FixedClock
 from certway.errors import Conflict, StoreError
 from certway.services.node import Node
-from certway.store.db import Store
 from certway.store.direct import AUDIT, ISSUED, DirectUnit
 from certway.store.repositories import AuditRepository, column_values
 from certway.store.schema import AuditRow
@@ -47,27 +45,15 @@ def written(node: Node) -> list[tuple[int, str]]:
         return sorted((r.id, r.action) for r in rows if r.actor == "test")
 
 
-@pytest.fixture
-def statements(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """How many statements were sent on the loop's connection."""
-    sent: list[int] = []
-    original = Store.statement_on_loop
-
-    async def counted(store: Store, sql: str, parameters: Any) -> None:
-        sent.append(1)
-        await original(store, sql, parameters)
-
-    monkeypatch.setattr(Store, "statement_on_loop", counted)
-    return sent
-
-
-def test_units_arriving_together_share_one_statement(pg_node: Node, statements: list[int]) -> None:
+def test_units_arriving_together_share_one_statement(
+    pg_node: Node, loop_statements: list[int]
+) -> None:
     async def main() -> None:
         await asyncio.gather(*(audit_unit(f"u{n}").commit_on_loop(pg_node.store) for n in range(5)))
         await pg_node.store.close_on_loop()
 
     asyncio.run(main())
-    assert statements == [1]
+    assert loop_statements == [1]
     # one statement, one commit: the order of ids within it is PostgreSQL's to choose
     assert sorted(action for _, action in written(pg_node)) == [f"u{n}" for n in range(5)]
     with pg_node.store.reading() as session:  # one statement moved the topic once

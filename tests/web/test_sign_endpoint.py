@@ -321,19 +321,11 @@ def test_a_password_is_checked_on_a_worker_thread_then_remembered(
 # -- PostgreSQL: the write awaited on the event loop -----------------------------------------
 @pytest.fixture
 def pg_side(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pg_url: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pg_url: str, loop_statements: list[int]
 ) -> Iterator[tuple[Side, list[int]]]:
     """A node on PostgreSQL, and the statements sent on its event loop's connection."""
     side = Side(tmp_path / "pg", routed=False, monkeypatch=monkeypatch, database=pg_url)
-    sent: list[int] = []
-    original = Store.statement_on_loop
-
-    async def counted(store: Store, sql: str, parameters: Any) -> None:
-        sent.append(1)
-        await original(store, sql, parameters)
-
-    monkeypatch.setattr(Store, "statement_on_loop", counted)
-    yield side, sent
+    yield side, loop_statements
     side.node.close()
 
 
