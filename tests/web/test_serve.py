@@ -494,3 +494,17 @@ def test_no_quiet_topic_is_one_the_reload_loop_needs() -> None:
 
     # a quiet topic sends no notification on PostgreSQL: only polling would see it move
     assert not (QUIET_TOPICS & RELOAD_TOPICS)
+
+
+def test_a_default_publication_url_naming_another_port_is_pointed_out() -> None:
+    from certway.serve import publication_note
+    from certway.services.node_settings import NodeConfig
+
+    default = NodeConfig(fqdn="ca.example.com")
+    note = publication_note(default, ("0.0.0.0", 9080))
+    assert note is not None
+    assert "http://ca.example.com:8080" in note and "http://ca.example.com:9080" in note
+    assert publication_note(default, ("0.0.0.0", 8080)) is None  # it names this listener
+    assert publication_note(default, None) is None  # no publication listener
+    chosen = NodeConfig(fqdn="ca.example.com", publish_url="http://crl.example.com")
+    assert publication_note(chosen, ("127.0.0.1", 9080)) is None  # set on purpose (a proxy)

@@ -69,7 +69,13 @@ def serve_cmd(
     ] = 15.0,
 ) -> None:
     """Run the node: HTTPS admin, CRL/OCSP publication, SIP TLS, scheduler, hot reload."""
-    from certway.serve import NodeServer, ServeOptions, check_listeners, parse_listen
+    from certway.serve import (
+        NodeServer,
+        ServeOptions,
+        check_listeners,
+        parse_listen,
+        publication_note,
+    )
     from certway.services.node import Node
 
     options = ServeOptions(
@@ -95,6 +101,9 @@ def serve_cmd(
         out.print(f"certway admin: https://{host}:{port}/ (server certificate for {fqdn_now})")
         if options.publish:
             out.print(f"CRL/OCSP publication: http://{options.publish[0]}:{options.publish[1]}/")
+        note = publication_note(n.settings.get(), options.publish)
+        if note is not None:
+            err.print(f"note: {note} (certway node set --publish-url URL)")
         if options.sip:
             out.print(f"SIP over TLS: {options.sip[0]}:{options.sip[1]}")
         if options.acme_http:
