@@ -60,19 +60,19 @@ def parse_listen(text: str, default_port: int) -> tuple[str, int]:
     return host or "127.0.0.1", int(port)
 
 
-def publication_note(config: NodeConfig, publish: tuple[str, int] | None) -> str | None:
+def publication_note(config: NodeConfig, publish: tuple[str, int] | None) -> tuple[str, str] | None:
     """What to tell the operator when the default publication URL (the node's FQDN and the
-    default port) does not name the publication listener being started: local CAs would put
-    a CRL/OCSP address in their certificates where nothing answers. None when it does, when
-    the URL was set (a proxy may stand in front), or with no publication listener."""
+    default port) does not name the publication listener being started, and the URL that
+    would: local CAs would put a CRL/OCSP address in their certificates where nothing
+    answers. None when it does, when the URL was set (a proxy may stand in front), or with no
+    publication listener."""
     if publish is None or config.publish_url is not None or publish[1] == DEFAULT_PUBLISH_PORT:
         return None
-    wanted = f"http://{config.fqdn}:{publish[1]}"
     return (
         f"the publication URL is the default, {config.publication_base}, but the CRL/OCSP "
         f"publication listener uses port {publish[1]}: local CAs created from now on would "
-        f"name an address where nothing answers. Set it to {wanted} (or where relying parties "
-        "reach this listener)."
+        "name an address where nothing answers",
+        f"http://{config.fqdn}:{publish[1]}",
     )
 
 

@@ -501,10 +501,12 @@ def test_a_default_publication_url_naming_another_port_is_pointed_out() -> None:
     from certway.services.node_settings import NodeConfig
 
     default = NodeConfig(fqdn="ca.example.com")
-    note = publication_note(default, ("0.0.0.0", 9080))
+    note = publication_note(default, ("127.0.0.1", 9080))
     assert note is not None
-    assert "http://ca.example.com:8080" in note and "http://ca.example.com:9080" in note
-    assert publication_note(default, ("0.0.0.0", 8080)) is None  # it names this listener
+    reason, url = note
+    assert "http://ca.example.com:8080" in reason and "port 9080" in reason
+    assert url == "http://ca.example.com:9080"
+    assert publication_note(default, ("127.0.0.1", 8080)) is None  # it names this listener
     assert publication_note(default, None) is None  # no publication listener
     chosen = NodeConfig(fqdn="ca.example.com", publish_url="http://crl.example.com")
     assert publication_note(chosen, ("127.0.0.1", 9080)) is None  # set on purpose (a proxy)

@@ -103,7 +103,11 @@ def serve_cmd(
             out.print(f"CRL/OCSP publication: http://{options.publish[0]}:{options.publish[1]}/")
         note = publication_note(n.settings.get(), options.publish)
         if note is not None:
-            err.print(f"note: {note} (certway node set --publish-url URL)")
+            reason, url = note
+            err.print(
+                f"note: {reason}; set it with 'certway node set --publish-url {url}' (or the "
+                "URL where relying parties reach this listener)"
+            )
         if options.sip:
             out.print(f"SIP over TLS: {options.sip[0]}:{options.sip[1]}")
         if options.acme_http:
