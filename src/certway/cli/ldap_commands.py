@@ -19,6 +19,7 @@ from certway.cli.main import (
     app,
     choice,
     cli_hints,
+    on_off,
     open_node,
     out,
     print_json,
@@ -37,14 +38,6 @@ group_app = _typer("LDAP groups and the access level each gives.")
 ldap_app.add_typer(group_app, name="group")
 admin_auth_app = _typer("Where admin logins are checked: local accounts, LDAP or both.")
 app.add_typer(admin_auth_app, name="admin-auth")
-
-
-def _on_off(value: str | None, what: str) -> bool | None:
-    if value is None:
-        return None
-    if value in ("on", "off"):
-        return value == "on"
-    raise PolicyViolation(what, f"--{what} must be on or off, not '{value}'")
 
 
 def _text(path: Path, what: str) -> str:
@@ -98,7 +91,7 @@ def ldap_set(
             bind_dn=bind_dn,
             bind_password=password,
             user_filter=user_filter,
-            verify=_on_off(verify, "verify"),
+            verify=on_off(verify, "--verify", "verify"),
         )
         view = n.ldap.view()
     if as_json:

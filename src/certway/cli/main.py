@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, get_args
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, get_args, overload
 
 import typer
 from rich.console import Console, ConsoleDimensions
@@ -265,6 +265,22 @@ app.add_typer(ca_app, name="ca")
 # -- options with a fixed set of values ---------------------------------------------------------
 ON_OFF = ("on", "off")
 """The values of the CLI's on/off switches."""
+
+
+@overload
+def on_off(value: str, option: str, code: str) -> bool: ...
+@overload
+def on_off(value: str | None, option: str, code: str) -> bool | None: ...
+def on_off(value: str | None, option: str, code: str) -> bool | None:
+    """The value of an on/off switch (``ON_OFF``; true/false and yes/no too, in any case), or
+    None when it was not given; ``code``: the error's code when it is neither."""
+    if value is None:
+        return None
+    if value.lower() in {"on", "true", "yes"}:
+        return True
+    if value.lower() in {"off", "false", "no"}:
+        return False
+    raise PolicyViolation(code, f"{option} must be on or off, not '{value}'")
 
 
 def complete_from(values: Iterable[str]) -> Callable[[str], list[str]]:

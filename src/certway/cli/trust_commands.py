@@ -16,6 +16,7 @@ from certway.cli.main import (
     app,
     choice,
     err,
+    on_off,
     open_node,
     out,
     print_json,
@@ -36,16 +37,6 @@ app.add_typer(trust_app, name="trust")
 app.add_typer(crl_app, name="crl")
 crl_app.add_typer(sources_app, name="sources")
 app.add_typer(revocation_app, name="revocation")
-
-
-def _on_off(value: str | None, what: str) -> bool | None:
-    if value is None:
-        return None
-    if value.lower() in {"on", "true", "yes"}:
-        return True
-    if value.lower() in {"off", "false", "no"}:
-        return False
-    raise PolicyViolation("policy", f"{what} must be on or off, not '{value}'")
 
 
 # -- trust -----------------------------------------------------------------------------------
@@ -313,10 +304,10 @@ def revocation_set(
 ) -> None:
     """Change a service's validation profile and revocation policy."""
     changes = {
-        "enabled": _on_off(mode, "--mode"),
-        "ocsp": _on_off(ocsp, "--ocsp"),
-        "crl": _on_off(crl, "--crl"),
-        "cdp": _on_off(cdp, "--cdp"),
+        "enabled": on_off(mode, "--mode", "policy"),
+        "ocsp": on_off(ocsp, "--ocsp", "policy"),
+        "crl": on_off(crl, "--crl", "policy"),
+        "cdp": on_off(cdp, "--cdp", "policy"),
         "scope": scope,
         "fallback": fallback,
         "profile": profile,

@@ -20,12 +20,12 @@ from certway.cli.main import (
     app,
     choice,
     err,
+    on_off,
     open_node,
     out,
     print_json,
     styled,
 )
-from certway.errors import PolicyViolation
 from certway.services.zones import DEFAULT_INTERVAL, DEFAULT_PORT, Zone, ZoneStatus
 from certway.sip.zones import DEFAULT_TIMEOUT, check_zone_now
 
@@ -33,14 +33,6 @@ __all__ = ["zone_app"]
 
 zone_app = _typer("Neighbour zones: SIP OPTIONS over TLS to peers, status Active/Failed.")
 app.add_typer(zone_app, name="zone")
-
-
-def _on_off(value: str, what: str) -> bool:
-    if value.lower() in {"on", "true", "yes"}:
-        return True
-    if value.lower() in {"off", "false", "no"}:
-        return False
-    raise PolicyViolation("zone-verify", f"{what} must be on or off, not '{value}'")
 
 
 def _state(status: ZoneStatus) -> Text:
@@ -114,7 +106,7 @@ def zone_add(
     as_json: JsonOpt = False,
 ) -> None:
     """Define a neighbour zone; certway serve starts pinging it within a second."""
-    verify = _on_off(tls_verify, "--tls-verify")
+    verify = on_off(tls_verify, "--tls-verify", "zone-verify")
     with open_node(ctx) as n:
         zone = n.zones.add(
             name,
