@@ -118,8 +118,11 @@ def _sqlite_begin(connection: Connection) -> None:
     if read_only or may_wait():
         connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
         return
-    # Tried without waiting (certway.waiting): the write lock now, or WouldWait.
-    connection.exec_driver_sql("PRAGMA busy_timeout=0")
+    # Tried without waiting (certway.waiting): the write lock now, or WouldWait. The busy
+    # timeout is set on the driver's connection itself (no statement machinery for a pragma).
+    dbapi = connection.connection.dbapi_connection
+    assert dbapi is not None
+    dbapi.execute("PRAGMA busy_timeout=0")
     try:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
     except OperationalError as exc:
@@ -127,7 +130,7 @@ def _sqlite_begin(connection: Connection) -> None:
             raise
         raise WouldWait("the database's write lock, held by another writer") from None
     finally:
-        connection.exec_driver_sql(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+        dbapi.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
 
 
 def sqlite_engine(db_path: Path) -> Engine:
