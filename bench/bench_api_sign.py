@@ -24,6 +24,10 @@ Clients: ``c`` separate processes, each with one keep-alive TLS connection (``ht
 posting the same CSR in a loop for the block's length and checking every answer holds a
 certificate. Blocks alternate between the servers over the rounds; the median rate per server
 and concurrency is reported, with the ratios certway / cfssl (target >= 1.0 against both).
+
+Last, the least a Python signer can spend: the CPU ``cryptography`` itself takes, in process,
+to load and check the CSR and build, sign and write the same certificate certway issued (no
+HTTP, no TLS, no record), beside cfssl's whole request per certificate.
 """
 
 from __future__ import annotations
@@ -363,6 +367,62 @@ def client(server: Server, seconds: float) -> tuple[int, int]:
     return done, errors
 
 
+def issued_by(server: Server) -> x509.Certificate:
+    """One certificate ``server`` issues for the bench CSR."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    connection = http.client.HTTPSConnection("127.0.0.1", server.port, context=context)
+    try:
+        connection.request("POST", server.path, body=server.body, headers=server.headers)
+        response = connection.getresponse()
+        answer = json.loads(response.read())
+        if response.status != 200:
+            raise RuntimeError(f"{server.label}: {response.status} {answer}")
+    finally:
+        connection.close()
+    return x509.load_pem_x509_certificate(answer["pem"].encode())
+
+
+def library_floor(files: dict[str, Path], like: x509.Certificate, seconds: float = 1.0) -> float:
+    """CPU ms per certificate that ``cryptography`` itself spends, in this process, on what
+    any Python signer must do for one request: load the CSR, check its signature, build a
+    certificate with ``like``'s names and extensions, sign it with the CA key, write it as
+    PEM. No HTTP, no TLS, no authentication, no record: the least a Python server can spend
+    per certificate with the library certway uses."""
+    csr_pem = files["csr"].read_bytes()
+    ca = x509.load_pem_x509_certificate(files["ca"].read_bytes())
+    ca_key = serialization.load_pem_private_key(files["ca_key"].read_bytes(), None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    lifetime = like.not_valid_after_utc - like.not_valid_before_utc
+
+    def one() -> bytes:
+        csr = x509.load_pem_x509_csr(csr_pem)
+        if not csr.is_signature_valid:
+            raise RuntimeError("the bench CSR's signature does not verify")
+        now = dt.datetime.now(dt.UTC)
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(csr.subject)
+            .issuer_name(ca.subject)
+            .public_key(csr.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now)
+            .not_valid_after(now + lifetime)
+        )
+        for extension in like.extensions:
+            builder = builder.add_extension(extension.value, extension.critical)
+        return builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
+    for _ in range(50):
+        one()
+    done, start, deadline = 0, time.process_time(), time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        one()
+        done += 1
+    return (time.process_time() - start) * 1000 / done
+
+
 def block(
     pool: ProcessPoolExecutor, server: Server, clients: int, seconds: float
 ) -> tuple[float, float]:
@@ -453,6 +513,19 @@ def main() -> None:
                         None if ratio is None else ratio >= TARGET,
                     )
                 )
+        floor = library_floor(files, issued_by(servers[0]))
+        cfssl_ms = cpu.get(("cfssl", 1))
+        add_row(
+            Row(
+                "REST issuance",
+                "CPU ms/certificate: cryptography alone (check, build, sign; no HTTP, no record)",
+                f"{floor:.2f} ms",
+                f"cfssl whole request, c=1 {statistics.median(cfssl_ms):.2f} ms"
+                if cfssl_ms
+                else "cfssl not run",
+                statistics.median(cfssl_ms) / floor if cfssl_ms else None,
+            )
+        )
         for clients in (1, 4):
             for ours_kind, kind, label in comparisons:
                 ours = statistics.median(cpu[(ours_kind, clients)])
