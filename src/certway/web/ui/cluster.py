@@ -30,9 +30,8 @@ router = APIRouter(include_in_schema=False, route_class=UiRoute)
 
 PAGE = "/cluster"
 VERIFICATIONS = {
-    Verification.PERMISSIVE.value: "Permissive: check the peers' certificates and raise an "
-    "alarm when one fails",
-    Verification.ENFORCE.value: "Enforce: also refuse a peer whose certificate fails",
+    Verification.PERMISSIVE.value: "Permissive: report a failing peer (alarm)",
+    Verification.ENFORCE.value: "Enforce: also refuse a failing peer",
 }
 
 
