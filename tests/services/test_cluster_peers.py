@@ -15,9 +15,11 @@ import pytest
 
 from certway.clock import FixedClock
 from certway.errors import Conflict, NotFound, PolicyViolation, StoreError
+from certway.services import audit as audit_module
 from certway.services.cluster import MAX_PEERS, STOPPED_AFTER
 from certway.services.identities import CsrOptions
 from certway.services.node import Node
+from certway.store.topics import TopicRepository
 from certway.store.vault import MASTER_KEY_FILE
 
 from conftest import NOW
@@ -122,6 +124,25 @@ def test_removing_a_stopped_peer_deletes_all_its_own_state_and_nothing_else(trio
     assert trio.running.identities.active("server") is not None
     audit = [e for e in trio.this.audit.entries() if e.action == "cluster.remove-peer"]
     assert audit and audit[-1].outcome == "ok" and audit[-1].target == "peer p2.example.test"
+
+
+def test_the_audit_row_commits_with_the_removal(
+    trio: Trio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As tests/security/test_sec_audit_atomic.py checks for every other audited change: the
+    row is written in the change's own transaction, and the change bumps a change topic."""
+
+    def separate_write(*_args: object, **_kw: object) -> None:
+        raise AssertionError("an audit row written in a transaction of its own")
+
+    monkeypatch.setattr(audit_module.Audit, "_settle", separate_write)
+    with trio.this.store.reading() as session:
+        topics = TopicRepository(session).versions()
+    trio.this.cluster.remove_peer(2)
+    mine = [e for e in trio.this.audit.entries() if e.action == "cluster.remove-peer"]
+    assert [(e.outcome, e.detail["node_id"]) for e in mine] == [("ok", 2)]
+    with trio.this.store.reading() as session:
+        assert TopicRepository(session).versions() != topics
 
 
 @pytest.mark.parametrize(
