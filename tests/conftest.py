@@ -171,7 +171,13 @@ def softhsm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SoftHsm]:
 # -- PostgreSQL (cluster mode): a server per test run, a database per test (tests/pgtools.py) --
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PgServer]:
-    server = find_or_start_server()
+    try:
+        server = find_or_start_server()
+    except RuntimeError as exc:
+        if "not found" not in str(exc):
+            raise  # installed but broken: a failure, not a skip
+        # no server answers and Debian's postgresql is not installed
+        pytest.skip(f"PostgreSQL is unavailable ({exc}; make test installs it)")
     yield server
     server.stop()
 

@@ -72,6 +72,7 @@ class PgServer:
     @classmethod
     def start_throwaway(cls) -> PgServer:
         """initdb + pg_ctl start in a temporary directory, on a free port of 127.0.0.1."""
+        initdb, pg_ctl = _bin("initdb"), _bin("pg_ctl")  # "not found" before anything else
         root = Path(tempfile.mkdtemp(prefix="certway-pg-"))
         data = root / "data"
         run_as = None
@@ -81,11 +82,9 @@ class PgServer:
             os.chown(root, account.pw_uid, account.pw_gid)
         port = _free_port()
         server = cls(f"postgresql://postgres@127.0.0.1:{port}/postgres", data=data, run_as=run_as)
-        server._run(_bin("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+        server._run(initdb, "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
         options = f"-p {port} -c listen_addresses=127.0.0.1 -k {root} -c fsync=off"
-        server._run(
-            _bin("pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "log"), "-w", "start"
-        )
+        server._run(pg_ctl, "-D", str(data), "-o", options, "-l", str(root / "log"), "-w", "start")
         return server
 
     def _run(self, *argv: str) -> None:

@@ -28,6 +28,7 @@ from certway.errors import CertwayError, StoreError
 from certway.outbound.syslog import SyslogSender
 from certway.services.alarms import AlarmKind
 from certway.services.audit import SYSTEM, acting_as
+from certway.services.cluster import HEARTBEAT_INTERVAL
 from certway.services.local_ca import LocalCA
 from certway.services.node import Node
 from certway.services.node_settings import DEFAULT_PUBLISH_PORT, NodeConfig
@@ -144,7 +145,9 @@ class ServeOptions:
     notify: bool = True
     # Cluster peers check each other's certificates (mutual TLS health endpoint) this often.
     peer_check_interval: float = 15.0
-    scheduler_interval: float = 30.0
+    # The scheduler round, which also records the peer's heartbeat (a peer silent for
+    # cluster.STOPPED_AFTER counts as stopped).
+    scheduler_interval: float = HEARTBEAT_INTERVAL.total_seconds()
     syslog_retry: float = 1.0  # first pause after a failed delivery (doubles up to 60 s)
     acme_http: tuple[str, int] | None = None
     """Where ACME HTTP-01 challenges are answered (``/.well-known/acme-challenge/`` only)."""

@@ -265,3 +265,48 @@ def test_db_migrate_refuses_a_non_empty_database(tmp_path: Path, cli: Cli, pg_ur
     assert result.exit_code == 2 and "not empty" in result.stderr
     assert (cli.data_dir / "certway.db").exists() and not (cli.data_dir / "cluster.json").exists()
     cli.ok("ca", "list")  # still the embedded node
+
+
+def _stopped(url: str, node_id: int) -> None:
+    """The peer was last seen an hour ago (its server stopped for good)."""
+    with psycopg.connect(url) as db:
+        db.execute(
+            "UPDATE peers SET last_seen = last_seen - interval '1 hour' WHERE id = %s", (node_id,)
+        )
+
+
+def test_remove_peer(tmp_path: Path, first: Cli, pg_url: str) -> None:
+    second = _join(tmp_path, first, pg_url, "b")
+    status = json.loads(first.ok("cluster", "status", "--json").stdout)
+    assert status["node_id"] == 1 and status["verification"] == "permissive"
+    assert [p["id"] for p in status["peers"]] == [1, 2]
+    assert "cluster TLS verification: permissive" in first.ok("cluster", "status").stdout
+
+    # Just seen (its init recorded a heartbeat): still running, refused.
+    refused = first("cluster", "remove-peer", "b.example.test")
+    assert refused.exit_code == 2
+    assert "peer 2 (b.example.test) was last seen" in refused.stderr
+    assert "it is still running; stop certway on it first" in refused.stderr
+    mine = first("cluster", "remove-peer", "1")
+    assert mine.exit_code == 2 and "is this node: a node cannot remove itself" in mine.stderr
+    unknown = first("cluster", "remove-peer", "c.example.test")
+    assert unknown.exit_code == 2 and "the cluster has no peer 'c.example.test'" in unknown.stderr
+    assert _peers(pg_url) == 2
+
+    _stopped(pg_url, 2)
+    removed = json.loads(first.ok("cluster", "remove-peer", "2", "--json").stdout)
+    assert removed["peer"]["fqdn"] == "b.example.test" and removed["rows"]["peers"] == 1
+    assert _peers(pg_url) == 1
+    assert "cluster.remove-peer" in first.ok("audit", "--json").stdout
+    # The removed peer's data directory no longer opens: it says why.
+    gone = second("cluster", "status")
+    assert gone.exit_code == 2 and "is not a peer of the cluster" in gone.stderr
+
+
+def test_an_embedded_node_has_no_peers_to_remove(cli: Cli) -> None:
+    result = cli("cluster", "remove-peer", "2")
+    assert result.exit_code == 2
+    assert "embedded (SQLite), a cluster of one: there are no peers to remove" in result.stderr
+    status = json.loads(cli.ok("cluster", "status", "--json").stdout)
+    assert status["clustered"] is False and status["node_id"] == 1
+    assert [p["this_node"] for p in status["peers"]] == [True]

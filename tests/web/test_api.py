@@ -242,6 +242,7 @@ PATH_VALUES = {
     "/tokens/{name}": "hsm",
     "/syslog/{address}": "127.0.0.1:6514",
     "/api-tokens/{name}": "ci",
+    "/cluster/peers/{id}": "2",
 }
 
 

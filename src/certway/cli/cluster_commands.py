@@ -46,34 +46,48 @@ def _when(value: dt.datetime | None) -> str:
 
 @cluster_app.command("status")
 def cluster_status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
-    """The peers: FQDN, last seen, server certificate expiry, TLS verification result."""
+    """The peers: id, FQDN, last seen, server certificate expiry, TLS verification result."""
     with open_node(ctx) as n:
-        peers = n.cluster.peers()
-        clustered = n.cluster.clustered
-        database = n.store.database_url
+        status = n.cluster.status()
+        verification = n.cluster_tls.verification()
     if as_json:
-        print_json(
-            {
-                "clustered": clustered,
-                "database": database,
-                "peers": [p.as_dict() for p in peers],
-            }
-        )
+        print_json({**status.as_dict(), "verification": str(verification)})
         return
-    if not clustered:
+    if not status.clustered:
         out.print("embedded node (SQLite): a cluster of one; see 'certway db migrate --to URL'")
-    from certway.services.cluster_tls import describe_result
-
     table = Table("id", "FQDN", "last seen", "server certificate expires", "TLS verification")
-    for peer in peers:
+    for peer in status.peers:
         table.add_row(
             f"{peer.id}{' (this node)' if peer.this_node else ''}",
             peer.fqdn or "-",
             _when(peer.last_seen),
             _when(peer.server_cert_not_after) if peer.server_cert_not_after else "-",
-            describe_result(peer.tls_result),
+            peer.tls_status,
         )
     out.print(table)
+    out.print(f"cluster TLS verification: {verification}")
+
+
+@cluster_app.command("remove-peer")
+def cluster_remove_peer(
+    ctx: typer.Context,
+    peer: Annotated[
+        str, typer.Argument(metavar="NODE", help="The peer's id or FQDN, as 'status' shows.")
+    ],
+    as_json: JsonOpt = False,
+) -> None:
+    """Remove a decommissioned peer (stopped for good) and its own state: its server, client
+    and domain certificates, pending CSRs, settings and alarms. Refused for this node and for
+    a peer seen in the last minutes (still running)."""
+    with open_node(ctx) as n:
+        removed = n.cluster.remove_peer(peer)
+    if as_json:
+        print_json(removed.as_dict())
+        return
+    out.print(
+        f"removed {removed.peer.label} from the cluster with its own state "
+        f"({plural(sum(removed.rows.values()), 'row')})"
+    )
 
 
 @cluster_app.command("tls-verification")

@@ -58,6 +58,7 @@ from certway.waiting import WouldWait, may_wait
 __all__ = [
     "CLUSTER_FILE",
     "DB_FILE",
+    "MAX_PEERS",
     "CommitHook",
     "Session",
     "Store",
@@ -70,6 +71,8 @@ __all__ = [
 # (certway.store.repositories) and never query it themselves.
 
 DB_FILE = "certway.db"
+MAX_PEERS = 6
+"""The most peers a cluster has (as an Expressway cluster): a seventh node cannot join."""
 CLUSTER_FILE = "cluster.json"  # a cluster peer: its node id and the database URL (0600)
 _READ_ONLY = "certway_read_only"
 _QUERY_ONLY = "certway_query_only"  # the pooled connection's PRAGMA query_only, as last set
@@ -326,8 +329,18 @@ class Store:
                 _verify_key(connection, key)  # before anything changes
             _migrate(engine)
             with engine.begin() as connection:
+                # The peers' write lock: two nodes joining at once are counted one by one.
+                connection.execute(pg_write_lock())
                 if connection.execute(select(PeerRow.id).where(PeerRow.fqdn == fqdn)).first():
                     raise StoreError(f"the cluster already has a peer named {fqdn}")
+                peers = connection.execute(select(func.count()).select_from(PeerRow)).scalar_one()
+                if peers >= MAX_PEERS:
+                    raise StoreError(
+                        f"the cluster already has {peers} peers, the most it can have is "
+                        f"{MAX_PEERS}: to add this node, first remove a decommissioned peer "
+                        "(stopped for good) with 'certway cluster remove-peer NODE' on one "
+                        "of the peers, or with Remove on its Cluster page"
+                    )
                 node_id = connection.execute(
                     insert(PeerRow)
                     .values(fqdn=fqdn, joined_at=dt.datetime.now(dt.UTC))

@@ -636,6 +636,11 @@ class AuditRepository:
         return list(reversed(self._session.scalars(query).all()))
 
 
+def _deleted(session: Session, statement: Any) -> int:
+    """Run a DELETE; how many rows it removed."""
+    return int(getattr(session.execute(statement), "rowcount", 0) or 0)
+
+
 class PeerRepository:
     """The peers of the cluster."""
 
@@ -645,7 +650,13 @@ class PeerRepository:
     def all(self) -> Sequence[PeerRow]:
         return self._session.scalars(select(PeerRow).order_by(PeerRow.id)).all()
 
-    def get(self, node_id: int) -> PeerRow | None:
+    def get(self, node_id: int, *, for_update: bool = False) -> PeerRow | None:
+        """The peer; ``for_update`` locks its row until the transaction ends (its heartbeat
+        then waits)."""
+        if for_update:
+            return self._session.scalars(
+                select(PeerRow).where(PeerRow.id == node_id).with_for_update()
+            ).first()
         return self._session.get(PeerRow, node_id)
 
     def by_fqdn(self, fqdn: str) -> PeerRow | None:
@@ -695,6 +706,51 @@ class PeerRepository:
             .where(PeerRow.id == node_id)
             .values(tls_result=result, tls_checked_at=at)
         )
+
+    def remove(self, node_id: int) -> dict[str, int]:
+        """Delete a peer and everything scoped to it: its settings, alarm states, certificate
+        slots (server, client, domains; their pending CSRs) with every certificate version
+        they held, the private keys only those used, and its row. The number of rows deleted
+        per table. The caller's transaction makes it all or nothing."""
+        slot_ids = select(CertSlotRow.id).where(CertSlotRow.node_id == node_id)
+        keys = set(
+            self._session.scalars(
+                select(CertVersionRow.key_id).where(CertVersionRow.slot_id.in_(slot_ids))
+            )
+        )
+        keys |= {
+            k
+            for k in self._session.scalars(
+                select(CertSlotRow.pending_key_id).where(CertSlotRow.node_id == node_id)
+            )
+            if k is not None
+        }
+        counts = {
+            "cert_versions": _deleted(
+                self._session, delete(CertVersionRow).where(CertVersionRow.slot_id.in_(slot_ids))
+            ),
+            "cert_slots": _deleted(
+                self._session, delete(CertSlotRow).where(CertSlotRow.node_id == node_id)
+            ),
+            "settings": _deleted(
+                self._session, delete(SettingRow).where(SettingRow.node_id == node_id)
+            ),
+            "alarm_state": _deleted(
+                self._session, delete(AlarmStateRow).where(AlarmStateRow.node_id == node_id)
+            ),
+        }
+        # Keys still used elsewhere (another slot or version, a CA) stay.
+        still_used = set(self._session.scalars(select(CertVersionRow.key_id)))
+        still_used |= set(self._session.scalars(select(CertSlotRow.pending_key_id)))
+        still_used |= set(self._session.scalars(select(CaRow.key_id)))
+        orphans = sorted(keys - still_used)
+        counts["private_keys"] = (
+            _deleted(self._session, delete(PrivateKeyRow).where(PrivateKeyRow.id.in_(orphans)))
+            if orphans
+            else 0
+        )
+        counts["peers"] = _deleted(self._session, delete(PeerRow).where(PeerRow.id == node_id))
+        return counts
 
 
 class ApiTokenRepository:

@@ -17,6 +17,7 @@ from certway.web.api import (
     api_tokens,
     backup,
     client_cert,
+    cluster,
     domains,
     ldap,
     local_ca,
@@ -57,6 +58,7 @@ for _part in (
     backup,
     api_tokens,
     peer_health,
+    cluster,
     ldap,
 ):
     router.include_router(_part.router)

@@ -95,6 +95,7 @@ NAV: tuple[tuple[str, str], ...] = (
     ("/client-certificate-test", "Client certificate testing"),
     ("/certificate-auth", "Certificate-based authentication"),
     ("/node", "Node settings"),
+    ("/cluster", "Cluster"),
     ("/admins", "Administrator accounts"),
     ("/ldap", "LDAP admin authentication"),
     ("/sip", "SIP TLS & zones"),
