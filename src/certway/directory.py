@@ -26,13 +26,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography import x509
 from ldap3 import NONE, SUBTREE, Connection, Server, Tls
 from ldap3.core.exceptions import LDAPException, LDAPInvalidCredentialsResult
 from ldap3.utils.conv import escape_filter_chars
 
 from certway.errors import CertwayError
-from certway.pki.text import format_name
 from certway.services.admins import AdminInfo
 from certway.services.ldap_settings import (
     RECOVERY_ACCOUNT,
@@ -42,7 +40,6 @@ from certway.services.ldap_settings import (
 from certway.services.node import Node
 from certway.store.topics import Topic, TopicRepository
 from certway.tls.contexts import load_identity
-from certway.trust.path import Purpose, ValidationOptions
 from certway.waiting import check_may_wait
 
 __all__ = ["DEFAULT_TIMEOUT", "Directory", "DirectoryTest", "DirectoryUnavailable"]
@@ -315,21 +312,11 @@ class Directory:
     def _judge(self, config: LdapConfig, der: bytes | None) -> None:
         if not config.verify:
             return
-        if der is None:
-            raise _Refused("the LDAP server presented no certificate")
-        try:
-            cert = x509.load_der_x509_certificate(der)
-        except ValueError:
-            raise _Refused("the LDAP server's certificate cannot be parsed") from None
-        state = self.node.peer_validation.state("ldap")
-        result = state.validate(
-            cert,
-            options=ValidationOptions.for_peer(Purpose.SERVER, name=config.host),
-            at=self.node.clock.now(),
+        refusal = self.node.peer_validation.state("ldap").server_refusal(
+            der, name=config.host, at=self.node.clock.now(), server="the LDAP server"
         )
-        if not result.valid:
-            subject = format_name(cert.subject) or "an empty subject"
-            raise _Refused(f"its certificate {subject} was refused: {result.reason}")
+        if refusal is not None:
+            raise _Refused(refusal)
 
     def _ok(self) -> None:
         self.node.ldap.record_status(None)

@@ -1,10 +1,12 @@
 """One way to judge a peer certificate for a service, used by every caller.
 
-The SIP listener, the zone pinger, the HTTPS admin listener (client certificates) and
-``certway check`` all validate through ``ValidationState.validate``: the service's profile and
-revocation policy, the trusted CA list, the CRL index, the local CAs' own revocation records
-(a revocation there counts at once) and online OCSP/CDP lookups. No caller has a revocation
-rule of its own.
+The SIP listener, the zone pinger, the HTTPS admin listener (client certificates), the
+outbound clients (remote syslog, LDAP, the ACME client) and ``certway check`` all validate
+through ``ValidationState.validate``: the service's profile and revocation policy, the trusted
+CA list, the CRL index, the local CAs' own revocation records (a revocation there counts at
+once) and online OCSP/CDP lookups. No caller has a revocation rule of its own.
+``ValidationState.server_refusal`` is the outbound clients' one way to judge the server they
+connected to and say why it is refused.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass, replace
 
 from cryptography import x509
 
+from certway.pki.text import format_name
 from certway.services.local_ca import LocalCA
 from certway.services.revocation import RevocationService
 from certway.services.trusted_cas import TrustedCAs
@@ -22,7 +25,13 @@ from certway.trust.anchors import TrustSnapshot
 from certway.trust.policy import RevocationPolicy
 from certway.trust.records import CaRecords
 from certway.trust.revocation import RevocationIndex
-from certway.trust.validate import OnlineChecks, ValidationOptions, ValidationResult, validate
+from certway.trust.validate import (
+    OnlineChecks,
+    Purpose,
+    ValidationOptions,
+    ValidationResult,
+    validate,
+)
 
 __all__ = ["PeerValidation", "ValidationState"]
 
@@ -65,6 +74,28 @@ class ValidationState:
             online=self.online,
             records=self.records,
         )
+
+    def server_refusal(
+        self, der: bytes | None, *, name: str, at: dt.datetime, server: str
+    ) -> str | None:
+        """Why the TLS server ``server`` (words such as "the receiver") is refused, or None
+        when the certificate it presented (``der``, DER) passes this service's validation as
+        a server certificate for ``name`` (the host the client connected to). Only the leaf
+        is judged: the chain is built from the trusted CA list. Blocking when the policy may
+        fetch (OCSP, CDP): call it on a worker thread."""
+        if der is None:
+            return f"{server} presented no certificate"
+        try:
+            cert = x509.load_der_x509_certificate(der)
+        except ValueError:
+            return f"{server}'s certificate cannot be parsed"
+        result = self.validate(
+            cert, options=ValidationOptions.for_peer(Purpose.SERVER, name=name), at=at
+        )
+        if result.valid:
+            return None
+        subject = format_name(cert.subject) or "an empty subject"
+        return f"{server}'s certificate {subject} is refused: {result.reason}"
 
 
 class PeerValidation:
