@@ -40,6 +40,7 @@ from certway.services.ldap_settings import (
 from certway.services.node import Node
 from certway.store.topics import Topic, TopicRepository
 from certway.tls.contexts import load_identity
+from certway.tlsconf.presented import presented_chain
 from certway.waiting import check_may_wait
 
 __all__ = ["DEFAULT_TIMEOUT", "Directory", "DirectoryTest", "DirectoryUnavailable"]
@@ -85,7 +86,9 @@ class _Refused(Exception):
 class _CertwayTls(Tls):
     """ldap3's TLS hook, replaced: certway's context, then certway's own validation."""
 
-    def __init__(self, context: ssl.SSLContext, check: Callable[[bytes | None], None]) -> None:
+    def __init__(
+        self, context: ssl.SSLContext, check: Callable[[bytes | None, list[bytes]], None]
+    ) -> None:
         super().__init__(validate=ssl.CERT_NONE)
         self._context = context
         self._check = check
@@ -100,7 +103,7 @@ class _CertwayTls(Tls):
         )
         connection.socket = wrapped
         try:
-            self._check(wrapped.getpeercert(binary_form=True))
+            self._check(wrapped.getpeercert(binary_form=True), presented_chain(wrapped))
         except _Refused as exc:
             self.refused = str(exc)
             wrapped.close()
@@ -278,7 +281,7 @@ class Directory:
         self, config: LdapConfig, user: str, password: str
     ) -> tuple[Connection, _CertwayTls]:
         check_may_wait("the LDAP server")
-        tls = _CertwayTls(self._context(), lambda der: self._judge(config, der))
+        tls = _CertwayTls(self._context(), lambda der, chain: self._judge(config, der, chain))
         server = Server(
             config.host,
             port=config.port,
@@ -309,11 +312,15 @@ class Directory:
             load_identity(context, [identity.certificate, *identity.chain], key)
         return context
 
-    def _judge(self, config: LdapConfig, der: bytes | None) -> None:
+    def _judge(self, config: LdapConfig, der: bytes | None, intermediates: list[bytes]) -> None:
         if not config.verify:
             return
         refusal = self.node.peer_validation.state("ldap").server_refusal(
-            der, name=config.host, at=self.node.clock.now(), server="the LDAP server"
+            der,
+            intermediates=intermediates,
+            name=config.host,
+            at=self.node.clock.now(),
+            server="the LDAP server",
         )
         if refusal is not None:
             raise _Refused(refusal)

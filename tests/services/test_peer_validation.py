@@ -81,3 +81,60 @@ def test_a_revocation_counts_per_the_connecting_services_policy(
     assert syslog.server_refusal(
         der, name="acme.example.net", at=node.clock.now(), server="the receiver"
     )
+
+
+# -- the certificates the server presented after its leaf (presented_chain) -------------------
+@pytest.fixture
+def root_only(tmp_path: Path, pki: Pki) -> Iterator[Node]:
+    """A node trusting the root alone, as for Let's Encrypt (ISRG Root X1, not R10/R11…)."""
+    n = Node.init(tmp_path / "root-only", FixedClock(NOW), fqdn="vcs.example.com")
+    n.trusted_cas.add(pki.root.public_bytes(Encoding.PEM))
+    yield n
+    n.close()
+
+
+def refusal_with(node: Node, der: bytes, presented: list[x509.Certificate | bytes]) -> str | None:
+    state = node.peer_validation.state("acme")
+    return state.server_refusal(
+        der,
+        intermediates=[
+            c if isinstance(c, bytes) else c.public_bytes(Encoding.DER) for c in presented
+        ],
+        name="acme.example.net",
+        at=node.clock.now(),
+        server="the ACME server",
+    )
+
+
+def test_the_intermediate_the_server_presented_leads_to_the_trusted_root(
+    root_only: Node, pki: Pki, server: x509.Certificate
+) -> None:
+    der = server.public_bytes(Encoding.DER)
+    assert refusal_with(root_only, der, [pki.intermediate]) is None
+    assert refusal_with(root_only, der, []) == (
+        "the ACME server's certificate CN=acme.example.net is refused: issuer CN=Outbound "
+        "Issuing is not in the trusted CA list"
+    )
+
+
+def test_a_presented_certificate_that_cannot_be_parsed_is_left_out(
+    root_only: Node, pki: Pki, server: x509.Certificate
+) -> None:
+    der = server.public_bytes(Encoding.DER)
+    assert refusal_with(root_only, der, [b"\x30\x03\x02\x01\x00", pki.intermediate]) is None
+
+
+def test_presented_certificates_are_never_trust_anchors(root_only: Node) -> None:
+    """A server presenting its own self-signed root (not in the trusted list) with its
+    intermediate is not trusted: what a peer sends only helps build a path to the list."""
+    stranger = Pki("Stranger", index=93)
+    leaf = stranger.leaf("acme.example.net", profile="server")
+    untrusted = (
+        "the ACME server's certificate CN=acme.example.net is refused: the chain ends at "
+        "CN=Stranger Root, whose issuer CN=Stranger Root is not in the trusted CA list"
+    )
+    presented = [stranger.intermediate, stranger.root]
+    assert refusal_with(root_only, leaf.public_bytes(Encoding.DER), presented) == untrusted
+    # nor does the root the leaf was issued by make it trusted when it is presented
+    direct = stranger.leaf("acme.example.net", profile="server", issuer=stranger.root_issuer)
+    assert refusal_with(root_only, direct.public_bytes(Encoding.DER), [stranger.root]) == untrusted

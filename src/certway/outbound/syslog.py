@@ -35,6 +35,7 @@ from certway.services.syslog import (
     queue_audit,
 )
 from certway.tls.contexts import client_context
+from certway.tlsconf.presented import presented_chain
 
 __all__ = ["DeliveryError", "SyslogSender", "connect", "send_test", "send_tests"]
 
@@ -59,6 +60,7 @@ def _context(node: Node) -> ssl.SSLContext:
 def _check_receiver(node: Node, destination: Destination, tls: ssl.SSLSocket) -> None:
     refusal = node.peer_validation.state(SYSLOG_SERVICE).server_refusal(
         tls.getpeercert(binary_form=True),
+        intermediates=presented_chain(tls),
         name=destination.host,
         at=node.clock.now(),
         server="the receiver",

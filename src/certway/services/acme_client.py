@@ -76,6 +76,7 @@ from certway.services.tls_settings import TlsSettings
 from certway.store.db import Store
 from certway.store.repositories import KeyRepository, SettingsRepository, SlotRepository
 from certway.store.topics import Topic, TopicRepository
+from certway.tlsconf.presented import presented_chain
 
 __all__ = [
     "ACME_SERVICE",
@@ -178,8 +179,9 @@ class _Refused(FetchError):
     """The ACME server's certificate was refused (before anything was sent to it)."""
 
 
-_Judge = Callable[[bytes | None, str], None]
-"""Judges the certificate (DER) a server presented for a host; raises ``_Refused``."""
+_Judge = Callable[[bytes | None, list[bytes], str], None]
+"""Judges the certificate (DER) a server presented for a host, with the certificates it
+presented after it (DER, untrusted intermediates); raises ``_Refused``."""
 
 
 def _judged_pool(judge: _Judge) -> type[HTTPSConnectionPool]:
@@ -192,7 +194,7 @@ def _judged_pool(judge: _Judge) -> type[HTTPSConnectionPool]:
             sock = self.sock
             der = sock.getpeercert(binary_form=True) if isinstance(sock, ssl.SSLSocket) else None
             try:
-                judge(der, self.host)
+                judge(der, presented_chain(sock), self.host)
             except BaseException:
                 self.close()
                 raise
@@ -411,11 +413,16 @@ class AcmeClient:
         context.verify_mode = ssl.CERT_NONE
         return context
 
-    def _judge(self, der: bytes | None, host: str) -> None:
+    def _judge(self, der: bytes | None, intermediates: list[bytes], host: str) -> None:
         """Refuse the ACME server at ``host`` unless its certificate passes the ``acme``
-        service's validation (blocking: OCSP and CDP lookups may go to the network)."""
+        service's validation, with the intermediates it presented (blocking: OCSP and CDP
+        lookups may go to the network)."""
         refusal = self._peers.state(ACME_SERVICE).server_refusal(
-            der, name=host, at=self._clock.now(), server="the ACME server"
+            der,
+            intermediates=intermediates,
+            name=host,
+            at=self._clock.now(),
+            server="the ACME server",
         )
         if refusal is not None:
             log.warning("event=acme-server-refused host=%s reason=%r", host, refusal)
