@@ -1,7 +1,8 @@
 """One peer's mutual-TLS health check: call the peer's ``/api/v1/cluster/health`` presenting
 this node's server certificate as the client certificate, judge the certificate the peer
 presents (``ClusterTls.judge``: the node's one validation path, as a server certificate for
-the peer's FQDN, with the intermediates the peer presented) and read whether the peer accepted ours.
+the peer's FQDN, through the intermediates the peer presented) and read whether the peer
+accepted ours.
 
 OpenSSL checks nothing itself here (as for SIP zones): certway judges the peer after the
 handshake, so the result says why a certificate failed.
