@@ -22,7 +22,7 @@ import socket
 import ssl
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -31,11 +31,13 @@ from cryptography.hazmat.primitives import serialization
 
 from certway.clock import FixedClock, SystemClock
 from certway.errors import FetchError, PolicyViolation
+from certway.pki.issue import Issuer
 from certway.services.identities import CsrOptions
 from certway.services.node import Node
 from waiting import wait_for
 
-from pkitools import Pki
+from conftest import test_key
+from pkitools import DAY, Pki, name
 from serving import running
 
 pytestmark = pytest.mark.interop
@@ -149,11 +151,14 @@ LOCAL_NAMES: list[x509.GeneralName] = [
 ]
 
 
-def _tls_files(where: Path, pki: Pki, leaf: x509.Certificate) -> tuple[Path, Path]:
-    """``leaf`` and the PKI's leaf key as pebble's certificate and key files."""
+def _tls_files(
+    where: Path, pki: Pki, leaf: x509.Certificate, chain: Sequence[x509.Certificate] = ()
+) -> tuple[Path, Path]:
+    """``leaf`` (then ``chain``, which pebble presents after it) and the PKI's leaf key as
+    pebble's certificate and key files."""
     cert = where / "cert.pem"
     key = where / "key.pem"
-    cert.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    cert.write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (leaf, *chain)))
     key.write_bytes(
         pki.leaf_key.private_bytes(
             serialization.Encoding.PEM,
@@ -440,6 +445,67 @@ def test_an_acme_server_revoked_by_a_held_crl_is_refused_per_the_acme_policy(
     assert node.acme.create_account(directory, "admin@example.com", accept_terms=True).status == (
         "valid"
     )
+
+
+def test_an_acme_server_presenting_its_intermediates_needs_only_its_root_trusted(
+    node: Node, pebble: Pebble, tmp_path: Path
+) -> None:
+    """Let's Encrypt's case: ISRG Root X1 is trusted, the server presents the intermediate
+    of the day (R10, R11, …). When the CA rotates to another intermediate, the same trusted
+    list (the root alone) still accepts it (a second node, as the first has its account)."""
+    pki = Pki("Rotating ACME", at=SystemClock().now(), index=79)
+    node.trusted_cas.add(pki.root.public_bytes(serialization.Encoding.PEM))
+    leaf = pki.leaf("localhost", alt_names=LOCAL_NAMES, profile="server")  # from R10, say
+    first = tmp_path / "first-tls"
+    first.mkdir()
+    directory = pebble(
+        http_port=free_port(),
+        tls_port=free_port(),
+        tls=_tls_files(first, pki, leaf, [pki.intermediate]),
+    )
+    assert node.acme.create_account(directory, "admin@example.com", accept_terms=True).status == (
+        "valid"
+    )
+    # the CA rotates: a new intermediate under the same root, never added to a trusted list
+    now = SystemClock().now()
+    rotated_key = test_key("ec:p256", 82)
+    rotated = pki.root_issuer.issue(
+        rotated_key.public_key(),
+        name("Rotating ACME Issuing 2"),
+        profile="sub-ca",
+        not_before=now - DAY,
+        not_after=now + 300 * DAY,
+    )
+    leaf2 = pki.leaf(
+        "localhost",
+        alt_names=LOCAL_NAMES,
+        profile="server",
+        issuer=Issuer(rotated, rotated_key),
+    )
+    alone = tmp_path / "alone-tls"
+    alone.mkdir()
+    second = tmp_path / "second-tls"
+    second.mkdir()
+    leaf_only = pebble(
+        http_port=free_port(), tls_port=free_port(), tls=_tls_files(alone, pki, leaf2)
+    )
+    rotated_chain = pebble(
+        http_port=free_port(), tls_port=free_port(), tls=_tls_files(second, pki, leaf2, [rotated])
+    )
+    other = Node.init(tmp_path / "other", FixedClock(now), fqdn=FQDN)
+    try:
+        other.trusted_cas.add(pki.root.public_bytes(serialization.Encoding.PEM))
+        # the server presenting its leaf alone is refused: the path comes from the chain
+        with pytest.raises(FetchError) as refused:
+            other.acme.create_account(leaf_only, "admin@example.com", accept_terms=True)
+        assert str(refused.value).endswith(
+            "the ACME server's certificate CN=localhost is refused: "
+            "issuer CN=Rotating ACME Issuing 2 is not in the trusted CA list"
+        )
+        account = other.acme.create_account(rotated_chain, "admin@example.com", accept_terms=True)
+        assert account.status == "valid"
+    finally:
+        other.close()
 
 
 def test_an_acme_server_whose_certificate_does_not_name_its_host_is_refused(
