@@ -26,13 +26,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography import x509
 from ldap3 import NONE, SUBTREE, Connection, Server, Tls
 from ldap3.core.exceptions import LDAPException, LDAPInvalidCredentialsResult
 from ldap3.utils.conv import escape_filter_chars
 
 from certway.errors import CertwayError
-from certway.pki.text import format_name
 from certway.services.admins import AdminInfo
 from certway.services.ldap_settings import (
     RECOVERY_ACCOUNT,
@@ -42,7 +40,7 @@ from certway.services.ldap_settings import (
 from certway.services.node import Node
 from certway.store.topics import Topic, TopicRepository
 from certway.tls.contexts import load_identity
-from certway.trust.path import Purpose, ValidationOptions
+from certway.tlsconf.presented import presented_chain
 from certway.waiting import check_may_wait
 
 __all__ = ["DEFAULT_TIMEOUT", "Directory", "DirectoryTest", "DirectoryUnavailable"]
@@ -88,7 +86,9 @@ class _Refused(Exception):
 class _CertwayTls(Tls):
     """ldap3's TLS hook, replaced: certway's context, then certway's own validation."""
 
-    def __init__(self, context: ssl.SSLContext, check: Callable[[bytes | None], None]) -> None:
+    def __init__(
+        self, context: ssl.SSLContext, check: Callable[[bytes | None, list[bytes]], None]
+    ) -> None:
         super().__init__(validate=ssl.CERT_NONE)
         self._context = context
         self._check = check
@@ -103,7 +103,7 @@ class _CertwayTls(Tls):
         )
         connection.socket = wrapped
         try:
-            self._check(wrapped.getpeercert(binary_form=True))
+            self._check(wrapped.getpeercert(binary_form=True), presented_chain(wrapped))
         except _Refused as exc:
             self.refused = str(exc)
             wrapped.close()
@@ -281,7 +281,7 @@ class Directory:
         self, config: LdapConfig, user: str, password: str
     ) -> tuple[Connection, _CertwayTls]:
         check_may_wait("the LDAP server")
-        tls = _CertwayTls(self._context(), lambda der: self._judge(config, der))
+        tls = _CertwayTls(self._context(), lambda der, chain: self._judge(config, der, chain))
         server = Server(
             config.host,
             port=config.port,
@@ -312,24 +312,18 @@ class Directory:
             load_identity(context, [identity.certificate, *identity.chain], key)
         return context
 
-    def _judge(self, config: LdapConfig, der: bytes | None) -> None:
+    def _judge(self, config: LdapConfig, der: bytes | None, intermediates: list[bytes]) -> None:
         if not config.verify:
             return
-        if der is None:
-            raise _Refused("the LDAP server presented no certificate")
-        try:
-            cert = x509.load_der_x509_certificate(der)
-        except ValueError:
-            raise _Refused("the LDAP server's certificate cannot be parsed") from None
-        state = self.node.peer_validation.state("ldap")
-        result = state.validate(
-            cert,
-            options=ValidationOptions.for_peer(Purpose.SERVER, name=config.host),
+        refusal = self.node.peer_validation.state("ldap").server_refusal(
+            der,
+            intermediates=intermediates,
+            name=config.host,
             at=self.node.clock.now(),
+            server="the LDAP server",
         )
-        if not result.valid:
-            subject = format_name(cert.subject) or "an empty subject"
-            raise _Refused(f"its certificate {subject} was refused: {result.reason}")
+        if refusal is not None:
+            raise _Refused(refusal)
 
     def _ok(self) -> None:
         self.node.ldap.record_status(None)

@@ -158,7 +158,11 @@ def test_the_shell_completes_option_values_in_a_process_of_its_own(tmp_path: Pat
         ("certway api-token create ci --access read-", 5, ["read-write", "read-only"]),
         ("certway ca revoke --reason key", 4, ["keyCompromise"]),
         ("certway node set --role ", 4, ["edge", "core"]),
-        ("certway revocation set --service ", 4, ["sip-tls", "admin-https", "syslog", "ldap"]),
+        (
+            "certway revocation set --service ",
+            4,
+            ["sip-tls", "admin-https", "syslog", "ldap", "acme"],
+        ),
         ("certway cluster tls-verification ", 3, ["permissive", "enforce"]),
         ("certway acme schedule --days mon,t", 4, ["mon,tue", "mon,thu"]),
     ],

@@ -321,6 +321,11 @@ def test_revocation_show_and_set(cli: Cli) -> None:
             "fallback": "not-revoked",
             "profile": "rfc5280",
         },
+        "acme": {
+            "mode": "on", "ocsp": True, "crl": True, "cdp": True, "scope": "all",
+            "fallback": "not-revoked",
+            "profile": "rfc5280",
+        },
     }  # fmt: skip
     changed = cli.ok(
         "revocation", "set", "--service", "sip-tls", "--ocsp", "off", "--scope", "peer",

@@ -4,14 +4,17 @@ DNS, answering 127.0.0.1 for every name).
 Each test runs a real ``certway serve`` (NodeServer) on free 127.0.0.1 ports, then a pebble of
 its own whose validation ports point at that server: ``httpPort`` at the HTTP-01 responder,
 ``tlsPort`` at the HTTPS admin listener (TLS-ALPN-01). Pebble's own HTTPS certificate is
-issued by a test CA made here; that CA goes into certway's trusted CA list (the ACME server is
-verified against that list only). Renewal runs on the node's fixed clock.
+issued by a test CA made here; that CA goes into certway's trusted CA list. The ACME server is
+judged like every server certway connects to (``ValidationState.server_refusal`` of the
+``acme`` service: trusted list, revocation policy, host name), at the node's clock; renewal
+runs on the node's fixed clock.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import ipaddress
 import json
 import os
 import shutil
@@ -19,7 +22,7 @@ import socket
 import ssl
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -28,11 +31,13 @@ from cryptography.hazmat.primitives import serialization
 
 from certway.clock import FixedClock, SystemClock
 from certway.errors import FetchError, PolicyViolation
+from certway.pki.issue import Issuer
 from certway.services.identities import CsrOptions
 from certway.services.node import Node
 from waiting import wait_for
 
-from pkitools import Pki
+from conftest import test_key
+from pkitools import DAY, Pki, name
 from serving import running
 
 pytestmark = pytest.mark.interop
@@ -127,21 +132,33 @@ def _has_doh_flag(binary: str) -> bool:
 
 @pytest.fixture(scope="module")
 def pebble_tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, bytes]:
-    """Pebble's HTTPS certificate (127.0.0.1, localhost) from a test CA; the CA's PEM."""
+    """Pebble's HTTPS certificate (127.0.0.1, localhost) from a test CA; the CA's PEM. It is
+    valid for years: the node's clock, which the renewal test moves years ahead (pebble's
+    certificates last five), is the time the ACME server's certificate is judged at."""
     pki = Pki("Pebble HTTPS", at=SystemClock().now(), index=70)
     leaf = pki.leaf(
-        "localhost",
-        alt_names=[
-            x509.DNSName("localhost"),
-            x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1")),
-        ],
-        issuer=pki.root_issuer,
-        profile="server",
+        "localhost", alt_names=LOCAL_NAMES, issuer=pki.root_issuer, profile="server", days=2500
     )
-    where = tmp_path_factory.mktemp("pebble-tls")
+    return (
+        *_tls_files(tmp_path_factory.mktemp("pebble-tls"), pki, leaf),
+        pki.root.public_bytes(serialization.Encoding.PEM),
+    )
+
+
+LOCAL_NAMES: list[x509.GeneralName] = [
+    x509.DNSName("localhost"),
+    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+]
+
+
+def _tls_files(
+    where: Path, pki: Pki, leaf: x509.Certificate, chain: Sequence[x509.Certificate] = ()
+) -> tuple[Path, Path]:
+    """``leaf`` (then ``chain``, which pebble presents after it) and the PKI's leaf key as
+    pebble's certificate and key files."""
     cert = where / "cert.pem"
     key = where / "key.pem"
-    cert.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    cert.write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (leaf, *chain)))
     key.write_bytes(
         pki.leaf_key.private_bytes(
             serialization.Encoding.PEM,
@@ -150,7 +167,7 @@ def pebble_tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, by
         )
     )
     key.chmod(0o600)
-    return cert, key, pki.root.public_bytes(serialization.Encoding.PEM)
+    return cert, key
 
 
 Pebble = Callable[..., str]
@@ -166,9 +183,10 @@ def pebble(
         pytest.skip("pebble is not installed (make deps-system installs pebble)")
     procs: list[subprocess.Popen[bytes]] = []
 
-    def start(*, http_port: int, tls_port: int) -> str:
+    def start(*, http_port: int, tls_port: int, tls: tuple[Path, Path] | None = None) -> str:
+        """``tls``: pebble's HTTPS certificate and key files instead of ``pebble_tls``'s."""
         port, management = free_port(), free_port()
-        cert, key, _ca = pebble_tls
+        cert, key = tls or pebble_tls[:2]
         config = tmp_path / f"pebble-{port}.json"
         config.write_text(
             json.dumps(
@@ -353,15 +371,159 @@ def test_renewal_runs_on_the_fixed_clock_and_a_failing_challenge_keeps_the_live_
     assert node.acme.status()["certificates"][0]["failures"] == 1
 
 
-def test_an_acme_server_not_in_the_trusted_list_is_refused(tmp_path: Path, pebble: Pebble) -> None:
+def _refusal(node: Node, cert: x509.Certificate) -> str:
+    """What the node's one validation path says of ``cert`` as the ACME server 127.0.0.1."""
+    refusal = node.peer_validation.state("acme").server_refusal(
+        cert.public_bytes(serialization.Encoding.DER),
+        name="127.0.0.1",
+        at=node.clock.now(),
+        server="the ACME server",
+    )
+    assert refusal is not None
+    return refusal
+
+
+def test_an_acme_server_not_in_the_trusted_list_is_refused(
+    tmp_path: Path, pebble: Pebble, pebble_tls: tuple[Path, Path, bytes]
+) -> None:
     n = Node.init(tmp_path / "untrusting", FixedClock(SystemClock().now()), fqdn=FQDN)
     try:
         directory = pebble(http_port=free_port(), tls_port=free_port())
-        with pytest.raises(FetchError, match="not issued by a CA in the trusted CA list"):
+        with pytest.raises(FetchError) as refused:
             n.acme.create_account(directory, "admin@example.com", accept_terms=True)
+        # The words every outbound client uses (syslog, LDAP): the node's validation's.
+        pebble_cert = x509.load_pem_x509_certificate(pebble_tls[0].read_bytes())
+        assert str(refused.value) == (
+            f"cannot read the ACME directory {directory}: {_refusal(n, pebble_cert)}"
+        )
+        assert str(refused.value).endswith(
+            "the ACME server's certificate CN=localhost is refused: "
+            "issuer CN=Pebble HTTPS Root is not in the trusted CA list"
+        )
         assert n.acme.account() is None
     finally:
         n.close()
+
+
+def test_an_acme_server_revoked_by_a_held_crl_is_refused_per_the_acme_policy(
+    node: Node, pebble: Pebble, tmp_path: Path
+) -> None:
+    """Revocation of the ACME server's certificate counts as for every peer: a CRL the node
+    holds revokes it; without one, the ``acme`` policy's fallback decides (soft or hard)."""
+    pki = Pki("Revoked ACME", at=SystemClock().now(), index=73)
+    leaf = pki.leaf("localhost", alt_names=LOCAL_NAMES, issuer=pki.root_issuer, profile="server")
+    node.trusted_cas.add(pki.root.public_bytes(serialization.Encoding.PEM))
+    crl = pki.crl([(leaf, "keyCompromise")], issuer=pki.root_issuer)
+    node.revocation.upload_manual(crl.public_bytes(serialization.Encoding.PEM))
+    tls = tmp_path / "revoked-tls"
+    tls.mkdir()
+    directory = pebble(http_port=free_port(), tls_port=free_port(), tls=_tls_files(tls, pki, leaf))
+
+    with pytest.raises(FetchError) as revoked:
+        node.acme.create_account(directory, "admin@example.com", accept_terms=True)
+    message = str(revoked.value)
+    assert message.startswith(
+        f"cannot read the ACME directory {directory}: the ACME server's certificate "
+        "CN=localhost is refused: the certificate is revoked on "
+    )
+    assert "(keyCompromise) by CRL #1 from the manual CRL upload" in message
+    assert node.acme.account() is None
+    (last,) = node.audit.entries(limit=1)  # the refusal, in the audit log with its reason
+    assert (last.action, last.outcome, last.detail["error"]) == (
+        "acme.account.create",
+        "refused",
+        message,
+    )
+
+    # No CRL for its CA: the status is unknown, and the acme policy says what that means.
+    node.revocation.remove_manual()
+    node.revocation.set_policy("acme", fallback="revoked")
+    with pytest.raises(FetchError, match="revocation status of the certificate cannot be"):
+        node.acme.create_account(directory, "admin@example.com", accept_terms=True)
+    assert node.acme.account() is None
+    node.revocation.set_policy("acme", fallback="not-revoked")
+    assert node.acme.create_account(directory, "admin@example.com", accept_terms=True).status == (
+        "valid"
+    )
+
+
+def test_an_acme_server_presenting_its_intermediates_needs_only_its_root_trusted(
+    node: Node, pebble: Pebble, tmp_path: Path
+) -> None:
+    """Let's Encrypt's case: ISRG Root X1 is trusted, the server presents the intermediate
+    of the day (R10, R11, …). When the CA rotates to another intermediate, the same trusted
+    list (the root alone) still accepts it (a second node, as the first has its account)."""
+    pki = Pki("Rotating ACME", at=SystemClock().now(), index=79)
+    node.trusted_cas.add(pki.root.public_bytes(serialization.Encoding.PEM))
+    leaf = pki.leaf("localhost", alt_names=LOCAL_NAMES, profile="server")  # from R10, say
+    first = tmp_path / "first-tls"
+    first.mkdir()
+    directory = pebble(
+        http_port=free_port(),
+        tls_port=free_port(),
+        tls=_tls_files(first, pki, leaf, [pki.intermediate]),
+    )
+    assert node.acme.create_account(directory, "admin@example.com", accept_terms=True).status == (
+        "valid"
+    )
+    # the CA rotates: a new intermediate under the same root, never added to a trusted list
+    now = SystemClock().now()
+    rotated_key = test_key("ec:p256", 82)
+    rotated = pki.root_issuer.issue(
+        rotated_key.public_key(),
+        name("Rotating ACME Issuing 2"),
+        profile="sub-ca",
+        not_before=now - DAY,
+        not_after=now + 300 * DAY,
+    )
+    leaf2 = pki.leaf(
+        "localhost",
+        alt_names=LOCAL_NAMES,
+        profile="server",
+        issuer=Issuer(rotated, rotated_key),
+    )
+    alone = tmp_path / "alone-tls"
+    alone.mkdir()
+    second = tmp_path / "second-tls"
+    second.mkdir()
+    leaf_only = pebble(
+        http_port=free_port(), tls_port=free_port(), tls=_tls_files(alone, pki, leaf2)
+    )
+    rotated_chain = pebble(
+        http_port=free_port(), tls_port=free_port(), tls=_tls_files(second, pki, leaf2, [rotated])
+    )
+    other = Node.init(tmp_path / "other", FixedClock(now), fqdn=FQDN)
+    try:
+        other.trusted_cas.add(pki.root.public_bytes(serialization.Encoding.PEM))
+        # the server presenting its leaf alone is refused: the path comes from the chain
+        with pytest.raises(FetchError) as refused:
+            other.acme.create_account(leaf_only, "admin@example.com", accept_terms=True)
+        assert str(refused.value).endswith(
+            "the ACME server's certificate CN=localhost is refused: "
+            "issuer CN=Rotating ACME Issuing 2 is not in the trusted CA list"
+        )
+        account = other.acme.create_account(rotated_chain, "admin@example.com", accept_terms=True)
+        assert account.status == "valid"
+    finally:
+        other.close()
+
+
+def test_an_acme_server_whose_certificate_does_not_name_its_host_is_refused(
+    node: Node, pebble: Pebble, tmp_path: Path
+) -> None:
+    pki = Pki("Misnamed ACME", at=SystemClock().now(), index=76)
+    leaf = pki.leaf("acme.example", issuer=pki.root_issuer, profile="server")
+    node.trusted_cas.add(pki.root.public_bytes(serialization.Encoding.PEM))
+    tls = tmp_path / "misnamed-tls"
+    tls.mkdir()
+    directory = pebble(http_port=free_port(), tls_port=free_port(), tls=_tls_files(tls, pki, leaf))
+    with pytest.raises(FetchError) as refused:
+        node.acme.create_account(directory, "admin@example.com", accept_terms=True)
+    assert str(refused.value).endswith(
+        "the ACME server's certificate CN=acme.example is refused: the certificate does not "
+        "name '127.0.0.1' (it names DNS:acme.example)"
+    )
+    assert node.acme.account() is None
 
 
 def test_the_cli_signs_through_a_running_server(

@@ -9,7 +9,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -56,9 +56,10 @@ def rsyslog(
     cert: x509.Certificate | None = None,
     key: PrivateKey | None = None,
     ca: x509.Certificate | None = None,
+    chain: Sequence[x509.Certificate] = (),
 ) -> Iterator[Rsyslog]:
-    """rsyslogd receiving on ``port`` over tls (gtls driver, server certificate ``cert``),
-    tcp or udp, until the block ends."""
+    """rsyslogd receiving on ``port`` over tls (gtls driver, server certificate ``cert``,
+    presented with ``chain`` after it), tcp or udp, until the block ends."""
     binary = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
     if not Path(binary).exists() or (
         transport == "tls" and not list(Path("/usr/lib").glob("*/rsyslog/lmnsd_gtls.so"))
@@ -70,7 +71,10 @@ def rsyslog(
     lines = [f'global(workDirectory="{workdir}")']
     if transport == "tls":
         assert cert is not None and key is not None and ca is not None
-        cert_file = _pem(workdir / "cert.pem", cert.public_bytes(serialization.Encoding.PEM))
+        cert_file = _pem(
+            workdir / "cert.pem",
+            b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (cert, *chain)),
+        )
         key_file = _pem(
             workdir / "key.pem",
             key.private_bytes(

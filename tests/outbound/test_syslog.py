@@ -254,6 +254,52 @@ def test_an_untrusted_receiver_gets_nothing_and_raises_an_alarm(tmp_path: Path, 
 
 
 @pytest.mark.interop
+def test_a_receiver_presenting_its_intermediate_is_accepted_with_the_root_trusted(
+    tmp_path: Path, node: Node, pki: Pki
+) -> None:
+    """The node trusts the root alone; the receiver's certificate comes from the issuing CA,
+    which the receiver presents after it: the chain it sent leads to the trusted root."""
+    leaf = pki.leaf("127.0.0.1", alt_names=[x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+    with rsyslog(
+        tmp_path / "rsyslog",
+        cert=leaf,
+        key=pki.leaf_key,
+        ca=pki.root,
+        chain=[pki.intermediate],
+    ) as server:
+        send_test(node, node.syslog.add(f"127.0.0.1:{server.port}"))
+        wait_for(lambda: server.messages("syslog-test"), "the test message")
+    # without the intermediate the same receiver is refused: the path came from what it sent
+    with rsyslog(tmp_path / "leaf-only", cert=leaf, key=pki.leaf_key, ca=pki.root) as alone:
+        destination = node.syslog.add(f"127.0.0.1:{alone.port}")
+        with pytest.raises(DeliveryError, match="CN=Syslog Issuing is not in the trusted CA"):
+            send_test(node, destination)
+    assert alone.lines() == []
+
+
+@pytest.mark.interop
+def test_a_receiver_presenting_its_own_root_is_still_untrusted(tmp_path: Path, node: Node) -> None:
+    """What a receiver presents never becomes a trust anchor: its own self-signed root sent
+    with its intermediate does not make it trusted."""
+    stranger = Pki("Stranger", at=dt.datetime.now(dt.UTC), index=50)
+    leaf = stranger.leaf("127.0.0.1", alt_names=[x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+    with rsyslog(
+        tmp_path / "rsyslog",
+        cert=leaf,
+        key=stranger.leaf_key,
+        ca=stranger.root,
+        chain=[stranger.intermediate, stranger.root],
+    ) as server:
+        destination = node.syslog.add(f"127.0.0.1:{server.port}")
+        with pytest.raises(
+            DeliveryError,
+            match="the chain ends at CN=Stranger Root, whose issuer CN=Stranger Root is not in",
+        ):
+            send_test(node, destination)
+    assert server.lines() == []
+
+
+@pytest.mark.interop
 def test_verify_off_sends_to_an_untrusted_receiver(tmp_path: Path, node: Node) -> None:
     stranger = Pki("Stranger", at=dt.datetime.now(dt.UTC), index=50)
     with tls_receiver(tmp_path, stranger) as server:

@@ -485,7 +485,7 @@ def test_policy_change_is_persisted(node: Node, clock: FixedClock) -> None:
         (
             "smtp",
             {"ocsp": True},
-            "unknown service 'smtp': use sip-tls or admin-https or syslog or ldap",
+            "unknown service 'smtp': use sip-tls or admin-https or syslog or ldap or acme",
         ),
     ],
 )

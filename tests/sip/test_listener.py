@@ -335,6 +335,44 @@ def test_untrusted_ca_is_refused(
     assert "not in the trusted CA list" in line
 
 
+def presenting(tmp_path: Path, pki: Pki, chain: list[x509.Certificate], label: str) -> Peer:
+    """A peer presenting ``chain`` (its leaf first) with the PKI's leaf key."""
+    return Peer(
+        chain[0],
+        write(tmp_path / f"{label}.crt", b"".join(c.public_bytes(PEM) for c in chain)),
+        write(tmp_path / f"{label}.key", key_pem(pki.leaf_key)),
+    )
+
+
+def test_a_client_presenting_its_intermediate_is_accepted_with_the_root_trusted(
+    node: Node, listener: SipListener, tmp_path: Path, sip_log: pytest.LogCaptureFixture
+) -> None:
+    """The node trusts the partner's root alone; the partner's certificate comes from its
+    issuing CA, which the partner presents after it in the handshake."""
+    pki = Pki("Chain Partner", index=450)
+    node.trusted_cas.add(pki.root.public_bytes(PEM))
+    assert listener.refresh()
+    leaf = pki.leaf("partner.example.com")
+    chained = presenting(tmp_path, pki, [leaf, pki.intermediate], "chained")
+    assert ask(node, listener.port, chained).startswith(b"SIP/2.0 200 OK")
+    # the same certificate without its intermediate: no path to the trusted root
+    alone = presenting(tmp_path, pki, [leaf], "alone")
+    line = assert_refused_and_logged(sip_log, node, listener.port, alone, "untrusted")
+    assert "issuer CN=Chain Partner Issuing is not in the trusted CA list" in line
+
+
+def test_a_client_presenting_its_own_root_is_still_untrusted(
+    node: Node, listener: SipListener, tmp_path: Path, sip_log: pytest.LogCaptureFixture
+) -> None:
+    """What a client presents is never a trust anchor, its own self-signed root included."""
+    pki = Pki("Selfmade", index=460)
+    peer = presenting(
+        tmp_path, pki, [pki.leaf("selfmade.example.com"), pki.intermediate, pki.root], "self"
+    )
+    line = assert_refused_and_logged(sip_log, node, listener.port, peer, "untrusted")
+    assert "the chain ends at CN=Selfmade Root, whose issuer CN=Selfmade Root is not in" in line
+
+
 def trust_external(node: Node, pki: Pki, listener: SipListener) -> None:
     node.trusted_cas.add(pki.root.public_bytes(PEM) + pki.intermediate.public_bytes(PEM))
     assert listener.refresh()  # certway serve's poller does this every 0.5 s
@@ -573,11 +611,11 @@ def test_a_broken_validator_closes_only_that_connection(
 ) -> None:
     calls: list[bool] = []
 
-    def flaky(der: bytes | None, config: Any) -> Any:
+    def flaky(der: bytes | None, config: Any, chain: Any) -> Any:
         calls.append(True)
         if len(calls) == 1:
             raise RuntimeError("boom")
-        return listener.validator.check(der, config)
+        return listener.validator.check(der, config, chain)
 
     listener = SipListener(node, "127.0.0.1", 0, sip_settings=sip, validate=flaky, limits=LIMITS)
     loop_thread.run(listener.start())

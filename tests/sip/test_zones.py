@@ -254,6 +254,30 @@ def test_untrusted_peer(node: Node, zones: Zones, pki: Pki, other: Pki, tmp_path
     assert "is not in the trusted CA list" in status.detail
 
 
+def test_a_peer_presenting_its_intermediate_is_active_with_the_root_trusted(
+    node: Node, zones: Zones, pki: Pki, tmp_path: Path
+) -> None:
+    """The partner's root alone is trusted; the peer's chain leads to it through the issuing
+    CA the peer presents. Without it, or with the peer's own root presented, no path."""
+    partner = Pki("Zone Partner", index=630)
+    node.trusted_cas.add(pem(partner.root))
+    cert = peer_cert(partner.int_issuer)
+    status, _ = ping_peer(node, zones, tmp_path, cert, (partner.intermediate,), trust=pki)
+    assert status.state == "Active", status
+    zones.remove("nb")
+    status, _ = ping_peer(node, zones, tmp_path, cert, (), trust=pki)
+    assert status.reason == "untrusted"
+    assert "issuer CN=Zone Partner Issuing is not in the trusted CA list" in status.detail
+    zones.remove("nb")
+    stranger = Pki("Zone Stranger", index=640)
+    own = peer_cert(stranger.int_issuer)
+    status, _ = ping_peer(
+        node, zones, tmp_path, own, (stranger.intermediate, stranger.root), trust=pki
+    )
+    assert status.reason == "untrusted"
+    assert "the chain ends at CN=Zone Stranger Root" in status.detail
+
+
 def test_tls_verify_off_accepts_any_certificate(
     node: Node, zones: Zones, pki: Pki, other: Pki, tmp_path: Path
 ) -> None:

@@ -273,6 +273,42 @@ def test_client_certificate_validation_and_authentication(
     node.admin_security.reset()
 
 
+def test_a_client_certificate_presented_with_its_intermediate_passes_with_the_root_trusted(
+    node: Node, server: NodeServer, tmp_path: Path
+) -> None:
+    """The admin listener judges a browser's certificate with the chain the browser sent:
+    the node trusts the users' root alone, the browser presents its issuing CA."""
+    pki = Pki("Users", at=dt.datetime.now(dt.UTC), index=170)
+    node.trusted_cas.add(pki.root.public_bytes(serialization.Encoding.PEM))
+    leaf = pki.leaf("alice", profile="client", sans=[])
+    key_file = write_file(tmp_path / "alice.key", private_key_pem(pki.leaf_key))
+
+    def presenting(label: str, *chain: x509.Certificate) -> ssl.SSLContext:
+        certs = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (leaf, *chain))
+        return trust_context(node, client=(write_file(tmp_path / label, certs), key_file))
+
+    node.admin_security.set(mode="certificate-validation")
+    url = f"https://127.0.0.1:{server.admin_port}/api/v1/status"
+    with_intermediate = presenting("chained.pem", pki.intermediate)
+    wait_for(
+        lambda: (
+            httpx.get(url, auth=("alice", PASSWORD), verify=with_intermediate).status_code == 200
+        ),
+        "the reload poller to pick up the users root",
+    )
+    alone = httpx.get(url, auth=("alice", PASSWORD), verify=presenting("alone.pem"))
+    assert alone.status_code == 403
+    assert "issuer CN=Users Issuing is not in the trusted CA list" in alone.json()["detail"]
+    # a client's own root, presented but not trusted, is no anchor
+    stranger = Pki("Strangers", at=dt.datetime.now(dt.UTC), index=173)
+    leaf = stranger.leaf("alice", profile="client", sans=[], public_key=pki.leaf_key.public_key())
+    own_root = presenting("own-root.pem", stranger.intermediate, stranger.root)
+    refused = httpx.get(url, auth=("alice", PASSWORD), verify=own_root)
+    assert refused.status_code == 403
+    assert "the chain ends at CN=Strangers Root" in refused.json()["detail"]
+    node.admin_security.reset()
+
+
 def test_unknown_route_and_oversized_body(node: Node, server: NodeServer) -> None:
     base = f"https://127.0.0.1:{server.admin_port}/api/v1"
     context = trust_context(node)

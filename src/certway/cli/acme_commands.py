@@ -50,7 +50,6 @@ _ACME_HINTS: dict[str | type[CertwayError], str] = {
     "acme-no-csr": "(certway server-cert csr generate, or for a domain: certway domain csr "
     "generate)",
     "acme-not-managed": "(certway acme sign)",
-    "acme-trust": "(certway trust add)",
 }
 """This command line's options, added to the services' errors (see ``cli_hints``)."""
 
@@ -79,8 +78,9 @@ def account_create(
         bool, typer.Option("--accept-terms", help="Accept the CA's terms of service.")
     ] = False,
 ) -> None:
-    """Register an account with the ACME CA (its HTTPS certificate is checked against the
-    trusted CA list); the account key is sealed in the store."""
+    """Register an account with the ACME CA (its HTTPS certificate is judged like every
+    peer's: trusted CA list, the acme revocation policy, host name); the account key is
+    sealed in the store."""
     with cli_hints({"conflict": "(certway acme account deactivate)"}), _acme_node(ctx) as n:
         info = n.acme.create_account(directory, email, accept_terms=accept_terms)
     out.print(f"ACME account created: {info.uri} ({info.email})")

@@ -243,7 +243,8 @@ def crl_schedule(
 # -- revocation policies ---------------------------------------------------------------------
 @revocation_app.command("show")
 def revocation_show(ctx: typer.Context, as_json: JsonOpt = False) -> None:
-    """The validation profile and revocation policy of sip-tls, admin-https and ldap."""
+    """The validation profile and revocation policy of each service (sip-tls, admin-https,
+    syslog, ldap, acme)."""
     with open_node(ctx) as n:
         policies = {name: n.revocation.policy(name).as_dict() for name in SERVICES}
     if as_json:

@@ -22,10 +22,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from cryptography import x509
-
 from certway.errors import CertwayError
-from certway.pki.text import format_name
 from certway.services.audit import SYSTEM, acting_as
 from certway.services.node import Node
 from certway.services.syslog import (
@@ -38,7 +35,7 @@ from certway.services.syslog import (
     queue_audit,
 )
 from certway.tls.contexts import client_context
-from certway.trust.validate import Purpose, ValidationOptions
+from certway.tlsconf.presented import presented_chain
 
 __all__ = ["DeliveryError", "SyslogSender", "connect", "send_test", "send_tests"]
 
@@ -61,21 +58,15 @@ def _context(node: Node) -> ssl.SSLContext:
 
 
 def _check_receiver(node: Node, destination: Destination, tls: ssl.SSLSocket) -> None:
-    der = tls.getpeercert(binary_form=True)
-    if der is None:
-        raise DeliveryError("the receiver presented no certificate")
-    try:
-        cert = x509.load_der_x509_certificate(der)
-    except ValueError:
-        raise DeliveryError("the receiver's certificate cannot be parsed") from None
-    result = node.peer_validation.state(SYSLOG_SERVICE).validate(
-        cert,
-        options=ValidationOptions.for_peer(Purpose.SERVER, name=destination.host),
+    refusal = node.peer_validation.state(SYSLOG_SERVICE).server_refusal(
+        tls.getpeercert(binary_form=True),
+        intermediates=presented_chain(tls),
+        name=destination.host,
         at=node.clock.now(),
+        server="the receiver",
     )
-    if not result.valid:
-        subject = format_name(cert.subject) or "an empty subject"
-        raise DeliveryError(f"the receiver's certificate {subject} is refused: {result.reason}")
+    if refusal is not None:
+        raise DeliveryError(refusal)
 
 
 def connect(node: Node, destination: Destination) -> socket.socket:

@@ -4,9 +4,15 @@ renewed before they expire.
 The protocol (JWS, nonces, orders, polling, ARI) is the certbot project's ``acme`` and
 ``josepy`` libraries; this module holds the rules around them:
 
-- **Account**: one per node; its key is sealed in the store like every private key. The ACME
-  server's HTTPS certificate is verified against the trusted CA list only (never a public
-  bundle): the TLS context is built from the list and handed to ``requests``.
+- **Account**: one per node; its key is sealed in the store like every private key.
+- **The ACME server** is judged like every server certway connects to: right after each TLS
+  handshake, before a request is sent, its certificate goes through the node's one validation
+  path (``ValidationState.server_refusal`` of the ``acme`` service: the trusted CA list only,
+  never a public bundle; the ``acme`` revocation policy with its fallback; the host name of
+  the URL). OpenSSL only speaks TLS (the ``outbound`` TLS profile). A refused server gets
+  nothing, and the error says why in the words of every other client ("the ACME server's
+  certificate CN=… is refused: issuer CN=… is not in the trusted CA list"). The OCSP and CDP
+  lookups of that check go through ``certway.fetch``, never through this client.
 - **Signing** (``sign``): the slot's pending CSR is sent in a new order; each authorization is
   answered with HTTP-01 (``certway serve --acme-http-listen``) or TLS-ALPN-01 (the HTTPS admin
   listener, RFC 8737). The challenges travel through the store (``acme.challenges`` and the
@@ -33,7 +39,7 @@ import logging
 import ssl
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -51,10 +57,11 @@ from josepy.errors import Error as JoseError
 from josepy.jwa import ES256
 from josepy.jwk import JWK, JWKEC
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPSConnection
+from urllib3.connectionpool import HTTPSConnectionPool
 
 from certway.clock import Clock
 from certway.errors import CertwayError, Conflict, FetchError, NotFound, PolicyViolation
-from certway.fetch import tls_context_for
 from certway.pki.checks import check_node_certificate
 from certway.pki.csr import SubjectFields
 from certway.pki.keys import PrivateKey, load_private_key
@@ -64,13 +71,15 @@ from certway.services.audit import Audit, audited
 from certway.services.identities import CsrOptions, Identities, IdentityKind, normalise_domain
 from certway.services.identities.model import slot_label
 from certway.services.node_settings import NodeSettings
+from certway.services.peer_validation import PeerValidation
 from certway.services.tls_settings import TlsSettings
-from certway.services.trusted_cas import TrustedCAs
 from certway.store.db import Store
 from certway.store.repositories import KeyRepository, SettingsRepository, SlotRepository
 from certway.store.topics import Topic, TopicRepository
+from certway.tlsconf.presented import presented_chain
 
 __all__ = [
+    "ACME_SERVICE",
     "ALPN_PROTOCOL",
     "CHALLENGE_TYPES",
     "DAYS",
@@ -85,7 +94,9 @@ __all__ = [
 
 log = logging.getLogger("certway.acme")
 
-"""Bumped when a challenge is published or withdrawn: the HTTPS listener reloads."""
+ACME_SERVICE = "acme"
+"""The revocation policy (``certway revocation set --service acme``) the ACME server's
+certificate is judged with."""
 ALPN_PROTOCOL = "acme-tls/1"
 """The ALPN protocol of TLS-ALPN-01 (RFC 8737 §6.2)."""
 ACME_IDENTIFIER_OID = ObjectIdentifier("1.3.6.1.5.5.7.1.31")
@@ -163,21 +174,59 @@ def challenge_certificate(
     )
 
 
-# -- HTTPS to the ACME server: the trusted CA list only ------------------------------------------
-class _TrustedListAdapter(HTTPAdapter):
-    """A ``requests`` adapter whose connections verify the server with ``context`` (the
-    trusted CA list) and nothing else: no certifi bundle, no environment override."""
+# -- HTTPS to the ACME server: judged by certway's one validation path --------------------------
+class _Refused(FetchError):
+    """The ACME server's certificate was refused (before anything was sent to it)."""
 
-    def __init__(self, context: ssl.SSLContext) -> None:
+
+_Judge = Callable[[bytes | None, list[bytes], str], None]
+"""Judges the certificate (DER) a server presented for a host, with the certificates it
+presented after it (DER, untrusted intermediates); raises ``_Refused``."""
+
+
+def _judged_pool(judge: _Judge) -> type[HTTPSConnectionPool]:
+    """A ``urllib3`` HTTPS pool whose connections call ``judge`` right after each handshake
+    and close before the request is sent when it refuses."""
+
+    class JudgedConnection(HTTPSConnection):
+        def connect(self) -> None:
+            super().connect()
+            sock = self.sock
+            der = sock.getpeercert(binary_form=True) if isinstance(sock, ssl.SSLSocket) else None
+            try:
+                judge(der, presented_chain(sock), self.host)
+            except BaseException:
+                self.close()
+                raise
+            self.is_verified = True  # by certway (judge), not by OpenSSL
+
+    class JudgedPool(HTTPSConnectionPool):
+        ConnectionCls = JudgedConnection
+
+    return JudgedPool
+
+
+class _JudgingAdapter(HTTPAdapter):
+    """A ``requests`` adapter whose HTTPS connections speak TLS per ``context`` (a TLS
+    profile, no verification by OpenSSL) and are judged by ``judge`` after each handshake: no
+    certifi bundle, no environment override, no ``verify=`` of the caller."""
+
+    def __init__(self, context: ssl.SSLContext, judge: _Judge) -> None:
         self._context = context
+        self._pool = _judged_pool(judge)
         super().__init__()
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         kwargs["ssl_context"] = self._context
         super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            **self.poolmanager.pool_classes_by_scheme,
+            "https": self._pool,
+        }
 
     def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
-        conn.cert_reqs = "CERT_REQUIRED"
+        conn.cert_reqs = "CERT_NONE"  # certway judges the server: _judged_pool
+        conn.assert_hostname = False
         conn.ca_certs = None
         conn.ca_cert_dir = None
 
@@ -187,12 +236,6 @@ def _problem_text(exc: BaseException) -> str:
     if isinstance(exc, messages.Error):
         return exc.detail or exc.description or str(exc.typ)
     if isinstance(exc, requests.exceptions.SSLError):
-        text = str(exc)
-        if "CERTIFICATE_VERIFY_FAILED" in text:
-            return (
-                "the ACME server's HTTPS certificate is not issued by a CA in the trusted CA "
-                "list (add its CA to the list)"
-            )
         return "TLS handshake with the ACME server failed"
     if isinstance(exc, requests.exceptions.ConnectionError):
         return "cannot connect to the ACME server"
@@ -217,6 +260,8 @@ def _problem_text(exc: BaseException) -> str:
 def _acme_errors(action: str) -> Iterator[None]:
     try:
         yield
+    except _Refused as exc:
+        raise FetchError(f"{action}: {exc}") from None
     except CertwayError:
         raise
     except (
@@ -320,7 +365,7 @@ class AcmeClient:
         clock: Clock,
         audit: Audit,
         identities: Identities,
-        trusted: TrustedCAs,
+        peers: PeerValidation,
         tls: TlsSettings,
         node: NodeSettings,
         *,
@@ -330,7 +375,7 @@ class AcmeClient:
         self._clock = clock
         self._audit = audit
         self._identities = identities
-        self._trusted = trusted
+        self._peers = peers
         self._tls = tls
         self._node = node
         self._settle = challenge_settle
@@ -362,14 +407,26 @@ class AcmeClient:
 
     # -- the network ------------------------------------------------------------------------
     def _context(self) -> ssl.SSLContext:
-        trusted = self._trusted.snapshot().certificates
-        if not trusted:
-            raise PolicyViolation(
-                "acme-trust",
-                "the trusted CA list is empty: add the CA of the ACME server's HTTPS "
-                "certificate to it",
-            )
-        return tls_context_for(list(trusted), profile=self._tls.profile("outbound"))
+        """TLS per the ``outbound`` profile; the server is judged by ``_judge``, not OpenSSL."""
+        context = self._tls.profile("outbound").apply(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT))
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+
+    def _judge(self, der: bytes | None, intermediates: list[bytes], host: str) -> None:
+        """Refuse the ACME server at ``host`` unless its certificate passes the ``acme``
+        service's validation, with the intermediates it presented (blocking: OCSP and CDP
+        lookups may go to the network)."""
+        refusal = self._peers.state(ACME_SERVICE).server_refusal(
+            der,
+            intermediates=intermediates,
+            name=host,
+            at=self._clock.now(),
+            server="the ACME server",
+        )
+        if refusal is not None:
+            log.warning("event=acme-server-refused host=%s reason=%r", host, refusal)
+            raise _Refused(refusal)
 
     def _network(self, key: PrivateKey, uri: str | None = None) -> ClientNetwork:
         if not isinstance(key, ec.EllipticCurvePrivateKey):
@@ -385,7 +442,7 @@ class AcmeClient:
             timeout=30,
         )
         net.session.trust_env = False  # no REQUESTS_CA_BUNDLE, no .netrc
-        adapter = _TrustedListAdapter(self._context())
+        adapter = _JudgingAdapter(self._context(), self._judge)
         net.session.mount("https://", adapter)
         net.session.mount("http://", adapter)
         return net

@@ -89,7 +89,7 @@ class Node:
         )
         self.sip = SipSettings(store, clock, self.audit)
         self.acme = AcmeClient(
-            store, clock, self.audit, self.identities, self.trusted_cas, self.tls, self.settings
+            store, clock, self.audit, self.identities, self.peer_validation, self.tls, self.settings
         )
         self.cluster_tls = ClusterTls(store, clock, self.audit, self.client_check)
         self.ldap = LdapSettings(store, clock, self.audit)

@@ -38,6 +38,7 @@ from certway.store.topics import Topic, TopicRepository
 from certway.tlsconf.policy import INTERMEDIATE, TlsProfile
 from certway.trust.anchors import key_id
 from certway.trust.policy import (
+    ACME_DEFAULT,
     ADMIN_HTTPS_DEFAULT,
     LDAP_DEFAULT,
     SIP_TLS_DEFAULT,
@@ -75,6 +76,7 @@ SERVICES: dict[str, RevocationPolicy] = {
     "admin-https": ADMIN_HTTPS_DEFAULT,
     "syslog": SYSLOG_DEFAULT,
     "ldap": LDAP_DEFAULT,
+    "acme": ACME_DEFAULT,
 }
 _SCHEDULE_KEY = "crl.schedule"
 MAX_SOURCES = 100

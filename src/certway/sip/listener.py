@@ -42,7 +42,7 @@ import contextlib
 import hashlib
 import logging
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -50,7 +50,7 @@ from cryptography import x509
 
 from certway.errors import CertwayError
 from certway.pki.text import format_name, plural, serial_hex
-from certway.services.peer_validation import ValidationState
+from certway.services.peer_validation import ValidationState, presented_certificates
 from certway.services.sip_rules import certificate_names, decide
 from certway.services.sip_settings import SIP_SERVICE, MutualTls, SipConfig, SipSettings
 from certway.sip.message import (
@@ -66,6 +66,7 @@ from certway.sip.message import (
     options_ok,
 )
 from certway.tls.contexts import ClientCertMode, ServerTls, TlsState
+from certway.tlsconf.presented import presented_chain
 from certway.trust.validate import Purpose, ValidationOptions
 
 if TYPE_CHECKING:
@@ -133,8 +134,9 @@ class PeerVerdict:
         return format_name(cert.subject), serial_hex(cert.serial_number), format_name(cert.issuer)
 
 
-Validate = Callable[[bytes | None, SipConfig], PeerVerdict]
-"""Decides on a peer: the DER certificate it presented (None if none) and the settings."""
+Validate = Callable[[bytes | None, SipConfig, Sequence[bytes]], PeerVerdict]
+"""Decides on a peer: the DER certificate it presented (None if none), the settings and the
+certificates it presented after its own (DER, untrusted intermediates)."""
 
 
 def _refuse(code: str | None, reason: str, cert: x509.Certificate | None) -> PeerVerdict:
@@ -170,7 +172,11 @@ class PeerValidator:
         needed). Otherwise it belongs on the fetch pool."""
         return der is None or not self._state.may_fetch
 
-    def check(self, der: bytes | None, config: SipConfig) -> PeerVerdict:
+    def check(
+        self, der: bytes | None, config: SipConfig, intermediates: Sequence[bytes] = ()
+    ) -> PeerVerdict:
+        """Judge the client certificate ``der`` (with the certificates the peer presented
+        after it: untrusted, for path building only) and the access rules."""
         if der is None:
             return _refuse("no-certificate", "the peer presented no client certificate", None)
         try:
@@ -178,7 +184,12 @@ class PeerValidator:
         except ValueError:
             return _refuse("malformed", "the peer certificate cannot be parsed", None)
         options = ValidationOptions.for_peer(Purpose.CLIENT, check_eku=config.eku_check)
-        result = self._state.validate(cert, options=options, at=self._node.clock.now())
+        result = self._state.validate(
+            cert,
+            presented_certificates(intermediates),
+            options=options,
+            at=self._node.clock.now(),
+        )
         if not result.valid:
             return _refuse(result.code, result.reason, cert)
         decision = decide(config.rules, certificate_names(cert))
@@ -403,10 +414,11 @@ class SipListener:
                     "no client certificate: served without authentication (mutual TLS request)",
                 )
             elif config.mutual_tls is not MutualTls.OFF:
+                chain = presented_chain(ssl_object)
                 if self._validate == self.validator.check and self.validator.can_run_inline(der):
-                    verdict = self._validate(der, config)
+                    verdict = self._validate(der, config, chain)
                 else:
-                    verdict = await self.node.fetch_pool.run(self._validate, der, config)
+                    verdict = await self.node.fetch_pool.run(self._validate, der, config, chain)
                 if not verdict.accepted:
                     self._log_refusal(peer, verdict)
                     return

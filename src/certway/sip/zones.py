@@ -9,8 +9,8 @@ recorded in the store by ``services.zones.Zones.record``.
 
 Checks with TLS verify mode on (see ``services.zones`` for the definitions):
 
-- the chain must lead to the trusted CA list. Python 3.11 does not expose the intermediates the
-  peer sent, so the trusted list is the pool of intermediates (as for every certway peer);
+- the chain must lead to the trusted CA list, through the intermediates the peer presented
+  (untrusted, never anchors) and the trusted list;
 - the certificate must be within its validity period and, when it has an EKU, allow
   serverAuth;
 - revocation per the ``sip-tls`` policy: the node's own CAs' records for what they issued
@@ -42,6 +42,7 @@ import logging
 import secrets
 import socket
 import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -50,10 +51,12 @@ from cryptography import x509
 from certway.errors import CertwayError
 from certway.pki.names import common_name
 from certway.pki.text import format_name
+from certway.services.peer_validation import presented_certificates
 from certway.services.sip_settings import SIP_SERVICE
 from certway.services.zones import PeerStatus, Zone, Zones, ZoneStatus
 from certway.sip.message import Keepalive, Message, SipError, SipFramer
 from certway.tls.contexts import client_context
+from certway.tlsconf.presented import presented_chain
 from certway.trust.validate import Purpose, ValidationOptions
 
 if TYPE_CHECKING:
@@ -161,10 +164,11 @@ def _name_check(cert: x509.Certificate, wanted: str, *, allow_cn: bool) -> str |
 
 
 def verify_peer_certificate(
-    node: Node, zone: Zone, address: str, der: bytes | None
+    node: Node, zone: Zone, address: str, der: bytes | None, intermediates: Sequence[bytes] = ()
 ) -> CertificateVerdict:
-    """Judge the certificate peer ``address`` of ``zone`` presented (blocking: run it in a
-    thread; OCSP and CDP lookups may go to the network)."""
+    """Judge the certificate peer ``address`` of ``zone`` presented, with the certificates it
+    presented after it (``intermediates``, DER: untrusted, for path building only). Blocking:
+    run it in a thread; OCSP and CDP lookups may go to the network."""
     if der is None:
         return CertificateVerdict("untrusted", "the peer presented no certificate")
     try:
@@ -177,7 +181,10 @@ def verify_peer_certificate(
         return CertificateVerdict(None, "TLS verify mode is off", subject)
     state = node.peer_validation.state(SIP_SERVICE)
     result = state.validate(
-        cert, options=ValidationOptions.for_peer(Purpose.SERVER), at=node.clock.now()
+        cert,
+        presented_certificates(intermediates),
+        options=ValidationOptions.for_peer(Purpose.SERVER),
+        at=node.clock.now(),
     )
     if not result.valid:
         reason = _CODES.get(result.code or "", "untrusted")
@@ -367,7 +374,12 @@ class ZonePinger:
             ssl_object = writer.get_extra_info("ssl_object")
             der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
             verdict = await self.node.fetch_pool.run(  # it may fetch OCSP answers / CRLs
-                verify_peer_certificate, self.node, zone, address, der
+                verify_peer_certificate,
+                self.node,
+                zone,
+                address,
+                der,
+                presented_chain(ssl_object),
             )
             if not verdict.passed:
                 raise _Failure(verdict.reason or "untrusted", verdict.detail, verdict.subject)

@@ -1,7 +1,8 @@
 """One peer's mutual-TLS health check: call the peer's ``/api/v1/cluster/health`` presenting
 this node's server certificate as the client certificate, judge the certificate the peer
 presents (``ClusterTls.judge``: the node's one validation path, as a server certificate for
-the peer's FQDN) and read whether the peer accepted ours.
+the peer's FQDN, through the intermediates the peer presented) and read whether the peer
+accepted ours.
 
 OpenSSL checks nothing itself here (as for SIP zones): certway judges the peer after the
 handshake, so the result says why a certificate failed.
@@ -17,7 +18,9 @@ from cryptography.hazmat.primitives import serialization
 
 from certway.services.cluster_tls import PeerTlsResult
 from certway.services.node import Node
+from certway.services.peer_validation import presented_certificates
 from certway.tls.contexts import load_identity
+from certway.tlsconf.presented import presented_chain
 
 __all__ = ["HEALTH_PATH", "check_peer"]
 
@@ -47,10 +50,15 @@ def check_peer(node: Node, fqdn: str, address: str, *, timeout: float = 5.0) -> 
             stream = response.extensions.get("network_stream")
             tls = stream.get_extra_info("ssl_object") if stream is not None else None
             der = tls.getpeercert(True) if tls is not None else None
+            presented = presented_certificates(presented_chain(tls))
     except httpx.HTTPError as exc:
         return PeerTlsResult(fqdn, address, False, f"cannot reach the peer: {exc}", now, True)
+    # the peer's certificate, then the ones it presented after it (intermediates only)
     pem = (
-        x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM)
+        b"".join(
+            c.public_bytes(serialization.Encoding.PEM)
+            for c in (x509.load_der_x509_certificate(der), *presented)
+        )
         if der
         else None
     )

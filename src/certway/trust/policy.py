@@ -8,6 +8,7 @@ from enum import StrEnum
 from certway.errors import PolicyViolation
 
 __all__ = [
+    "ACME_DEFAULT",
     "ADMIN_HTTPS_DEFAULT",
     "LDAP_DEFAULT",
     "SIP_TLS_DEFAULT",
@@ -114,3 +115,7 @@ SYSLOG_DEFAULT = RevocationPolicy()
 LDAP_DEFAULT = RevocationPolicy()
 """LDAP servers (admin authentication): checking on, OCSP/CRLs/CDP allowed; unknown = not
 revoked."""
+
+ACME_DEFAULT = RevocationPolicy()
+"""ACME servers the node gets its certificates from: checking on, OCSP/CRLs/CDP allowed;
+unknown = not revoked."""

@@ -1,9 +1,9 @@
 """Expose the TLS connection to the ASGI app: ``scope["extensions"]["tls"]``.
 
 uvicorn does not fill the ASGI TLS extension; this subclass of uvicorn's httptools protocol
-(its compiled HTTP/1.1 parser) does, once per connection, with the peer's certificate (Python
-3.11 exposes only the leaf: the chain is rebuilt from the trusted list by the trust engine),
-the SNI name and the TLS version.
+(its compiled HTTP/1.1 parser) does, once per connection, with the certificates the client
+presented (its leaf first, then the rest of the chain it sent, ``presented_chain``: untrusted,
+the trust engine uses them as intermediates only), the SNI name and the TLS version.
 """
 
 from __future__ import annotations
@@ -15,6 +15,9 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from certway.services.peer_validation import presented_certificates
+from certway.tlsconf.presented import presented_chain
 
 __all__ = ["TlsHttpToolsProtocol", "tls_info"]
 
@@ -29,7 +32,10 @@ def tls_info(ssl_object: ssl.SSLObject | None) -> dict[str, Any] | None:
     chain: list[str] = []
     if peer_der:
         cert = x509.load_der_x509_certificate(peer_der)
-        chain = [cert.public_bytes(serialization.Encoding.PEM).decode("ascii")]
+        chain = [
+            c.public_bytes(serialization.Encoding.PEM).decode("ascii")
+            for c in (cert, *presented_certificates(presented_chain(ssl_object)))
+        ]
     version = ssl_object.version() or ""
     return {
         "server_cert": None,

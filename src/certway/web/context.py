@@ -306,10 +306,12 @@ def client_address(request: Request) -> str:
 
 
 def peer_certificate(request: Request) -> bytes | None:
-    """The TLS client certificate of this connection (PEM), from the ASGI TLS extension."""
+    """The TLS client certificate of this connection (PEM), from the ASGI TLS extension,
+    followed by the certificates the client presented after it (untrusted: whoever checks
+    it takes them as intermediates only, as ``ClientCheck`` does)."""
     tls = request.scope.get("extensions", {}).get("tls") or {}
     chain = tls.get("client_cert_chain") or []
-    return chain[0].encode("ascii") if chain else None
+    return "".join(chain).encode("ascii") if chain else None
 
 
 class AuthRequired(Exception):

@@ -151,8 +151,9 @@ def acme_account(request: Request, _who: Reader) -> dict[str, Any]:
 
 @router.post("/acme/account", response_model=AccountOut, status_code=201)
 def acme_account_create(request: Request, body: AccountRequest, who: Writer) -> dict[str, Any]:
-    """Register an account with the ACME CA (its HTTPS certificate is verified against the
-    trusted CA list); the account key is sealed in the store."""
+    """Register an account with the ACME CA (its HTTPS certificate is judged like every
+    peer's: trusted CA list, the acme revocation policy, host name); the account key is
+    sealed in the store."""
     with as_principal(who):
         return (
             node_of(request)
